@@ -1,0 +1,4 @@
+// Command tunnelmesh is the TunnelMesh node and CLI.
+package main
+
+func main() {}

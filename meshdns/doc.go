@@ -1,0 +1,2 @@
+// Package meshdns is a CoreDNS plugin answering mesh names.
+package meshdns

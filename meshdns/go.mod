@@ -1,0 +1,7 @@
+module github.com/tunnelmesh/tunnelmesh/meshdns
+
+go 1.26.0
+
+require github.com/tunnelmesh/tunnelmesh/shared v0.0.0
+
+replace github.com/tunnelmesh/tunnelmesh/shared => ../shared

@@ -1,0 +1,2 @@
+// Package registry is the TunnelMesh coordinator's control plane.
+package registry

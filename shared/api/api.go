@@ -1,0 +1,252 @@
+// Package api holds the registry's HTTPS API: paths, request and response
+// bodies, the netmap a node watches, and the error body. Every body is JSON.
+//
+// # Versioning
+//
+// ProtocolVersion is one integer. A node sends it in JoinRequest and in the
+// X-Tunnelmesh-Protocol header; the registry refuses versions it does not
+// speak with 426 and an Error naming the versions it does. Fields are only
+// ever added; a field's meaning never changes within a version.
+//
+// # Authentication
+//
+//   - Join: the join token in the body.
+//   - Node calls (/api/v1/node/...): package nodeauth, a per-node credential
+//     plus an ed25519 signature by the node key over the request.
+//   - Admin calls (/api/v1/admin/...): "Authorization: Bearer <admin credential>".
+//
+// # Watching the netmap
+//
+// GET /api/v1/node/netmap?since=V&wait=30s answers at once with the node's
+// netmap when the mesh version is above V (always for V=0), and otherwise
+// holds the request until it is, up to wait (at most MaxWatchWait), then
+// answers 304 Not Modified. A node loops on it with since set to the last
+// Version it saw, so it resumes after a reconnect without missing a change.
+package api
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// ProtocolVersion is the version of this API and of the netmap.
+const ProtocolVersion = 1
+
+// ProtocolHeader carries ProtocolVersion on every request.
+const ProtocolHeader = "X-Tunnelmesh-Protocol"
+
+// Paths of the registry API.
+const (
+	PathInfo      = "/api/v1/info"
+	PathJoin      = "/api/v1/join"
+	PathNetmap    = "/api/v1/node/netmap"
+	PathEndpoints = "/api/v1/node/endpoints"
+	PathHeartbeat = "/api/v1/node/heartbeat"
+	PathLeave     = "/api/v1/node/leave"
+
+	PathAdminTokens = "/api/v1/admin/tokens" // GET list, POST create; DELETE /{id} revokes
+	PathAdminNodes  = "/api/v1/admin/nodes"  // GET list; DELETE /{name or id} removes
+	PathAdminPolicy = "/api/v1/admin/policy" // GET current, PUT new (issue: policy as code)
+
+	PathRelay   = "/relay"   // WebSocket relay served by the coordinator
+	PathMetrics = "/metrics" // Prometheus
+	PathHealth  = "/healthz"
+)
+
+// Limits every implementation enforces.
+const (
+	MaxBodyBytes     = 64 << 10 // request bodies larger than this get 413
+	MaxEndpoints     = 32       // endpoints a node may report
+	MaxTags          = 16       // tags on a token or node
+	MaxWatchWait     = 60 * time.Second
+	DefaultWatchWait = 30 * time.Second
+	PSKSize          = 32
+)
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	// Error is a human-readable message saying what failed.
+	Error string `json:"error"`
+	// Code is a stable machine-readable code, one of the Code* constants.
+	Code string `json:"code"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"        // e.g. node name taken by another key
+	CodeTokenInvalid     = "token_invalid"   // unknown, used, expired or revoked token
+	CodeRangeFull        = "range_full"      // no free address in the mesh prefix
+	CodeRateLimited      = "rate_limited"    // 429
+	CodeTooLarge         = "too_large"       // 413
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeVersion          = "unsupported_version"
+	CodeInternal         = "internal"
+)
+
+// Info is the unauthenticated answer of GET PathInfo.
+type Info struct {
+	ProtocolVersions []int  `json:"protocol_versions"`
+	MeshID           string `json:"mesh_id"`
+	Version          string `json:"version"` // software version
+}
+
+// JoinRequest is the body of POST PathJoin.
+type JoinRequest struct {
+	ProtocolVersion int                `json:"protocol_version"`
+	Token           string             `json:"token"`
+	Name            string             `json:"name"`
+	PublicKey       nodekey.PublicKey  `json:"public_key"`
+	Endpoints       []netip.AddrPort   `json:"endpoints,omitempty"`
+	SSHEndpoint     netip.AddrPort     `json:"ssh_endpoint,omitzero"`
+	SSHHostKey      *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+}
+
+// JoinResponse is the answer to a successful join. Credential and PSK are
+// secrets: store them with mode 0600 and never log them.
+type JoinResponse struct {
+	NodeID     string       `json:"node_id"`
+	Name       string       `json:"name"`
+	IP         netip.Addr   `json:"ip"`
+	MeshID     string       `json:"mesh_id"`
+	MeshCIDR   netip.Prefix `json:"mesh_cidr"`
+	PSK        []byte       `json:"psk"`        // 32 bytes, base64 in JSON
+	Credential string       `json:"credential"` // node credential for nodeauth
+	Tags       []string     `json:"tags,omitempty"`
+}
+
+// EndpointsRequest is the body of POST PathEndpoints: the node's current
+// candidate UDP endpoints (local addresses and the STUN-learned public one).
+type EndpointsRequest struct {
+	Endpoints   []netip.AddrPort `json:"endpoints"`
+	SSHEndpoint netip.AddrPort   `json:"ssh_endpoint,omitzero"`
+}
+
+// Netmap is what a node knows of its mesh. Each node gets its own: its own
+// record, the peers it may see, and the inbound filter rules that concern it.
+type Netmap struct {
+	// Version is the mesh's change counter; it grows with every change that
+	// may alter any node's netmap.
+	Version  uint64       `json:"version"`
+	MeshID   string       `json:"mesh_id"`
+	MeshCIDR netip.Prefix `json:"mesh_cidr"`
+	Self     Node         `json:"self"`
+	Peers    []Node       `json:"peers"`
+	DNS      DNSConfig    `json:"dns"`
+	Relays   []Relay      `json:"relays,omitempty"`
+	// Filter holds the node's compiled inbound rules. When Filter is nil the
+	// registry has no policy for the mesh.
+	Filter *Filter `json:"filter,omitempty"`
+}
+
+// Node is one mesh member as others see it.
+type Node struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	IP        netip.Addr        `json:"ip"`
+	PublicKey nodekey.PublicKey `json:"public_key"`
+	// Endpoints are candidate UDP addresses for direct paths.
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// SSHEndpoint is where the node accepts the SSH transport, if anywhere.
+	SSHEndpoint netip.AddrPort `json:"ssh_endpoint,omitzero"`
+	// SSHHostKey is the host key of an OpenSSH server at SSHEndpoint, when
+	// that server does not use the node key as host key.
+	SSHHostKey *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+	// HomeRelay is the ID of the relay (in Netmap.Relays) the node listens on.
+	HomeRelay string    `json:"home_relay,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Online    bool      `json:"online"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// Services are names published by the node (for DNS SRV and
+	// <service>.<node>.<zone> names).
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is a named port a node publishes.
+type Service struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol"` // "tcp" or "udp"
+	Port     uint16 `json:"port"`
+}
+
+// DNSConfig tells nodes how mesh names resolve.
+type DNSConfig struct {
+	Zone    string       `json:"zone"`              // e.g. "mesh"
+	Servers []netip.Addr `json:"servers,omitempty"` // mesh addresses of meshdns servers
+}
+
+// Relay is a WebSocket relay nodes can reach each other through.
+type Relay struct {
+	ID  string `json:"id"`
+	URL string `json:"url"` // wss://host:port/relay
+}
+
+// Filter is a node's compiled inbound packet filter: default deny, and a
+// packet from the mesh is accepted when any rule allows it.
+type Filter struct {
+	PolicyVersion uint64       `json:"policy_version"`
+	Rules         []FilterRule `json:"rules"`
+}
+
+// FilterRule allows packets from Sources to this node, for Protocol on Ports.
+type FilterRule struct {
+	// Name identifies the policy rule this came from (for metrics and logs).
+	Name    string         `json:"name"`
+	Sources []netip.Prefix `json:"sources"`
+	// Protocol is "tcp", "udp", "icmp" or "any".
+	Protocol string `json:"protocol"`
+	// Ports are destination port ranges; empty means every port. Ignored
+	// for icmp.
+	Ports []PortRange `json:"ports,omitempty"`
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct {
+	First uint16 `json:"first"`
+	Last  uint16 `json:"last"`
+}
+
+// Admin API bodies.
+
+// CreateTokenRequest is the body of POST PathAdminTokens.
+type CreateTokenRequest struct {
+	Reusable bool     `json:"reusable"`
+	Expiry   Duration `json:"expiry,omitempty"` // 0: the registry's default
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// CreateTokenResponse carries the token; it is shown once and stored hashed.
+type CreateTokenResponse struct {
+	Token string    `json:"token"`
+	Info  TokenInfo `json:"info"`
+}
+
+// TokenInfo describes a join token without its secret.
+type TokenInfo struct {
+	ID        string    `json:"id"`
+	Reusable  bool      `json:"reusable"`
+	Tags      []string  `json:"tags,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Uses      int       `json:"uses"`
+	Revoked   bool      `json:"revoked"`
+}
+
+// NodeInfo is a node as the admin sees it.
+type NodeInfo struct {
+	ID          string           `json:"id"`
+	Name        string           `json:"name"`
+	IP          netip.Addr       `json:"ip"`
+	Fingerprint string           `json:"fingerprint"`
+	PublicKey   nodekey.PublicKey `json:"public_key"`
+	Tags        []string         `json:"tags,omitempty"`
+	Endpoints   []netip.AddrPort `json:"endpoints,omitempty"`
+	Online      bool             `json:"online"`
+	LastSeen    time.Time        `json:"last_seen,omitzero"`
+	CreatedAt   time.Time        `json:"created_at"`
+}

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MaxNameLen is the longest node or tag name: one DNS label.
+const MaxNameLen = 63
+
+// ValidateName checks that s is a node name: one DNS label (RFC 1123),
+// lowercase letters, digits and hyphens, 1 to 63 characters, not starting or
+// ending with a hyphen. Names are compared lowercase; callers normalise with
+// strings.ToLower before validating.
+func ValidateName(s string) error {
+	if s == "" {
+		return fmt.Errorf("name is empty")
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("name %.20q...: longer than %d characters", s, MaxNameLen)
+	}
+	if s[0] == '-' || s[len(s)-1] == '-' {
+		return fmt.Errorf("name %q: must not start or end with a hyphen", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return fmt.Errorf("name %q: only lowercase letters, digits and hyphens are allowed", s)
+		}
+	}
+	return nil
+}
+
+// NormalizeName lowercases and trims a node name as users type it.
+func NormalizeName(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// ValidateTag checks a tag: like a node name, optionally prefixed "tag:".
+func ValidateTag(s string) error {
+	return ValidateName(strings.TrimPrefix(s, "tag:"))
+}
