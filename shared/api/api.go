@@ -79,11 +79,11 @@ const (
 	CodeUnauthorized     = "unauthorized"
 	CodeForbidden        = "forbidden"
 	CodeNotFound         = "not_found"
-	CodeConflict         = "conflict"        // e.g. node name taken by another key
-	CodeTokenInvalid     = "token_invalid"   // unknown, used, expired or revoked token
-	CodeRangeFull        = "range_full"      // no free address in the mesh prefix
-	CodeRateLimited      = "rate_limited"    // 429
-	CodeTooLarge         = "too_large"       // 413
+	CodeConflict         = "conflict"      // e.g. node name taken by another key
+	CodeTokenInvalid     = "token_invalid" // unknown, used, expired or revoked token
+	CodeRangeFull        = "range_full"    // no free address in the mesh prefix
+	CodeRateLimited      = "rate_limited"  // 429
+	CodeTooLarge         = "too_large"     // 413
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeVersion          = "unsupported_version"
 	CodeInternal         = "internal"
@@ -239,14 +239,14 @@ type TokenInfo struct {
 
 // NodeInfo is a node as the admin sees it.
 type NodeInfo struct {
-	ID          string           `json:"id"`
-	Name        string           `json:"name"`
-	IP          netip.Addr       `json:"ip"`
-	Fingerprint string           `json:"fingerprint"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	IP          netip.Addr        `json:"ip"`
+	Fingerprint string            `json:"fingerprint"`
 	PublicKey   nodekey.PublicKey `json:"public_key"`
-	Tags        []string         `json:"tags,omitempty"`
-	Endpoints   []netip.AddrPort `json:"endpoints,omitempty"`
-	Online      bool             `json:"online"`
-	LastSeen    time.Time        `json:"last_seen,omitzero"`
-	CreatedAt   time.Time        `json:"created_at"`
+	Tags        []string          `json:"tags,omitempty"`
+	Endpoints   []netip.AddrPort  `json:"endpoints,omitempty"`
+	Online      bool              `json:"online"`
+	LastSeen    time.Time         `json:"last_seen,omitzero"`
+	CreatedAt   time.Time         `json:"created_at"`
 }

@@ -27,7 +27,7 @@ import (
 
 // Errors returned by Load and ParsePublicKey; check them with errors.Is.
 var (
-	ErrUnsupportedKeyType = errors.New("unsupported key type: only ed25519 keys can be node keys")
+	ErrUnsupportedKeyType  = errors.New("unsupported key type: only ed25519 keys can be node keys")
 	ErrPassphraseProtected = errors.New("key is passphrase-protected: node keys must be unencrypted")
 	ErrInvalidPublicKey    = errors.New("invalid ed25519 public key")
 )

@@ -48,7 +48,7 @@ type Fake struct {
 	cidr        netip.Prefix
 	psk         []byte
 	version     uint64
-	changed     chan struct{} // closed and replaced on every version bump
+	changed     chan struct{}        // closed and replaced on every version bump
 	nodes       map[string]*fakeNode // by ID
 	tokens      map[string]bool      // token secret hash (hex) -> reusable
 	dns         api.DNSConfig
@@ -475,4 +475,3 @@ func (f *Fake) handleLeave(w http.ResponseWriter, r *http.Request, n *fakeNode, 
 	f.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
-
