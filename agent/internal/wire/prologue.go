@@ -1,0 +1,13 @@
+package wire
+
+import "strconv"
+
+// ProtocolName is the Noise protocol the handshake runs.
+const ProtocolName = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
+
+// Prologue returns the Noise prologue for meshID: the ASCII string
+// "tunnelmesh v<Version> mesh=<meshID>". Both sides must agree on it, so a
+// node of another mesh or another protocol version fails the handshake.
+func Prologue(meshID string) []byte {
+	return []byte("tunnelmesh v" + strconv.Itoa(Version) + " mesh=" + meshID)
+}
