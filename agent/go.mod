@@ -12,6 +12,10 @@ require (
 	golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446
 )
 
-require golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
+require (
+	github.com/flynn/noise v1.1.0 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
+)
 
 replace github.com/tunnelmesh/tunnelmesh/registry => ../registry
