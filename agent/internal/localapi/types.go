@@ -1,0 +1,85 @@
+// Package localapi is how the tunnelmesh CLI talks to the running node: HTTP
+// over a unix socket in the node's state directory (mode 0600 in a 0700
+// directory, so only root, or the user running the node, can use it).
+//
+//	GET  /v1/status              -> Status
+//	POST /v1/ping?peer=NAME|IP   -> PingResult (or Error with 4xx/5xx)
+//
+// Every body is JSON; errors are {"error": "..."}.
+package localapi
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Paths of the local API.
+const (
+	PathStatus = "/v1/status"
+	PathPing   = "/v1/ping"
+)
+
+// Status is the node's view of itself and its peers.
+type Status struct {
+	Name       string       `json:"name"`
+	NodeID     string       `json:"node_id"`
+	IP         netip.Addr   `json:"ip"`
+	MeshID     string       `json:"mesh_id"`
+	MeshCIDR   netip.Prefix `json:"mesh_cidr"`
+	Interface  string       `json:"interface"`
+	MTU        int          `json:"mtu"`
+	ListenPort uint16       `json:"listen_port"`
+	PublicKey  string       `json:"public_key"`
+	Version    string       `json:"version"`
+
+	Coordinator Coordinator `json:"coordinator"`
+
+	NetmapVersion uint64           `json:"netmap_version"`
+	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
+	Peers         []Peer           `json:"peers"`
+	// Drops counts packets the data plane dropped, by reason.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// Coordinator says whether the node can reach its registry.
+type Coordinator struct {
+	URL       string    `json:"url"`
+	Reachable bool      `json:"reachable"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Peer is one peer as the node sees it.
+type Peer struct {
+	Name      string     `json:"name"`
+	IP        netip.Addr `json:"ip"`
+	PublicKey string     `json:"public_key"`
+	Online    bool       `json:"online"` // as the registry reports it
+	// Path is how the peer is reached: "direct 192.0.2.1:41641", or empty
+	// before the first handshake.
+	Path          string           `json:"path"`
+	Endpoint      netip.AddrPort   `json:"endpoint,omitzero"`
+	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"` // candidates from the netmap
+	LastHandshake time.Time        `json:"last_handshake,omitzero"`
+	RxBytes       uint64           `json:"rx_bytes"`
+	TxBytes       uint64           `json:"tx_bytes"`
+	RxPackets     uint64           `json:"rx_packets"`
+	TxPackets     uint64           `json:"tx_packets"`
+	Handshakes    uint64           `json:"handshakes"`
+	// RTT is the last measured round trip time through the tunnel, 0 if
+	// none was measured.
+	RTT time.Duration `json:"rtt_ns"`
+}
+
+// PingResult is the answer to a ping.
+type PingResult struct {
+	Peer string        `json:"peer"`
+	IP   netip.Addr    `json:"ip"`
+	Path string        `json:"path"`
+	RTT  time.Duration `json:"rtt_ns"`
+}
+
+// Error is the body of a failed call.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const (
+	namespace = "tunnelmesh"
+	subsystem = "agent"
+)
+
+// metrics are the node's own counters; the data plane's counters are read
+// at scrape time by planeCollector.
+type metrics struct {
+	reconfigs      prometheus.Counter
+	reconfigErrors prometheus.Counter
+	registryErrors prometheus.Counter
+	netmapVersion  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help})
+	}
+	return &metrics{
+		reconfigs:      c("reconfigs_total", "Netmaps applied to the data plane."),
+		reconfigErrors: c("reconfig_errors_total", "Netmaps the data plane refused."),
+		registryErrors: c("registry_errors_total", "Failed calls to the registry."),
+		netmapVersion: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: "netmap_version", Help: "Version of the netmap the node runs."}),
+	}
+}
+
+func (m *metrics) handler(n *Node) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.reconfigs, m.reconfigErrors, m.registryErrors, m.netmapVersion,
+		&planeCollector{n: n},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
+}
+
+var (
+	descPeers         = desc("peers", "Peers in the data plane configuration.")
+	descRxBytes       = desc("rx_bytes_total", "Bytes received from all peers (inner packets).")
+	descTxBytes       = desc("tx_bytes_total", "Bytes sent to all peers (inner packets).")
+	descRxPackets     = desc("rx_packets_total", "Packets received from all peers.")
+	descTxPackets     = desc("tx_packets_total", "Packets sent to all peers.")
+	descHandshakes    = desc("handshakes_total", "Completed handshakes with all peers.")
+	descDrops         = desc("drops_total", "Packets dropped by the data plane, by reason.", "reason")
+	descPeerRxBytes   = desc("peer_rx_bytes_total", "Bytes received from the peer.", "peer")
+	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
+	descPeerRxPackets = desc("peer_rx_packets_total", "Packets received from the peer.", "peer")
+	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
+	descPeerHS        = desc("peer_handshakes_total", "Completed handshakes with the peer.", "peer")
+	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
+	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
+)
+
+// planeCollector reads the data plane's counters at scrape time.
+type planeCollector struct{ n *Node }
+
+func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
+		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
+		descPeerHS, descPeerRTT, descPeerLastHS} {
+		ch <- d
+	}
+}
+
+func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.n.plane == nil {
+		return
+	}
+	st := c.n.plane.Stats()
+	var rxB, txB, rxP, txP, hs uint64
+	for _, p := range st.Peers {
+		rxB += p.RxBytes
+		txB += p.TxBytes
+		rxP += p.RxPackets
+		txP += p.TxPackets
+		hs += p.Handshakes
+		ch <- prometheus.MustNewConstMetric(descPeerRxBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPeerHS, prometheus.CounterValue, float64(p.Handshakes), p.Name)
+		if p.RTT > 0 {
+			ch <- prometheus.MustNewConstMetric(descPeerRTT, prometheus.GaugeValue, p.RTT.Seconds(), p.Name)
+		}
+		if !p.LastHandshake.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descPeerLastHS, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, p.Name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(st.Peers)))
+	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(rxB))
+	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(txB))
+	ch <- prometheus.MustNewConstMetric(descRxPackets, prometheus.CounterValue, float64(rxP))
+	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(txP))
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(hs))
+	for reason, v := range st.Drops {
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
+	}
+}

@@ -1,0 +1,510 @@
+// Package node is the running TunnelMesh node: it opens the TUN interface,
+// starts the data plane, follows the registry's netmap and turns each one
+// into a data plane configuration (the data plane never talks to the
+// registry), reports its endpoints, sends heartbeats, serves the local API
+// for the CLI and, optionally, Prometheus metrics.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
+)
+
+// Defaults for the background loops.
+const (
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultEndpointInterval  = 20 * time.Second
+	// reachableWindow is how long after the last successful registry call
+	// the coordinator counts as reachable.
+	reachableWindow = 90 * time.Second
+)
+
+// Config is what a node runs with.
+type Config struct {
+	Dir   state.Dir
+	State state.Node
+	Key   nodekey.PrivateKey
+
+	Interface     string // TUN name; tunif.DefaultName when empty
+	MTU           int    // 0: chosen from the underlay MTU
+	ListenPort    uint16 // 0: the data plane picks one (then saved)
+	MetricsListen string // "" for no metrics server
+	Version       string
+
+	Log *slog.Logger
+
+	// NewPlane starts the data plane. Required.
+	NewPlane PlaneFactory
+	// OpenInterface creates the TUN interface; tunif.Create when nil.
+	// Tests substitute a fake device.
+	OpenInterface func(tunif.Config) (tun.Device, func() error, error)
+
+	HeartbeatInterval time.Duration
+	EndpointInterval  time.Duration
+}
+
+// Node is a running node. Create it with New, run it with Run.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	client *regclient.Client
+
+	plane      DataPlane // set by Run before any reader runs
+	ifname     string
+	mtu        int
+	listenPort uint16
+
+	mu        sync.Mutex // guards the fields below
+	netmap    *api.Netmap
+	peers     []PlanePeer
+	lastOK    time.Time
+	lastErr   string
+	removed   bool
+	endpoints []netip.AddrPort
+	m         *metrics
+}
+
+// New checks cfg and prepares a node.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.State.Validate(); err != nil {
+		return nil, fmt.Errorf("node: state: %w", err)
+	}
+	if cfg.Key.IsZero() {
+		return nil, errors.New("node: no key")
+	}
+	if cfg.NewPlane == nil {
+		return nil, errors.New("node: no data plane")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Interface == "" {
+		cfg.Interface = tunif.DefaultName
+	}
+	if cfg.OpenInterface == nil {
+		cfg.OpenInterface = openTUN
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.EndpointInterval <= 0 {
+		cfg.EndpointInterval = DefaultEndpointInterval
+	}
+	if cfg.MTU != 0 && (cfg.MTU < tunif.MinMTU || cfg.MTU > tunif.MaxMTU) {
+		return nil, fmt.Errorf("node: mtu %d: must be between %d and %d", cfg.MTU, tunif.MinMTU, tunif.MaxMTU)
+	}
+	creds := cfg.State.Credentials()
+	creds.Key = cfg.Key
+	client, err := regclient.New(creds)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return &Node{cfg: cfg, log: cfg.Log.With("component", "node"), client: client, m: newMetrics()}, nil
+}
+
+func openTUN(c tunif.Config) (tun.Device, func() error, error) {
+	ifc, err := tunif.Create(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ifc.Device, ifc.Close, nil
+}
+
+// Run runs the node until ctx ends, then tears everything down in order:
+// background loops, local API, data plane, interface. It returns nil after a
+// clean shutdown.
+func (n *Node) Run(ctx context.Context) error {
+	st := n.cfg.State
+	// Listeners first: a bad flag or a second node fails before any
+	// interface exists.
+	apiLn, err := localapi.Listen(n.cfg.Dir.Path(state.SocketFile))
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	defer apiLn.Close()
+	var metricsLn net.Listener
+	if n.cfg.MetricsListen != "" {
+		metricsLn, err = net.Listen("tcp", n.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("node: metrics listen: %w", err)
+		}
+		defer metricsLn.Close()
+	}
+
+	n.mtu = n.cfg.MTU
+	if n.mtu == 0 {
+		n.mtu = tunif.MTUFor(tunif.UnderlayMTU(coordinatorAddr(st.Coordinator)))
+	}
+	n.ifname = n.cfg.Interface
+	dev, closeIfc, err := n.cfg.OpenInterface(tunif.Config{Name: n.ifname, MTU: n.mtu, Addr: st.IP, Prefix: st.MeshCIDR})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	defer func() {
+		if err := closeIfc(); err != nil {
+			n.log.Warn("remove interface", "interface", n.ifname, "err", err)
+		}
+	}()
+	first := n.planeConfig(nil)
+	first.ListenPort = n.cfg.ListenPort
+	plane, err := n.cfg.NewPlane(dev, first, n.cfg.Log)
+	if err != nil {
+		return fmt.Errorf("node: start data plane: %w", err)
+	}
+	defer plane.Close()
+	n.plane = plane
+	n.listenPort = plane.Stats().ListenPort
+	if n.listenPort == 0 {
+		n.listenPort = n.cfg.ListenPort
+	}
+	n.saveSettings()
+	n.log.Info("node up", "name", st.Name, "ip", st.IP, "mesh", st.MeshID, "interface", n.ifname,
+		"mtu", n.mtu, "listen_port", n.listenPort, "coordinator", st.Coordinator)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				n.log.Error(name+" stopped", "err", err)
+				cancel()
+			}
+		}()
+	}
+	run("netmap watch", n.watch)
+	run("heartbeat", n.heartbeatLoop)
+	run("endpoint reporter", n.endpointLoop)
+	run("local api", func(ctx context.Context) error { return localapi.Serve(ctx, apiLn, n, n.cfg.Log) })
+	if metricsLn != nil {
+		run("metrics", func(ctx context.Context) error { return n.serveMetrics(ctx, metricsLn) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	n.log.Info("node down", "name", st.Name, "interface", n.ifname)
+	return nil
+}
+
+// saveSettings records the interface, MTU and listen port the node runs with,
+// so that `tunnelmesh up` comes back the same way.
+func (n *Node) saveSettings() {
+	st := n.cfg.State
+	if n.cfg.Dir == "" || st.Interface == n.ifname && st.ListenPort == n.listenPort && st.MTU == n.cfg.MTU {
+		return
+	}
+	st.Interface = n.ifname
+	st.ListenPort = n.listenPort
+	st.MTU = n.cfg.MTU
+	if err := n.cfg.Dir.SaveNode(st); err != nil {
+		n.log.Warn("save settings", "err", err)
+		return
+	}
+	n.cfg.State = st
+}
+
+func coordinatorAddr(coord string) netip.Addr {
+	u, err := url.Parse(coord)
+	if err != nil {
+		return netip.Addr{}
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return a
+	}
+	addrs, err := net.LookupHost(u.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}
+	}
+	a, _ := netip.ParseAddr(addrs[0])
+	return a
+}
+
+func (n *Node) planeConfig(peers []PlanePeer) PlaneConfig {
+	return PlaneConfig{
+		PrivateKey: n.cfg.Key,
+		PSK:        n.cfg.State.PSKArray(),
+		MeshID:     n.cfg.State.MeshID,
+		ListenPort: n.listenPort,
+		Self:       n.cfg.State.IP,
+		Peers:      peers,
+	}
+}
+
+func (n *Node) watch(ctx context.Context) error {
+	return n.client.Watch(ctx, 0, func(nm *api.Netmap) error {
+		n.regOK()
+		n.apply(nm)
+		return nil
+	}, func(err error) {
+		n.regErr(err)
+		if regclient.IsCode(err, api.CodeUnauthorized) || regclient.IsCode(err, api.CodeForbidden) || regclient.IsCode(err, api.CodeNotFound) {
+			n.dropAll(err)
+		}
+	})
+}
+
+// apply turns a netmap into the data plane's configuration.
+func (n *Node) apply(nm *api.Netmap) {
+	peers, skipped := planePeers(nm)
+	for _, s := range skipped {
+		n.log.Warn("netmap peer skipped", "peer", s)
+	}
+	n.mu.Lock()
+	old := n.peers
+	n.mu.Unlock()
+	if err := n.plane.Reconfig(n.planeConfig(peers)); err != nil {
+		n.m.reconfigErrors.Inc()
+		n.log.Error("reconfigure data plane", "version", nm.Version, "err", err)
+		return
+	}
+	n.m.reconfigs.Inc()
+	n.m.netmapVersion.Set(float64(nm.Version))
+	added, removed := diffPeers(old, peers)
+	n.mu.Lock()
+	n.netmap = nm
+	n.peers = peers
+	wasRemoved := n.removed
+	n.removed = false
+	n.mu.Unlock()
+	if wasRemoved {
+		n.log.Info("registry accepts this node again")
+	}
+	n.log.Info("netmap applied", "version", nm.Version, "peers", len(peers), "added", added, "removed", removed)
+}
+
+// dropAll tears down every peer: the registry no longer knows this node.
+func (n *Node) dropAll(cause error) {
+	n.mu.Lock()
+	if n.removed {
+		n.mu.Unlock()
+		return
+	}
+	n.removed = true
+	n.peers = nil
+	n.mu.Unlock()
+	n.log.Error("registry refuses this node (removed by the admin?); dropping all peers", "err", cause)
+	if err := n.plane.Reconfig(n.planeConfig(nil)); err != nil {
+		n.log.Error("reconfigure data plane", "err", err)
+	}
+}
+
+func diffPeers(old, cur []PlanePeer) (added, removed []string) {
+	in := func(ps []PlanePeer, p PlanePeer) bool {
+		return slices.ContainsFunc(ps, func(q PlanePeer) bool { return q.PublicKey == p.PublicKey && q.IP == p.IP })
+	}
+	for _, p := range cur {
+		if !in(old, p) {
+			added = append(added, p.Name)
+		}
+	}
+	for _, p := range old {
+		if !in(cur, p) {
+			removed = append(removed, p.Name)
+		}
+	}
+	return added, removed
+}
+
+func (n *Node) regOK() {
+	n.mu.Lock()
+	n.lastOK = time.Now()
+	n.lastErr = ""
+	n.mu.Unlock()
+}
+
+func (n *Node) regErr(err error) {
+	n.m.registryErrors.Inc()
+	n.mu.Lock()
+	first := n.lastErr == ""
+	n.lastErr = err.Error()
+	n.mu.Unlock()
+	if first {
+		n.log.Warn("registry unreachable", "err", err)
+	} else {
+		n.log.Debug("registry unreachable", "err", err)
+	}
+}
+
+func (n *Node) heartbeatLoop(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := n.client.Heartbeat(cctx)
+		cancel()
+		if err == nil {
+			n.regOK()
+		} else if ctx.Err() == nil {
+			n.regErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) endpointLoop(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.EndpointInterval)
+	defer t.Stop()
+	var reported []netip.AddrPort
+	var ok bool
+	for {
+		eps := localEndpoints(n.ifname, n.cfg.State.MeshCIDR, n.listenPort)
+		if !ok || !slices.Equal(eps, reported) {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := n.client.ReportEndpoints(cctx, api.EndpointsRequest{Endpoints: eps})
+			cancel()
+			switch {
+			case err == nil:
+				n.regOK()
+				reported, ok = eps, true
+				n.mu.Lock()
+				n.endpoints = eps
+				n.mu.Unlock()
+				n.log.Info("endpoints reported", "endpoints", eps)
+			case ctx.Err() == nil:
+				n.regErr(err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Status implements localapi.Backend.
+func (n *Node) Status() localapi.Status {
+	st := n.cfg.State
+	stats := n.plane.Stats()
+	n.mu.Lock()
+	s := localapi.Status{
+		Name:       st.Name,
+		NodeID:     st.NodeID,
+		IP:         st.IP,
+		MeshID:     st.MeshID,
+		MeshCIDR:   st.MeshCIDR,
+		Interface:  n.ifname,
+		MTU:        n.mtu,
+		ListenPort: n.listenPort,
+		PublicKey:  n.cfg.Key.Public().String(),
+		Version:    n.cfg.Version,
+		Coordinator: localapi.Coordinator{
+			URL:       st.Coordinator,
+			Reachable: n.lastErr == "" && !n.lastOK.IsZero() && time.Since(n.lastOK) < reachableWindow,
+			LastOK:    n.lastOK,
+			LastError: n.lastErr,
+		},
+		Endpoints: slices.Clone(n.endpoints),
+		Drops:     stats.Drops,
+	}
+	online := make(map[nodekey.PublicKey]bool)
+	if n.netmap != nil {
+		s.NetmapVersion = n.netmap.Version
+		for _, p := range n.netmap.Peers {
+			online[p.PublicKey] = p.Online
+		}
+	}
+	peers := slices.Clone(n.peers)
+	n.mu.Unlock()
+	byKey := make(map[nodekey.PublicKey]PeerStats, len(stats.Peers))
+	for _, ps := range stats.Peers {
+		byKey[ps.PublicKey] = ps
+	}
+	s.Peers = make([]localapi.Peer, 0, len(peers))
+	for _, p := range peers {
+		ps := byKey[p.PublicKey]
+		s.Peers = append(s.Peers, localapi.Peer{
+			Name:          p.Name,
+			IP:            p.IP,
+			PublicKey:     p.PublicKey.String(),
+			Online:        online[p.PublicKey],
+			Path:          ps.Path,
+			Endpoint:      ps.Endpoint,
+			Endpoints:     p.Endpoints,
+			LastHandshake: ps.LastHandshake,
+			RxBytes:       ps.RxBytes,
+			TxBytes:       ps.TxBytes,
+			RxPackets:     ps.RxPackets,
+			TxPackets:     ps.TxPackets,
+			Handshakes:    ps.Handshakes,
+			RTT:           ps.RTT,
+		})
+	}
+	return s
+}
+
+// Ping implements localapi.Backend: peer is a name or a mesh IP.
+func (n *Node) Ping(ctx context.Context, peer string) (localapi.PingResult, error) {
+	p, ok := n.findPeer(peer)
+	if !ok {
+		return localapi.PingResult{}, fmt.Errorf("ping %s: %w (not in this node's netmap)", peer, localapi.ErrUnknownPeer)
+	}
+	rtt, path, err := n.plane.Ping(ctx, p.IP)
+	if err != nil {
+		return localapi.PingResult{}, fmt.Errorf("ping %s (%s): %w", p.Name, p.IP, err)
+	}
+	return localapi.PingResult{Peer: p.Name, IP: p.IP, Path: path, RTT: rtt}, nil
+}
+
+func (n *Node) findPeer(s string) (PlanePeer, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ip, ipErr := netip.ParseAddr(s)
+	name := api.NormalizeName(s)
+	for _, p := range n.peers {
+		if ipErr == nil && p.IP == ip || p.Name == name {
+			return p, true
+		}
+	}
+	// A name with the DNS zone ("db.mesh") names the same peer.
+	if i := strings.IndexByte(name, '.'); i > 0 && ipErr != nil {
+		for _, p := range n.peers {
+			if p.Name == name[:i] {
+				return p, true
+			}
+		}
+	}
+	return PlanePeer{}, false
+}
+
+func (n *Node) serveMetrics(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle(api.PathMetrics, n.m.handler(n))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("metrics: %w", err)
+	}
+}

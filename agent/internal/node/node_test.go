@@ -1,0 +1,379 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
+	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+)
+
+// fakePlane records configurations and answers pings for known peers.
+type fakePlane struct {
+	mu      sync.Mutex
+	configs []PlaneConfig
+	changed chan struct{}
+	closed  bool
+}
+
+func newFakePlane() *fakePlane { return &fakePlane{changed: make(chan struct{}, 100)} }
+
+func (p *fakePlane) Reconfig(c PlaneConfig) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("closed")
+	}
+	p.configs = append(p.configs, c)
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (p *fakePlane) last() PlaneConfig {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.configs[len(p.configs)-1]
+}
+
+func (p *fakePlane) Stats() PlaneStats {
+	c := p.last()
+	st := PlaneStats{ListenPort: 51999, Drops: map[string]uint64{"replay": 3}}
+	for i, peer := range c.Peers {
+		st.Peers = append(st.Peers, PeerStats{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
+			Path: "direct 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, Handshakes: 1, RTT: time.Millisecond})
+	}
+	return st
+}
+
+func (p *fakePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
+	for _, peer := range p.last().Peers {
+		if peer.IP == ip {
+			return 2 * time.Millisecond, "direct 192.0.2.9:1", nil
+		}
+	}
+	return 0, "", errors.New("no such peer in the data plane")
+}
+
+func (p *fakePlane) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	return nil
+}
+
+// waitConfig waits until the plane's last configuration satisfies ok.
+func (p *fakePlane) waitConfig(t *testing.T, what string, ok func(PlaneConfig) bool) {
+	t.Helper()
+	deadline := time.After(2 * time.Second)
+	for {
+		p.mu.Lock()
+		good := len(p.configs) > 0 && ok(p.configs[len(p.configs)-1])
+		p.mu.Unlock()
+		if good {
+			return
+		}
+		select {
+		case <-p.changed:
+		case <-deadline:
+			t.Fatalf("data plane never got a config where %s; last: %+v", what, p.last().Peers)
+		}
+	}
+}
+
+func peerNames(c PlaneConfig) []string {
+	var s []string
+	for _, p := range c.Peers {
+		s = append(s, p.Name)
+	}
+	return s
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestNodeFollowsNetmap(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	fake := registrytest.New(netip.MustParsePrefix("100.64.0.0/24"))
+	defer fake.Close()
+	bravoKey, _ := nodekey.Generate()
+	if _, _, err := fake.AddNode("bravo", bravoKey, netip.MustParseAddrPort("192.0.2.2:51820")); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := state.Dir(filepath.Join(t.TempDir(), "st"))
+	key, keyFile, err := dir.LoadKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := Join(ctx, JoinRequest{Coordinator: fake.URL, Token: fake.CreateToken(false), Name: "Alpha", Key: key, KeyFile: keyFile})
+	if err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	if st.Name != "alpha" || !st.MeshCIDR.Contains(st.IP) || st.Pin != fake.Pin {
+		t.Fatalf("Join = %+v, want name alpha in 100.64.0.0/24 pinned to the fake", st)
+	}
+	if err := dir.SaveNode(st); err != nil {
+		t.Fatal(err)
+	}
+
+	plane := newFakePlane()
+	var ifcClosed, planeStarted bool
+	var openedWith tunif.Config
+	metricsAddr := freePort(t)
+	n, err := New(Config{
+		Dir: dir, State: st, Key: key, Interface: "tmtest0", MTU: 1400, MetricsListen: metricsAddr,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NewPlane: func(dev tun.Device, c PlaneConfig, _ *slog.Logger) (DataPlane, error) {
+			planeStarted = true
+			if c.Self != st.IP || c.MeshID != st.MeshID || c.PSK != st.PSKArray() || c.PrivateKey.Public() != key.Public() {
+				return nil, fmt.Errorf("first config %+v does not match the join", c)
+			}
+			plane.Reconfig(c)
+			return plane, nil
+		},
+		OpenInterface: func(c tunif.Config) (tun.Device, func() error, error) {
+			openedWith = c
+			return tuntest.NewChannelTUN().TUN(), func() error { ifcClosed = true; return nil }, nil
+		},
+		HeartbeatInterval: 50 * time.Millisecond,
+		EndpointInterval:  50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+
+	plane.waitConfig(t, "bravo is a peer", func(c PlaneConfig) bool { return slices.Equal(peerNames(c), []string{"bravo"}) })
+	if !planeStarted || openedWith.Name != "tmtest0" || openedWith.MTU != 1400 || openedWith.Addr != st.IP || openedWith.Prefix != st.MeshCIDR {
+		t.Fatalf("interface opened with %+v", openedWith)
+	}
+	if got := plane.last().Peers[0].Endpoints; !slices.Equal(got, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.2:51820")}) {
+		t.Errorf("bravo endpoints = %v", got)
+	}
+
+	start := time.Now()
+	charlieKey, _ := nodekey.Generate()
+	if _, _, err := fake.AddNode("charlie", charlieKey); err != nil {
+		t.Fatal(err)
+	}
+	plane.waitConfig(t, "charlie joined", func(c PlaneConfig) bool { return slices.Contains(peerNames(c), "charlie") })
+	t.Logf("new peer configured %v after joining", time.Since(start))
+
+	fake.RemoveNode("bravo")
+	plane.waitConfig(t, "bravo removed", func(c PlaneConfig) bool { return slices.Equal(peerNames(c), []string{"charlie"}) })
+
+	// The local API answers over the socket, which only root may use.
+	sock := dir.Path(state.SocketFile)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v, mode %v; want 0600", sock, err, fi.Mode().Perm())
+	}
+	lc := localapi.NewClient(sock)
+	status, err := lc.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if status.Name != "alpha" || status.IP != st.IP || status.ListenPort != 51999 || len(status.Peers) != 1 || status.Peers[0].Name != "charlie" || status.Peers[0].RxBytes != 100 {
+		t.Fatalf("Status = %+v", status)
+	}
+	if !status.Coordinator.Reachable {
+		t.Errorf("coordinator not reachable in status: %+v", status.Coordinator)
+	}
+	res, err := lc.Ping(ctx, "charlie")
+	if err != nil || res.Peer != "charlie" || res.RTT != 2*time.Millisecond || res.Path == "" {
+		t.Fatalf("Ping(charlie) = %+v, %v", res, err)
+	}
+	if res2, err := lc.Ping(ctx, res.IP.String()); err != nil || res2.Peer != "charlie" {
+		t.Fatalf("Ping(%s) = %+v, %v", res.IP, res2, err)
+	}
+	if _, err := lc.Ping(ctx, "bravo"); err == nil || !strings.Contains(err.Error(), "unknown peer") {
+		t.Fatalf("Ping(removed bravo) = %v, want unknown peer", err)
+	}
+
+	// The listen port the plane chose and the interface are saved for `up`.
+	saved, err := dir.LoadNode()
+	if err != nil || saved.ListenPort != 51999 || saved.Interface != "tmtest0" || saved.MTU != 1400 {
+		t.Fatalf("saved state = %+v, %v", saved, err)
+	}
+
+	// Endpoints reach the registry.
+	eps := localEndpoints("tmtest0", st.MeshCIDR, 51999)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var got []netip.AddrPort
+		for _, nd := range fake.Nodes() {
+			if nd.Name == "alpha" {
+				got = nd.Endpoints
+			}
+		}
+		if slices.Equal(got, eps) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry has endpoints %v, want %v", got, eps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`tunnelmesh_agent_peer_rx_bytes_total{peer="charlie"} 100`,
+		`tunnelmesh_agent_drops_total{reason="replay"} 3`,
+		`tunnelmesh_agent_peers 1`,
+		`tunnelmesh_agent_peer_rtt_seconds{peer="charlie"} 0.001`,
+		`tunnelmesh_agent_reconfigs_total`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// Removed by the admin: the node drops every peer.
+	fake.RemoveNode("alpha")
+	plane.waitConfig(t, "all peers dropped", func(c PlaneConfig) bool { return len(c.Peers) == 0 })
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if !plane.closed || !ifcClosed {
+		t.Fatalf("plane closed %v, interface closed %v; want both", plane.closed, ifcClosed)
+	}
+	if _, err := os.Stat(sock); err == nil {
+		t.Errorf("socket left behind")
+	}
+	fake.Close()
+	http.DefaultClient.CloseIdleConnections()
+	for i := 0; ; i++ {
+		g := runtime.NumGoroutine()
+		if g <= baseline+2 {
+			break
+		}
+		if i == 100 {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d before, %d after\n%s", baseline, g, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPlanePeers(t *testing.T) {
+	// tested through netmaps in TestNodeFollowsNetmap; here the filters.
+	self, _ := nodekey.Generate()
+	a, _ := nodekey.Generate()
+	b, _ := nodekey.Generate()
+	fake := registrytest.New(netip.MustParsePrefix("100.64.0.0/24"))
+	defer fake.Close()
+	fake.AddNode("self", self)
+	fake.AddNode("b", b, netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("192.0.2.1:5"))
+	fake.AddNode("a", a)
+	nm, _ := fake.Netmap("self")
+	nm.Peers = append(nm.Peers, nm.Peers[0]) // duplicate
+	nm.Peers = append(nm.Peers, nm.Self)     // self
+	bad := nm.Peers[0]
+	bad.Name, bad.IP = "outside", netip.MustParseAddr("10.0.0.1")
+	bad.PublicKey[0] ^= 0xff
+	nm.Peers = append(nm.Peers, bad)
+	peers, skipped := planePeers(&nm)
+	if got := peerNames(PlaneConfig{Peers: peers}); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("planePeers = %v, want [a b]", got)
+	}
+	if len(skipped) != 3 {
+		t.Fatalf("skipped = %v, want 3 entries", skipped)
+	}
+	for _, p := range peers {
+		if p.Name == "b" && !slices.Equal(p.Endpoints, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:5")}) {
+			t.Fatalf("b endpoints = %v, want only the usable one", p.Endpoints)
+		}
+	}
+}
+
+func TestNormalizeCoordinator(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{"https://reg.example:8443", "https://reg.example:8443", ""},
+		{"reg.example", "https://reg.example:8443", ""},
+		{"https://[::1]", "https://[::1]:8443", ""},
+		{"http://reg.example", "", "must be https"},
+		{"https://reg.example/x", "", "only https://HOST:PORT"},
+		{"https://", "", "no host"},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeCoordinator(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("NormalizeCoordinator(%q) = %q, %v, want error %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("NormalizeCoordinator(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestJoinBadToken(t *testing.T) {
+	fake := registrytest.New(netip.Prefix{})
+	defer fake.Close()
+	key, _ := nodekey.Generate()
+	tests := []struct{ name, token, nodeName, want string }{
+		{"malformed", "garbage", "a", "malformed join token"},
+		{"bad name", fake.CreateToken(false), "Not_A_Name", "only lowercase"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Join(context.Background(), JoinRequest{Coordinator: fake.URL, Token: tt.token, Name: tt.nodeName, Key: key, KeyFile: "/k"})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Join = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+	// A well-formed token the registry never issued is refused.
+	tok, _ := jointoken.New(fake.Pin)
+	if _, err := Join(context.Background(), JoinRequest{Coordinator: fake.URL, Token: tok.String(), Name: "a", Key: key, KeyFile: "/k"}); !regclient.IsCode(err, api.CodeTokenInvalid) {
+		t.Fatalf("Join(unissued token) = %v, want token_invalid", err)
+	}
+}

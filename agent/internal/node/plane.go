@@ -1,0 +1,73 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// PlaneConfig is the data plane's whole configuration; the node computes it
+// from each netmap and hands it over in one Reconfig.
+type PlaneConfig struct {
+	PrivateKey nodekey.PrivateKey
+	PSK        [32]byte
+	MeshID     string
+	ListenPort uint16
+	Self       netip.Addr
+	Peers      []PlanePeer
+}
+
+// PlanePeer is one peer the data plane may talk to.
+type PlanePeer struct {
+	Name      string
+	PublicKey nodekey.PublicKey
+	IP        netip.Addr
+	Endpoints []netip.AddrPort
+}
+
+// PeerStats is the data plane's view of one peer.
+type PeerStats struct {
+	Name          string
+	IP            netip.Addr
+	PublicKey     nodekey.PublicKey
+	Endpoint      netip.AddrPort // current endpoint; zero before any
+	Path          string         // e.g. "direct 192.0.2.1:41641"
+	LastHandshake time.Time
+	RxBytes       uint64
+	TxBytes       uint64
+	RxPackets     uint64
+	TxPackets     uint64
+	Handshakes    uint64
+	RTT           time.Duration
+}
+
+// PlaneStats is a snapshot of the data plane's counters.
+type PlaneStats struct {
+	ListenPort uint16
+	Peers      []PeerStats
+	Drops      map[string]uint64 // by reason
+}
+
+// DataPlane is what the node needs of the data plane (package device). It
+// never talks to the registry; the node drives it with Reconfig.
+type DataPlane interface {
+	// Reconfig replaces the whole configuration; peers no longer listed
+	// lose their sessions.
+	Reconfig(PlaneConfig) error
+	// Stats returns current counters.
+	Stats() PlaneStats
+	// Ping sends an echo through the tunnel to the peer with mesh IP ip
+	// and returns the round trip time and the path that answered.
+	Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error)
+	// Close stops the data plane and closes the TUN device.
+	Close() error
+}
+
+// PlaneFactory starts a data plane on the TUN device dev with the first
+// configuration.
+type PlaneFactory func(dev tun.Device, cfg PlaneConfig, log *slog.Logger) (DataPlane, error)
