@@ -8,6 +8,7 @@ require (
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.24.1
 	github.com/tunnelmesh/tunnelmesh/shared v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (
