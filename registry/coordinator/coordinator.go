@@ -1,0 +1,317 @@
+// Package coordinator runs the registry: the HTTPS API (with /metrics and
+// /healthz) and the STUN responder, on the state in the data directory.
+// Both tunnelmesh-registry and `tunnelmesh coordinator` start it through
+// Run (or New and Coordinator.Run); Options let the agent mount the
+// WebSocket relay on the same HTTPS server and list relays in every netmap.
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+)
+
+// Config is the registry's configuration (the YAML file).
+type Config = config.Config
+
+// Policy shapes each node's netmap: which peers it sees, and its compiled
+// inbound filter. Nil means everyone sees everyone, no filter.
+type Policy = server.Policy
+
+// LoadConfig reads and validates a configuration file; errors name the key.
+func LoadConfig(path string) (Config, error) { return config.Load(path) }
+
+// ParseConfig parses and validates a configuration document.
+func ParseConfig(b []byte) (Config, error) { return config.Parse(b) }
+
+// DefaultConfig is the configuration of an empty file.
+func DefaultConfig() Config { return config.Default() }
+
+// Options add to what the configuration says.
+type Options struct {
+	// Logger receives the coordinator's logs (component=registry); none
+	// when nil.
+	Logger *slog.Logger
+	// Registry collects the metrics served at /metrics. When nil the
+	// coordinator makes its own, with Go and process collectors. Pass one
+	// to add metrics of handlers mounted through Handlers.
+	Registry *prometheus.Registry
+	// Handlers are mounted on the HTTPS server by http.ServeMux pattern,
+	// e.g. {api.PathRelay: relayHandler}. They get no authentication from
+	// the coordinator.
+	Handlers map[string]http.Handler
+	// Relays are listed in every node's netmap.
+	Relays []api.Relay
+	// DNSServers are listed in every node's netmap (mesh addresses of
+	// meshdns servers).
+	DNSServers []netip.Addr
+	// Policy shapes each node's netmap; nil: no policy.
+	Policy Policy
+	// SoftwareVersion is reported by /api/v1/info.
+	SoftwareVersion string
+}
+
+// Coordinator is a running registry.
+type Coordinator struct {
+	cfg      Config
+	log      *slog.Logger
+	st       *sqlite.Store
+	srv      *server.Server
+	httpSrv  *http.Server
+	ln       net.Listener
+	stun     *stun.Server
+	pin      string
+	adminCrd string
+	meshID   string
+
+	closeOnce sync.Once
+}
+
+// Run starts the coordinator and blocks until ctx ends.
+func Run(ctx context.Context, cfg Config, opts Options) error {
+	c, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}
+
+// New opens the state in cfg.DataDir (creating the mesh, admin credential
+// and self-signed certificate on first start) and binds the listeners, so
+// that Addr and STUNAddr are known before Run. Call Run, or Close to give
+// everything back without serving.
+func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = logging.Component(log, "registry")
+	c = &Coordinator{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	met, err := metrics.New(reg)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: metrics: %w", err)
+	}
+
+	var hosts []string
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err == nil {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	cert, pin, err := tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	c.pin = pin
+	if c.adminCrd, err = admincred.LoadOrCreate(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	if c.st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName)); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	mesh, err := c.st.InitMesh(ctx, cfg.Prefix(), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	c.meshID = mesh.ID
+	c.srv, err = server.New(ctx, c.st, server.Settings{
+		Mesh:                  mesh,
+		DNSZone:               cfg.DNSZone,
+		DNSServers:            opts.DNSServers,
+		Relays:                opts.Relays,
+		TokenDefaultExpiry:    time.Duration(cfg.TokenDefaultExpiry),
+		OnlineTimeout:         time.Duration(cfg.OnlineTimeout),
+		JoinFailuresPerMinute: cfg.JoinFailuresPerMinute,
+		JoinFailureBurst:      cfg.JoinFailureBurst,
+		Pin:                   pin,
+		AdminCredential:       c.adminCrd,
+		Policy:                opts.Policy,
+		SoftwareVersion:       opts.SoftwareVersion,
+		Logger:                log,
+		Metrics:               met,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	c.srv.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for pattern, h := range opts.Handlers {
+		c.srv.Handle(pattern, h)
+	}
+
+	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("coordinator: listen: %w", err)
+	}
+	if cfg.STUNListen != "off" {
+		if c.stun, err = stun.Listen(cfg.STUNListen, log.With("component", "registry-stun"), stunCounter{met.STUNRequests}); err != nil {
+			return nil, fmt.Errorf("coordinator: stun listen: %w", err)
+		}
+	}
+	c.httpSrv = &http.Server{
+		Handler: c.srv.Handler(),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return c, nil
+}
+
+type stunCounter struct{ v *prometheus.CounterVec }
+
+func (s stunCounter) Inc(result string) { s.v.WithLabelValues(result).Inc() }
+
+// Run serves until ctx ends, then shuts down (waiting for the handlers;
+// pending netmap watches are answered at once) and closes the store.
+func (c *Coordinator) Run(ctx context.Context) error {
+	defer c.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	c.httpSrv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.httpSrv.ServeTLS(c.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("https server: %w", err)
+		}
+	}()
+	if c.stun != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.stun.Run(ctx); err != nil {
+				errc <- fmt.Errorf("stun: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.srv.Run(ctx)
+	}()
+	c.log.Info("registry started", "listen", c.ln.Addr().String(), "stun", c.stunAddrString(), "mesh_id", c.meshID,
+		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "tls_pin", c.pin)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	cancelReqs()
+	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if serr := c.httpSrv.Shutdown(shutCtx); serr != nil && err == nil {
+		err = fmt.Errorf("https shutdown: %w", serr)
+	}
+	wg.Wait()
+	c.log.Info("registry stopped")
+	return err
+}
+
+// Close releases the listeners and the store. Run calls it on return.
+func (c *Coordinator) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		if c.ln != nil {
+			c.ln.Close()
+		}
+		if c.stun != nil {
+			c.stun.Close()
+		}
+		if c.st != nil {
+			err = c.st.Close()
+		}
+	})
+	return err
+}
+
+func (c *Coordinator) stunAddrString() string {
+	if c.stun == nil {
+		return "off"
+	}
+	return c.stun.Addr().String()
+}
+
+// Addr is the HTTPS listener's address.
+func (c *Coordinator) Addr() net.Addr { return c.ln.Addr() }
+
+// URL is the base URL of the API on this machine (https://127.0.0.1:port
+// for a wildcard listener).
+func (c *Coordinator) URL() string {
+	u, err := config.LocalURL(c.ln.Addr().String())
+	if err != nil {
+		return "https://" + c.ln.Addr().String()
+	}
+	return u
+}
+
+// STUNAddr is the STUN responder's address (invalid when disabled).
+func (c *Coordinator) STUNAddr() netip.AddrPort {
+	if c.stun == nil {
+		return netip.AddrPort{}
+	}
+	return c.stun.Addr()
+}
+
+// Pin is the TLS pin of the served certificate (it is in every token).
+func (c *Coordinator) Pin() string { return c.pin }
+
+// AdminCredential is the admin credential (a secret: never log it).
+func (c *Coordinator) AdminCredential() string { return c.adminCrd }
+
+// MeshID is the mesh's ID.
+func (c *Coordinator) MeshID() string { return c.meshID }
+
+// NetmapChanged bumps the mesh version so every node gets a fresh netmap,
+// e.g. after the policy or the relay list changed.
+func (c *Coordinator) NetmapChanged(ctx context.Context) error { return c.srv.Changed(ctx) }
+
+// NetmapVersion is the current mesh version.
+func (c *Coordinator) NetmapVersion() uint64 { return c.srv.Version() }

@@ -1,0 +1,78 @@
+// Package admincred holds the registry's admin credential: a random secret
+// written once to the data directory with mode 0600 and presented by the
+// admin CLI as "Authorization: Bearer <credential>".
+package admincred
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FileName is the credential's file name in the data directory.
+const FileName = "admin.token"
+
+// Path returns the credential file in dataDir.
+func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// LoadOrCreate reads the credential in dataDir, creating it on first use.
+func LoadOrCreate(dataDir string) (string, error) {
+	s, err := Load(dataDir)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	s = "tma1." + base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	f, err := os.OpenFile(Path(dataDir), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	return s, nil
+}
+
+// Load reads the credential in dataDir.
+func Load(dataDir string) (string, error) {
+	b, err := os.ReadFile(Path(dataDir))
+	if err != nil {
+		return "", fmt.Errorf("read admin credential: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 16 {
+		return "", fmt.Errorf("read admin credential %s: too short", Path(dataDir))
+	}
+	return s, nil
+}
+
+// Checker compares presented credentials with the real one in constant time.
+type Checker struct{ hash [32]byte }
+
+// NewChecker returns a Checker for the credential.
+func NewChecker(cred string) Checker { return Checker{hash: sha256.Sum256([]byte(cred))} }
+
+// Check reports whether presented is the credential.
+func (c Checker) Check(presented string) bool {
+	h := sha256.Sum256([]byte(presented))
+	return subtle.ConstantTimeCompare(h[:], c.hash[:]) == 1
+}

@@ -1,0 +1,295 @@
+// Package config holds the registry's configuration file: a YAML document
+// whose every key is optional (an empty file is valid) and whose unknown keys
+// are an error naming the key path.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/meshnet"
+)
+
+// Defaults.
+const (
+	DefaultListen             = ":8443"
+	DefaultSTUNListen         = ":3478"
+	DefaultDataDir            = "/var/lib/tunnelmesh/registry"
+	DefaultDNSZone            = "mesh"
+	DefaultTokenExpiry        = 24 * time.Hour
+	DefaultOnlineTimeout      = 90 * time.Second
+	DefaultJoinFailuresPerMin = 30
+	DefaultJoinFailureBurst   = 10
+)
+
+// MaxFileSize bounds the configuration file.
+const MaxFileSize = 1 << 20
+
+// Duration is a time.Duration written as a Go duration string ("24h") in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a duration like \"24h\"")
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a duration like \"24h\": %q", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is the registry's configuration.
+type Config struct {
+	// Listen is the HTTPS API's TCP address.
+	Listen string `yaml:"listen"`
+	// PublicURL is how nodes reach the API (https://host:port); shown in
+	// logs and used for the self-signed certificate's names. Optional.
+	PublicURL string `yaml:"public_url"`
+	// DataDir holds the database, the admin credential and the generated
+	// TLS certificate.
+	DataDir string `yaml:"data_dir"`
+	// MeshCIDR is the IPv4 prefix node addresses come from.
+	MeshCIDR string `yaml:"mesh_cidr"`
+	// STUNListen is the STUN responder's UDP address; "off" disables it.
+	STUNListen string `yaml:"stun_listen"`
+	// TLSCert and TLSKey are PEM files; both or neither. Without them a
+	// self-signed certificate is created in DataDir.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TokenDefaultExpiry is the lifetime of join tokens created without one.
+	TokenDefaultExpiry Duration `yaml:"token_default_expiry"`
+	// OnlineTimeout: a node not heard from for this long is offline.
+	OnlineTimeout Duration `yaml:"online_timeout"`
+	// DNSZone is the mesh's DNS zone (node.<zone>).
+	DNSZone string `yaml:"dns_zone"`
+	// JoinFailuresPerMinute and JoinFailureBurst limit failed join attempts
+	// per source IP (token brute force); a source over the limit gets 429.
+	JoinFailuresPerMinute int `yaml:"join_failures_per_minute"`
+	JoinFailureBurst      int `yaml:"join_failure_burst"`
+	// LogLevel is debug, info, warn or error; LogFormat text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+}
+
+// Default returns the configuration of an empty file.
+func Default() Config {
+	c := Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if strings.TrimSpace(*s) == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, DefaultListen)
+	def(&c.DataDir, DefaultDataDir)
+	def(&c.MeshCIDR, meshnet.DefaultCIDR.String())
+	def(&c.STUNListen, DefaultSTUNListen)
+	def(&c.DNSZone, DefaultDNSZone)
+	def(&c.LogLevel, "info")
+	def(&c.LogFormat, "text")
+	if c.TokenDefaultExpiry == 0 {
+		c.TokenDefaultExpiry = Duration(DefaultTokenExpiry)
+	}
+	if c.OnlineTimeout == 0 {
+		c.OnlineTimeout = Duration(DefaultOnlineTimeout)
+	}
+	if c.JoinFailuresPerMinute == 0 {
+		c.JoinFailuresPerMinute = DefaultJoinFailuresPerMin
+	}
+	if c.JoinFailureBurst == 0 {
+		c.JoinFailureBurst = DefaultJoinFailureBurst
+	}
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if len(b) > MaxFileSize {
+		return Config{}, fmt.Errorf("load config %s: larger than %d bytes", path, MaxFileSize)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses and validates a configuration document, applying defaults.
+func Parse(b []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse config: %s", yamlError(err))
+	}
+	// A second document is almost certainly a mistake.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return Config{}, fmt.Errorf("parse config: more than one YAML document")
+	} else if !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse config: %s", yamlError(err))
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// yamlError rewrites yaml.v3's messages ("field foo not found in type
+// config.Config") so that they name the key as written in the file.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, 0, len(te.Errors))
+		for _, m := range te.Errors {
+			msgs = append(msgs, rewriteYAMLMsg(m))
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return err.Error()
+}
+
+func rewriteYAMLMsg(m string) string {
+	// "line 3: field foo not found in type config.Config"
+	if i := strings.Index(m, "field "); i >= 0 {
+		if j := strings.Index(m, " not found in type"); j > i {
+			return m[:i] + "unknown key " + strconv.Quote(m[i+len("field "):j])
+		}
+	}
+	return m
+}
+
+// Validate checks every key; errors name the key.
+func (c *Config) Validate() error {
+	if err := validateHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if c.STUNListen != "off" {
+		if err := validateHostPort(c.STUNListen); err != nil {
+			return fmt.Errorf("stun_listen: %w", err)
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("public_url: %q: want https://host[:port]", c.PublicURL)
+		}
+	}
+	if _, err := meshnet.ParseCIDR(c.MeshCIDR); err != nil {
+		return fmt.Errorf("mesh_cidr: %w", err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls_cert, tls_key: set both or neither")
+	}
+	if c.TokenDefaultExpiry < 0 {
+		return fmt.Errorf("token_default_expiry: must be positive")
+	}
+	if c.OnlineTimeout < Duration(5*time.Second) {
+		return fmt.Errorf("online_timeout: must be at least 5s")
+	}
+	zone := strings.TrimSuffix(strings.ToLower(c.DNSZone), ".")
+	for _, label := range strings.Split(zone, ".") {
+		if err := api.ValidateName(label); err != nil {
+			return fmt.Errorf("dns_zone: %q: %w", c.DNSZone, err)
+		}
+	}
+	c.DNSZone = zone
+	if c.JoinFailuresPerMinute < 0 {
+		return fmt.Errorf("join_failures_per_minute: must not be negative")
+	}
+	if c.JoinFailureBurst < 0 {
+		return fmt.Errorf("join_failure_burst: must not be negative")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format: %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// Prefix returns the parsed mesh prefix (Validate has checked it).
+func (c *Config) Prefix() netip.Prefix {
+	p, err := meshnet.ParseCIDR(c.MeshCIDR)
+	if err != nil {
+		return meshnet.DefaultCIDR
+	}
+	return p
+}
+
+func validateHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port or :port", s)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+			return fmt.Errorf("%q: bad host %q", s, host)
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("%q: bad port %q", s, port)
+	}
+	_ = n
+	return nil
+}
+
+func validHostname(h string) bool {
+	for _, l := range strings.Split(strings.TrimSuffix(strings.ToLower(h), "."), ".") {
+		if api.ValidateName(l) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// LocalURL returns the URL an admin CLI on this machine uses to reach the
+// server listening on listen: ":8443" and "0.0.0.0:8443" become
+// https://127.0.0.1:8443, "[::]:8443" becomes https://[::1]:8443.
+func LocalURL(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("listen %q: %w", listen, err)
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "https://" + net.JoinHostPort(host, port), nil
+}

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
+)
+
+// authNode authenticates a node call (package nodeauth) against the current
+// snapshot: a removed node is unknown at once.
+func (s *Server) authNode(r *http.Request, body []byte) (*entry, *apiError) {
+	req, err := nodeauth.Parse(r, body)
+	if err != nil {
+		s.met.AuthFailures.WithLabelValues("node_malformed").Inc()
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: %v", err)
+	}
+	e := s.hub.current().byID[req.Credential.NodeID]
+	if e == nil {
+		s.met.AuthFailures.WithLabelValues("node_unknown").Inc()
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: unknown or removed node")
+	}
+	if err := req.Verify(e.secretHash, e.node.PublicKey, s.now(), s.replay); err != nil {
+		kind := "node_invalid"
+		if errors.Is(err, nodeauth.ErrReplayed) {
+			kind = "node_replayed"
+		}
+		s.met.AuthFailures.WithLabelValues(kind).Inc()
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: %v", err)
+	}
+	return e, nil
+}
+
+// nodeCall reads the body, authenticates the node and decodes the body.
+func (s *Server) nodeCall(w http.ResponseWriter, r *http.Request, v any) (*entry, *apiError) {
+	body, e := readBody(w, r)
+	if e != nil {
+		return nil, e
+	}
+	self, e := s.authNode(r, body)
+	if e != nil {
+		return nil, e
+	}
+	if v != nil {
+		if err := decodeJSON(body, v); err != nil {
+			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "%v", err)
+		}
+	}
+	return self, nil
+}
+
+func internal(err error) *apiError {
+	return errorf(http.StatusInternalServerError, api.CodeInternal, "%v", err)
+}
+
+// handleNetmap is the long-poll netmap watch (see package api).
+func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError {
+	q := r.URL.Query()
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, "since: %.30q is not a version number", v)
+		}
+		since = n
+	}
+	wait := api.DefaultWatchWait
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, "wait: %.30q is not a duration like 30s", v)
+		}
+		wait = min(d, api.MaxWatchWait)
+	}
+	self, e := s.nodeCall(w, r, nil)
+	if e != nil {
+		return e
+	}
+	id := self.node.ID
+	if err := s.markSeen(r.Context(), id, false); err != nil {
+		return internal(err)
+	}
+	s.met.Watchers.Inc()
+	defer s.met.Watchers.Dec()
+	var timer <-chan time.Time
+	for {
+		snap := s.hub.current()
+		self := snap.byID[id]
+		if self == nil {
+			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: node was removed")
+		}
+		// A since above the current version means the registry was reset
+		// or restored: answer at once so the node resynchronises.
+		if snap.version != since {
+			writeRaw(w, http.StatusOK, s.render(snap, self))
+			return nil
+		}
+		if timer == nil {
+			if wait == 0 {
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-snap.changed:
+		case <-timer:
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiError {
+	var req api.EndpointsRequest
+	self, e := s.nodeCall(w, r, &req)
+	if e != nil {
+		return e
+	}
+	eps, err := validateEndpoints(req.Endpoints)
+	if err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "endpoints: %v", err)
+	}
+	if err := validateSSHEndpoint(req.SSHEndpoint); err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_endpoint: %v", err)
+	}
+	ctx := r.Context()
+	if !slices.Equal(eps, self.stored.Endpoints) || req.SSHEndpoint != self.stored.SSHEndpoint {
+		v, err := s.st.SetEndpoints(ctx, self.node.ID, eps, req.SSHEndpoint)
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: node was removed")
+		}
+		if err != nil {
+			return internal(err)
+		}
+		if err := s.refresh(ctx, v); err != nil {
+			return internal(err)
+		}
+	}
+	if err := s.markSeen(ctx, self.node.ID, true); err != nil {
+		return internal(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) *apiError {
+	var req struct{}
+	self, e := s.nodeCall(w, r, &req)
+	if e != nil {
+		return e
+	}
+	if err := s.markSeen(r.Context(), self.node.ID, true); err != nil {
+		return internal(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) *apiError {
+	var req struct{}
+	self, e := s.nodeCall(w, r, &req)
+	if e != nil {
+		return e
+	}
+	if e := s.removeNode(r, self.node.ID); e != nil {
+		return e
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) removeNode(r *http.Request, ref string) *apiError {
+	n, v, err := s.st.RemoveNode(r.Context(), ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no node %.70q", ref)
+	}
+	if err != nil {
+		return internal(err)
+	}
+	if err := s.refresh(r.Context(), v); err != nil {
+		return internal(err)
+	}
+	s.log.Info("node removed", "node", n.Name, "id", n.ID)
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package server implements the registry's HTTPS API handlers on top of a
+// store.Store: join, the node calls (netmap watch, endpoints, heartbeat,
+// leave) and the admin calls (tokens, nodes).
+//
+// The server keeps an in-memory snapshot of every node, rebuilt from the
+// store after each change (each version bump). Node authentication and
+// netmap rendering read the snapshot; watchers wait on a channel that is
+// closed when the snapshot is replaced, so one change wakes every watcher
+// at once.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/ratelimit"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
+)
+
+// Policy shapes each node's netmap. The policy work plugs in here; with no
+// Policy every node sees every other node and gets no filter.
+type Policy interface {
+	// Visible reports whether self may see peer in its netmap.
+	Visible(self, peer *api.Node) bool
+	// Filter returns self's compiled inbound filter (nil: no policy).
+	Filter(self *api.Node) *api.Filter
+}
+
+// Settings configure a Server.
+type Settings struct {
+	Mesh                  store.Mesh
+	DNSZone               string
+	DNSServers            []netip.Addr
+	Relays                []api.Relay
+	TokenDefaultExpiry    time.Duration
+	OnlineTimeout         time.Duration
+	JoinFailuresPerMinute int
+	JoinFailureBurst      int
+	// Pin is the TLS pin of the server's certificate, put into tokens.
+	Pin             string
+	AdminCredential string
+	Policy          Policy
+	SoftwareVersion string
+	Logger          *slog.Logger
+	Metrics         *metrics.Metrics
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server serves the registry API.
+type Server struct {
+	st        store.Store
+	set       Settings
+	log       *slog.Logger
+	met       *metrics.Metrics
+	adminCred admincred.Checker
+	replay    *nodeauth.ReplayCache
+	limiter   *ratelimit.Limiter
+	hub       hub
+	mux       *http.ServeMux
+
+	seenMu sync.Mutex           // guards seen
+	seen   map[string]time.Time // node ID -> last heard from
+}
+
+// New returns a server on st and loads the first snapshot.
+func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	if set.Now == nil {
+		set.Now = time.Now
+	}
+	if set.Metrics == nil {
+		return nil, fmt.Errorf("new server: metrics are required")
+	}
+	if set.AdminCredential == "" {
+		return nil, fmt.Errorf("new server: admin credential is required")
+	}
+	s := &Server{
+		st:        st,
+		set:       set,
+		log:       set.Logger,
+		met:       set.Metrics,
+		adminCred: admincred.NewChecker(set.AdminCredential),
+		replay:    nodeauth.NewReplayCache(),
+		limiter:   ratelimit.New(set.JoinFailuresPerMinute, set.JoinFailureBurst),
+		seen:      make(map[string]time.Time),
+	}
+	s.hub.init()
+	if err := s.refresh(ctx, 0); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the API's handler. Extra handlers can be added to it with
+// Handle before serving.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Handle mounts an extra handler on the server's mux (e.g. the relay).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Run does the background work (marking nodes offline when they go quiet)
+// until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.sweepOnline(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("online sweep", "err", err)
+			}
+		}
+	}
+}
+
+// Changed bumps the mesh version so every watcher gets a fresh netmap (for
+// example after a policy change).
+func (s *Server) Changed(ctx context.Context) error {
+	v, err := s.st.BumpVersion(ctx)
+	if err != nil {
+		return err
+	}
+	return s.refresh(ctx, v)
+}
+
+// Version returns the version of the current snapshot.
+func (s *Server) Version() uint64 { return s.hub.current().version }
+
+func (s *Server) now() time.Time { return s.set.Now() }
+
+// isOnlineLocked reports whether the node was heard from recently.
+func (s *Server) isOnlineLocked(id string, now time.Time) bool {
+	t, ok := s.seen[id]
+	return ok && now.Sub(t) < s.set.OnlineTimeout
+}
+
+// markSeen records that the node was heard from; persist also writes it to
+// the store. A node coming online bumps the version so peers learn it.
+func (s *Server) markSeen(ctx context.Context, id string, persist bool) error {
+	now := s.now()
+	s.seenMu.Lock()
+	s.seen[id] = now
+	s.seenMu.Unlock()
+	if persist {
+		if err := s.st.Touch(ctx, id, now); err != nil {
+			return err
+		}
+	}
+	if e := s.hub.current().byID[id]; e != nil && !e.node.Online {
+		return s.Changed(ctx)
+	}
+	return nil
+}
+
+func (s *Server) sweepOnline(ctx context.Context) error {
+	snap := s.hub.current()
+	now := s.now()
+	changed := false
+	s.seenMu.Lock()
+	for id, e := range snap.byID {
+		if s.isOnlineLocked(id, now) != e.node.Online {
+			changed = true
+			break
+		}
+	}
+	for id := range s.seen {
+		if snap.byID[id] == nil {
+			delete(s.seen, id)
+		}
+	}
+	s.seenMu.Unlock()
+	if !changed {
+		return nil
+	}
+	return s.Changed(ctx)
+}

@@ -1,0 +1,128 @@
+// Package store is the registry's persistent state behind an interface: the
+// mesh (ID, prefix, pre-shared key, netmap version), join tokens, nodes and
+// their address leases. Package store/sqlite implements it on an embedded
+// database; a PostgreSQL implementation can follow for several replicas.
+//
+// Every method that changes what any node's netmap may show increments the
+// mesh version in the same transaction and returns the new value.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// Errors the implementations return (wrapped); check with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrTokenInvalid  = errors.New("join token is unknown, used, expired or revoked")
+	ErrNameTaken     = errors.New("node name is taken by another key")
+	ErrRangeFull     = errors.New("no free address in the mesh prefix")
+	ErrCIDRChanged   = errors.New("mesh prefix differs from the stored one while nodes exist")
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// Mesh is the mesh's identity, created at first start and kept.
+type Mesh struct {
+	ID        string
+	CIDR      netip.Prefix
+	PSK       []byte
+	CreatedAt time.Time
+}
+
+// Token is a join token without its secret.
+type Token struct {
+	ID         string
+	SecretHash []byte // SHA-256 of the secret
+	Reusable   bool
+	Tags       []string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
+	Uses       int
+	Revoked    bool
+}
+
+// Node is a registered node.
+type Node struct {
+	ID          string
+	Name        string
+	IP          netip.Addr
+	PublicKey   nodekey.PublicKey
+	SecretHash  []byte // SHA-256 of the node credential's secret
+	Endpoints   []netip.AddrPort
+	SSHEndpoint netip.AddrPort
+	SSHHostKey  *nodekey.PublicKey
+	Tags        []string
+	TokenID     string // token it last joined with
+	CreatedAt   time.Time
+	LastSeen    time.Time
+}
+
+// JoinParams is one join attempt.
+type JoinParams struct {
+	TokenID         string
+	TokenSecretHash [32]byte
+	Name            string
+	PublicKey       nodekey.PublicKey
+	Endpoints       []netip.AddrPort
+	SSHEndpoint     netip.AddrPort
+	SSHHostKey      *nodekey.PublicKey
+	// NewNodeID is used when the key is not registered yet; a re-joining
+	// key keeps its node ID.
+	NewNodeID string
+	// CredentialHash replaces the node's credential secret hash.
+	CredentialHash []byte
+	Now            time.Time
+}
+
+// JoinResult is a successful join.
+type JoinResult struct {
+	Node     Node
+	Version  uint64
+	Rejoined bool // the key was already registered
+}
+
+// Store is the registry's state. Implementations are safe for concurrent use.
+type Store interface {
+	// InitMesh returns the stored mesh, creating it with cidr and a fresh
+	// ID and PSK on first use. A different cidr is adopted when no node
+	// exists (old leases are dropped), and otherwise is ErrCIDRChanged.
+	InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) (Mesh, error)
+	// Version returns the mesh version.
+	Version(ctx context.Context) (uint64, error)
+	// BumpVersion increments the mesh version.
+	BumpVersion(ctx context.Context) (uint64, error)
+
+	// CreateToken stores a new token (ErrAlreadyExists for a used ID).
+	CreateToken(ctx context.Context, t Token) error
+	// Tokens lists all tokens, oldest first.
+	Tokens(ctx context.Context) ([]Token, error)
+	// RevokeToken revokes a token; ErrNotFound for an unknown ID.
+	RevokeToken(ctx context.Context, id string) error
+
+	// Join consumes the token (atomically: a single-use token admits one
+	// join however many race for it), registers or updates the node and
+	// gives it an address: the one its key held before if any, else the
+	// lowest free one. Nothing changes when it fails (ErrTokenInvalid,
+	// ErrNameTaken, ErrRangeFull).
+	Join(ctx context.Context, p JoinParams) (JoinResult, error)
+	// Nodes returns the mesh version and every node, by name, read
+	// consistently.
+	Nodes(ctx context.Context) (uint64, []Node, error)
+	// RemoveNode deletes the node with the given ID or name; its credential
+	// stops working. Its address stays leased to its key until the range
+	// needs it. ErrNotFound for an unknown node.
+	RemoveNode(ctx context.Context, ref string) (Node, uint64, error)
+	// SetEndpoints replaces a node's endpoints; ErrNotFound for an
+	// unknown node.
+	SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh netip.AddrPort) (uint64, error)
+	// Touch records that the node was heard from (no version change).
+	Touch(ctx context.Context, id string, at time.Time) error
+
+	// Close releases the store.
+	Close() error
+}
