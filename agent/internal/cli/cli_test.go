@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+)
+
+func TestHostnameToNodeName(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"web-1", "web-1"},
+		{"Web_1.example.com", "web-1"},
+		{"--x--", "x"},
+		{"", "node"},
+		{strings.Repeat("a", 70), strings.Repeat("a", 63)},
+	}
+	for _, tt := range tests {
+		if got := hostnameToNodeName(tt.in); got != tt.want {
+			t.Errorf("hostnameToNodeName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no args", nil, 2, "Usage: tunnelmesh COMMAND"},
+		{"unknown", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"join without token", []string{"join", "--coordinator", "https://x:8443"}, 2, "--coordinator and --token are required"},
+		{"join bad mtu", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--mtu", "10"}, 1, "--mtu 10"},
+		{"join bad port", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--listen-port", "70000"}, 1, "--listen-port 70000"},
+		{"join bad interface", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--interface", "a/b"}, 1, "--interface"},
+		{"up not joined", []string{"up", "--state-dir", "@TMP@"}, 1, "not joined"},
+		{"status not running", []string{"status", "--state-dir", "@TMP@"}, 1, "no tunnelmesh node is running"},
+		{"ping without peer", []string{"ping", "--state-dir", "@TMP@"}, 2, "which peer?"},
+		{"ping not running", []string{"ping", "bravo", "--state-dir", "@TMP@"}, 1, "no tunnelmesh node is running"},
+		{"extra args", []string{"version", "x"}, 2, "unexpected arguments: x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			var args []string
+			for _, a := range tt.args {
+				args = append(args, strings.ReplaceAll(a, "@TMP@", tmp))
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), args, Env{Stdout: &out, Stderr: &errb})
+			if code != tt.wantCode || !strings.Contains(errb.String()+out.String(), tt.wantErr) {
+				t.Fatalf("tunnelmesh %v = %d, stderr %q; want %d and %q", tt.args, code, errb.String(), tt.wantCode, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, Env{Stdout: &out, Stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "tunnelmesh ") {
+		t.Fatalf("version = %d %q", code, out.String())
+	}
+}
+
+func TestPrintStatus(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	s := localapi.Status{
+		Name: "alpha", IP: netip.MustParseAddr("100.64.0.1"), MeshID: "m1", MeshCIDR: netip.MustParsePrefix("100.64.0.0/10"),
+		Interface: "tunnelmesh0", MTU: 1420, ListenPort: 41641,
+		Coordinator: localapi.Coordinator{URL: "https://reg:8443", Reachable: true},
+		Peers: []localapi.Peer{
+			{Name: "bravo", IP: netip.MustParseAddr("100.64.0.2"), Path: "direct 10.0.0.2:41641", LastHandshake: now.Add(-5 * time.Second),
+				RxBytes: 2048, TxBytes: 10, RTT: 1500 * time.Microsecond},
+			{Name: "charlie", IP: netip.MustParseAddr("100.64.0.3")},
+		},
+	}
+	var b bytes.Buffer
+	printStatus(&b, s, now)
+	want := `node        alpha  100.64.0.1  (mesh m1 100.64.0.0/10)
+interface   tunnelmesh0  mtu 1420  udp port 41641
+coordinator https://reg:8443  reachable
+
+PEER     IP          PATH                   HANDSHAKE  RX       TX    RTT
+bravo    100.64.0.2  direct 10.0.0.2:41641  5s ago     2.0 KiB  10 B  1.50 ms
+charlie  100.64.0.3  -                      never      0 B      0 B   -
+`
+	if b.String() != want {
+		t.Fatalf("printStatus =\n%s\nwant\n%s", b.String(), want)
+	}
+	s.Coordinator = localapi.Coordinator{URL: "https://reg:8443", LastError: "connection refused"}
+	s.Peers = nil
+	b.Reset()
+	printStatus(&b, s, now)
+	if !strings.Contains(b.String(), "UNREACHABLE: connection refused") || !strings.Contains(b.String(), "no peers") {
+		t.Fatalf("printStatus(unreachable) = %q", b.String())
+	}
+}

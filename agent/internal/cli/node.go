@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+)
+
+// runFlags are the flags of the commands that run a node.
+type runFlags struct {
+	stateDir      string
+	iface         string
+	listenPort    uint
+	mtu           int
+	metricsListen string
+	logLevel      string
+	logFormat     string
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "state directory (key, join record, local API socket)")
+	fs.StringVar(&f.iface, "interface", "", "TUN interface name (default "+tunif.DefaultName+", or the one saved at join)")
+	fs.UintVar(&f.listenPort, "listen-port", 0, "UDP port for tunnels (default: the one saved at join, else chosen by the system)")
+	fs.IntVar(&f.mtu, "mtu", 0, "tunnel MTU (default: underlay MTU - 80, so 1420 on a 1500 network)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+}
+
+func (f *runFlags) check() error {
+	if f.listenPort > 65535 {
+		return fmt.Errorf("--listen-port %d: must be at most 65535", f.listenPort)
+	}
+	if f.mtu != 0 && (f.mtu < tunif.MinMTU || f.mtu > tunif.MaxMTU) {
+		return fmt.Errorf("--mtu %d: must be between %d and %d", f.mtu, tunif.MinMTU, tunif.MaxMTU)
+	}
+	if f.iface != "" {
+		if err := (tunif.Config{Name: f.iface, MTU: tunif.MinMTU}).Validate(); err != nil && strings.HasPrefix(err.Error(), "interface") {
+			return fmt.Errorf("--interface: %w", err)
+		}
+	}
+	return nil
+}
+
+func (f *runFlags) logger(env Env) (*slog.Logger, error) {
+	log, err := logging.New(env.Stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return nil, err
+	}
+	return log, nil
+}
+
+func runJoin(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "join", "--coordinator https://HOST:8443 --token TOKEN [flags]")
+	var rf runFlags
+	rf.register(fs)
+	coord := fs.String("coordinator", "", "coordinator URL, https://HOST:8443 (required)")
+	token := fs.String("token", "", "join token (from: tunnelmesh admin tokens create); required, or set TUNNELMESH_TOKEN")
+	name := fs.String("name", "", "node name (default: the hostname)")
+	keyPath := fs.String("key", "", "use this existing ed25519 key (e.g. ~/.ssh/id_ed25519) instead of generating one")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *token == "" {
+		*token = os.Getenv("TUNNELMESH_TOKEN")
+	}
+	if *coord == "" || *token == "" {
+		fmt.Fprintln(env.Stderr, "--coordinator and --token are required")
+		fs.Usage()
+		return errUsage
+	}
+	if err := rf.check(); err != nil {
+		return err
+	}
+	if *name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --name and no hostname: %w", err)
+		}
+		*name = hostnameToNodeName(h)
+	}
+	log, err := rf.logger(env)
+	if err != nil {
+		return err
+	}
+	dir := state.Dir(rf.stateDir)
+	release, err := dir.Lock()
+	if err != nil {
+		return err
+	}
+	defer release()
+	key, keyFile, err := dir.LoadKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	st, err := node.Join(jctx, node.JoinRequest{Coordinator: *coord, Token: *token, Name: *name, Key: key, KeyFile: keyFile})
+	cancel()
+	if err != nil {
+		return err
+	}
+	st.Interface = rf.iface
+	st.ListenPort = uint16(rf.listenPort)
+	st.MTU = rf.mtu
+	if err := dir.SaveNode(st); err != nil {
+		return err
+	}
+	log.Info("joined", "component", "cli", "name", st.Name, "ip", st.IP, "mesh", st.MeshID, "cidr", st.MeshCIDR,
+		"key", key.Public().Fingerprint(), "state_dir", dir)
+	return runNode(ctx, log, dir, st, rf)
+}
+
+func runUp(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "up", "[flags]")
+	var rf runFlags
+	rf.register(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := rf.check(); err != nil {
+		return err
+	}
+	log, err := rf.logger(env)
+	if err != nil {
+		return err
+	}
+	dir := state.Dir(rf.stateDir)
+	release, err := dir.Lock()
+	if err != nil {
+		return err
+	}
+	defer release()
+	st, err := dir.LoadNode()
+	if err != nil {
+		return err
+	}
+	return runNode(ctx, log, dir, st, rf)
+}
+
+func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node, rf runFlags) error {
+	key, _, err := dir.LoadKey(dir.KeyPath(st))
+	if err != nil {
+		return err
+	}
+	iface, port, mtu := st.Interface, st.ListenPort, st.MTU
+	if rf.iface != "" {
+		iface = rf.iface
+	}
+	if rf.listenPort != 0 {
+		port = uint16(rf.listenPort)
+	}
+	if rf.mtu != 0 {
+		mtu = rf.mtu
+	}
+	n, err := node.New(node.Config{
+		Dir: dir, State: st, Key: key,
+		Interface: iface, MTU: mtu, ListenPort: port,
+		MetricsListen: rf.metricsListen,
+		Version:       version(),
+		Log:           log,
+		NewPlane:      newDataPlane,
+	})
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
+
+// hostnameToNodeName turns a hostname into a valid node name: its first
+// label, lowercased, with invalid characters replaced by hyphens.
+func hostnameToNodeName(h string) string {
+	h, _, _ = strings.Cut(api.NormalizeName(h), ".")
+	b := []byte(h)
+	for i, c := range b {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			b[i] = '-'
+		}
+	}
+	s := strings.Trim(string(b), "-")
+	if len(s) > api.MaxNameLen {
+		s = strings.Trim(s[:api.MaxNameLen], "-")
+	}
+	if s == "" {
+		s = "node"
+	}
+	return s
+}
