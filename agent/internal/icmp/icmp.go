@@ -148,8 +148,8 @@ func packetTooBig6(dst, pkt []byte, mtu int) int {
 	h[0], h[1], h[2], h[3] = 0x60, 0, 0, 0
 	binary.BigEndian.PutUint16(h[4:6], uint16(icmpHeaderLen+quote))
 	h[6] = protoICMPv6
-	h[7] = 64 // hop limit
-	copy(h[8:24], pkt[24:40])  // from the original destination
+	h[7] = 64                 // hop limit
+	copy(h[8:24], pkt[24:40]) // from the original destination
 	copy(h[24:40], pkt[8:24]) // to the original source
 
 	m := dst[ipv6HeaderLen:total]
