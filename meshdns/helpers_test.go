@@ -14,6 +14,7 @@ import (
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
 )
@@ -129,4 +130,8 @@ func rrStrings(rrs []dns.RR) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func apiService(name, proto string, port uint16) api.Service {
+	return api.Service{Name: name, Protocol: proto, Port: port}
 }
