@@ -75,7 +75,10 @@ func run(ctx context.Context, args []string, env Env) int {
 			continue
 		}
 		err := c.run(ctx, env, args[1:])
+		var code exitCode
 		switch {
+		case errors.As(err, &code):
+			return int(code)
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
