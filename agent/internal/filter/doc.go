@@ -1,0 +1,52 @@
+// Package filter is the agent's inbound packet filter: default deny, rules
+// from the registry's compiled policy (api.Filter), and stateful connection
+// tracking so that replies to the node's own connections pass.
+//
+// # Contract with the data plane
+//
+// The device calls Inbound with every decrypted IP packet before it writes
+// it to the TUN device, and drops the packet when Inbound returns false. It
+// calls Outbound with every packet it reads from the TUN device before
+// encrypting it, so the filter learns the connections the node opens.
+// Both may be called concurrently from any number of goroutines, neither
+// blocks beyond a short per-shard lock, and neither allocates (see
+// TestNoAllocs and the benchmarks). Neither keeps or modifies pkt.
+//
+// # What passes
+//
+//   - A packet from a connection the node opened: a tracked flow created by
+//     Outbound (a TCP SYN, any UDP datagram, an ICMP echo request) matched
+//     in the reverse direction, until it has been idle for its protocol's
+//     timeout (TCPTimeout, UDPTimeout, DefaultTimeout, as nebula's).
+//   - ICMP errors (unreachable, time exceeded, parameter problem) that quote
+//     a packet of a tracked flow, so path MTU discovery works.
+//   - A packet that a rule allows: its source address is in a rule's
+//     Sources, and its protocol and destination port match the rule.
+//   - The later fragments of an IPv4 datagram whose first fragment passed
+//     (matched by source, destination, protocol and IP ID, for a few
+//     seconds).
+//
+// Everything else is dropped and counted by reason; IPv6 and malformed
+// packets never pass.
+//
+// # No policy
+//
+// Before the first SetFilter, and after SetFilter(nil) (the registry has no
+// policy), no rule allows anything: only replies to the node's own
+// connections pass. This is the default deny taken literally; the
+// registry ships a default policy (ICMP and DNS) for meshes that want one.
+//
+// # Policy changes
+//
+// SetFilter swaps the rule set atomically. Flows the node opened stay. A
+// flow a peer opened is checked against the current rules on every packet,
+// so it keeps working if the new rules still allow it and stops at its
+// next packet if they do not. Such a flow stays tracked as peer-opened, so
+// the node's own replies on it never turn it into a node-opened flow.
+//
+// # Bounds
+//
+// The flow table holds at most MaxFlows entries in shards. A shard that is
+// full first drops its expired flows (at most once a second) and then
+// evicts the flow closest to expiry among a few sampled ones.
+package filter

@@ -1,0 +1,347 @@
+package filter
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+)
+
+// Flow timeouts: how long a tracked flow lives after its last packet (the
+// values nebula uses).
+const (
+	TCPTimeout     = 12 * time.Minute
+	UDPTimeout     = 3 * time.Minute
+	DefaultTimeout = 10 * time.Minute
+	// FragmentTimeout is how long the later fragments of a datagram whose
+	// first fragment passed may follow it.
+	FragmentTimeout = 5 * time.Second
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxFlows     = 1 << 18
+	DefaultMaxFragments = 4096
+	DefaultLogPerSecond = 5
+)
+
+// Config tunes a Filter. The zero value is usable.
+type Config struct {
+	// MaxFlows bounds the connection table; DefaultMaxFlows when 0.
+	MaxFlows int
+	// MaxFragments bounds the table of datagrams whose later fragments may
+	// pass; DefaultMaxFragments when 0.
+	MaxFragments int
+	// TCPTimeout, UDPTimeout and DefaultTimeout (ICMP and other protocols)
+	// override the package defaults when non-zero.
+	TCPTimeout, UDPTimeout, DefaultTimeout time.Duration
+	// Logger, when set, receives one Info record per denied packet, at most
+	// LogPerSecond a second (DefaultLogPerSecond when 0); the rest are only
+	// counted (Stats.LogSuppressed). Records carry addresses, protocol, port
+	// and reason, nothing from the payload.
+	Logger       *slog.Logger
+	LogPerSecond int
+	// Now returns a monotonic clock; time since creation when nil. Tests set
+	// it to move time by hand.
+	Now func() time.Duration
+}
+
+// Reason says why a packet was dropped.
+type Reason uint8
+
+// Drop reasons.
+const (
+	reasonNone    Reason = iota
+	DropMalformed        // not a well-formed IPv4 packet
+	DropIPv6             // IPv6: the mesh is IPv4
+	DropNoRule           // no rule allows it and it belongs to no tracked flow
+	DropFragment         // a later fragment of a datagram whose first fragment did not pass
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"", "malformed", "ipv6", "no_rule", "fragment"}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists the drop reasons, for registering metrics.
+func Reasons() []Reason { return []Reason{DropMalformed, DropIPv6, DropNoRule, DropFragment} }
+
+// Filter is a node's inbound packet filter. Its methods are safe for
+// concurrent use.
+type Filter struct {
+	rules atomic.Pointer[ruleSet]
+	ct    *conntrack
+	frags fragTable
+
+	tcpTimeout, udpTimeout, defTimeout int64
+	now                                func() time.Duration
+	logger                             *slog.Logger
+	logLimit                           int64
+
+	established atomic.Uint64 // accepted as part of a tracked flow
+	related     atomic.Uint64 // ICMP errors about tracked flows
+	fragsPassed atomic.Uint64
+	drops       [numReasons]atomic.Uint64
+	logSec      atomic.Int64
+	logCount    atomic.Int64
+	logDropped  atomic.Uint64
+
+	mu           sync.Mutex // guards the fields below
+	ruleCounters map[string]*atomic.Uint64
+}
+
+// New returns a Filter with no rules: until SetFilter, only replies to
+// the node's own connections pass.
+func New(cfg Config) *Filter {
+	pick := func(v, def time.Duration) int64 {
+		if v > 0 {
+			return int64(v)
+		}
+		return int64(def)
+	}
+	f := &Filter{
+		ct:           newConntrack(cmpOr(cfg.MaxFlows, DefaultMaxFlows)),
+		tcpTimeout:   pick(cfg.TCPTimeout, TCPTimeout),
+		udpTimeout:   pick(cfg.UDPTimeout, UDPTimeout),
+		defTimeout:   pick(cfg.DefaultTimeout, DefaultTimeout),
+		now:          cfg.Now,
+		logger:       cfg.Logger,
+		logLimit:     int64(cmpOr(cfg.LogPerSecond, DefaultLogPerSecond)),
+		ruleCounters: map[string]*atomic.Uint64{},
+	}
+	f.frags.init(cmpOr(cfg.MaxFragments, DefaultMaxFragments))
+	if f.now == nil {
+		start := time.Now()
+		f.now = func() time.Duration { return time.Since(start) }
+	}
+	if f.logger != nil {
+		f.logger = f.logger.With("component", "filter")
+	}
+	empty, _ := compile(nil, nil)
+	f.rules.Store(empty)
+	return f
+}
+
+func cmpOr(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// SetFilter replaces the rules at once; nil means no policy (nothing
+// allowed but replies to the node's own connections). Tracked flows the
+// node opened stay; flows a peer opened are held to the new rules from
+// their next packet on. Rules that cannot be used (unknown protocol,
+// non-IPv4 source, reversed port range) allow nothing and are reported in
+// the error; the other rules apply regardless.
+func (f *Filter) SetFilter(af *api.Filter) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rs, err := compile(af, f.counterLocked)
+	f.rules.Store(rs)
+	return err
+}
+
+func (f *Filter) counterLocked(name string) *atomic.Uint64 {
+	c := f.ruleCounters[name]
+	if c == nil {
+		c = new(atomic.Uint64)
+		f.ruleCounters[name] = c
+	}
+	return c
+}
+
+// PolicyVersion is the version of the rules in force (0 without a policy).
+func (f *Filter) PolicyVersion() uint64 { return f.rules.Load().version }
+
+func (f *Filter) timeout(proto uint8) int64 {
+	switch proto {
+	case protoTCP:
+		return f.tcpTimeout
+	case protoUDP:
+		return f.udpTimeout
+	}
+	return f.defTimeout
+}
+
+// Inbound reports whether a packet that arrived from the mesh may be
+// delivered to the node. pkt is an IPv4 packet; the filter neither keeps
+// nor modifies it.
+func (f *Filter) Inbound(pkt []byte) bool {
+	var p packet
+	if r := parse(pkt, &p); r != reasonNone {
+		return f.drop(r, &p)
+	}
+	now := int64(f.now())
+	if p.laterFrag {
+		if f.frags.allowed(fragKey{src: p.src, dst: p.dst, id: p.ipID, proto: p.proto}, now) {
+			f.fragsPassed.Add(1)
+			return true
+		}
+		rs := f.rules.Load()
+		if id := rs.match(&p); id >= 0 {
+			rs.count(id)
+			return true
+		}
+		return f.drop(DropFragment, &p)
+	}
+	ok := f.inboundFirst(&p, now)
+	if ok && p.firstFrag {
+		f.frags.add(fragKey{src: p.src, dst: p.dst, id: p.ipID, proto: p.proto}, now, now+int64(FragmentTimeout))
+	}
+	if !ok {
+		return f.drop(DropNoRule, &p)
+	}
+	return true
+}
+
+func (f *Filter) inboundFirst(p *packet, now int64) bool {
+	key, tracked := inboundKey(p)
+	exp := now + f.timeout(p.proto)
+	known := false // a live peer-opened flow, already refreshed
+	if tracked {
+		found, inbound := f.ct.refresh(key, now, exp)
+		if found && !inbound {
+			f.established.Add(1)
+			return true
+		}
+		// A peer-opened flow is refreshed even when the rules no longer
+		// allow it: it then stays marked as the peer's, so the node's own
+		// packets on it cannot pass it off as a flow the node opened.
+		known = found
+	}
+	if p.quoted.ok {
+		// An ICMP error quoting a packet the node sent: src is the node, dst
+		// the peer it sent to.
+		q := &p.quoted
+		if f.ct.exists(flowKey{peer: q.dst, local: q.sport, remote: q.dport, proto: q.proto}, now) {
+			f.related.Add(1)
+			return true
+		}
+	}
+	rs := f.rules.Load()
+	id := rs.match(p)
+	if id < 0 {
+		return false
+	}
+	rs.count(id)
+	if tracked && !known {
+		f.ct.upsert(key, now, exp, true, true)
+	}
+	return true
+}
+
+// inboundKey is the flow of an inbound packet, and whether it has one
+// (TCP, UDP and ICMP echo do).
+func inboundKey(p *packet) (flowKey, bool) {
+	switch {
+	case p.hasPorts:
+	case p.proto == protoICMP && (p.icmpType == icmpEchoRequest || p.icmpType == icmpEchoReply):
+	default:
+		return flowKey{}, false
+	}
+	return flowKey{peer: p.src, local: p.dport, remote: p.sport, proto: p.proto}, true
+}
+
+// Outbound tells the filter about a packet the node sends into the mesh, so
+// that the replies to the connections it opens pass. A TCP SYN, a UDP
+// datagram or an ICMP echo request opens a flow; other packets only keep
+// tracked flows alive. pkt is neither kept nor modified.
+func (f *Filter) Outbound(pkt []byte) {
+	var p packet
+	if parse(pkt, &p) != reasonNone || p.laterFrag {
+		return
+	}
+	var create bool
+	switch {
+	case p.proto == protoTCP:
+		create = p.tcpFlags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN
+	case p.proto == protoUDP:
+		create = true
+	case p.proto == protoICMP && p.icmpType == icmpEchoRequest:
+		create = true
+	case p.proto == protoICMP && p.icmpType == icmpEchoReply:
+	default:
+		return
+	}
+	now := int64(f.now())
+	key := flowKey{peer: p.dst, local: p.sport, remote: p.dport, proto: p.proto}
+	f.ct.upsert(key, now, now+f.timeout(p.proto), false, create)
+}
+
+func (rs *ruleSet) count(id int32) { rs.accepts[id].Add(1) }
+
+func (f *Filter) drop(r Reason, p *packet) bool {
+	f.drops[r].Add(1)
+	if f.logger != nil && f.logAllowed() {
+		f.logger.Info("denied",
+			"reason", r.String(),
+			"src", u32Addr(p.src), "dst", u32Addr(p.dst),
+			"proto", p.proto, "dport", p.dport)
+	}
+	return false
+}
+
+// logAllowed is a per-second budget of log records.
+func (f *Filter) logAllowed() bool {
+	sec := int64(f.now()) / int64(time.Second)
+	if old := f.logSec.Load(); old != sec && f.logSec.CompareAndSwap(old, sec) {
+		f.logCount.Store(0)
+	}
+	if f.logCount.Add(1) <= f.logLimit {
+		return true
+	}
+	f.logDropped.Add(1)
+	return false
+}
+
+func u32Addr(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Stats is a snapshot of the filter's counters, for metrics. Counters only
+// grow; rule counters outlive the rules they count.
+type Stats struct {
+	PolicyVersion uint64
+	Flows         int               // tracked flows, including expired ones not yet swept
+	Evicted       uint64            // flows evicted from a full table
+	Established   uint64            // packets accepted as replies in a tracked flow
+	Related       uint64            // ICMP errors accepted for a tracked flow
+	Fragments     uint64            // later fragments accepted after their first fragment
+	RuleAccepts   map[string]uint64 // packets accepted by each rule name
+	Drops         map[Reason]uint64
+	LogSuppressed uint64 // denied packets not logged for the rate limit
+}
+
+// Stats returns the counters. It allocates; call it when scraping.
+func (f *Filter) Stats() Stats {
+	s := Stats{
+		PolicyVersion: f.PolicyVersion(),
+		Flows:         f.ct.len(),
+		Evicted:       f.ct.evicted.Load(),
+		Established:   f.established.Load(),
+		Related:       f.related.Load(),
+		Fragments:     f.fragsPassed.Load(),
+		RuleAccepts:   map[string]uint64{},
+		Drops:         map[Reason]uint64{},
+		LogSuppressed: f.logDropped.Load(),
+	}
+	for _, r := range Reasons() {
+		s.Drops[r] = f.drops[r].Load()
+	}
+	f.mu.Lock()
+	for name, c := range f.ruleCounters {
+		s.RuleAccepts[name] = c.Load()
+	}
+	f.mu.Unlock()
+	return s
+}
