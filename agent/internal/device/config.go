@@ -1,0 +1,121 @@
+package device
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// DefaultMTU is the tunnel MTU for a 1500-byte underlay: 1500 minus the
+// IPv6 (40) and UDP (8) headers and the transport overhead (32).
+const DefaultMTU = 1420
+
+// Config is the declarative configuration of a Device. Reconfig replaces the
+// whole of it; peers are matched by public key.
+type Config struct {
+	PrivateKey nodekey.PrivateKey
+	PSK        [32]byte
+	MeshID     string
+	// ListenPort is the UDP port; 0 picks a free one. It is fixed when the
+	// Device is created: a later Reconfig must pass 0 or the same port.
+	ListenPort uint16
+	// Self is this node's mesh IP; pings are sent from it.
+	Self netip.Addr
+	// MTU is the tunnel MTU (the TUN's); 0 means DefaultMTU. Plaintexts are
+	// padded up to it at most, and larger packets from the TUN are dropped
+	// (DropTooBig); the host answers those with ICMP "fragmentation needed".
+	MTU int
+	// PersistentKeepalive is how often a session that sent nothing sends a
+	// keepalive, so NAT mappings stay open. 0 means
+	// wire.PersistentKeepaliveDefault; negative disables it.
+	PersistentKeepalive time.Duration
+	// DisableUDPSendBatching makes the device hand the bind one packet per
+	// Send call, which turns off UDP GSO coalescing on conn.StdNetBind.
+	// (UDP GRO and TUN offloads are chosen when the bind and the TUN are
+	// created; see NewBind.)
+	DisableUDPSendBatching bool
+	// Filter, when set, is called with every decrypted packet (an IP packet
+	// whose source is the sending peer's mesh IP) before it is written to the
+	// TUN; returning false drops it (DropFilter). It runs on the per-packet
+	// path: it must not block and should not allocate. It may be called
+	// concurrently for different peers.
+	Filter func(packet []byte) bool
+	Peers  []PeerConfig
+}
+
+// PeerConfig describes one peer.
+type PeerConfig struct {
+	Name      string
+	PublicKey nodekey.PublicKey
+	IP        netip.Addr // the peer's mesh IP: the only source address accepted from it
+	// Endpoints are candidate UDP addresses. Handshakes go to all of them
+	// until one answers; after that the peer's endpoint is wherever its last
+	// authenticated packet came from (roaming).
+	Endpoints []netip.AddrPort
+}
+
+// ErrInvalidConfig is wrapped by every Validate error.
+var ErrInvalidConfig = errors.New("invalid device config")
+
+// Validate checks cfg; the error names the offending field.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.PrivateKey.IsZero() {
+		return bad("privateKey: missing")
+	}
+	if c.MeshID == "" {
+		return bad("meshID: missing")
+	}
+	if c.PSK == ([32]byte{}) {
+		return bad("psk: all zero")
+	}
+	if !c.Self.IsValid() {
+		return bad("self: missing")
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535-80) {
+		return bad("mtu: %d out of range [576, 65455]", c.MTU)
+	}
+	own := c.PrivateKey.Public()
+	keys := make(map[nodekey.PublicKey]int, len(c.Peers))
+	ips := make(map[netip.Addr]int, len(c.Peers))
+	for i, p := range c.Peers {
+		if err := p.PublicKey.Validate(); err != nil {
+			return bad("peers[%d].publicKey: %v", i, err)
+		}
+		if p.PublicKey == own {
+			return bad("peers[%d].publicKey: is this node's own key", i)
+		}
+		if j, dup := keys[p.PublicKey]; dup {
+			return bad("peers[%d].publicKey: duplicate of peers[%d]", i, j)
+		}
+		keys[p.PublicKey] = i
+		if !p.IP.IsValid() {
+			return bad("peers[%d].ip: missing", i)
+		}
+		if p.IP.Unmap() == c.Self.Unmap() {
+			return bad("peers[%d].ip: %s is this node's own IP", i, p.IP)
+		}
+		if j, dup := ips[p.IP.Unmap()]; dup {
+			return bad("peers[%d].ip: %s duplicate of peers[%d]", i, p.IP, j)
+		}
+		ips[p.IP.Unmap()] = i
+		for k, ep := range p.Endpoints {
+			if !ep.IsValid() || ep.Port() == 0 {
+				return bad("peers[%d].endpoints[%d]: %q invalid", i, k, ep)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Config) mtu() int {
+	if c.MTU == 0 {
+		return DefaultMTU
+	}
+	return c.MTU
+}

@@ -1,0 +1,140 @@
+package device
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMeshAllPairs(t *testing.T) {
+	m := newMesh(t, 3, fastTiming())
+	for i, a := range m.nodes {
+		for j, b := range m.nodes {
+			if i == j {
+				continue
+			}
+			roundTrip(t, a, b, "hello from "+a.name+" to "+b.name)
+		}
+	}
+	for i, a := range m.nodes {
+		for j, b := range m.nodes {
+			if i == j {
+				continue
+			}
+			rtt, path := ping(t, a, b)
+			if rtt <= 0 || path != "udp "+b.ul.String() {
+				t.Errorf("Ping(%s->%s) = %v, %q; want rtt > 0, path %q", a.name, b.name, rtt, path, "udp "+b.ul.String())
+			}
+		}
+	}
+	st := m.nodes[0].dev.Status()
+	if len(st.Peers) != 2 || st.Self != m.nodes[0].ip || st.ListenPort != 51820 {
+		t.Fatalf("Status = %+v", st)
+	}
+	for _, ps := range st.Peers {
+		if !ps.HasSession || ps.LastHandshake.IsZero() || ps.RxPackets == 0 || ps.TxPackets == 0 ||
+			ps.RxBytes == 0 || ps.TxBytes == 0 || ps.RTT <= 0 || ps.Endpoint == "" || ps.Name == "" {
+			t.Errorf("peer status incomplete: %+v", ps)
+		}
+	}
+	for _, n := range m.nodes {
+		c := n.dev.Counters()
+		for r, v := range c.Drops {
+			if v != 0 {
+				t.Errorf("%s: %d drops %s in a clean run", n.name, v, DropReason(r))
+			}
+		}
+	}
+}
+
+func TestNoPeerAndTooBig(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a, b := m.nodes[0], m.nodes[1]
+	stranger := &node{ip: netip.MustParseAddr("100.64.9.9")}
+	a.tun.Inject(packet(a, stranger, "nobody"))
+	waitFor(t, "no_peer drop", 2*time.Second, func() bool { return drops(a, DropNoPeer) == 1 })
+	big := packet(a, b, strings.Repeat("x", DefaultMTU))
+	a.tun.Inject(big)
+	waitFor(t, "too_big drop", 2*time.Second, func() bool { return drops(a, DropTooBig) == 1 })
+	if _, _, err := a.dev.Ping(t.Context(), stranger.ip); !errors.Is(err, ErrNoPeer) {
+		t.Fatalf("Ping(stranger) = %v, want ErrNoPeer", err)
+	}
+}
+
+func TestAllowedIPs(t *testing.T) {
+	m := newMesh(t, 3, fastTiming())
+	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
+	roundTrip(t, b, a, "establish")
+	// b claims to be c: the packet goes through b's tunnel to a.
+	spoof := packet(c, a, "spoofed")
+	b.tun.Inject(spoof)
+	waitFor(t, "allowed_ips drop", 2*time.Second, func() bool { return drops(a, DropAllowedIPs) == 1 })
+	expectNone(t, a, 100*time.Millisecond)
+}
+
+func TestFilterHook(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a, b := m.nodes[0], m.nodes[1]
+	cfg := m.config(1)
+	cfg.Filter = func(pkt []byte) bool { return !strings.Contains(string(pkt), "blocked") }
+	if err := b.dev.Reconfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, a, b, "allowed")
+	a.tun.Inject(packet(a, b, "blocked"))
+	waitFor(t, "filter drop", 2*time.Second, func() bool { return drops(b, DropFilter) == 1 })
+	roundTrip(t, a, b, "allowed again")
+}
+
+func TestReconfigInvalidChangesNothing(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a := m.nodes[0]
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"duplicate ip", func(c *Config) {
+			c.Peers = append(c.Peers, PeerConfig{PublicKey: testKey(t, 7).Public(), IP: c.Peers[0].IP})
+		}, "peers[1].ip"},
+		{"own key", func(c *Config) { c.Peers[0].PublicKey = c.PrivateKey.Public() }, "peers[0].publicKey"},
+		{"no mesh", func(c *Config) { c.MeshID = "" }, "meshID"},
+		{"port change", func(c *Config) { c.ListenPort = 1 }, "listenPort"},
+		{"bad mtu", func(c *Config) { c.MTU = 10 }, "mtu"},
+		{"zero psk", func(c *Config) { c.PSK = [32]byte{} }, "psk"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := m.config(0)
+			tt.mod(&cfg)
+			err := a.dev.Reconfig(cfg)
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Reconfig = %v, want ErrInvalidConfig naming %q", err, tt.want)
+			}
+			if n := len(a.dev.Status().Peers); n != 1 {
+				t.Fatalf("peers after failed Reconfig = %d, want 1", n)
+			}
+		})
+	}
+	roundTrip(t, a, m.nodes[1], "still works")
+}
+
+func TestCloseRefuses(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a := m.nodes[0]
+	roundTrip(t, a, m.nodes[1], "x")
+	if err := a.dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dev.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if err := a.dev.Reconfig(m.config(0)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Reconfig after Close = %v, want ErrClosed", err)
+	}
+	if _, _, err := a.dev.Ping(t.Context(), m.nodes[1].ip); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Ping after Close = %v, want ErrClosed", err)
+	}
+}

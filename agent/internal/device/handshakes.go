@@ -1,0 +1,306 @@
+package device
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+const handshakeQueueSize = 1024
+
+// underLoad reports whether the handshake queue is busy enough that
+// initiators must prove their address with a cookie (mac2).
+func (d *Device) underLoad() bool { return len(d.hsQueue) >= handshakeQueueSize/8 }
+
+// routineHandshakes processes handshake messages until the device closes.
+func (d *Device) routineHandshakes() {
+	defer d.wgHandshakes.Done()
+	for {
+		select {
+		case <-d.closing:
+			return
+		case e := <-d.hsQueue:
+			d.handleHandshakeMessage(e.packet, e.endpoint, time.Now())
+			d.pools.putElem(e)
+		}
+	}
+}
+
+func endpointAddrPort(ep conn.Endpoint) netip.AddrPort {
+	if a, ok := ep.(interface {
+		Addr() netip.Addr
+		Port() uint16
+	}); ok {
+		return netip.AddrPortFrom(a.Addr(), a.Port())
+	}
+	ap, _ := netip.ParseAddrPort(ep.DstToString())
+	return ap
+}
+
+func (d *Device) handleHandshakeMessage(msg []byte, ep conn.Endpoint, now time.Time) {
+	typ, err := wire.Type(msg)
+	if err != nil {
+		d.counters.drop(DropJunk)
+		return
+	}
+	id := d.identity.Load()
+	if typ == wire.TypeCookieReply {
+		r, err := wire.ParseCookieReply(msg)
+		if err != nil {
+			d.counters.drop(DropJunk)
+			return
+		}
+		e := d.indices.lookup(r.Receiver)
+		if e.peer == nil {
+			d.counters.drop(DropUnknownIndex)
+			return
+		}
+		if err := e.peer.cookieGen.ConsumeReply(&r, now); err != nil {
+			d.counters.drop(DropCookieReply)
+		}
+		return
+	}
+	if (typ == wire.TypeInitiation && len(msg) != wire.InitiationSize) ||
+		(typ == wire.TypeResponse && len(msg) != wire.ResponseSize) || typ == wire.TypeTransport {
+		d.counters.drop(DropJunk)
+		return
+	}
+	if !id.checker.CheckMAC1(msg) {
+		d.counters.drop(DropBadMAC1)
+		return
+	}
+	src := endpointAddrPort(ep)
+	if d.underLoad() {
+		if !id.checker.CheckMAC2(msg, src, now) {
+			var sender uint32
+			if typ == wire.TypeInitiation {
+				m, _ := wire.ParseInitiation(msg)
+				sender = m.Sender
+			} else {
+				m, _ := wire.ParseResponse(msg)
+				sender = m.Sender
+			}
+			reply, err := id.checker.CreateReply(msg, sender, src, now)
+			if err == nil {
+				var buf [wire.CookieReplySize]byte
+				if d.sendRaw(reply.MarshalTo(buf[:]), ep) == nil {
+					d.counters.cookieRepliesSent.Add(1)
+				}
+			}
+			return
+		}
+		if !d.limiter.Allow(src.Addr(), now) {
+			d.counters.drop(DropRateLimited)
+			return
+		}
+	}
+	switch typ {
+	case wire.TypeInitiation:
+		d.handleInitiation(id, msg, ep, now)
+	case wire.TypeResponse:
+		d.handleResponse(msg, ep, now)
+	}
+}
+
+func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, now time.Time) {
+	m, err := wire.ParseInitiation(msg)
+	if err != nil {
+		d.counters.drop(DropJunk)
+		return
+	}
+	r, err := handshake.Consume(&id.params, &m)
+	if err != nil {
+		d.counters.drop(DropHandshakeFailed)
+		return
+	}
+	p := d.peerByStatic(r.PeerStatic)
+	if p == nil {
+		d.counters.drop(DropUnknownKey)
+		return
+	}
+	p.hs.mu.Lock()
+	if !r.Timestamp.After(p.hs.lastTimestamp) || now.Sub(p.hs.lastConsumed) < d.timing.initiationRate {
+		p.hs.mu.Unlock()
+		d.counters.drop(DropStaleInitiation)
+		return
+	}
+	// Both sides initiated at once: the side with the greater static key
+	// keeps its own initiation and ignores the other's; the other side
+	// answers and abandons its own. Exactly one session results.
+	if p.hs.initiator != nil && now.Sub(p.hs.sentAt) < d.timing.rekeyTimeout {
+		if bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
+			p.hs.mu.Unlock()
+			return
+		}
+		p.clearHandshakeLocked()
+		p.timers.retransmitHandshake.del()
+	}
+	p.hs.lastTimestamp = r.Timestamp
+	p.hs.lastConsumed = now
+	p.hs.mu.Unlock()
+
+	idx := d.indices.newIndex(p)
+	resp, keys, err := r.Respond(idx)
+	if err != nil {
+		d.indices.remove(idx)
+		d.counters.drop(DropHandshakeFailed)
+		return
+	}
+	kp, err := newKeypair(keys, false, idx, m.Sender, p, now)
+	if err != nil {
+		d.indices.remove(idx)
+		return
+	}
+	p.hs.mu.Lock()
+	if p.isStopped() {
+		p.hs.mu.Unlock()
+		d.indices.remove(idx)
+		return
+	}
+	d.indices.setKeypair(idx, kp)
+	p.installResponderKeypair(kp)
+	p.hs.mu.Unlock()
+	var buf [wire.ResponseSize]byte
+	out := resp.MarshalTo(buf[:])
+	p.cookieGen.AddMACs(out, now)
+	p.setEndpoint(ep)
+	d.counters.hsCompleted.Add(1)
+	p.timersSessionDerived()
+	if err := d.sendRaw(out, ep); err != nil {
+		d.counters.drop(DropSendFailed)
+		return
+	}
+	p.timersAnyAuthenticatedPacketTraversal()
+	p.timersAnyAuthenticatedPacketSent()
+}
+
+func (d *Device) handleResponse(msg []byte, ep conn.Endpoint, now time.Time) {
+	m, err := wire.ParseResponse(msg)
+	if err != nil {
+		d.counters.drop(DropJunk)
+		return
+	}
+	e := d.indices.lookup(m.Receiver)
+	p := e.peer
+	if p == nil || e.keypair != nil {
+		d.counters.drop(DropUnknownIndex)
+		return
+	}
+	p.hs.mu.Lock()
+	if p.hs.initiator == nil || p.hs.localIndex != m.Receiver {
+		p.hs.mu.Unlock()
+		d.counters.drop(DropUnknownIndex)
+		return
+	}
+	keys, err := p.hs.initiator.Finish(&m)
+	if err != nil {
+		p.hs.mu.Unlock()
+		d.counters.drop(DropHandshakeFailed)
+		return
+	}
+	sentAt := p.hs.sentAt
+	p.hs.initiator = nil
+	p.hs.localIndex = 0
+	kp, err := newKeypair(keys, true, m.Receiver, m.Sender, p, now)
+	if err != nil || p.isStopped() {
+		p.hs.mu.Unlock()
+		d.indices.remove(m.Receiver)
+		return
+	}
+	d.indices.setKeypair(m.Receiver, kp)
+	p.installInitiatorKeypair(kp)
+	p.hs.mu.Unlock()
+	p.setEndpoint(ep)
+	p.rtt.Store(int64(now.Sub(sentAt)))
+	d.counters.hsCompleted.Add(1)
+	p.timersSessionDerived()
+	p.timersHandshakeComplete()
+	p.timersAnyAuthenticatedPacketTraversal()
+	p.timersAnyAuthenticatedPacketReceived()
+	// Confirm the session to the responder: data if any is waiting, else a
+	// keepalive.
+	if len(p.staged) == 0 {
+		p.sendKeepalive()
+	} else {
+		p.sendStaged()
+	}
+}
+
+// initiateHandshake sends a handshake initiation unless one was sent less
+// than RekeyTimeout ago. retry marks a retransmission by the timer.
+func (p *peer) initiateHandshake(retry bool) {
+	d := p.d
+	now := time.Now()
+	p.hs.mu.Lock()
+	if p.isStopped() {
+		p.hs.mu.Unlock()
+		return
+	}
+	if !retry {
+		if !p.hs.sentAt.IsZero() && now.Sub(p.hs.sentAt) < d.timing.rekeyTimeout {
+			p.hs.mu.Unlock()
+			return
+		}
+		p.hs.attempts = 0
+	} else {
+		p.hs.attempts++
+	}
+	id := d.identity.Load()
+	p.clearHandshakeLocked()
+	idx := d.indices.newIndex(p)
+	ini, m, err := handshake.Initiate(&id.params, p.static, idx, now)
+	if err != nil {
+		d.indices.remove(idx)
+		p.hs.mu.Unlock()
+		d.log.Error("create handshake initiation", "peer", p.pub.ShortID(), "err", err)
+		return
+	}
+	p.hs.initiator = ini
+	p.hs.localIndex = idx
+	p.hs.sentAt = now
+	p.hs.mu.Unlock()
+
+	var buf [wire.InitiationSize]byte
+	out := m.MarshalTo(buf[:])
+	p.cookieGen.AddMACs(out, now)
+	d.counters.hsInitiated.Add(1)
+	p.timersHandshakeInitiated()
+
+	// Send to the current endpoint; on retries and before any endpoint is
+	// learned, to every candidate as well.
+	p.cfgMu.RLock()
+	cur := p.endpoint
+	cands := p.candidates
+	p.cfgMu.RUnlock()
+	sent := false
+	if cur != nil {
+		sent = d.sendRaw(out, cur) == nil
+	}
+	if retry || !sent {
+		for _, c := range cands {
+			if cur != nil && c.DstToString() == cur.DstToString() {
+				continue
+			}
+			if d.sendRaw(out, c) == nil {
+				sent = true
+			}
+		}
+	}
+	if !sent {
+		d.counters.drop(DropNoEndpoint)
+		return
+	}
+	p.timersAnyAuthenticatedPacketTraversal()
+	p.timersAnyAuthenticatedPacketSent()
+}
+
+// sendRaw sends one handshake-sized message. It allocates; it is not on the
+// data path.
+func (d *Device) sendRaw(msg []byte, ep conn.Endpoint) error {
+	return d.bind.Send([][]byte{msg}, ep)
+}

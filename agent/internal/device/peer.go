@@ -1,0 +1,253 @@
+package device
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+const (
+	stagedQueueSize   = 128  // batches waiting for a session
+	outboundQueueSize = 1024 // batches per peer between staging and the sender
+	inboundQueueSize  = 1024 // batches per peer between the reader and the receiver
+)
+
+// peer is one remote node. Its three goroutines (sequential sender,
+// sequential receiver, timers) are started by start and stopped by stop.
+type peer struct {
+	d         *Device
+	pub       nodekey.PublicKey
+	static    [32]byte // X25519 public key
+	cookieGen *cookie.Generator
+
+	cfgMu      sync.RWMutex // guards the fields below
+	name       string
+	ip         netip.Addr
+	candidates []conn.Endpoint
+	endpoint   conn.Endpoint // where the last authenticated packet came from
+
+	keypairs keypairs
+
+	hs struct {
+		mu            sync.Mutex // guards the fields below
+		initiator     *handshake.Initiator
+		localIndex    uint32 // index of the pending initiation, 0 if none
+		sentAt        time.Time
+		attempts      int
+		lastTimestamp handshake.Timestamp
+		lastConsumed  time.Time
+	}
+
+	sendMu  sync.Mutex // guards stopped; serialises counter assignment so batches leave in order
+	stopped bool
+
+	staged   chan *batch
+	outbound chan *batch
+	inbound  chan *batch
+	stopCh   chan struct{}
+	wg       sync.WaitGroup
+
+	timers peerTimers
+
+	rxBytes, txBytes     atomic.Uint64
+	rxPackets, txPackets atomic.Uint64
+	lastHandshake        atomic.Int64 // unix nanoseconds
+	rtt                  atomic.Int64 // nanoseconds, last sample
+}
+
+func newPeer(d *Device, pc PeerConfig) (*peer, error) {
+	static, err := pc.PublicKey.X25519()
+	if err != nil {
+		return nil, err
+	}
+	p := &peer{
+		d:         d,
+		pub:       pc.PublicKey,
+		static:    static,
+		cookieGen: cookie.NewGenerator(static),
+		staged:    make(chan *batch, stagedQueueSize),
+		outbound:  make(chan *batch, outboundQueueSize),
+		inbound:   make(chan *batch, inboundQueueSize),
+		stopCh:    make(chan struct{}),
+	}
+	if err := p.update(pc); err != nil {
+		return nil, err
+	}
+	p.timers.init()
+	return p, nil
+}
+
+// update applies a changed PeerConfig (same key).
+func (p *peer) update(pc PeerConfig) error {
+	cands := make([]conn.Endpoint, 0, len(pc.Endpoints))
+	for _, ap := range pc.Endpoints {
+		ep, err := p.d.bind.ParseEndpoint(ap.String())
+		if err != nil {
+			return err
+		}
+		cands = append(cands, ep)
+	}
+	p.cfgMu.Lock()
+	p.name = pc.Name
+	p.ip = pc.IP.Unmap()
+	p.candidates = cands
+	if p.endpoint == nil && len(cands) > 0 {
+		p.endpoint = cands[0]
+	}
+	p.cfgMu.Unlock()
+	return nil
+}
+
+func (p *peer) start() {
+	p.wg.Add(3)
+	go p.routineSequentialSender()
+	go p.routineSequentialReceiver()
+	go p.routineTimers()
+}
+
+// stop refuses further packets, stops the goroutines and destroys every
+// session. Crypto workers must still be running (they unlock queued batches).
+func (p *peer) stop() {
+	p.sendMu.Lock()
+	p.stopped = true
+	p.sendMu.Unlock()
+	close(p.stopCh)
+	p.wg.Wait()
+	p.timers.stopAll()
+	p.zeroKeys()
+	p.drainStaged()
+}
+
+func (p *peer) isStopped() bool {
+	select {
+	case <-p.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *peer) mustIP() netip.Addr {
+	p.cfgMu.RLock()
+	defer p.cfgMu.RUnlock()
+	return p.ip
+}
+
+func (p *peer) currentEndpoint() conn.Endpoint {
+	p.cfgMu.RLock()
+	ep := p.endpoint
+	p.cfgMu.RUnlock()
+	return ep
+}
+
+// setEndpoint records where an authenticated packet came from (roaming).
+func (p *peer) setEndpoint(ep conn.Endpoint) {
+	if ep == nil {
+		return
+	}
+	p.cfgMu.Lock()
+	p.endpoint = ep
+	p.cfgMu.Unlock()
+}
+
+// retire makes kp unusable and frees its index.
+func (p *peer) retire(kp *keypair) {
+	if kp == nil {
+		return
+	}
+	kp.dead.Store(true)
+	p.d.indices.remove(kp.localIndex)
+}
+
+// installInitiatorKeypair makes a freshly completed initiator session
+// current (WireGuard's BeginSymmetricSession).
+func (p *peer) installInitiatorKeypair(kp *keypair) {
+	k := &p.keypairs
+	k.mu.Lock()
+	if next := k.next.Swap(nil); next != nil {
+		p.retire(k.previous)
+		k.previous = next
+		p.retire(k.current)
+	} else {
+		p.retire(k.previous)
+		k.previous = k.current
+	}
+	k.current = kp
+	k.mu.Unlock()
+}
+
+// installResponderKeypair stores a responder session as next: it becomes
+// current when the initiator's first packet under it arrives.
+func (p *peer) installResponderKeypair(kp *keypair) {
+	k := &p.keypairs
+	k.mu.Lock()
+	if old := k.next.Swap(kp); old != nil {
+		p.retire(old)
+	}
+	p.retire(k.previous)
+	k.previous = nil
+	k.mu.Unlock()
+}
+
+// receivedWithKeypair promotes next to current on its first authenticated
+// packet and reports whether it did.
+func (p *peer) receivedWithKeypair(kp *keypair) bool {
+	k := &p.keypairs
+	if k.next.Load() != kp {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.next.Load() != kp {
+		return false
+	}
+	p.retire(k.previous)
+	k.previous = k.current
+	k.current = kp
+	k.next.Store(nil)
+	return true
+}
+
+// zeroKeys destroys every session and any pending handshake.
+// Lock order: hs.mu, then keypairs.mu; installing a session holds hs.mu too,
+// so a session cannot slip in behind zeroKeys of a stopping peer.
+func (p *peer) zeroKeys() {
+	p.hs.mu.Lock()
+	defer p.hs.mu.Unlock()
+	k := &p.keypairs
+	k.mu.Lock()
+	p.retire(k.previous)
+	p.retire(k.current)
+	p.retire(k.next.Swap(nil))
+	k.previous, k.current = nil, nil
+	k.mu.Unlock()
+	p.clearHandshakeLocked()
+}
+
+func (p *peer) clearHandshakeLocked() {
+	if p.hs.localIndex != 0 {
+		if e := p.d.indices.lookup(p.hs.localIndex); e.peer == p && e.keypair == nil {
+			p.d.indices.remove(p.hs.localIndex)
+		}
+	}
+	p.hs.initiator = nil
+	p.hs.localIndex = 0
+}
+
+func (p *peer) drainStaged() {
+	for {
+		select {
+		case b := <-p.staged:
+			p.d.pools.putBatch(b)
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package device
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+// ErrNoPeer is returned by Ping for an address that is no peer's mesh IP.
+var ErrNoPeer = errors.New("no peer with that mesh IP")
+
+// pinger matches ICMP echo replies to Ping calls. Replies carrying this
+// device's echo identifier are consumed and never reach the TUN.
+type pinger struct {
+	id      uint16
+	seq     atomic.Uint32
+	mu      sync.Mutex // guards waiters
+	waiters map[uint16]chan struct{}
+}
+
+func (pg *pinger) init() {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	pg.id = binary.BigEndian.Uint16(b[:])
+	pg.waiters = make(map[uint16]chan struct{})
+}
+
+// intercept reports whether pkt is a reply to one of our pings (and wakes
+// the caller if it still waits). It does not allocate.
+func (pg *pinger) intercept(pkt []byte, self netip.Addr, now time.Time) bool {
+	if len(pkt) < 28 || pkt[0] != 0x45 || pkt[9] != protoICMP {
+		return false
+	}
+	icmp := pkt[20:]
+	if icmp[0] != icmpEchoReply || binary.BigEndian.Uint16(icmp[4:]) != pg.id {
+		return false
+	}
+	if netip.AddrFrom4([4]byte(pkt[16:20])) != self {
+		return false
+	}
+	seq := binary.BigEndian.Uint16(icmp[6:])
+	pg.mu.Lock()
+	ch := pg.waiters[seq]
+	pg.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Ping sends an ICMP echo request from Config.Self to the peer with mesh IP
+// ip through its tunnel and waits for the reply, which is caught before it
+// reaches the TUN. It returns the round-trip time and the path that carried
+// it (see PeerStatus.Path). IPv4 only.
+func (d *Device) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
+	if d.isClosed() {
+		return 0, "", fmt.Errorf("ping %s: %w", ip, ErrClosed)
+	}
+	ip = ip.Unmap()
+	self := d.self()
+	if !ip.Is4() || !self.Is4() {
+		return 0, "", fmt.Errorf("ping %s: only IPv4 mesh addresses are supported", ip)
+	}
+	p := d.peerByIP(ip)
+	if p == nil {
+		return 0, "", fmt.Errorf("ping %s: %w", ip, ErrNoPeer)
+	}
+	seq := uint16(d.ping.seq.Add(1))
+	ch := make(chan struct{}, 1)
+	d.ping.mu.Lock()
+	d.ping.waiters[seq] = ch
+	d.ping.mu.Unlock()
+	defer func() {
+		d.ping.mu.Lock()
+		delete(d.ping.waiters, seq)
+		d.ping.mu.Unlock()
+	}()
+
+	start := time.Now()
+	e := d.pools.getElem()
+	n := putICMPEcho(e.buf[wire.TransportHeaderSize:], icmpEchoRequest, self, ip, d.ping.id, seq, start.UnixNano())
+	e.packet = e.buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
+	b := d.pools.getBatch(p)
+	b.elems = append(b.elems, e)
+	p.stage(b)
+	p.sendStaged()
+
+	select {
+	case <-ch:
+		rtt := time.Since(start)
+		p.rtt.Store(int64(rtt))
+		return rtt, p.path(), nil
+	case <-ctx.Done():
+		return 0, "", fmt.Errorf("ping %s: %w", ip, ctx.Err())
+	case <-d.closing:
+		return 0, "", fmt.Errorf("ping %s: %w", ip, ErrClosed)
+	}
+}

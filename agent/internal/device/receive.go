@@ -1,0 +1,244 @@
+package device
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+// The receive path, as in wireguard-go:
+//
+//	bind receive func --(transport, per-peer batches)--> peer.inbound (order)
+//	                                                   + d.decQueue (parallel)
+//	                  --(handshake messages)--> d.hsQueue (bounded, dropped when full)
+//	decryption workers: open the AEAD in place, mark each packet ok or not, unlock
+//	peer's sequential receiver: replay window, roaming, timers, allowed-IPs,
+//	ping replies, filter, then one batched TUN write
+
+// routineReceive reads datagrams from one bind receive func until the bind
+// closes.
+func (d *Device) routineReceive(fn conn.ReceiveFunc) {
+	defer d.wgReaders.Done()
+	n := d.bind.BatchSize()
+	elems := make([]*elem, n)
+	bufs := make([][]byte, n)
+	sizes := make([]int, n)
+	eps := make([]conn.Endpoint, n)
+	for i := range elems {
+		elems[i] = d.pools.getElem()
+		bufs[i] = elems[i].buf[:]
+	}
+	defer func() {
+		for _, e := range elems {
+			d.pools.putElem(e)
+		}
+	}()
+	pb := peerBatches{list: make([]*batch, 0, n)}
+	var backoff time.Duration
+	for {
+		count, err := fn(bufs, sizes, eps)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || d.isClosed() {
+				return
+			}
+			d.log.Debug("receive failed", "err", err)
+			backoff = min(max(2*backoff, time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-d.closing:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		for i := 0; i < count; i++ {
+			size := sizes[i]
+			if size == 0 {
+				continue
+			}
+			pkt := elems[i].buf[:size]
+			if pkt[0] == wire.TypeTransport {
+				recv, ctr, err := wire.ParseTransportHeader(pkt)
+				if err != nil {
+					d.counters.drop(DropJunk)
+					continue
+				}
+				entry := d.indices.lookup(recv)
+				kp := entry.keypair
+				if kp == nil || kp.dead.Load() {
+					d.counters.drop(DropUnknownIndex)
+					continue
+				}
+				e := elems[i]
+				e.packet = pkt
+				e.keypair = kp
+				e.counter = ctr
+				e.endpoint = eps[i]
+				pb.add(d, kp.peer, e)
+			} else {
+				if _, err := wire.Type(pkt); err != nil {
+					d.counters.drop(DropJunk)
+					continue
+				}
+				e := elems[i]
+				e.packet = pkt
+				e.endpoint = eps[i]
+				select {
+				case d.hsQueue <- e:
+				default:
+					d.counters.drop(DropQueueFull)
+					continue
+				}
+			}
+			elems[i] = d.pools.getElem()
+			bufs[i] = elems[i].buf[:]
+			eps[i] = nil
+		}
+		for _, b := range pb.list {
+			p := b.peer
+			b.mu.Lock()
+			select {
+			case p.inbound <- b:
+				d.decQueue <- b
+			case <-p.stopCh:
+				b.mu.Unlock()
+				d.pools.putBatch(b)
+			}
+		}
+		pb.reset()
+	}
+}
+
+// routineDecryption opens queued batches in place until the queue closes.
+func (d *Device) routineDecryption() {
+	defer d.wgWorkers.Done()
+	nonce := new([12]byte)
+	for b := range d.decQueue {
+		decryptBatch(b, nonce)
+		b.mu.Unlock()
+	}
+}
+
+// decryptBatch opens every packet of b in place and marks it ok or not.
+func decryptBatch(b *batch, nonce *[12]byte) {
+	for _, e := range b.elems {
+		binary.LittleEndian.PutUint64(nonce[4:], e.counter)
+		ct := e.packet[wire.TransportHeaderSize:]
+		pt, err := e.keypair.recv.Open(ct[:0], nonce[:], ct, nil)
+		e.ok = err == nil
+		if e.ok {
+			e.packet = pt
+		}
+	}
+}
+
+// routineSequentialReceiver delivers p's decrypted batches in order.
+func (p *peer) routineSequentialReceiver() {
+	defer p.wg.Done()
+	d := p.d
+	for {
+		var b *batch
+		select {
+		case <-p.stopCh:
+			return
+		case b = <-p.inbound:
+		}
+		b.mu.Lock() // wait for the decryption worker
+		b.mu.Unlock()
+		p.receiveBatch(b)
+		d.pools.putBatch(b)
+	}
+}
+
+func (p *peer) receiveBatch(b *batch) {
+	d := p.d
+	now := time.Now()
+	ip := p.mustIP()
+	self := d.self()
+	filter := d.filter.Load()
+	var rxPackets, rxBytes uint64
+	dataReceived := false
+	var lastEndpoint conn.Endpoint
+	var lastKeypair *keypair
+	confirmed := false
+	b.bufs = b.bufs[:0]
+	for _, e := range b.elems {
+		if !e.ok {
+			d.counters.drop(DropDecrypt)
+			continue
+		}
+		kp := e.keypair
+		if kp.dead.Load() || now.Sub(kp.created) >= d.timing.rejectAfterTime {
+			d.counters.drop(DropExpired)
+			continue
+		}
+		// Only now, with the tag verified, may the window move.
+		if !kp.replay.Accept(e.counter, d.timing.rejectAfterMessages) {
+			d.counters.drop(DropReplay)
+			continue
+		}
+		rxPackets++
+		rxBytes += uint64(len(e.packet) + wire.TransportMinSize)
+		lastEndpoint = e.endpoint
+		if kp != lastKeypair {
+			if p.receivedWithKeypair(kp) {
+				confirmed = true
+			}
+			lastKeypair = kp
+		}
+		if len(e.packet) == 0 {
+			continue // keepalive
+		}
+		dataReceived = true
+		pkt, src, ok := trimIPPacket(e.packet)
+		if !ok {
+			d.counters.drop(DropMalformedInner)
+			continue
+		}
+		if src != ip {
+			d.counters.drop(DropAllowedIPs)
+			continue
+		}
+		if d.ping.intercept(pkt, self, now) {
+			continue
+		}
+		if filter != nil && !(*filter)(pkt) {
+			d.counters.drop(DropFilter)
+			continue
+		}
+		b.bufs = append(b.bufs, e.buf[:wire.TransportHeaderSize+len(pkt)])
+	}
+	if rxPackets == 0 {
+		return
+	}
+	p.setEndpoint(lastEndpoint)
+	if confirmed {
+		// The initiator used the responder's session: it is current now,
+		// and whatever waited for it can go.
+		p.timersHandshakeComplete()
+		p.sendStaged()
+	}
+	p.rxPackets.Add(rxPackets)
+	p.rxBytes.Add(rxBytes)
+	d.counters.rxPackets.Add(rxPackets)
+	d.counters.rxBytes.Add(rxBytes)
+	p.timersAnyAuthenticatedPacketTraversal()
+	p.timersAnyAuthenticatedPacketReceived()
+	if dataReceived {
+		p.timersDataReceived()
+	}
+	if lastKeypair != nil && lastKeypair.initiator &&
+		now.Sub(lastKeypair.created) > d.timing.rejectAfterTime-d.timing.keepaliveTimeout-d.timing.rekeyTimeout {
+		p.initiateHandshake(false) // WireGuard's keepKeyFreshReceiving
+	}
+	if len(b.bufs) > 0 {
+		if _, err := d.tun.Write(b.bufs, wire.TransportHeaderSize); err != nil && !d.isClosed() {
+			d.log.Debug("write to tun failed", "err", err)
+		}
+	}
+}

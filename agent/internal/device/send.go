@@ -1,0 +1,288 @@
+package device
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+// The send path, as in wireguard-go:
+//
+//	TUN reader --(per-peer batches)--> peer.staged
+//	  sendStaged: assign keypair and counters, lock the batch, queue it on
+//	  peer.outbound (order) and d.encQueue (parallel)
+//	encryption workers (one per CPU): encrypt in place, unlock the batch
+//	peer's sequential sender: wait for each batch in order, send it via the bind
+
+// peerBatches groups the packets of one read by peer without allocating.
+type peerBatches struct {
+	list []*batch
+}
+
+func (pb *peerBatches) add(d *Device, p *peer, e *elem) {
+	for _, b := range pb.list {
+		if b.peer == p {
+			b.elems = append(b.elems, e)
+			return
+		}
+	}
+	b := d.pools.getBatch(p)
+	b.elems = append(b.elems, e)
+	pb.list = append(pb.list, b)
+}
+
+func (pb *peerBatches) reset() {
+	clear(pb.list)
+	pb.list = pb.list[:0]
+}
+
+// routineReadFromTUN reads IP packets from the TUN until it fails or closes.
+func (d *Device) routineReadFromTUN() {
+	defer d.wgReaders.Done()
+	const offset = wire.TransportHeaderSize
+	n := d.tun.BatchSize()
+	elems := make([]*elem, n)
+	bufs := make([][]byte, n)
+	sizes := make([]int, n)
+	for i := range elems {
+		elems[i] = d.pools.getElem()
+		bufs[i] = elems[i].buf[:]
+	}
+	defer func() {
+		for _, e := range elems {
+			d.pools.putElem(e)
+		}
+	}()
+	pb := peerBatches{list: make([]*batch, 0, n)}
+	for {
+		count, err := d.tun.Read(bufs, sizes, offset)
+		mtu := int(d.mtu.Load())
+		for i := 0; i < count; i++ {
+			size := sizes[i]
+			if size == 0 {
+				continue
+			}
+			if size > mtu {
+				d.counters.drop(DropTooBig)
+				continue
+			}
+			pkt := elems[i].buf[offset : offset+size]
+			dst, ok := dstAddr(pkt)
+			if !ok {
+				d.counters.drop(DropMalformedInner)
+				continue
+			}
+			p := d.peerByIP(dst)
+			if p == nil {
+				d.counters.drop(DropNoPeer)
+				continue
+			}
+			e := elems[i]
+			e.packet = pkt
+			pb.add(d, p, e)
+			elems[i] = d.pools.getElem()
+			bufs[i] = elems[i].buf[:]
+		}
+		for _, b := range pb.list {
+			b.peer.stage(b)
+			b.peer.sendStaged()
+		}
+		pb.reset()
+		if err != nil {
+			if errors.Is(err, tun.ErrTooManySegments) {
+				d.counters.drop(DropTooBig)
+				continue
+			}
+			if !d.isClosed() {
+				d.log.Error("read from tun failed; data plane stopped", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// stage queues b for p, dropping the oldest staged batch when full.
+func (p *peer) stage(b *batch) {
+	for {
+		select {
+		case p.staged <- b:
+			return
+		default:
+		}
+		select {
+		case old := <-p.staged:
+			for range old.elems {
+				p.d.counters.drop(DropQueueFull)
+			}
+			p.d.pools.putBatch(old)
+		default:
+		}
+	}
+}
+
+// sendKeepalive sends an empty transport message unless data is waiting.
+func (p *peer) sendKeepalive() {
+	if len(p.staged) == 0 {
+		e := p.d.pools.getElem()
+		e.packet = e.buf[wire.TransportHeaderSize:wire.TransportHeaderSize]
+		b := p.d.pools.getBatch(p)
+		b.elems = append(b.elems, e)
+		select {
+		case p.staged <- b:
+		default:
+			p.d.pools.putBatch(b)
+		}
+	}
+	p.sendStaged()
+}
+
+// sendStaged sends the staged batches if a usable session exists, and
+// starts a handshake otherwise or when the session is due for rekeying.
+func (p *peer) sendStaged() {
+	d := p.d
+	p.sendMu.Lock()
+	if p.stopped {
+		p.sendMu.Unlock()
+		p.drainStaged()
+		return
+	}
+	kp := p.keypairs.currentKeypair()
+	now := time.Now()
+	if kp == nil || kp.dead.Load() || now.Sub(kp.created) >= d.timing.rejectAfterTime ||
+		kp.sendCounter.Load() >= d.timing.rejectAfterMessages {
+		p.sendMu.Unlock()
+		// A fresh responder session waits for the initiator's first packet;
+		// starting a competing handshake would only replace it.
+		if next := p.keypairs.next.Load(); next != nil && now.Sub(next.created) < d.timing.rekeyTimeout {
+			return
+		}
+		if len(p.staged) > 0 {
+			p.initiateHandshake(false)
+		}
+		return
+	}
+	for {
+		var b *batch
+		select {
+		case b = <-p.staged:
+		default:
+		}
+		if b == nil {
+			break
+		}
+		for _, e := range b.elems {
+			e.keypair = kp
+			e.counter = kp.sendCounter.Add(1) - 1
+		}
+		b.mu.Lock()
+		select {
+		case p.outbound <- b:
+		case <-p.stopCh:
+			b.mu.Unlock()
+			d.pools.putBatch(b)
+			continue
+		}
+		d.encQueue <- b
+	}
+	p.sendMu.Unlock()
+	// Keep the key fresh (WireGuard's keepKeyFreshSending).
+	if kp.initiator && (kp.sendCounter.Load() > d.timing.rekeyAfterMessages || now.Sub(kp.created) > d.timing.rekeyAfterTime) {
+		p.initiateHandshake(false)
+	}
+}
+
+// routineEncryption encrypts queued batches in place until the queue closes.
+func (d *Device) routineEncryption() {
+	defer d.wgWorkers.Done()
+	nonce := new([12]byte) // one per worker: the AEAD interface call makes it escape
+	for b := range d.encQueue {
+		d.encryptBatch(b, nonce)
+		b.mu.Unlock()
+	}
+}
+
+// encryptBatch pads, frames and seals every packet of b in place.
+func (d *Device) encryptBatch(b *batch, nonce *[12]byte) {
+	mtu := int(d.mtu.Load())
+	for _, e := range b.elems {
+		n := len(e.packet)
+		padded := wire.PaddedLen(n, mtu)
+		buf := e.buf[:]
+		clear(buf[wire.TransportHeaderSize+n : wire.TransportHeaderSize+padded])
+		wire.PutTransportHeader(buf, e.keypair.remoteIndex, e.counter)
+		binary.LittleEndian.PutUint64(nonce[4:], e.counter)
+		e.packet = e.keypair.send.Seal(buf[:wire.TransportHeaderSize], nonce[:],
+			buf[wire.TransportHeaderSize:wire.TransportHeaderSize+padded], nil)
+	}
+}
+
+// routineSequentialSender sends p's encrypted batches in order.
+func (p *peer) routineSequentialSender() {
+	defer p.wg.Done()
+	d := p.d
+	for {
+		var b *batch
+		select {
+		case <-p.stopCh:
+			return
+		case b = <-p.outbound:
+		}
+		b.mu.Lock() // wait for the encryption worker
+		b.mu.Unlock()
+		p.sendBatch(b)
+		d.pools.putBatch(b)
+	}
+}
+
+func (p *peer) sendBatch(b *batch) {
+	d := p.d
+	ep := p.currentEndpoint()
+	if ep == nil {
+		for range b.elems {
+			d.counters.drop(DropNoEndpoint)
+		}
+		return
+	}
+	dataSent := false
+	b.bufs = b.bufs[:0]
+	for _, e := range b.elems {
+		b.bufs = append(b.bufs, e.packet)
+		if len(e.packet) > wire.TransportMinSize {
+			dataSent = true
+		}
+	}
+	max := d.bind.BatchSize()
+	if d.noSendBatching.Load() {
+		max = 1
+	}
+	var sent, sentBytes uint64
+	for i := 0; i < len(b.bufs); i += max {
+		j := min(i+max, len(b.bufs))
+		if err := d.bind.Send(b.bufs[i:j], ep); err != nil {
+			for k := i; k < j; k++ {
+				d.counters.drop(DropSendFailed)
+			}
+			continue
+		}
+		for k := i; k < j; k++ {
+			sentBytes += uint64(len(b.bufs[k]))
+		}
+		sent += uint64(j - i)
+	}
+	if sent == 0 {
+		return
+	}
+	p.txPackets.Add(sent)
+	p.txBytes.Add(sentBytes)
+	d.counters.txPackets.Add(sent)
+	d.counters.txBytes.Add(sentBytes)
+	p.timersAnyAuthenticatedPacketTraversal()
+	p.timersAnyAuthenticatedPacketSent()
+	if dataSent {
+		p.timersDataSent()
+	}
+}

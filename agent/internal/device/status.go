@@ -1,0 +1,81 @@
+package device
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// PeerStatus is a snapshot of one peer.
+type PeerStatus struct {
+	Name      string
+	PublicKey nodekey.PublicKey
+	IP        netip.Addr
+	// Endpoint is the peer's current UDP address ("" if none is known).
+	Endpoint string
+	// Path names the transport that carries the peer's packets: "udp
+	// <endpoint>" for a direct path, "" if none.
+	Path string
+	// LastHandshake is when the latest session was established (zero: never).
+	LastHandshake time.Time
+	// HasSession reports whether a session usable for sending exists.
+	HasSession           bool
+	RxBytes, TxBytes     uint64 // wire bytes of authenticated transport packets
+	RxPackets, TxPackets uint64
+	// RTT is the latest round-trip sample (handshake or Ping); 0 if none.
+	RTT time.Duration
+}
+
+// Status is a snapshot of the device.
+type Status struct {
+	ListenPort uint16
+	Self       netip.Addr
+	Peers      []PeerStatus // sorted by IP
+	Counters   Counters
+}
+
+func (p *peer) path() string {
+	ep := p.currentEndpoint()
+	if ep == nil {
+		return ""
+	}
+	return "udp " + ep.DstToString()
+}
+
+func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
+	p.cfgMu.RLock()
+	s := PeerStatus{Name: p.name, PublicKey: p.pub, IP: p.ip}
+	if p.endpoint != nil {
+		s.Endpoint = p.endpoint.DstToString()
+		s.Path = "udp " + s.Endpoint
+	}
+	p.cfgMu.RUnlock()
+	if ns := p.lastHandshake.Load(); ns != 0 {
+		s.LastHandshake = time.Unix(0, ns)
+	}
+	if kp := p.keypairs.currentKeypair(); kp != nil && !kp.dead.Load() && now.Sub(kp.created) < rejectAfter {
+		s.HasSession = true
+	}
+	s.RxBytes, s.TxBytes = p.rxBytes.Load(), p.txBytes.Load()
+	s.RxPackets, s.TxPackets = p.rxPackets.Load(), p.txPackets.Load()
+	s.RTT = time.Duration(p.rtt.Load())
+	return s
+}
+
+// Status returns a snapshot of the device and every peer.
+func (d *Device) Status() Status {
+	s := Status{ListenPort: d.port, Self: d.self(), Counters: d.counters.snapshot()}
+	now := time.Now()
+	d.peersMu.RLock()
+	for _, p := range d.byKey {
+		s.Peers = append(s.Peers, p.status(now, d.timing.rejectAfterTime))
+	}
+	d.peersMu.RUnlock()
+	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].IP.Less(s.Peers[j].IP) })
+	return s
+}
+
+// Counters returns a snapshot of the device-wide counters.
+func (d *Device) Counters() Counters { return d.counters.snapshot() }

@@ -1,0 +1,36 @@
+package device
+
+import (
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+// timing holds the protocol timers a Device uses. Production code always
+// uses defaultTiming (the constants in package wire); tests in this package
+// shrink them to exercise rekeying and expiry in seconds.
+type timing struct {
+	rekeyAfterTime      time.Duration
+	rejectAfterTime     time.Duration
+	rekeyTimeout        time.Duration
+	keepaliveTimeout    time.Duration
+	rekeyAttemptTime    time.Duration
+	rekeyAfterMessages  uint64
+	rejectAfterMessages uint64
+	initiationRate      time.Duration
+}
+
+func defaultTiming() timing {
+	return timing{
+		rekeyAfterTime:      wire.RekeyAfterTime,
+		rejectAfterTime:     wire.RejectAfterTime,
+		rekeyTimeout:        wire.RekeyTimeout,
+		keepaliveTimeout:    wire.KeepaliveTimeout,
+		rekeyAttemptTime:    wire.RekeyAttemptTime,
+		rekeyAfterMessages:  wire.RekeyAfterMessages,
+		rejectAfterMessages: wire.RejectAfterMessages,
+		initiationRate:      wire.HandshakeInitiationRate,
+	}
+}
+
+func (t *timing) maxHandshakeAttempts() int { return int(t.rekeyAttemptTime / t.rekeyTimeout) }
