@@ -1,0 +1,129 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDefaults(t *testing.T) {
+	for _, in := range []string{"", "\n", "# only a comment\n", "{}"} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("Parse(%q) = %v, want defaults", in, err)
+		}
+		if c != Default() {
+			t.Fatalf("Parse(%q) = %+v, want %+v", in, c, Default())
+		}
+	}
+	d := Default()
+	if d.Listen != ":8443" || d.STUNListen != ":3478" || d.MeshCIDR != "100.64.0.0/10" || d.DNSZone != "mesh" ||
+		time.Duration(d.TokenDefaultExpiry) != 24*time.Hour || d.DataDir != DefaultDataDir {
+		t.Fatalf("Default() = %+v", d)
+	}
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "coordinator.example.yaml"))
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if c != Default() {
+		t.Fatalf("example config = %+v, want the defaults it documents %+v", c, Default())
+	}
+}
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte("listen: 127.0.0.1:9443\nmesh_cidr: 10.20.0.0/16\ntoken_default_expiry: 1h30m\ndns_zone: Corp.Mesh.\nstun_listen: \"off\"\n" +
+		"tls_cert: /c.pem\ntls_key: /k.pem\npublic_url: https://coord.example.com:9443\nlog_format: json\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9443" || c.Prefix().String() != "10.20.0.0/16" || time.Duration(c.TokenDefaultExpiry) != 90*time.Minute ||
+		c.DNSZone != "corp.mesh" || c.STUNListen != "off" || c.LogFormat != "json" {
+		t.Fatalf("Parse = %+v", c)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"unknown key", "listen: :1\nlistn: :2\n", `line 2: unknown key "listn"`},
+		{"bad listen", "listen: nope\n", `listen: "nope": want host:port or :port`},
+		{"bad port", "listen: \":99999\"\n", `listen: ":99999": bad port "99999"`},
+		{"bad stun", "stun_listen: x\n", `stun_listen: "x": want host:port or :port`},
+		{"bad cidr", "mesh_cidr: 10.0.0.1/8\n", `mesh_cidr: mesh cidr 10.0.0.1/8: host bits set (did you mean 10.0.0.0/8?)`},
+		{"ipv6 cidr", "mesh_cidr: fd00::/64\n", `mesh_cidr: mesh cidr fd00::/64: must be an IPv4 prefix`},
+		{"bad duration", "token_default_expiry: soon\n", `want a duration like "24h": "soon"`},
+		{"short online timeout", "online_timeout: 1s\n", `online_timeout: must be at least 5s`},
+		{"cert without key", "tls_cert: /c.pem\n", `tls_cert, tls_key: set both or neither`},
+		{"bad zone", "dns_zone: bad_zone\n", `dns_zone: "bad_zone"`},
+		{"bad level", "log_level: loud\n", `log_level: "loud": want debug, info, warn or error`},
+		{"bad format", "log_format: xml\n", `log_format: "xml": want text or json`},
+		{"http public url", "public_url: http://x\n", `public_url: "http://x": want https://host[:port]`},
+		{"wrong type", "join_failure_burst: many\n", "cannot unmarshal"},
+		{"negative", "join_failure_burst: -1\n", "join_failure_burst: must not be negative"},
+		{"two documents", "listen: :1\n---\nlisten: :2\n", "more than one YAML document"},
+		{"not a map", "- a\n- b\n", "cannot unmarshal"},
+		{"syntax", "listen: [\n", "parse config"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse(%q) = %v, want error containing %q", tt.in, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(p, []byte("listen: :1\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), `unknown key "bogus"`) {
+		t.Fatalf("Load = %v, want error naming the file and key", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("Load(missing) succeeded")
+	}
+}
+
+func TestLocalURL(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{":8443", "https://127.0.0.1:8443"},
+		{"0.0.0.0:8443", "https://127.0.0.1:8443"},
+		{"[::]:8443", "https://[::1]:8443"},
+		{"10.1.2.3:443", "https://10.1.2.3:443"},
+		{"coord.example.com:8443", "https://coord.example.com:8443"},
+	} {
+		if got, err := LocalURL(tt.in); err != nil || got != tt.want {
+			t.Errorf("LocalURL(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "coordinator.example.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(""))
+	f.Add([]byte("listen: [\n"))
+	f.Add([]byte("mesh_cidr: 10.0.0.0/30\nonline_timeout: 5s\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := Parse(in)
+		if err != nil {
+			return
+		}
+		// Whatever parses must validate again unchanged.
+		c2 := c
+		if err := c2.Validate(); err != nil || c2 != c {
+			t.Fatalf("Parse(%q) = %+v; Validate again = %v, %+v", in, c, err, c2)
+		}
+	})
+}
