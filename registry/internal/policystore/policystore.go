@@ -1,0 +1,345 @@
+// Package policystore keeps the mesh's policy: every accepted version in a
+// directory (one file per version, written atomically, kept for rollback),
+// the current version parsed, and the current version compiled for the
+// current nodes, which the server puts into each node's netmap. It
+// implements server.Policy.
+package policystore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/policy"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+)
+
+// Errors of Put and Get; check with errors.Is.
+var (
+	ErrInvalid     = errors.New("policy is invalid")
+	ErrTestsFailed = errors.New("policy tests failed")
+	ErrConflict    = errors.New("policy changed meanwhile")
+	ErrNotFound    = errors.New("no such policy version")
+)
+
+// DefaultKeep is how many versions are kept.
+const DefaultKeep = 100
+
+// MaxPolicyBytes bounds a stored policy.
+const MaxPolicyBytes = api.MaxBodyBytes - 1024
+
+const fileExt = ".json"
+
+// Store is the policy store. It is safe for concurrent use.
+type Store struct {
+	dir  string
+	keep int
+	log  *slog.Logger
+
+	mu    sync.Mutex // serialises Put and SetNodes; guards the fields below
+	nodes []api.Node
+	key   string // nodesKey(nodes) of the last compile
+
+	state atomic.Pointer[state] // read lock-free by Filter
+}
+
+// state is the current policy and its compiled filters; never modified
+// once published.
+type state struct {
+	cur     *policy.Version // nil: no policy
+	pol     *policy.Policy
+	filters map[string]*api.Filter // by node name
+}
+
+// Open loads the store in dir (created 0700 if missing). When it holds no
+// policy and bootstrap is non-empty, bootstrap is checked (its tests run
+// against its test_nodes only) and stored as version 1: that is how a
+// coordinator config ships a default policy. keep <= 0 means DefaultKeep.
+func Open(dir string, bootstrap []byte, keep int, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open policy store: %w", err)
+	}
+	s := &Store{dir: dir, keep: keep, log: log}
+	s.state.Store(&state{})
+	versions, err := s.versions()
+	if err != nil {
+		return nil, fmt.Errorf("open policy store: %w", err)
+	}
+	if len(versions) > 0 {
+		v, err := s.read(versions[0])
+		if err != nil {
+			return nil, fmt.Errorf("open policy store: %w", err)
+		}
+		pol, err := policy.Parse(fmt.Sprintf("policy version %d", v.Version), []byte(v.Policy))
+		if err != nil {
+			return nil, fmt.Errorf("open policy store: stored version %d: %w", v.Version, err)
+		}
+		s.state.Store(&state{cur: &v, pol: pol, filters: map[string]*api.Filter{}})
+		return s, nil
+	}
+	if len(bytes.TrimSpace(bootstrap)) > 0 {
+		if _, err := s.Put(bootstrap, 0, time.Now()); err != nil {
+			return nil, fmt.Errorf("open policy store: initial policy: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Current returns the current version, or false when there is no policy.
+func (s *Store) Current() (policy.Version, bool) {
+	st := s.state.Load()
+	if st.cur == nil {
+		return policy.Version{}, false
+	}
+	return *st.cur, true
+}
+
+// Get returns version v, or the current one for v == 0 (ErrNotFound when
+// there is none or v is not kept).
+func (s *Store) Get(v uint64) (policy.Version, error) {
+	if v == 0 {
+		cur, ok := s.Current()
+		if !ok {
+			return policy.Version{}, fmt.Errorf("get policy: %w", ErrNotFound)
+		}
+		return cur, nil
+	}
+	out, err := s.read(v)
+	if errors.Is(err, os.ErrNotExist) {
+		return policy.Version{}, fmt.Errorf("get policy version %d: %w", v, ErrNotFound)
+	}
+	if err != nil {
+		return policy.Version{}, fmt.Errorf("get policy version %d: %w", v, err)
+	}
+	return out, nil
+}
+
+// Versions lists the kept versions, newest first.
+func (s *Store) Versions() ([]policy.VersionInfo, error) {
+	vs, err := s.versions()
+	if err != nil {
+		return nil, fmt.Errorf("list policy versions: %w", err)
+	}
+	out := make([]policy.VersionInfo, 0, len(vs))
+	for _, n := range vs {
+		v, err := s.read(n)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // pruned meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list policy versions: %w", err)
+		}
+		out = append(out, policy.VersionInfo{Version: v.Version, CreatedAt: v.CreatedAt, Bytes: len(v.Policy)})
+	}
+	return out, nil
+}
+
+// Put checks doc and makes it the current policy: it must parse, and its
+// tests must pass against the current nodes (plus its test_nodes). With
+// ifVersion non-zero the current version must be ifVersion
+// (ErrConflict). A doc equal to the current policy stores nothing
+// (Changed false). On any error nothing changes. The caller then bumps the
+// mesh version so that nodes get their new filters.
+func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResponse, error) {
+	if len(doc) > MaxPolicyBytes {
+		return policy.PutResponse{}, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalid, len(doc), MaxPolicyBytes)
+	}
+	pol, err := policy.Parse("policy.yaml", doc)
+	if err != nil {
+		return policy.PutResponse{}, fmt.Errorf("%w:\n%w", ErrInvalid, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state.Load()
+	var curVersion uint64
+	if st.cur != nil {
+		curVersion = st.cur.Version
+	}
+	if ifVersion != 0 && ifVersion != curVersion {
+		return policy.PutResponse{}, fmt.Errorf("%w: current version is %d, not %d", ErrConflict, curVersion, ifVersion)
+	}
+	results := pol.RunTests(s.nodes)
+	if err := pol.Check(s.nodes); err != nil {
+		return policy.PutResponse{}, fmt.Errorf("%w:\n%w", ErrTestsFailed, err)
+	}
+	if st.cur != nil && st.cur.Policy == string(doc) {
+		return policy.PutResponse{Version: curVersion, Changed: false, Tests: len(results)}, nil
+	}
+	v := policy.Version{Version: curVersion + 1, CreatedAt: now.UTC(), Policy: string(doc)}
+	if err := s.write(v); err != nil {
+		return policy.PutResponse{}, fmt.Errorf("store policy: %w", err)
+	}
+	s.state.Store(&state{cur: &v, pol: pol, filters: policy.Compile(pol, s.nodes, v.Version)})
+	s.prune()
+	s.log.Info("policy applied", "policy_version", v.Version, "rules", len(pol.Rules), "tests", len(results))
+	return policy.PutResponse{Version: v.Version, Changed: true, Tests: len(results)}, nil
+}
+
+// SetNodes gives the store the mesh's nodes; the server calls it whenever
+// it rebuilds its snapshot. The policy is recompiled only when a node's
+// name, address or tags changed.
+func (s *Store) SetNodes(nodes []api.Node) {
+	key := nodesKey(nodes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes = slices.Clone(nodes)
+	st := s.state.Load()
+	if key == s.key && st.filters != nil {
+		return
+	}
+	s.key = key
+	if st.pol == nil {
+		return
+	}
+	s.state.Store(&state{cur: st.cur, pol: st.pol, filters: policy.Compile(st.pol, s.nodes, st.cur.Version)})
+}
+
+// Nodes returns the nodes last given to SetNodes.
+func (s *Store) Nodes() []api.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.nodes)
+}
+
+// Visible reports whether self may see peer: always. The policy limits
+// what passes between nodes, not who knows whom (a node must know a peer's
+// key to answer it).
+func (s *Store) Visible(self, peer *api.Node) bool { return true }
+
+// Filter returns self's compiled inbound filter, or nil when there is no
+// policy (the agent then accepts nothing new).
+func (s *Store) Filter(self *api.Node) *api.Filter {
+	st := s.state.Load()
+	if st.pol == nil {
+		return nil
+	}
+	if f := st.filters[api.NormalizeName(self.Name)]; f != nil {
+		return f
+	}
+	// A node the last compile did not know: nothing may reach it yet.
+	return &api.Filter{PolicyVersion: st.cur.Version, Rules: []api.FilterRule{}}
+}
+
+// nodesKey is what compilation depends on: names, addresses and tags.
+func nodesKey(nodes []api.Node) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		b.WriteString(n.Name)
+		b.WriteByte(' ')
+		b.WriteString(n.IP.String())
+		for _, t := range n.Tags {
+			b.WriteByte(' ')
+			b.WriteString(t)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (s *Store) path(v uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", v, fileExt))
+}
+
+// versions lists the stored version numbers, newest first.
+func (s *Store) versions() ([]uint64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), fileExt)
+		if !ok || e.IsDir() {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 64)
+		if err != nil || n == 0 {
+			continue
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
+}
+
+func (s *Store) read(v uint64) (policy.Version, error) {
+	data, err := os.ReadFile(s.path(v))
+	if err != nil {
+		return policy.Version{}, err
+	}
+	var out policy.Version
+	if err := json.Unmarshal(data, &out); err != nil {
+		return policy.Version{}, fmt.Errorf("%s: %w", s.path(v), err)
+	}
+	if out.Version != v {
+		return policy.Version{}, fmt.Errorf("%s: holds version %d", s.path(v), out.Version)
+	}
+	return out, nil
+}
+
+// write stores v atomically: a temporary file, synced, renamed into place,
+// and the directory synced. A version file never changes once written.
+func (s *Store) write(v policy.Version) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.path(v.Version)); err == nil {
+		return fmt.Errorf("version %d exists already", v.Version)
+	}
+	if err := os.Rename(tmp.Name(), s.path(v.Version)); err != nil {
+		return err
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// prune removes versions beyond the newest s.keep.
+func (s *Store) prune() {
+	vs, err := s.versions()
+	if err != nil || len(vs) <= s.keep {
+		return
+	}
+	for _, v := range vs[s.keep:] {
+		if err := os.Remove(s.path(v)); err != nil {
+			s.log.Warn("prune policy version", "policy_version", v, "err", err)
+		}
+	}
+}
