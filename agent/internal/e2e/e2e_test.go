@@ -61,7 +61,7 @@ func TestMesh(t *testing.T) {
 			}
 		}
 		out, err := l.run(nss["n1"], 20*time.Second, l.bin, "ping", "--state-dir", nodes["n1"].stateDir, "n2")
-		if err != nil || !strings.Contains(out, "pong from n2 ("+ips["n2"]+") via direct") {
+		if err != nil || !strings.Contains(out, "pong from n2 ("+ips["n2"]+") via udp ") {
 			t.Errorf("tunnelmesh ping n2 = %q, %v; want a pong via a direct path", out, err)
 		}
 		s, err := l.status(nodes["n1"])
@@ -69,7 +69,7 @@ func TestMesh(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range s.Peers {
-			if p.LastHandshake.IsZero() || p.RxBytes == 0 || p.TxBytes == 0 || !strings.HasPrefix(p.Path, "direct") {
+			if p.LastHandshake.IsZero() || p.RxBytes == 0 || p.TxBytes == 0 || !strings.HasPrefix(p.Path, "udp ") {
 				t.Errorf("n1 status of %s after pings: %+v; want a handshake, bytes both ways, a direct path", p.Name, p)
 			}
 		}

@@ -108,10 +108,11 @@ func (l *lab) cleanup() {
 	for _, ns := range nss {
 		exec.Command("ip", "netns", "del", ns).Run()
 	}
-	if l.t.Failed() {
+	// TUNNELMESH_E2E_LOGS=1 shows the logs of passing runs too.
+	if l.t.Failed() || os.Getenv("TUNNELMESH_E2E_LOGS") != "" {
 		for _, p := range procs {
 			b, _ := os.ReadFile(p.log)
-			if len(b) > 6000 {
+			if len(b) > 6000 && os.Getenv("TUNNELMESH_E2E_LOGS") == "" {
 				b = b[len(b)-6000:]
 			}
 			l.t.Logf("---- log of %s (tail) ----\n%s", p.name, b)
@@ -322,10 +323,15 @@ func peerNames(s localapi.Status) []string {
 
 // ping pings ip from ns with meshtool, retrying until deadline.
 func (l *lab) ping(ns, ip string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var err error
+	var out string
 	for time.Now().Before(deadline) {
-		if _, err = l.run(ns, 10*time.Second, l.tool, "ping", ip, "2"); err == nil {
+		if out, err = l.run(ns, 10*time.Second, l.tool, "ping", ip, "2"); err == nil {
+			if el := time.Since(start); el > 2*time.Second {
+				l.t.Logf("ping %s from %s answered after %v: %s", ip, ns, el, out)
+			}
 			return nil
 		}
 	}

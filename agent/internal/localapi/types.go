@@ -55,7 +55,7 @@ type Peer struct {
 	IP        netip.Addr `json:"ip"`
 	PublicKey string     `json:"public_key"`
 	Online    bool       `json:"online"` // as the registry reports it
-	// Path is how the peer is reached: "direct 192.0.2.1:41641", or empty
+	// Path is how the peer is reached: "udp 192.0.2.1:41641" (direct), or empty
 	// before the first handshake.
 	Path          string           `json:"path"`
 	Endpoint      netip.AddrPort   `json:"endpoint,omitzero"`
@@ -65,7 +65,6 @@ type Peer struct {
 	TxBytes       uint64           `json:"tx_bytes"`
 	RxPackets     uint64           `json:"rx_packets"`
 	TxPackets     uint64           `json:"tx_packets"`
-	Handshakes    uint64           `json:"handshakes"`
 	// RTT is the last measured round trip time through the tunnel, 0 if
 	// none was measured.
 	RTT time.Duration `json:"rtt_ns"`

@@ -49,17 +49,17 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descPeers         = desc("peers", "Peers in the data plane configuration.")
-	descRxBytes       = desc("rx_bytes_total", "Bytes received from all peers (inner packets).")
-	descTxBytes       = desc("tx_bytes_total", "Bytes sent to all peers (inner packets).")
-	descRxPackets     = desc("rx_packets_total", "Packets received from all peers.")
-	descTxPackets     = desc("tx_packets_total", "Packets sent to all peers.")
-	descHandshakes    = desc("handshakes_total", "Completed handshakes with all peers.")
+	descRxBytes       = desc("rx_bytes_total", "Transport bytes received from all peers (wire size).")
+	descTxBytes       = desc("tx_bytes_total", "Transport bytes sent to all peers (wire size).")
+	descRxPackets     = desc("rx_packets_total", "Transport packets received from all peers.")
+	descTxPackets     = desc("tx_packets_total", "Transport packets sent to all peers.")
+	descHandshakes    = desc("handshakes_total", "Handshakes completed (sessions established, either role).")
+	descHSInitiated   = desc("handshake_initiations_total", "Handshake initiations sent.")
 	descDrops         = desc("drops_total", "Packets dropped by the data plane, by reason.", "reason")
 	descPeerRxBytes   = desc("peer_rx_bytes_total", "Bytes received from the peer.", "peer")
 	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
 	descPeerRxPackets = desc("peer_rx_packets_total", "Packets received from the peer.", "peer")
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
-	descPeerHS        = desc("peer_handshakes_total", "Completed handshakes with the peer.", "peer")
 	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
 )
@@ -70,7 +70,7 @@ type planeCollector struct{ n *Node }
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descPeerHS, descPeerRTT, descPeerLastHS} {
+		descHSInitiated, descPeerRTT, descPeerLastHS} {
 		ch <- d
 	}
 }
@@ -80,18 +80,11 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	st := c.n.plane.Stats()
-	var rxB, txB, rxP, txP, hs uint64
 	for _, p := range st.Peers {
-		rxB += p.RxBytes
-		txB += p.TxBytes
-		rxP += p.RxPackets
-		txP += p.TxPackets
-		hs += p.Handshakes
 		ch <- prometheus.MustNewConstMetric(descPeerRxBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)
-		ch <- prometheus.MustNewConstMetric(descPeerHS, prometheus.CounterValue, float64(p.Handshakes), p.Name)
 		if p.RTT > 0 {
 			ch <- prometheus.MustNewConstMetric(descPeerRTT, prometheus.GaugeValue, p.RTT.Seconds(), p.Name)
 		}
@@ -100,11 +93,12 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(st.Peers)))
-	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(rxB))
-	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(txB))
-	ch <- prometheus.MustNewConstMetric(descRxPackets, prometheus.CounterValue, float64(rxP))
-	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(txP))
-	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(hs))
+	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(st.RxBytes))
+	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(st.TxBytes))
+	ch <- prometheus.MustNewConstMetric(descRxPackets, prometheus.CounterValue, float64(st.RxPackets))
+	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(st.TxPackets))
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(st.HandshakesCompleted))
+	ch <- prometheus.MustNewConstMetric(descHSInitiated, prometheus.CounterValue, float64(st.HandshakesInitiated))
 	for reason, v := range st.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
 	}

@@ -81,6 +81,8 @@ type Node struct {
 	removed   bool
 	endpoints []netip.AddrPort
 	m         *metrics
+
+	probes chan []PlanePeer // new peers to ping once, see probeLoop
 }
 
 // New checks cfg and prepares a node.
@@ -118,7 +120,8 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	return &Node{cfg: cfg, log: cfg.Log.With("component", "node"), client: client, m: newMetrics()}, nil
+	return &Node{cfg: cfg, log: cfg.Log.With("component", "node"), client: client, m: newMetrics(),
+		probes: make(chan []PlanePeer, 16)}, nil
 }
 
 func openTUN(c tunif.Config) (tun.Device, func() error, error) {
@@ -196,6 +199,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("netmap watch", n.watch)
 	run("heartbeat", n.heartbeatLoop)
 	run("endpoint reporter", n.endpointLoop)
+	run("prober", n.probeLoop)
 	run("local api", func(ctx context.Context) error { return localapi.Serve(ctx, apiLn, n, n.cfg.Log) })
 	if metricsLn != nil {
 		run("metrics", func(ctx context.Context) error { return n.serveMetrics(ctx, metricsLn) })
@@ -246,6 +250,7 @@ func (n *Node) planeConfig(peers []PlanePeer) PlaneConfig {
 		MeshID:     n.cfg.State.MeshID,
 		ListenPort: n.listenPort,
 		Self:       n.cfg.State.IP,
+		MTU:        n.mtu,
 		Peers:      peers,
 	}
 }
@@ -290,6 +295,67 @@ func (n *Node) apply(nm *api.Netmap) {
 		n.log.Info("registry accepts this node again")
 	}
 	n.log.Info("netmap applied", "version", nm.Version, "peers", len(peers), "added", added, "removed", removed)
+	if fresh := toProbe(old, peers); len(fresh) > 0 {
+		select {
+		case n.probes <- fresh:
+		default: // the prober is behind; these peers connect on first traffic
+		}
+	}
+}
+
+// toProbe returns the peers worth a first ping: those with endpoints that
+// are new, or that had none before.
+func toProbe(old, cur []PlanePeer) []PlanePeer {
+	var out []PlanePeer
+	for _, p := range cur {
+		if len(p.Endpoints) == 0 {
+			continue
+		}
+		i := slices.IndexFunc(old, func(q PlanePeer) bool { return q.PublicKey == p.PublicKey })
+		if i < 0 || len(old[i].Endpoints) == 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// probeLoop pings every newly configured peer once, so that sessions (and
+// RTTs) exist before the first packet needs them, and so that a restarted
+// node re-establishes its sessions at once instead of waiting for its peers
+// to notice their old sessions are dead.
+func (n *Node) probeLoop(ctx context.Context) error {
+	const parallel = 8
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		var peers []PlanePeer
+		select {
+		case <-ctx.Done():
+			return nil
+		case peers = <-n.probes:
+		}
+		for _, p := range peers {
+			select {
+			case <-ctx.Done():
+				return nil
+			case sem <- struct{}{}:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				rtt, path, err := n.plane.Ping(pctx, p.IP)
+				if err != nil {
+					n.log.Debug("first probe unanswered", "peer", p.Name, "err", err)
+					return
+				}
+				n.log.Debug("peer reachable", "peer", p.Name, "path", path, "rtt", rtt)
+			}()
+		}
+	}
 }
 
 // dropAll tears down every peer: the registry no longer knows this node.
@@ -450,7 +516,6 @@ func (n *Node) Status() localapi.Status {
 			TxBytes:       ps.TxBytes,
 			RxPackets:     ps.RxPackets,
 			TxPackets:     ps.TxPackets,
-			Handshakes:    ps.Handshakes,
 			RTT:           ps.RTT,
 		})
 	}

@@ -66,7 +66,7 @@ func (p *fakePlane) Stats() PlaneStats {
 	st := PlaneStats{ListenPort: 51999, Drops: map[string]uint64{"replay": 3}}
 	for i, peer := range c.Peers {
 		st.Peers = append(st.Peers, PeerStats{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
-			Path: "direct 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, Handshakes: 1, RTT: time.Millisecond})
+			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond})
 	}
 	return st
 }
@@ -74,7 +74,7 @@ func (p *fakePlane) Stats() PlaneStats {
 func (p *fakePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
 	for _, peer := range p.last().Peers {
 		if peer.IP == ip {
-			return 2 * time.Millisecond, "direct 192.0.2.9:1", nil
+			return 2 * time.Millisecond, "udp 192.0.2.9:1", nil
 		}
 	}
 	return 0, "", errors.New("no such peer in the data plane")

@@ -19,6 +19,7 @@ type PlaneConfig struct {
 	MeshID     string
 	ListenPort uint16
 	Self       netip.Addr
+	MTU        int // the TUN's MTU
 	Peers      []PlanePeer
 }
 
@@ -42,7 +43,6 @@ type PeerStats struct {
 	TxBytes       uint64
 	RxPackets     uint64
 	TxPackets     uint64
-	Handshakes    uint64
 	RTT           time.Duration
 }
 
@@ -50,7 +50,12 @@ type PeerStats struct {
 type PlaneStats struct {
 	ListenPort uint16
 	Peers      []PeerStats
-	Drops      map[string]uint64 // by reason
+	// Node-wide counters; they include traffic of peers since removed.
+	RxBytes, TxBytes     uint64
+	RxPackets, TxPackets uint64
+	HandshakesInitiated  uint64
+	HandshakesCompleted  uint64
+	Drops                map[string]uint64 // by reason
 }
 
 // DataPlane is what the node needs of the data plane (package device). It
