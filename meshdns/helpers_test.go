@@ -26,7 +26,7 @@ type mesh struct {
 	credsPath string
 }
 
-func newMesh(t *testing.T, cidr netip.Prefix) *mesh {
+func newMesh(t testing.TB, cidr netip.Prefix) *mesh {
 	t.Helper()
 	f := registrytest.New(cidr)
 	t.Cleanup(f.Close)
@@ -35,7 +35,7 @@ func newMesh(t *testing.T, cidr netip.Prefix) *mesh {
 
 // writeCredentials registers name with f and writes its credentials file
 // (with a relative key_file) into a temporary directory.
-func writeCredentials(t *testing.T, f *registrytest.Fake, name string) string {
+func writeCredentials(t testing.TB, f *registrytest.Fake, name string) string {
 	t.Helper()
 	key, err := nodekey.Generate()
 	if err != nil {
@@ -57,7 +57,7 @@ func writeCredentials(t *testing.T, f *registrytest.Fake, name string) string {
 	return path
 }
 
-func (ms *mesh) addNode(t *testing.T, name string) {
+func (ms *mesh) addNode(t testing.TB, name string) {
 	t.Helper()
 	key, err := nodekey.Generate()
 	if err != nil {
@@ -92,7 +92,7 @@ func startPlugin(t *testing.T, block string) *MeshDNS {
 }
 
 // waitFor polls cond every 10ms for up to 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -2,14 +2,13 @@ package meshdns
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/fall"
-	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -26,7 +25,8 @@ type MeshDNS struct {
 	// Zones are the origins the plugin looks at (its arguments, or the
 	// server block's zones). Inside them it answers the mesh zone and the
 	// reverse zones of the mesh prefix and passes everything else on.
-	Zones []string
+	Zones   []string
+	origins map[string]struct{} // Zones, for lookups
 	// Fall lists the zones where names unknown to the netmap go to the next
 	// plugin instead of getting NXDOMAIN.
 	Fall fall.F
@@ -62,9 +62,12 @@ func (m *MeshDNS) Ready() bool {
 
 // ServeDNS implements plugin.Handler.
 func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	state := request.Request{W: w, Req: r}
-	qname := state.Name() // lowercase
-	if state.QClass() != dns.ClassINET || plugin.Zones(m.Zones).Matches(qname) == "" {
+	if len(r.Question) != 1 {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	q := r.Question[0]
+	qname := lowerASCII(q.Name)
+	if q.Qclass != dns.ClassINET || !m.inOrigins(qname) {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
 	t := m.table.Load()
@@ -100,9 +103,9 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		msg.Ns = []dns.RR{t.soa(zone)}
 		result = resultNXDomain
 	default:
-		owner := state.QName() // the question's own spelling
+		owner := q.Name // the question's own spelling
 		apex := qname == zone
-		qtype := state.QType()
+		qtype := q.Qtype
 		if qtype == dns.TypeA || qtype == dns.TypeANY {
 			msg.Answer = appendCopies(msg.Answer, owner, e.a)
 		}
@@ -136,11 +139,25 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 }
 
 // appendCopies appends copies of rrs to dst, renamed to owner unless owner is
-// empty. Copies keep the table immutable whatever later plugins do to the
-// answer.
+// empty. The copies are shallow (an A record's address bytes are shared, as
+// the hosts plugin shares them): enough to keep the table's headers intact
+// whatever later plugins do to the answer's TTLs and names.
 func appendCopies(dst []dns.RR, owner string, rrs []dns.RR) []dns.RR {
 	for _, rr := range rrs {
-		c := dns.Copy(rr)
+		var c dns.RR
+		switch rr := rr.(type) {
+		case *dns.A:
+			cp := *rr
+			c = &cp
+		case *dns.SRV:
+			cp := *rr
+			c = &cp
+		case *dns.PTR:
+			cp := *rr
+			c = &cp
+		default:
+			c = dns.Copy(rr)
+		}
 		if owner != "" {
 			c.Header().Name = owner
 		}
@@ -149,6 +166,35 @@ func appendCopies(dst []dns.RR, owner string, rrs []dns.RR) []dns.RR {
 	return dst
 }
 
-func countQuery(ctx context.Context, result string) {
-	queriesTotal.WithLabelValues(metrics.WithServer(ctx), result).Inc()
+// inOrigins reports whether name (a lowercase FQDN) is in one of the
+// plugin's zones: a map lookup per label instead of plugin.Zones.Matches's
+// label-by-label comparison with every zone.
+func (m *MeshDNS) inOrigins(name string) bool {
+	for n := name; ; {
+		if _, ok := m.origins[n]; ok {
+			return true
+		}
+		i := strings.IndexByte(n, '.')
+		if i < 0 {
+			return false
+		}
+		if i == len(n)-1 {
+			n = "."
+			if _, ok := m.origins[n]; ok {
+				return true
+			}
+			return false
+		}
+		n = n[i+1:]
+	}
+}
+
+// lowerASCII lowercases s without allocating when it is lowercase already.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }

@@ -189,7 +189,7 @@ func TestZone(t *testing.T) {
 
 func TestSmallPrefixReverseZones(t *testing.T) {
 	ms := newMesh(t, netip.MustParsePrefix("10.9.8.0/29")) // 10.9.8.1 is dns
-	ms.addNode(t, "db1")                                    // 10.9.8.2
+	ms.addNode(t, "db1")                                   // 10.9.8.2
 	m := startPlugin(t, ms.corefile(`meshdns {
 		credentials CREDS
 	}`))
@@ -204,5 +204,30 @@ func TestSmallPrefixReverseZones(t *testing.T) {
 	}
 	if got := query(t, m, "9.8.9.10.in-addr.arpa.", dns.TypePTR).Rcode; got != dns.RcodeRefused {
 		t.Errorf("PTR 10.9.8.9 (outside /29): rcode %s, want REFUSED from the next plugin", dns.RcodeToString[got])
+	}
+}
+
+// TestAnswersAreCopies checks that changing an answer (as cache or rewrite
+// plugins do) leaves the table alone.
+func TestAnswersAreCopies(t *testing.T) {
+	ms := newMesh(t, netip.Prefix{})
+	ms.fake.SetServices("dns", api.Service{Name: "dns", Protocol: "udp", Port: 53})
+	m := startPlugin(t, ms.corefile("meshdns {\ncredentials CREDS\n}"))
+	waitFor(t, "netmap", func() bool { t := m.table.Load(); return t != nil && t.version == ms.fake.Version() })
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"DNS.mesh.", dns.TypeA}, {"_dns._udp.dns.mesh.", dns.TypeSRV}, {"1.0.64.100.in-addr.arpa.", dns.TypePTR}, {"mesh.", dns.TypeNS}} {
+		first := query(t, m, q.name, q.qtype)
+		for _, rr := range append(first.Answer, first.Extra...) {
+			rr.Header().Ttl = 1
+			rr.Header().Name = "changed."
+		}
+		again := query(t, m, q.name, q.qtype)
+		for _, rr := range append(again.Answer, again.Extra...) {
+			if rr.Header().Ttl != DefaultTTL || rr.Header().Name == "changed." {
+				t.Errorf("%s %s after changing the first answer: %s", q.name, dns.TypeToString[q.qtype], rr)
+			}
+		}
 	}
 }

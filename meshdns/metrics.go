@@ -1,6 +1,10 @@
 package meshdns
 
 import (
+	"context"
+	"sync"
+
+	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -13,14 +17,34 @@ const (
 	subsystem = "meshdns"
 )
 
-// Values of the result label of queries_total.
+// Results of a query: the result label of queries_total.
 const (
-	resultAnswer      = "answer"      // records in the answer section
-	resultNoData      = "nodata"      // the name exists, not with that type
-	resultNXDomain    = "nxdomain"    // no such name in the netmap
-	resultFallthrough = "fallthrough" // unknown name passed to the next plugin
-	resultNoNetmap    = "no_netmap"   // SERVFAIL: no netmap received yet
+	resultAnswer      = iota // records in the answer section
+	resultNoData             // the name exists, not with that type
+	resultNXDomain           // no such name in the netmap
+	resultFallthrough        // unknown name passed to the next plugin
+	resultNoNetmap           // SERVFAIL: no netmap received yet
+	numResults
 )
+
+var resultNames = [numResults]string{"answer", "nodata", "nxdomain", "fallthrough", "no_netmap"}
+
+// serverCounters caches queries_total's counters by server, sparing the
+// per-query label hashing of WithLabelValues.
+var serverCounters sync.Map // server string -> *[numResults]prometheus.Counter
+
+func countQuery(ctx context.Context, result int) {
+	server := metrics.WithServer(ctx)
+	v, ok := serverCounters.Load(server)
+	if !ok {
+		var cs [numResults]prometheus.Counter
+		for i, name := range resultNames {
+			cs[i] = queriesTotal.WithLabelValues(server, name)
+		}
+		v, _ = serverCounters.LoadOrStore(server, &cs)
+	}
+	v.(*[numResults]prometheus.Counter)[result].Inc()
+}
 
 var (
 	queriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{

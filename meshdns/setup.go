@@ -118,5 +118,9 @@ func parse(c *caddy.Controller) (*MeshDNS, error) {
 		return nil, fmt.Errorf("credentials %s: %w", credsPath, err)
 	}
 	m.creds = creds
+	m.origins = make(map[string]struct{}, len(m.Zones))
+	for _, z := range m.Zones {
+		m.origins[z] = struct{}{}
+	}
 	return m, nil
 }

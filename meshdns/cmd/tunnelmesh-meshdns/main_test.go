@@ -42,8 +42,8 @@ func TestBinaryAnswersDig(t *testing.T) {
 	fake := registrytest.New(netip.Prefix{})
 	t.Cleanup(fake.Close)
 	creds := addNode(t, fake, "dns", dir) // 100.64.0.1
-	addNode(t, fake, "db1", "")            // 100.64.0.2
-	addNode(t, fake, "web", "")            // 100.64.0.3
+	addNode(t, fake, "db1", "")           // 100.64.0.2
+	addNode(t, fake, "web", "")           // 100.64.0.3
 	fake.SetServices("web", api.Service{Name: "http", Protocol: "tcp", Port: 8080})
 	fake.SetDNS(api.DNSConfig{Zone: "mesh", Servers: []netip.Addr{netip.MustParseAddr("100.64.0.1")}})
 
