@@ -130,13 +130,21 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		return
 	}
 	// Both sides initiated at once: the side with the greater static key
-	// keeps its own initiation and ignores the other's; the other side
-	// answers and abandons its own. Exactly one session results.
-	if p.hs.initiator != nil && now.Sub(p.hs.sentAt) < d.timing.rekeyTimeout {
-		if bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
-			p.hs.mu.Unlock()
-			return
-		}
+	// keeps its own initiation and ignores the other's (also when its own
+	// completed just before the other's arrived: they crossed on the wire);
+	// the other side answers and abandons its own. One session results.
+	pending := p.hs.initiator != nil && now.Sub(p.hs.sentAt) < d.timing.rekeyTimeout
+	ownRecent := pending
+	if cur := p.keypairs.currentKeypair(); cur != nil && cur.initiator && now.Sub(cur.created) < d.timing.rekeyTimeout {
+		ownRecent = true
+	}
+	if ownRecent && bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
+		p.hs.mu.Unlock()
+		d.log.Debug("simultaneous initiation: keeping ours", "peer", p.pub.ShortID())
+		return
+	}
+	if pending {
+		d.log.Debug("simultaneous initiation: yielding", "peer", p.pub.ShortID())
 		p.clearHandshakeLocked()
 		p.timers.retransmitHandshake.del()
 	}
@@ -170,6 +178,7 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 	p.cookieGen.AddMACs(out, now)
 	p.setEndpoint(ep)
 	d.counters.hsCompleted.Add(1)
+	d.log.Debug("handshake answered", "peer", p.pub.ShortID(), "index", idx)
 	p.timersSessionDerived()
 	if err := d.sendRaw(out, ep); err != nil {
 		d.counters.drop(DropSendFailed)
@@ -218,6 +227,7 @@ func (d *Device) handleResponse(msg []byte, ep conn.Endpoint, now time.Time) {
 	p.setEndpoint(ep)
 	p.rtt.Store(int64(now.Sub(sentAt)))
 	d.counters.hsCompleted.Add(1)
+	d.log.Debug("handshake complete", "peer", p.pub.ShortID(), "index", m.Receiver, "rtt", now.Sub(sentAt))
 	p.timersSessionDerived()
 	p.timersHandshakeComplete()
 	p.timersAnyAuthenticatedPacketTraversal()
@@ -242,8 +252,13 @@ func (p *peer) initiateHandshake(retry bool) {
 		return
 	}
 	if !retry {
-		if !p.hs.sentAt.IsZero() && now.Sub(p.hs.sentAt) < d.timing.rekeyTimeout {
+		if since := now.Sub(p.hs.sentAt); !p.hs.sentAt.IsZero() && since < d.timing.rekeyTimeout {
 			p.hs.mu.Unlock()
+			// Too soon for another initiation: make sure one goes out when
+			// the rate limit allows, so staged packets are not stranded.
+			if !p.timers.retransmitHandshake.pending.Load() {
+				p.timers.retransmitHandshake.mod(d.timing.rekeyTimeout - since)
+			}
 			return
 		}
 		p.hs.attempts = 0
@@ -269,6 +284,7 @@ func (p *peer) initiateHandshake(retry bool) {
 	out := m.MarshalTo(buf[:])
 	p.cookieGen.AddMACs(out, now)
 	d.counters.hsInitiated.Add(1)
+	d.log.Debug("handshake initiated", "peer", p.pub.ShortID(), "index", idx, "retry", retry)
 	p.timersHandshakeInitiated()
 
 	// Send to the current endpoint; on retries and before any endpoint is

@@ -88,8 +88,9 @@ func (d *Device) routineReadFromTUN() {
 			bufs[i] = elems[i].buf[:]
 		}
 		for _, b := range pb.list {
-			b.peer.stage(b)
-			b.peer.sendStaged()
+			p := b.peer // b belongs to the peer's queues once staged
+			p.stage(b)
+			p.sendStaged()
 		}
 		pb.reset()
 		if err != nil {
@@ -158,6 +159,9 @@ func (p *peer) sendStaged() {
 		// A fresh responder session waits for the initiator's first packet;
 		// starting a competing handshake would only replace it.
 		if next := p.keypairs.next.Load(); next != nil && now.Sub(next.created) < d.timing.rekeyTimeout {
+			if !p.timers.retransmitHandshake.pending.Load() {
+				p.timers.retransmitHandshake.mod(d.timing.rekeyTimeout - now.Sub(next.created))
+			}
 			return
 		}
 		if len(p.staged) > 0 {
