@@ -26,6 +26,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/policystore"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
@@ -40,6 +41,9 @@ type Config = config.Config
 // Policy shapes each node's netmap: which peers it sees, and its compiled
 // inbound filter. Nil means everyone sees everyone, no filter.
 type Policy = server.Policy
+
+// PolicyDir is the directory under DataDir that keeps the policy versions.
+const PolicyDir = "policy"
 
 // LoadConfig reads and validates a configuration file; errors name the key.
 func LoadConfig(path string) (Config, error) { return config.Load(path) }
@@ -68,8 +72,15 @@ type Options struct {
 	// DNSServers are listed in every node's netmap (mesh addresses of
 	// meshdns servers).
 	DNSServers []netip.Addr
-	// Policy shapes each node's netmap; nil: no policy.
+	// Policy shapes each node's netmap. When nil the coordinator keeps the
+	// policy itself, versioned in DataDir/policy, managed through the admin
+	// API (tunnelmesh policy apply).
 	Policy Policy
+	// InitialPolicy (a policy file, e.g. policy.DefaultYAML) is stored as
+	// the first policy version when DataDir holds none. Without one, and
+	// until a policy is applied, nodes get no filter and accept nothing new
+	// from the mesh.
+	InitialPolicy []byte
 	// SoftwareVersion is reported by /api/v1/info.
 	SoftwareVersion string
 }
@@ -113,9 +124,11 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	}
 	log = logging.Component(log, "registry")
 	c = &Coordinator{cfg: cfg, log: log}
+	// The error returns below set c to nil; close what was opened.
+	opened := c
 	defer func() {
 		if err != nil {
-			c.Close()
+			opened.Close()
 		}
 	}()
 
@@ -151,6 +164,14 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c.meshID = mesh.ID
+	pol := opts.Policy
+	if pol == nil {
+		ps, err := policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), opts.InitialPolicy, 0, log)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		pol = ps
+	}
 	c.srv, err = server.New(ctx, c.st, server.Settings{
 		Mesh:                  mesh,
 		DNSZone:               cfg.DNSZone,
@@ -162,7 +183,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		JoinFailureBurst:      cfg.JoinFailureBurst,
 		Pin:                   pin,
 		AdminCredential:       c.adminCrd,
-		Policy:                opts.Policy,
+		Policy:                pol,
 		SoftwareVersion:       opts.SoftwareVersion,
 		Logger:                log,
 		Metrics:               met,
@@ -193,6 +214,11 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// HTTP/1.1 only: a node holds one connection for its netmap
+		// watch anyway, HTTP/2 would hand large netmaps to the connection
+		// in 4 KiB pieces (measured: fan-out to 1,000 watchers about twice
+		// as slow), and the WebSocket relay needs HTTP/1.1 upgrades.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return c, nil

@@ -120,6 +120,8 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 		tail = appendJSON(tail, s.set.Relays)
 	}
 	snap.tail = tail
+	// Before publishing: the policy compiles against these nodes.
+	s.policySetNodes(snap)
 	return snap, nil
 }
 

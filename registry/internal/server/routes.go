@@ -26,6 +26,7 @@ func (s *Server) routes() {
 	s.route(api.PathAdminNodes, "admin_nodes", map[string]handlerFunc{http.MethodGet: s.admin(s.handleListNodes)})
 	s.route(api.PathAdminNodes+"/{ref}", "admin_node", map[string]handlerFunc{http.MethodDelete: s.admin(s.handleRemoveNode)})
 	s.route(api.PathHealth, "healthz", map[string]handlerFunc{http.MethodGet: s.handleHealth})
+	s.policyRoutes()
 	s.route("/", "not_found", map[string]handlerFunc{})
 }
 
