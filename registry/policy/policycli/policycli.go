@@ -142,18 +142,27 @@ func Run(ctx context.Context, prog string, args []string, stdout, stderr io.Writ
 	fs.StringVar(&c.server, "server", "", "registry URL")
 	fs.StringVar(&c.token, "admin-token", "", "admin credential")
 	fs.StringVar(&c.pin, "pin", "", "TLS pin of the registry")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
+	// Flags may come before and after the arguments.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return ExitOK
+			}
+			return ExitUsage
 		}
-		return ExitUsage
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	wantArgs := 0
 	if name == "rollback" {
 		wantArgs = 1
 	}
-	if fs.NArg() != wantArgs {
-		fmt.Fprintf(stderr, "policy %s: want %d argument(s), got %q\n", name, wantArgs, fs.Args())
+	if len(pos) != wantArgs {
+		fmt.Fprintf(stderr, "policy %s: want %d argument(s), got %q\n", name, wantArgs, pos)
 		return ExitUsage
 	}
 	if needFile && c.file == "" {
@@ -178,7 +187,7 @@ func Run(ctx context.Context, prog string, args []string, stdout, stderr io.Writ
 	case "versions":
 		return c.versions()
 	case "rollback":
-		v, err := parseVersion(fs.Arg(0))
+		v, err := parseVersion(pos[0])
 		if err != nil {
 			fmt.Fprintf(stderr, "policy rollback: %v\n", err)
 			return ExitUsage
