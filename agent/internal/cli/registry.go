@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	regcli "github.com/tunnelmesh/tunnelmesh/registry/cli"
+	"github.com/tunnelmesh/tunnelmesh/registry/policy/policycli"
 )
 
 // exitCode is an error carrying a delegated command's exit code; the
@@ -22,6 +23,9 @@ func registryCommands() []command {
 		}},
 		{"admin", "administer a running coordinator: tokens create|list|revoke, nodes list|remove", func(ctx context.Context, env Env, args []string) error {
 			return codeErr(regcli.Admin(ctx, args, env.Stdout, env.Stderr))
+		}},
+		{"policy", "policy as code: validate|test|diff|apply|get|versions|rollback -f policy.yaml", func(ctx context.Context, env Env, args []string) error {
+			return codeErr(policycli.Run(ctx, "tunnelmesh", args, env.Stdout, env.Stderr))
 		}},
 	}
 }
