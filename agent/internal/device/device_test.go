@@ -35,7 +35,7 @@ func TestMeshAllPairs(t *testing.T) {
 	}
 	for _, ps := range st.Peers {
 		if !ps.HasSession || ps.LastHandshake.IsZero() || ps.RxPackets == 0 || ps.TxPackets == 0 ||
-			ps.RxBytes == 0 || ps.TxBytes == 0 || ps.RTT <= 0 || ps.Endpoint == "" || ps.Name == "" {
+			ps.RxBytes == 0 || ps.TxBytes == 0 || ps.RTT <= 0 || !ps.Endpoint.IsValid() || ps.Name == "" {
 			t.Errorf("peer status incomplete: %+v", ps)
 		}
 	}

@@ -33,6 +33,8 @@ type mesh struct {
 	meshID string
 	tm     timing
 	nodes  []*node
+	// tunHook, if set, adjusts each fake TUN before its device starts.
+	tunHook func(i int, tun *faketun.Device)
 }
 
 func testKey(t testing.TB, i int) nodekey.PrivateKey {
@@ -52,8 +54,8 @@ func fastTiming() timing {
 	return tm
 }
 
-// newMesh starts n nodes that all know each other.
-func newMesh(t testing.TB, n int, tm timing) *mesh {
+// newMeshStopped makes n nodes without starting their devices.
+func newMeshStopped(t testing.TB, n int, tm timing) *mesh {
 	t.Helper()
 	checkGoroutines(t)
 	m := &mesh{t: t, net: memnet.New(), meshID: "test-mesh", tm: tm}
@@ -63,10 +65,21 @@ func newMesh(t testing.TB, n int, tm timing) *mesh {
 	for i := 0; i < n; i++ {
 		m.addNode(i)
 	}
+	return m
+}
+
+// newMesh starts n nodes that all know each other.
+func newMesh(t testing.TB, n int, tm timing) *mesh {
+	t.Helper()
+	m := newMeshStopped(t, n, tm)
+	m.startAll()
+	return m
+}
+
+func (m *mesh) startAll() {
 	for i := range m.nodes {
 		m.start(i, m.config(i))
 	}
-	return m
 }
 
 func (m *mesh) addNode(i int) *node {
@@ -103,6 +116,9 @@ func (m *mesh) start(i int, cfg Config) {
 	nd := m.nodes[i]
 	nd.tun = faketun.New("tm"+nd.name, DefaultMTU, 16)
 	nd.tun.AnswerPings = true
+	if m.tunHook != nil {
+		m.tunHook(i, nd.tun)
+	}
 	nd.bind = m.net.NewBind(nd.ul.Addr(), 16)
 	dev, err := newDevice(nd.tun, nd.bind, cfg, testLogger(nd.name), m.tm)
 	if err != nil {

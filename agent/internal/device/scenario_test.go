@@ -83,7 +83,7 @@ func TestRoaming(t *testing.T) {
 	a.bind.Rebind(newAddr)
 	before := b.dev.Counters().HandshakesCompleted
 	roundTrip(t, a, b, "from the new address")
-	if got := b.dev.Status().Peers[0].Endpoint; got != netip.AddrPortFrom(newAddr, 51820).String() {
+	if got := b.dev.Status().Peers[0].Endpoint; got != netip.AddrPortFrom(newAddr, 51820) {
 		t.Fatalf("b's endpoint for a = %s, want the new address", got)
 	}
 	roundTrip(t, b, a, "reply reaches the new address")
@@ -116,7 +116,7 @@ func TestEndpointMovesOnlyAfterAuth(t *testing.T) {
 	evil := netip.MustParseAddrPort("203.0.113.66:666")
 	m.net.Inject(evil, b.ul, forged)
 	waitFor(t, "decrypt drop", 2*time.Second, func() bool { return drops(b, DropDecrypt) == 1 })
-	if got := b.dev.Status().Peers[0].Endpoint; got != a.ul.String() {
+	if got := b.dev.Status().Peers[0].Endpoint; got != a.ul {
 		t.Fatalf("endpoint moved to %s by a forged packet", got)
 	}
 }
@@ -413,7 +413,7 @@ func TestGarbageNeverDisturbs(t *testing.T) {
 	if total == 0 {
 		t.Fatal("garbage not counted")
 	}
-	if got := b.dev.Status().Peers[0].Endpoint; got != a.ul.String() {
+	if got := b.dev.Status().Peers[0].Endpoint; got != a.ul {
 		t.Fatalf("garbage moved the endpoint to %s", got)
 	}
 }

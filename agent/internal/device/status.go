@@ -13,8 +13,8 @@ type PeerStatus struct {
 	Name      string
 	PublicKey nodekey.PublicKey
 	IP        netip.Addr
-	// Endpoint is the peer's current UDP address ("" if none is known).
-	Endpoint string
+	// Endpoint is the peer's current UDP address (zero if none is known).
+	Endpoint netip.AddrPort
 	// Path names the transport that carries the peer's packets: "udp
 	// <endpoint>" for a direct path, "" if none.
 	Path string
@@ -41,15 +41,15 @@ func (p *peer) path() string {
 	if ep == nil {
 		return ""
 	}
-	return "udp " + ep.DstToString()
+	return "udp " + endpointAddrPort(ep).String()
 }
 
 func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	p.cfgMu.RLock()
 	s := PeerStatus{Name: p.name, PublicKey: p.pub, IP: p.ip}
 	if p.endpoint != nil {
-		s.Endpoint = p.endpoint.DstToString()
-		s.Path = "udp " + s.Endpoint
+		s.Endpoint = endpointAddrPort(p.endpoint)
+		s.Path = "udp " + s.Endpoint.String()
 	}
 	p.cfgMu.RUnlock()
 	if ns := p.lastHandshake.Load(); ns != 0 {

@@ -27,7 +27,12 @@ type Network struct {
 	nextPort uint16
 	filter   atomic.Pointer[Filter]
 	pool     sync.Pool
+	blocking atomic.Bool
 }
+
+// SetBlocking makes delivery wait for room in the receiver's queue instead
+// of dropping (a lossless network, for benchmarks).
+func (n *Network) SetBlocking(on bool) { n.blocking.Store(on) }
 
 // New returns an empty network.
 func New() *Network {
@@ -260,11 +265,19 @@ func (n *Network) deliver(from *Endpoint, dst netip.AddrPort, payload []byte) bo
 	} else {
 		d.big = append([]byte(nil), payload...)
 	}
-	select {
-	case rx <- d:
-		return true
-	case <-closed:
-	default:
+	if n.blocking.Load() {
+		select {
+		case rx <- d:
+			return true
+		case <-closed:
+		}
+	} else {
+		select {
+		case rx <- d:
+			return true
+		case <-closed:
+		default:
+		}
 	}
 	if d.buf != nil {
 		n.pool.Put(d.buf)

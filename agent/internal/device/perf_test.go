@@ -1,0 +1,160 @@
+package device
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+)
+
+// pairWithSink starts two nodes whose second TUN counts delivered packets
+// instead of queueing them.
+func pairWithSink(t testing.TB) (*mesh, *atomic.Uint64) {
+	var delivered atomic.Uint64
+	m := newMeshStopped(t, 2, fastTiming())
+	m.tunHook = func(i int, tun *faketun.Device) {
+		if i == 1 {
+			tun.Sink = func([]byte) { delivered.Add(1) }
+		}
+	}
+	m.startAll()
+	a, b := m.nodes[0], m.nodes[1]
+	if _, _, err := a.dev.Ping(t.Context(), b.ip); err != nil { // establishes the session
+		t.Fatal(err)
+	}
+	return m, &delivered
+}
+
+// testBatch is a batch of n packets of size bytes for the a->b session,
+// built outside any pool so allocation counts are exact.
+func testBatch(m *mesh, n, size int) (*batch, *peer, *keypair, *keypair) {
+	a, b := m.nodes[0], m.nodes[1]
+	pa := a.dev.peerFor(b)
+	pb := b.dev.peerFor(a)
+	kpA := pa.keypairs.currentKeypair()
+	kpB := b.dev.indices.lookup(kpA.remoteIndex).keypair
+	pkt := packet(a, b, string(make([]byte, size-28)))
+	bt := &batch{peer: pa, elems: make([]*elem, n), bufs: make([][]byte, 0, n)}
+	for i := range bt.elems {
+		e := &elem{buf: new([wire.MaxMessageSize]byte)}
+		copy(e.buf[wire.TransportHeaderSize:], pkt)
+		bt.elems[i] = e
+	}
+	return bt, pb, kpA, kpB
+}
+
+func fill(bt *batch, kpA *keypair, size int) {
+	for _, e := range bt.elems {
+		e.packet = e.buf[wire.TransportHeaderSize : wire.TransportHeaderSize+size]
+		e.keypair = kpA
+		e.counter = kpA.sendCounter.Add(1) - 1
+	}
+}
+
+func toReceiver(bt *batch, kpB *keypair) {
+	for _, e := range bt.elems {
+		e.keypair = kpB
+	}
+}
+
+// TestPacketPathNoAlloc proves the per-packet path (encrypt, decrypt,
+// replay window, allowed-IPs, ping check, filter, TUN write batch) does not
+// allocate.
+func TestPacketPathNoAlloc(t *testing.T) {
+	m, delivered := pairWithSink(t)
+	cfg := m.config(1)
+	cfg.Filter = func(pkt []byte) bool { return len(pkt) > 0 }
+	if err := m.nodes[1].dev.Reconfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 16, 1400
+	bt, pb, kpA, kpB := testBatch(m, n, size)
+	enc, dec := new([12]byte), new([12]byte)
+	a := m.nodes[0].dev
+	before := delivered.Load()
+	allocs := testing.AllocsPerRun(200, func() {
+		fill(bt, kpA, size)
+		a.encryptBatch(bt, enc)
+		toReceiver(bt, kpB)
+		decryptBatch(bt, dec)
+		pb.receiveBatch(bt)
+	})
+	if allocs != 0 {
+		t.Fatalf("per-batch allocations = %v, want 0", allocs)
+	}
+	if got := delivered.Load() - before; got != 201*n {
+		t.Fatalf("delivered %d packets, want %d", got, 201*n)
+	}
+}
+
+func BenchmarkEncrypt(b *testing.B) {
+	for _, size := range []int{64, 1420} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			m, _ := pairWithSink(b)
+			bt, _, kpA, _ := testBatch(m, 64, size)
+			nonce := new([12]byte)
+			d := m.nodes[0].dev
+			b.SetBytes(int64(size * 64))
+			b.ReportAllocs()
+			for b.Loop() {
+				fill(bt, kpA, size)
+				d.encryptBatch(bt, nonce)
+			}
+		})
+	}
+}
+
+func BenchmarkDecryptReceive(b *testing.B) {
+	for _, size := range []int{64, 1420} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			m, _ := pairWithSink(b)
+			bt, pb, kpA, kpB := testBatch(m, 64, size)
+			enc, dec := new([12]byte), new([12]byte)
+			d := m.nodes[0].dev
+			// Encrypt a fresh batch each round outside the timer.
+			b.SetBytes(int64(size * 64))
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				fill(bt, kpA, size)
+				d.encryptBatch(bt, enc)
+				toReceiver(bt, kpB)
+				b.StartTimer()
+				decryptBatch(bt, dec)
+				pb.receiveBatch(bt)
+			}
+		})
+	}
+}
+
+// BenchmarkDevicePair pushes packets through two whole devices: fake TUN,
+// staging, parallel encryption, in-memory UDP, parallel decryption, ordered
+// delivery to the second fake TUN.
+func BenchmarkDevicePair(b *testing.B) {
+	for _, size := range []int{64, 1420} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			m, delivered := pairWithSink(b)
+			m.net.SetBlocking(true)
+			a, bn := m.nodes[0], m.nodes[1]
+			pkt := packet(a, bn, string(make([]byte, size-28)))
+			start := delivered.Load()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a.tun.InjectShared(pkt)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for delivered.Load()-start < uint64(b.N) && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.StopTimer()
+			if got := delivered.Load() - start; got < uint64(b.N) {
+				b.Logf("delivered %d of %d (drops: %v)", got, b.N, a.dev.Counters().Drops)
+			}
+		})
+	}
+}
