@@ -6,6 +6,7 @@ require (
 	github.com/gliderlabs/ssh v0.3.8
 	github.com/tunnelmesh/tunnelmesh/shared v0.0.0
 	golang.org/x/crypto v0.59.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
