@@ -25,6 +25,9 @@ type runFlags struct {
 	metricsListen string
 	logLevel      string
 	logFormat     string
+	tunOffload    bool
+	udpOffload    bool
+	udpBatching   bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -35,6 +38,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&f.tunOffload, "tun-offload", true, "use TUN offloads (TSO/GSO, GRO); -tun-offload=false turns them off")
+	fs.BoolVar(&f.udpOffload, "udp-offload", true, "use UDP GSO/GRO where the kernel offers them; -udp-offload=false turns them off")
+	fs.BoolVar(&f.udpBatching, "udp-send-batching", true, "coalesce UDP sends (GSO); -udp-send-batching=false sends one packet per call")
 }
 
 func (f *runFlags) check() error {
@@ -166,9 +172,10 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,
 		MetricsListen: rf.metricsListen,
+		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,
-		NewPlane:      newDataPlane,
+		NewPlane:      planeFactory(rf.udpOffload, !rf.udpBatching),
 	})
 	if err != nil {
 		return err

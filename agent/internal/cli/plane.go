@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
@@ -14,25 +13,35 @@ import (
 )
 
 // devicePlane adapts the data plane (package device) to node.DataPlane.
-type devicePlane struct{ d *device.Device }
-
-func newDataPlane(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
-	d, err := device.New(dev, conn.NewStdNetBind(), deviceConfig(cfg), log)
-	if err != nil {
-		return nil, err
-	}
-	return devicePlane{d}, nil
+type devicePlane struct {
+	d              *device.Device
+	noSendBatching bool
 }
 
-func deviceConfig(c node.PlaneConfig) device.Config {
+// planeFactory returns the node's data plane factory with the UDP offload
+// switches.
+func planeFactory(udpOffload, noSendBatching bool) node.PlaneFactory {
+	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
+		p := devicePlane{noSendBatching: noSendBatching}
+		d, err := device.New(dev, device.NewBind(udpOffload), p.config(cfg), log)
+		if err != nil {
+			return nil, err
+		}
+		p.d = d
+		return p, nil
+	}
+}
+
+func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	dc := device.Config{
-		PrivateKey: c.PrivateKey,
-		PSK:        c.PSK,
-		MeshID:     c.MeshID,
-		ListenPort: c.ListenPort,
-		Self:       c.Self,
-		MTU:        c.MTU,
-		Peers:      make([]device.PeerConfig, 0, len(c.Peers)),
+		PrivateKey:             c.PrivateKey,
+		PSK:                    c.PSK,
+		MeshID:                 c.MeshID,
+		ListenPort:             c.ListenPort,
+		Self:                   c.Self,
+		MTU:                    c.MTU,
+		DisableUDPSendBatching: p.noSendBatching,
+		Peers:                  make([]device.PeerConfig, 0, len(c.Peers)),
 	}
 	for _, p := range c.Peers {
 		dc.Peers = append(dc.Peers, device.PeerConfig{Name: p.Name, PublicKey: p.PublicKey, IP: p.IP, Endpoints: p.Endpoints})
@@ -40,7 +49,7 @@ func deviceConfig(c node.PlaneConfig) device.Config {
 	return dc
 }
 
-func (p devicePlane) Reconfig(c node.PlaneConfig) error { return p.d.Reconfig(deviceConfig(c)) }
+func (p devicePlane) Reconfig(c node.PlaneConfig) error { return p.d.Reconfig(p.config(c)) }
 
 func (p devicePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
 	return p.d.Ping(ctx, ip)
@@ -62,10 +71,9 @@ func (p devicePlane) Stats() node.PlaneStats {
 		out.Drops[device.DropReason(r).String()] = v
 	}
 	for _, ps := range s.Peers {
-		ep, _ := netip.ParseAddrPort(ps.Endpoint)
 		out.Peers = append(out.Peers, node.PeerStats{
 			Name: ps.Name, IP: ps.IP, PublicKey: ps.PublicKey,
-			Endpoint: ep, Path: ps.Path, LastHandshake: ps.LastHandshake,
+			Endpoint: ps.Endpoint, Path: ps.Path, LastHandshake: ps.LastHandshake,
 			RxBytes: ps.RxBytes, TxBytes: ps.TxBytes, RxPackets: ps.RxPackets, TxPackets: ps.TxPackets,
 			RTT: ps.RTT,
 		})

@@ -126,7 +126,9 @@ func TestMesh(t *testing.T) {
 		cfgB := l.coordinator(cns, "coord-b", coordIP+":8444", coordIP+":3479", "100.65.0.0/16")
 		tokB := l.token(cns, cfgB)
 		b1 := l.join(nss["n1"], "b1", "n1-b", "tmb0", "https://"+coordIP+":8444", tokB)
-		b2 := l.join(nss["n2"], "b2", "n2-b", "tmb0", "https://"+coordIP+":8444", tokB)
+		// b2 runs with every offload off, so the slow paths carry traffic too.
+		b2 := l.join(nss["n2"], "b2", "n2-b", "tmb0", "https://"+coordIP+":8444", tokB,
+			"--tun-offload=false", "--udp-offload=false", "--udp-send-batching=false", "--mtu", "1380")
 		s1 := l.waitStatus(b1, 20*time.Second, "mesh B peer", func(s localapi.Status) bool { return len(s.Peers) == 1 })
 		s2 := l.waitStatus(b2, 20*time.Second, "mesh B peer", func(s localapi.Status) bool { return len(s.Peers) == 1 })
 		if s1.MeshID == "" || s1.MeshID == mustStatus(t, l, nodes["n1"]).MeshID {
@@ -137,6 +139,20 @@ func TestMesh(t *testing.T) {
 		}
 		if err := l.ping(nss["n2"], s1.IP.String(), 10*time.Second); err != nil {
 			t.Errorf("mesh B ping b2 -> b1: %v", err)
+		}
+		if s2.MTU != 1380 || s2.Interface != "tmb0" {
+			t.Errorf("b2 runs with interface %q mtu %d, want tmb0 1380", s2.Interface, s2.MTU)
+		}
+		// 20 MB over mesh B, into the node without offloads.
+		recv := l.start(nss["n2"], "recv-b", l.tool, "recv", s2.IP.String()+":5002")
+		out, err := l.run(nss["n1"], 2*time.Minute, l.tool, "send", s2.IP.String()+":5002", fmt.Sprint(20<<20), "7")
+		if err != nil {
+			t.Fatalf("send over mesh B: %v", err)
+		}
+		<-recv.done
+		sent, rcvd := strings.Fields(out), fieldsOfLine(readLog(t, recv.log), "recv")
+		if len(sent) < 3 || len(rcvd) < 3 || rcvd[1] != sent[1] || rcvd[2] != sent[2] {
+			t.Errorf("mesh B transfer: sent %q, received %q", out, rcvd)
 		}
 		if err := l.ping(nss["n1"], ips["n2"], 10*time.Second); err != nil {
 			t.Errorf("mesh A ping n1 -> n2 with mesh B beside it: %v", err)

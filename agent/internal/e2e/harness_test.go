@@ -265,7 +265,7 @@ type node struct {
 	p        *proc
 }
 
-func (l *lab) join(ns, name, stateName, iface, coordURL, token string) *node {
+func (l *lab) join(ns, name, stateName, iface, coordURL, token string, extra ...string) *node {
 	l.t.Helper()
 	n := &node{name: name, ns: ns, stateDir: filepath.Join(l.dir, stateName), iface: iface}
 	args := []string{l.bin, "join", "--coordinator", coordURL, "--token", token, "--name", name,
@@ -273,6 +273,7 @@ func (l *lab) join(ns, name, stateName, iface, coordURL, token string) *node {
 	if iface != "" {
 		args = append(args, "--interface", iface)
 	}
+	args = append(args, extra...)
 	n.p = l.start(ns, stateName, args...)
 	return n
 }

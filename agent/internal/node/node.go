@@ -48,6 +48,7 @@ type Config struct {
 	MTU           int    // 0: chosen from the underlay MTU
 	ListenPort    uint16 // 0: the data plane picks one (then saved)
 	MetricsListen string // "" for no metrics server
+	NoTUNOffload  bool   // open the TUN without offloads (tunif.Config.NoOffload)
 	Version       string
 
 	Log *slog.Logger
@@ -158,7 +159,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.mtu = tunif.MTUFor(tunif.UnderlayMTU(coordinatorAddr(st.Coordinator)))
 	}
 	n.ifname = n.cfg.Interface
-	dev, closeIfc, err := n.cfg.OpenInterface(tunif.Config{Name: n.ifname, MTU: n.mtu, Addr: st.IP, Prefix: st.MeshCIDR})
+	dev, closeIfc, err := n.cfg.OpenInterface(tunif.Config{Name: n.ifname, MTU: n.mtu, Addr: st.IP, Prefix: st.MeshCIDR, NoOffload: n.cfg.NoTUNOffload})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

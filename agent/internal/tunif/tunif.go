@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -42,6 +43,10 @@ type Config struct {
 	MTU    int          // tunnel MTU
 	Addr   netip.Addr   // the node's mesh IP
 	Prefix netip.Prefix // the mesh prefix routed into the interface
+	// NoOffload opens the TUN without IFF_VNET_HDR: no TSO/GSO super-packets
+	// and no GRO on writes, one packet per read. The switch for kernels where
+	// the offloads misbehave; slower.
+	NoOffload bool
 }
 
 // Validate checks c, naming the bad field.
@@ -99,7 +104,13 @@ func Create(c Config) (*Interface, error) {
 	if _, err := netlink.LinkByName(c.Name); err == nil {
 		return nil, fmt.Errorf("create interface %s: %w (another tunnelmesh node running? choose another with --interface)", c.Name, ErrExists)
 	}
-	dev, err := tun.CreateTUN(c.Name, c.MTU)
+	var dev tun.Device
+	var err error
+	if c.NoOffload {
+		dev, err = createPlainTUN(c.Name, c.MTU)
+	} else {
+		dev, err = tun.CreateTUN(c.Name, c.MTU)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create interface %s: %w", c.Name, err)
 	}
@@ -109,6 +120,29 @@ func Create(c Config) (*Interface, error) {
 		return nil, fmt.Errorf("create interface %s: %w", c.Name, err)
 	}
 	return ifc, nil
+}
+
+// createPlainTUN is tun.CreateTUN without IFF_VNET_HDR.
+func createPlainTUN(name string, mtu int) (tun.Device, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
 }
 
 func (i *Interface) configure(c Config) error {

@@ -119,6 +119,21 @@ func TestCreateRoot(t *testing.T) {
 	})
 }
 
+func TestCreateNoOffloadRoot(t *testing.T) {
+	inNetns(t, func() {
+		name := uniqueName(t)
+		ifc, err := Create(Config{Name: name, MTU: 1420, Addr: netip.MustParseAddr("100.64.0.7"), Prefix: netip.MustParsePrefix("100.64.0.0/10"), NoOffload: true})
+		if err != nil {
+			t.Errorf("Create(NoOffload): %v", err)
+			return
+		}
+		defer ifc.Close()
+		if got := ifc.Device.BatchSize(); got != 1 {
+			t.Errorf("BatchSize() = %d without offloads, want 1", got)
+		}
+	})
+}
+
 // TestPMTURoot checks that the kernel accepts the ICMP answer of package
 // icmp written back into the TUN device: a socket sending a packet larger
 // than the tunnel's path MTU learns the smaller MTU.
