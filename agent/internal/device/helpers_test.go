@@ -57,7 +57,9 @@ func fastTiming() timing {
 // newMeshStopped makes n nodes without starting their devices.
 func newMeshStopped(t testing.TB, n int, tm timing) *mesh {
 	t.Helper()
-	checkGoroutines(t)
+	if _, fuzzing := t.(*testing.F); !fuzzing { // the fuzz engine starts its own goroutines
+		checkGoroutines(t)
+	}
 	m := &mesh{t: t, net: memnet.New(), meshID: "test-mesh", tm: tm}
 	for i := range m.psk {
 		m.psk[i] = 0x42

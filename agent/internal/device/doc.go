@@ -1,0 +1,61 @@
+// Package device is TunnelMesh's data plane engine: it moves IP packets
+// between a TUN device and the node's peers over UDP, each pair of nodes on
+// its own Noise IKpsk2 session (packages wire, handshake, cookie, replay,
+// ratelimit hold the protocol). Its design follows wireguard-go's device/.
+//
+// # API
+//
+//	d, err := device.New(tunDev, device.NewBind(true), cfg, logger) // opens UDP, starts
+//	err = d.Reconfig(cfg)                 // declarative: peers added, updated, removed
+//	st := d.Status()                      // per peer: name, IP, endpoint, path, last
+//	                                      // handshake, rx/tx bytes and packets, RTT
+//	c := d.Counters()                     // device counters, drops by DropReason
+//	rtt, path, err := d.Ping(ctx, peerIP) // ICMP echo through the tunnel
+//	err = d.Close()
+//
+// The Device owns tunDev and the bind from New on and closes both. tunDev
+// is any golang.zx2c4.com/wireguard/tun.Device: CreateTUN (or tun.CreateTUN)
+// on Linux, faketun in tests. The bind is any
+// golang.zx2c4.com/wireguard/conn.Bind: NewBind(true) is conn.StdNetBind
+// (recvmmsg/sendmmsg, UDP GSO/GRO), NewBind(false) batches without offloads,
+// memnet.Bind is an in-memory network for tests. The device never talks to
+// the registry: the caller feeds it Config from the netmap.
+//
+// # Packet rules
+//
+//   - A decrypted packet is delivered only if its inner source address is the
+//     sending peer's mesh IP (PeerConfig.IP), then only if Config.Filter (if
+//     set) accepts it.
+//   - The replay window moves and the peer's endpoint roams only after the
+//     AEAD tag was checked.
+//   - Every bad datagram is dropped and counted under a DropReason, never
+//     disturbing a session; a removed peer's sessions are destroyed inside
+//     Reconfig and its packets refused (DropUnknownIndex, DropUnknownKey)
+//     from the moment Reconfig returns.
+//   - Packets from the TUN for an address with no peer are dropped
+//     (DropNoPeer); packets larger than Config.MTU are dropped (DropTooBig):
+//     the host answers those with ICMP "fragmentation needed".
+//   - Handshakes flooding in never starve established sessions: mac1 is
+//     checked before any Diffie-Hellman, the handshake queue is bounded, and
+//     when it fills up initiators must echo a cookie (mac2) and are rate
+//     limited per source address.
+//   - When both sides initiate at once, the side with the greater static key
+//     keeps its initiation and the other answers it: one session results.
+//
+// # Goroutines and queues
+//
+// Per device: one TUN reader, one reader per bind receive function, one TUN
+// event drain, and per CPU an encryption, a decryption and a handshake
+// worker. Per peer: a sequential sender, a sequential receiver and a timer
+// goroutine. Packets travel in per-peer batches whose mutex is held until a
+// crypto worker is done, so encryption runs on every core while each peer's
+// packets leave and arrive in order. Elements come from pools; the
+// per-packet path does not allocate (TestPacketPathNoAlloc). Close stops
+// everything in the order written on it.
+//
+// # Metrics
+//
+// Counters and Status are plain snapshots of atomic counters; the host
+// exports them to Prometheus (drop reasons as the label values returned by
+// DropReason.String).
+package device
