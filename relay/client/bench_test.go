@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,9 +26,14 @@ func BenchmarkRelay(b *testing.B) {
 
 func benchRelay(b *testing.B, size int) {
 	r := relaytest.Start(b, server.Config{QueueLen: 1024}, 0)
+	const window = 512
 	var got atomic.Int64
+	credit := make(chan struct{}, window) // one token per frame in flight
 	recv := startNode(b, r, func(c *Config) {
-		c.OnPacket = func(nodekey.PublicKey, []byte) { got.Add(1) }
+		c.OnPacket = func(nodekey.PublicKey, []byte) {
+			got.Add(1)
+			<-credit
+		}
 	})
 	send := startNode(b, r, func(c *Config) { c.QueueLen = 1024 })
 	recv.wait(b)
@@ -40,11 +44,8 @@ func benchRelay(b *testing.B, size int) {
 	b.SetBytes(int64(size))
 	b.ResetTimer()
 	start := time.Now()
-	const window = 512
 	for i := 0; i < b.N; i++ {
-		for int64(i)-got.Load() > window {
-			runtime.Gosched()
-		}
+		credit <- struct{}{}
 		for {
 			err := send.c.Send(dst, pkt)
 			if err == nil {
@@ -53,7 +54,7 @@ func benchRelay(b *testing.B, size int) {
 			if !errors.Is(err, ErrQueueFull) {
 				b.Fatal(err)
 			}
-			runtime.Gosched()
+			time.Sleep(50 * time.Microsecond)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

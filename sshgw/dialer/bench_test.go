@@ -3,7 +3,6 @@ package dialer_test
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,17 +66,19 @@ func BenchmarkOpenSSH(b *testing.B) {
 	}
 }
 
+// window is the number of packets the benchmarks keep in flight.
+const window = 512
+
 // pump sends b.N packets of size bytes, keeping at most a window in flight,
 // and reports what arrived.
 func pump(b *testing.B, send func([]byte) error, got *atomic.Int64, size int) {
 	pkt := make([]byte, size)
-	const window = 512
 	b.SetBytes(int64(size))
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		for int64(i)-got.Load() > window {
-			runtime.Gosched()
+			time.Sleep(20 * time.Microsecond)
 		}
 		for {
 			err := send(pkt)
@@ -87,7 +88,7 @@ func pump(b *testing.B, send func([]byte) error, got *atomic.Int64, size int) {
 			if !errors.Is(err, dialer.ErrQueueFull) {
 				b.Fatal(err)
 			}
-			runtime.Gosched()
+			time.Sleep(20 * time.Microsecond)
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
