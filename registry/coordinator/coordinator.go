@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -77,9 +78,9 @@ type Options struct {
 	// API (tunnelmesh policy apply).
 	Policy Policy
 	// InitialPolicy (a policy file, e.g. policy.DefaultYAML) is stored as
-	// the first policy version when DataDir holds none. Without one, and
-	// until a policy is applied, nodes get no filter and accept nothing new
-	// from the mesh.
+	// the first policy version when DataDir holds none; it overrides the
+	// config's policy_file. Without either, and until a policy is applied,
+	// nodes get no filter and accept nothing new from the mesh.
 	InitialPolicy []byte
 	// SoftwareVersion is reported by /api/v1/info.
 	SoftwareVersion string
@@ -166,7 +167,13 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	c.meshID = mesh.ID
 	pol := opts.Policy
 	if pol == nil {
-		ps, err := policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), opts.InitialPolicy, 0, log)
+		initial := opts.InitialPolicy
+		if initial == nil && cfg.PolicyFile != "" {
+			if initial, err = os.ReadFile(cfg.PolicyFile); err != nil {
+				return nil, fmt.Errorf("coordinator: policy_file: %w", err)
+			}
+		}
+		ps, err := policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), initial, 0, log)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -126,5 +128,25 @@ func TestInitialPolicy(t *testing.T) {
 	}
 	if _, err := coordinator.New(context.Background(), testConfig(t, t.TempDir()), coordinator.Options{InitialPolicy: []byte("rules: [")}); err == nil {
 		t.Fatal("coordinator started with an invalid initial policy")
+	}
+}
+
+func TestPolicyFileConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(file, policy.DefaultYAML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, filepath.Join(dir, "data"))
+	cfg.PolicyFile = file
+	tc := start(t, cfg, coordinator.Options{})
+	got, err := tc.admin.Policy(context.Background(), 0)
+	if err != nil || got.Version != 1 || got.Policy != string(policy.DefaultYAML) {
+		t.Fatalf("policy from policy_file = %+v, %v", got, err)
+	}
+	cfg2 := testConfig(t, filepath.Join(dir, "data2"))
+	cfg2.PolicyFile = filepath.Join(dir, "missing.yaml")
+	if _, err := coordinator.New(context.Background(), cfg2, coordinator.Options{}); err == nil || !strings.Contains(err.Error(), "policy_file") {
+		t.Fatalf("New with a missing policy_file = %v", err)
 	}
 }

@@ -81,6 +81,11 @@ type Config struct {
 	// per source IP (token brute force); a source over the limit gets 429.
 	JoinFailuresPerMinute int `yaml:"join_failures_per_minute"`
 	JoinFailureBurst      int `yaml:"join_failure_burst"`
+	// PolicyFile is a policy file (registry/policy/README.md) stored as the
+	// mesh's first policy version when the data directory holds none yet;
+	// later changes go through `tunnelmesh policy apply`. Empty: no initial
+	// policy, so nodes accept nothing from each other until one is applied.
+	PolicyFile string `yaml:"policy_file"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
