@@ -216,17 +216,20 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{cert},
+			// Netmaps are bulk transfers: full-size records from the start.
+			DynamicRecordSizingDisabled: true,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		// No ReadTimeout: it would end netmap watches (up to a minute)
+		// halfway; bodies have their own deadline in the handlers.
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 16 << 10,
 		// HTTP/1.1 only: a node holds one connection for its netmap
 		// watch anyway, HTTP/2 would hand large netmaps to the connection
 		// in 4 KiB pieces (measured: fan-out to 1,000 watchers about twice
 		// as slow), and the WebSocket relay needs HTTP/1.1 upgrades.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return c, nil
 }

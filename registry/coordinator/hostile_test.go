@@ -218,11 +218,15 @@ func TestHostileInput(t *testing.T) {
 			r.ContentLength = -1
 			return r
 		}, 413, api.CodeTooLarge},
-		{"no content type", func() *http.Request { return newReq(t, tc, "POST", api.PathJoin, "", joinBody(func(map[string]any) {})) }, 415, api.CodeUnsupportedMedia},
+		{"no content type", func() *http.Request {
+			return newReq(t, tc, "POST", api.PathJoin, "", joinBody(func(map[string]any) {}))
+		}, 415, api.CodeUnsupportedMedia},
 		{"form content type", func() *http.Request {
 			return newReq(t, tc, "POST", api.PathJoin, "application/x-www-form-urlencoded", []byte("token=x"))
 		}, 415, api.CodeUnsupportedMedia},
-		{"malformed json", func() *http.Request { return newReq(t, tc, "POST", api.PathJoin, "application/json", []byte(`{"token":`)) }, 400, api.CodeBadRequest},
+		{"malformed json", func() *http.Request {
+			return newReq(t, tc, "POST", api.PathJoin, "application/json", []byte(`{"token":`))
+		}, 400, api.CodeBadRequest},
 		{"empty body", func() *http.Request { return newReq(t, tc, "POST", api.PathJoin, "application/json", nil) }, 400, api.CodeBadRequest},
 		{"json array", func() *http.Request { return newReq(t, tc, "POST", api.PathJoin, "application/json", []byte(`[1,2]`)) }, 400, api.CodeBadRequest},
 		{"trailing data", func() *http.Request {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
@@ -49,6 +50,9 @@ func writeRaw(w http.ResponseWriter, status int, b []byte) {
 	w.Write([]byte{'\n'})
 }
 
+// bodyReadTimeout bounds how long a client may take to send its body.
+const bodyReadTimeout = 30 * time.Second
+
 // readBody reads a request body of at most api.MaxBodyBytes. Requests that
 // carry a body (POST, PUT) must say it is JSON.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
@@ -63,7 +67,12 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	if r.ContentLength > api.MaxBodyBytes {
 		return nil, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "body larger than %d bytes", api.MaxBodyBytes)
 	}
+	// The server has no overall read timeout (netmap watches last up to
+	// a minute); a body must arrive within bodyReadTimeout.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -101,4 +110,18 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) ([]byte, *apiErro
 		return b, errorf(http.StatusBadRequest, api.CodeBadRequest, "%v", err)
 	}
 	return b, nil
+}
+
+// writeParts writes a 200 JSON answer made of pieces, without joining them.
+func writeParts(w http.ResponseWriter, parts [][]byte, n int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(n))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	for _, p := range parts {
+		if len(p) > 0 {
+			w.Write(p)
+		}
+	}
 }

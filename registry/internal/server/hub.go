@@ -1,15 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // snapshot is the mesh at one version. It is never modified after it is
@@ -23,6 +26,8 @@ type snapshot struct {
 	head []byte
 	// tail is the JSON of dns and relays, after "peers".
 	tail []byte
+	// peers is every node's JSON, comma-separated, in order.
+	peers []byte
 	// changed is closed when a newer snapshot replaces this one.
 	changed chan struct{}
 }
@@ -32,6 +37,10 @@ type entry struct {
 	stored     store.Node
 	secretHash []byte
 	json       []byte // node's JSON as peers see it
+	start, end int    // span of json in snapshot.peers
+
+	filterOnce sync.Once
+	filterJSON []byte // see filter
 }
 
 // hub publishes snapshots.
@@ -76,6 +85,7 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 
 func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) {
 	now := s.now()
+	prev := s.hub.current()
 	snap := &snapshot{
 		version: v,
 		byID:    make(map[string]*entry, len(nodes)),
@@ -84,17 +94,24 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 	}
 	s.seenMu.Lock()
 	for _, n := range nodes {
-		if t, ok := s.seen[n.ID]; !ok || n.LastSeen.After(t) {
-			if !n.LastSeen.IsZero() {
-				s.seen[n.ID] = n.LastSeen
-			}
+		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
+			s.seen[n.ID] = n.LastSeen
 		}
-		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n)}
-		e.node.LastSeen = s.seen[n.ID]
-		e.node.Online = s.isOnlineLocked(n.ID, now)
-		if e.node.Online {
+		online := s.isOnlineLocked(n.ID, now)
+		if online {
 			snap.online++
 		}
+		// Reuse the previous encoding when nothing about the node changed.
+		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n) {
+			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json}
+			snap.byID[n.ID] = e
+			snap.order = append(snap.order, e)
+			continue
+		}
+		// The netmap shows the stored last-seen time (heartbeats, endpoint
+		// reports, joins), so that polls alone do not change it.
+		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n)}
+		e.node.Online = online
 		b, err := json.Marshal(&e.node)
 		if err != nil {
 			s.seenMu.Unlock()
@@ -105,6 +122,23 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 		snap.order = append(snap.order, e)
 	}
 	s.seenMu.Unlock()
+
+	// All peers' JSON, comma-separated, in name order; each entry knows its
+	// span, so a node's peer list is this minus its own span.
+	size := 0
+	for _, e := range snap.order {
+		size += len(e.json) + 1
+	}
+	all := make([]byte, 0, size)
+	for i, e := range snap.order {
+		if i > 0 {
+			all = append(all, ',')
+		}
+		e.start = len(all)
+		all = append(all, e.json...)
+		e.end = len(all)
+	}
+	snap.peers = all
 
 	mesh := s.set.Mesh
 	head := []byte(`{"version":` + strconv.FormatUint(v, 10) + `,"mesh_id":`)
@@ -123,6 +157,20 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 	// Before publishing: the policy compiles against these nodes.
 	s.policySetNodes(snap)
 	return snap, nil
+}
+
+func sameNode(a, b *store.Node) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
+		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
+		a.SSHEndpoint == b.SSHEndpoint && samePtrKey(a.SSHHostKey, b.SSHHostKey) &&
+		slices.Equal(a.Tags, b.Tags) && a.LastSeen.Equal(b.LastSeen)
+}
+
+func samePtrKey(a, b *nodekey.PublicKey) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func appendJSON(b []byte, v any) []byte {
@@ -144,40 +192,91 @@ func apiNode(n store.Node) api.Node {
 		SSHEndpoint: n.SSHEndpoint,
 		SSHHostKey:  n.SSHHostKey,
 		Tags:        n.Tags,
+		LastSeen:    n.LastSeen.UTC(),
 	}
 }
 
-// render returns self's netmap as JSON: the same document as
-// json.Marshal(api.Netmap{...}) but assembled from the snapshot's
-// pre-encoded parts, so a change fans out to many watchers cheaply.
-func (s *Server) render(snap *snapshot, self *entry) []byte {
+// netmapParts returns self's netmap as JSON pieces that concatenate to the
+// same document as json.Marshal(api.Netmap{...}), and their total length.
+// When self may see every peer (always without a policy, and with policies
+// that filter packets rather than hide peers) the peer list is two slices
+// of the snapshot's pre-encoded peers around self's own span, and the
+// filter's JSON is encoded once per node and snapshot: answering a watcher
+// copies and encodes nothing, so one change fans out to many watchers
+// cheaply.
+func (s *Server) netmapParts(snap *snapshot, self *entry) ([][]byte, int) {
 	pol := s.set.Policy
-	size := len(snap.head) + len(self.json) + len(snap.tail) + 32
-	for _, e := range snap.order {
-		size += len(e.json) + 1
+	var before, sep, after []byte
+	if pol == nil || allVisible(pol, snap, self) {
+		before = snap.peers[:max(self.start-1, 0)]
+		if self.end+1 < len(snap.peers) {
+			after = snap.peers[self.end+1:]
+		}
+		if len(before) > 0 && len(after) > 0 {
+			sep = comma
+		}
+	} else {
+		before = visiblePeers(pol, snap, self)
 	}
-	b := make([]byte, 0, size)
-	b = append(b, snap.head...)
-	b = append(b, self.json...)
-	b = append(b, `,"peers":[`...)
-	first := true
+	var filter []byte
+	if pol != nil {
+		filter = self.filter(pol)
+	}
+	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, filter, docClose}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return parts, n
+}
+
+func allVisible(pol Policy, snap *snapshot, self *entry) bool {
 	for _, e := range snap.order {
-		if e == self || (pol != nil && !pol.Visible(&self.node, &e.node)) {
+		if e != self && !pol.Visible(&self.node, &e.node) {
+			return false
+		}
+	}
+	return true
+}
+
+func visiblePeers(pol Policy, snap *snapshot, self *entry) []byte {
+	b := make([]byte, 0, len(snap.peers))
+	for _, e := range snap.order {
+		if e == self || !pol.Visible(&self.node, &e.node) {
 			continue
 		}
-		if !first {
+		if len(b) > 0 {
 			b = append(b, ',')
 		}
-		first = false
 		b = append(b, e.json...)
 	}
-	b = append(b, ']')
-	b = append(b, snap.tail...)
-	if pol != nil {
-		if f := pol.Filter(&self.node); f != nil {
-			b = append(b, `,"filter":`...)
-			b = appendJSON(b, f)
+	return b
+}
+
+// filter returns `,"filter":{...}` for the node's compiled filter (nothing
+// when the policy has none for it), encoded once per snapshot.
+func (e *entry) filter(pol Policy) []byte {
+	e.filterOnce.Do(func() {
+		if f := pol.Filter(&e.node); f != nil {
+			e.filterJSON = appendJSON([]byte(`,"filter":`), f)
 		}
+	})
+	return e.filterJSON
+}
+
+var (
+	peersOpen  = []byte(`,"peers":[`)
+	peersClose = []byte(`]`)
+	docClose   = []byte(`}`)
+	comma      = []byte(`,`)
+)
+
+// render returns self's netmap as one document.
+func (s *Server) render(snap *snapshot, self *entry) []byte {
+	parts, n := s.netmapParts(snap, self)
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = append(b, p...)
 	}
-	return append(b, '}')
+	return b
 }

@@ -97,7 +97,8 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 		// A since above the current version means the registry was reset
 		// or restored: answer at once so the node resynchronises.
 		if snap.version != since {
-			writeRaw(w, http.StatusOK, s.render(snap, self))
+			parts, n := s.netmapParts(snap, self)
+			writeParts(w, parts, n)
 			return nil
 		}
 		if timer == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +25,17 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// openPolicy shows every peer and gives every node a filter.
+type openPolicy struct{}
+
+func (openPolicy) Visible(self, peer *api.Node) bool { return true }
+func (openPolicy) Filter(self *api.Node) *api.Filter {
+	return &api.Filter{PolicyVersion: 3, Rules: []api.FilterRule{{Name: "all-" + self.Name, Protocol: "tcp",
+		Ports: []api.PortRange{{First: 22, Last: 22}}, Sources: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/16")}}}}
+}
 
 type testPolicy struct{}
 
@@ -97,12 +107,13 @@ func addNode(t *testing.T, s *Server, st store.Store, name string, tags []string
 // json.Marshal of the api.Netmap it stands for.
 func TestRenderMatchesEncoding(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	for _, pol := range []Policy{nil, testPolicy{}} {
+	for _, pol := range []Policy{nil, testPolicy{}, openPolicy{}} {
 		s, st := newTestServer(t, clock, pol)
 		addNode(t, s, st, "alpha", []string{"a"}, clock.Now())
 		addNode(t, s, st, "bravo", []string{"a"}, clock.Now())
 		addNode(t, s, st, "charlie", []string{"c"}, clock.Now())
 		snap := s.hub.current()
+		checkRender(t, s, snap, pol)
 		self := snap.byID["id-alpha"]
 		got := s.render(snap, self)
 
@@ -129,10 +140,65 @@ func TestRenderMatchesEncoding(t *testing.T) {
 		if len(back.Peers) != len(want.Peers) || back.Self.Name != "alpha" || back.Self.IP != self.node.IP {
 			t.Fatalf("decoded render peers = %+v", back.Peers)
 		}
-		if pol != nil && (len(back.Peers) != 1 || back.Filter == nil || back.Filter.Rules[0].Name != "to-alpha") {
+		if _, ok := pol.(testPolicy); ok && (len(back.Peers) != 1 || back.Filter == nil || back.Filter.Rules[0].Name != "to-alpha") {
 			t.Fatalf("policy not applied: peers %+v filter %+v", back.Peers, back.Filter)
 		}
 	}
+}
+
+// checkRender compares every node's rendered netmap with json.Marshal.
+func checkRender(t *testing.T, s *Server, snap *snapshot, pol Policy) {
+	t.Helper()
+	for _, self := range snap.order {
+		want := api.Netmap{
+			Version: snap.version, MeshID: s.set.Mesh.ID, MeshCIDR: s.set.Mesh.CIDR, Self: self.node,
+			Peers: []api.Node{}, DNS: api.DNSConfig{Zone: "mesh"}, Relays: s.set.Relays,
+		}
+		for _, e := range snap.order {
+			if e != self && (pol == nil || pol.Visible(&self.node, &e.node)) {
+				want.Peers = append(want.Peers, e.node)
+			}
+		}
+		if pol != nil {
+			want.Filter = pol.Filter(&self.node)
+		}
+		wantJSON, _ := json.Marshal(want)
+		parts, n := s.netmapParts(snap, self)
+		got := s.render(snap, self)
+		if string(got) != string(wantJSON) || n != len(got) || len(parts) == 0 {
+			t.Fatalf("render %s of %d nodes (length %d):\n got %s\nwant %s", self.node.Name, len(snap.order), n, got, wantJSON)
+		}
+	}
+}
+
+func TestRenderEveryPosition(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s, st := newTestServer(t, clock, nil)
+	for i, name := range []string{"delta", "alpha", "echo", "charlie", "bravo"} {
+		addNode(t, s, st, name, nil, clock.Now())
+		checkRender(t, s, s.hub.current(), nil)
+		if len(s.hub.current().order) != i+1 {
+			t.Fatalf("snapshot has %d nodes, want %d", len(s.hub.current().order), i+1)
+		}
+	}
+	// Unchanged nodes keep their encoding across snapshots; changed ones
+	// are encoded again.
+	before := s.hub.current().byID["id-alpha"]
+	v, err := st.SetEndpoints(context.Background(), "id-bravo", []netip.AddrPort{netip.MustParseAddrPort("192.0.2.9:9")}, netip.AddrPort{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.refresh(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+	after := s.hub.current()
+	if &after.byID["id-alpha"].json[0] != &before.json[0] {
+		t.Errorf("unchanged node re-encoded")
+	}
+	if !strings.Contains(string(after.byID["id-bravo"].json), "192.0.2.9:9") {
+		t.Errorf("changed node not re-encoded: %s", after.byID["id-bravo"].json)
+	}
+	checkRender(t, s, after, nil)
 }
 
 func TestOnlineSweep(t *testing.T) {
