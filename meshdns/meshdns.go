@@ -67,7 +67,9 @@ func (m *MeshDNS) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	}
 	q := r.Question[0]
 	qname := lowerASCII(q.Name)
-	if q.Qclass != dns.ClassINET || !m.inOrigins(qname) {
+	// Mesh names never hold escapes; a name that does ("a\.mesh.", one
+	// label) would fool the label walks below, so it is not ours.
+	if q.Qclass != dns.ClassINET || strings.IndexByte(qname, '\\') >= 0 || !m.inOrigins(qname) {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
 	}
 	t := m.table.Load()

@@ -82,6 +82,7 @@ func TestAnswers(t *testing.T) {
 			ns: []string{fmt.Sprintf("127.100.in-addr.arpa. 60 IN SOA dns.mesh. hostmaster.mesh. %d 7200 1800 86400 60", version)}},
 		{name: "outside the prefix", qname: "1.0.128.100.in-addr.arpa.", qtype: dns.TypePTR, rcode: refused},
 		{name: "outside the zones", qname: "example.org.", qtype: dns.TypeA, rcode: refused},
+		{name: "escaped dot: one label at the root", qname: "db1\\.mesh.", qtype: dns.TypeA, rcode: refused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
