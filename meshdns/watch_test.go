@@ -8,6 +8,7 @@ import (
 
 	"github.com/coredns/caddy"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -43,8 +44,9 @@ func TestFollowsNetmapChanges(t *testing.T) {
 func TestRegistryOutage(t *testing.T) {
 	ms := newMesh(t, netip.Prefix{})
 	ms.addNode(t, "db1")
-	m := startPlugin(t, ms.corefile(`meshdns {
+	m := startPlugin(t, ms.corefile(`meshdns outage.test {
 		credentials CREDS
+		zone outage.test
 		stale 300ms
 	}`))
 	waitFor(t, "netmap", func() bool { return m.Ready() })
@@ -54,14 +56,26 @@ func TestRegistryOutage(t *testing.T) {
 	// version bump answers it, and the next request gets 503.
 	ms.fake.SetOnline("db1", false)
 	waitFor(t, "readiness to drop", func() bool { return !m.Ready() })
-	if got := query(t, m, "db1.mesh.", dns.TypeA); len(got.Answer) != 1 {
-		t.Fatalf("db1.mesh. during the outage: %d answers (rcode %s), want the last netmap's answer", len(got.Answer), dns.RcodeToString[got.Rcode])
+	if got := testutil.ToFloat64(registryReachable.WithLabelValues(m.origin())); got != 0 {
+		t.Errorf("registry_reachable during the outage = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(registryErrors.WithLabelValues(m.origin())); got < 1 {
+		t.Errorf("registry_errors_total during the outage = %v, want at least 1", got)
+	}
+	if got := query(t, m, "db1.outage.test.", dns.TypeA); len(got.Answer) != 1 {
+		t.Fatalf("db1.outage.test. during the outage: %d answers (rcode %s), want the last netmap's answer", len(got.Answer), dns.RcodeToString[got.Rcode])
 	}
 
 	ms.fake.SetUnavailable(false)
 	ms.addNode(t, "db2")
 	waitFor(t, "readiness to come back", func() bool { return m.Ready() })
-	waitFor(t, "db2.mesh. after the outage", func() bool { return len(query(t, m, "db2.mesh.", dns.TypeA).Answer) == 1 })
+	waitFor(t, "db2.mesh. after the outage", func() bool { return len(query(t, m, "db2.outage.test.", dns.TypeA).Answer) == 1 })
+	if got := testutil.ToFloat64(registryReachable.WithLabelValues(m.origin())); got != 1 {
+		t.Errorf("registry_reachable after the outage = %v, want 1", got)
+	}
+	if got, want := testutil.ToFloat64(netmapVersion.WithLabelValues(m.origin())), float64(ms.fake.Version()); got != want {
+		t.Errorf("netmap_version = %v, want %v", got, want)
+	}
 }
 
 func TestStaleZeroStaysReady(t *testing.T) {
