@@ -1,0 +1,352 @@
+// Package bench measures the registry in-process over real TLS on loopback
+// and prints a table:
+//
+//   - joins per second (and join latency) for Options.Nodes nodes joining
+//     with Options.Concurrency parallel clients;
+//   - netmap fan-out: every node keeps a long-poll watch open (its own HTTP
+//     client and TLS connection, configured as package regclient configures
+//     real nodes); one node reports new endpoints, and the latency from that
+//     call to each watcher holding the new netmap is recorded, over
+//     Options.Rounds rounds. "last watcher" is the latency until the last of
+//     all watchers knows the change, one sample per round.
+//
+// By default watchers read the whole netmap but decode only its version;
+// Options.Decode decodes it fully with encoding/json, which on a small
+// machine measures the watchers' CPU as much as the registry's.
+//
+// cmd/registry-bench and BenchmarkRegistry (go test -bench) run it.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
+)
+
+// Options size the experiment.
+type Options struct {
+	Nodes       int    // nodes that join; each one watches the netmap
+	Concurrency int    // parallel joins
+	Rounds      int    // netmap changes measured
+	Decode      bool   // watchers decode the full netmap JSON
+	CPUProfile  string // file for a CPU profile of the fan-out rounds
+}
+
+// Result holds the measured numbers.
+type Result struct {
+	JoinsPerSecond   float64
+	JoinP50, JoinP99 time.Duration
+	FanoutP50        time.Duration // change to one watcher knowing it
+	FanoutP99        time.Duration
+	LastP50, LastP99 time.Duration // change to the last watcher knowing it
+	NetmapBytes      int
+}
+
+type node struct {
+	key  nodekey.PrivateKey
+	cred nodeauth.Credential
+	hc   *http.Client
+	buf  bytes.Buffer // reused for netmap bodies
+}
+
+// Run runs the experiment and prints its table to w.
+func Run(o Options, w io.Writer) (*Result, error) {
+	n, conc, rounds, decode := o.Nodes, o.Concurrency, o.Rounds, o.Decode
+	if n < 2 || conc < 1 || rounds < 1 {
+		return nil, fmt.Errorf("bench: want at least 2 nodes, 1 join client and 1 round")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "registry-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := coordinator.ParseConfig([]byte("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\ndata_dir: " + dir + "\n"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := coordinator.New(ctx, cfg, coordinator.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	defer func() { cancel(); <-runDone }()
+	base := c.URL()
+
+	// A reusable token through the admin API.
+	admin := regclient.NewHTTPClient(c.Pin())
+	tokBody, _ := json.Marshal(api.CreateTokenRequest{Reusable: true})
+	req, _ := http.NewRequest("POST", base+api.PathAdminTokens, bytes.NewReader(tokBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.AdminCredential())
+	resp, err := admin.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	var tok api.CreateTokenResponse
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("create token: %w", err)
+	}
+
+	// Phase 1: joins.
+	keys := make([]nodekey.PrivateKey, n)
+	for i := range keys {
+		if keys[i], err = nodekey.Generate(); err != nil {
+			return nil, err
+		}
+	}
+	joinHC := regclient.NewHTTPClient(c.Pin())
+	joinHC.Transport.(*http.Transport).MaxIdleConnsPerHost = conc
+	nodes := make([]*node, n)
+	joinLat := make([]time.Duration, n)
+	var next atomic.Int64
+	var joinErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				r, err := regclient.Join(ctx, joinHC, base, api.JoinRequest{Token: tok.Token, Name: "bench-" + strconv.Itoa(i), PublicKey: keys[i].Public()})
+				joinLat[i] = time.Since(t0)
+				if err != nil {
+					joinErr.Store(err)
+					return
+				}
+				cred, _ := nodeauth.ParseCredential(r.Credential)
+				nodes[i] = &node{key: keys[i], cred: cred, hc: regclient.NewHTTPClient(c.Pin())}
+			}
+		}()
+	}
+	wg.Wait()
+	joinDur := time.Since(start)
+	if e := joinErr.Load(); e != nil {
+		return nil, fmt.Errorf("join: %v", e)
+	}
+	joinHC.CloseIdleConnections()
+
+	// Phase 2: fan-out.
+	type seen struct {
+		mu    sync.Mutex
+		first map[uint64]time.Time
+	}
+	watch := make([]*seen, n)
+	var bodyBytes atomic.Int64
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	var wwg sync.WaitGroup
+	for i, nd := range nodes {
+		watch[i] = &seen{first: map[uint64]time.Time{}}
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			var since uint64
+			for wctx.Err() == nil {
+				v, size, err := poll(wctx, base, nd, since, decode)
+				if err != nil {
+					if wctx.Err() == nil {
+						fmt.Fprintln(os.Stderr, "watch:", err)
+						time.Sleep(100 * time.Millisecond)
+					}
+					continue
+				}
+				if v == 0 {
+					continue // 304
+				}
+				now := time.Now()
+				watch[i].mu.Lock()
+				if _, ok := watch[i].first[v]; !ok {
+					watch[i].first[v] = now
+				}
+				watch[i].mu.Unlock()
+				bodyBytes.Store(int64(size))
+				since = v
+			}
+		}()
+	}
+	// Wait until every watcher holds the current version and is waiting.
+	if err := waitAll(func(i int) bool {
+		watch[i].mu.Lock()
+		defer watch[i].mu.Unlock()
+		_, ok := watch[i].first[c.NetmapVersion()]
+		return ok
+	}, n, 60*time.Second); err != nil {
+		return nil, fmt.Errorf("initial netmaps: %w", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	mutator := &regclient.Client{BaseURL: base, HTTP: regclient.NewHTTPClient(c.Pin()), Credential: nodes[0].cred, Key: nodes[0].key}
+	var all, last []time.Duration
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	for r := range rounds {
+		before := c.NetmapVersion()
+		t0 := time.Now()
+		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
+		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
+			return nil, fmt.Errorf("round %d: %w", r, err)
+		}
+		target := before + 1
+		if err := waitAll(func(i int) bool {
+			watch[i].mu.Lock()
+			defer watch[i].mu.Unlock()
+			_, ok := watch[i].first[target]
+			return ok
+		}, n, 60*time.Second); err != nil {
+			return nil, fmt.Errorf("round %d: %w", r, err)
+		}
+		var worst time.Duration
+		for i := range n {
+			watch[i].mu.Lock()
+			d := watch[i].first[target].Sub(t0)
+			watch[i].mu.Unlock()
+			all = append(all, d)
+			worst = max(worst, d)
+		}
+		last = append(last, worst)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if o.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	wcancel()
+	wwg.Wait()
+
+	slices.Sort(joinLat)
+	slices.Sort(all)
+	slices.Sort(last)
+	mode := "version only"
+	if decode {
+		mode = "full JSON decode"
+	}
+	res := &Result{
+		JoinsPerSecond: float64(n) / joinDur.Seconds(),
+		JoinP50:        pctDur(joinLat, 50), JoinP99: pctDur(joinLat, 99),
+		FanoutP50: pctDur(all, 50), FanoutP99: pctDur(all, 99),
+		LastP50: pctDur(last, 50), LastP99: pctDur(last, 99),
+		NetmapBytes: int(bodyBytes.Load()),
+	}
+	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes, watchers decode %s\n\n",
+		n, conc, rounds, runtime.GOMAXPROCS(0), bodyBytes.Load(), mode)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "metric\tvalue\tp50\tp99\tmax\t")
+	fmt.Fprintf(tw, "joins/s\t%.0f\t\t\t\t\n", float64(n)/joinDur.Seconds())
+	fmt.Fprintf(tw, "join latency\t\t%s\t%s\t%s\t\n", pct(joinLat, 50), pct(joinLat, 99), pct(joinLat, 100))
+	fmt.Fprintf(tw, "fan-out, each watcher\t\t%s\t%s\t%s\t\n", pct(all, 50), pct(all, 99), pct(all, 100))
+	fmt.Fprintf(tw, "fan-out, last of %d watchers\t\t%s\t%s\t%s\t\n", n, pct(last, 50), pct(last, 99), pct(last, 100))
+	return res, tw.Flush()
+}
+
+// poll does one netmap long-poll; it returns version 0 for 304.
+func poll(ctx context.Context, base string, nd *node, since uint64, decode bool) (uint64, int, error) {
+	uri := api.PathNetmap + "?since=" + strconv.FormatUint(since, 10) + "&wait=30s"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+uri, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	nodeauth.Sign(req, nil, nd.cred, nd.key, time.Now())
+	resp, err := nd.hc.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		return 0, 0, nil
+	}
+	nd.buf.Reset()
+	if _, err := nd.buf.ReadFrom(resp.Body); err != nil {
+		return 0, 0, err
+	}
+	b := nd.buf.Bytes()
+	if resp.StatusCode != 200 {
+		return 0, 0, fmt.Errorf("netmap: %d %s", resp.StatusCode, b)
+	}
+	if decode {
+		var nm api.Netmap
+		if err := json.Unmarshal(b, &nm); err != nil {
+			return 0, 0, err
+		}
+		return nm.Version, len(b), nil
+	}
+	// The document starts {"version":N, (see the registry's renderer).
+	const prefix = `{"version":`
+	if !bytes.HasPrefix(b, []byte(prefix)) {
+		return 0, 0, fmt.Errorf("netmap: unexpected start %.20q", b)
+	}
+	rest := b[len(prefix):]
+	end := bytes.IndexByte(rest, ',')
+	if end < 0 {
+		return 0, 0, fmt.Errorf("netmap: no version")
+	}
+	v, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+	return v, len(b), err
+}
+
+func waitAll(done func(i int) bool, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for i := 0; i < n; {
+		if done(i) {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("watcher %d did not get the netmap within %s", i, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+func pctDur(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	i = min(max(i-1, 0), len(d)-1)
+	return d[i]
+}
+
+func pct(d []time.Duration, p int) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	return pctDur(d, p).Round(100 * time.Microsecond).String()
+}
