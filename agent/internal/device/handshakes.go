@@ -262,9 +262,11 @@ func (p *peer) initiateHandshake(retry bool) {
 			return
 		}
 		p.hs.attempts = 0
+		p.hs.firstAttempt = now
 	} else {
 		p.hs.attempts++
 	}
+	attempts := p.hs.attempts
 	id := d.identity.Load()
 	p.clearHandshakeLocked()
 	idx := d.indices.newIndex(p)
@@ -285,7 +287,7 @@ func (p *peer) initiateHandshake(retry bool) {
 	p.cookieGen.AddMACs(out, now)
 	d.counters.hsInitiated.Add(1)
 	d.log.Debug("handshake initiated", "peer", p.pub.ShortID(), "index", idx, "retry", retry)
-	p.timersHandshakeInitiated()
+	p.timersHandshakeInitiated(attempts)
 
 	// Send to the current endpoint; on retries and before any endpoint is
 	// learned, to every candidate as well.

@@ -50,6 +50,7 @@ func testKey(t testing.TB, i int) nodekey.PrivateKey {
 func fastTiming() timing {
 	tm := defaultTiming()
 	tm.rekeyTimeout = 300 * time.Millisecond
+	tm.jitterMax = 5 * time.Millisecond
 	tm.initiationRate = time.Millisecond
 	return tm
 }

@@ -40,7 +40,8 @@ type peer struct {
 		initiator     *handshake.Initiator
 		localIndex    uint32 // index of the pending initiation, 0 if none
 		sentAt        time.Time
-		attempts      int
+		attempts      int       // retransmissions of the current handshake
+		firstAttempt  time.Time // when the current round of attempts began
 		lastTimestamp handshake.Timestamp
 		lastConsumed  time.Time
 	}

@@ -438,3 +438,64 @@ func settle(t *testing.T, n *node) {
 	}
 	t.Fatal("drops still rising after 5 s")
 }
+
+func TestRetransmitBackoff(t *testing.T) {
+	tests := []struct {
+		attempts int
+		want     time.Duration
+	}{{0, 5 * time.Second}, {1, 10 * time.Second}, {2, 20 * time.Second}, {7, 20 * time.Second}}
+	for _, tt := range tests {
+		if got := retransmitDelay(wire.RekeyTimeout, tt.attempts); got != tt.want {
+			t.Errorf("retransmitDelay(%d) = %v, want %v", tt.attempts, got, tt.want)
+		}
+	}
+}
+
+func TestHandshakeRetriesThenGivesUp(t *testing.T) {
+	tm := fastTiming()
+	tm.rekeyTimeout = 50 * time.Millisecond
+	tm.rekeyAttemptTime = 600 * time.Millisecond
+	m := newMesh(t, 2, tm)
+	a, b := m.nodes[0], m.nodes[1]
+	var inits atomic.Int32
+	var blackhole atomic.Bool
+	blackhole.Store(true)
+	m.net.SetFilter(func(src, dst netip.AddrPort, p []byte) bool {
+		if src == a.ul && len(p) > 0 && p[0] == wire.TypeInitiation {
+			inits.Add(1)
+		}
+		return !blackhole.Load()
+	})
+	a.tun.Inject(packet(a, b, "into the void"))
+	time.Sleep(1200 * time.Millisecond)
+	n := inits.Load()
+	// 0, 50, 150, 350, 550 ms (+jitter): about 5 attempts, then silence.
+	if n < 3 || n > 7 {
+		t.Fatalf("%d initiations in 1.2 s, want 3..7 with backoff and give-up", n)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if later := inits.Load(); later != n {
+		t.Fatalf("still retrying after RekeyAttemptTime: %d -> %d", n, later)
+	}
+	// The path heals: new traffic starts a new round and gets through.
+	blackhole.Store(false)
+	roundTrip(t, a, b, "healed")
+}
+
+func TestPersistentKeepalive(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a, b := m.nodes[0], m.nodes[1]
+	cfg := m.config(0)
+	cfg.PersistentKeepalive = 50 * time.Millisecond
+	if err := a.dev.Reconfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, a, b, "start")
+	before := b.dev.Status().Peers[0].RxPackets
+	time.Sleep(500 * time.Millisecond)
+	got := b.dev.Status().Peers[0].RxPackets - before
+	if got < 4 {
+		t.Fatalf("b received %d keepalives in 500 ms at a 50 ms interval, want >= 4", got)
+	}
+	expectNone(t, b, 10*time.Millisecond) // keepalives never reach the TUN
+}

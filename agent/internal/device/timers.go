@@ -4,8 +4,6 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
-
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
 // timer is a stoppable one-shot timer that knows whether it is pending.
@@ -57,7 +55,7 @@ func (t *peerTimers) stopAll() {
 	t.persistentKeepalive.del()
 }
 
-func jitter() time.Duration { return rand.N(wire.RekeyTimeoutJitterMax) }
+func (t *timing) jitter() time.Duration { return rand.N(t.jitterMax) }
 
 // routineTimers runs the timer handlers for p until p stops.
 func (p *peer) routineTimers() {
@@ -94,8 +92,9 @@ func (p *peer) routineTimers() {
 func (p *peer) expiredRetransmitHandshake() {
 	p.hs.mu.Lock()
 	attempts := p.hs.attempts
+	first := p.hs.firstAttempt
 	p.hs.mu.Unlock()
-	if attempts >= p.d.timing.maxHandshakeAttempts() {
+	if time.Since(first) >= p.d.timing.rekeyAttemptTime {
 		p.d.log.Debug("handshake gave up", "peer", p.pub.ShortID(), "attempts", attempts)
 		p.timers.sendKeepalive.del()
 		p.drainStaged()
@@ -111,7 +110,7 @@ func (p *peer) expiredRetransmitHandshake() {
 
 func (p *peer) timersDataSent() {
 	if !p.timers.newHandshake.pending.Load() {
-		p.timers.newHandshake.mod(p.d.timing.keepaliveTimeout + p.d.timing.rekeyTimeout + jitter())
+		p.timers.newHandshake.mod(p.d.timing.keepaliveTimeout + p.d.timing.rekeyTimeout + p.d.timing.jitter())
 	}
 }
 
@@ -141,8 +140,15 @@ func (p *peer) timersAnyAuthenticatedPacketTraversal() {
 	}
 }
 
-func (p *peer) timersHandshakeInitiated() {
-	p.timers.retransmitHandshake.mod(p.d.timing.rekeyTimeout + jitter())
+// timersHandshakeInitiated arms the retransmission: RekeyTimeout, doubled
+// after each unanswered attempt up to 4x, plus jitter; retries stop once
+// RekeyAttemptTime has passed since the first attempt.
+func (p *peer) timersHandshakeInitiated(attempts int) {
+	p.timers.retransmitHandshake.mod(retransmitDelay(p.d.timing.rekeyTimeout, attempts) + p.d.timing.jitter())
+}
+
+func retransmitDelay(base time.Duration, attempts int) time.Duration {
+	return base << min(attempts, 2)
 }
 
 func (p *peer) timersHandshakeComplete() {

@@ -13,6 +13,7 @@ type timing struct {
 	rekeyAfterTime      time.Duration
 	rejectAfterTime     time.Duration
 	rekeyTimeout        time.Duration
+	jitterMax           time.Duration
 	keepaliveTimeout    time.Duration
 	rekeyAttemptTime    time.Duration
 	rekeyAfterMessages  uint64
@@ -25,6 +26,7 @@ func defaultTiming() timing {
 		rekeyAfterTime:      wire.RekeyAfterTime,
 		rejectAfterTime:     wire.RejectAfterTime,
 		rekeyTimeout:        wire.RekeyTimeout,
+		jitterMax:           wire.RekeyTimeoutJitterMax,
 		keepaliveTimeout:    wire.KeepaliveTimeout,
 		rekeyAttemptTime:    wire.RekeyAttemptTime,
 		rekeyAfterMessages:  wire.RekeyAfterMessages,
@@ -32,5 +34,3 @@ func defaultTiming() timing {
 		initiationRate:      wire.HandshakeInitiationRate,
 	}
 }
-
-func (t *timing) maxHandshakeAttempts() int { return int(t.rekeyAttemptTime / t.rekeyTimeout) }

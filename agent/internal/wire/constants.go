@@ -44,7 +44,6 @@ const (
 	RekeyAttemptTime        = 90 * time.Second
 	RekeyTimeout            = 5 * time.Second
 	RekeyTimeoutJitterMax   = 334 * time.Millisecond
-	MaxTimerHandshakes      = int(RekeyAttemptTime / RekeyTimeout) // 18
 	RejectAfterTime         = 180 * time.Second
 	KeepaliveTimeout        = 10 * time.Second
 	CookieRefreshTime       = 120 * time.Second
