@@ -41,8 +41,24 @@
 //	[33:]     payload: one opaque, already encrypted datagram, 1..MaxPayload bytes
 //
 // The relay rewrites bytes [1:33] from the destination to the source key in
-// place and forwards the message unchanged otherwise. Unknown message types
-// are an error.
+// place and forwards the message unchanged otherwise.
+//
+// Batch (both directions): several datagrams in one message, so a sender
+// that has a queue of them pays for one WebSocket frame, TLS record and
+// write instead of one each:
+//
+//	[0]       0x11 TypeBatch
+//	then one or more records, back to back:
+//	[0:32]    node key (as in a packet message: destination from a node,
+//	          source from the relay)
+//	[32:34]   n: payload length, uint16, 1..65535
+//	[34:34+n] payload
+//
+// A batch is at most MaxMessageLen bytes and ends exactly after its last
+// record. Its records mean the same as packet messages; the relay may split
+// a node's batch and regroup the datagrams in its own batches.
+//
+// Unknown message types are an error.
 package relaywire
 
 import (
@@ -65,6 +81,7 @@ const (
 	TypeAuth      byte = 0x02
 	TypeReady     byte = 0x03
 	TypePacket    byte = 0x10
+	TypeBatch     byte = 0x11
 )
 
 // Sizes.
@@ -83,6 +100,8 @@ const (
 	MaxPayload = 65535
 	// MaxMessageLen is the largest message either side sends.
 	MaxMessageLen = PacketHeaderLen + MaxPayload
+	// BatchRecordHeaderLen is the key and length before each batch payload.
+	BatchRecordHeaderLen = nodekey.PublicKeySize + 2
 )
 
 const authContext = "tunnelmesh-relay-auth-v1\x00"
@@ -270,3 +289,57 @@ func ParsePacket(b []byte) (key nodekey.PublicKey, payload []byte, err error) {
 // the relay does when it forwards (destination -> source). b must be a packet
 // message that ParsePacket accepted.
 func SetPacketKey(b []byte, key nodekey.PublicKey) { copy(b[1:PacketHeaderLen], key[:]) }
+
+// AppendBatchRecord appends one record to b, which must start with
+// TypeBatch (append it first). It does not check sizes; senders check the
+// payload with CheckPayload and keep the batch within MaxMessageLen.
+func AppendBatchRecord(b []byte, key nodekey.PublicKey, payload []byte) []byte {
+	b = append(b, key[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)))
+	return append(b, payload...)
+}
+
+// BatchReader walks the records of a batch message without allocating.
+type BatchReader struct {
+	rest []byte
+}
+
+// ParseBatch checks the batch header of b and returns a reader over its
+// records. The payloads it returns alias b.
+func ParseBatch(b []byte) (BatchReader, error) {
+	switch {
+	case len(b) < 1+BatchRecordHeaderLen+1:
+		return BatchReader{}, fmt.Errorf("parse batch: %w", ErrShort)
+	case b[0] != TypeBatch:
+		return BatchReader{}, fmt.Errorf("parse batch: %w 0x%02x", ErrType, b[0])
+	case len(b) > MaxMessageLen:
+		return BatchReader{}, fmt.Errorf("parse batch: %w", ErrLong)
+	}
+	return BatchReader{rest: b[1:]}, nil
+}
+
+// Next returns the next record; ok is false after the last one. A malformed
+// record is an error, and the reader stops there (records before it stay
+// valid).
+func (r *BatchReader) Next() (key nodekey.PublicKey, payload []byte, ok bool, err error) {
+	if len(r.rest) == 0 {
+		return key, nil, false, nil
+	}
+	if len(r.rest) < BatchRecordHeaderLen {
+		r.rest = nil
+		return key, nil, false, fmt.Errorf("parse batch record: %w", ErrShort)
+	}
+	n := int(binary.BigEndian.Uint16(r.rest[nodekey.PublicKeySize:BatchRecordHeaderLen]))
+	if n == 0 {
+		r.rest = nil
+		return key, nil, false, fmt.Errorf("parse batch record: %w", ErrEmptyPacket)
+	}
+	if len(r.rest) < BatchRecordHeaderLen+n {
+		r.rest = nil
+		return key, nil, false, fmt.Errorf("parse batch record: %w", ErrShort)
+	}
+	copy(key[:], r.rest[:nodekey.PublicKeySize])
+	payload = r.rest[BatchRecordHeaderLen : BatchRecordHeaderLen+n]
+	r.rest = r.rest[BatchRecordHeaderLen+n:]
+	return key, payload, true, nil
+}

@@ -160,6 +160,68 @@ func TestPacketGolden(t *testing.T) {
 	}
 }
 
+func TestBatchGolden(t *testing.T) {
+	k1, k2 := testKey(t, 1).Public(), testKey(t, 2).Public()
+	msg := append([]byte{}, TypeBatch)
+	msg = AppendBatchRecord(msg, k1, []byte{0xaa})
+	msg = AppendBatchRecord(msg, k2, bytes.Repeat([]byte{0xbb}, 258))
+	want := []byte{0x11}
+	want = append(append(want, k1[:]...), 0x00, 0x01, 0xaa)
+	want = append(append(want, k2[:]...), 0x01, 0x02)
+	want = append(want, bytes.Repeat([]byte{0xbb}, 258)...)
+	if !bytes.Equal(msg, want) {
+		t.Fatalf("batch = %x, want %x", msg, want)
+	}
+	r, err := ParseBatch(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []struct {
+		key nodekey.PublicKey
+		p   []byte
+	}{{k1, []byte{0xaa}}, {k2, bytes.Repeat([]byte{0xbb}, 258)}} {
+		key, p, ok, err := r.Next()
+		if !ok || err != nil || key != w.key || !bytes.Equal(p, w.p) {
+			t.Fatalf("record %d = %x %x %v %v", i, key, p, ok, err)
+		}
+	}
+	if _, _, ok, err := r.Next(); ok || err != nil {
+		t.Errorf("after last record: ok %v err %v, want false nil", ok, err)
+	}
+}
+
+func TestBatchErrors(t *testing.T) {
+	k := testKey(t, 1).Public()
+	good := AppendBatchRecord([]byte{TypeBatch}, k, []byte("x"))
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrShort},
+		{"header only", []byte{TypeBatch}, ErrShort},
+		{"wrong type", append([]byte{TypePacket}, good[1:]...), ErrType},
+		{"truncated second record", append(append([]byte{}, good...), k[:10]...), ErrShort},
+		{"zero length record", AppendBatchRecord(append([]byte{}, good...), k, nil), ErrEmptyPacket},
+		{"length past the end", append(append(append([]byte{}, good...), k[:]...), 0x00, 0x05, 'a'), ErrShort},
+		{"too long", AppendBatchRecord(AppendBatchRecord([]byte{TypeBatch}, k, make([]byte, 40000)), k, make([]byte, 40000)), ErrLong},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseBatch(tt.in)
+			for err == nil {
+				var ok bool
+				if _, _, ok, err = r.Next(); !ok && err == nil {
+					break
+				}
+			}
+			if !errors.Is(err, tt.want) {
+				t.Errorf("parse(%.40x) = %v, want %v", tt.in, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	k := testKey(t, 1).Public()
 	good, _ := Challenge{Time: time.UnixMilli(1), RelayID: "x"}.Append(nil)
@@ -233,6 +295,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(SignAuth(k, chal).Append(nil))
 	f.Add(AppendReady(nil))
 	f.Add(AppendPacket(nil, k.Public(), []byte("hello")))
+	f.Add(AppendBatchRecord(AppendBatchRecord([]byte{TypeBatch}, k.Public(), []byte("a")), k.Public(), []byte("bc")))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if c, err := ParseChallenge(b); err == nil {
@@ -252,6 +315,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		_ = ParseReady(b)
+		if r, err := ParseBatch(b); err == nil {
+			out := []byte{TypeBatch}
+			for {
+				key, p, ok, err := r.Next()
+				if err != nil {
+					if bytes.HasPrefix(b, out) {
+						break
+					}
+					t.Fatalf("batch records before the error %x are not a prefix of %x", out, b)
+				}
+				if !ok {
+					if !bytes.Equal(out, b) {
+						t.Errorf("batch round trip: %x -> %x", b, out)
+					}
+					break
+				}
+				out = AppendBatchRecord(out, key, p)
+			}
+		}
 	})
 }
 
