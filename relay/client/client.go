@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/tunnelmesh/tunnelmesh/relay/internal/frames"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/relaywire"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
@@ -224,13 +225,12 @@ func (c *Client) Send(dst nodekey.PublicKey, pkt []byte) error {
 	if !c.connected.Load() {
 		return ErrNotConnected
 	}
-	b := getBuf(relaywire.PacketHeaderLen + len(pkt))
-	*b = relaywire.AppendPacket((*b)[:0], dst, pkt)
+	b := frames.NewPacket(dst, pkt)
 	select {
 	case c.queue <- b:
 		return nil
 	default:
-		putBuf(b)
+		frames.Put(b)
 		c.dropped.Add(1)
 		return ErrQueueFull
 	}
@@ -398,35 +398,58 @@ func (c *Client) readLoop(ws *websocket.Conn) error {
 		if err != nil {
 			return err
 		}
-		n, err := readMessage(r, buf)
+		n, err := frames.ReadMessage(r, buf)
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageBinary {
-			return errors.New("relay sent a text message")
+		if typ != websocket.MessageBinary || n == 0 {
+			return errors.New("relay sent a non-packet message")
 		}
-		src, pkt, err := relaywire.ParsePacket(buf[:n])
-		if err != nil {
-			return err
+		msg := buf[:n]
+		switch msg[0] {
+		case relaywire.TypePacket:
+			src, pkt, err := relaywire.ParsePacket(msg)
+			if err != nil {
+				return err
+			}
+			c.received.Add(1)
+			c.cfg.OnPacket(src, pkt)
+		case relaywire.TypeBatch:
+			br, err := relaywire.ParseBatch(msg)
+			if err != nil {
+				return err
+			}
+			for {
+				src, pkt, ok, err := br.Next()
+				if err != nil {
+					return err
+				}
+				if !ok {
+					break
+				}
+				c.received.Add(1)
+				c.cfg.OnPacket(src, pkt)
+			}
+		default:
+			return fmt.Errorf("relay sent message type 0x%02x", msg[0])
 		}
-		c.received.Add(1)
-		c.cfg.OnPacket(src, pkt)
 	}
 }
 
 func (c *Client) writeLoop(ctx context.Context, ws *websocket.Conn) {
+	co := frames.NewCoalescer()
+	write := func(msg []byte) error { return ws.Write(context.Background(), websocket.MessageBinary, msg) }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case b := <-c.queue:
-			err := ws.Write(context.Background(), websocket.MessageBinary, *b)
-			putBuf(b)
+			n, _, err := co.Drain(b, c.queue, write)
+			c.sent.Add(uint64(n))
 			if err != nil {
 				ws.CloseNow()
 				return
 			}
-			c.sent.Add(1)
 		}
 	}
 }

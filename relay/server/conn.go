@@ -2,12 +2,11 @@ package server
 
 import (
 	"context"
-	"errors"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/tunnelmesh/tunnelmesh/relay/internal/frames"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/relaywire"
 )
@@ -76,15 +75,15 @@ func (c *conn) run() {
 		select {
 		case b := <-c.queue:
 			c.s.metrics.drop(dropClosed)
-			putBuf(b)
+			frames.Put(b)
 		default:
 			return
 		}
 	}
 }
 
-// readLoop reads the node's frames and hands each to its destination's
-// queue. It never blocks on another connection.
+// readLoop reads the node's messages and hands each datagram to its
+// destination's queue. It never blocks on another connection.
 func (c *conn) readLoop() error {
 	rbuf := make([]byte, relaywire.MaxMessageLen)
 	m := c.s.metrics
@@ -95,77 +94,78 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		n, err := readMessage(r, rbuf)
+		n, err := frames.ReadMessage(r, rbuf)
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageBinary {
-			m.drop(dropMalformed)
-			continue
-		}
 		msg := rbuf[:n]
-		dst, _, err := relaywire.ParsePacket(msg)
-		if err != nil {
+		if typ != websocket.MessageBinary || n == 0 {
 			m.drop(dropMalformed)
 			continue
 		}
-		d := c.s.lookup(dst)
-		if d == nil {
-			m.drop(dropNoPeer)
-			continue
-		}
-		b := getBuf(n)
-		copy(*b, msg)
-		relaywire.SetPacketKey(*b, c.key)
-		select {
-		case d.queue <- b:
+		switch msg[0] {
+		case relaywire.TypePacket:
+			dst, payload, err := relaywire.ParsePacket(msg)
+			if err != nil {
+				m.drop(dropMalformed)
+				continue
+			}
+			c.route(dst, payload)
+		case relaywire.TypeBatch:
+			br, err := relaywire.ParseBatch(msg)
+			if err != nil {
+				m.drop(dropMalformed)
+				continue
+			}
+			for {
+				dst, payload, ok, err := br.Next()
+				if err != nil {
+					m.drop(dropMalformed)
+				}
+				if !ok {
+					break
+				}
+				c.route(dst, payload)
+			}
 		default:
-			m.drop(dropQueueFull)
-			putBuf(b)
+			m.drop(dropMalformed)
 		}
 	}
 }
 
-// readMessage reads one whole message into buf. The read limit set on the
-// WebSocket (relaywire.MaxMessageLen) keeps messages within buf.
-func readMessage(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for {
-		if n == len(buf) {
-			var one [1]byte
-			if k, _ := r.Read(one[:]); k > 0 {
-				return n, errors.New("relay message exceeds the read limit")
-			}
-			return n, nil
-		}
-		k, err := r.Read(buf[n:])
-		n += k
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
+// route queues payload for dst, from this connection's node, or drops it.
+func (c *conn) route(dst nodekey.PublicKey, payload []byte) {
+	d := c.s.lookup(dst)
+	if d == nil {
+		c.s.metrics.drop(dropNoPeer)
+		return
+	}
+	b := frames.NewPacket(c.key, payload)
+	select {
+	case d.queue <- b:
+	default:
+		c.s.metrics.drop(dropQueueFull)
+		frames.Put(b)
 	}
 }
 
 func (c *conn) writeLoop() {
 	m := c.s.metrics
+	co := frames.NewCoalescer()
+	write := func(msg []byte) error { return c.ws.Write(context.Background(), websocket.MessageBinary, msg) }
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case b := <-c.queue:
-			err := c.ws.Write(context.Background(), websocket.MessageBinary, *b)
-			size := len(*b) - relaywire.PacketHeaderLen
-			putBuf(b)
+			n, size, err := co.Drain(b, c.queue, write)
+			m.framesForwarded.Add(float64(n))
+			m.bytesForwarded.Add(float64(size))
 			if err != nil {
 				m.drop(dropWriteError)
 				c.ws.CloseNow()
 				return
 			}
-			m.framesForwarded.Inc()
-			m.bytesForwarded.Add(float64(size))
 		}
 	}
 }

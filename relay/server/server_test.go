@@ -204,3 +204,79 @@ func TestAllowList(t *testing.T) {
 		t.Errorf("AllowList([a]): a=%v b=%v, want true false", allow(a), allow(b))
 	}
 }
+
+// rawNode authenticates a raw WebSocket as k.
+func rawNode(t *testing.T, r *relaytest.Relay, k nodekey.PrivateKey) *websocket.Conn {
+	t.Helper()
+	ws, chal := rawDial(t, r)
+	msg, err := answer(t, ws, relaywire.SignAuth(k, chal).Append(nil))
+	if err != nil || relaywire.ParseReady(msg) != nil {
+		t.Fatalf("auth: %x, %v", msg, err)
+	}
+	return ws
+}
+
+// readDatagrams reads messages from ws until it has n datagrams.
+func readDatagrams(t *testing.T, ws *websocket.Conn, n int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []string
+	for len(out) < n {
+		_, msg, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("read after %d datagrams: %v", len(out), err)
+		}
+		switch msg[0] {
+		case relaywire.TypePacket:
+			k, p, err := relaywire.ParsePacket(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, k.ShortID()+":"+string(p))
+		case relaywire.TypeBatch:
+			br, err := relaywire.ParseBatch(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				k, p, ok, err := br.Next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				out = append(out, k.ShortID()+":"+string(p))
+			}
+		default:
+			t.Fatalf("unexpected message %x", msg)
+		}
+	}
+	return out
+}
+
+func TestBatchFromNode(t *testing.T) {
+	relaytest.CheckGoroutines(t)
+	r := relaytest.Start(t, server.Config{}, 0)
+	a, b := newKey(t), newKey(t)
+	wa, wb := rawNode(t, r, a), rawNode(t, r, b)
+	batch := []byte{relaywire.TypeBatch}
+	batch = relaywire.AppendBatchRecord(batch, b.Public(), []byte("one"))
+	batch = relaywire.AppendBatchRecord(batch, newKey(t).Public(), []byte("lost"))
+	batch = relaywire.AppendBatchRecord(batch, b.Public(), []byte("two"))
+	batch = append(batch, 1, 2, 3) // a truncated record ends the batch
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := wa.Write(ctx, websocket.MessageBinary, batch); err != nil {
+		t.Fatal(err)
+	}
+	got := readDatagrams(t, wb, 2)
+	src := a.Public().ShortID()
+	if got[0] != src+":one" || got[1] != src+":two" {
+		t.Errorf("b received %q, want [%s:one %s:two]", got, src, src)
+	}
+	relaytest.Eventually(t, 5*time.Second, "drops counted", func() bool {
+		return r.Metric("drops_total", "reason=no_peer") == 1 && r.Metric("drops_total", "reason=malformed") == 1
+	})
+}
