@@ -125,7 +125,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("tokens revoke = %d: %s", code, errOut)
 	}
 	code, out, _ = admin(t, "--config", cfg, "tokens", "list")
-	if !strings.Contains(out, "revoked") {
+	if code != 0 || !strings.Contains(out, "revoked") {
 		t.Fatalf("tokens list after revoke:\n%s", out)
 	}
 
@@ -149,8 +149,8 @@ func TestAdminCommands(t *testing.T) {
 	// Flags and environment override the config.
 	cred, _ := admincred.Load(dataDir)
 	code, out, errOut = admin(t, "--server", url, "--admin-token", cred, "--pin", tok.Pin, "tokens", "list", "--json")
-	if code != 0 {
-		t.Fatalf("tokens list with flags only = %d: %s", code, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &infos) != nil || len(infos) != 2 {
+		t.Fatalf("tokens list with flags only = %d: %s %s", code, out, errOut)
 	}
 	t.Setenv(EnvServer, url)
 	t.Setenv(EnvPin, tok.Pin)
