@@ -9,12 +9,18 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
-// devicePlane adapts the data plane (package device) to node.DataPlane.
+// devicePlane adapts the data plane (package device) to node.DataPlane,
+// with the packet filter (package filter) on every packet: inbound through
+// the device's filter hook, outbound through the wrapped TUN.
 type devicePlane struct {
 	d              *device.Device
+	flt            *filter.Filter
+	log            *slog.Logger
 	noSendBatching bool
 }
 
@@ -22,8 +28,9 @@ type devicePlane struct {
 // switches.
 func planeFactory(udpOffload, noSendBatching bool) node.PlaneFactory {
 	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
-		p := devicePlane{noSendBatching: noSendBatching}
-		d, err := device.New(dev, device.NewBind(udpOffload), p.config(cfg), log)
+		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log})}
+		p.setFilter(cfg.Filter)
+		d, err := device.New(filter.WrapTUN(dev, p.flt), device.NewBind(udpOffload), p.config(cfg), log)
 		if err != nil {
 			return nil, err
 		}
@@ -41,6 +48,7 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 		Self:                   c.Self,
 		MTU:                    c.MTU,
 		DisableUDPSendBatching: p.noSendBatching,
+		Filter:                 p.flt.Inbound,
 		Peers:                  make([]device.PeerConfig, 0, len(c.Peers)),
 	}
 	for _, p := range c.Peers {
@@ -49,7 +57,20 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	return dc
 }
 
-func (p devicePlane) Reconfig(c node.PlaneConfig) error { return p.d.Reconfig(p.config(c)) }
+// Reconfig applies the new filter first, so a policy change takes effect
+// with the netmap that carries it.
+func (p devicePlane) Reconfig(c node.PlaneConfig) error {
+	p.setFilter(c.Filter)
+	return p.d.Reconfig(p.config(c))
+}
+
+// setFilter installs the netmap's filter. Rules the filter cannot use allow
+// nothing; the others apply, so the error is only logged.
+func (p devicePlane) setFilter(f *api.Filter) {
+	if err := p.flt.SetFilter(f); err != nil {
+		p.log.Warn("filter rules ignored", "component", "filter", "err", err)
+	}
+}
 
 func (p devicePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
 	return p.d.Ping(ctx, ip)
@@ -69,6 +90,10 @@ func (p devicePlane) Stats() node.PlaneStats {
 	}
 	for r, v := range c.Drops {
 		out.Drops[device.DropReason(r).String()] = v
+	}
+	fs := p.flt.Stats()
+	for r, v := range fs.Drops {
+		out.Drops["filter_"+r.String()] = v
 	}
 	for _, ps := range s.Peers {
 		out.Peers = append(out.Peers, node.PeerStats{

@@ -232,13 +232,22 @@ func (l *lab) coordinator(ns, name, listen, stun, cidr string) (cfgPath string) 
 	l.t.Helper()
 	dataDir := filepath.Join(l.dir, name)
 	cfgPath = filepath.Join(l.dir, name+".yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\nmesh_cidr: %s\nstun_listen: %s\nlog_level: debug\n", listen, dataDir, cidr, stun)
+	// Default deny: the mesh starts with a policy that allows everything,
+	// so that the tests of the data plane are not tests of the policy.
+	policyPath := filepath.Join(l.dir, "allow-all.yaml")
+	if err := os.WriteFile(policyPath, []byte(allowAllPolicy), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\nmesh_cidr: %s\nstun_listen: %s\nlog_level: debug\npolicy_file: %s\n",
+		listen, dataDir, cidr, stun, policyPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		l.t.Fatal(err)
 	}
 	l.start(ns, name, l.bin, "coordinator", "--config", cfgPath)
 	return cfgPath
 }
+
+const allowAllPolicy = "rules:\n  - {name: all, from: \"*\", to: \"*\", proto: any}\n"
 
 // token creates a reusable join token, retrying while the coordinator starts.
 func (l *lab) token(ns, cfgPath string) string {

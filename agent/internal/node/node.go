@@ -278,7 +278,9 @@ func (n *Node) apply(nm *api.Netmap) {
 	n.mu.Lock()
 	old := n.peers
 	n.mu.Unlock()
-	if err := n.plane.Reconfig(n.planeConfig(peers)); err != nil {
+	cfg := n.planeConfig(peers)
+	cfg.Filter = nm.Filter
+	if err := n.plane.Reconfig(cfg); err != nil {
 		n.m.reconfigErrors.Inc()
 		n.log.Error("reconfigure data plane", "version", nm.Version, "err", err)
 		return

@@ -8,6 +8,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -21,6 +22,10 @@ type PlaneConfig struct {
 	Self       netip.Addr
 	MTU        int // the TUN's MTU
 	Peers      []PlanePeer
+	// Filter is the node's compiled inbound filter from the netmap. Nil
+	// means no policy: the data plane then accepts nothing new from the
+	// mesh, only replies to the node's own connections (package filter).
+	Filter *api.Filter
 }
 
 // PlanePeer is one peer the data plane may talk to.

@@ -4,6 +4,10 @@
 //	meshtool send HOST:PORT BYTES SEED   send BYTES pseudo-random bytes; print "sent N SHA256"
 //	meshtool recv ADDR:PORT              accept one connection, read to EOF; print "recv N SHA256"
 //	meshtool ping IP COUNT               ICMP echo; print "reply from IP rtt D"; exit 0 if any reply
+//	meshtool serve IP PORT...            accept on each port, write "hello PORT\n", close
+//	meshtool scan IP PORTS TIMEOUT       connect to each port (PORTS: 1-1024,8080); print "open P" for
+//	                                     each that connected and greeted, then
+//	                                     "scanned N open=[...] refused=N filtered=N"
 package main
 
 import (
@@ -17,7 +21,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -36,6 +43,10 @@ func main() {
 		err = recv(os.Args[2:])
 	case "ping":
 		err = ping(os.Args[2:])
+	case "serve":
+		err = serve(os.Args[2:])
+	case "scan":
+		err = scan(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -181,5 +192,104 @@ func ping(args []string) error {
 	if replies == 0 {
 		return fmt.Errorf("no reply from %s", dst)
 	}
+	return nil
+}
+
+func serve(args []string) error {
+	if len(args) < 2 {
+		return errors.New("usage: serve IP PORT...")
+	}
+	errc := make(chan error, len(args)-1)
+	for _, port := range args[1:] {
+		ln, err := net.Listen("tcp", net.JoinHostPort(args[0], port))
+		if err != nil {
+			return err
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					errc <- err
+					return
+				}
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "hello %s\n", port)
+				c.Close()
+			}
+		}()
+	}
+	fmt.Println("serving")
+	return <-errc
+}
+
+func scan(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: scan IP PORTS TIMEOUT")
+	}
+	var ports []int
+	for _, part := range strings.Split(args[1], ",") {
+		first, last, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(first)
+		if err != nil {
+			return err
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(last); err != nil {
+				return err
+			}
+		}
+		for p := a; p <= b; p++ {
+			ports = append(ports, p)
+		}
+	}
+	timeout, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	type result struct {
+		port int
+		kind string // open, refused, filtered
+	}
+	res := make(chan result)
+	sem := make(chan struct{}, 1000)
+	go func() {
+		for _, p := range ports {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				c, err := net.DialTimeout("tcp", net.JoinHostPort(args[0], strconv.Itoa(p)), timeout)
+				switch {
+				case err == nil:
+					c.SetDeadline(time.Now().Add(2 * time.Second))
+					line, _ := bufio.NewReader(c).ReadString('\n')
+					c.Close()
+					if line == fmt.Sprintf("hello %d\n", p) {
+						res <- result{p, "open"}
+					} else {
+						res <- result{p, "silent"}
+					}
+				case errors.Is(err, syscall.ECONNREFUSED):
+					res <- result{p, "refused"}
+				default:
+					res <- result{p, "filtered"}
+				}
+			}()
+		}
+	}()
+	var open []int
+	counts := map[string]int{}
+	for range ports {
+		r := <-res
+		counts[r.kind]++
+		if r.kind == "open" {
+			open = append(open, r.port)
+		}
+	}
+	slices.Sort(open)
+	for _, p := range open {
+		fmt.Printf("open %d\n", p)
+	}
+	fmt.Printf("scanned %d open=%v refused=%d filtered=%d silent=%d\n", len(ports), open, counts["refused"], counts["filtered"], counts["silent"])
 	return nil
 }
