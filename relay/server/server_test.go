@@ -280,3 +280,22 @@ func TestBatchFromNode(t *testing.T) {
 		return r.Metric("drops_total", "reason=no_peer") == 1 && r.Metric("drops_total", "reason=malformed") == 1
 	})
 }
+
+// Connections outlive the embedding http.Server's read and write timeouts
+// (net/http clears them when coder/websocket hijacks the connection; this
+// guards that for the coordinator, which mounts the relay in its server).
+func TestOutlivesHTTPServerTimeouts(t *testing.T) {
+	relaytest.CheckGoroutines(t)
+	r := relaytest.Start(t, server.Config{}, 0)
+	a, b := newKey(t), newKey(t)
+	wa, wb := rawNode(t, r, a), rawNode(t, r, b)
+	time.Sleep(relaytest.ServerTimeout + 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := wa.Write(ctx, websocket.MessageBinary, relaywire.AppendPacket(nil, b.Public(), []byte("late"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readDatagrams(t, wb, 1); got[0] != a.Public().ShortID()+":late" {
+		t.Errorf("b received %q", got)
+	}
+}

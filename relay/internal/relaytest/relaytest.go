@@ -21,6 +21,10 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
 )
 
+// ServerTimeout is the read and write timeout of the test relay's
+// http.Server.
+const ServerTimeout = time.Second
+
 // Relay is a running relay.
 type Relay struct {
 	t    testing.TB
@@ -80,7 +84,10 @@ func (r *Relay) start() {
 	r.URL = "wss://" + r.addr + "/relay"
 	mux := http.NewServeMux()
 	mux.Handle("/relay", s)
-	r.http = &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{r.cert}}}
+	// Short server timeouts, as an embedding coordinator might set: the relay
+	// must clear them on its hijacked connections.
+	r.http = &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{r.cert}},
+		ReadTimeout: ServerTimeout, WriteTimeout: ServerTimeout}
 	r.done = make(chan struct{})
 	tl := tls.NewListener(server.TuneListener(l, r.buf), r.http.TLSConfig)
 	go func() {
