@@ -223,3 +223,44 @@ func freeTCP(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestReadyPlugin checks meshdns's readiness through CoreDNS's ready plugin:
+// 503 naming meshdns until the first netmap, 200 after it, 503 again during
+// a registry outage longer than stale, 200 when the registry is back.
+func TestReadyPlugin(t *testing.T) {
+	ms := newMesh(t, netip.Prefix{})
+	ms.fake.SetUnavailable(true)
+	addr := freeTCP(t)
+	startCoreDNS(t, ms.corefile(fmt.Sprintf(`mesh {
+    ready %s {
+        monitor continuously
+    }
+    meshdns {
+        credentials CREDS
+        stale 200ms
+    }
+}
+`, addr)))
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/ready")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitFor(t, "/ready = 503 meshdns before the first netmap", func() bool {
+		code, body := ready()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "meshdns")
+	})
+	ms.fake.SetUnavailable(false)
+	waitFor(t, "/ready = 200 after the first netmap", func() bool { code, _ := ready(); return code == http.StatusOK })
+
+	ms.fake.SetUnavailable(true)
+	ms.fake.SetOnline("dns", true) // ends the long poll, so the outage is met at once
+	waitFor(t, "/ready = 503 during the outage", func() bool { code, _ := ready(); return code == http.StatusServiceUnavailable })
+	ms.fake.SetUnavailable(false)
+	ms.fake.SetOnline("dns", true)
+	waitFor(t, "/ready = 200 after the outage", func() bool { code, _ := ready(); return code == http.StatusOK })
+}

@@ -110,7 +110,7 @@ func (m *MeshDNS) watchFailed(err error) {
 func (m *MeshDNS) markReachable() {
 	registryReachable.WithLabelValues(m.origin()).Set(1)
 	if since := m.failingSince.Swap(0); since != 0 {
-		log.Infof("registry reachable again after %s", time.Since(time.Unix(0, since)).Round(time.Second))
+		log.Infof("registry reachable again after %s", time.Since(time.Unix(0, since)).Round(time.Millisecond))
 	}
 }
 
