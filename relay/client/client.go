@@ -362,12 +362,22 @@ func (c *Client) serve(ctx context.Context, ws *websocket.Conn) error {
 	defer c.setConnected(false)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); c.writeLoop(ctx, ws) }()
 	go func() { defer wg.Done(); c.pingLoop(ctx, ws) }()
-	stop := context.AfterFunc(ctx, func() { ws.Close(websocket.StatusNormalClosure, "") })
+	readDone := make(chan struct{})
+	go func() {
+		// A cancelled Run says goodbye with a close frame; after a read
+		// error there is nobody to say it to.
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+			ws.Close(websocket.StatusNormalClosure, "")
+		case <-readDone:
+		}
+	}()
 	err := c.readLoop(ws)
-	stop()
+	close(readDone)
 	cancel()
 	ws.CloseNow()
 	wg.Wait()

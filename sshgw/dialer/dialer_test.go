@@ -185,6 +185,18 @@ func TestForwardToPacketPort(t *testing.T) {
 	if p := expect(t, atNode, "echo at node"); string(p) != "echo ping" {
 		t.Errorf("node got %q, want %q", p, "echo ping")
 	}
+	// The agent drops the packet-port connection: the peer's SSH channel
+	// must end too, not stay half open.
+	conns := pp.Conns()
+	if len(conns) != 1 {
+		t.Fatalf("packet port has %d connections, want 1", len(conns))
+	}
+	conns[0].Close()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SSH channel still open after the packet port closed its side")
+	}
 }
 
 func TestClientReconnects(t *testing.T) {

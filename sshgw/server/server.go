@@ -329,16 +329,15 @@ func (s *Server) forward(ch gossh.Channel) error {
 		ch.Close()
 		return fmt.Errorf("dial packet port: %w", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		io.Copy(ch, pc)
-		ch.CloseWrite()
-		close(done)
-	}()
-	_, err = io.Copy(pc, ch)
+	// When either side ends, both are closed: a packet port that went away
+	// (agent restart) must not leave the peer's channel half open.
+	errc := make(chan error, 2)
+	go func() { _, err := io.Copy(ch, pc); errc <- err }()
+	go func() { _, err := io.Copy(pc, ch); errc <- err }()
+	err = <-errc
 	pc.Close()
 	ch.Close()
-	<-done
+	<-errc
 	return err
 }
 
