@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -19,10 +20,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -33,7 +36,7 @@ func run(t *testing.T, args ...string) string {
 
 // inNetns runs fn on an OS thread switched into namespace ns. The thread is
 // never returned to the scheduler's pool (it exits with the goroutine).
-func inNetns(t *testing.T, ns string, fn func() error) error {
+func inNetns(t testing.TB, ns string, fn func() error) error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -68,12 +71,13 @@ func TestNetnsRealTUN(t *testing.T) {
 	}
 }
 
-func netnsPair(t *testing.T, offload bool) {
-	checkGoroutines(t)
+// netnsUnderlay creates two namespaces joined by a veth pair
+// (10.99.0.1/24 and 10.99.0.2/24), removed when the test ends.
+func netnsUnderlay(t testing.TB) (prefix, nsA, nsB string) {
 	var rb [3]byte
 	rand.Read(rb[:])
-	prefix := fmt.Sprintf("tmd%x", rb)
-	nsA, nsB := prefix+"a", prefix+"b"
+	prefix = fmt.Sprintf("tmd%x", rb)
+	nsA, nsB = prefix+"a", prefix+"b"
 	for _, ns := range []string{nsA, nsB} {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
@@ -84,11 +88,16 @@ func netnsPair(t *testing.T, offload bool) {
 	for _, c := range [][]string{{nsA, prefix + "va"}, {nsB, prefix + "vb"}, {nsA, "lo"}, {nsB, "lo"}} {
 		run(t, "ip", "-n", c[0], "link", "set", c[1], "up")
 	}
+	return prefix, nsA, nsB
+}
 
-	m := newMeshStopped(t, 2, defaultTiming())
+// startNetnsPair runs a TunnelMesh device on a real TUN in each namespace.
+func startNetnsPair(t testing.TB, offload bool) (m *mesh, devs []*Device, nsA, nsB string) {
+	prefix, nsA, nsB := netnsUnderlay(t)
+	m = newMeshStopped(t, 2, defaultTiming())
 	m.nodes[0].ul = netip.MustParseAddrPort("10.99.0.1:51820")
 	m.nodes[1].ul = netip.MustParseAddrPort("10.99.0.2:51820")
-	devs := make([]*Device, 2)
+	devs = make([]*Device, 2)
 	for i, ns := range []string{nsA, nsB} {
 		nd := m.nodes[i]
 		tunName := prefix + "t"
@@ -114,6 +123,12 @@ func netnsPair(t *testing.T, offload bool) {
 		run(t, "ip", "-n", ns, "addr", "add", nd.ip.String()+"/10", "dev", tunName)
 		run(t, "ip", "-n", ns, "link", "set", tunName, "mtu", fmt.Sprint(DefaultMTU), "up")
 	}
+	return m, devs, nsA, nsB
+}
+
+func netnsPair(t *testing.T, offload bool) {
+	checkGoroutines(t)
+	m, devs, nsA, nsB := startNetnsPair(t, offload)
 	a, b := m.nodes[0], m.nodes[1]
 
 	// The kernel's own ping, through the TUN both ways.
@@ -139,10 +154,22 @@ func netnsPair(t *testing.T, offload bool) {
 	const size = 32 << 20
 	payload := make([]byte, size)
 	rand.Read(payload)
+	el := tcpTransfer(t, nsA, nsB, b.ip, payload, true)
+	t.Logf("offload=%v: %d MiB in %v (%.0f Mbit/s)", offload, size>>20, el, float64(size*8)/el.Seconds()/1e6)
+	st := devs[1].Status()
+	if len(st.Peers) != 1 || st.Peers[0].RxBytes < size {
+		t.Fatalf("b status: %+v", st.Peers)
+	}
+}
+
+// tcpTransfer sends payload over TCP from namespace nsA to dst:5201 in nsB
+// and returns how long it took. With verify, the receiver checks SHA-256.
+func tcpTransfer(t testing.TB, nsA, nsB string, dst netip.Addr, payload []byte, verify bool) time.Duration {
+	t.Helper()
 	want := sha256.Sum256(payload)
 	var ln net.Listener
 	if err := inNetns(t, nsB, func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(b.ip.String(), "5201"))
+		ln, err = net.Listen("tcp", net.JoinHostPort(dst.String(), "5201"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -150,22 +177,27 @@ func netnsPair(t *testing.T, offload bool) {
 	defer ln.Close()
 	got := make(chan [32]byte, 1)
 	go func() {
+		var sum [32]byte
 		c, err := ln.Accept()
 		if err != nil {
-			got <- [32]byte{}
+			got <- sum
 			return
 		}
 		defer c.Close()
+		if !verify {
+			io.Copy(io.Discard, c)
+			got <- want
+			return
+		}
 		h := sha256.New()
 		io.Copy(h, c)
-		var sum [32]byte
 		h.Sum(sum[:0])
 		got <- sum
 	}()
 	start := time.Now()
 	var c net.Conn
 	if err := inNetns(t, nsA, func() (err error) {
-		c, err = net.DialTimeout("tcp", net.JoinHostPort(b.ip.String(), "5201"), 5*time.Second)
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(dst.String(), "5201"), 5*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -179,13 +211,81 @@ func netnsPair(t *testing.T, offload bool) {
 		if sum != want {
 			t.Fatal("TCP transfer corrupted: checksum mismatch")
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(120 * time.Second):
 		t.Fatal("TCP transfer did not finish")
 	}
-	el := time.Since(start)
-	t.Logf("offload=%v: %d MiB in %v (%.0f Mbit/s)", offload, size>>20, el, float64(size*8)/el.Seconds()/1e6)
-	st := devs[1].Status()
-	if len(st.Peers) != 1 || st.Peers[0].RxBytes < size {
-		t.Fatalf("b status: %+v", st.Peers)
+	return time.Since(start)
+}
+
+// startWireguardGoPair runs wireguard-go's device (the reference) on real
+// TUNs in two namespaces, with the same keys and addresses as
+// startNetnsPair, for an apples-to-apples comparison.
+func startWireguardGoPair(t testing.TB) (m *mesh, nsA, nsB string) {
+	prefix, nsA, nsB := netnsUnderlay(t)
+	m = newMeshStopped(t, 2, defaultTiming())
+	m.nodes[0].ul = netip.MustParseAddrPort("10.99.0.1:51820")
+	m.nodes[1].ul = netip.MustParseAddrPort("10.99.0.2:51820")
+	for i, ns := range []string{nsA, nsB} {
+		nd, other := m.nodes[i], m.nodes[1-i]
+		priv := nd.key.X25519()
+		peerPub, err := other.key.Public().X25519()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tunName := prefix + "w"
+		var dev *wgdevice.Device
+		err = inNetns(t, ns, func() error {
+			td, err := tun.CreateTUN(tunName, DefaultMTU)
+			if err != nil {
+				return err
+			}
+			dev = wgdevice.NewDevice(td, conn.NewStdNetBind(), wgdevice.NewLogger(wgdevice.LogLevelSilent, ""))
+			uapi := fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\nendpoint=%s\nallowed_ip=%s/32\n",
+				hex.EncodeToString(priv[:]), nd.ul.Port(), hex.EncodeToString(peerPub[:]), other.ul, other.ip)
+			if err := dev.IpcSet(uapi); err != nil {
+				return err
+			}
+			return dev.Up()
+		})
+		if err != nil {
+			t.Fatalf("wireguard-go in %s: %v", ns, err)
+		}
+		t.Cleanup(dev.Close)
+		run(t, "ip", "-n", ns, "addr", "add", nd.ip.String()+"/10", "dev", tunName)
+		run(t, "ip", "-n", ns, "link", "set", tunName, "mtu", fmt.Sprint(DefaultMTU), "up")
+	}
+	return m, nsA, nsB
+}
+
+// BenchmarkNetnsTCP compares single-stream TCP throughput through
+// TunnelMesh and through wireguard-go on the same real kernel path (two
+// namespaces, veth, TUN with offloads). Needs root. Run with
+// -bench NetnsTCP -benchtime 3x.
+func BenchmarkNetnsTCP(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates network namespaces, a veth pair and TUN devices")
+	}
+	payload := make([]byte, 128<<20)
+	rand.Read(payload)
+	for _, impl := range []string{"tunnelmesh", "wireguard-go", "tunnelmesh-nooffload"} {
+		b.Run(impl, func(b *testing.B) {
+			var m *mesh
+			var nsA, nsB string
+			switch impl {
+			case "wireguard-go":
+				m, nsA, nsB = startWireguardGoPair(b)
+			default:
+				m, _, nsA, nsB = startNetnsPair(b, impl == "tunnelmesh")
+			}
+			dst := m.nodes[1].ip
+			tcpTransfer(b, nsA, nsB, dst, payload[:1<<20], true) // handshake, warm-up
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				total += tcpTransfer(b, nsA, nsB, dst, payload, false)
+			}
+			b.ReportMetric(float64(len(payload))*8*float64(b.N)/total.Seconds()/1e6, "Mbit/s")
+		})
 	}
 }
