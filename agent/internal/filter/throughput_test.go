@@ -54,7 +54,7 @@ func benchDataPlane(b *testing.B, withFilter bool) {
 			b.Fatal(err)
 		}
 		ends[i] = &end{ip: netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)}), key: k,
-			ul: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 51820),
+			ul:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 51820),
 			tun: faketun.New("bench", device.DefaultMTU, 128)}
 	}
 	var delivered atomic.Uint64
