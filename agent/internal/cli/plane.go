@@ -95,6 +95,7 @@ func (p devicePlane) Stats() node.PlaneStats {
 	for r, v := range fs.Drops {
 		out.Drops["filter_"+r.String()] = v
 	}
+	out.FilterAccepts, out.FilterFlows, out.FilterPolicyVersion = fs.RuleAccepts, fs.Flows, fs.PolicyVersion
 	for _, ps := range s.Peers {
 		out.Peers = append(out.Peers, node.PeerStats{
 			Name: ps.Name, IP: ps.IP, PublicKey: ps.PublicKey,

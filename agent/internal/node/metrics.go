@@ -62,6 +62,9 @@ var (
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
 	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
+	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
+	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
+	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: no policy, nothing new accepted).")
 )
 
 // planeCollector reads the data plane's counters at scrape time.
@@ -70,7 +73,7 @@ type planeCollector struct{ n *Node }
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descHSInitiated, descPeerRTT, descPeerLastHS} {
+		descHSInitiated, descPeerRTT, descPeerLastHS, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
@@ -102,4 +105,9 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, v := range st.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
 	}
+	for rule, v := range st.FilterAccepts {
+		ch <- prometheus.MustNewConstMetric(descFilterAccepts, prometheus.CounterValue, float64(v), rule)
+	}
+	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.FilterFlows))
+	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.FilterPolicyVersion))
 }

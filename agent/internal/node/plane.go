@@ -61,6 +61,11 @@ type PlaneStats struct {
 	HandshakesInitiated  uint64
 	HandshakesCompleted  uint64
 	Drops                map[string]uint64 // by reason
+	// Filter counters (package filter): packets accepted by each rule of
+	// the node's policy, flows tracked, and the policy version in force.
+	FilterAccepts       map[string]uint64
+	FilterFlows         int
+	FilterPolicyVersion uint64
 }
 
 // DataPlane is what the node needs of the data plane (package device). It
