@@ -26,6 +26,9 @@ func Parse(file string, data []byte) (pol *Policy, err error) {
 	root, err := decodeYAML(data)
 	if err != nil {
 		line, msg := yamlErrLine(err)
+		if strings.Contains(msg, "did not find expected alphabetic or numeric character") {
+			msg += ` (a bare * starts a YAML alias: write "*" in quotes)`
+		}
 		return nil, Errors{{File: file, Line: line, Msg: msg}}
 	}
 	ps := &parser{file: file}
