@@ -46,7 +46,7 @@ type conntrack struct {
 func newConntrack(maxFlows int) *conntrack {
 	ct := &conntrack{perShard: max(maxFlows/numShards, 1)}
 	for i := range ct.shards {
-		ct.shards[i].flows = make(map[flowKey]flow, min(ct.perShard, 1024))
+		ct.shards[i].flows = make(map[flowKey]flow, min(ct.perShard, 256))
 	}
 	return ct
 }
