@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func TestBinary(t *testing.T) {
 		addr, metrics, filepath.Join(dir, "state"), a.Public().String(), b.Public().String())
 	cfgPath := filepath.Join(dir, "relay.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var log bytes.Buffer
+	var log syncBuffer
 	cmd := exec.Command(bin, "-config", cfgPath)
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
@@ -154,4 +155,23 @@ func mustKey(t *testing.T) nodekey.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// syncBuffer is a bytes.Buffer safe for the child process's writer and the
+// test reading it at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

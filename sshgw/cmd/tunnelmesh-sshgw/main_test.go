@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func TestBinary(t *testing.T) {
 	cfg := fmt.Sprintf("listen: %q\nkey_file: %q\nallow_keys: [%q]\nforward_to: %q\n", addr, keyPath, peer.Public().String(), pp.Addr().String())
 	cfgPath := filepath.Join(dir, "sshgw.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var log bytes.Buffer
+	var log syncBuffer
 	cmd := exec.Command(bin, "-config", cfgPath)
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
@@ -103,4 +104,23 @@ func TestBinary(t *testing.T) {
 	if _, err := dialer.Dial(context.Background(), dcfg); err == nil {
 		t.Error("unknown key accepted by the binary")
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the child process's writer and the
+// test reading it at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
