@@ -57,7 +57,12 @@ func (h *hub) current() *snapshot { return h.cur.Load() }
 
 // refresh reloads the snapshot from the store unless the published one is
 // already at least at version min (so concurrent changes share a reload).
+//
+// It runs to completion even when ctx is cancelled (a client that hangs up
+// right after its change was committed): the snapshot must never lag behind
+// the store, or a joined node would be unknown until the next change.
 func (s *Server) refresh(ctx context.Context, min uint64) error {
+	ctx = context.WithoutCancel(ctx)
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	old := s.hub.current()
