@@ -10,6 +10,7 @@ declare -A pkgs=(
   [nft]=nftables
   [dig]=dnsutils
   [ping]=iputils-ping
+  [sshd]=openssh-server
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
