@@ -2,6 +2,7 @@
 # Installs what the test suite needs on a fresh machine (Go, gcc, git and Docker are
 # assumed). Idempotent: installs only what is missing. Needs root for apt-get.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 
 # Debian packages the tests use, by the command that proves each is present.
 declare -A pkgs=(
