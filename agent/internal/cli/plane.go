@@ -28,7 +28,7 @@ type devicePlane struct {
 // switches.
 func planeFactory(udpOffload, noSendBatching bool) node.PlaneFactory {
 	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
-		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log})}
+		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log, LogLevel: slog.LevelDebug})}
 		p.setFilter(cfg.Filter)
 		d, err := device.New(filter.WrapTUN(dev, p.flt), device.NewBind(udpOffload), p.config(cfg), log)
 		if err != nil {

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -38,11 +39,12 @@ type Config struct {
 	// TCPTimeout, UDPTimeout and DefaultTimeout (ICMP and other protocols)
 	// override the package defaults when non-zero.
 	TCPTimeout, UDPTimeout, DefaultTimeout time.Duration
-	// Logger, when set, receives one Info record per denied packet, at most
-	// LogPerSecond a second (DefaultLogPerSecond when 0); the rest are only
-	// counted (Stats.LogSuppressed). Records carry addresses, protocol, port
-	// and reason, nothing from the payload.
+	// Logger, when set and enabled for LogLevel, receives one record per
+	// denied packet, at most LogPerSecond a second (DefaultLogPerSecond when
+	// 0); the rest are only counted (Stats.LogSuppressed). Records carry
+	// addresses, protocol, port and reason, nothing from the payload.
 	Logger       *slog.Logger
+	LogLevel     slog.Level // slog.LevelInfo when zero
 	LogPerSecond int
 	// Now returns a monotonic clock; time since creation when nil. Tests set
 	// it to move time by hand.
@@ -84,6 +86,7 @@ type Filter struct {
 	tcpTimeout, udpTimeout, defTimeout int64
 	now                                func() time.Duration
 	logger                             *slog.Logger
+	logLevel                           slog.Level
 	logLimit                           int64
 
 	established atomic.Uint64 // accepted as part of a tracked flow
@@ -114,6 +117,7 @@ func New(cfg Config) *Filter {
 		defTimeout:   pick(cfg.DefaultTimeout, DefaultTimeout),
 		now:          cfg.Now,
 		logger:       cfg.Logger,
+		logLevel:     cfg.LogLevel,
 		logLimit:     int64(cmpOr(cfg.LogPerSecond, DefaultLogPerSecond)),
 		ruleCounters: map[string]*atomic.Uint64{},
 	}
@@ -282,8 +286,8 @@ func (rs *ruleSet) count(id int32) { rs.accepts[id].Add(1) }
 
 func (f *Filter) drop(r Reason, p *packet) bool {
 	f.drops[r].Add(1)
-	if f.logger != nil && f.logAllowed() {
-		f.logger.Info("denied",
+	if f.logger != nil && f.logger.Enabled(context.Background(), f.logLevel) && f.logAllowed() {
+		f.logger.Log(context.Background(), f.logLevel, "denied",
 			"reason", r.String(),
 			"src", u32Addr(p.src), "dst", u32Addr(p.dst),
 			"proto", p.proto, "dport", p.dport)

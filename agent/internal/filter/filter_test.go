@@ -345,6 +345,22 @@ func TestDeniedLogRateLimited(t *testing.T) {
 	}
 }
 
+func TestDeniedLogLevel(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)) // Info and up
+	f := New(Config{Logger: logger, LogLevel: slog.LevelDebug})
+	f.Inbound(tcp(a, self, 1234, 22, syn))
+	mu.Lock()
+	defer mu.Unlock()
+	if buf.Len() != 0 {
+		t.Errorf("denial logged at debug level to an info logger: %s", buf.String())
+	}
+	if got := f.Stats().LogSuppressed; got != 0 {
+		t.Errorf("LogSuppressed = %d, want 0 (a disabled level uses no budget)", got)
+	}
+}
+
 type lockedWriter struct {
 	w  *bytes.Buffer
 	mu *sync.Mutex
