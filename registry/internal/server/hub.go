@@ -28,6 +28,8 @@ type snapshot struct {
 	tail []byte
 	// peers is every node's JSON, comma-separated, in order.
 	peers []byte
+	// gz holds peers compressed in chunks, built on first use.
+	gz gzChunks
 	// changed is closed when a newer snapshot replaces this one.
 	changed chan struct{}
 }
@@ -38,6 +40,7 @@ type entry struct {
 	secretHash []byte
 	json       []byte // node's JSON as peers see it
 	start, end int    // span of json in snapshot.peers
+	pos        int    // index in snapshot.order
 
 	filterOnce sync.Once
 	filterJSON []byte // see filter
@@ -139,6 +142,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 		if i > 0 {
 			all = append(all, ',')
 		}
+		e.pos = i
 		e.start = len(all)
 		all = append(all, e.json...)
 		e.end = len(all)

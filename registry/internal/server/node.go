@@ -97,8 +97,12 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 		// A since above the current version means the registry was reset
 		// or restored: answer at once so the node resynchronises.
 		if snap.version != since {
-			parts, n := s.netmapParts(snap, self)
-			writeParts(w, parts, n)
+			if acceptsGzip(r) {
+				writeGzip(w, s.netmapGzip(snap, self))
+			} else {
+				parts, n := s.netmapParts(snap, self)
+				writeParts(w, parts, n)
+			}
 			return nil
 		}
 		if timer == nil {

@@ -1,8 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -168,6 +173,15 @@ func checkRender(t *testing.T, s *Server, snap *snapshot, pol Policy) {
 		if string(got) != string(wantJSON) || n != len(got) || len(parts) == 0 {
 			t.Fatalf("render %s of %d nodes (length %d):\n got %s\nwant %s", self.node.Name, len(snap.order), n, got, wantJSON)
 		}
+		// The gzip form decompresses (CRC and size checked) to the same.
+		zr, err := gzip.NewReader(bytes.NewReader(bytes.Join(s.netmapGzip(snap, self), nil)))
+		if err != nil {
+			t.Fatalf("gzip netmap of %s: %v", self.node.Name, err)
+		}
+		unz, err := io.ReadAll(zr)
+		if err != nil || string(unz) != string(wantJSON) {
+			t.Fatalf("gunzip netmap of %s of %d nodes = %v:\n got %s\nwant %s", self.node.Name, len(snap.order), err, unz, wantJSON)
+		}
 	}
 }
 
@@ -199,6 +213,38 @@ func TestRenderEveryPosition(t *testing.T) {
 		t.Errorf("changed node not re-encoded: %s", after.byID["id-bravo"].json)
 	}
 	checkRender(t, s, after, nil)
+}
+
+// TestGzipChunkBoundaries renders around several chunk boundaries.
+func TestGzipChunkBoundaries(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, pol := range []Policy{nil, openPolicy{}, testPolicy{}} {
+		s, st := newTestServer(t, clock, pol)
+		for i := range 2*gzChunk + 1 {
+			addNode(t, s, st, fmt.Sprintf("n%03d", i), []string{"a"}, clock.Now())
+			if n := i + 1; n <= 2 || n%gzChunk <= 1 || n == 2*gzChunk+1 {
+				checkRender(t, s, s.hub.current(), pol)
+			}
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, tt := range []struct {
+		h    string
+		want bool
+	}{
+		{"gzip", true}, {"gzip, deflate, br", true}, {"br;q=1.0, GZIP;q=0.5", true}, {"deflate", false},
+		{"", false}, {"gzip;q=0", false}, {"x-gzip", false},
+	} {
+		r, _ := http.NewRequest("GET", "/", nil)
+		if tt.h != "" {
+			r.Header.Set("Accept-Encoding", tt.h)
+		}
+		if got := acceptsGzip(r); got != tt.want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", tt.h, got, tt.want)
+		}
+	}
 }
 
 func TestOnlineSweep(t *testing.T) {
