@@ -1,7 +1,6 @@
 // Package policycli is the `policy` command line: validate, test and diff
 // a policy file offline, and apply, get and roll back the registry's
-// policy. Both `tunnelmesh policy` and `tunnelmesh-registry policy` call
-// Run.
+// policy. `tunnelmesh policy` calls Run.
 //
 // Exit codes fit a CI pipeline:
 //
