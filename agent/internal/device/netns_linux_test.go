@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +289,82 @@ func BenchmarkNetnsTCP(b *testing.B) {
 			b.ReportMetric(float64(len(payload))*8*float64(b.N)/total.Seconds()/1e6, "Mbit/s")
 		})
 	}
+}
+
+// pingMedian runs the kernel's ping from ns to dst and returns the median RTT.
+func pingMedian(t testing.TB, ns string, dst netip.Addr, count int) time.Duration {
+	out := run(t, "ip", "netns", "exec", ns, "ping", "-c", fmt.Sprint(count), "-i", "0.005", "-W", "2", dst.String())
+	var rtts []time.Duration
+	for _, line := range strings.Split(out, "\n") {
+		i := strings.Index(line, "time=")
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(line[i+5:])
+		if len(f) < 2 {
+			continue
+		}
+		d, err := time.ParseDuration(f[0] + f[1])
+		if err == nil {
+			rtts = append(rtts, d)
+		}
+	}
+	if len(rtts) == 0 {
+		t.Fatalf("ping %s from %s: no replies\n%s", dst, ns, out)
+	}
+	slices.Sort(rtts)
+	return rtts[len(rtts)/2]
+}
+
+// BenchmarkNetnsCompare prints one table: single-stream TCP throughput and
+// median ping RTT over the raw veth, through wireguard-go, and through
+// TunnelMesh, measured in alternating rounds so machine noise hits all
+// three alike. Needs root. Run with -bench NetnsCompare -benchtime 1x.
+func BenchmarkNetnsCompare(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates network namespaces, a veth pair and TUN devices")
+	}
+	tm, _, tmA, tmB := startNetnsPair(b, true)
+	wg, wgA, wgB := startWireguardGoPair(b)
+	type target struct {
+		name     string
+		nsA, nsB string
+		dst      netip.Addr
+		mbits    []float64
+		rtt      time.Duration
+	}
+	targets := []*target{
+		{name: "veth", nsA: tmA, nsB: tmB, dst: netip.MustParseAddr("10.99.0.2")},
+		{name: "wireguard-go", nsA: wgA, nsB: wgB, dst: wg.nodes[1].ip},
+		{name: "tunnelmesh", nsA: tmA, nsB: tmB, dst: tm.nodes[1].ip},
+	}
+	payload := make([]byte, 64<<20)
+	rand.Read(payload)
+	for _, tg := range targets {
+		tcpTransfer(b, tg.nsA, tg.nsB, tg.dst, payload[:1<<20], true) // handshakes, warm-up
+	}
+	b.ResetTimer()
+	for range b.N {
+		for round := 0; round < 3; round++ {
+			for _, tg := range targets {
+				d := tcpTransfer(b, tg.nsA, tg.nsB, tg.dst, payload, false)
+				tg.mbits = append(tg.mbits, float64(len(payload))*8/d.Seconds()/1e6)
+			}
+		}
+		for _, tg := range targets {
+			tg.rtt = pingMedian(b, tg.nsA, tg.dst, 200)
+		}
+	}
+	b.StopTimer()
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	veth, wgt, tmt := targets[0], targets[1], targets[2]
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-14s %14s %12s\n", "path", "TCP Mbit/s", "ping median")
+	for _, tg := range targets {
+		fmt.Fprintf(&sb, "%-14s %14.0f %12v\n", tg.name, med(tg.mbits), tg.rtt)
+	}
+	fmt.Fprintf(&sb, "tunnelmesh/wireguard-go throughput: %.2fx; added RTT over veth: tunnelmesh %v, wireguard-go %v\n",
+		med(tmt.mbits)/med(wgt.mbits), tmt.rtt-veth.rtt, wgt.rtt-veth.rtt)
+	b.Log(sb.String())
+	b.ReportMetric(med(tmt.mbits)/med(wgt.mbits), "tm/wg")
 }

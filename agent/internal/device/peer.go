@@ -46,8 +46,18 @@ type peer struct {
 		lastConsumed  time.Time
 	}
 
-	sendMu  sync.Mutex // guards stopped; serialises counter assignment so batches leave in order
-	stopped bool
+	sendMu      sync.Mutex // guards stopped and inlineNonce; serialises counter assignment so batches leave in order
+	stopped     bool
+	inlineNonce [12]byte
+
+	// Small batches of an idle peer skip the queues (see inlineMax): the
+	// goroutine that read them encrypts and sends, or decrypts and
+	// delivers, at once. txInflight/rxInflight count queued batches; rxMu
+	// serialises delivery (and the replay windows) between the sequential
+	// receiver and inline delivery.
+	txInflight atomic.Int32
+	rxInflight atomic.Int32
+	rxMu       sync.Mutex
 
 	staged   chan *batch
 	outbound chan *batch
@@ -121,6 +131,8 @@ func (p *peer) stop() {
 	p.sendMu.Unlock()
 	close(p.stopCh)
 	p.wg.Wait()
+	p.rxMu.Lock() // wait out an inline delivery in progress
+	p.rxMu.Unlock()
 	p.timers.stopAll()
 	p.zeroKeys()
 	p.drainStaged()

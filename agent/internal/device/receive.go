@@ -39,6 +39,7 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 	}()
 	pb := peerBatches{list: make([]*batch, 0, n)}
+	nonce := new([12]byte)
 	var backoff time.Duration
 	for {
 		count, err := fn(bufs, sizes, eps)
@@ -101,6 +102,17 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 		for _, b := range pb.list {
 			p := b.peer
+			if len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
+				// Nothing of this peer is queued: deliver now.
+				if !p.isStopped() {
+					decryptBatch(b, nonce)
+					p.receiveBatch(b)
+				}
+				p.rxMu.Unlock()
+				d.pools.putBatch(b)
+				continue
+			}
+			p.rxInflight.Add(1)
 			b.mu.Lock()
 			select {
 			case p.inbound <- b:
@@ -150,8 +162,11 @@ func (p *peer) routineSequentialReceiver() {
 		}
 		b.mu.Lock() // wait for the decryption worker
 		b.mu.Unlock()
+		p.rxMu.Lock()
 		p.receiveBatch(b)
+		p.rxMu.Unlock()
 		d.pools.putBatch(b)
+		p.rxInflight.Add(-1)
 	}
 }
 

@@ -18,6 +18,10 @@ import (
 //	encryption workers (one per CPU): encrypt in place, unlock the batch
 //	peer's sequential sender: wait for each batch in order, send it via the bind
 
+// inlineMax is the largest batch an idle peer's packets may skip the
+// queues with. Bigger batches go through the parallel crypto workers.
+const inlineMax = 4
+
 // peerBatches groups the packets of one read by peer without allocating.
 type peerBatches struct {
 	list []*batch
@@ -182,6 +186,16 @@ func (p *peer) sendStaged() {
 			e.keypair = kp
 			e.counter = kp.sendCounter.Add(1) - 1
 		}
+		if len(b.elems) <= inlineMax && p.txInflight.Load() == 0 {
+			// Nothing of this peer is queued: send now, saving two
+			// goroutine hand-offs of latency. sendMu keeps later batches
+			// behind this one.
+			d.encryptBatch(b, &p.inlineNonce)
+			p.sendBatch(b)
+			d.pools.putBatch(b)
+			continue
+		}
+		p.txInflight.Add(1)
 		b.mu.Lock()
 		select {
 		case p.outbound <- b:
@@ -239,6 +253,7 @@ func (p *peer) routineSequentialSender() {
 		b.mu.Unlock()
 		p.sendBatch(b)
 		d.pools.putBatch(b)
+		p.txInflight.Add(-1)
 	}
 }
 
