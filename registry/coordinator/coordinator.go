@@ -29,10 +29,12 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/policystore"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
 )
 
@@ -165,6 +167,11 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c.meshID = mesh.ID
+	if cfg.BootstrapTokenFile != "" {
+		if err := writeBootstrapToken(ctx, c.st, pin, cfg.BootstrapTokenFile, log); err != nil {
+			return nil, fmt.Errorf("coordinator: bootstrap_token_file: %w", err)
+		}
+	}
 	pol := opts.Policy
 	if pol == nil {
 		initial := opts.InitialPolicy
@@ -351,3 +358,41 @@ func (c *Coordinator) NetmapChanged(ctx context.Context) error { return c.srv.Ch
 
 // NetmapVersion is the current mesh version.
 func (c *Coordinator) NetmapVersion() uint64 { return c.srv.Version() }
+
+// writeBootstrapToken creates a reusable, non-expiring join token and writes
+// it to path (mode 0600, atomically), unless path exists already.
+func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string, log *slog.Logger) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	tok, err := jointoken.New(pin)
+	if err != nil {
+		return err
+	}
+	hash := tok.SecretHash()
+	if err := st.CreateToken(ctx, store.Token{ID: tok.ID, SecretHash: hash[:], Reusable: true, CreatedAt: time.Now()}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".bootstrap-token-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(tok.String() + "\n"); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path)
+	return nil
+}

@@ -86,6 +86,11 @@ type Config struct {
 	// later changes go through `tunnelmesh policy apply`. Empty: no initial
 	// policy, so nodes accept nothing from each other until one is applied.
 	PolicyFile string `yaml:"policy_file"`
+	// BootstrapTokenFile, when set, receives a reusable join token that
+	// never expires (mode 0600), created at start when the file does not
+	// exist yet: unattended first starts (docker compose) where nodes join
+	// with `tunnelmesh join --token-file`. Revoke it when done.
+	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
