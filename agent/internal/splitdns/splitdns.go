@@ -87,8 +87,8 @@ type Options struct {
 	Runner Runner
 
 	// Test hooks; zero values mean the real system.
-	resolvedDir string                       // /run/systemd/resolve
-	nsswitch    string                       // /etc/nsswitch.conf
+	resolvedDir string                         // /run/systemd/resolve
+	nsswitch    string                         // /etc/nsswitch.conf
 	linkIndex   func(name string) (int, error) // net.InterfaceByName(name).Index
 }
 
