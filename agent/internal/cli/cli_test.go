@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +37,10 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{"no args", nil, 2, "Usage: tunnelmesh COMMAND"},
 		{"unknown", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{"join without token", []string{"join", "--coordinator", "https://x:8443"}, 2, "--coordinator and --token are required"},
+		{"join without token", []string{"join", "--coordinator", "https://x:8443"}, 2, "--coordinator and one of --token or --token-file are required"},
+		{"join token and token file", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--token-file", "f"}, 2, "one of --token or --token-file"},
+		{"join token file never written", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@/none", "--token-wait", "300ms", "--state-dir", "@TMP@/s"}, 1, "no token after 300ms"},
+		{"join token file empty", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@", "--state-dir", "@TMP@/s"}, 1, "token file"},
 		{"join bad mtu", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--mtu", "10"}, 1, "--mtu 10"},
 		{"join bad port", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--listen-port", "70000"}, 1, "--listen-port 70000"},
 		{"join bad interface", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--interface", "a/b"}, 1, "--interface"},
@@ -99,5 +104,23 @@ charlie  100.64.0.3  -                      never      0 B      0 B   -
 	printStatus(&b, s, now)
 	if !strings.Contains(b.String(), "UNREACHABLE: connection refused") || !strings.Contains(b.String(), "no peers") {
 		t.Fatalf("printStatus(unreachable) = %q", b.String())
+	}
+}
+
+func TestWaitTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "join.token")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		os.WriteFile(path+".tmp", []byte("  tm1.abc.def.ghi\n"), 0o600)
+		os.Rename(path+".tmp", path)
+	}()
+	got, err := waitTokenFile(context.Background(), path, 10*time.Second)
+	if err != nil || got != "tm1.abc.def.ghi" {
+		t.Fatalf("waitTokenFile = %q, %v; want the trimmed token", got, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := waitTokenFile(ctx, path+".none", time.Minute); err == nil {
+		t.Fatal("waitTokenFile with a cancelled context and no file: no error")
 	}
 }

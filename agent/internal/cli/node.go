@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -74,14 +76,17 @@ func runJoin(ctx context.Context, env Env, args []string) error {
 	token := fs.String("token", "", "join token (from: tunnelmesh admin tokens create); required, or set TUNNELMESH_TOKEN")
 	name := fs.String("name", "", "node name (default: the hostname)")
 	keyPath := fs.String("key", "", "use this existing ed25519 key (e.g. ~/.ssh/id_ed25519) instead of generating one")
+	tokenFile := fs.String("token-file", "", "read the join token from this file, waiting up to --token-wait for it to appear (instead of --token)")
+	tokenWait := fs.Duration("token-wait", 2*time.Minute, "how long to wait for --token-file to appear")
+	once := fs.Bool("once", false, "when the state directory already holds a join, start from it (like `up`) instead of joining again")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *token == "" {
+	if *token == "" && *tokenFile == "" {
 		*token = os.Getenv("TUNNELMESH_TOKEN")
 	}
-	if *coord == "" || *token == "" {
-		fmt.Fprintln(env.Stderr, "--coordinator and --token are required")
+	if *coord == "" || (*token == "") == (*tokenFile == "") {
+		fmt.Fprintln(env.Stderr, "--coordinator and one of --token or --token-file are required")
 		fs.Usage()
 		return errUsage
 	}
@@ -105,6 +110,21 @@ func runJoin(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer release()
+	if *once {
+		st, err := dir.LoadNode()
+		if err == nil {
+			log.Info("already joined, starting from the saved state", "component", "cli", "name", st.Name, "ip", st.IP, "state_dir", dir)
+			return runNode(ctx, log, dir, st, rf)
+		}
+		if !errors.Is(err, state.ErrNotJoined) {
+			return err
+		}
+	}
+	if *tokenFile != "" {
+		if *token, err = waitTokenFile(ctx, *tokenFile, *tokenWait); err != nil {
+			return err
+		}
+	}
 	key, keyFile, err := dir.LoadKey(*keyPath)
 	if err != nil {
 		return err
@@ -201,4 +221,28 @@ func hostnameToNodeName(h string) string {
 		s = "node"
 	}
 	return s
+}
+
+// waitTokenFile reads a join token from path, waiting up to wait for the
+// file to appear with a token in it (it may be written by a coordinator
+// that is still starting).
+func waitTokenFile(ctx context.Context, path string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return string(bytes.TrimSpace(b)), nil
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("token file %s: no token after %s", path, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
