@@ -270,7 +270,7 @@ func (d *Device) reconfigPeers(pcs []PeerConfig) error {
 	byIP := make(map[netip.Addr]*peer, len(byKey))
 	byX := make(map[[32]byte]*peer, len(byKey))
 	for _, p := range byKey {
-		byIP[p.mustIP()] = p
+		byIP[p.meshIP()] = p
 		byX[p.static] = p
 	}
 	var removed []*peer
@@ -290,7 +290,7 @@ func (d *Device) reconfigPeers(pcs []PeerConfig) error {
 		d.log.Info("peer removed", "peer", p.pub.ShortID())
 	}
 	for _, p := range added {
-		d.log.Info("peer added", "peer", p.pub.ShortID(), "ip", p.mustIP())
+		d.log.Info("peer added", "peer", p.pub.ShortID(), "ip", p.meshIP())
 	}
 	return nil
 }

@@ -147,7 +147,7 @@ func (p *peer) isStopped() bool {
 	}
 }
 
-func (p *peer) mustIP() netip.Addr {
+func (p *peer) meshIP() netip.Addr {
 	p.cfgMu.RLock()
 	defer p.cfgMu.RUnlock()
 	return p.ip

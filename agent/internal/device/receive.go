@@ -173,7 +173,7 @@ func (p *peer) routineSequentialReceiver() {
 func (p *peer) receiveBatch(b *batch) {
 	d := p.d
 	now := time.Now()
-	ip := p.mustIP()
+	ip := p.meshIP()
 	self := d.self()
 	filter := d.filter.Load()
 	var rxPackets, rxBytes uint64

@@ -593,3 +593,26 @@ func TestReconfigUnderTraffic(t *testing.T) {
 	roundTrip(t, a, b, "after the churn")
 	roundTrip(t, c, a, "c too")
 }
+
+// TestUnconfirmedResponderInitiates: a responder whose session is never
+// confirmed (the initiator's packets are lost) starts its own handshake
+// after RekeyTimeout instead of dropping what it has to send.
+func TestUnconfirmedResponderInitiates(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a, b := m.nodes[0], m.nodes[1]
+	var dropA atomic.Bool
+	m.net.SetFilter(func(src, dst netip.AddrPort, p []byte) bool {
+		// Lose a's transport packets: b never sees its session confirmed.
+		return !(dropA.Load() && src == a.ul && len(p) > 0 && p[0] == wire.TypeTransport)
+	})
+	dropA.Store(true)
+	a.tun.Inject(packet(a, b, "lost"))
+	waitFor(t, "b answers a's handshake", 2*time.Second, func() bool { return b.dev.Counters().HandshakesCompleted == 1 })
+	pb := packet(b, a, "b has data")
+	b.tun.Inject(pb)
+	dropA.Store(false)
+	expect(t, a, pb, 5*time.Second)
+	if n := b.dev.Counters().HandshakesInitiated; n == 0 {
+		t.Fatal("b delivered without initiating; the test did not exercise the deferred initiation")
+	}
+}

@@ -93,7 +93,14 @@ func (p *peer) expiredRetransmitHandshake() {
 	p.hs.mu.Lock()
 	attempts := p.hs.attempts
 	first := p.hs.firstAttempt
+	inProgress := p.hs.initiator != nil
 	p.hs.mu.Unlock()
+	if !inProgress {
+		// Armed to defer an initiation (rate limit, or a responder session
+		// that was never confirmed): start a fresh round now.
+		p.initiateHandshake(false)
+		return
+	}
 	if time.Since(first) >= p.d.timing.rekeyAttemptTime {
 		p.d.log.Debug("handshake gave up", "peer", p.pub.ShortID(), "attempts", attempts)
 		p.timers.sendKeepalive.del()
