@@ -9,7 +9,7 @@ TEST_FLAGS   ?= -count=1 -timeout 20m
 STATICCHECK  := $(shell $(GO) env GOPATH)/bin/staticcheck
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo clean tidy
+.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo clean tidy images
 
 all: build
 
@@ -29,6 +29,10 @@ binaries:
 	    echo "== bin/$$(basename $$c)"; \
 	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
 	  done; done
+
+## images: static binaries and the FROM scratch images tunnelmesh/<service>:dev
+images:
+	@scripts/images.sh
 
 ## test: everything CI runs: deps, lint, then every module's tests (root-only tests run for real as root)
 test: deps lint test-unit

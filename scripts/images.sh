@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Build the TunnelMesh container images: static binaries into bin/ (CGO_ENABLED=0,
+# -trimpath, each module with GOWORK=off), then one `docker build` per service from
+# the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
+#
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
+#   scripts/images.sh agent registry   # only these
+#   TAG=v0.1 scripts/images.sh
+#
+# Every image is FROM scratch: nothing is pulled, so it works without a registry.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TAG=${TAG:-dev}
+GO=${GO:-go}
+
+# service  module    binary
+SERVICES=(
+	"registry registry tunnelmesh-registry"
+	"relay    relay    tunnelmesh-relay"
+	"meshdns  meshdns  tunnelmesh-meshdns"
+	"sshgw    sshgw    tunnelmesh-sshgw"
+	"agent    agent    tunnelmesh"
+)
+
+ARGS=("$@")
+selected() {
+	[ ${#ARGS[@]} -eq 0 ] && return 0
+	local w
+	for w in "${ARGS[@]}"; do [ "$w" = "$1" ] && return 0; done
+	return 1
+}
+
+known=" registry relay meshdns sshgw agent "
+for w in "$@"; do
+	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
+done
+
+command -v docker >/dev/null || { echo "images.sh: docker not found" >&2; exit 1; }
+mkdir -p bin bin/image-empty
+built=()
+for entry in "${SERVICES[@]}"; do
+	read -r svc mod binary <<<"$entry"
+	selected "$svc" || continue
+	echo "== bin/$binary" >&2
+	(cd "$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath -ldflags='-s -w' -o "../bin/$binary" "./cmd/$binary")
+	echo "== tunnelmesh/$svc:$TAG" >&2
+	docker build --quiet -f "$mod/Dockerfile" -t "tunnelmesh/$svc:$TAG" . >/dev/null
+	built+=("tunnelmesh/$svc:$TAG")
+done
+
+printf '%-28s %10s\n' IMAGE SIZE
+for img in "${built[@]}"; do
+	size=$(docker image inspect --format '{{.Size}}' "$img")
+	awk -v i="$img" -v s="$size" 'BEGIN { printf "%-28s %8.1f MB\n", i, s / 1e6 }'
+done
