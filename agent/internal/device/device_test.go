@@ -2,6 +2,12 @@ package device
 
 import (
 	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"net/netip"
 	"strings"
 	"testing"
@@ -136,5 +142,66 @@ func TestCloseRefuses(t *testing.T) {
 	}
 	if _, _, err := a.dev.Ping(t.Context(), m.nodes[1].ip); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Ping after Close = %v, want ErrClosed", err)
+	}
+}
+
+// batchBind records the largest batch handed to Send.
+type batchBind struct {
+	conn.Bind
+	maxBatch atomic.Int32
+}
+
+func (b *batchBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	for {
+		cur := b.maxBatch.Load()
+		if int32(len(bufs)) <= cur || b.maxBatch.CompareAndSwap(cur, int32(len(bufs))) {
+			break
+		}
+	}
+	return b.Bind.Send(bufs, ep)
+}
+
+func TestDisableUDPSendBatching(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disable=%v", disable), func(t *testing.T) {
+			m := newMeshStopped(t, 2, fastTiming())
+			a, b := m.nodes[0], m.nodes[1]
+			var want [][]byte
+			for i := 0; i < 16; i++ {
+				want = append(want, packet(a, b, fmt.Sprintf("burst %02d", i)))
+			}
+			// The burst waits in a's TUN before its device starts, so the
+			// first read takes all 16 packets as one batch.
+			m.tunHook = func(i int, tun *faketun.Device) {
+				if i == 0 {
+					for _, p := range want {
+						tun.Inject(p)
+					}
+				}
+			}
+			var sender *batchBind
+			m.bindWrap = func(i int, b conn.Bind) conn.Bind {
+				if i == 0 {
+					sender = &batchBind{Bind: b}
+					return sender
+				}
+				return b
+			}
+			for i := range m.nodes {
+				cfg := m.config(i)
+				cfg.DisableUDPSendBatching = disable
+				m.start(i, cfg)
+			}
+			for _, p := range want {
+				expect(t, b, p, 5*time.Second)
+			}
+			wantMax := int32(16)
+			if disable {
+				wantMax = 1
+			}
+			if got := sender.maxBatch.Load(); got != wantMax {
+				t.Fatalf("largest Send batch = %d, want %d", got, wantMax)
+			}
+		})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
@@ -35,6 +37,8 @@ type mesh struct {
 	nodes  []*node
 	// tunHook, if set, adjusts each fake TUN before its device starts.
 	tunHook func(i int, tun *faketun.Device)
+	// bindWrap, if set, wraps each node's bind.
+	bindWrap func(i int, b conn.Bind) conn.Bind
 }
 
 func testKey(t testing.TB, i int) nodekey.PrivateKey {
@@ -123,7 +127,11 @@ func (m *mesh) start(i int, cfg Config) {
 		m.tunHook(i, nd.tun)
 	}
 	nd.bind = m.net.NewBind(nd.ul.Addr(), 16)
-	dev, err := newDevice(nd.tun, nd.bind, cfg, testLogger(nd.name), m.tm)
+	var bind conn.Bind = nd.bind
+	if m.bindWrap != nil {
+		bind = m.bindWrap(i, bind)
+	}
+	dev, err := newDevice(nd.tun, bind, cfg, testLogger(nd.name), m.tm)
 	if err != nil {
 		m.t.Fatalf("start %s: %v", nd.name, err)
 	}
