@@ -294,12 +294,13 @@ func (p *peer) initiateHandshake(retry bool) {
 	p.cfgMu.RLock()
 	cur := p.endpoint
 	cands := p.candidates
+	learned := p.learned
 	p.cfgMu.RUnlock()
 	sent := false
 	if cur != nil {
 		sent = d.sendRaw(out, cur) == nil
 	}
-	if retry || !sent {
+	if retry || !sent || !learned {
 		for _, c := range cands {
 			if cur != nil && c.DstToString() == cur.DstToString() {
 				continue

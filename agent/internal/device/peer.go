@@ -32,6 +32,7 @@ type peer struct {
 	ip         netip.Addr
 	candidates []conn.Endpoint
 	endpoint   conn.Endpoint // where the last authenticated packet came from
+	learned    bool          // endpoint was learned from an authenticated packet
 
 	keypairs keypairs
 
@@ -109,7 +110,7 @@ func (p *peer) update(pc PeerConfig) error {
 	p.name = pc.Name
 	p.ip = pc.IP.Unmap()
 	p.candidates = cands
-	if p.endpoint == nil && len(cands) > 0 {
+	if !p.learned && len(cands) > 0 {
 		p.endpoint = cands[0]
 	}
 	p.cfgMu.Unlock()
@@ -167,6 +168,7 @@ func (p *peer) setEndpoint(ep conn.Endpoint) {
 	}
 	p.cfgMu.Lock()
 	p.endpoint = ep
+	p.learned = true
 	p.cfgMu.Unlock()
 }
 

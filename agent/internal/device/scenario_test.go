@@ -616,3 +616,22 @@ func TestUnconfirmedResponderInitiates(t *testing.T) {
 		t.Fatal("b delivered without initiating; the test did not exercise the deferred initiation")
 	}
 }
+
+// TestFirstWorkingEndpoint: of a peer's candidate endpoints only the second
+// answers; the first initiation already goes to both, so no retry is needed.
+func TestFirstWorkingEndpoint(t *testing.T) {
+	m := newMesh(t, 2, fastTiming())
+	a, b := m.nodes[0], m.nodes[1]
+	cfg := m.config(0)
+	cfg.Peers[0].Endpoints = []netip.AddrPort{netip.MustParseAddrPort("192.0.2.200:9"), b.ul}
+	if err := a.dev.Reconfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, a, b, "via the second candidate")
+	if n := a.dev.Counters().HandshakesInitiated; n != 1 {
+		t.Fatalf("HandshakesInitiated = %d, want 1", n)
+	}
+	if got := a.dev.Status().Peers[0].Endpoint; got != b.ul {
+		t.Fatalf("endpoint = %s, want %s", got, b.ul)
+	}
+}
