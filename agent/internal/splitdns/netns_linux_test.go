@@ -177,10 +177,12 @@ func exercise(t *testing.T, stateDir string, goResolver bool, afterApply func(t 
 	if goResolver {
 		r := &net.Resolver{PreferGo: true}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		addrs, err := r.LookupHost(ctx, "db1.mesh")
-		cancel()
-		if err != nil || len(addrs) != 1 || addrs[0] != "100.64.0.5" {
-			t.Errorf("Go LookupHost(db1.mesh) = %q, %v; want [100.64.0.5]", addrs, err)
+		defer cancel()
+		for name, want := range map[string]string{"db1.mesh": "100.64.0.5", "www.example.test": "192.0.2.10"} {
+			addrs, err := r.LookupHost(ctx, name)
+			if err != nil || len(addrs) != 1 || addrs[0] != want {
+				t.Errorf("Go LookupHost(%s) = %q, %v; want [%s]", name, addrs, err, want)
+			}
 		}
 	}
 	// The mesh server down: other names still resolve through the original.
