@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run Compose on the TunnelMesh demo (compose/docker-compose.yml) with whichever
+# Compose this machine has: `docker compose` (v2) or `docker-compose` (v1.29).
+#
+#   scripts/compose.sh up -d
+#   scripts/compose.sh exec node1 tunnelmesh status
+#   scripts/compose.sh down -v          # -v also removes the volumes (mesh state)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+file="$root/compose/docker-compose.yml"
+if docker compose version >/dev/null 2>&1; then
+	exec docker compose -f "$file" "$@"
+elif command -v docker-compose >/dev/null 2>&1; then
+	exec docker-compose -f "$file" "$@"
+fi
+echo "compose.sh: neither 'docker compose' nor 'docker-compose' is installed" >&2
+exit 1
