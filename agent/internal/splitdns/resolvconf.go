@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -121,6 +122,15 @@ func recoverResolvConf(stateDir string, log *slog.Logger) error {
 	log.Info("restoring resolv.conf left by an earlier run", "path", bk.Path, "backup", p)
 	if err := restoreIfOurs(bk, log); err != nil {
 		return fmt.Errorf("recover resolv.conf: %w", err)
+	}
+	// Temporary files of a write the crash interrupted.
+	dir, base := filepath.Split(bk.Path)
+	if left, err := filepath.Glob(filepath.Join(dir, "."+base+".tunnelmesh-*")); err == nil {
+		for _, f := range left {
+			if err := os.Remove(f); err != nil {
+				log.Warn("remove temporary file", "path", f, "err", err)
+			}
+		}
 	}
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("recover resolv.conf: remove backup: %w", err)

@@ -250,10 +250,15 @@ func TestResolvConfCrashMidRewrite(t *testing.T) {
 		must(t, saveBackup(backupPath(e.state), bk))
 		if renamed {
 			must(t, writeFile(e.rc, next, o.perm, -1, -1))
+		} else {
+			must(t, os.WriteFile(filepath.Join(filepath.Dir(e.rc), ".resolv.conf.tunnelmesh-123"), next[:10], 0o600))
 		}
 		e.manager(t, ModeResolvConf)
 		if after := e.snap(t); !sameSnap(after, before) {
 			t.Errorf("renamed=%v: after recovery:\n got  %+v\n want %+v", renamed, after, before)
+		}
+		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(e.rc), ".*")); len(left) > 0 {
+			t.Errorf("renamed=%v: temporary files left after recovery: %q", renamed, left)
 		}
 	}
 }
