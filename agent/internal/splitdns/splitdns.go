@@ -199,7 +199,6 @@ type backend interface {
 // Manager keeps the system resolver pointed at the mesh DNS servers. Its
 // methods are safe for concurrent use.
 type Manager struct {
-	log  *slog.Logger
 	mode Mode // the effective mode: resolved, resolvconf or off
 
 	mu     sync.Mutex // guards the fields below
@@ -245,7 +244,7 @@ func New(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("splitdns: %w", err)
 		}
 	}
-	m := &Manager{log: log}
+	m := &Manager{}
 	if mode == ModeAuto {
 		var why string
 		mode, why = detect(opts)
