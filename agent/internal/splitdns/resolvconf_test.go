@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -434,4 +435,31 @@ func TestAutoWithoutResolved(t *testing.T) {
 	must(t, m.Apply(cfg1))
 	checkApplied(t, e, []string{"10.0.0.3"}, originals[1].servers, 0o644)
 	must(t, m.Close())
+}
+
+// TestResolvConfConcurrent: Applies from several goroutines, then Close,
+// leave the original (run with -race).
+func TestResolvConfConcurrent(t *testing.T) {
+	e := newEnv(t)
+	originals[0].create(t, e)
+	before := e.snap(t)
+	m := e.manager(t, ModeResolvConf)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				if err := m.Apply([]Config{cfg1, cfg2}[(i+j)%2]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	must(t, m.Close())
+	if got := e.snap(t); !sameSnap(got, before) {
+		t.Errorf("after Close:\n got  %+v\n want %+v", got, before)
+	}
 }
