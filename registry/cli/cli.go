@@ -63,13 +63,19 @@ admin flags (before or after the command):
 // Serve runs the registry as `--config FILE` says until ctx ends. With no
 // --config it runs on the defaults (an empty file).
 func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return ServeWith(ctx, args, stdout, stderr, coordinator.Options{})
+	return ServeWith(ctx, args, stdout, stderr, nil)
 }
 
-// ServeWith is Serve with extra coordinator options (handlers such as the
-// relay, relay entries, metrics registry). opts.Logger, when nil, is built
-// from the config's log_level and log_format on stderr.
-func ServeWith(ctx context.Context, args []string, stdout, stderr io.Writer, opts coordinator.Options) int {
+// Setup returns the coordinator options for a loaded configuration: an
+// embedding binary (the agent's `tunnelmesh coordinator`) mounts the relay
+// handler and lists the relay, whose URL it may derive from cfg.PublicURL.
+// Options.Logger, when nil, is built from the config's log_level and
+// log_format on stderr.
+type Setup func(cfg coordinator.Config) (coordinator.Options, error)
+
+// ServeWith is Serve with options computed from the loaded configuration
+// by setup (nil: no options).
+func ServeWith(ctx context.Context, args []string, stdout, stderr io.Writer, setup Setup) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
@@ -87,6 +93,14 @@ func ServeWith(ctx context.Context, args []string, stdout, stderr io.Writer, opt
 	if *cfgPath != "" {
 		var err error
 		if cfg, err = coordinator.LoadConfig(*cfgPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return ExitError
+		}
+	}
+	var opts coordinator.Options
+	if setup != nil {
+		var err error
+		if opts, err = setup(cfg); err != nil {
 			fmt.Fprintln(stderr, err)
 			return ExitError
 		}

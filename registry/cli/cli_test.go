@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -32,6 +35,11 @@ func freePort(t *testing.T) int {
 
 // serve runs Main with --config in the background until the test ends.
 func serve(t *testing.T) (cfgPath, dataDir, url string) {
+	return serveWith(t, nil)
+}
+
+// serveWith runs Main (setup nil) or ServeWith in the background.
+func serveWith(t *testing.T, setup Setup) (cfgPath, dataDir, url string) {
 	t.Helper()
 	dir := t.TempDir()
 	dataDir = filepath.Join(dir, "data")
@@ -44,7 +52,13 @@ func serve(t *testing.T) (cfgPath, dataDir, url string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, "tunnelmesh-registry", []string{"--config", cfgPath}, &bytes.Buffer{}, &stderr) }()
+	go func() {
+		if setup == nil {
+			done <- Main(ctx, "tunnelmesh-registry", []string{"--config", cfgPath}, &bytes.Buffer{}, &stderr)
+		} else {
+			done <- ServeWith(ctx, []string{"--config", cfgPath}, &bytes.Buffer{}, &stderr, setup)
+		}
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != ExitOK {
@@ -205,5 +219,38 @@ func TestUsageErrors(t *testing.T) {
 	out.Reset()
 	if code := Main(context.Background(), "tunnelmesh-registry", []string{"help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "tokens create") {
 		t.Errorf("help = %d %q", code, out.String())
+	}
+}
+
+func TestServeWithSetup(t *testing.T) {
+	var gotCfg coordinator.Config
+	_, _, url := serveWith(t, func(cfg coordinator.Config) (coordinator.Options, error) {
+		gotCfg = cfg
+		return coordinator.Options{
+			Handlers: map[string]http.Handler{api.PathRelay: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) })},
+			Relays:   []api.Relay{{ID: "coordinator", URL: "wss://example.test:8443/relay"}},
+		}, nil
+	})
+	if gotCfg.Listen == "" || gotCfg.DataDir == "" {
+		t.Fatalf("setup got config %+v", gotCfg)
+	}
+	pin, _ := tlscert.PinFromFile(filepath.Join(gotCfg.DataDir, tlscert.CertFile))
+	hc := regclient.NewHTTPClient(pin)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(url + api.PathRelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 299 {
+		t.Fatalf("GET %s = %d, want the mounted handler's 299", api.PathRelay, resp.StatusCode)
+	}
+
+	var errb bytes.Buffer
+	code := ServeWith(context.Background(), nil, &bytes.Buffer{}, &errb, func(coordinator.Config) (coordinator.Options, error) {
+		return coordinator.Options{}, errors.New("relay setup failed")
+	})
+	if code != ExitError || !strings.Contains(errb.String(), "relay setup failed") {
+		t.Fatalf("ServeWith with failing setup = %d %q", code, errb.String())
 	}
 }
