@@ -447,3 +447,37 @@ func TestJoinRateLimit(t *testing.T) {
 		t.Errorf("rate-limited join not counted in metrics")
 	}
 }
+
+func TestEndpointChangeRateLimit(t *testing.T) {
+	tc := startDefault(t)
+	ctx := context.Background()
+	tok := tc.token(t, api.CreateTokenRequest{Reusable: true})
+	a := tc.join(t, tok, "alpha")
+	b := tc.join(t, tok, "bravo")
+	report := func(n *testNode, port uint16) error {
+		return n.client.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port)}})
+	}
+	// The burst of changes is allowed; identical reports never count.
+	for i := range 10 {
+		if err := report(a, uint16(1000+i)); err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+		if err := report(a, uint16(1000+i)); err != nil {
+			t.Fatalf("repeat of change %d: %v", i, err)
+		}
+	}
+	v := tc.NetmapVersion()
+	if err := report(a, 2000); apiCode(err) != api.CodeRateLimited || apiStatus(err) != 429 {
+		t.Fatalf("change beyond the burst = %v, want 429 rate_limited", err)
+	}
+	if tc.NetmapVersion() != v {
+		t.Fatalf("refused change bumped the version %d -> %d", v, tc.NetmapVersion())
+	}
+	if err := report(b, 3000); err != nil {
+		t.Fatalf("other node limited by alpha: %v", err)
+	}
+	nm, err := b.client.Netmap(ctx, 0, 0)
+	if err != nil || peerNames(nm)["alpha"].Endpoints[0].Port() != 1009 {
+		t.Fatalf("alpha as bravo sees it = %+v, %v; want the last accepted endpoint", peerNames(nm)["alpha"], err)
+	}
+}

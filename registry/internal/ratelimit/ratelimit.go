@@ -1,5 +1,5 @@
-// Package ratelimit limits events per source with token buckets, in bounded
-// memory.
+// Package ratelimit limits events per key (a source address, a node ID)
+// with token buckets, in bounded memory.
 package ratelimit
 
 import (
@@ -12,14 +12,14 @@ import (
 // dropped, and if none is idle the oldest entries go.
 const maxSources = 65536
 
-// Limiter is a set of token buckets keyed by source address. A bucket holds
-// up to Burst tokens and refills at Rate per second. Safe for concurrent use.
-type Limiter struct {
+// Limiter is a set of token buckets by key. A bucket holds up to burst
+// tokens and refills at perMinute/60 per second. Safe for concurrent use.
+type Limiter[K comparable] struct {
 	rate  float64 // tokens per second
 	burst float64
 
 	mu      sync.Mutex // guards the fields below
-	buckets map[netip.Addr]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -29,32 +29,52 @@ type bucket struct {
 
 // New returns a limiter with perMinute refill and burst capacity. A
 // perMinute of 0 disables limiting.
-func New(perMinute, burst int) *Limiter {
+func New[K comparable](perMinute, burst int) *Limiter[K] {
 	if burst < 1 {
 		burst = 1
 	}
-	return &Limiter{rate: float64(perMinute) / 60, burst: float64(burst), buckets: make(map[netip.Addr]*bucket)}
+	return &Limiter[K]{rate: float64(perMinute) / 60, burst: float64(burst), buckets: make(map[K]*bucket)}
 }
 
+// ForAddrs returns a limiter keyed by source address; IPv4-mapped IPv6
+// addresses count as their IPv4 address.
+func ForAddrs(perMinute, burst int) *AddrLimiter {
+	return &AddrLimiter{l: New[netip.Addr](perMinute, burst)}
+}
+
+// AddrLimiter is a Limiter keyed by unmapped source address.
+type AddrLimiter struct{ l *Limiter[netip.Addr] }
+
 // Allowed reports whether src has a token left, without taking one.
-func (l *Limiter) Allowed(src netip.Addr, now time.Time) bool {
+func (a *AddrLimiter) Allowed(src netip.Addr, now time.Time) bool {
+	return a.l.Allowed(src.Unmap(), now)
+}
+
+// Take takes one of src's tokens and reports whether there was one.
+func (a *AddrLimiter) Take(src netip.Addr, now time.Time) bool { return a.l.Take(src.Unmap(), now) }
+
+// Len returns the number of tracked sources.
+func (a *AddrLimiter) Len() int { return a.l.Len() }
+
+// Allowed reports whether key has a token left, without taking one.
+func (l *Limiter[K]) Allowed(key K, now time.Time) bool {
 	if l.rate == 0 {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.bucketLocked(src, now)
+	b := l.bucketLocked(key, now)
 	return b.tokens >= 1
 }
 
-// Take takes one token from src's bucket and reports whether there was one.
-func (l *Limiter) Take(src netip.Addr, now time.Time) bool {
+// Take takes one of key's tokens and reports whether there was one.
+func (l *Limiter[K]) Take(key K, now time.Time) bool {
 	if l.rate == 0 {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.bucketLocked(src, now)
+	b := l.bucketLocked(key, now)
 	if b.tokens < 1 {
 		return false
 	}
@@ -62,15 +82,14 @@ func (l *Limiter) Take(src netip.Addr, now time.Time) bool {
 	return true
 }
 
-func (l *Limiter) bucketLocked(src netip.Addr, now time.Time) *bucket {
-	src = src.Unmap()
-	b, ok := l.buckets[src]
+func (l *Limiter[K]) bucketLocked(key K, now time.Time) *bucket {
+	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= maxSources {
 			l.pruneLocked(now)
 		}
 		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[src] = b
+		l.buckets[key] = b
 		return b
 	}
 	if d := now.Sub(b.last).Seconds(); d > 0 {
@@ -80,7 +99,7 @@ func (l *Limiter) bucketLocked(src netip.Addr, now time.Time) *bucket {
 	return b
 }
 
-func (l *Limiter) pruneLocked(now time.Time) {
+func (l *Limiter[K]) pruneLocked(now time.Time) {
 	full := time.Duration(l.burst / l.rate * float64(time.Second))
 	for k, b := range l.buckets {
 		if now.Sub(b.last) >= full {
@@ -95,8 +114,8 @@ func (l *Limiter) pruneLocked(now time.Time) {
 	}
 }
 
-// Len returns the number of tracked sources.
-func (l *Limiter) Len() int {
+// Len returns the number of tracked keys.
+func (l *Limiter[K]) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)

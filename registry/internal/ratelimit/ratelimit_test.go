@@ -7,7 +7,7 @@ import (
 )
 
 func TestLimiter(t *testing.T) {
-	l := New(60, 3) // one token per second, burst 3
+	l := ForAddrs(60, 3) // one token per second, burst 3
 	a := netip.MustParseAddr("192.0.2.1")
 	b := netip.MustParseAddr("192.0.2.2")
 	t0 := time.Unix(1000, 0)
@@ -38,7 +38,7 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestDisabled(t *testing.T) {
-	l := New(0, 1)
+	l := ForAddrs(0, 1)
 	a := netip.MustParseAddr("192.0.2.1")
 	for range 100 {
 		if !l.Take(a, time.Now()) {
@@ -51,7 +51,7 @@ func TestDisabled(t *testing.T) {
 }
 
 func TestBoundedMemory(t *testing.T) {
-	l := New(60, 1)
+	l := New[netip.Addr](60, 1)
 	t0 := time.Unix(1000, 0)
 	for i := range maxSources + 1000 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -59,5 +59,13 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	if n := l.Len(); n > maxSources {
 		t.Fatalf("limiter tracks %d sources, bound %d", n, maxSources)
+	}
+}
+
+func TestStringKeys(t *testing.T) {
+	l := New[string](60, 1)
+	t0 := time.Unix(1000, 0)
+	if !l.Take("node-a", t0) || l.Take("node-a", t0) || !l.Take("node-b", t0) {
+		t.Fatal("per-key buckets not independent")
 	}
 }

@@ -140,6 +140,10 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	ctx := r.Context()
 	if !slices.Equal(eps, self.stored.Endpoints) || req.SSHEndpoint != self.stored.SSHEndpoint {
+		if !s.epLimiter.Take(self.node.ID, s.now()) {
+			w.Header().Set("Retry-After", "10")
+			return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "endpoints change too often; at most %d per minute", EndpointChangesPerMinute)
+		}
 		v, err := s.st.SetEndpoints(ctx, self.node.ID, eps, req.SSHEndpoint)
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: node was removed")

@@ -35,6 +35,12 @@ type Policy interface {
 	Filter(self *api.Node) *api.Filter
 }
 
+// Limits on endpoint changes per node (identical reports do not count).
+const (
+	EndpointChangesPerMinute = 30
+	EndpointChangeBurst      = 10
+)
+
 // Settings configure a Server.
 type Settings struct {
 	Mesh                  store.Mesh
@@ -64,7 +70,10 @@ type Server struct {
 	met       *metrics.Metrics
 	adminCred admincred.Checker
 	replay    *nodeauth.ReplayCache
-	limiter   *ratelimit.Limiter
+	limiter   *ratelimit.AddrLimiter
+	// epLimiter limits endpoint changes per node: each one is a netmap
+	// change for every node, so one node must not be able to flood them.
+	epLimiter *ratelimit.Limiter[string]
 	hub       hub
 	mux       *http.ServeMux
 
@@ -93,7 +102,8 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 		met:       set.Metrics,
 		adminCred: admincred.NewChecker(set.AdminCredential),
 		replay:    nodeauth.NewReplayCache(),
-		limiter:   ratelimit.New(set.JoinFailuresPerMinute, set.JoinFailureBurst),
+		limiter:   ratelimit.ForAddrs(set.JoinFailuresPerMinute, set.JoinFailureBurst),
+		epLimiter: ratelimit.New[string](EndpointChangesPerMinute, EndpointChangeBurst),
 		seen:      make(map[string]time.Time),
 	}
 	s.hub.init()
