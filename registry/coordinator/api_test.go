@@ -462,6 +462,8 @@ func TestEndpointChangeRateLimit(t *testing.T) {
 		if err := report(a, uint16(1000+i)); err != nil {
 			t.Fatalf("change %d: %v", i, err)
 		}
+		// The same request signed in the same millisecond is a replay.
+		time.Sleep(2 * time.Millisecond)
 		if err := report(a, uint16(1000+i)); err != nil {
 			t.Fatalf("repeat of change %d: %v", i, err)
 		}
