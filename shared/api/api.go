@@ -184,6 +184,10 @@ type DNSConfig struct {
 type Relay struct {
 	ID  string `json:"id"`
 	URL string `json:"url"` // wss://host:port/relay
+	// TLSPin, if set, is the tlspin pin of the relay's certificate (for a
+	// self-signed relay, or the coordinator's own relay); empty means the
+	// system roots.
+	TLSPin string `json:"tls_pin,omitempty"`
 }
 
 // Filter is a node's compiled inbound packet filter: default deny, and a
