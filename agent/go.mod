@@ -8,7 +8,9 @@ require (
 	github.com/flynn/noise v1.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/tunnelmesh/tunnelmesh/registry v0.0.0-00010101000000-000000000000
+	github.com/tunnelmesh/tunnelmesh/relay v0.0.0-00010101000000-000000000000
 	github.com/tunnelmesh/tunnelmesh/shared v0.0.0
+	github.com/tunnelmesh/tunnelmesh/sshgw v0.0.0-00010101000000-000000000000
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/crypto v0.59.0
@@ -19,9 +21,12 @@ require (
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/gliderlabs/ssh v0.3.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
@@ -40,3 +45,7 @@ require (
 )
 
 replace github.com/tunnelmesh/tunnelmesh/registry => ../registry
+
+replace github.com/tunnelmesh/tunnelmesh/relay => ../relay
+
+replace github.com/tunnelmesh/tunnelmesh/sshgw => ../sshgw

@@ -55,6 +55,11 @@ type PeerConfig struct {
 	// until one answers; after that the peer's endpoint is wherever its last
 	// authenticated packet came from (roaming).
 	Endpoints []netip.AddrPort
+	// Fallbacks are endpoints of other transports, in the bind's
+	// ParseEndpoint syntax (for example the SSH and relay endpoints of
+	// package transport). They carry the peer's packets when no UDP path
+	// works; UDP is preferred, then SSH, then the relay (paths.go).
+	Fallbacks []string
 }
 
 // ErrInvalidConfig is wrapped by every Validate error.

@@ -128,7 +128,8 @@ func newDevice(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logge
 		d.Close()
 		return nil, fmt.Errorf("create device: %w", err)
 	}
-	d.wgReaders.Add(len(fns) + 2)
+	d.wgReaders.Add(len(fns) + 3)
+	go d.routinePaths()
 	for _, fn := range fns {
 		go d.routineReceive(fn)
 	}
@@ -212,6 +213,11 @@ func (d *Device) Reconfig(cfg Config) error {
 		for k, ap := range pc.Endpoints {
 			if _, err := d.bind.ParseEndpoint(ap.String()); err != nil {
 				return fmt.Errorf("reconfig: %w: peers[%d].endpoints[%d]: %v", ErrInvalidConfig, i, k, err)
+			}
+		}
+		for k, s := range pc.Fallbacks {
+			if _, err := d.bind.ParseEndpoint(s); err != nil {
+				return fmt.Errorf("reconfig: %w: peers[%d].fallbacks[%d]: %v", ErrInvalidConfig, i, k, err)
 			}
 		}
 	}

@@ -239,6 +239,7 @@ func (d *Device) handleResponse(msg []byte, ep conn.Endpoint, now time.Time) {
 	} else {
 		p.sendStaged()
 	}
+	p.probeNow() // a fresh session: punch holes at once
 }
 
 // initiateHandshake sends a handshake initiation unless one was sent less

@@ -30,9 +30,17 @@ type peer struct {
 	cfgMu      sync.RWMutex // guards the fields below
 	name       string
 	ip         netip.Addr
-	candidates []conn.Endpoint
-	endpoint   conn.Endpoint // where the last authenticated packet came from
-	learned    bool          // endpoint was learned from an authenticated packet
+	candidates []conn.Endpoint // UDP candidates, then fallbacks
+	endpoint   conn.Endpoint   // the current path's endpoint (paths.go)
+	learned    bool            // endpoint was learned from an authenticated packet
+	paths      []*pathState
+	cur        *pathState
+
+	// unanswered is when packets first went out on the current path
+	// since the last authenticated packet on it (unix ns; 0: none).
+	unanswered atomic.Int64
+	probeMu    sync.Mutex // guards probeNonce
+	probeNonce [12]byte
 
 	keypairs keypairs
 
@@ -98,9 +106,16 @@ func newPeer(d *Device, pc PeerConfig) (*peer, error) {
 
 // update applies a changed PeerConfig (same key).
 func (p *peer) update(pc PeerConfig) error {
-	cands := make([]conn.Endpoint, 0, len(pc.Endpoints))
+	cands := make([]conn.Endpoint, 0, len(pc.Endpoints)+len(pc.Fallbacks))
 	for _, ap := range pc.Endpoints {
 		ep, err := p.d.bind.ParseEndpoint(ap.String())
+		if err != nil {
+			return err
+		}
+		cands = append(cands, ep)
+	}
+	for _, s := range pc.Fallbacks {
+		ep, err := p.d.bind.ParseEndpoint(s)
 		if err != nil {
 			return err
 		}
@@ -110,8 +125,13 @@ func (p *peer) update(pc PeerConfig) error {
 	p.name = pc.Name
 	p.ip = pc.IP.Unmap()
 	p.candidates = cands
-	if !p.learned && len(cands) > 0 {
-		p.endpoint = cands[0]
+	p.setPathsLocked(cands)
+	if !p.learned {
+		p.cur, p.endpoint = nil, nil
+		if len(cands) > 0 {
+			p.cur = p.findPathLocked(cands[0])
+			p.endpoint = cands[0]
+		}
 	}
 	p.cfgMu.Unlock()
 	return nil
@@ -161,15 +181,10 @@ func (p *peer) currentEndpoint() conn.Endpoint {
 	return ep
 }
 
-// setEndpoint records where an authenticated packet came from (roaming).
+// setEndpoint records an authenticated packet (data, keepalive or
+// handshake) from ep; see authenticated for when the peer moves there.
 func (p *peer) setEndpoint(ep conn.Endpoint) {
-	if ep == nil {
-		return
-	}
-	p.cfgMu.Lock()
-	p.endpoint = ep
-	p.learned = true
-	p.cfgMu.Unlock()
+	p.authenticated(ep, rxData, time.Now())
 }
 
 // retire makes kp unusable and frees its index.

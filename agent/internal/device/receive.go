@@ -209,6 +209,9 @@ func (p *peer) receiveBatch(b *batch) {
 		if len(e.packet) == 0 {
 			continue // keepalive
 		}
+		if p.receiveProbe(e.packet, e.endpoint, now) {
+			continue
+		}
 		dataReceived = true
 		pkt, src, ok := trimIPPacket(e.packet)
 		if !ok {
@@ -237,6 +240,7 @@ func (p *peer) receiveBatch(b *batch) {
 		// and whatever waited for it can go.
 		p.timersHandshakeComplete()
 		p.sendStaged()
+		p.probeNow() // a fresh session: punch holes at once
 	}
 	p.rxPackets.Add(rxPackets)
 	p.rxBytes.Add(rxBytes)

@@ -299,6 +299,7 @@ func (p *peer) sendBatch(b *batch) {
 	p.txBytes.Add(sentBytes)
 	d.counters.txPackets.Add(sent)
 	d.counters.txBytes.Add(sentBytes)
+	p.noteSent()
 	p.timersAnyAuthenticatedPacketTraversal()
 	p.timersAnyAuthenticatedPacketSent()
 	if dataSent {

@@ -13,11 +13,15 @@ type PeerStatus struct {
 	Name      string
 	PublicKey nodekey.PublicKey
 	IP        netip.Addr
-	// Endpoint is the peer's current UDP address (zero if none is known).
+	// Endpoint is the peer's current UDP address (zero if none is known or
+	// the current path is not UDP).
 	Endpoint netip.AddrPort
-	// Path names the transport that carries the peer's packets: "udp
-	// <endpoint>" for a direct path, "" if none.
+	// Path names the path that carries the peer's packets: "udp
+	// <endpoint>" for a direct path, the transport's name for others
+	// ("ssh 192.0.2.1:22", "relay coord-1"), "" if none.
 	Path string
+	// Paths lists every path known to the peer (paths.go).
+	Paths []PathStatus
 	// LastHandshake is when the latest session was established (zero: never).
 	LastHandshake time.Time
 	// HasSession reports whether a session usable for sending exists.
@@ -37,20 +41,19 @@ type Status struct {
 }
 
 func (p *peer) path() string {
-	ep := p.currentEndpoint()
-	if ep == nil {
-		return ""
-	}
-	return "udp " + endpointAddrPort(ep).String()
+	return endpointPath(p.currentEndpoint())
 }
 
 func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	p.cfgMu.RLock()
 	s := PeerStatus{Name: p.name, PublicKey: p.pub, IP: p.ip}
 	if p.endpoint != nil {
-		s.Endpoint = endpointAddrPort(p.endpoint)
-		s.Path = "udp " + s.Endpoint.String()
+		if endpointKind(p.endpoint) == PathUDP {
+			s.Endpoint = endpointAddrPort(p.endpoint)
+		}
+		s.Path = endpointPath(p.endpoint)
 	}
+	s.Paths = p.pathStatusLocked(now)
 	p.cfgMu.RUnlock()
 	if ns := p.lastHandshake.Load(); ns != 0 {
 		s.LastHandshake = time.Unix(0, ns)

@@ -19,6 +19,9 @@ type timing struct {
 	rekeyAfterMessages  uint64
 	rejectAfterMessages uint64
 	initiationRate      time.Duration
+	pathTick            time.Duration // how often path selection runs
+	pathProbeInterval   time.Duration // first probe interval (doubles per unanswered probe)
+	pathTimeout         time.Duration // a path unanswered this long is dead
 }
 
 func defaultTiming() timing {
@@ -32,5 +35,8 @@ func defaultTiming() timing {
 		rekeyAfterMessages:  wire.RekeyAfterMessages,
 		rejectAfterMessages: wire.RejectAfterMessages,
 		initiationRate:      wire.HandshakeInitiationRate,
+		pathTick:            250 * time.Millisecond,
+		pathProbeInterval:   time.Second,
+		pathTimeout:         2 * time.Second,
 	}
 }

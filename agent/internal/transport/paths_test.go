@@ -1,0 +1,291 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
+	"github.com/tunnelmesh/tunnelmesh/relay/server"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	sshserver "github.com/tunnelmesh/tunnelmesh/sshgw/server"
+)
+
+// lab is two nodes on a memnet (UDP can be cut with udpBlocked), both on a
+// real relay server (ws:// on loopback), optionally with node 1 accepting
+// the SSH transport (a real sshgw server on loopback).
+type lab struct {
+	t          *testing.T
+	net        *memnet.Network
+	udpBlocked atomic.Bool
+	relayURL   string
+	nodes      [2]*labNode
+}
+
+type labNode struct {
+	key    nodekey.PrivateKey
+	ip     netip.Addr
+	ul     netip.AddrPort
+	bind   *Bind
+	relays *Relays
+	ssh    *SSH
+	srv    *sshserver.Server
+	sshAt  netip.AddrPort
+	dev    *device.Device
+}
+
+func logger(t *testing.T, name string) *slog.Logger {
+	if testing.Verbose() && os.Getenv("TM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func newLab(t *testing.T, withSSH bool) *lab {
+	t.Helper()
+	l := &lab{t: t, net: memnet.New()}
+	l.net.SetFilter(func(src, dst netip.AddrPort, b []byte) bool { return !l.udpBlocked.Load() })
+	rs, err := server.New(server.Config{ID: "test-relay", Logger: logger(t, "relay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(rs)
+	t.Cleanup(func() { hs.Close(); rs.Close() })
+	l.relayURL = "ws" + strings.TrimPrefix(hs.URL, "http")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 8)
+	runs := 0
+	for i := range l.nodes {
+		seed := bytes.Repeat([]byte{byte(i + 7)}, 32)
+		k, err := nodekey.FromSeed(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &labNode{key: k, ip: netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)}),
+			ul: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 51820)}
+		n.bind = NewBind(l.net.NewBind(n.ul.Addr(), 16))
+		n.relays = NewRelays(RelaysConfig{Key: k, Bind: n.bind, Logger: logger(t, "relays")})
+		n.bind.SetSender(device.PathRelay, n.relays)
+		if withSSH && i == 1 {
+			n.srv, err = sshserver.New(sshserver.Config{HostKey: k, OnPacket: ServerOnPacket(n.bind), Logger: logger(t, "sshd")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.sshAt = ln.Addr().(*net.TCPAddr).AddrPort()
+			go n.srv.Serve(ln)
+			t.Cleanup(func() { n.srv.Close() })
+		}
+		n.ssh = NewSSH(SSHConfig{Key: k, Bind: n.bind, Server: n.srv, Logger: logger(t, "ssh")})
+		n.bind.SetSender(device.PathSSH, n.ssh)
+		for _, r := range []interface{ Run(context.Context) error }{n.relays, n.ssh} {
+			runs++
+			go func() { r.Run(ctx); done <- struct{}{} }()
+		}
+		l.nodes[i] = n
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range runs {
+			<-done
+		}
+	})
+	for i, n := range l.nodes {
+		o := l.nodes[1-i]
+		n.relays.Set([]api.Relay{{ID: "test-relay", URL: l.relayURL}}, "test-relay",
+			map[nodekey.PublicKey]string{o.key.Public(): "test-relay"})
+		if n.srv != nil {
+			n.srv.SetAllowed([]nodekey.PublicKey{o.key.Public()})
+		}
+		if o.sshAt.IsValid() {
+			n.ssh.Set(map[nodekey.PublicKey]SSHPeer{o.key.Public(): {Addr: o.sshAt}})
+		}
+	}
+	for i, n := range l.nodes {
+		o := l.nodes[1-i]
+		fallbacks := []string{EndpointString(device.PathRelay, o.key.Public())}
+		if o.sshAt.IsValid() || n.srv != nil {
+			fallbacks = append([]string{EndpointString(device.PathSSH, o.key.Public())}, fallbacks...)
+		}
+		psk := [32]byte{1, 2, 3}
+		cfg := device.Config{PrivateKey: n.key, PSK: psk, MeshID: "m", ListenPort: n.ul.Port(), Self: n.ip,
+			Peers: []device.PeerConfig{{Name: fmt.Sprintf("n%d", 1-i), PublicKey: o.key.Public(), IP: o.ip,
+				Endpoints: []netip.AddrPort{o.ul}, Fallbacks: fallbacks}}}
+		tn := faketun.New(fmt.Sprintf("tm%d", i), device.DefaultMTU, 16)
+		tn.AnswerPings = true
+		dev, err := device.New(tn, n.bind, cfg, logger(t, fmt.Sprintf("n%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.dev = dev
+		t.Cleanup(func() { dev.Close() })
+	}
+	return l
+}
+
+// waitRelays waits until both nodes are on the relay.
+func (l *lab) waitRelays() {
+	l.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !(l.nodes[0].relays.HomeConnected() && l.nodes[1].relays.HomeConnected()) {
+		if time.Now().After(deadline) {
+			l.t.Fatal("relay connections did not come up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pingUntil pings node 1 from node 0 until the answer comes on a path
+// starting with want, and returns how long that took.
+func (l *lab) pingUntil(want string, within time.Duration) time.Duration {
+	l.t.Helper()
+	start := time.Now()
+	var last string
+	var lastErr error
+	for time.Since(start) < within {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, path, err := l.nodes[0].dev.Ping(ctx, l.nodes[1].ip)
+		cancel()
+		last, lastErr = path, err
+		if err == nil && strings.HasPrefix(path, want) {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l.t.Fatalf("no ping answered on a %q path within %v; last path %q, err %v; status %+v", want, within, last, lastErr, l.nodes[0].dev.Status().Peers)
+	return 0
+}
+
+func (l *lab) peerPath(i int) string {
+	ps := l.nodes[i].dev.Status().Peers
+	if len(ps) != 1 {
+		l.t.Fatalf("node %d: %d peers", i, len(ps))
+	}
+	return ps[0].Path
+}
+
+func TestRelayFirstThenDirect(t *testing.T) {
+	l := newLab(t, false)
+	l.udpBlocked.Store(true)
+	l.waitRelays()
+	took := l.pingUntil("relay test-relay", 10*time.Second)
+	t.Logf("first ping over the relay after %v", took)
+	if p := l.peerPath(1); p != "relay test-relay" {
+		t.Fatalf("node 1 path = %q, want relay test-relay", p)
+	}
+	l.udpBlocked.Store(false)
+	took = l.pingUntil("udp ", 30*time.Second)
+	t.Logf("upgraded to direct UDP after %v", took)
+	if p := l.peerPath(1); p != "udp "+l.nodes[0].ul.String() {
+		t.Fatalf("node 1 path = %q, want udp %s", p, l.nodes[0].ul)
+	}
+}
+
+func TestDirectFallsBackToRelay(t *testing.T) {
+	l := newLab(t, false)
+	l.waitRelays()
+	took := l.pingUntil("udp ", 10*time.Second)
+	t.Logf("direct UDP after %v", took)
+	hs := l.nodes[0].dev.Status().Peers[0].LastHandshake
+	l.udpBlocked.Store(true)
+	took = l.pingUntil("relay test-relay", 15*time.Second)
+	t.Logf("fell back to the relay after %v", took)
+	if got := l.nodes[0].dev.Status().Peers[0].LastHandshake; !got.Equal(hs) {
+		t.Errorf("a new handshake happened during the fallback (%v, was %v): the session should survive", got, hs)
+	}
+	// And back up when UDP returns.
+	l.udpBlocked.Store(false)
+	took = l.pingUntil("udp ", 40*time.Second)
+	t.Logf("back on direct UDP after %v", took)
+}
+
+func TestSSHWhenUDPBlocked(t *testing.T) {
+	l := newLab(t, true)
+	l.udpBlocked.Store(true)
+	l.waitRelays()
+	took := l.pingUntil("ssh ", 20*time.Second)
+	t.Logf("on the SSH transport after %v", took)
+	if p := l.peerPath(1); !strings.HasPrefix(p, "ssh") {
+		t.Fatalf("node 1 path = %q, want ssh", p)
+	}
+	l.udpBlocked.Store(false)
+	took = l.pingUntil("udp ", 40*time.Second)
+	t.Logf("upgraded from SSH to UDP after %v", took)
+}
+
+func TestParseEndpoint(t *testing.T) {
+	b := NewBind(memnet.New().NewBind(netip.MustParseAddr("192.0.2.1"), 1))
+	k, _ := nodekey.FromSeed(bytes.Repeat([]byte{3}, 32))
+	for _, tc := range []struct {
+		name, in string
+		kind     device.PathKind
+		wantErr  bool
+	}{
+		{"relay", EndpointString(device.PathRelay, k.Public()), device.PathRelay, false},
+		{"ssh", EndpointString(device.PathSSH, k.Public()), device.PathSSH, false},
+		{"udp", "192.0.2.9:51820", device.PathNone, false},
+		{"short key", "relay:abcd", 0, true},
+		{"bad hex", "ssh:" + strings.Repeat("zz", 32), 0, true},
+		{"zero key", "relay:" + strings.Repeat("00", 32), 0, true},
+		{"junk", "nonsense", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ep, err := b.ParseEndpoint(tc.in)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("ParseEndpoint(%q) = %v, want error", tc.in, ep)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseEndpoint(%q): %v", tc.in, err)
+			}
+			if e, ok := ep.(*Endpoint); ok {
+				if e.PathKind() != tc.kind || e.Key() != k.Public() {
+					t.Fatalf("ParseEndpoint(%q) = kind %v key %v", tc.in, e.PathKind(), e.Key().ShortID())
+				}
+				again, _ := b.ParseEndpoint(tc.in)
+				if again != ep {
+					t.Fatalf("ParseEndpoint(%q) twice gave two endpoints", tc.in)
+				}
+			} else if tc.kind != device.PathNone {
+				t.Fatalf("ParseEndpoint(%q) = %T", tc.in, ep)
+			}
+		})
+	}
+}
+
+func TestIsSTUNResponse(t *testing.T) {
+	ok := make([]byte, 32)
+	ok[0], ok[1] = 0x01, 0x01
+	copy(ok[4:], []byte{0x21, 0x12, 0xA4, 0x42})
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"binding success", ok, true},
+		{"short", ok[:19], false},
+		{"tunnel initiation", append([]byte{1, 0, 0, 0}, ok[4:]...), false},
+		{"no cookie", append([]byte{1, 1, 0, 0, 0, 0, 0, 0}, make([]byte, 24)...), false},
+	} {
+		if got := IsSTUNResponse(tc.pkt); got != tc.want {
+			t.Errorf("IsSTUNResponse(%s) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

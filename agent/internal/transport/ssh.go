@@ -1,0 +1,206 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
+	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
+)
+
+// SSHPeer is a peer that accepts the SSH transport.
+type SSHPeer struct {
+	Addr netip.AddrPort
+	// HostKey is the OpenSSH host key when the peer runs OpenSSH (then
+	// the channel is direct-tcpip to PacketPort); nil means sshgw with the
+	// peer's node key as host key.
+	HostKey    *nodekey.PublicKey
+	User       string
+	PacketPort uint16
+}
+
+// SSHConfig configures SSH.
+type SSHConfig struct {
+	Key  nodekey.PrivateKey
+	Bind *Bind
+	// Server, if set, is this node's in-agent sshgw server: peers that
+	// dialed in are answered on their connection. Its OnPacket must call
+	// Bind.Deliver(device.PathSSH, ...) (see ServerOnPacket).
+	Server *server.Server
+	Logger *slog.Logger
+}
+
+// ErrNoSSH is returned by Send for a peer with no SSH connection either way.
+var ErrNoSSH = errors.New("transport: no ssh connection to peer")
+
+// SSH is the Sender for device.PathSSH: it dials peers that publish an SSH
+// endpoint, lazily (on the first packet the device sends that way, which
+// happens when it probes SSH because UDP does not work), and answers peers
+// that dialed in through Server.
+type SSH struct {
+	cfg SSHConfig
+	log *slog.Logger
+
+	mu      sync.Mutex // guards the fields below
+	ctx     context.Context
+	peers   map[nodekey.PublicKey]SSHPeer
+	clients map[nodekey.PublicKey]*sshConn
+	wg      sync.WaitGroup
+}
+
+type sshConn struct {
+	p      SSHPeer
+	c      *dialer.Client
+	cancel context.CancelFunc
+}
+
+// NewSSH returns an SSH transport; it dials once Run runs.
+func NewSSH(cfg SSHConfig) *SSH {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &SSH{cfg: cfg, log: cfg.Logger.With("component", "ssh-transport"),
+		peers: map[nodekey.PublicKey]SSHPeer{}, clients: map[nodekey.PublicKey]*sshConn{}}
+}
+
+// ServerOnPacket is the server.Config.OnPacket that feeds b.
+func ServerOnPacket(b *Bind) func(src nodekey.PublicKey, pkt []byte) {
+	return func(src nodekey.PublicKey, pkt []byte) { b.Deliver(device.PathSSH, src, pkt) }
+}
+
+// Set applies the peers that accept SSH; connections to peers gone or
+// moved are closed.
+func (s *SSH) Set(peers map[nodekey.PublicKey]SSHPeer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peers = peers
+	for k, sc := range s.clients {
+		if np, ok := peers[k]; !ok || !sameSSHPeer(np, sc.p) {
+			sc.cancel()
+			delete(s.clients, k)
+		}
+	}
+}
+
+func sameSSHPeer(a, b SSHPeer) bool {
+	if (a.HostKey == nil) != (b.HostKey == nil) || (a.HostKey != nil && *a.HostKey != *b.HostKey) {
+		return false
+	}
+	return a.Addr == b.Addr && a.User == b.User && a.PacketPort == b.PacketPort
+}
+
+// Has reports whether dst accepts SSH or has dialed in.
+func (s *SSH) Has(dst nodekey.PublicKey) bool {
+	s.mu.Lock()
+	_, ok := s.peers[dst]
+	s.mu.Unlock()
+	return ok || s.inbound(dst)
+}
+
+func (s *SSH) inbound(dst nodekey.PublicKey) bool {
+	if s.cfg.Server == nil {
+		return false
+	}
+	for _, k := range s.cfg.Server.Peers() {
+		if k == dst {
+			return true
+		}
+	}
+	return false
+}
+
+// clientLocked returns the dialer for dst, starting it when dst publishes
+// an endpoint and Run is running.
+func (s *SSH) clientLocked(dst nodekey.PublicKey) *sshConn {
+	if sc := s.clients[dst]; sc != nil {
+		return sc
+	}
+	p, ok := s.peers[dst]
+	if !ok || s.ctx == nil || s.ctx.Err() != nil {
+		return nil
+	}
+	dc := dialer.Config{
+		Addr: p.Addr.String(), Key: s.cfg.Key, HostKey: dst.SSH(), Mode: dialer.ModeSSHGW,
+		OnPacket: func(pkt []byte) { s.cfg.Bind.Deliver(device.PathSSH, dst, pkt) },
+		Logger:   s.log.With("peer", dst.ShortID()),
+	}
+	if p.HostKey != nil {
+		dc.HostKey, dc.Mode, dc.User, dc.PacketPort = p.HostKey.SSH(), dialer.ModeDirectTCPIP, p.User, p.PacketPort
+	}
+	c, err := dialer.NewClient(dc)
+	if err != nil {
+		s.log.Warn("ssh peer unusable", "peer", dst.ShortID(), "err", err)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	sc := &sshConn{p: p, c: c, cancel: cancel}
+	s.clients[dst] = sc
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = c.Run(ctx)
+	}()
+	return sc
+}
+
+// Run lets SSH dial until ctx ends, then closes its connections and
+// returns nil.
+func (s *SSH) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	for k, sc := range s.clients {
+		sc.cancel()
+		delete(s.clients, k)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Send implements Sender: on our connection to dst if it is up, else on
+// dst's connection to our server.
+func (s *SSH) Send(dst nodekey.PublicKey, pkt []byte) error {
+	s.mu.Lock()
+	sc := s.clientLocked(dst)
+	s.mu.Unlock()
+	if sc != nil && sc.c.Connected() {
+		return sc.c.Send(pkt)
+	}
+	if s.cfg.Server != nil {
+		if err := s.cfg.Server.Send(dst, pkt); err == nil || !errors.Is(err, server.ErrNoPeer) {
+			return err
+		}
+	}
+	if sc != nil {
+		return dialer.ErrNotConnected
+	}
+	return ErrNoSSH
+}
+
+// Ready implements Sender.
+func (s *SSH) Ready(dst nodekey.PublicKey) bool {
+	s.mu.Lock()
+	sc := s.clients[dst]
+	s.mu.Unlock()
+	return (sc != nil && sc.c.Connected()) || s.inbound(dst)
+}
+
+// PathName implements Sender: "ssh <addr>" when we dialed, "ssh in" when
+// the peer did.
+func (s *SSH) PathName(dst nodekey.PublicKey) string {
+	s.mu.Lock()
+	sc := s.clients[dst]
+	s.mu.Unlock()
+	if sc != nil && sc.c.Connected() {
+		return "ssh " + sc.p.Addr.String()
+	}
+	return "ssh in"
+}
