@@ -6,6 +6,7 @@
 #   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
+#   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
 #
 # Every image is FROM scratch: nothing is pulled, so it works without a registry.
 set -euo pipefail
@@ -38,12 +39,20 @@ done
 
 command -v docker >/dev/null || { echo "images.sh: docker not found" >&2; exit 1; }
 mkdir -p bin bin/image-empty
+src=.
+if [ -n "${GIT_REF:-}" ]; then
+	src=$(mktemp -d)
+	trap 'rm -rf "$src"' EXIT
+	git archive --format=tar "$GIT_REF" | tar -x -C "$src"
+	echo "== sources of $GIT_REF ($(git rev-parse --short "$GIT_REF"))" >&2
+fi
+out=$PWD/bin
 built=()
 for entry in "${SERVICES[@]}"; do
 	read -r svc mod binary <<<"$entry"
 	selected "$svc" || continue
 	echo "== bin/$binary" >&2
-	(cd "$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath -ldflags='-s -w' -o "../bin/$binary" "./cmd/$binary")
+	(cd "$src/$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath -ldflags='-s -w' -o "$out/$binary" "./cmd/$binary")
 	echo "== tunnelmesh/$svc:$TAG" >&2
 	docker build --quiet -f "$mod/Dockerfile" -t "tunnelmesh/$svc:$TAG" . >/dev/null
 	built+=("tunnelmesh/$svc:$TAG")
