@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -264,4 +266,49 @@ func TestRemovedNodeIsCutOff(t *testing.T) {
 	wg.Wait()
 	n1.MustPing("node2")
 	n2.MustPing("node1")
+}
+
+// TestMeshDNS: meshdns runs in the dns node's network namespace with its
+// credentials, as in compose, and answers node names and reverse lookups
+// from the netmap (asked from outside over the Docker network); a node
+// that joins later is answered too.
+func TestMeshDNS(t *testing.T) {
+	env := harness.New(t, "net-a")
+	dns := env.AddNode("dns", "net-a")
+	n1 := env.AddNode("node1", "net-a")
+	env.AddMeshDNS(dns, harness.MeshDNSCorefile)
+	server := net.JoinHostPort(dns.ContainerIPs()[0], "53")
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, server)
+	}}
+	lookup := func(name string, timeout time.Duration) ([]string, error) {
+		var addrs []string
+		var err error
+		for deadline := time.Now().Add(timeout); ; time.Sleep(500 * time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			addrs, err = r.LookupHost(ctx, name)
+			cancel()
+			if err == nil || time.Now().After(deadline) {
+				return addrs, err
+			}
+		}
+	}
+	ip1 := n1.Status().IP.String()
+	if addrs, err := lookup("node1.mesh", joinTimeout); err != nil || !slices.Equal(addrs, []string{ip1}) {
+		t.Errorf("node1.mesh = %v, %v; want [%s]", addrs, err, ip1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if names, err := r.LookupAddr(ctx, ip1); err != nil || !slices.Equal(names, []string{"node1.mesh."}) {
+		t.Errorf("reverse %s = %v, %v; want [node1.mesh.]", ip1, names, err)
+	}
+	if addrs, err := r.LookupHost(ctx, "nosuchnode.mesh"); err == nil {
+		t.Errorf("nosuchnode.mesh = %v, want NXDOMAIN", addrs)
+	}
+	n2 := env.AddNode("node2", "net-a")
+	ip2 := n2.Status().IP.String()
+	if addrs, err := lookup("node2.mesh", joinTimeout); err != nil || !slices.Equal(addrs, []string{ip2}) {
+		t.Errorf("node2.mesh (joined later) = %v, %v; want [%s]", addrs, err, ip2)
+	}
 }

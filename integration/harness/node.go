@@ -285,3 +285,41 @@ func poll(timeout time.Duration, fn func() error) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// MeshDNSCorefile serves the mesh zone and reverse lookups of the mesh
+// prefix from the netmap, with the credentials of the node it runs next to.
+const MeshDNSCorefile = `. {
+    errors
+    meshdns mesh 100.64.0.0/10 {
+        credentials /var/lib/tunnelmesh/credentials.json
+        ttl 5
+    }
+}
+`
+
+// AddMeshDNS starts meshdns (the meshdns image) in n's network namespace,
+// reading n's credentials from n's state volume (as root: the agent keeps
+// them 0600), as compose runs it next to its dns node. It answers on port
+// 53 of n's addresses.
+func (e *Env) AddMeshDNS(n *Node, corefile string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req := testcontainers.ContainerRequest{
+		Image: MeshDNSImage,
+		Name:  e.prefix + "-meshdns-" + n.Name,
+		Files: []testcontainers.ContainerFile{{Reader: strings.NewReader(corefile), ContainerFilePath: "/Corefile", FileMode: 0o644}},
+		ConfigModifier: func(c *container.Config) {
+			c.User = "0"
+		},
+		HostConfigModifier: func(hc *container.HostConfig) {
+			hc.NetworkMode = container.NetworkMode("container:" + n.c.GetContainerID())
+			hc.VolumesFrom = []string{n.c.GetContainerID() + ":ro"}
+		},
+	}
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	e.cleanupContainer(c, "meshdns")
+	if err != nil {
+		e.t.Fatalf("start meshdns next to %s: %v", n.Name, err)
+	}
+}
