@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/pion/stun/v3 v3.1.7
 	github.com/prometheus/client_golang v1.25.0
+	github.com/tunnelmesh/tunnelmesh/relay v0.0.0-00010101000000-000000000000
 	github.com/tunnelmesh/tunnelmesh/shared v0.0.0
 	go.uber.org/goleak v1.3.0
 	gopkg.in/yaml.v3 v3.0.1
@@ -15,6 +16,7 @@ require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/kr/text v0.2.0 // indirect
@@ -38,3 +40,5 @@ require (
 )
 
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
+
+replace github.com/tunnelmesh/tunnelmesh/relay => ../relay

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,9 +34,11 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
+	relayserver "github.com/tunnelmesh/tunnelmesh/relay/server"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // Config is the registry's configuration (the YAML file).
@@ -97,6 +100,7 @@ type Coordinator struct {
 	httpSrv  *http.Server
 	ln       net.Listener
 	stun     *stun.Server
+	relay    *relayserver.Server // nil when relay.disabled
 	pin      string
 	adminCrd string
 	meshID   string
@@ -186,11 +190,40 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		}
 		pol = ps
 	}
+	relays := slices.Clone(opts.Relays)
+	var homeRelay string
+	var srvRef *server.Server
+	_, ownRelay := opts.Handlers[api.PathRelay] // the caller mounts its own
+	if !cfg.Relay.Disabled && !ownRelay {
+		c.relay, err = relayserver.New(relayserver.Config{
+			ID: cfg.Relay.ID,
+			// A node may use the relay while it is in the node table.
+			Authorize:  func(k nodekey.PublicKey) bool { return srvRef != nil && srvRef.HasNodeKey(k) },
+			Registerer: reg,
+			Logger:     log.With("component", "registry-relay"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: relay: %w", err)
+		}
+		homeRelay = cfg.Relay.ID
+		relays = append([]api.Relay{{ID: cfg.Relay.ID, URL: coordinatorRelayURL(cfg), TLSPin: pin}}, relays...)
+	}
+	relays = append(relays, cfg.Relay.Extra...)
+	if homeRelay == "" && len(relays) > 0 {
+		homeRelay = relays[0].ID
+	}
+	var onRefresh func()
+	if c.relay != nil {
+		rs := c.relay
+		onRefresh = func() { rs.Recheck() }
+	}
 	c.srv, err = server.New(ctx, c.st, server.Settings{
 		Mesh:                  mesh,
 		DNSZone:               cfg.DNSZone,
 		DNSServers:            opts.DNSServers,
-		Relays:                opts.Relays,
+		Relays:                relays,
+		HomeRelay:             homeRelay,
+		OnRefresh:             onRefresh,
 		TokenDefaultExpiry:    time.Duration(cfg.TokenDefaultExpiry),
 		OnlineTimeout:         time.Duration(cfg.OnlineTimeout),
 		JoinFailuresPerMinute: cfg.JoinFailuresPerMinute,
@@ -205,13 +238,20 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
+	srvRef = c.srv
 	c.srv.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if c.relay != nil {
+		c.srv.Handle(api.PathRelay, c.relay)
+	}
 	for pattern, h := range opts.Handlers {
 		c.srv.Handle(pattern, h)
 	}
 
 	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("coordinator: listen: %w", err)
+	}
+	if c.relay != nil {
+		c.ln = relayserver.TuneListener(c.ln, 0) // socket buffers, TCP_NODELAY
 	}
 	if cfg.STUNListen != "off" {
 		if c.stun, err = stun.Listen(cfg.STUNListen, log.With("component", "registry-stun"), stunCounter{met.STUNRequests}); err != nil {
@@ -293,6 +333,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if serr := c.httpSrv.Shutdown(shutCtx); serr != nil && err == nil {
 		err = fmt.Errorf("https shutdown: %w", serr)
 	}
+	if c.relay != nil {
+		c.relay.Close() // hijacked WebSocket connections outlive Shutdown
+	}
 	wg.Wait()
 	c.log.Info("registry stopped")
 	return err
@@ -307,6 +350,9 @@ func (c *Coordinator) Close() error {
 		}
 		if c.stun != nil {
 			c.stun.Close()
+		}
+		if c.relay != nil {
+			c.relay.Close()
 		}
 		if c.st != nil {
 			err = c.st.Close()
@@ -395,4 +441,22 @@ func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string
 	}
 	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path)
 	return nil
+}
+
+// coordinatorRelayURL is relay.public_url, or public_url with wss and
+// api.PathRelay, or "" (each node then derives it from the coordinator URL
+// it uses).
+func coordinatorRelayURL(cfg Config) string {
+	if cfg.Relay.PublicURL != "" {
+		return cfg.Relay.PublicURL
+	}
+	if cfg.PublicURL == "" {
+		return ""
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return ""
+	}
+	u.Scheme, u.Path = "wss", api.PathRelay
+	return u.String()
 }

@@ -91,9 +91,30 @@ type Config struct {
 	// exist yet: unattended first starts (docker compose) where nodes join
 	// with `tunnelmesh join --token-file`. Revoke it when done.
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
+	// Relay configures the WebSocket relay the coordinator serves at
+	// /relay and the relays listed in every netmap.
+	Relay RelayConfig `yaml:"relay"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+}
+
+// DefaultRelayID is the identity of the coordinator's own relay.
+const DefaultRelayID = "coordinator"
+
+// RelayConfig is the relay section.
+type RelayConfig struct {
+	// Disabled turns the coordinator's own relay off.
+	Disabled bool `yaml:"disabled"`
+	// ID is the coordinator relay's identity (signed by nodes).
+	ID string `yaml:"id"`
+	// PublicURL is how nodes reach the coordinator's relay
+	// (wss://host:port/relay). Empty: derived from public_url, or, without
+	// that, by each node from the coordinator URL it joined with.
+	PublicURL string `yaml:"public_url"`
+	// Extra are standalone relays (tunnelmesh-relay) listed in every
+	// netmap besides the coordinator's.
+	Extra []api.Relay `yaml:"extra"`
 }
 
 // Default returns the configuration of an empty file.
@@ -115,6 +136,7 @@ func (c *Config) applyDefaults() {
 	def(&c.STUNListen, DefaultSTUNListen)
 	def(&c.DNSZone, DefaultDNSZone)
 	def(&c.LogLevel, "info")
+	def(&c.Relay.ID, DefaultRelayID)
 	def(&c.LogFormat, "text")
 	if c.TokenDefaultExpiry == 0 {
 		c.TokenDefaultExpiry = Duration(DefaultTokenExpiry)
@@ -238,6 +260,9 @@ func (c *Config) Validate() error {
 	if c.JoinFailureBurst < 0 {
 		return fmt.Errorf("join_failure_burst: must not be negative")
 	}
+	if err := c.Relay.validate(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -302,4 +327,52 @@ func LocalURL(listen string) (string, error) {
 		host = "::1"
 	}
 	return "https://" + net.JoinHostPort(host, port), nil
+}
+
+func (r *RelayConfig) validate() error {
+	if err := relayID(r.ID); err != nil {
+		return fmt.Errorf("relay.id: %w", err)
+	}
+	if r.PublicURL != "" {
+		if err := relayURL(r.PublicURL); err != nil {
+			return fmt.Errorf("relay.public_url: %w", err)
+		}
+	}
+	seen := map[string]int{r.ID: -1}
+	for i, x := range r.Extra {
+		if err := relayID(x.ID); err != nil {
+			return fmt.Errorf("relay.extra[%d].id: %w", i, err)
+		}
+		if j, dup := seen[x.ID]; dup {
+			if j < 0 {
+				return fmt.Errorf("relay.extra[%d].id: %q is the coordinator relay's id", i, x.ID)
+			}
+			return fmt.Errorf("relay.extra[%d].id: %q duplicate of relay.extra[%d]", i, x.ID, j)
+		}
+		seen[x.ID] = i
+		if err := relayURL(x.URL); err != nil {
+			return fmt.Errorf("relay.extra[%d].url: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func relayID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("%q: want 1 to 64 characters", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", id)
+		}
+	}
+	return nil
+}
+
+func relayURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
+		return fmt.Errorf("%q: want wss://host[:port]/path", s)
+	}
+	return nil
 }

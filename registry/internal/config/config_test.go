@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestParseDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(%q) = %v, want defaults", in, err)
 		}
-		if c != Default() {
+		if !reflect.DeepEqual(c, Default()) {
 			t.Fatalf("Parse(%q) = %+v, want %+v", in, c, Default())
 		}
 	}
@@ -30,7 +31,7 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
-	if c != Default() {
+	if !reflect.DeepEqual(c, Default()) {
 		t.Fatalf("example config = %+v, want the defaults it documents %+v", c, Default())
 	}
 }
@@ -122,7 +123,7 @@ func FuzzParse(f *testing.F) {
 		}
 		// Whatever parses must validate again unchanged.
 		c2 := c
-		if err := c2.Validate(); err != nil || c2 != c {
+		if err := c2.Validate(); err != nil || !reflect.DeepEqual(c2, c) {
 			t.Fatalf("Parse(%q) = %+v; Validate again = %v, %+v", in, c, err, c2)
 		}
 	})

@@ -85,6 +85,9 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 	}
 	s.hub.cur.Store(snap)
 	close(old.changed)
+	if s.set.OnRefresh != nil {
+		s.set.OnRefresh()
+	}
 	s.met.Nodes.Set(float64(len(snap.order)))
 	s.met.NodesOnline.Set(float64(snap.online))
 	s.met.NetmapVersion.Set(float64(v))
@@ -118,7 +121,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 		}
 		// The netmap shows the stored last-seen time (heartbeats, endpoint
 		// reports, joins), so that polls alone do not change it.
-		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n)}
+		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay)}
 		e.node.Online = online
 		b, err := json.Marshal(&e.node)
 		if err != nil {
@@ -191,8 +194,19 @@ func appendJSON(b []byte, v any) []byte {
 	return append(b, j...)
 }
 
-func apiNode(n store.Node) api.Node {
+// HasNodeKey reports whether k is the key of a current mesh node.
+func (s *Server) HasNodeKey(k nodekey.PublicKey) bool {
+	for _, e := range s.hub.current().order {
+		if e.node.PublicKey == k {
+			return true
+		}
+	}
+	return false
+}
+
+func apiNode(n store.Node, homeRelay string) api.Node {
 	return api.Node{
+		HomeRelay:   homeRelay,
 		ID:          n.ID,
 		Name:        n.Name,
 		IP:          n.IP,

@@ -43,10 +43,17 @@ const (
 
 // Settings configure a Server.
 type Settings struct {
-	Mesh                  store.Mesh
-	DNSZone               string
-	DNSServers            []netip.Addr
-	Relays                []api.Relay
+	Mesh       store.Mesh
+	DNSZone    string
+	DNSServers []netip.Addr
+	Relays     []api.Relay
+	// HomeRelay is the ID of the relay (in Relays) every node listens on.
+	HomeRelay string
+	// OnRefresh, if set, is called after each new snapshot of the nodes is
+	// published (the coordinator's relay rechecks its connections). It
+	// runs with the netmap lock held: it must not call back into Server
+	// other than HasNodeKey.
+	OnRefresh             func()
 	TokenDefaultExpiry    time.Duration
 	OnlineTimeout         time.Duration
 	JoinFailuresPerMinute int
