@@ -137,6 +137,9 @@ func (c *Config) applyDefaults() {
 	def(&c.DNSZone, DefaultDNSZone)
 	def(&c.LogLevel, "info")
 	def(&c.Relay.ID, DefaultRelayID)
+	if len(c.Relay.Extra) == 0 {
+		c.Relay.Extra = nil // "extra: []" is the default
+	}
 	def(&c.LogFormat, "text")
 	if c.TokenDefaultExpiry == 0 {
 		c.TokenDefaultExpiry = Duration(DefaultTokenExpiry)
