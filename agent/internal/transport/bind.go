@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/stunclient"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -105,7 +106,9 @@ type epKey struct {
 type Bind struct {
 	udp     conn.Bind
 	senders [device.PathUDP]atomic.Pointer[senderBox]
-	stun    atomic.Pointer[func(pkt []byte, src netip.AddrPort)]
+
+	stunMu   sync.Mutex // guards stunWait
+	stunWait map[stunclient.TxID]chan netip.AddrPort
 
 	epMu sync.RWMutex // guards eps
 	eps  map[epKey]*Endpoint
@@ -149,16 +152,6 @@ func (b *Bind) sender(kind device.PathKind) Sender {
 		return box.s
 	}
 	return nil
-}
-
-// SetSTUNHandler sets the function STUN answers arriving on the UDP socket
-// go to. It is called on the receive path: it must not block or keep pkt.
-func (b *Bind) SetSTUNHandler(fn func(pkt []byte, src netip.AddrPort)) {
-	if fn == nil {
-		b.stun.Store(nil)
-		return
-	}
-	b.stun.Store(&fn)
 }
 
 // endpoint returns the endpoint for (kind, key), creating it once.
@@ -235,12 +228,7 @@ func (b *Bind) stunFilter(fn conn.ReceiveFunc) conn.ReceiveFunc {
 		for i := 0; i < n; i++ {
 			if pkt := bufs[i][:sizes[i]]; IsSTUNResponse(pkt) {
 				b.STUNPackets.Add(1)
-				if h := b.stun.Load(); h != nil {
-					ap, perr := netip.ParseAddrPort(eps[i].DstToString())
-					if perr == nil {
-						(*h)(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-					}
-				}
+				b.stunAnswer(pkt)
 				sizes[i] = 0
 			}
 		}
