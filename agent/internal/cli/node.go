@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -30,6 +32,10 @@ type runFlags struct {
 	tunOffload    bool
 	udpOffload    bool
 	udpBatching   bool
+	sshListen     string
+	sshAdvertise  string
+	stun          string
+	relayProxy    string
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -43,6 +49,10 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.tunOffload, "tun-offload", true, "use TUN offloads (TSO/GSO, GRO); -tun-offload=false turns them off")
 	fs.BoolVar(&f.udpOffload, "udp-offload", true, "use UDP GSO/GRO where the kernel offers them; -udp-offload=false turns them off")
 	fs.BoolVar(&f.udpBatching, "udp-send-batching", true, "coalesce UDP sends (GSO); -udp-send-batching=false sends one packet per call")
+	fs.StringVar(&f.sshListen, "ssh-listen", "", "accept the SSH transport (sshgw inside the agent) on this TCP address, e.g. :2222; peers in the netmap may connect")
+	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint HOST:PORT reported to the registry (default: the first local address with the --ssh-listen port)")
+	fs.StringVar(&f.stun, "stun", "", "STUN server HOST:PORT for the public UDP address (default: the coordinator's host, port 3478); off: none")
+	fs.StringVar(&f.relayProxy, "relay-proxy", "", "HTTP proxy for relay connections: http://HOST:PORT, direct, or empty for HTTPS_PROXY from the environment")
 }
 
 func (f *runFlags) check() error {
@@ -51,6 +61,16 @@ func (f *runFlags) check() error {
 	}
 	if f.mtu != 0 && (f.mtu < tunif.MinMTU || f.mtu > tunif.MaxMTU) {
 		return fmt.Errorf("--mtu %d: must be between %d and %d", f.mtu, tunif.MinMTU, tunif.MaxMTU)
+	}
+	if f.sshAdvertise != "" {
+		if _, err := netip.ParseAddrPort(f.sshAdvertise); err != nil {
+			return fmt.Errorf("--ssh-advertise %q: want IP:PORT", f.sshAdvertise)
+		}
+	}
+	if f.sshListen != "" {
+		if _, _, err := net.SplitHostPort(f.sshListen); err != nil {
+			return fmt.Errorf("--ssh-listen %q: want [HOST]:PORT", f.sshListen)
+		}
 	}
 	if f.iface != "" {
 		if err := (tunif.Config{Name: f.iface, MTU: tunif.MinMTU}).Validate(); err != nil && strings.HasPrefix(err.Error(), "interface") {
@@ -188,6 +208,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 	if rf.mtu != 0 {
 		mtu = rf.mtu
 	}
+	sshAdv, _ := netip.ParseAddrPort(rf.sshAdvertise) // checked by rf.check
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,
@@ -195,7 +216,10 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,
-		NewPlane:      planeFactory(rf.udpOffload, !rf.udpBatching),
+		NewPlane: planeFactory(rf.udpOffload, !rf.udpBatching, transportOptions{
+			sshListen: rf.sshListen, coordinator: st.Coordinator, relayProxy: rf.relayProxy}),
+		STUN:         rf.stun,
+		SSHAdvertise: sshAdv,
 	})
 	if err != nil {
 		return err

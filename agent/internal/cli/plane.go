@@ -11,6 +11,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/transport"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
@@ -22,22 +23,45 @@ type devicePlane struct {
 	flt            *filter.Filter
 	log            *slog.Logger
 	noSendBatching bool
+	tr             *transport.Stack // UDP, SSH and relay transports
+}
+
+// transportOptions configure the data plane's transports.
+type transportOptions struct {
+	sshListen   string // "" for no SSH transport server
+	coordinator string // the coordinator URL (its relay's default URL)
+	relayProxy  string
 }
 
 // planeFactory returns the node's data plane factory with the UDP offload
-// switches.
-func planeFactory(udpOffload, noSendBatching bool) node.PlaneFactory {
+// switches and the transports.
+func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.PlaneFactory {
 	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
 		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log, LogLevel: slog.LevelDebug})}
 		p.setFilter(cfg.Filter)
-		d, err := device.New(filter.WrapTUN(dev, p.flt), device.NewBind(udpOffload), p.config(cfg), log)
+		tr, err := transport.NewStack(transport.StackConfig{Key: cfg.PrivateKey, UDP: device.NewBind(udpOffload),
+			SSHListen: to.sshListen, Coordinator: to.coordinator, RelayProxy: to.relayProxy, Logger: log})
 		if err != nil {
+			return nil, err
+		}
+		p.tr = tr
+		d, err := device.New(filter.WrapTUN(dev, p.flt), tr.Bind, p.config(cfg), log)
+		if err != nil {
+			tr.Close()
 			return nil, err
 		}
 		p.d = d
 		return p, nil
 	}
 }
+
+// PublicAddr implements node.EndpointSource: STUN on the data plane's socket.
+func (p devicePlane) PublicAddr(ctx context.Context, srv netip.AddrPort) (netip.AddrPort, error) {
+	return p.tr.Bind.PublicAddr(ctx, srv)
+}
+
+// SSHListenAddr implements node.EndpointSource.
+func (p devicePlane) SSHListenAddr() netip.AddrPort { return p.tr.SSHListenAddr() }
 
 func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	dc := device.Config{
@@ -51,8 +75,14 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 		Filter:                 p.flt.Inbound,
 		Peers:                  make([]device.PeerConfig, 0, len(c.Peers)),
 	}
-	for _, p := range c.Peers {
-		dc.Peers = append(dc.Peers, device.PeerConfig{Name: p.Name, PublicKey: p.PublicKey, IP: p.IP, Endpoints: p.Endpoints})
+	sps := make([]transport.StackPeer, 0, len(c.Peers))
+	for _, pp := range c.Peers {
+		sps = append(sps, transport.StackPeer{Key: pp.PublicKey, HomeRelay: pp.HomeRelay, SSHEndpoint: pp.SSHEndpoint, SSHHostKey: pp.SSHHostKey})
+	}
+	p.tr.Set(c.Relays, c.HomeRelay, sps)
+	for i, pp := range c.Peers {
+		dc.Peers = append(dc.Peers, device.PeerConfig{Name: pp.Name, PublicKey: pp.PublicKey, IP: pp.IP, Endpoints: pp.Endpoints,
+			Fallbacks: p.tr.Fallbacks(sps[i])})
 	}
 	return dc
 }
@@ -76,7 +106,14 @@ func (p devicePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, st
 	return p.d.Ping(ctx, ip)
 }
 
-func (p devicePlane) Close() error { return p.d.Close() }
+// Close stops the device (which closes the bind), then the transports.
+func (p devicePlane) Close() error {
+	err := p.d.Close()
+	if terr := p.tr.Close(); err == nil {
+		err = terr
+	}
+	return err
+}
 
 func (p devicePlane) Stats() node.PlaneStats {
 	s := p.d.Status()

@@ -41,7 +41,8 @@ func planePeers(nm *api.Netmap) (peers []PlanePeer, skipped []string) {
 				eps = append(eps, ep)
 			}
 		}
-		peers = append(peers, PlanePeer{Name: p.Name, PublicKey: p.PublicKey, IP: p.IP, Endpoints: eps})
+		peers = append(peers, PlanePeer{Name: p.Name, PublicKey: p.PublicKey, IP: p.IP, Endpoints: eps,
+			HomeRelay: p.HomeRelay, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey})
 	}
 	slices.SortFunc(peers, func(a, b PlanePeer) int { return strings.Compare(a.Name, b.Name) })
 	return peers, skipped

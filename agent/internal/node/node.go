@@ -61,6 +61,15 @@ type Config struct {
 
 	HeartbeatInterval time.Duration
 	EndpointInterval  time.Duration
+
+	// STUN is the STUN server (HOST:PORT) the node learns its public UDP
+	// address from; "" means the coordinator's host on port 3478, "off"
+	// none. Used when the data plane is an EndpointSource.
+	STUN string
+	// SSHAdvertise is the SSH endpoint reported to the registry when the
+	// data plane accepts the SSH transport; zero: the first local address
+	// with the SSH listen port.
+	SSHAdvertise netip.AddrPort
 }
 
 // Node is a running node. Create it with New, run it with Run.
@@ -280,6 +289,7 @@ func (n *Node) apply(nm *api.Netmap) {
 	n.mu.Unlock()
 	cfg := n.planeConfig(peers)
 	cfg.Filter = nm.Filter
+	cfg.Relays, cfg.HomeRelay = nm.Relays, nm.Self.HomeRelay
 	if err := n.plane.Reconfig(cfg); err != nil {
 		n.m.reconfigErrors.Inc()
 		n.log.Error("reconfigure data plane", "version", nm.Version, "err", err)
@@ -437,22 +447,25 @@ func (n *Node) heartbeatLoop(ctx context.Context) error {
 func (n *Node) endpointLoop(ctx context.Context) error {
 	t := time.NewTicker(n.cfg.EndpointInterval)
 	defer t.Stop()
-	var reported []netip.AddrPort
+	var reported api.EndpointsRequest
 	var ok bool
+	changed, stopWatch := n.watchInterfaces(ctx)
+	defer stopWatch()
 	for {
-		eps := localEndpoints(n.ifname, n.cfg.State.MeshCIDR, n.listenPort)
-		if !ok || !slices.Equal(eps, reported) {
+		req := n.discoverEndpoints(ctx)
+		eps := req.Endpoints
+		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := n.client.ReportEndpoints(cctx, api.EndpointsRequest{Endpoints: eps})
+			err := n.client.ReportEndpoints(cctx, req)
 			cancel()
 			switch {
 			case err == nil:
 				n.regOK()
-				reported, ok = eps, true
+				reported, ok = req, true
 				n.mu.Lock()
 				n.endpoints = eps
 				n.mu.Unlock()
-				n.log.Info("endpoints reported", "endpoints", eps)
+				n.log.Info("endpoints reported", "endpoints", eps, "ssh", req.SSHEndpoint)
 			case ctx.Err() == nil:
 				n.regErr(err)
 			}
@@ -461,6 +474,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-changed:
 		}
 	}
 }

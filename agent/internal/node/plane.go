@@ -22,6 +22,10 @@ type PlaneConfig struct {
 	Self       netip.Addr
 	MTU        int // the TUN's MTU
 	Peers      []PlanePeer
+	// Relays and HomeRelay are the netmap's relays and this node's home
+	// relay (where peers reach it over the relay transport).
+	Relays    []api.Relay
+	HomeRelay string
 	// Filter is the node's compiled inbound filter from the netmap. Nil
 	// means no policy: the data plane then accepts nothing new from the
 	// mesh, only replies to the node's own connections (package filter).
@@ -34,6 +38,11 @@ type PlanePeer struct {
 	PublicKey nodekey.PublicKey
 	IP        netip.Addr
 	Endpoints []netip.AddrPort
+	// HomeRelay, SSHEndpoint and SSHHostKey say how to reach the peer
+	// when no UDP path works (api.Node).
+	HomeRelay   string
+	SSHEndpoint netip.AddrPort
+	SSHHostKey  *nodekey.PublicKey
 }
 
 // PeerStats is the data plane's view of one peer.
@@ -81,6 +90,18 @@ type DataPlane interface {
 	Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error)
 	// Close stops the data plane and closes the TUN device.
 	Close() error
+}
+
+// EndpointSource is implemented by data planes that can learn their public
+// UDP address (STUN over their own socket, so the mapping is the one peers
+// see) and that may accept the SSH transport.
+type EndpointSource interface {
+	// PublicAddr asks the STUN server srv for the data plane socket's
+	// public address.
+	PublicAddr(ctx context.Context, srv netip.AddrPort) (netip.AddrPort, error)
+	// SSHListenAddr is where the data plane accepts the SSH transport
+	// (zero if it does not).
+	SSHListenAddr() netip.AddrPort
 }
 
 // PlaneFactory starts a data plane on the TUN device dev with the first
