@@ -67,6 +67,12 @@ func Setup(services ...string) error {
 	os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// The docker CLI builds the images, testcontainers runs them: both
+	// must reach the engine.
+	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		skipReason = fmt.Sprintf("needs Docker: docker CLI cannot reach the engine: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil
+	}
 	p, err := testcontainers.NewDockerProvider()
 	if err == nil {
 		err = p.Health(ctx)
