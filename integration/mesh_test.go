@@ -47,16 +47,17 @@ func checkFullMesh(t *testing.T, nodes ...*harness.Node) {
 	t.Helper()
 	var mu sync.Mutex
 	failed := map[string]error{}
+	answers := map[string]string{}
 	harness.AllPairs(nodes, func(a, b *harness.Node) {
 		peer := b.Name
 		if a.Name < b.Name {
 			peer += ".mesh"
 		}
-		if err := a.Reach(peer, reachTimeout); err != nil {
-			mu.Lock()
-			failed[a.Name+"->"+b.Name] = err
-			mu.Unlock()
-		}
+		out, err := a.Reach(peer, reachTimeout)
+		mu.Lock()
+		defer mu.Unlock()
+		failed[a.Name+"->"+b.Name] = err
+		answers[a.Name+"->"+b.Name] = out
 	})
 	for _, a := range nodes {
 		for _, b := range nodes {
@@ -66,6 +67,8 @@ func checkFullMesh(t *testing.T, nodes ...*harness.Node) {
 			t.Run(a.Name+"->"+b.Name, func(t *testing.T) {
 				if err := failed[a.Name+"->"+b.Name]; err != nil {
 					t.Error(err)
+				} else {
+					t.Log(answers[a.Name+"->"+b.Name])
 				}
 			})
 		}

@@ -188,21 +188,27 @@ func (n *Node) Ping(peer string, count int) (pongs int, out string, err error) {
 	return pongs, out, err
 }
 
-// Reach pings peer from n until it answers, for up to timeout; the error
-// says what the last ping printed.
-func (n *Node) Reach(peer string, timeout time.Duration) error {
-	err := poll(timeout, func() error { _, _, err := n.Ping(peer, 1); return err })
+// Reach pings peer from n until it answers, for up to timeout, and
+// returns the answer ("pong from ... via PATH in RTT"); the error says
+// what the last ping printed.
+func (n *Node) Reach(peer string, timeout time.Duration) (string, error) {
+	var out string
+	err := poll(timeout, func() error {
+		var err error
+		_, out, err = n.Ping(peer, 1)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("%s cannot reach %s within %s: %w", n.Name, peer, timeout, err)
+		return "", fmt.Errorf("%s cannot reach %s within %s: %w", n.Name, peer, timeout, err)
 	}
-	return nil
+	return strings.TrimSpace(out), nil
 }
 
 // WaitReachable is Reach that fails the test (t.Errorf: safe from any
 // goroutine) on error.
 func (n *Node) WaitReachable(peer string, timeout time.Duration) {
 	n.env.t.Helper()
-	if err := n.Reach(peer, timeout); err != nil {
+	if _, err := n.Reach(peer, timeout); err != nil {
 		n.env.t.Error(err)
 	}
 }
