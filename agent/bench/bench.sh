@@ -75,15 +75,15 @@ inb iperf3 -s -D -I "$WORK/iperf3.pid" >/dev/null
 sleep 0.3
 PIDS+=("$(cat "$WORK/iperf3.pid")")
 
-# throughput DST STREAMS -> Mbit/s (receiver side)
+# throughput DST STREAMS -> Mbit/s (receiver side); 0 when iperf3 fails
 throughput() {
-	ina iperf3 -c "$1" -t "$SECS" -P "$2" -f m 2>/dev/null |
+	{ ina iperf3 -c "$1" -t "$SECS" -P "$2" -f m 2>>"$WORK/iperf3.err" || true; } |
 		awk '/receiver/ { v = $(NF-2) } END { if (v == "") v = "0"; print v }'
 }
 
 # rtt_median DST -> microseconds
 rtt_median() {
-	ina ping -n -c "$PINGS" -i 0.005 -W 1 "$1" 2>/dev/null |
+	{ ina ping -n -c "$PINGS" -i 0.005 -W 1 "$1" 2>/dev/null || true; } |
 		sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | sort -g |
 		awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
 			m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f\n", m * 1000 }'
@@ -134,12 +134,18 @@ for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
 sleep 0.5
 
 # --- TunnelMesh --------------------------------------------------------------
+# The packet filter denies by default: the bench mesh allows everything.
+cat >"$WORK/allow-all.yaml" <<POLICY
+rules:
+  - {name: all, from: "*", to: "*", proto: any}
+POLICY
 cat >"$WORK/coordinator.yaml" <<CFG
 listen: 10.98.0.1:8443
 data_dir: $WORK/coord
 mesh_cidr: 100.96.0.0/16
 stun_listen: "off"
 log_level: warn
+policy_file: $WORK/allow-all.yaml
 CFG
 # Long-running processes are started with ip netns exec directly (not through
 # a shell function), so that $! is the process itself.
@@ -171,6 +177,11 @@ sleep 2
 RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
 measure "tunnelmesh" "$TM_B"
 sleep 2
+if ! kill -0 "$PID_A" 2>/dev/null; then
+	log "the tunnelmesh node died during the runs; its log:"
+	tail -50 "$WORK/a.log" >&2
+	exit 1
+fi
 RSS_AFTER=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
 
 # --- table -------------------------------------------------------------------
