@@ -115,17 +115,21 @@ func TestRelayOnlyNode(t *testing.T) {
 }
 
 // TestRegistryRestart: the coordinator stops and starts again on its data
-// volume while nodes ping each other. No ping is lost (tunnels do not need
-// the registry), the registry comes back with the same mesh, nodes,
-// addresses and tokens, nodes reconnect to it, and a node joins afterwards
-// with a token created before the restart.
+// volume while two nodes on one LAN ping each other. No ping is lost
+// (direct tunnels do not need the registry), the registry comes back with
+// the same mesh, nodes, addresses and tokens, nodes reconnect to it, a node
+// whose tunnels ride the coordinator's relay (which restarts with it) talks
+// again, and nodes join afterwards with tokens created before the restart.
 func TestRegistryRestart(t *testing.T) {
-	env := harness.New(t, "net-a")
+	env := harness.New(t, "net-a", "net-b")
 	n1, n2 := env.AddNode("node1", "net-a"), env.AddNode("node2", "net-a")
-	st1 := n1.WaitPeers(joinTimeout, "node2")
-	n2.WaitPeers(joinTimeout, "node1")
+	far := env.AddNode("far", "net-b") // its tunnels ride the coordinator's relay
+	st1 := n1.WaitPeers(joinTimeout, "node2", "far")
+	n2.WaitPeers(joinTimeout, "node1", "far")
+	far.WaitPeers(joinTimeout, "node1", "node2")
 	n1.WaitReachable("node2", reachTimeout)
 	n2.WaitReachable("node1", reachTimeout)
+	far.WaitReachable("node1", reachTimeout)
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -171,7 +175,7 @@ func TestRegistryRestart(t *testing.T) {
 		}
 	}
 	// Nodes reconnect (the netmap watch resumes) and keep their mesh.
-	for _, n := range []*harness.Node{n1, n2} {
+	for _, n := range []*harness.Node{n1, n2, far} {
 		var st harness.Status
 		var err error
 		for deadline := time.Now().Add(joinTimeout); time.Now().Before(deadline); time.Sleep(time.Second) {
@@ -186,12 +190,16 @@ func TestRegistryRestart(t *testing.T) {
 			t.Errorf("%s: mesh %s after restart, want %s", n.Name, st.MeshID, st1.MeshID)
 		}
 	}
+	// The relayed tunnels went down with the coordinator's relay; they come
+	// back when the nodes reconnect to it.
+	far.WaitReachable("node1", reachTimeout)
+	n2.WaitReachable("far", reachTimeout)
 	// The reusable token of the Env and the single-use one both survived.
 	n3 := env.AddNode("node3", "net-a")
 	n4 := env.AddNodeWithToken("node4", single, "net-a")
-	n3.WaitPeers(joinTimeout, "node1", "node2", "node4")
-	n4.WaitPeers(joinTimeout, "node1", "node2", "node3")
-	n1.WaitPeers(joinTimeout, "node2", "node3", "node4")
+	n3.WaitPeers(joinTimeout, "node1", "node2", "node4", "far")
+	n4.WaitPeers(joinTimeout, "node1", "node2", "node3", "far")
+	n1.WaitPeers(joinTimeout, "node2", "node3", "node4", "far")
 	n3.WaitReachable("node1", reachTimeout)
 	n1.WaitReachable("node4", reachTimeout)
 }
