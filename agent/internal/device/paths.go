@@ -277,6 +277,10 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 		p.setCurLocked(ps, "upgrade")
 	case ps.kind == cur.kind && msg == rxData:
 		p.setCurLocked(ps, "roam")
+	case ps.kind == cur.kind && msg == rxProbeReply && p.unansweredFor(now) >= p.d.timing.pathProbeInterval/2:
+		// A proven round trip beats a path of the same kind whose
+		// traffic goes unanswered (the peer moved).
+		p.setCurLocked(ps, "current path unanswered")
 	case !cur.alive(now, timeout):
 		p.setCurLocked(ps, "current path silent")
 	default:
@@ -295,6 +299,15 @@ func (p *peer) noteSent() {
 }
 
 func nanotime() int64 { return time.Now().UnixNano() }
+
+// unansweredFor is how long packets sent on the current path have gone
+// unanswered (0 if none are outstanding).
+func (p *peer) unansweredFor(now time.Time) time.Duration {
+	if u := p.unanswered.Load(); u != 0 {
+		return now.Sub(time.Unix(0, u))
+	}
+	return 0
+}
 
 // maintainPaths runs one round of path selection and probing for p.
 func (p *peer) maintainPaths(now time.Time) {
@@ -318,10 +331,7 @@ func (p *peer) maintainPaths(now time.Time) {
 	p.paths = kept
 
 	cur := p.cur
-	var unansweredFor time.Duration
-	if u := p.unanswered.Load(); u != 0 {
-		unansweredFor = now.Sub(time.Unix(0, u))
-	}
+	unansweredFor := p.unansweredFor(now)
 	if cur != nil && p.learned && unansweredFor >= timeout {
 		if next := p.fallbackLocked(now); next != nil {
 			p.setCurLocked(next, "current path dead")

@@ -44,9 +44,10 @@ type Relays struct {
 }
 
 type relayConn struct {
-	r      api.Relay
-	c      *client.Client
-	cancel context.CancelFunc
+	r       api.Relay
+	c       *client.Client
+	cancel  context.CancelFunc
+	waiting pending // sent before the connection was up
 }
 
 // NewRelays returns Relays; they connect once Run runs.
@@ -96,17 +97,23 @@ func (r *Relays) connLocked(id string) *relayConn {
 	if r.cfg.Pin != nil {
 		pin = r.cfg.Pin(rl)
 	}
+	rc := &relayConn{r: rl}
 	c, err := client.New(client.Config{
 		URL: rl.URL, Key: r.cfg.Key, TLSPin: pin, RelayID: rl.ID, Proxy: r.cfg.Proxy,
 		OnPacket: func(src nodekey.PublicKey, pkt []byte) { r.cfg.Bind.Deliver(device.PathRelay, src, pkt) },
-		Logger:   r.log.With("relay", rl.ID),
+		OnState: func(up bool) {
+			if up {
+				rc.waiting.flush(rc.c.Send)
+			}
+		},
+		Logger: r.log.With("relay", rl.ID),
 	})
 	if err != nil {
 		r.log.Warn("relay unusable", "relay", rl.ID, "err", err)
 		return nil
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	rc := &relayConn{r: rl, c: c, cancel: cancel}
+	rc.c, rc.cancel = c, cancel
 	r.clients[id] = rc
 	r.wg.Add(1)
 	go func() {
@@ -152,7 +159,25 @@ func (r *Relays) Send(dst nodekey.PublicKey, pkt []byte) error {
 	if rc == nil {
 		return ErrNoRelay
 	}
-	return rc.c.Send(dst, pkt)
+	err := rc.c.Send(dst, pkt)
+	if errors.Is(err, client.ErrNotConnected) {
+		rc.waiting.hold(dst, pkt)
+	}
+	return err
+}
+
+// Reconnect drops every relay connection and dials again (the host's
+// addresses changed: the old connections may be bound to a vanished one).
+func (r *Relays) Reconnect() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, rc := range r.clients {
+		rc.cancel()
+		delete(r.clients, id)
+	}
+	if r.home != "" {
+		r.connLocked(r.home)
+	}
 }
 
 // Ready implements Sender.

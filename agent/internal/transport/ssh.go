@@ -54,9 +54,10 @@ type SSH struct {
 }
 
 type sshConn struct {
-	p      SSHPeer
-	c      *dialer.Client
-	cancel context.CancelFunc
+	p       SSHPeer
+	c       *dialer.Client
+	cancel  context.CancelFunc
+	waiting pending // sent while the first dial was in progress
 }
 
 // NewSSH returns an SSH transport; it dials once Run runs.
@@ -140,10 +141,16 @@ func (s *SSH) clientLocked(dst nodekey.PublicKey) *sshConn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	sc := &sshConn{p: p, c: c, cancel: cancel}
 	s.clients[dst] = sc
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		_ = c.Run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		if c.WaitConnected(ctx) == nil {
+			sc.waiting.flush(func(_ nodekey.PublicKey, pkt []byte) error { return c.Send(pkt) })
+		}
 	}()
 	return sc
 }
@@ -180,6 +187,7 @@ func (s *SSH) Send(dst nodekey.PublicKey, pkt []byte) error {
 		}
 	}
 	if sc != nil {
+		sc.waiting.hold(dst, pkt)
 		return dialer.ErrNotConnected
 	}
 	return ErrNoSSH
