@@ -60,6 +60,10 @@ func (p devicePlane) PublicAddr(ctx context.Context, srv netip.AddrPort) (netip.
 	return p.tr.Bind.PublicAddr(ctx, srv)
 }
 
+// NetworkChanged implements node.EndpointSource: relay connections are
+// dialed again from the current addresses.
+func (p devicePlane) NetworkChanged() { p.tr.Relays.Reconnect() }
+
 // SSHListenAddr implements node.EndpointSource.
 func (p devicePlane) SSHListenAddr() netip.AddrPort { return p.tr.SSHListenAddr() }
 

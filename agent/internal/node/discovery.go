@@ -129,3 +129,13 @@ func (n *Node) watchInterfaces(ctx context.Context) (changed <-chan struct{}, wa
 	}()
 	return out, wg.Wait
 }
+
+// networkChanged drops what may be bound to a vanished address: idle
+// registry connections and the data plane's relay connections.
+func (n *Node) networkChanged() {
+	n.log.Info("host addresses changed; rediscovering endpoints")
+	n.client.HTTP.CloseIdleConnections()
+	if src, ok := n.plane.(EndpointSource); ok {
+		src.NetworkChanged()
+	}
+}

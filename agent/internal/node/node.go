@@ -475,6 +475,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-changed:
+			n.networkChanged()
 		}
 	}
 }

@@ -102,6 +102,9 @@ type EndpointSource interface {
 	// SSHListenAddr is where the data plane accepts the SSH transport
 	// (zero if it does not).
 	SSHListenAddr() netip.AddrPort
+	// NetworkChanged says the host's addresses changed: connections the
+	// data plane keeps (relays) may be bound to one that is gone.
+	NetworkChanged()
 }
 
 // PlaneFactory starts a data plane on the TUN device dev with the first
