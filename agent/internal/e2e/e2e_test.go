@@ -60,6 +60,19 @@ func TestMesh(t *testing.T) {
 				}
 			}
 		}
+		// A peer is reachable from the first packet (through the relay if
+		// need be) and the path upgrades to direct UDP when that works,
+		// as it does on this bridge.
+		start := time.Now()
+		l.waitStatus(nodes["n1"], 20*time.Second, "direct paths to every peer", func(s localapi.Status) bool {
+			for _, p := range s.Peers {
+				if !strings.HasPrefix(p.Path, "udp ") {
+					return false
+				}
+			}
+			return len(s.Peers) == 2
+		})
+		t.Logf("n1 has direct paths to every peer %v after the pings", time.Since(start))
 		out, err := l.run(nss["n1"], 20*time.Second, l.bin, "ping", "--state-dir", nodes["n1"].stateDir, "n2")
 		if err != nil || !strings.Contains(out, "pong from n2 ("+ips["n2"]+") via udp ") {
 			t.Errorf("tunnelmesh ping n2 = %q, %v; want a pong via a direct path", out, err)
