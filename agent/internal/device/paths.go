@@ -347,7 +347,7 @@ func (p *peer) maintainPaths(now time.Time) {
 				ps.lastProbe = now
 				targets = append(targets, ps.ep)
 			}
-		case cur == nil || ps.kind > cur.kind || !cur.alive(now, timeout):
+		case cur == nil || ps.kind > cur.kind || !cur.alive(now, timeout) || unansweredFor >= interval/2:
 			if ps.probeDue(now, interval) && len(targets) < cap(targets) {
 				ps.lastProbe = now
 				ps.probes++

@@ -2,6 +2,7 @@ package natlab
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,10 @@ func TestNATLab(t *testing.T) {
 			t.Fatalf("transfer across the address change: %v", err)
 		}
 		<-recv.done
+		got, _ := os.ReadFile(recv.log)
+		if sent := strings.Fields(sendOut); len(sent) < 3 || !strings.Contains(string(got), "recv "+sent[1]+" "+sent[2]) {
+			t.Fatalf("transfer across the address change: sent %q, received %q", sendOut, got)
+		}
 		t.Logf("address %s -> %s: ping through the tunnel again after %v; paths now %q / %q; transfer: %s",
 			ipB, newIP, recovered.Round(time.Millisecond), l.path(a), l.path(b), strings.TrimSpace(sendOut))
 		deadline := time.Now().Add(20 * time.Second)

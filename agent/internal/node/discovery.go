@@ -113,9 +113,15 @@ func (n *Node) watchInterfaces(ctx context.Context) (changed <-chan struct{}, wa
 			select {
 			case <-ctx.Done():
 				return
-			case _, ok := <-updates:
+			case u, ok := <-updates:
 				if !ok {
 					return
+				}
+				if u.LinkAddress.IP.IsLinkLocalUnicast() || u.LinkAddress.IP.IsLoopback() {
+					continue
+				}
+				if ifc, err := net.InterfaceByName(n.ifname); err == nil && ifc.Index == u.LinkIndex {
+					continue // the mesh interface's own address
 				}
 				debounce = time.After(200 * time.Millisecond)
 			case <-debounce:
