@@ -192,14 +192,15 @@ func checkRouteFree(p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
-	for _, r := range routes {
-		name := fmt.Sprintf("index %d", r.LinkIndex)
-		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-			name = l.Attrs().Name
-		}
-		return fmt.Errorf("route %s: already routed via %s (another mesh with the same prefix? give each mesh its own mesh_cidr)", p, name)
+	if len(routes) == 0 {
+		return nil
 	}
-	return nil
+	r := routes[0]
+	name := fmt.Sprintf("index %d", r.LinkIndex)
+	if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+		name = l.Attrs().Name
+	}
+	return fmt.Errorf("route %s: already routed via %s (another mesh with the same prefix? give each mesh its own mesh_cidr)", p, name)
 }
 
 // Name returns the interface name.

@@ -33,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: meshtool send|recv|ping ..."))
+		fail(errors.New("usage: meshtool send|recv|ping|serve|scan ARGS"))
 	}
 	var err error
 	switch os.Args[1] {
@@ -197,7 +197,7 @@ func ping(args []string) error {
 
 func serve(args []string) error {
 	if len(args) < 2 {
-		return errors.New("usage: serve IP PORT...")
+		return errors.New("usage: serve IP PORT [PORT...]")
 	}
 	errc := make(chan error, len(args)-1)
 	for _, port := range args[1:] {
