@@ -9,7 +9,7 @@ TEST_FLAGS   ?= -count=1 -timeout 20m
 STATICCHECK  := $(shell $(GO) env GOPATH)/bin/staticcheck
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo clean tidy images
+.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images
 
 all: build
 
@@ -29,6 +29,13 @@ binaries:
 	    echo "== bin/$$(basename $$c)"; \
 	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
 	  done; done
+
+## demo: the main job, a working demo mesh in Docker (see compose/README.md)
+demo:
+	@scripts/demo.sh
+
+demo-down:
+	@scripts/compose.sh down -v
 
 ## images: static binaries and the FROM scratch images tunnelmesh/<service>:dev
 images:
