@@ -60,6 +60,7 @@ const (
 	MaxBodyBytes     = 64 << 10 // request bodies larger than this get 413
 	MaxEndpoints     = 32       // endpoints a node may report
 	MaxTags          = 16       // tags on a token or node
+	MaxServices      = 32       // services a node may publish
 	MaxWatchWait     = 60 * time.Second
 	DefaultWatchWait = 30 * time.Second
 	PSKSize          = 32
@@ -105,6 +106,9 @@ type JoinRequest struct {
 	Endpoints       []netip.AddrPort   `json:"endpoints,omitempty"`
 	SSHEndpoint     netip.AddrPort     `json:"ssh_endpoint,omitzero"`
 	SSHHostKey      *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+	// Services are the services the node publishes (see
+	// EndpointsRequest.Services).
+	Services []Service `json:"services,omitempty"`
 }
 
 // JoinResponse is the answer to a successful join. Credential and PSK are
@@ -125,6 +129,11 @@ type JoinResponse struct {
 type EndpointsRequest struct {
 	Endpoints   []netip.AddrPort `json:"endpoints"`
 	SSHEndpoint netip.AddrPort   `json:"ssh_endpoint,omitzero"`
+	// Services are all the services the node publishes now (none when
+	// absent): they replace the ones reported before. A node holding the
+	// registry's DNS tag that publishes ServiceDNS is listed in every
+	// netmap's DNSConfig.Servers.
+	Services []Service `json:"services,omitempty"`
 }
 
 // Netmap is what a node knows of its mesh. Each node gets its own: its own
@@ -173,6 +182,10 @@ type Service struct {
 	Protocol string `json:"protocol"` // "tcp" or "udp"
 	Port     uint16 `json:"port"`
 }
+
+// ServiceDNS is the service a mesh DNS server (tunnelmesh-meshdns next to
+// the node's agent) publishes: {Name: ServiceDNS, Protocol: "udp", Port: 53}.
+const ServiceDNS = "dns"
 
 // DNSConfig tells nodes how mesh names resolve.
 type DNSConfig struct {

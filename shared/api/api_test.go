@@ -90,3 +90,26 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesWire pins the JSON of the services a node reports at join and
+// with its endpoints; the field is optional, so older nodes send none.
+func TestServicesWire(t *testing.T) {
+	req := EndpointsRequest{Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:51820")},
+		Services: []Service{{Name: ServiceDNS, Protocol: "udp", Port: 53}}}
+	got, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"endpoints":["192.0.2.1:51820"],"services":[{"name":"dns","protocol":"udp","port":53}]}`
+	if string(got) != want {
+		t.Errorf("Marshal(EndpointsRequest) = %s, want %s", got, want)
+	}
+	var back EndpointsRequest
+	if err := json.Unmarshal([]byte(`{"endpoints":[]}`), &back); err != nil || back.Services != nil {
+		t.Errorf("Unmarshal without services = %+v, %v; want no services", back, err)
+	}
+	j, err := json.Marshal(JoinRequest{Name: "ns1", Services: req.Services})
+	if err != nil || !bytes.Contains(j, []byte(`"services":[{"name":"dns","protocol":"udp","port":53}]`)) {
+		t.Errorf("Marshal(JoinRequest) = %s, %v; want the services", j, err)
+	}
+}
