@@ -21,6 +21,17 @@
 // memnet.Bind is an in-memory network for tests. The device never talks to
 // the registry: the caller feeds it Config from the netmap.
 //
+// # Paths
+//
+// Besides UDP addresses (PeerConfig.Endpoints), a peer may have endpoints
+// of other transports (PeerConfig.Fallbacks, parsed by the bind: package
+// transport offers SSH and relay endpoints). Handshakes go to all of them;
+// a peer is then reachable over whatever answered, and the device keeps
+// probing under the session to move it to the best path that works (UDP >
+// SSH > relay), falling back when the current path goes unanswered for
+// pathTimeout (2 s). The rules are in paths.go; Status shows each peer's
+// current path and every path it knows.
+//
 // # Packet rules
 //
 //   - A decrypted packet is delivered only if its inner source address is the

@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -62,6 +63,7 @@ var (
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
 	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
+	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
 	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: no policy, nothing new accepted).")
@@ -73,7 +75,7 @@ type planeCollector struct{ n *Node }
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descHSInitiated, descPeerRTT, descPeerLastHS, descFilterAccepts, descFilterFlows, descFilterPolicy} {
+		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
@@ -85,6 +87,10 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.n.plane.Stats()
 	for _, p := range st.Peers {
 		ch <- prometheus.MustNewConstMetric(descPeerRxBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name)
+		if p.Path != "" {
+			kind, _, _ := strings.Cut(p.Path, " ")
+			ch <- prometheus.MustNewConstMetric(descPeerPath, prometheus.GaugeValue, 1, p.Name, kind, p.Path)
+		}
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)

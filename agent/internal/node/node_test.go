@@ -260,6 +260,7 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		`tunnelmesh_agent_drops_total{reason="replay"} 3`,
 		`tunnelmesh_agent_peers 1`,
 		`tunnelmesh_agent_peer_rtt_seconds{peer="charlie"} 0.001`,
+		`tunnelmesh_agent_peer_path{path="udp 192.0.2.9:1",peer="charlie",transport="udp"} 1`,
 		`tunnelmesh_agent_reconfigs_total`,
 	} {
 		if !strings.Contains(string(body), want) {
