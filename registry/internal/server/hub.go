@@ -160,7 +160,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 	snap.head = append(head, `,"self":`...)
 
 	tail := []byte(`,"dns":`)
-	tail = appendJSON(tail, api.DNSConfig{Zone: s.set.DNSZone, Servers: s.set.DNSServers})
+	tail = appendJSON(tail, api.DNSConfig{Zone: s.set.DNSZone, Servers: dnsServers(s.set.DNSServers, snap.order)})
 	if len(s.set.Relays) > 0 {
 		tail = append(tail, `,"relays":`...)
 		tail = appendJSON(tail, s.set.Relays)
@@ -175,7 +175,7 @@ func sameNode(a, b *store.Node) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
 		a.SSHEndpoint == b.SSHEndpoint && samePtrKey(a.SSHHostKey, b.SSHHostKey) &&
-		slices.Equal(a.Tags, b.Tags) && a.LastSeen.Equal(b.LastSeen)
+		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
 }
 
 func samePtrKey(a, b *nodekey.PublicKey) bool {
@@ -215,6 +215,7 @@ func apiNode(n store.Node, homeRelay string) api.Node {
 		SSHEndpoint: n.SSHEndpoint,
 		SSHHostKey:  n.SSHHostKey,
 		Tags:        n.Tags,
+		Services:    n.Services,
 		LastSeen:    n.LastSeen.UTC(),
 	}
 }

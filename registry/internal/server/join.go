@@ -98,6 +98,10 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 	if err := validateSSHEndpoint(req.SSHEndpoint); err != nil {
 		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_endpoint: %v", err)
 	}
+	svcs, err := validateServices(req.Services)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "services: %v", err)
+	}
 	cred := nodeauth.Credential{NodeID: newID("n"), Secret: newSecret()}
 	credHash := cred.SecretHash()
 	res, err := s.st.Join(r.Context(), store.JoinParams{
@@ -108,6 +112,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 		Endpoints:       eps,
 		SSHEndpoint:     req.SSHEndpoint,
 		SSHHostKey:      req.SSHHostKey,
+		Services:        svcs,
 		NewNodeID:       cred.NodeID,
 		CredentialHash:  credHash[:],
 		Now:             s.now(),

@@ -138,13 +138,25 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiErr
 	if err := validateSSHEndpoint(req.SSHEndpoint); err != nil {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_endpoint: %v", err)
 	}
+	svcs, err := validateServices(req.Services)
+	if err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "services: %v", err)
+	}
 	ctx := r.Context()
-	if !slices.Equal(eps, self.stored.Endpoints) || req.SSHEndpoint != self.stored.SSHEndpoint {
+	epsChanged := !slices.Equal(eps, self.stored.Endpoints) || req.SSHEndpoint != self.stored.SSHEndpoint
+	svcsChanged := !slices.Equal(svcs, self.stored.Services)
+	if epsChanged || svcsChanged {
 		if !s.epLimiter.Take(self.node.ID, s.now()) {
 			w.Header().Set("Retry-After", "10")
 			return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "endpoints change too often; at most %d per minute", EndpointChangesPerMinute)
 		}
-		v, err := s.st.SetEndpoints(ctx, self.node.ID, eps, req.SSHEndpoint)
+		var v uint64
+		if epsChanged {
+			v, err = s.st.SetEndpoints(ctx, self.node.ID, eps, req.SSHEndpoint)
+		}
+		if err == nil && svcsChanged {
+			v, err = s.st.SetServices(ctx, self.node.ID, svcs)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: node was removed")
 		}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -57,7 +58,8 @@ type Node struct {
 	SSHEndpoint netip.AddrPort
 	SSHHostKey  *nodekey.PublicKey
 	Tags        []string
-	TokenID     string // token it last joined with
+	Services    []api.Service // what the node publishes (validated)
+	TokenID     string        // token it last joined with
 	CreatedAt   time.Time
 	LastSeen    time.Time
 }
@@ -71,6 +73,7 @@ type JoinParams struct {
 	Endpoints       []netip.AddrPort
 	SSHEndpoint     netip.AddrPort
 	SSHHostKey      *nodekey.PublicKey
+	Services        []api.Service
 	// NewNodeID is used when the key is not registered yet; a re-joining
 	// key keeps its node ID.
 	NewNodeID string
@@ -120,6 +123,9 @@ type Store interface {
 	// SetEndpoints replaces a node's endpoints; ErrNotFound for an
 	// unknown node.
 	SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh netip.AddrPort) (uint64, error)
+	// SetServices replaces the services a node publishes; ErrNotFound for
+	// an unknown node.
+	SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error)
 	// Touch records that the node was heard from (no version change).
 	Touch(ctx context.Context, id string, at time.Time) error
 

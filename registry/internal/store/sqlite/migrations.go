@@ -48,6 +48,8 @@ var migrations = []string{
 		ip_index   INTEGER NOT NULL UNIQUE,
 		updated_at INTEGER NOT NULL
 	);`,
+	// 2: the services a node publishes (JSON list of api.Service).
+	`ALTER TABLE nodes ADD COLUMN services TEXT NOT NULL DEFAULT '[]';`,
 }
 
 // migrate brings the schema to the latest version.

@@ -292,6 +292,10 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 		if err != nil {
 			return err
 		}
+		svcs, err := json.Marshal(nonNilSvcs(p.Services))
+		if err != nil {
+			return err
+		}
 		var hostKey []byte
 		if p.SSHHostKey != nil {
 			hostKey = p.SSHHostKey[:]
@@ -303,13 +307,13 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 			created = existing.CreatedAt
 			res.Rejoined = true
 			_, err = tx.ExecContext(ctx, `UPDATE nodes SET name = ?, ip_index = ?, secret_hash = ?, endpoints = ?, ssh_endpoint = ?,
-				ssh_host_key = ?, tags = ?, token_id = ?, last_seen = ? WHERE id = ?`,
-				p.Name, idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, string(tagsJSON), p.TokenID, p.Now.UnixNano(), id)
+				ssh_host_key = ?, tags = ?, services = ?, token_id = ?, last_seen = ? WHERE id = ?`,
+				p.Name, idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), id)
 		} else {
 			_, err = tx.ExecContext(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
-				ssh_host_key, tags, token_id, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				ssh_host_key, tags, services, token_id, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				id, p.Name, p.PublicKey[:], idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey,
-				string(tagsJSON), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano())
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano())
 		}
 		if err != nil {
 			return err
@@ -321,7 +325,7 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 		res.Node = store.Node{
 			ID: id, Name: p.Name, IP: ip, PublicKey: p.PublicKey, SecretHash: p.CredentialHash,
 			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey, Tags: tags,
-			TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
+			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
 		}
 		res.Version, err = bumpLocked(ctx, tx)
 		return err
@@ -449,7 +453,7 @@ func lowestFreeLocked(ctx context.Context, tx *sql.Tx, total uint32) (uint32, bo
 	return uint32(next), true, nil
 }
 
-const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, tags, token_id, created_at, last_seen FROM nodes`
+const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, tags, services, token_id, created_at, last_seen FROM nodes`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -457,9 +461,9 @@ func scanNode(r rowScanner, cidr netip.Prefix) (*store.Node, error) {
 	var n store.Node
 	var key, hostKey []byte
 	var idx int64
-	var eps, sshEP, tags string
+	var eps, sshEP, tags, svcs string
 	var created, seen int64
-	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &tags, &n.TokenID, &created, &seen); err != nil {
+	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &tags, &svcs, &n.TokenID, &created, &seen); err != nil {
 		return nil, err
 	}
 	if len(key) != nodekey.PublicKeySize {
@@ -493,6 +497,10 @@ func scanNode(r rowScanner, cidr netip.Prefix) (*store.Node, error) {
 	if len(n.Tags) == 0 {
 		n.Tags = nil
 	}
+	if err := json.Unmarshal([]byte(svcs), &n.Services); err != nil {
+		return nil, fmt.Errorf("node %s services: %w", n.ID, err)
+	}
+	n.Services = nilIfEmpty(n.Services)
 	n.CreatedAt = time.Unix(0, created)
 	n.LastSeen = timeOrZero(seen)
 	return &n, nil
@@ -585,6 +593,30 @@ func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPor
 	return v, nil
 }
 
+// SetServices implements store.Store.
+func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error) {
+	b, err := json.Marshal(nonNilSvcs(svcs))
+	if err != nil {
+		return 0, fmt.Errorf("set services: %w", err)
+	}
+	var v uint64
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET services = ? WHERE id = ?`, string(b), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.ErrNotFound
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set services of %s: %w", id, err)
+	}
+	return v, nil
+}
+
 // Touch implements store.Store.
 func (s *Store) Touch(ctx context.Context, id string, at time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -632,6 +664,20 @@ func nonNil(s []string) []string {
 func nonNilEps(s []netip.AddrPort) []netip.AddrPort {
 	if s == nil {
 		return []netip.AddrPort{}
+	}
+	return s
+}
+
+func nonNilSvcs(s []api.Service) []api.Service {
+	if s == nil {
+		return []api.Service{}
+	}
+	return s
+}
+
+func nilIfEmpty(s []api.Service) []api.Service {
+	if len(s) == 0 {
+		return nil
 	}
 	return s
 }
