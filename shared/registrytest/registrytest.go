@@ -234,6 +234,10 @@ func (f *Fake) Netmap(name string) (api.Netmap, bool) {
 func (f *Fake) mutate(name string, fn func(*api.Node)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.mutateLocked(name, fn)
+}
+
+func (f *Fake) mutateLocked(name string, fn func(*api.Node)) bool {
 	for _, n := range f.nodes {
 		if n.node.Name == name {
 			fn(&n.node)
@@ -367,6 +371,9 @@ func (f *Fake) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, api.CodeConflict, err.Error())
 		return
 	}
+	if len(req.Services) > 0 {
+		f.mutateLocked(resp.Name, func(n *api.Node) { n.Services = req.Services })
+	}
 	if !reusable {
 		delete(f.tokens, key)
 	}
@@ -453,9 +460,11 @@ func (f *Fake) handleEndpoints(w http.ResponseWriter, r *http.Request, n *fakeNo
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !slices.Equal(n.node.Endpoints, req.Endpoints) || n.node.SSHEndpoint != req.SSHEndpoint {
+	if !slices.Equal(n.node.Endpoints, req.Endpoints) || n.node.SSHEndpoint != req.SSHEndpoint ||
+		!slices.Equal(n.node.Services, req.Services) {
 		n.node.Endpoints = req.Endpoints
 		n.node.SSHEndpoint = req.SSHEndpoint
+		n.node.Services = req.Services
 		f.bumpLocked()
 	}
 	w.WriteHeader(http.StatusNoContent)
