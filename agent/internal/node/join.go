@@ -22,6 +22,7 @@ type JoinRequest struct {
 	Key         nodekey.PrivateKey
 	KeyFile     string
 	Endpoints   []netip.AddrPort
+	Services    []api.Service // published by the node (Config.Services)
 }
 
 // NormalizeCoordinator checks a coordinator URL and returns it as
@@ -78,6 +79,7 @@ func Join(ctx context.Context, r JoinRequest) (state.Node, error) {
 		Name:      name,
 		PublicKey: r.Key.Public(),
 		Endpoints: r.Endpoints,
+		Services:  r.Services,
 	})
 	if err != nil {
 		return state.Node{}, err

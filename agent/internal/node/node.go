@@ -22,6 +22,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/splitdns"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -70,6 +71,18 @@ type Config struct {
 	// data plane accepts the SSH transport; zero: the first local address
 	// with the SSH listen port.
 	SSHAdvertise netip.AddrPort
+
+	// Services are published to the registry with every endpoint report
+	// (api.ServiceDNS on udp/53 where tunnelmesh-meshdns runs next to the
+	// node).
+	Services []api.Service
+	// DNSMode is how the system resolver is pointed at the netmap's mesh
+	// DNS servers (package splitdns). Empty or splitdns.ModeOff leaves the
+	// resolver alone; the CLI defaults to splitdns.ModeAuto.
+	DNSMode splitdns.Mode
+	// ResolvConf is the file DNS mode resolvconf manages; empty:
+	// splitdns.DefaultResolvConf.
+	ResolvConf string
 }
 
 // Node is a running node. Create it with New, run it with Run.
@@ -93,6 +106,12 @@ type Node struct {
 	m         *metrics
 
 	probes chan []PlanePeer // new peers to ping once, see probeLoop
+
+	dns *splitdns.Manager // set by Run before any reader runs
+
+	dnsMu   sync.Mutex // guards the fields below
+	dnsLast splitdns.Config
+	dnsErr  string
 }
 
 // New checks cfg and prepares a node.
@@ -177,6 +196,23 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("remove interface", "interface", n.ifname, "err", err)
 		}
 	}()
+	// Mesh DNS: after the interface exists (resolved mode configures it),
+	// closed before it goes (deferred after closeIfc, so it runs first).
+	dnsMode := n.cfg.DNSMode
+	if dnsMode == "" {
+		dnsMode = splitdns.ModeOff
+	}
+	dns, err := splitdns.New(splitdns.Options{Link: n.ifname, StateDir: string(n.cfg.Dir), Logger: n.cfg.Log,
+		Mode: dnsMode, ResolvConf: n.cfg.ResolvConf})
+	if err != nil {
+		return fmt.Errorf("node: mesh dns: %w", err)
+	}
+	defer func() {
+		if err := dns.Close(); err != nil {
+			n.log.Warn("undo mesh dns settings", "err", err)
+		}
+	}()
+	n.dns = dns
 	first := n.planeConfig(nil)
 	first.ListenPort = n.cfg.ListenPort
 	plane, err := n.cfg.NewPlane(dev, first, n.cfg.Log)
@@ -308,6 +344,7 @@ func (n *Node) apply(nm *api.Netmap) {
 		n.log.Info("registry accepts this node again")
 	}
 	n.log.Info("netmap applied", "version", nm.Version, "peers", len(peers), "added", added, "removed", removed)
+	n.applyDNS(dnsConfig(nm, n.cfg.State.IP))
 	if fresh := toProbe(old, peers); len(fresh) > 0 {
 		select {
 		case n.probes <- fresh:
@@ -382,6 +419,8 @@ func (n *Node) dropAll(cause error) {
 	n.peers = nil
 	n.mu.Unlock()
 	n.log.Error("registry refuses this node (removed by the admin?); dropping all peers", "err", cause)
+	// The mesh DNS servers are out of reach now: stop sending names to them.
+	n.applyDNS(splitdns.Config{})
 	if err := n.plane.Reconfig(n.planeConfig(nil)); err != nil {
 		n.log.Error("reconfigure data plane", "err", err)
 	}
@@ -453,6 +492,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 	defer stopWatch()
 	for {
 		req := n.discoverEndpoints(ctx)
+		req.Services = n.cfg.Services
 		eps := req.Endpoints
 		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -563,10 +603,15 @@ func (n *Node) findPeer(s string) (PlanePeer, bool) {
 			return p, true
 		}
 	}
-	// A name with the DNS zone ("db.mesh") names the same peer.
-	if i := strings.IndexByte(name, '.'); i > 0 && ipErr != nil {
+	// A name in the mesh's DNS zone ("db.mesh", "db.mesh.") names the same
+	// peer.
+	zone := "mesh"
+	if n.netmap != nil && n.netmap.DNS.Zone != "" {
+		zone = strings.ToLower(strings.TrimSuffix(n.netmap.DNS.Zone, "."))
+	}
+	if host, ok := strings.CutSuffix(strings.TrimSuffix(name, "."), "."+zone); ok && ipErr != nil {
 		for _, p := range n.peers {
-			if p.Name == name[:i] {
+			if p.Name == host {
 				return p, true
 			}
 		}
