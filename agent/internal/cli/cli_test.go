@@ -44,6 +44,7 @@ func TestRunUsage(t *testing.T) {
 		{"join bad mtu", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--mtu", "10"}, 1, "--mtu 10"},
 		{"join bad port", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--listen-port", "70000"}, 1, "--listen-port 70000"},
 		{"join bad interface", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--interface", "a/b"}, 1, "--interface"},
+		{"join bad dns mode", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--dns-mode", "nscd"}, 1, "--dns-mode"},
 		{"up not joined", []string{"up", "--state-dir", "@TMP@"}, 1, "not joined"},
 		{"status not running", []string{"status", "--state-dir", "@TMP@"}, 1, "no tunnelmesh node is running"},
 		{"ping without peer", []string{"ping", "--state-dir", "@TMP@"}, 2, "which peer?"},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/splitdns"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -36,6 +37,10 @@ type runFlags struct {
 	sshAdvertise  string
 	stun          string
 	relayProxy    string
+	dns           bool
+	dnsMode       string
+	resolvConf    string
+	advertiseDNS  bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -53,6 +58,23 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint HOST:PORT reported to the registry (default: the first local address with the --ssh-listen port)")
 	fs.StringVar(&f.stun, "stun", "", "STUN server HOST:PORT for the public UDP address (default: the coordinator's host, port 3478); off: none")
 	fs.StringVar(&f.relayProxy, "relay-proxy", "", "HTTP proxy for relay connections: http://HOST:PORT, direct, or empty for HTTPS_PROXY from the environment")
+	fs.BoolVar(&f.dns, "dns", true, "point the system resolver at the mesh DNS servers for the mesh zone and its reverse zones (split DNS); --dns=false leaves the resolver alone")
+	fs.StringVar(&f.dnsMode, "dns-mode", string(splitdns.ModeAuto), "how: auto (systemd-resolved when the system uses it, else resolv.conf), resolved, resolvconf or off")
+	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
+	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
+}
+
+// dnsSettings returns the DNS mode and the services the node publishes.
+func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
+	mode, _ := splitdns.ParseMode(f.dnsMode) // checked by check
+	if !f.dns {
+		mode = splitdns.ModeOff
+	}
+	var svcs []api.Service
+	if f.advertiseDNS {
+		svcs = append(svcs, api.Service{Name: api.ServiceDNS, Protocol: "udp", Port: 53})
+	}
+	return mode, svcs
 }
 
 func (f *runFlags) check() error {
@@ -71,6 +93,9 @@ func (f *runFlags) check() error {
 		if _, _, err := net.SplitHostPort(f.sshListen); err != nil {
 			return fmt.Errorf("--ssh-listen %q: want [HOST]:PORT", f.sshListen)
 		}
+	}
+	if _, err := splitdns.ParseMode(f.dnsMode); err != nil {
+		return fmt.Errorf("--dns-mode: %w", err)
 	}
 	if f.iface != "" {
 		if err := (tunif.Config{Name: f.iface, MTU: tunif.MinMTU}).Validate(); err != nil && strings.HasPrefix(err.Error(), "interface") {
@@ -150,7 +175,8 @@ func runJoin(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	st, err := node.Join(jctx, node.JoinRequest{Coordinator: *coord, Token: *token, Name: *name, Key: key, KeyFile: keyFile})
+	_, services := rf.dnsSettings()
+	st, err := node.Join(jctx, node.JoinRequest{Coordinator: *coord, Token: *token, Name: *name, Key: key, KeyFile: keyFile, Services: services})
 	cancel()
 	if err != nil {
 		return err
@@ -209,6 +235,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		mtu = rf.mtu
 	}
 	sshAdv, _ := netip.ParseAddrPort(rf.sshAdvertise) // checked by rf.check
+	dnsMode, services := rf.dnsSettings()
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,
@@ -220,6 +247,9 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 			sshListen: rf.sshListen, coordinator: st.Coordinator, relayProxy: rf.relayProxy}),
 		STUN:         rf.stun,
 		SSHAdvertise: sshAdv,
+		Services:     services,
+		DNSMode:      dnsMode,
+		ResolvConf:   rf.resolvConf,
 	})
 	if err != nil {
 		return err
