@@ -117,6 +117,10 @@ type pathState struct {
 	lastRx     time.Time      // last authenticated packet on this path
 	lastProbe  time.Time
 	probes     int // probes since the last answer (backoff)
+	// failed is set when the path was given up as dead; only a probe
+	// reply (a round trip) makes it eligible again, not data still
+	// trickling in one way.
+	failed bool
 	rtt        time.Duration
 }
 
@@ -263,6 +267,9 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 	ps := p.pathLocked(ep, now)
 	ps.lastRx = now
 	ps.probes = 0
+	if msg == rxProbeReply {
+		ps.failed = false
+	}
 	if ps.kind == PathUDP {
 		ps.ep = ep // the newest object for this address
 	}
@@ -273,6 +280,8 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 		p.setCurLocked(ps, "first")
 	case cur == ps:
 		p.endpoint = ps.ep
+	case ps.failed:
+		// Stay: the path failed and has not proven a round trip since.
 	case ps.kind > cur.kind && msg != rxProbeRequest:
 		p.setCurLocked(ps, "upgrade")
 	case ps.kind == cur.kind && msg == rxData:
@@ -280,13 +289,17 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 	case ps.kind == cur.kind && msg == rxProbeReply && p.unansweredFor(now) >= p.d.timing.pathProbeInterval/2:
 		// A proven round trip beats a path of the same kind whose
 		// traffic goes unanswered (the peer moved).
+		cur.failed = true
 		p.setCurLocked(ps, "current path unanswered")
 	case !cur.alive(now, timeout):
+		cur.failed = true
 		p.setCurLocked(ps, "current path silent")
 	default:
 		return
 	}
-	if p.cur == ps {
+	if p.cur == ps && msg != rxProbeRequest {
+		// A probe request proves only the way in; our packets on this
+		// path count as answered by data or by a probe reply.
 		p.unanswered.Store(0)
 	}
 }
@@ -334,6 +347,7 @@ func (p *peer) maintainPaths(now time.Time) {
 	unansweredFor := p.unansweredFor(now)
 	if cur != nil && p.learned && unansweredFor >= timeout {
 		if next := p.fallbackLocked(now); next != nil {
+			cur.failed = true
 			p.setCurLocked(next, "current path dead")
 			p.unanswered.Store(0)
 			cur = next

@@ -99,7 +99,7 @@ func (r *Relays) connLocked(id string) *relayConn {
 	}
 	rc := &relayConn{r: rl}
 	c, err := client.New(client.Config{
-		URL: rl.URL, Key: r.cfg.Key, TLSPin: pin, RelayID: rl.ID, Proxy: r.cfg.Proxy,
+		URL: rl.URL, Key: r.cfg.Key, TLSPin: pin, RelayID: rl.ID, Proxy: r.cfg.Proxy, QueueLen: relayQueueLen,
 		OnPacket: func(src nodekey.PublicKey, pkt []byte) { r.cfg.Bind.Deliver(device.PathRelay, src, pkt) },
 		OnState: func(up bool) {
 			if up {
@@ -204,3 +204,7 @@ func (r *Relays) HomeConnected() bool {
 	r.mu.Unlock()
 	return rc != nil && rc.c.Connected()
 }
+
+// relayQueueLen is the relay client's send queue: a bulk flow's burst
+// (a TCP window) must fit, or the flow in the tunnel sees losses.
+const relayQueueLen = 2048
