@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/registry/policy/policycli"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
 )
 
@@ -33,8 +34,10 @@ func Main(ctx context.Context, prog string, args []string, stdout, stderr io.Wri
 		switch args[0] {
 		case "admin":
 			return Admin(ctx, args[1:], stdout, stderr)
+		case "policy":
+			return policycli.Run(ctx, prog+" policy", args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
-			fmt.Fprintf(stdout, mainUsage, prog, prog, prog)
+			fmt.Fprintf(stdout, mainUsage, prog, prog, prog, prog)
 			return ExitOK
 		}
 	}
@@ -44,6 +47,7 @@ func Main(ctx context.Context, prog string, args []string, stdout, stderr io.Wri
 const mainUsage = `usage:
   %s [--config coordinator.yaml]     run the registry
   %s admin [flags] COMMAND           talk to a running registry
+  %s policy validate|test|diff|apply|get|versions|rollback ...   policy as code
   %s help
 
 admin commands:

@@ -254,3 +254,21 @@ func TestServeWithSetup(t *testing.T) {
 		t.Fatalf("ServeWith with failing setup = %d %q", code, errb.String())
 	}
 }
+
+func TestMainPolicyValidate(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), "tunnelmesh-registry", []string{"policy", "validate", "-f", "../policy/example.yaml"}, &out, &errb); code != ExitOK {
+		t.Fatalf("policy validate example = %d, stderr %s", code, errb.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - from: [nobody]\n    bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := Main(context.Background(), "tunnelmesh-registry", []string{"policy", "validate", "-f", bad}, &out, &errb); code != 1 {
+		t.Fatalf("policy validate bad = %d, want 1; stderr %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String()+out.String(), "bogus") {
+		t.Errorf("error does not name the unknown key: %s", errb.String()+out.String())
+	}
+}
