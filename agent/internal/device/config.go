@@ -26,7 +26,8 @@ type Config struct {
 	Self netip.Addr
 	// MTU is the tunnel MTU (the TUN's); 0 means DefaultMTU. Plaintexts are
 	// padded up to it at most, and larger packets from the TUN are dropped
-	// (DropTooBig); the host answers those with ICMP "fragmentation needed".
+	// (DropTooBig) and answered with ICMP "fragmentation needed" written
+	// back into the TUN.
 	MTU int
 	// PersistentKeepalive is how often a session that sent nothing sends a
 	// keepalive, so NAT mappings stay open. 0 means

@@ -50,6 +50,7 @@ type Counters struct {
 	HandshakesInitiated uint64 // initiations sent
 	HandshakesCompleted uint64 // sessions established (either role)
 	CookieRepliesSent   uint64
+	FragNeededSent      uint64 // ICMP frag-needed / packet-too-big written to the TUN for DropTooBig packets
 	Drops               [NumDropReasons]uint64
 }
 
@@ -59,6 +60,7 @@ type counters struct {
 	hsInitiated        atomic.Uint64
 	hsCompleted        atomic.Uint64
 	cookieRepliesSent  atomic.Uint64
+	fragNeededSent     atomic.Uint64
 	drops              [NumDropReasons]atomic.Uint64
 }
 
@@ -69,7 +71,7 @@ func (c *counters) snapshot() Counters {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		HandshakesInitiated: c.hsInitiated.Load(), HandshakesCompleted: c.hsCompleted.Load(),
-		CookieRepliesSent: c.cookieRepliesSent.Load(),
+		CookieRepliesSent: c.cookieRepliesSent.Load(), FragNeededSent: c.fragNeededSent.Load(),
 	}
 	for i := range s.Drops {
 		s.Drops[i] = c.drops[i].Load()

@@ -1,6 +1,8 @@
 package device
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -8,6 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
 	"net/netip"
 	"strings"
 	"testing"
@@ -62,8 +65,39 @@ func TestNoPeerAndTooBig(t *testing.T) {
 	a.tun.Inject(packet(a, stranger, "nobody"))
 	waitFor(t, "no_peer drop", 2*time.Second, func() bool { return drops(a, DropNoPeer) == 1 })
 	big := packet(a, b, strings.Repeat("x", DefaultMTU))
-	a.tun.Inject(big)
+	a.tun.Inject(big) // no DF bit: dropped, no answer due
 	waitFor(t, "too_big drop", 2*time.Second, func() bool { return drops(a, DropTooBig) == 1 })
+	if c := a.dev.Counters(); c.FragNeededSent != 0 {
+		t.Fatalf("FragNeededSent = %d after a packet without DF, want 0", c.FragNeededSent)
+	}
+	expectNone(t, a, 50*time.Millisecond)
+
+	// With DF, the sender's kernel wants ICMP "fragmentation needed" back
+	// through the TUN, from the destination, carrying the tunnel MTU.
+	df := packet(a, b, strings.Repeat("y", DefaultMTU))
+	df[6] |= 0x40
+	binary.BigEndian.PutUint16(df[10:], 0)
+	binary.BigEndian.PutUint16(df[10:], faketun.Checksum(df[:20]))
+	a.tun.Inject(df)
+	var answer []byte
+	select {
+	case answer = <-a.tun.Outbound():
+	case <-time.After(2 * time.Second):
+		t.Fatal("no ICMP answer written to the TUN for a DF packet larger than the MTU")
+	}
+	if drops(a, DropTooBig) != 2 || a.dev.Counters().FragNeededSent != 1 {
+		t.Fatalf("drops too_big = %d, FragNeededSent = %d, want 2, 1", drops(a, DropTooBig), a.dev.Counters().FragNeededSent)
+	}
+	want := make([]byte, icmp.MaxIPv6Answer)
+	want = want[:icmp.FragNeeded(want, df, DefaultMTU)]
+	if len(want) == 0 || !bytes.Equal(answer, want) {
+		t.Fatalf("TUN got %x, want the icmp.FragNeeded answer %x", answer, want)
+	}
+	if answer[9] != 1 || answer[20] != 3 || answer[21] != 4 ||
+		netip.AddrFrom4([4]byte(answer[12:16])) != b.ip || netip.AddrFrom4([4]byte(answer[16:20])) != a.ip ||
+		int(binary.BigEndian.Uint16(answer[26:28])) != DefaultMTU {
+		t.Fatalf("answer %x: want ICMP type 3 code 4 from %v to %v with MTU %d", answer[:28], b.ip, a.ip, DefaultMTU)
+	}
 	if _, _, err := a.dev.Ping(t.Context(), stranger.ip); !errors.Is(err, ErrNoPeer) {
 		t.Fatalf("Ping(stranger) = %v, want ErrNoPeer", err)
 	}

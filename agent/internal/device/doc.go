@@ -44,8 +44,10 @@
 //     Reconfig and its packets refused (DropUnknownIndex, DropUnknownKey)
 //     from the moment Reconfig returns.
 //   - Packets from the TUN for an address with no peer are dropped
-//     (DropNoPeer); packets larger than Config.MTU are dropped (DropTooBig):
-//     the host answers those with ICMP "fragmentation needed".
+//     (DropNoPeer); packets larger than Config.MTU are dropped (DropTooBig)
+//     and answered with ICMP "fragmentation needed" (IPv4 with DF) or
+//     "packet too big" (IPv6) written back into the TUN, so that the
+//     sender's path MTU discovery works through the mesh (package icmp).
 //   - Handshakes flooding in never starve established sessions: mac1 is
 //     checked before any Diffie-Hellman, the handshake queue is bounded, and
 //     when it fills up initiators must echo a cookie (mac2) and are rate

@@ -114,7 +114,8 @@ type pathState struct {
 	kind       PathKind
 	ap         netip.AddrPort // UDP paths
 	configured bool           // from PeerConfig (else learned from a packet)
-	lastRx     time.Time      // last authenticated packet on this path
+	lastRx     time.Time      // last authenticated data or probe reply on this path
+	lastSeen   time.Time      // last authenticated packet of any kind (probe requests too)
 	lastProbe  time.Time
 	probes     int // probes since the last answer (backoff)
 	// failed is set when the path was given up as dead; only a probe
@@ -171,7 +172,7 @@ func (p *peer) pathLocked(ep conn.Endpoint, now time.Time) *pathState {
 			continue
 		}
 		learned++
-		if oldest < 0 || q.lastRx.Before(p.paths[oldest].lastRx) {
+		if oldest < 0 || q.lastSeen.Before(p.paths[oldest].lastSeen) {
 			oldest = i
 		}
 	}
@@ -265,7 +266,12 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 	p.cfgMu.Lock()
 	defer p.cfgMu.Unlock()
 	ps := p.pathLocked(ep, now)
-	ps.lastRx = now
+	ps.lastSeen = now
+	if msg != rxProbeRequest {
+		// A probe request proves only the way in: it does not keep a
+		// path alive (a one-way path would look healthy forever).
+		ps.lastRx = now
+	}
 	ps.probes = 0
 	if msg == rxProbeReply {
 		ps.failed = false
@@ -336,7 +342,7 @@ func (p *peer) maintainPaths(now time.Time) {
 	// Forget learned paths long silent.
 	kept := p.paths[:0]
 	for _, ps := range p.paths {
-		if ps.configured || ps == p.cur || now.Sub(ps.lastRx) < learnedPathTTL {
+		if ps.configured || ps == p.cur || now.Sub(ps.lastSeen) < learnedPathTTL {
 			kept = append(kept, ps)
 		}
 	}
@@ -380,7 +386,7 @@ func (p *peer) maintainPaths(now time.Time) {
 func (p *peer) fallbackLocked(now time.Time) *pathState {
 	var best *pathState
 	for _, ps := range p.paths {
-		if ps == p.cur || !ps.alive(now, p.d.timing.pathTimeout) {
+		if ps == p.cur || ps.failed || !ps.alive(now, p.d.timing.pathTimeout) {
 			continue
 		}
 		if best == nil || ps.kind > best.kind || (ps.kind == best.kind && ps.lastRx.After(best.lastRx)) {

@@ -7,6 +7,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -62,6 +63,7 @@ func (d *Device) routineReadFromTUN() {
 		}
 	}()
 	pb := peerBatches{list: make([]*batch, 0, n)}
+	tb := tooBig{buf: make([]byte, offset+icmp.MaxIPv6Answer), bufs: make([][]byte, 1)}
 	for {
 		count, err := d.tun.Read(bufs, sizes, offset)
 		mtu := int(d.mtu.Load())
@@ -70,11 +72,12 @@ func (d *Device) routineReadFromTUN() {
 			if size == 0 {
 				continue
 			}
+			pkt := elems[i].buf[offset : offset+size]
 			if size > mtu {
 				d.counters.drop(DropTooBig)
+				tb.answer(d, pkt, mtu)
 				continue
 			}
-			pkt := elems[i].buf[offset : offset+size]
 			dst, ok := dstAddr(pkt)
 			if !ok {
 				d.counters.drop(DropMalformedInner)
@@ -108,6 +111,30 @@ func (d *Device) routineReadFromTUN() {
 			return
 		}
 	}
+}
+
+// tooBig answers packets too big for the tunnel with ICMP "fragmentation
+// needed" / "packet too big" written back into the TUN, so the sender's path
+// MTU discovery lowers the route's MTU. Its buffers belong to the TUN reader.
+type tooBig struct {
+	buf  []byte   // offset + icmp.MaxIPv6Answer
+	bufs [][]byte // one slot, for tun.Write
+}
+
+func (tb *tooBig) answer(d *Device, pkt []byte, mtu int) {
+	const offset = wire.TransportHeaderSize
+	n := icmp.FragNeeded(tb.buf[offset:], pkt, mtu)
+	if n == 0 {
+		return
+	}
+	tb.bufs[0] = tb.buf[:offset+n]
+	if _, err := d.tun.Write(tb.bufs, offset); err != nil {
+		if !d.isClosed() {
+			d.log.Debug("write icmp frag-needed to tun failed", "err", err)
+		}
+		return
+	}
+	d.counters.fragNeededSent.Add(1)
 }
 
 // stage queues b for p, dropping the oldest staged batch when full.

@@ -30,6 +30,8 @@ type lab struct {
 	t          *testing.T
 	net        *memnet.Network
 	udpBlocked atomic.Bool
+	// udpOneWay drops UDP from node 0 only (node 1's packets still arrive).
+	udpOneWay atomic.Bool
 	relayURL   string
 	nodes      [2]*labNode
 }
@@ -56,7 +58,12 @@ func logger(t *testing.T, name string) *slog.Logger {
 func newLab(t *testing.T, withSSH bool) *lab {
 	t.Helper()
 	l := &lab{t: t, net: memnet.New()}
-	l.net.SetFilter(func(src, dst netip.AddrPort, b []byte) bool { return !l.udpBlocked.Load() })
+	l.net.SetFilter(func(src, dst netip.AddrPort, b []byte) bool {
+		if l.udpOneWay.Load() && src.Addr() == netip.AddrFrom4([4]byte{192, 0, 2, 1}) {
+			return false
+		}
+		return !l.udpBlocked.Load()
+	})
 	rs, err := server.New(server.Config{ID: "test-relay", Logger: logger(t, "relay")})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +219,34 @@ func TestDirectFallsBackToRelay(t *testing.T) {
 	l.udpBlocked.Store(false)
 	took = l.pingUntil("udp ", 40*time.Second)
 	t.Logf("back on direct UDP after %v", took)
+}
+
+// TestOneWayUDPSettlesOnRelay: when only node 1's UDP still gets through,
+// both nodes move to the relay and stay there: node 0 keeps receiving
+// node 1's UDP for a while, but a path given up comes back only by a
+// probe round trip, which cannot happen one way.
+func TestOneWayUDPSettlesOnRelay(t *testing.T) {
+	l := newLab(t, false)
+	l.waitRelays()
+	l.pingUntil("udp ", 10*time.Second)
+	l.udpOneWay.Store(true)
+	took := l.pingUntil("relay test-relay", 15*time.Second)
+	t.Logf("one-way UDP: on the relay after %v", took)
+	for i := 0; i < 30; i++ {
+		if p := l.peerPath(0); p != "relay test-relay" {
+			t.Fatalf("node 0 left the relay for %q while UDP works one way only", p)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _, err := l.nodes[0].dev.Ping(ctx, l.nodes[1].ip)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping on the relay: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	l.udpOneWay.Store(false)
+	took = l.pingUntil("udp ", 40*time.Second)
+	t.Logf("both ways again: back on UDP after %v", took)
 }
 
 func TestSSHWhenUDPBlocked(t *testing.T) {
