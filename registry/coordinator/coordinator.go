@@ -44,6 +44,9 @@ import (
 // Config is the registry's configuration (the YAML file).
 type Config = config.Config
 
+// BootstrapToken is one entry of the bootstrap_tokens config key.
+type BootstrapToken = config.BootstrapToken
+
 // Policy shapes each node's netmap: which peers it sees, and its compiled
 // inbound filter. Nil means everyone sees everyone, no filter.
 type Policy = server.Policy
@@ -172,8 +175,13 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	}
 	c.meshID = mesh.ID
 	if cfg.BootstrapTokenFile != "" {
-		if err := writeBootstrapToken(ctx, c.st, pin, cfg.BootstrapTokenFile, log); err != nil {
+		if err := writeBootstrapToken(ctx, c.st, pin, cfg.BootstrapTokenFile, nil, log); err != nil {
 			return nil, fmt.Errorf("coordinator: bootstrap_token_file: %w", err)
+		}
+	}
+	for i, bt := range cfg.BootstrapTokens {
+		if err := writeBootstrapToken(ctx, c.st, pin, bt.File, bt.Tags, log); err != nil {
+			return nil, fmt.Errorf("coordinator: bootstrap_tokens[%d]: %w", i, err)
 		}
 	}
 	pol := opts.Policy
@@ -405,9 +413,10 @@ func (c *Coordinator) NetmapChanged(ctx context.Context) error { return c.srv.Ch
 // NetmapVersion is the current mesh version.
 func (c *Coordinator) NetmapVersion() uint64 { return c.srv.Version() }
 
-// writeBootstrapToken creates a reusable, non-expiring join token and writes
-// it to path (mode 0600, atomically), unless path exists already.
-func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string, log *slog.Logger) error {
+// writeBootstrapToken creates a reusable, non-expiring join token with the
+// given tags and writes it to path (mode 0600, atomically), unless path
+// exists already.
+func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string, tags []string, log *slog.Logger) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -418,7 +427,7 @@ func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string
 		return err
 	}
 	hash := tok.SecretHash()
-	if err := st.CreateToken(ctx, store.Token{ID: tok.ID, SecretHash: hash[:], Reusable: true, CreatedAt: time.Now()}); err != nil {
+	if err := st.CreateToken(ctx, store.Token{ID: tok.ID, SecretHash: hash[:], Reusable: true, Tags: tags, CreatedAt: time.Now()}); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -439,7 +448,7 @@ func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path)
+	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path, "tags", tags)
 	return nil
 }
 

@@ -91,6 +91,10 @@ type Config struct {
 	// exist yet: unattended first starts (docker compose) where nodes join
 	// with `tunnelmesh join --token-file`. Revoke it when done.
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
+	// BootstrapTokens are further bootstrap tokens like BootstrapTokenFile,
+	// each written to its own file and carrying tags, e.g. a token tagged
+	// dns for the node that serves mesh DNS.
+	BootstrapTokens []BootstrapToken `yaml:"bootstrap_tokens"`
 	// Relay configures the WebSocket relay the coordinator serves at
 	// /relay and the relays listed in every netmap.
 	Relay RelayConfig `yaml:"relay"`
@@ -139,6 +143,9 @@ func (c *Config) applyDefaults() {
 	def(&c.Relay.ID, DefaultRelayID)
 	if len(c.Relay.Extra) == 0 {
 		c.Relay.Extra = nil // "extra: []" is the default
+	}
+	if len(c.BootstrapTokens) == 0 {
+		c.BootstrapTokens = nil // likewise "bootstrap_tokens: []"
 	}
 	def(&c.LogFormat, "text")
 	if c.TokenDefaultExpiry == 0 {
@@ -223,7 +230,31 @@ func rewriteYAMLMsg(m string) string {
 }
 
 // Validate checks every key; errors name the key.
+// BootstrapToken is one entry of bootstrap_tokens.
+type BootstrapToken struct {
+	File string   `yaml:"file"`
+	Tags []string `yaml:"tags"`
+}
+
 func (c *Config) Validate() error {
+	files := map[string]bool{c.BootstrapTokenFile: c.BootstrapTokenFile != ""}
+	for i, bt := range c.BootstrapTokens {
+		if bt.File == "" {
+			return fmt.Errorf("bootstrap_tokens[%d].file: required", i)
+		}
+		if files[bt.File] {
+			return fmt.Errorf("bootstrap_tokens[%d].file: %q is used twice", i, bt.File)
+		}
+		files[bt.File] = true
+		if len(bt.Tags) > api.MaxTags {
+			return fmt.Errorf("bootstrap_tokens[%d].tags: at most %d", i, api.MaxTags)
+		}
+		for j, tag := range bt.Tags {
+			if err := api.ValidateTag(tag); err != nil {
+				return fmt.Errorf("bootstrap_tokens[%d].tags[%d]: %w", i, j, err)
+			}
+		}
+	}
 	if err := validateHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
