@@ -54,6 +54,9 @@
 //     limited per source address.
 //   - When both sides initiate at once, the side with the greater static key
 //     keeps its initiation and the other answers it: one session results.
+//     The keeping side resends its pending initiation (the same bytes, once)
+//     to where the other's came from, in case its own was lost (the other
+//     did not know it yet): no one waits RekeyTimeout for a retransmission.
 //
 // # Goroutines and queues
 //

@@ -139,8 +139,23 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		ownRecent = true
 	}
 	if ownRecent && bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
+		// Ours may have been lost (the peer did not know us yet, or it went
+		// to a stale address): the peer is evidently reachable at ep now,
+		// so send it the same initiation there once. If the peer already
+		// had it, the copy is refused as stale; if not, the peer yields to
+		// it. Either way one session, without waiting RekeyTimeout for a
+		// retransmission.
+		var resend [wire.InitiationSize]byte
+		again := pending && !p.hs.initResent
+		if again {
+			p.hs.initResent = true
+			resend = p.hs.initMsg
+		}
 		p.hs.mu.Unlock()
-		d.log.Debug("simultaneous initiation: keeping ours", "peer", p.pub.ShortID())
+		d.log.Debug("simultaneous initiation: keeping ours", "peer", p.pub.ShortID(), "resent", again)
+		if again && d.sendRaw(resend[:], ep) == nil {
+			p.timersAnyAuthenticatedPacketSent()
+		}
 		return
 	}
 	if pending {
@@ -281,11 +296,13 @@ func (p *peer) initiateHandshake(retry bool) {
 	p.hs.initiator = ini
 	p.hs.localIndex = idx
 	p.hs.sentAt = now
+	out := m.MarshalTo(p.hs.initMsg[:0])
+	p.cookieGen.AddMACs(out, now)
+	p.hs.initResent = false
+	var buf [wire.InitiationSize]byte
+	out = buf[:copy(buf[:], out)]
 	p.hs.mu.Unlock()
 
-	var buf [wire.InitiationSize]byte
-	out := m.MarshalTo(buf[:])
-	p.cookieGen.AddMACs(out, now)
 	d.counters.hsInitiated.Add(1)
 	d.log.Debug("handshake initiated", "peer", p.pub.ShortID(), "index", idx, "retry", retry)
 	p.timersHandshakeInitiated(attempts)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -47,7 +48,9 @@ type peer struct {
 	hs struct {
 		mu            sync.Mutex // guards the fields below
 		initiator     *handshake.Initiator
-		localIndex    uint32 // index of the pending initiation, 0 if none
+		localIndex    uint32                    // index of the pending initiation, 0 if none
+		initMsg       [wire.InitiationSize]byte // the pending initiation as sent (with MACs)
+		initResent    bool                      // initMsg was resent to answer a crossing initiation
 		sentAt        time.Time
 		attempts      int       // retransmissions of the current handshake
 		firstAttempt  time.Time // when the current round of attempts began

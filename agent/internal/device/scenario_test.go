@@ -1,6 +1,8 @@
 package device
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"net/netip"
 	"sync"
@@ -308,6 +310,64 @@ func TestSimultaneousInitiation(t *testing.T) {
 	}
 	roundTrip(t, a, b, "and it keeps working")
 	roundTrip(t, b, a, "both ways")
+}
+
+// TestSimultaneousInitiationFirstLost is the "first ping stalls 5 s" case:
+// the node that wins the tie-break (greater static key) initiates first, but
+// its initiation is lost (here: the other node does not know it yet, as
+// when netmaps arrive a moment apart); then the other node initiates too. The
+// winner must not just ignore that initiation while its own is pending, or
+// both wait RekeyTimeout (5 s) for a retransmission. Production timers.
+func TestSimultaneousInitiationFirstLost(t *testing.T) {
+	m := newMeshStopped(t, 2, defaultTiming())
+	hi, lo := m.nodes[0], m.nodes[1]
+	hpub, _ := hi.key.Public().X25519()
+	lpub, _ := lo.key.Public().X25519()
+	if bytes.Compare(hpub[:], lpub[:]) < 0 {
+		hi, lo = lo, hi
+	}
+	iHi, iLo := 0, 1
+	if hi != m.nodes[0] {
+		iHi, iLo = 1, 0
+	}
+	m.start(iHi, m.config(iHi))
+	cfgLo := m.config(iLo)
+	known := cfgLo.Peers
+	cfgLo.Peers = nil // lo does not know hi yet
+	m.start(iLo, cfgLo)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hiDone := make(chan error, 1)
+	go func() {
+		_, _, err := hi.dev.Ping(ctx, lo.ip)
+		hiDone <- err
+	}()
+	waitFor(t, "hi's initiation refused by lo", 5*time.Second, func() bool { return drops(lo, DropUnknownKey) == 1 })
+	cfgLo.Peers = known
+	if err := lo.dev.Reconfig(cfgLo); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lo.dev.Ping(ctx, hi.ip); err != nil {
+		t.Fatalf("ping lo -> hi: %v", err)
+	}
+	if err := <-hiDone; err != nil {
+		t.Fatalf("ping hi -> lo: %v", err)
+	}
+	// Without retransmissions: each side sent one initiation (the stall
+	// was the 5 s retransmission timer), and one session results.
+	for _, n := range []*node{hi, lo} {
+		if c := n.dev.Counters(); c.HandshakesInitiated != 1 || c.HandshakesCompleted != 1 {
+			t.Errorf("%s: %d initiations sent, %d handshakes completed; want 1, 1", n.name, c.HandshakesInitiated, c.HandshakesCompleted)
+		}
+	}
+	kh := hi.dev.peerFor(lo).keypairs.currentKeypair()
+	kl := lo.dev.peerFor(hi).keypairs.currentKeypair()
+	if kh == nil || kl == nil || kh.localIndex != kl.remoteIndex || kh.remoteIndex != kl.localIndex {
+		t.Fatalf("sessions differ: hi=%+v lo=%+v", kh, kl)
+	}
+	roundTrip(t, hi, lo, "and it keeps working")
+	roundTrip(t, lo, hi, "both ways")
 }
 
 // floodInitiation is an initiation with a valid mac1 for target (anyone can
