@@ -208,6 +208,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 			// A node may use the relay while it is in the node table.
 			Authorize:  func(k nodekey.PublicKey) bool { return srvRef != nil && srvRef.HasNodeKey(k) },
 			Registerer: reg,
+			QueueLen:   relayQueueLen,
 			Logger:     log.With("component", "registry-relay"),
 		})
 		if err != nil {
@@ -469,3 +470,8 @@ func coordinatorRelayURL(cfg Config) string {
 	u.Scheme, u.Path = "wss", api.PathRelay
 	return u.String()
 }
+
+// relayQueueLen is the coordinator relay's per-node send queue: a bulk
+// flow's burst (a TCP window inside the tunnel) must fit, or it sees
+// losses.
+const relayQueueLen = 2048
