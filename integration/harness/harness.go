@@ -101,6 +101,14 @@ func Setup(services ...string) error {
 	return nil
 }
 
+// RequireDocker skips t when Setup found no reachable Docker engine.
+func RequireDocker(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
 // RepoRoot is the repository's root directory (found from this file).
 func RepoRoot() (string, error) {
 	_, file, _, ok := runtime.Caller(0)
@@ -141,9 +149,7 @@ const DefaultPolicy = `rules:
 // Docker is not reachable.
 func New(t *testing.T, nets ...string) *Env {
 	t.Helper()
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
+	RequireDocker(t)
 	if len(nets) == 0 {
 		t.Fatal("harness.New: no networks")
 	}

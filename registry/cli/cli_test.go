@@ -272,3 +272,15 @@ func TestMainPolicyValidate(t *testing.T) {
 		t.Errorf("error does not name the unknown key: %s", errb.String()+out.String())
 	}
 }
+
+// TestComposeConfigs: the configuration the Compose demo ships parses, and
+// its policy passes its own tests.
+func TestComposeConfigs(t *testing.T) {
+	if _, err := coordinator.LoadConfig("../../compose/config/coordinator.yaml"); err != nil {
+		t.Fatalf("compose coordinator.yaml: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), "tunnelmesh-registry", []string{"policy", "test", "-f", "../../compose/config/policy.yaml"}, &out, &errb); code != ExitOK {
+		t.Fatalf("policy test compose/config/policy.yaml = %d:\n%s%s", code, out.String(), errb.String())
+	}
+}

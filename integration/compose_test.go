@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/integration/harness"
+)
+
+// TestComposeDemo runs the README's main command (make demo, which is
+// scripts/demo.sh) under its own Compose project name: it builds the images,
+// brings up compose/docker-compose.yml, and fails unless every node reaches
+// every other. Then, from outside as a user would: every node's netmap lists
+// the mesh DNS server, and meshdns answers node names and reverse lookups.
+func TestComposeDemo(t *testing.T) {
+	harness.RequireDocker(t)
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Fatalf("dig (Debian dnsutils) is needed: %v", err)
+	}
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := fmt.Sprintf("tmdemo%d", time.Now().UnixNano()%1e6)
+	env := append(os.Environ(), "COMPOSE_PROJECT_NAME="+project)
+	compose := func(ctx context.Context, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "compose.sh"), args...)
+		cmd.Dir, cmd.Env = root, env
+		return cmd.CombinedOutput()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, err := compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
+			t.Logf("compose down: %v\n%s", err, out)
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	demo := exec.CommandContext(ctx, filepath.Join(root, "scripts", "demo.sh"))
+	demo.Dir, demo.Env = root, env
+	var out bytes.Buffer
+	demo.Stdout, demo.Stderr = &out, &out
+	start := time.Now()
+	if err := demo.Run(); err != nil {
+		t.Fatalf("scripts/demo.sh: %v\n%s", err, out.String())
+	}
+	t.Logf("demo up and fully reachable in %s", time.Since(start).Round(time.Second))
+	if !strings.Contains(out.String(), "pong from node3") {
+		t.Fatalf("demo output has no ping answer from node3:\n%s", out.String())
+	}
+
+	type status struct {
+		IP    string `json:"ip"`
+		Peers []struct {
+			Name string `json:"name"`
+			IP   string `json:"ip"`
+		} `json:"peers"`
+	}
+	var st status
+	b, err := compose(ctx, "exec", "-T", "node1", "tunnelmesh", "status", "--json")
+	if err != nil {
+		t.Fatalf("node1 status: %v\n%s", err, b)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("node1 status --json: %v\n%s", err, b)
+	}
+	ips := map[string]string{}
+	for _, p := range st.Peers {
+		ips[p.Name] = p.IP
+	}
+	if ips["node2"] == "" || ips["dns"] == "" {
+		t.Fatalf("node1's peers %v lack node2 or dns", ips)
+	}
+
+	// meshdns answers on the dns node's Docker addresses too: ask it from the host.
+	id, err := compose(ctx, "ps", "-q", "dns-agent")
+	if err != nil {
+		t.Fatalf("compose ps: %v\n%s", err, id)
+	}
+	addrs, err := exec.CommandContext(ctx, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", strings.TrimSpace(string(id))).Output()
+	if err != nil {
+		t.Fatalf("docker inspect dns-agent: %v", err)
+	}
+	server := strings.Fields(string(addrs))[0]
+	dig := func(args ...string) string {
+		var ans string
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			o, _ := exec.CommandContext(ctx, "dig", append([]string{"+short", "+time=1", "+tries=1", "@" + server}, args...)...).Output()
+			if ans = strings.TrimSpace(string(o)); ans != "" {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		return ans
+	}
+	if got := dig("node2.mesh"); got != ips["node2"] {
+		t.Errorf("dig node2.mesh = %q, want %s", got, ips["node2"])
+	}
+	if got := dig("-x", st.IP); got != "node1.mesh." {
+		t.Errorf("dig -x %s = %q, want node1.mesh.", st.IP, got)
+	}
+
+	// Every node resolves .mesh through meshdns: the agent put the dns node's
+	// mesh address first in the container's resolver configuration.
+	cid, err := compose(ctx, "ps", "-q", "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if o, err := exec.CommandContext(ctx, "docker", "cp", strings.TrimSpace(string(cid))+":/etc/resolv.conf", resolv).CombinedOutput(); err != nil {
+		t.Fatalf("docker cp resolv.conf: %v\n%s", err, o)
+	}
+	conf, _ := os.ReadFile(resolv)
+	if first := firstNameserver(string(conf)); first != ips["dns"] {
+		t.Errorf("node1's first nameserver = %q, want the dns node %s:\n%s", first, ips["dns"], conf)
+	}
+}
+
+func firstNameserver(conf string) string {
+	for _, line := range strings.Split(conf, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			return f[1]
+		}
+	}
+	return ""
+}
