@@ -47,6 +47,9 @@ type Config = config.Config
 // BootstrapToken is one entry of the bootstrap_tokens config key.
 type BootstrapToken = config.BootstrapToken
 
+// ExtraRelay is a standalone relay listed in every netmap (relay.extra).
+type ExtraRelay = config.ExtraRelay
+
 // Policy shapes each node's netmap: which peers it sees, and its compiled
 // inbound filter. Nil means everyone sees everyone, no filter.
 type Policy = server.Policy
@@ -217,7 +220,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		homeRelay = cfg.Relay.ID
 		relays = append([]api.Relay{{ID: cfg.Relay.ID, URL: coordinatorRelayURL(cfg), TLSPin: pin}}, relays...)
 	}
-	relays = append(relays, cfg.Relay.Extra...)
+	relays = append(relays, cfg.Relay.Relays()...)
 	if homeRelay == "" && len(relays) > 0 {
 		homeRelay = relays[0].ID
 	}

@@ -98,7 +98,8 @@ func TestCoordinatorRelayConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
 	cfg.PublicURL = "https://coord.example:8443"
-	cfg.Relay.Extra = []api.Relay{{ID: "eu-1", URL: "wss://relay-eu.example/relay", TLSPin: "sha256/abc"}}
+	cfg.Relay.Extra = []coordinator.ExtraRelay{{ID: "eu-1", URL: "wss://relay-eu.example/relay", TLSPin: "sha256/abc"}}
+	extra := api.Relay{ID: "eu-1", URL: "wss://relay-eu.example/relay", TLSPin: "sha256/abc"}
 	tc := start(t, cfg, coordinator.Options{})
 	tok := tc.token(t, api.CreateTokenRequest{})
 	a := tc.join(t, tok, "alpha")
@@ -106,7 +107,7 @@ func TestCoordinatorRelayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []api.Relay{{ID: "coordinator", URL: "wss://coord.example:8443/relay", TLSPin: tc.Pin()}, cfg.Relay.Extra[0]}
+	want := []api.Relay{{ID: "coordinator", URL: "wss://coord.example:8443/relay", TLSPin: tc.Pin()}, extra}
 	if len(nm.Relays) != 2 || nm.Relays[0] != want[0] || nm.Relays[1] != want[1] {
 		t.Fatalf("netmap relays = %+v, want %+v", nm.Relays, want)
 	}
@@ -120,7 +121,7 @@ func TestCoordinatorRelayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(nm.Relays) != 1 || nm.Relays[0] != cfg.Relay.Extra[0] || nm.Self.HomeRelay != "eu-1" {
+	if len(nm.Relays) != 1 || nm.Relays[0] != extra || nm.Self.HomeRelay != "eu-1" {
 		t.Fatalf("relay disabled: relays %+v home %q", nm.Relays, nm.Self.HomeRelay)
 	}
 }

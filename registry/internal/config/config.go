@@ -118,7 +118,23 @@ type RelayConfig struct {
 	PublicURL string `yaml:"public_url"`
 	// Extra are standalone relays (tunnelmesh-relay) listed in every
 	// netmap besides the coordinator's.
-	Extra []api.Relay `yaml:"extra"`
+	Extra []ExtraRelay `yaml:"extra"`
+}
+
+// ExtraRelay is a standalone relay of the relay.extra list.
+type ExtraRelay struct {
+	ID     string `yaml:"id"`
+	URL    string `yaml:"url"`
+	TLSPin string `yaml:"tls_pin"` // empty: the system roots
+}
+
+// Relays returns the extra relays as netmap entries.
+func (r *RelayConfig) Relays() []api.Relay {
+	out := make([]api.Relay, 0, len(r.Extra))
+	for _, x := range r.Extra {
+		out = append(out, api.Relay{ID: x.ID, URL: x.URL, TLSPin: x.TLSPin})
+	}
+	return out
 }
 
 // Default returns the configuration of an empty file.

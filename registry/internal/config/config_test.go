@@ -68,6 +68,13 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", "listen: :1\n---\nlisten: :2\n", "more than one YAML document"},
 		{"not a map", "- a\n- b\n", "cannot unmarshal"},
 		{"syntax", "listen: [\n", "parse config"},
+		{"bad relay id", "relay:\n  id: \"a b\"\n", `relay.id: "a b": only letters, digits`},
+		{"bad relay url", "relay:\n  public_url: https://x/relay\n", `relay.public_url: "https://x/relay": want wss://`},
+		{"extra without url", "relay:\n  extra:\n    - id: eu\n", `relay.extra[0].url: "": want wss://`},
+		{"extra dup", "relay:\n  extra:\n    - {id: eu, url: \"wss://a/relay\"}\n    - {id: eu, url: \"wss://b/relay\"}\n", `relay.extra[1].id: "eu" duplicate of relay.extra[0]`},
+		{"extra is coordinator", "relay:\n  extra:\n    - {id: coordinator, url: \"wss://a/relay\"}\n", `relay.extra[0].id: "coordinator" is the coordinator relay's id`},
+		{"extra bad pin key", "relay:\n  extra:\n    - {id: eu, url: \"wss://a/relay\", tlspin: x}\n", `unknown key "tlspin"`},
+		{"extra unknown key", "relay:\n  extra:\n    - {id: eu, url: \"wss://a/relay\", pin: x}\n", `unknown key "pin"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.in))
@@ -127,4 +134,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %+v; Validate again = %v, %+v", in, c, err, c2)
 		}
 	})
+}
+
+func TestParseRelay(t *testing.T) {
+	c, err := Parse([]byte("relay:\n  id: coord-eu\n  public_url: wss://c.example/relay\n  extra:\n    - {id: eu-1, url: \"wss://r.example/relay\", tls_pin: p1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Relay.Relays()
+	if c.Relay.ID != "coord-eu" || c.Relay.PublicURL != "wss://c.example/relay" || len(got) != 1 ||
+		got[0].ID != "eu-1" || got[0].URL != "wss://r.example/relay" || got[0].TLSPin != "p1" {
+		t.Fatalf("relay = %+v, extra relays %+v", c.Relay, got)
+	}
 }
