@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,8 +33,8 @@ type lab struct {
 	udpBlocked atomic.Bool
 	// udpOneWay drops UDP from node 0 only (node 1's packets still arrive).
 	udpOneWay atomic.Bool
-	relayURL   string
-	nodes      [2]*labNode
+	relayURL  string
+	nodes     [2]*labNode
 }
 
 type labNode struct {
@@ -57,6 +58,7 @@ func logger(t *testing.T, name string) *slog.Logger {
 
 func newLab(t *testing.T, withSSH bool) *lab {
 	t.Helper()
+	checkGoroutines(t)
 	l := &lab{t: t, net: memnet.New()}
 	l.net.SetFilter(func(src, dst netip.AddrPort, b []byte) bool {
 		if l.udpOneWay.Load() && src.Addr() == netip.AddrFrom4([4]byte{192, 0, 2, 1}) {
@@ -323,4 +325,22 @@ func TestIsSTUNResponse(t *testing.T) {
 			t.Errorf("IsSTUNResponse(%s) = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// checkGoroutines fails t if goroutines started during it are still
+// running a few seconds after its cleanups (registered first, so it runs
+// last).
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("%d goroutines leaked:\n%s", runtime.NumGoroutine()-before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
