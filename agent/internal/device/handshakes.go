@@ -319,8 +319,18 @@ func (p *peer) initiateHandshake(retry bool) {
 		sent = d.sendRaw(out, cur) == nil
 	}
 	if retry || !sent || !learned {
+		// A fallback whose transport is not up (an SSH connection not
+		// dialed yet) is skipped when a worse one is configured: it is
+		// set up only when probing from that worse path asks for it.
+		worst := PathUDP
+		for _, c := range cands {
+			worst = min(worst, endpointKind(c))
+		}
 		for _, c := range cands {
 			if cur != nil && c.DstToString() == cur.DstToString() {
+				continue
+			}
+			if k := endpointKind(c); k != PathUDP && k > worst && !endpointReady(c) {
 				continue
 			}
 			if d.sendRaw(out, c) == nil {
