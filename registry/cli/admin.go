@@ -7,24 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Environment variables the admin commands read when the flags are unset.
 const (
-	EnvServer     = "TUNNELMESH_REGISTRY_URL"
-	EnvAdminToken = "TUNNELMESH_ADMIN_TOKEN"
-	EnvPin        = "TUNNELMESH_REGISTRY_PIN"
+	EnvServer     = adminclient.EnvServer
+	EnvAdminToken = adminclient.EnvAdminToken
+	EnvPin        = adminclient.EnvPin
 )
 
 type adminFlags struct {
@@ -162,52 +157,9 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
-// client resolves the server, credential and pin: flags, then environment,
-// then the registry's config and data directory.
+// client resolves the registry, credential and pin (adminclient.Target).
 func (a *adminFlags) client() (*adminclient.Client, error) {
-	cfg := coordinator.DefaultConfig()
-	if a.config != "" {
-		var err error
-		if cfg, err = coordinator.LoadConfig(a.config); err != nil {
-			return nil, err
-		}
-	}
-	server := firstNonEmpty(a.server, os.Getenv(EnvServer))
-	fromConfig := server == ""
-	if fromConfig {
-		u, err := config.LocalURL(cfg.Listen)
-		if err != nil {
-			return nil, err
-		}
-		server = u
-	}
-	token := firstNonEmpty(a.token, os.Getenv(EnvAdminToken))
-	if token == "" {
-		t, err := admincred.Load(cfg.DataDir)
-		if err != nil {
-			return nil, fmt.Errorf("%w (pass --config, or --admin-token)", err)
-		}
-		token = t
-	}
-	pin := firstNonEmpty(a.pin, os.Getenv(EnvPin))
-	if pin == "" && (fromConfig || a.config != "") {
-		certFile, _ := tlscert.Paths(cfg.DataDir, cfg.TLSCert, cfg.TLSKey)
-		p, err := tlscert.PinFromFile(certFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w (pass --config, or --pin)", err)
-		}
-		pin = p
-	}
-	return adminclient.New(server, token, pin), nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
+	return adminclient.Target{Config: a.config, Server: a.server, Token: a.token, Pin: a.pin}.Client()
 }
 
 func fmtTime(t time.Time) string {

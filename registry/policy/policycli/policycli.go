@@ -22,14 +22,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
-	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -46,9 +42,9 @@ const (
 // Environment variables read when the connection flags are unset (the same
 // as the admin commands').
 const (
-	EnvServer     = "TUNNELMESH_REGISTRY_URL"
-	EnvAdminToken = "TUNNELMESH_ADMIN_TOKEN"
-	EnvPin        = "TUNNELMESH_REGISTRY_PIN"
+	EnvServer     = adminclient.EnvServer
+	EnvAdminToken = adminclient.EnvAdminToken
+	EnvPin        = adminclient.EnvPin
 )
 
 // Usage is the help text; %[1]s is the program prefix ("tunnelmesh").
@@ -496,50 +492,7 @@ func testNodes(pols ...*policy.Policy) []api.Node {
 	return nodes
 }
 
-// client resolves the registry, credential and pin: flags, then the
-// environment, then the registry's config and data directory.
+// client resolves the registry, credential and pin (adminclient.Target).
 func (c *cmd) client() (*adminclient.Client, error) {
-	cfg := config.Default()
-	if c.config != "" {
-		var err error
-		if cfg, err = config.Load(c.config); err != nil {
-			return nil, err
-		}
-	}
-	server := firstNonEmpty(c.server, os.Getenv(EnvServer))
-	fromConfig := server == ""
-	if fromConfig {
-		u, err := config.LocalURL(cfg.Listen)
-		if err != nil {
-			return nil, err
-		}
-		server = u
-	}
-	token := firstNonEmpty(c.token, os.Getenv(EnvAdminToken))
-	if token == "" {
-		t, err := admincred.Load(cfg.DataDir)
-		if err != nil {
-			return nil, fmt.Errorf("%w (pass --config, or --admin-token)", err)
-		}
-		token = t
-	}
-	pin := firstNonEmpty(c.pin, os.Getenv(EnvPin))
-	if pin == "" && (fromConfig || c.config != "") {
-		certFile, _ := tlscert.Paths(cfg.DataDir, cfg.TLSCert, cfg.TLSKey)
-		p, err := tlscert.PinFromFile(certFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w (pass --config, or --pin)", err)
-		}
-		pin = p
-	}
-	return adminclient.New(server, token, pin), nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if strings.TrimSpace(v) != "" {
-			return v
-		}
-	}
-	return ""
+	return adminclient.Target{Config: c.config, Server: c.server, Token: c.token, Pin: c.pin}.Client()
 }
