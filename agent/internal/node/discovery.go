@@ -27,7 +27,8 @@ func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 	src, ok := n.plane.(EndpointSource)
 	if ok {
 		if srv, ok := n.stunServer(); ok {
-			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			// Short: a node whose UDP is blocked must not report late.
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			pub, err := src.PublicAddr(sctx, srv)
 			cancel()
 			switch {

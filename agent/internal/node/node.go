@@ -353,16 +353,17 @@ func (n *Node) apply(nm *api.Netmap) {
 	}
 }
 
-// toProbe returns the peers worth a first ping: those with endpoints that
-// are new, or that had none before.
+// toProbe returns the peers worth a first ping: those reachable (UDP
+// endpoints, a home relay or an SSH endpoint) that are new, or that had no
+// UDP endpoints before.
 func toProbe(old, cur []PlanePeer) []PlanePeer {
 	var out []PlanePeer
 	for _, p := range cur {
-		if len(p.Endpoints) == 0 {
+		if len(p.Endpoints) == 0 && p.HomeRelay == "" && !p.SSHEndpoint.IsValid() {
 			continue
 		}
 		i := slices.IndexFunc(old, func(q PlanePeer) bool { return q.PublicKey == p.PublicKey })
-		if i < 0 || len(old[i].Endpoints) == 0 {
+		if i < 0 || (len(old[i].Endpoints) == 0 && len(p.Endpoints) > 0) {
 			out = append(out, p)
 		}
 	}
