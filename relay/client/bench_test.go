@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -38,7 +39,7 @@ func benchRelay(b *testing.B, size int) {
 	send := startNode(b, r, func(c *Config) { c.QueueLen = 1024 })
 	recv.wait(b)
 	send.wait(b)
-	relaytest.Eventually(b, 5*time.Second, "registration", func() bool { return r.Server.NumConns() == 2 })
+	daemontest.Eventually(b, 5*time.Second, "registration", func() bool { return r.Server.NumConns() == 2 })
 	pkt := make([]byte, size)
 	dst := recv.key.Public()
 	b.SetBytes(int64(size))

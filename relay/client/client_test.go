@@ -19,6 +19,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -93,13 +94,13 @@ func (n *node) expect(t testing.TB, src nodekey.PublicKey, want []byte) {
 }
 
 func TestExchangeOverTLS(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{ID: "relay-test"}, 0)
 	a := startNode(t, r, func(c *Config) { c.RelayID = "relay-test" })
 	b := startNode(t, r, nil)
 	a.wait(t)
 	b.wait(t)
-	relaytest.Eventually(t, 5*time.Second, "both nodes registered", func() bool { return r.Server.NumConns() == 2 })
+	daemontest.Eventually(t, 5*time.Second, "both nodes registered", func() bool { return r.Server.NumConns() == 2 })
 
 	if err := a.c.Send(b.key.Public(), []byte("hello b")); err != nil {
 		t.Fatal(err)
@@ -115,7 +116,7 @@ func TestExchangeOverTLS(t *testing.T) {
 	if err := a.c.Send(newKey(t).Public(), []byte("nobody")); err != nil {
 		t.Fatal(err)
 	}
-	relaytest.Eventually(t, 5*time.Second, "no_peer drop", func() bool { return r.Metric("drops_total", "reason=no_peer") == 1 })
+	daemontest.Eventually(t, 5*time.Second, "no_peer drop", func() bool { return r.Metric("drops_total", "reason=no_peer") == 1 })
 	if got := r.Metric("frames_forwarded_total"); got != 2 {
 		t.Errorf("frames_forwarded_total = %v, want 2", got)
 	}
@@ -169,7 +170,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestWrongPinAndRelayIDRefused(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{ID: "relay-a"}, 0)
 	tests := []struct {
 		name string
@@ -181,7 +182,7 @@ func TestWrongPinAndRelayIDRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := startNode(t, r, tt.edit)
-			relaytest.Eventually(t, 5*time.Second, "failed attempts", func() bool { return n.c.Stats().Failures >= 2 })
+			daemontest.Eventually(t, 5*time.Second, "failed attempts", func() bool { return n.c.Stats().Failures >= 2 })
 			if n.c.Connected() || n.c.Stats().Connects != 0 {
 				t.Errorf("client connected despite %s: %+v", tt.name, n.c.Stats())
 			}
@@ -193,7 +194,7 @@ func TestWrongPinAndRelayIDRefused(t *testing.T) {
 }
 
 func TestUnauthorizedAndRecheck(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	allowed := newKey(t)
 	var mu sync.Mutex
 	allow := map[nodekey.PublicKey]bool{allowed.Public(): true}
@@ -205,7 +206,7 @@ func TestUnauthorizedAndRecheck(t *testing.T) {
 	a := startNode(t, r, func(c *Config) { c.Key = allowed })
 	a.wait(t)
 	stranger := startNode(t, r, nil)
-	relaytest.Eventually(t, 5*time.Second, "refusal", func() bool {
+	daemontest.Eventually(t, 5*time.Second, "refusal", func() bool {
 		return r.Metric("handshakes_total", "result=unauthorized") >= 1
 	})
 	if stranger.c.Connected() {
@@ -218,7 +219,7 @@ func TestUnauthorizedAndRecheck(t *testing.T) {
 	if n := r.Server.Recheck(); n != 1 {
 		t.Errorf("Recheck() = %d, want 1", n)
 	}
-	relaytest.Eventually(t, 5*time.Second, "removed node disconnected", func() bool {
+	daemontest.Eventually(t, 5*time.Second, "removed node disconnected", func() bool {
 		return !r.Server.Connected(allowed.Public()) && !a.c.Connected()
 	})
 }
@@ -227,7 +228,7 @@ func TestUnauthorizedAndRecheck(t *testing.T) {
 // and counted, and other nodes' traffic through the same relay (even from the
 // same sender) keeps flowing.
 func TestSlowConsumerDoesNotBlockOthers(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{QueueLen: 16}, 64<<10)
 	release := make(chan struct{})
 	slow := startNode(t, r, func(c *Config) {
@@ -239,7 +240,7 @@ func TestSlowConsumerDoesNotBlockOthers(t *testing.T) {
 	for _, n := range []*node{slow, fast, sender} {
 		n.wait(t)
 	}
-	relaytest.Eventually(t, 5*time.Second, "nodes registered", func() bool { return r.Server.NumConns() == 3 })
+	daemontest.Eventually(t, 5*time.Second, "nodes registered", func() bool { return r.Server.NumConns() == 3 })
 	defer close(release)
 
 	pad := bytes.Repeat([]byte{1}, 1400)
@@ -273,7 +274,7 @@ func TestSlowConsumerDoesNotBlockOthers(t *testing.T) {
 }
 
 func TestReconnectAfterRelayRestart(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{}, 0)
 	var ups atomic.Int32
 	a := startNode(t, r, func(c *Config) { c.OnState = func(up bool) { ups.Add(1) } })
@@ -282,7 +283,7 @@ func TestReconnectAfterRelayRestart(t *testing.T) {
 	b.wait(t)
 
 	r.Restart()
-	relaytest.Eventually(t, 10*time.Second, "both nodes back", func() bool {
+	daemontest.Eventually(t, 10*time.Second, "both nodes back", func() bool {
 		return r.Server.NumConns() == 2 && a.c.Connected() && b.c.Connected()
 	})
 	if err := a.c.Send(b.key.Public(), []byte("after restart")); err != nil {
@@ -337,7 +338,7 @@ func (p *connectProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func pipe(dst io.Writer, src *bufio.Reader) { io.Copy(dst, src) }
 
 func TestThroughHTTPProxy(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{}, 0)
 	p := &connectProxy{}
 	ps := httptest.NewServer(p)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/relaywire"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
@@ -58,7 +59,7 @@ func answer(t *testing.T, ws *websocket.Conn, auth []byte) ([]byte, error) {
 }
 
 func TestHandshake(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{ID: "relay-x"}, 0)
 	k := newKey(t)
 
@@ -76,7 +77,7 @@ func TestHandshake(t *testing.T) {
 	if err != nil || relaywire.ParseReady(msg) != nil {
 		t.Fatalf("good auth: reply %x, %v; want ready", msg, err)
 	}
-	relaytest.Eventually(t, 5*time.Second, "registration", func() bool { return r.Server.Connected(k.Public()) })
+	daemontest.Eventually(t, 5*time.Second, "registration", func() bool { return r.Server.Connected(k.Public()) })
 
 	tests := []struct {
 		name string
@@ -123,7 +124,7 @@ func TestHandshake(t *testing.T) {
 }
 
 func TestHandshakeTimeout(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{HandshakeTimeout: 200 * time.Millisecond}, 0)
 	ws, _ := rawDial(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -131,13 +132,13 @@ func TestHandshakeTimeout(t *testing.T) {
 	if _, _, err := ws.Read(ctx); err == nil {
 		t.Fatal("relay kept a silent connection open")
 	}
-	relaytest.Eventually(t, 5*time.Second, "handshakes_total{io_error} = 1", func() bool {
+	daemontest.Eventually(t, 5*time.Second, "handshakes_total{io_error} = 1", func() bool {
 		return r.Metric("handshakes_total", "result=io_error") == 1
 	})
 }
 
 func TestNewConnReplacesOld(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{}, 0)
 	k := newKey(t)
 	ws1, chal1 := rawDial(t, r)
@@ -154,7 +155,7 @@ func TestNewConnReplacesOld(t *testing.T) {
 	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
 		t.Errorf("old connection read = %v, want close 1008 (replaced)", err)
 	}
-	relaytest.Eventually(t, 5*time.Second, "one connection", func() bool { return r.Metric("connections") == 1 })
+	daemontest.Eventually(t, 5*time.Second, "one connection", func() bool { return r.Metric("connections") == 1 })
 	// The newer connection works: it can send to itself through the relay.
 	if err := ws2.Write(ctx, websocket.MessageBinary, relaywire.AppendPacket(nil, k.Public(), []byte("me"))); err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestNewConnReplacesOld(t *testing.T) {
 	}
 	// A malformed frame is dropped and counted, and the connection survives.
 	ws2.Write(ctx, websocket.MessageBinary, []byte{relaywire.TypePacket, 1, 2})
-	relaytest.Eventually(t, 5*time.Second, "malformed drop", func() bool { return r.Metric("drops_total", "reason=malformed") == 1 })
+	daemontest.Eventually(t, 5*time.Second, "malformed drop", func() bool { return r.Metric("drops_total", "reason=malformed") == 1 })
 	if !r.Server.Connected(k.Public()) {
 		t.Error("connection dropped after a malformed frame")
 	}
@@ -257,7 +258,7 @@ func readDatagrams(t *testing.T, ws *websocket.Conn, n int) []string {
 }
 
 func TestBatchFromNode(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{}, 0)
 	a, b := newKey(t), newKey(t)
 	wa, wb := rawNode(t, r, a), rawNode(t, r, b)
@@ -276,7 +277,7 @@ func TestBatchFromNode(t *testing.T) {
 	if got[0] != src+":one" || got[1] != src+":two" {
 		t.Errorf("b received %q, want [%s:one %s:two]", got, src, src)
 	}
-	relaytest.Eventually(t, 5*time.Second, "drops counted", func() bool {
+	daemontest.Eventually(t, 5*time.Second, "drops counted", func() bool {
 		return r.Metric("drops_total", "reason=no_peer") == 1 && r.Metric("drops_total", "reason=malformed") == 1
 	})
 }
@@ -285,7 +286,7 @@ func TestBatchFromNode(t *testing.T) {
 // (net/http clears them when coder/websocket hijacks the connection; this
 // guards that for the coordinator, which mounts the relay in its server).
 func TestOutlivesHTTPServerTimeouts(t *testing.T) {
-	relaytest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	r := relaytest.Start(t, server.Config{}, 0)
 	a, b := newKey(t), newKey(t)
 	wa, wb := rawNode(t, r, a), rawNode(t, r, b)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
@@ -52,7 +53,7 @@ func expect[T any](t *testing.T, ch chan T, what string) T {
 }
 
 func TestExchangeWithSSHGW(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s, atServer := agentServer(t, node.Public())
 	atNode := make(chan []byte, 16)
@@ -73,7 +74,7 @@ func TestExchangeWithSSHGW(t *testing.T) {
 			t.Fatalf("server got (%s, %q), want (%s, %q)", p.src.ShortID(), p.pkt, node.Public().ShortID(), fmt.Sprintf("to server %d", i))
 		}
 	}
-	sshtest.Eventually(t, 5*time.Second, "peer registered", func() bool { return len(s.Peers()) == 1 })
+	daemontest.Eventually(t, 5*time.Second, "peer registered", func() bool { return len(s.Peers()) == 1 })
 	big := bytes.Repeat([]byte{0x5a}, 65535)
 	if err := s.Send(node.Public(), big); err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestExchangeWithSSHGW(t *testing.T) {
 }
 
 func TestUnknownClientKeyRefused(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	s, _ := agentServer(t, sshtest.Key(t).Public())
 	_, err := dialer.Dial(sshtest.Ctx(t, 10*time.Second), dialCfg(s, sshtest.Key(t), make(chan []byte)))
 	if err == nil {
@@ -100,7 +101,7 @@ func TestUnknownClientKeyRefused(t *testing.T) {
 }
 
 func TestWrongHostKeyRefused(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s, _ := agentServer(t, node.Public())
 	cfg := dialCfg(s, node, make(chan []byte))
@@ -116,7 +117,7 @@ func TestWrongHostKeyRefused(t *testing.T) {
 }
 
 func TestRemovedKeyCutOff(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node, other := sshtest.Key(t), sshtest.Key(t)
 	s, atServer := agentServer(t, node.Public(), other.Public())
 	c, err := dialer.Dial(sshtest.Ctx(t, 10*time.Second), dialCfg(s, node, make(chan []byte, 1)))
@@ -153,7 +154,7 @@ func TestRemovedKeyCutOff(t *testing.T) {
 // Standalone mode: the server copies each packet channel to the agent's
 // packet port.
 func TestForwardToPacketPort(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	got := make(chan []byte, 16)
 	pp, err := packetport.Listen(packetport.Config{
 		OnPacket: func(c *packetport.Conn, p []byte) {
@@ -200,7 +201,7 @@ func TestForwardToPacketPort(t *testing.T) {
 }
 
 func TestClientReconnects(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s, atServer := agentServer(t, node.Public())
 	cl, err := dialer.NewClient(dialCfg(s, node, make(chan []byte, 16)))
@@ -225,7 +226,7 @@ func TestClientReconnects(t *testing.T) {
 		atServer <- packet{src, bytes.Clone(p)}
 	}}, addr)
 	s2.SetAllowed([]nodekey.PublicKey{node.Public()})
-	sshtest.Eventually(t, 10*time.Second, "reconnect", func() bool { return cl.Stats().Connects >= 2 && cl.Connected() })
+	daemontest.Eventually(t, 10*time.Second, "reconnect", func() bool { return cl.Stats().Connects >= 2 && cl.Connected() })
 	if err := cl.Send([]byte("after restart")); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
@@ -107,7 +108,7 @@ func startOpenSSH(t testing.TB, nodeKey nodekey.PublicKey, pp uint16) *openSSH {
 		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	sshtest.Eventually(t, 10*time.Second, "sshd listening", func() bool {
+	daemontest.Eventually(t, 10*time.Second, "sshd listening", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("sshd exited:\n%s", log.String())
@@ -144,7 +145,7 @@ func echoPort(t testing.TB) (*packetport.Listener, chan []byte) {
 }
 
 func TestOpenSSHDirectTCPIP(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	pp, atPort := echoPort(t)
 	sshd := startOpenSSH(t, node.Public(), pp.Port())

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/frame"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"
@@ -32,7 +33,7 @@ func start(t *testing.T, cfg packetport.Config) *packetport.Listener {
 }
 
 func TestEchoAndClose(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	ups := make(chan bool, 4)
 	l := start(t, packetport.Config{
 		OnPacket: func(c *packetport.Conn, p []byte) { c.Send(append([]byte("re:"), p...)) },
@@ -73,7 +74,7 @@ func TestEchoAndClose(t *testing.T) {
 }
 
 func TestBadFrameClosesConn(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	got := make(chan []byte, 4)
 	l := start(t, packetport.Config{OnPacket: func(_ *packetport.Conn, p []byte) { got <- bytes.Clone(p) }})
 	nc, err := net.Dial("tcp", l.Addr().String())
@@ -92,14 +93,14 @@ func TestBadFrameClosesConn(t *testing.T) {
 }
 
 func TestMaxConns(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	l := start(t, packetport.Config{MaxConns: 1, OnPacket: func(*packetport.Conn, []byte) {}})
 	a, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	sshtest.Eventually(t, 5*time.Second, "first connection", func() bool { return len(l.Conns()) == 1 })
+	daemontest.Eventually(t, 5*time.Second, "first connection", func() bool { return len(l.Conns()) == 1 })
 	b, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
@@ -34,7 +35,7 @@ func signer(t *testing.T, k nodekey.PrivateKey) ssh.Signer {
 
 // An authenticated mesh node gets the packet channel and nothing else.
 func TestOnlyThePacketChannel(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s := sshtest.StartServer(t, server.Config{OnPacket: func(nodekey.PublicKey, []byte) {}}, "")
 	s.SetAllowed([]nodekey.PublicKey{node.Public()})
@@ -71,7 +72,7 @@ func TestOnlyThePacketChannel(t *testing.T) {
 }
 
 func TestAuthRefusals(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s := sshtest.StartServer(t, server.Config{OnPacket: func(nodekey.PublicKey, []byte) {}}, "")
 	s.SetAllowed([]nodekey.PublicKey{node.Public()})
@@ -107,7 +108,7 @@ func TestAuthRefusals(t *testing.T) {
 // A connection that authenticated but never opened a channel is also cut
 // when its key is removed.
 func TestSetAllowedClosesIdleConnections(t *testing.T) {
-	sshtest.CheckGoroutines(t)
+	daemontest.CheckGoroutines(t)
 	node := sshtest.Key(t)
 	s := sshtest.StartServer(t, server.Config{OnPacket: func(nodekey.PublicKey, []byte) {}}, "")
 	s.SetAllowed([]nodekey.PublicKey{node.Public()})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,15 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/relay/client"
-	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
 )
@@ -35,50 +32,19 @@ func freeAddr(t *testing.T) string {
 // The built binary with a self-signed certificate and allow_keys relays
 // between two allowed nodes, refuses a third, and exports its metrics.
 func TestBinary(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command: ", err)
-	}
+	bin := daemontest.Build(t, ".", "tunnelmesh-relay")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tunnelmesh-relay")
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	a, b := mustKey(t), mustKey(t)
 	addr, metrics := freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf("listen: %q\nid: relay-bin\nmetrics: %q\ntls: {state_dir: %q}\nallow_keys: [%q, %q]\n",
 		addr, metrics, filepath.Join(dir, "state"), a.Public().String(), b.Public().String())
 	cfgPath := filepath.Join(dir, "relay.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var log syncBuffer
-	cmd := exec.Command(bin, "-config", cfgPath)
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("tunnelmesh-relay exit: %v\n%s", err, log.String())
-			}
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("tunnelmesh-relay did not stop on SIGINT\n%s", log.String())
-		}
-	}
-	t.Cleanup(stop)
+	relay := daemontest.Start(t, 15*time.Second, bin, "-config", cfgPath)
+	log := relay.Log
 
 	var pin string
-	relaytest.Eventually(t, 10*time.Second, "self-signed certificate", func() bool {
+	daemontest.Eventually(t, 10*time.Second, "self-signed certificate", func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "state", "relay.crt"))
 		if err != nil {
 			return false
@@ -92,7 +58,7 @@ func TestBinary(t *testing.T) {
 		return true
 	})
 	if !strings.Contains(log.String(), pin) {
-		relaytest.Eventually(t, 5*time.Second, "pin in the log", func() bool { return strings.Contains(log.String(), pin) })
+		daemontest.Eventually(t, 5*time.Second, "pin in the log", func() bool { return strings.Contains(log.String(), pin) })
 	}
 	got := make(chan string, 4)
 	run := func(k nodekey.PrivateKey) *client.Client {
@@ -129,7 +95,7 @@ func TestBinary(t *testing.T) {
 		t.Fatal("no packet through the relay binary")
 	}
 	stranger := run(mustKey(t))
-	relaytest.Eventually(t, 10*time.Second, "stranger refused", func() bool { return stranger.Stats().Failures > 0 })
+	daemontest.Eventually(t, 10*time.Second, "stranger refused", func() bool { return stranger.Stats().Failures > 0 })
 	if stranger.Connected() {
 		t.Error("key outside allow_keys connected")
 	}
@@ -146,7 +112,7 @@ func TestBinary(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	stop()
+	relay.Stop()
 }
 
 func mustKey(t *testing.T) nodekey.PrivateKey {
@@ -155,23 +121,4 @@ func mustKey(t *testing.T) nodekey.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// syncBuffer is a bytes.Buffer safe for the child process's writer and the
-// test reading it at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -151,41 +150,6 @@ func (r *Relay) Metric(name string, labels ...string) float64 {
 		}
 	}
 	return 0
-}
-
-// Eventually polls cond every 10 ms until it holds or d passes.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// CheckGoroutines fails the test if, after it ends and its cleanups ran, more
-// goroutines run than before it started (allowing a grace period). Call it
-// first in a test, before anything registers a cleanup.
-func CheckGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d goroutines, %d before\n%s", n, before, buf)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
 }
 
 // Ctx returns a context cancelled at the end of the test.

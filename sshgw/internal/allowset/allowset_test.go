@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
@@ -51,13 +52,13 @@ func TestFollowTracksTheNetmap(t *testing.T) {
 			return true
 		}
 	}
-	sshtest.Eventually(t, 10*time.Second, "allow-set {a}", has(peerA.Public()))
+	daemontest.Eventually(t, 10*time.Second, "allow-set {a}", has(peerA.Public()))
 	if _, _, err := f.AddNode("b", peerB); err != nil {
 		t.Fatal(err)
 	}
-	sshtest.Eventually(t, 10*time.Second, "allow-set {a, b}", has(peerA.Public(), peerB.Public()))
+	daemontest.Eventually(t, 10*time.Second, "allow-set {a, b}", has(peerA.Public(), peerB.Public()))
 	f.RemoveNode("a")
-	sshtest.Eventually(t, 10*time.Second, "allow-set {b}", has(peerB.Public()))
+	daemontest.Eventually(t, 10*time.Second, "allow-set {b}", has(peerB.Public()))
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Follow after cancel = %v, want nil", err)

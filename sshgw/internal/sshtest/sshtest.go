@@ -1,5 +1,5 @@
-// Package sshtest holds helpers for the sshgw tests: keys, a running sshgw
-// server, polling and a goroutine leak check.
+// Package sshtest holds helpers for the sshgw tests: keys and a running
+// sshgw server (package daemontest has polling and the goroutine leak check).
 package sshtest
 
 import (
@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -79,36 +78,6 @@ func (s *Server) Stop() {
 	s.Close()
 	<-s.done
 	s.done = nil
-}
-
-// Eventually polls cond every 10 ms until it holds or d passes.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// CheckGoroutines fails the test if more goroutines run after it (and its
-// cleanups) than before. Call it first in the test.
-func CheckGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d goroutines, %d before\n%s", runtime.NumGoroutine(), before, buf)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
 }
 
 // Ctx returns a context with timeout d, cancelled at the end of the test.
