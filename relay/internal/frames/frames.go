@@ -7,41 +7,21 @@ package frames
 import (
 	"errors"
 	"io"
-	"sync"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/bufpool"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/relaywire"
 )
 
 // Queued messages come from two pools by size, so a queue of small datagrams
 // does not pin 64 KiB per entry.
-const smallBuf = relaywire.PacketHeaderLen + 2048
-
-var (
-	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
-	largePool = sync.Pool{New: func() any { b := make([]byte, relaywire.MaxMessageLen); return &b }}
-)
+var bufs = bufpool.New(relaywire.PacketHeaderLen+2048, relaywire.MaxMessageLen)
 
 // Get returns a pooled buffer of length n (n <= relaywire.MaxMessageLen).
-func Get(n int) *[]byte {
-	var b *[]byte
-	if n <= smallBuf {
-		b = smallPool.Get().(*[]byte)
-	} else {
-		b = largePool.Get().(*[]byte)
-	}
-	*b = (*b)[:n]
-	return b
-}
+func Get(n int) *[]byte { return bufs.Get(n) }
 
 // Put returns a buffer from Get to its pool.
-func Put(b *[]byte) {
-	if cap(*b) == smallBuf {
-		smallPool.Put(b)
-	} else {
-		largePool.Put(b)
-	}
-}
+func Put(b *[]byte) { bufs.Put(b) }
 
 // NewPacket returns a pooled packet message for key and payload.
 func NewPacket(key nodekey.PublicKey, payload []byte) *[]byte {

@@ -68,13 +68,13 @@ func (l *Link) Send(pkt []byte) error {
 		return ErrClosed
 	default:
 	}
-	b := getBuf(frame.HeaderLen + len(pkt))
+	b := bufs.Get(frame.HeaderLen + len(pkt))
 	*b, _ = frame.Append((*b)[:0], pkt)
 	select {
 	case l.queue <- b:
 		return nil
 	default:
-		putBuf(b)
+		bufs.Put(b)
 		l.dropped.Add(1)
 		return ErrQueueFull
 	}
@@ -92,7 +92,7 @@ func (l *Link) Run(onPacket func(pkt []byte)) error {
 	l.shutdown()
 	wg.Wait()
 	for len(l.queue) > 0 {
-		putBuf(<-l.queue)
+		bufs.Put(<-l.queue)
 	}
 	if werr := l.writeErr.Load(); werr != nil {
 		return (*werr)
@@ -127,7 +127,7 @@ func (l *Link) writeLoop() {
 		n := uint64(0)
 		for b != nil {
 			_, err := bw.Write(*b)
-			putBuf(b)
+			bufs.Put(b)
 			if err != nil {
 				l.failWrite(err)
 				return
