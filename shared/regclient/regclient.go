@@ -202,7 +202,16 @@ func do(ctx context.Context, hc *http.Client, baseURL, method, path string, in, 
 	if resp.StatusCode == http.StatusNotModified {
 		return ErrNotModified
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return DecodeResponse(resp, 16<<20, out)
+}
+
+// DecodeResponse reads an answer of the registry API, at most limit bytes
+// of its body. A non-2xx status is an *APIError carrying the api.Error of
+// the body, or, when the body is not one, its text with code
+// api.CodeInternal. A 2xx body is decoded as JSON into out unless out is
+// nil. The caller closes resp.Body.
+func DecodeResponse(resp *http.Response, limit int64, out any) error {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return fmt.Errorf("read response: %w", err)
 	}
