@@ -96,21 +96,5 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		ae := &regclient.APIError{Status: resp.StatusCode}
-		if json.Unmarshal(data, &ae.Body) != nil || ae.Body.Error == "" {
-			ae.Body = api.Error{Error: strings.TrimSpace(string(data)), Code: api.CodeInternal}
-		}
-		return ae
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode response: %w", err)
-		}
-	}
-	return nil
+	return regclient.DecodeResponse(resp, 32<<20, out)
 }
