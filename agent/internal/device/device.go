@@ -128,8 +128,9 @@ func newDevice(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logge
 		d.Close()
 		return nil, fmt.Errorf("create device: %w", err)
 	}
-	d.wgReaders.Add(len(fns) + 3)
+	d.wgReaders.Add(len(fns) + 4)
 	go d.routinePaths()
+	go d.routineTrimPools()
 	for _, fn := range fns {
 		go d.routineReceive(fn)
 	}

@@ -61,13 +61,16 @@
 // # Goroutines and queues
 //
 // Per device: one TUN reader, one reader per bind receive function, one TUN
-// event drain, and per CPU an encryption, a decryption and a handshake
-// worker. Per peer: a sequential sender, a sequential receiver and a timer
-// goroutine. Packets travel in per-peer batches whose mutex is held until a
-// crypto worker is done, so encryption runs on every core while each peer's
-// packets leave and arrive in order. Elements come from pools; the
-// per-packet path does not allocate (TestPacketPathNoAlloc). Close stops
-// everything in the order written on it.
+// event drain, one pool trimmer, and per CPU an encryption, a decryption and
+// a handshake worker. Per peer: a sequential sender, a sequential receiver
+// and a timer goroutine. Packets travel in per-peer batches whose mutex is
+// held until a crypto worker is done, so encryption runs on every core while
+// each peer's packets leave and arrive in order. Elements come from bounded
+// free lists (pools.go) that survive garbage collections: 2 KiB buffers for
+// packets from the TUN, 64 KiB ones for UDP GRO reads and TUN GRO writes.
+// The per-packet path does not allocate (TestPacketPathNoAlloc); the first
+// idle second after load empties the lists and returns memory to the OS.
+// Close stops everything in the order written on it.
 //
 // # Metrics
 //

@@ -39,7 +39,7 @@ func testBatch(m *mesh, n, size int) (*batch, *peer, *keypair, *keypair) {
 	pkt := packet(a, b, string(make([]byte, size-28)))
 	bt := &batch{peer: pa, elems: make([]*elem, n), bufs: make([][]byte, 0, n)}
 	for i := range bt.elems {
-		e := &elem{buf: new([wire.MaxMessageSize]byte)}
+		e := &elem{buf: make([]byte, wire.MaxMessageSize)}
 		copy(e.buf[wire.TransportHeaderSize:], pkt)
 		bt.elems[i] = e
 	}

@@ -1,17 +1,41 @@
 package device
 
 import (
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
-// elem is one packet moving through the device, in a buffer big enough for
-// any message (TUN offloads coalesce segments into it).
+// Element buffers come in two sizes. Packets read from the TUN (and pings,
+// probes, keepalives) need room for one MTU-sized packet plus framing:
+// small buffers. Datagrams read from the bind may be UDP GRO coalesced, and
+// decrypted packets written to the TUN are coalesced (TUN GRO) into the
+// first buffer of each flow: those need wire.MaxMessageSize.
+const (
+	smallBufSize = 2048
+	// smallMTUMax is the largest MTU whose packets fit a small buffer with
+	// header, padding and tag.
+	smallMTUMax = smallBufSize - wire.TransportMinSize - 16
+)
+
+// Free lists keep at most this many idle elements (and batches) of each
+// kind. Unlike a sync.Pool they survive garbage collections, so a busy
+// device stops allocating once warm (no GC cycles, no fresh pages to fault
+// in); beyond the cap, returned elements are left to the collector, and
+// trim empties the lists when the device goes idle after load.
+const (
+	maxIdleSmall   = 2048 // 4 MiB
+	maxIdleLarge   = 1024 // 64 MiB, while busy
+	maxIdleBatches = 1024
+)
+
+// elem is one packet moving through the device.
 type elem struct {
-	buf      *[wire.MaxMessageSize]byte
+	buf      []byte // smallBufSize or wire.MaxMessageSize bytes
 	packet   []byte // the current contents, a slice of buf
 	counter  uint64
 	keypair  *keypair
@@ -28,32 +52,97 @@ type batch struct {
 	peer  *peer
 	elems []*elem
 	bufs  [][]byte // scratch for bind.Send / tun.Write
+	// scratch holds the large elements prepareGSO borrowed for one send.
+	scratch []*elem
+}
+
+// freeList is a bounded LIFO of idle objects (LIFO: the most recently used
+// buffers are the ones still in cache).
+type freeList[T any] struct {
+	mu   sync.Mutex // guards free
+	free []*T
+	new  func() *T
+}
+
+func (f *freeList[T]) init(max int, new func() *T) {
+	f.free = make([]*T, 0, max)
+	f.new = new
+}
+
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	if n := len(f.free); n > 0 {
+		x := f.free[n-1]
+		f.free[n-1] = nil
+		f.free = f.free[:n-1]
+		f.mu.Unlock()
+		return x
+	}
+	f.mu.Unlock()
+	return f.new()
+}
+
+func (f *freeList[T]) put(x *T) {
+	f.mu.Lock()
+	if len(f.free) < cap(f.free) {
+		f.free = append(f.free, x)
+	}
+	f.mu.Unlock()
+}
+
+// trim drops every idle object (for the collector to free).
+func (f *freeList[T]) trim() {
+	f.mu.Lock()
+	clear(f.free)
+	f.free = f.free[:0]
+	f.mu.Unlock()
 }
 
 type pools struct {
-	elems   sync.Pool
-	batches sync.Pool
+	small   freeList[elem]
+	large   freeList[elem]
+	batches freeList[batch]
 }
 
 func (p *pools) init(batchSize int) {
-	p.elems.New = func() any { return &elem{buf: new([wire.MaxMessageSize]byte)} }
-	p.batches.New = func() any {
-		return &batch{elems: make([]*elem, 0, batchSize), bufs: make([][]byte, 0, batchSize)}
-	}
+	p.small.init(maxIdleSmall, func() *elem { return &elem{buf: make([]byte, smallBufSize)} })
+	p.large.init(maxIdleLarge, func() *elem { return &elem{buf: make([]byte, wire.MaxMessageSize)} })
+	p.batches.init(maxIdleBatches, func() *batch {
+		return &batch{elems: make([]*elem, 0, batchSize), bufs: make([][]byte, 0, batchSize),
+			scratch: make([]*elem, 0, batchSize/2+1)}
+	})
 }
 
-func (p *pools) getElem() *elem { return p.elems.Get().(*elem) }
+// getElem returns an element for one packet to send (an IP packet of at
+// most smallMTUMax bytes, a ping, probe or keepalive).
+func (p *pools) getElem() *elem { return p.small.get() }
+
+// getElemMTU returns an element for a packet from the TUN under mtu.
+func (p *pools) getElemMTU(mtu int) *elem {
+	if mtu <= smallMTUMax {
+		return p.small.get()
+	}
+	return p.large.get()
+}
+
+// getLargeElem returns an element for a datagram from the bind (UDP GRO may
+// coalesce up to wire.MaxMessageSize bytes into it).
+func (p *pools) getLargeElem() *elem { return p.large.get() }
 
 func (p *pools) putElem(e *elem) {
 	e.packet = nil
 	e.keypair = nil
 	e.endpoint = nil
 	e.ok = false
-	p.elems.Put(e)
+	if len(e.buf) == smallBufSize {
+		p.small.put(e)
+	} else {
+		p.large.put(e)
+	}
 }
 
 func (p *pools) getBatch(peer *peer) *batch {
-	b := p.batches.Get().(*batch)
+	b := p.batches.get()
 	b.peer = peer
 	return b
 }
@@ -70,5 +159,49 @@ func (p *pools) putBatch(b *batch) {
 	b.elems = b.elems[:0]
 	b.bufs = b.bufs[:0]
 	b.peer = nil
-	p.batches.Put(b)
+	p.batches.put(b)
+}
+
+// trim empties the free lists.
+func (p *pools) trim() {
+	p.small.trim()
+	p.large.trim()
+	p.batches.trim()
+}
+
+// After trimIdleAfterPackets packets, the first trimTick without a packet
+// empties the free lists and hands the memory back to the OS, so a node's
+// RSS returns to its idle size after a burst of traffic.
+const (
+	trimTick             = time.Second
+	trimIdleAfterPackets = 16384
+)
+
+// routineTrimPools gives memory back after load until the device closes.
+func (d *Device) routineTrimPools() {
+	defer d.wgReaders.Done()
+	t := time.NewTicker(trimTick)
+	defer t.Stop()
+	last := d.packetsMoved()
+	var since uint64 // packets since the last trim
+	for {
+		select {
+		case <-d.closing:
+			return
+		case <-t.C:
+		}
+		now := d.packetsMoved()
+		moved := now - last
+		last = now
+		since += moved
+		if moved == 0 && since >= trimIdleAfterPackets {
+			since = 0
+			d.pools.trim()
+			debug.FreeOSMemory()
+		}
+	}
+}
+
+func (d *Device) packetsMoved() uint64 {
+	return d.counters.rxPackets.Load() + d.counters.txPackets.Load()
 }

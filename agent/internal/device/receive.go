@@ -30,7 +30,7 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 	sizes := make([]int, n)
 	eps := make([]conn.Endpoint, n)
 	for i := range elems {
-		elems[i] = d.pools.getElem()
+		elems[i] = d.pools.getLargeElem()
 		bufs[i] = elems[i].buf[:]
 	}
 	defer func() {
@@ -96,7 +96,7 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 					continue
 				}
 			}
-			elems[i] = d.pools.getElem()
+			elems[i] = d.pools.getLargeElem()
 			bufs[i] = elems[i].buf[:]
 			eps[i] = nil
 		}

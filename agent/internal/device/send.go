@@ -3,6 +3,7 @@ package device
 import (
 	"encoding/binary"
 	"errors"
+	"os"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -54,8 +55,8 @@ func (d *Device) routineReadFromTUN() {
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
 	for i := range elems {
-		elems[i] = d.pools.getElem()
-		bufs[i] = elems[i].buf[:]
+		elems[i] = d.pools.getElemMTU(int(d.mtu.Load()))
+		bufs[i] = elems[i].buf
 	}
 	defer func() {
 		for _, e := range elems {
@@ -64,12 +65,30 @@ func (d *Device) routineReadFromTUN() {
 	}()
 	pb := peerBatches{list: make([]*batch, 0, n)}
 	tb := tooBig{buf: make([]byte, offset+icmp.MaxIPv6Answer), bufs: make([][]byte, 1)}
+	large := len(bufs[0]) != smallBufSize
+	var backoff time.Duration
 	for {
+		if mtu := int(d.mtu.Load()); (mtu > smallMTUMax) != large {
+			// The MTU moved across the small buffers' limit: swap the read
+			// set for buffers of the right size.
+			for i, e := range elems {
+				d.pools.putElem(e)
+				elems[i] = d.pools.getElemMTU(mtu)
+				bufs[i] = elems[i].buf
+			}
+			large = mtu > smallMTUMax
+		}
 		count, err := d.tun.Read(bufs, sizes, offset)
 		mtu := int(d.mtu.Load())
 		for i := 0; i < count; i++ {
 			size := sizes[i]
 			if size == 0 {
+				continue
+			}
+			if offset+size >= len(bufs[i]) {
+				// Filled the buffer (the TUN's MTU above the tunnel's): maybe
+				// truncated, so no ICMP answer can quote it.
+				d.counters.drop(DropTooBig)
 				continue
 			}
 			pkt := elems[i].buf[offset : offset+size]
@@ -91,8 +110,8 @@ func (d *Device) routineReadFromTUN() {
 			e := elems[i]
 			e.packet = pkt
 			pb.add(d, p, e)
-			elems[i] = d.pools.getElem()
-			bufs[i] = elems[i].buf[:]
+			elems[i] = d.pools.getElemMTU(mtu)
+			bufs[i] = elems[i].buf
 		}
 		for _, b := range pb.list {
 			p := b.peer // b belongs to the peer's queues once staged
@@ -105,11 +124,22 @@ func (d *Device) routineReadFromTUN() {
 				d.counters.drop(DropTooBig)
 				continue
 			}
-			if !d.isClosed() {
-				d.log.Error("read from tun failed; data plane stopped", "err", err)
+			if d.isClosed() || errors.Is(err, os.ErrClosed) {
+				return
 			}
-			return
+			// A packet the TUN could not hand over (e.g. larger than the
+			// buffer): drop it and go on, backing off if errors persist.
+			d.counters.drop(DropTooBig)
+			d.log.Debug("read from tun failed", "err", err)
+			backoff = min(max(2*backoff, time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-d.closing:
+				return
+			}
+			continue
 		}
+		backoff = 0
 	}
 }
 
@@ -308,6 +338,9 @@ func (p *peer) sendBatch(b *batch) {
 	var sent, sentBytes uint64
 	for i := 0; i < len(b.bufs); i += max {
 		j := min(i+max, len(b.bufs))
+		if j-i > 1 {
+			d.prepareGSO(b, b.bufs[i:j])
+		}
 		if err := d.bind.Send(b.bufs[i:j], ep); err != nil {
 			for k := i; k < j; k++ {
 				d.counters.drop(DropSendFailed)
@@ -319,6 +352,11 @@ func (p *peer) sendBatch(b *batch) {
 		}
 		sent += uint64(j - i)
 	}
+	for k, e := range b.scratch {
+		d.pools.putElem(e)
+		b.scratch[k] = nil
+	}
+	b.scratch = b.scratch[:0]
 	if sent == 0 {
 		return
 	}
@@ -331,5 +369,37 @@ func (p *peer) sendBatch(b *batch) {
 	p.timersAnyAuthenticatedPacketSent()
 	if dataSent {
 		p.timersDataSent()
+	}
+}
+
+// Limits of UDP GSO, as conn.StdNetBind coalesces (bind_std.go).
+const (
+	gsoMaxDatagrams  = 64
+	gsoMaxPayloadLen = 1<<16 - 1 - 20 - 8
+)
+
+// prepareGSO lets a UDP GSO bind coalesce bufs: conn.StdNetBind appends
+// each run of equal-sized datagrams to the run's first buffer, which needs
+// the room for it, and elements from the TUN are small. So the first
+// datagram of every run of two or more moves into a 64 KiB scratch element
+// (one copy per run of up to 64), returned to the pool after the send.
+// The runs are found by the bind's own rules.
+func (d *Device) prepareGSO(b *batch, bufs [][]byte) {
+	for i := 0; i < len(bufs); {
+		size := len(bufs[i])
+		total, j := size, i+1
+		for j < len(bufs) && j-i < gsoMaxDatagrams && len(bufs[j]) <= size && total+len(bufs[j]) <= gsoMaxPayloadLen {
+			total += len(bufs[j])
+			j++
+			if len(bufs[j-1]) < size {
+				break // a short datagram ends a run
+			}
+		}
+		if j-i > 1 && cap(bufs[i]) < total {
+			e := d.pools.getLargeElem()
+			b.scratch = append(b.scratch, e)
+			bufs[i] = e.buf[:copy(e.buf, bufs[i])]
+		}
+		i = j
 	}
 }
