@@ -33,9 +33,10 @@ func signer(t *testing.T, k nodekey.PrivateKey) ssh.Signer {
 	return s
 }
 
-// An authenticated mesh node gets the packet channel and nothing else.
-func TestOnlyThePacketChannel(t *testing.T) {
-	daemontest.CheckGoroutines(t)
+// dialAllowed starts a server that allows one node key and returns it with
+// an SSH client of that node, closed when the test ends.
+func dialAllowed(t *testing.T) (*sshtest.Server, *ssh.Client) {
+	t.Helper()
 	node := sshtest.Key(t)
 	s := sshtest.StartServer(t, server.Config{OnPacket: func(nodekey.PublicKey, []byte) {}}, "")
 	s.SetAllowed([]nodekey.PublicKey{node.Public()})
@@ -43,7 +44,14 @@ func TestOnlyThePacketChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
+
+// An authenticated mesh node gets the packet channel and nothing else.
+func TestOnlyThePacketChannel(t *testing.T) {
+	daemontest.CheckGoroutines(t)
+	s, c := dialAllowed(t)
 
 	if sess, err := c.NewSession(); err == nil {
 		sess.Close()
@@ -109,14 +117,7 @@ func TestAuthRefusals(t *testing.T) {
 // when its key is removed.
 func TestSetAllowedClosesIdleConnections(t *testing.T) {
 	daemontest.CheckGoroutines(t)
-	node := sshtest.Key(t)
-	s := sshtest.StartServer(t, server.Config{OnPacket: func(nodekey.PublicKey, []byte) {}}, "")
-	s.SetAllowed([]nodekey.PublicKey{node.Public()})
-	c, err := ssh.Dial("tcp", s.Addr, clientConfig(t, s, ssh.PublicKeys(signer(t, node))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	s, c := dialAllowed(t)
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	s.SetAllowed(nil)
