@@ -65,8 +65,3 @@ func (t *indexTable) remove(idx uint32) {
 	t.mu.Unlock()
 }
 
-func (t *indexTable) len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.table)
-}

@@ -122,7 +122,7 @@ type pathState struct {
 	// reply (a round trip) makes it eligible again, not data still
 	// trickling in one way.
 	failed bool
-	rtt        time.Duration
+	rtt    time.Duration
 }
 
 func (ps *pathState) matches(kind PathKind, ap netip.AddrPort) bool {

@@ -155,7 +155,8 @@ func (p *peer) stop() {
 	p.sendMu.Unlock()
 	close(p.stopCh)
 	p.wg.Wait()
-	p.rxMu.Lock() // wait out an inline delivery in progress
+	//lint:ignore SA2001 taking and releasing the lock waits out an inline delivery in progress
+	p.rxMu.Lock()
 	p.rxMu.Unlock()
 	p.timers.stopAll()
 	p.zeroKeys()
