@@ -69,7 +69,7 @@
 // free lists (pools.go) that survive garbage collections: 2 KiB buffers for
 // packets from the TUN, 64 KiB ones for UDP GRO reads and TUN GRO writes.
 // The per-packet path does not allocate (TestPacketPathNoAlloc); the first
-// idle second after load empties the lists and returns memory to the OS.
+// quiet half second after load empties the lists and returns memory to the OS.
 // Close stops everything in the order written on it.
 //
 // # Metrics

@@ -158,3 +158,33 @@ func BenchmarkDevicePair(b *testing.B) {
 		})
 	}
 }
+
+// TestPoolsTrimAfterLoad checks that the free lists, warm after load, are
+// emptied (and memory handed back) once the device goes quiet.
+func TestPoolsTrimAfterLoad(t *testing.T) {
+	m, got := pairWithSink(t)
+	a, b := m.nodes[0], m.nodes[1]
+	pkt := packet(a, b, "load")
+	const n = trimIdleAfterPackets + 4096
+	for i := 0; i < n; i++ {
+		if !a.tun.InjectShared(pkt) {
+			t.Fatal("inject failed")
+		}
+		if i%256 == 255 { // the fake network drops when queues are full
+			waitFor(t, "the load delivered", 10*time.Second, func() bool { return got.Load() >= uint64(i*3/4) })
+		}
+	}
+	waitFor(t, "the load delivered", 10*time.Second, func() bool { return got.Load() >= n*3/4 })
+	idle := func(d *Device) int {
+		return d.pools.small.idle() + d.pools.large.idle() + d.pools.batches.idle()
+	}
+	if idle(a.dev) == 0 {
+		t.Fatal("no idle elements right after the load: nothing to trim, the test proves nothing")
+	}
+	waitFor(t, "free lists of both devices emptied", 5*time.Second, func() bool {
+		return idle(a.dev) == 0 && idle(b.dev) == 0
+	})
+	before := got.Load()
+	a.tun.Inject(pkt)
+	waitFor(t, "a packet after the trim", 2*time.Second, func() bool { return got.Load() > before })
+}

@@ -90,6 +90,13 @@ func (f *freeList[T]) put(x *T) {
 	f.mu.Unlock()
 }
 
+// idle returns how many objects the list holds.
+func (f *freeList[T]) idle() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.free)
+}
+
 // trim drops every idle object (for the collector to free).
 func (f *freeList[T]) trim() {
 	f.mu.Lock()
@@ -169,15 +176,18 @@ func (p *pools) trim() {
 	p.batches.trim()
 }
 
-// After trimIdleAfterPackets packets, the first trimTick without a packet
-// empties the free lists and hands the memory back to the OS, so a node's
-// RSS returns to its idle size after a burst of traffic.
+// After trimIdleAfterPackets packets, the first trimTick with fewer than
+// trimIdlePackets (pings and keepalives only) empties the free lists and
+// hands the memory back to the OS, so a node's RSS returns to its idle size
+// after a burst of traffic.
 const (
-	trimTick             = time.Second
+	trimTick             = 500 * time.Millisecond
+	trimIdlePackets      = 256
 	trimIdleAfterPackets = 16384
 )
 
 // routineTrimPools gives memory back after load until the device closes.
+// Packets counted are transport packets in and out.
 func (d *Device) routineTrimPools() {
 	defer d.wgReaders.Done()
 	t := time.NewTicker(trimTick)
@@ -194,7 +204,7 @@ func (d *Device) routineTrimPools() {
 		moved := now - last
 		last = now
 		since += moved
-		if moved == 0 && since >= trimIdleAfterPackets {
+		if moved < trimIdlePackets && since >= trimIdleAfterPackets {
 			since = 0
 			d.pools.trim()
 			debug.FreeOSMemory()
