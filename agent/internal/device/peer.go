@@ -155,8 +155,8 @@ func (p *peer) stop() {
 	p.sendMu.Unlock()
 	close(p.stopCh)
 	p.wg.Wait()
-	//lint:ignore SA2001 taking and releasing the lock waits out an inline delivery in progress
 	p.rxMu.Lock()
+	//lint:ignore SA2001 taking and releasing the lock waits out an inline delivery in progress
 	p.rxMu.Unlock()
 	p.timers.stopAll()
 	p.zeroKeys()

@@ -160,7 +160,8 @@ func (p *peer) routineSequentialReceiver() {
 			return
 		case b = <-p.inbound:
 		}
-		b.mu.Lock() // wait for the decryption worker
+		b.mu.Lock()
+		//lint:ignore SA2001 the batch is locked until the decryption worker is done with it
 		b.mu.Unlock()
 		p.rxMu.Lock()
 		p.receiveBatch(b)

@@ -306,7 +306,8 @@ func (p *peer) routineSequentialSender() {
 			return
 		case b = <-p.outbound:
 		}
-		b.mu.Lock() // wait for the encryption worker
+		b.mu.Lock()
+		//lint:ignore SA2001 the batch is locked until the encryption worker is done with it
 		b.mu.Unlock()
 		p.sendBatch(b)
 		d.pools.putBatch(b)
