@@ -106,6 +106,9 @@ type JoinRequest struct {
 	Endpoints       []netip.AddrPort   `json:"endpoints,omitempty"`
 	SSHEndpoint     netip.AddrPort     `json:"ssh_endpoint,omitzero"`
 	SSHHostKey      *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+	// SSHUser and SSHPacketPort: see Node (OpenSSH endpoints only).
+	SSHUser       string `json:"ssh_user,omitempty"`
+	SSHPacketPort uint16 `json:"ssh_packet_port,omitempty"`
 	// Services are the services the node publishes (see
 	// EndpointsRequest.Services).
 	Services []Service `json:"services,omitempty"`
@@ -129,6 +132,12 @@ type JoinResponse struct {
 type EndpointsRequest struct {
 	Endpoints   []netip.AddrPort `json:"endpoints"`
 	SSHEndpoint netip.AddrPort   `json:"ssh_endpoint,omitzero"`
+	// SSHHostKey, SSHUser and SSHPacketPort describe an OpenSSH server at
+	// SSHEndpoint (see Node). The SSH fields are reported together: they
+	// replace the ones stored before (an absent host key clears it).
+	SSHHostKey    *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+	SSHUser       string             `json:"ssh_user,omitempty"`
+	SSHPacketPort uint16             `json:"ssh_packet_port,omitempty"`
 	// Services are all the services the node publishes now (none when
 	// absent): they replace the ones reported before. A node holding the
 	// registry's DNS tag that publishes ServiceDNS is listed in every
@@ -166,6 +175,13 @@ type Node struct {
 	// SSHHostKey is the host key of an OpenSSH server at SSHEndpoint, when
 	// that server does not use the node key as host key.
 	SSHHostKey *nodekey.PublicKey `json:"ssh_host_key,omitempty"`
+	// SSHUser is the account peers log in as on that OpenSSH server (its
+	// authorized_keys lists their node keys), and SSHPacketPort the node's
+	// packet port on the server's loopback, which peers open with a
+	// direct-tcpip channel. Both are set exactly when SSHHostKey is (see
+	// ValidateSSH).
+	SSHUser       string `json:"ssh_user,omitempty"`
+	SSHPacketPort uint16 `json:"ssh_packet_port,omitempty"`
 	// HomeRelay is the ID of the relay (in Netmap.Relays) the node listens on.
 	HomeRelay string    `json:"home_relay,omitempty"`
 	Tags      []string  `json:"tags,omitempty"`
