@@ -174,7 +174,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 func sameNode(a, b *store.Node) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
-		a.SSHEndpoint == b.SSHEndpoint && samePtrKey(a.SSHHostKey, b.SSHHostKey) &&
+		a.SSH().Equal(b.SSH()) &&
 		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
 }
 
@@ -206,17 +206,19 @@ func (s *Server) HasNodeKey(k nodekey.PublicKey) bool {
 
 func apiNode(n store.Node, homeRelay string) api.Node {
 	return api.Node{
-		HomeRelay:   homeRelay,
-		ID:          n.ID,
-		Name:        n.Name,
-		IP:          n.IP,
-		PublicKey:   n.PublicKey,
-		Endpoints:   n.Endpoints,
-		SSHEndpoint: n.SSHEndpoint,
-		SSHHostKey:  n.SSHHostKey,
-		Tags:        n.Tags,
-		Services:    n.Services,
-		LastSeen:    n.LastSeen.UTC(),
+		HomeRelay:     homeRelay,
+		ID:            n.ID,
+		Name:          n.Name,
+		IP:            n.IP,
+		PublicKey:     n.PublicKey,
+		Endpoints:     n.Endpoints,
+		SSHEndpoint:   n.SSHEndpoint,
+		SSHHostKey:    n.SSHHostKey,
+		SSHUser:       n.SSHUser,
+		SSHPacketPort: n.SSHPacketPort,
+		Tags:          n.Tags,
+		Services:      n.Services,
+		LastSeen:      n.LastSeen.UTC(),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 func sourceAddr(r *http.Request) netip.Addr {
@@ -86,17 +87,12 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 	if err := req.PublicKey.Validate(); err != nil {
 		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "public_key: %v", err)
 	}
-	if req.SSHHostKey != nil {
-		if err := req.SSHHostKey.Validate(); err != nil {
-			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_host_key: %v", err)
-		}
-	}
 	eps, err := validateEndpoints(req.Endpoints)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "endpoints: %v", err)
 	}
-	if err := validateSSHEndpoint(req.SSHEndpoint); err != nil {
-		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_endpoint: %v", err)
+	if err := validateSSH(req.SSHEndpoint, req.SSHHostKey, req.SSHUser, req.SSHPacketPort); err != nil {
+		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "%v", err)
 	}
 	svcs, err := validateServices(req.Services)
 	if err != nil {
@@ -112,6 +108,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 		Endpoints:       eps,
 		SSHEndpoint:     req.SSHEndpoint,
 		SSHHostKey:      req.SSHHostKey,
+		SSHUser:         req.SSHUser,
+		SSHPacketPort:   req.SSHPacketPort,
 		Services:        svcs,
 		NewNodeID:       cred.NodeID,
 		CredentialHash:  credHash[:],
@@ -164,6 +162,15 @@ func validateEndpoints(eps []netip.AddrPort) ([]netip.AddrPort, error) {
 		}
 	}
 	return out, nil
+}
+
+// validateSSH checks a node's SSH fields: the endpoint's address, and that
+// host key, user and packet port fit together (api.ValidateSSH).
+func validateSSH(ep netip.AddrPort, hostKey *nodekey.PublicKey, user string, packetPort uint16) error {
+	if err := validateSSHEndpoint(ep); err != nil {
+		return fmt.Errorf("ssh_endpoint: %w", err)
+	}
+	return api.ValidateSSH(ep, hostKey, user, packetPort)
 }
 
 func validateSSHEndpoint(ep netip.AddrPort) error {

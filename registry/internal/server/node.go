@@ -135,15 +135,16 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiErr
 	if err != nil {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "endpoints: %v", err)
 	}
-	if err := validateSSHEndpoint(req.SSHEndpoint); err != nil {
-		return errorf(http.StatusBadRequest, api.CodeBadRequest, "ssh_endpoint: %v", err)
+	if err := validateSSH(req.SSHEndpoint, req.SSHHostKey, req.SSHUser, req.SSHPacketPort); err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "%v", err)
 	}
+	ssh := store.SSH{Endpoint: req.SSHEndpoint, HostKey: req.SSHHostKey, User: req.SSHUser, PacketPort: req.SSHPacketPort}
 	svcs, err := validateServices(req.Services)
 	if err != nil {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "services: %v", err)
 	}
 	ctx := r.Context()
-	epsChanged := !slices.Equal(eps, self.stored.Endpoints) || req.SSHEndpoint != self.stored.SSHEndpoint
+	epsChanged := !slices.Equal(eps, self.stored.Endpoints) || !ssh.Equal(self.stored.SSH())
 	svcsChanged := !slices.Equal(svcs, self.stored.Services)
 	if epsChanged || svcsChanged {
 		if !s.epLimiter.Take(self.node.ID, s.now()) {
@@ -152,7 +153,7 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiErr
 		}
 		var v uint64
 		if epsChanged {
-			v, err = s.st.SetEndpoints(ctx, self.node.ID, eps, req.SSHEndpoint)
+			v, err = s.st.SetEndpoints(ctx, self.node.ID, eps, ssh)
 		}
 		if err == nil && svcsChanged {
 			v, err = s.st.SetServices(ctx, self.node.ID, svcs)

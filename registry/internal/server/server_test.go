@@ -198,7 +198,7 @@ func TestRenderEveryPosition(t *testing.T) {
 	// Unchanged nodes keep their encoding across snapshots; changed ones
 	// are encoded again.
 	before := s.hub.current().byID["id-alpha"]
-	v, err := st.SetEndpoints(context.Background(), "id-bravo", []netip.AddrPort{netip.MustParseAddrPort("192.0.2.9:9")}, netip.AddrPort{})
+	v, err := st.SetEndpoints(context.Background(), "id-bravo", []netip.AddrPort{netip.MustParseAddrPort("192.0.2.9:9")}, store.SSH{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,11 +57,38 @@ type Node struct {
 	Endpoints   []netip.AddrPort
 	SSHEndpoint netip.AddrPort
 	SSHHostKey  *nodekey.PublicKey
-	Tags        []string
-	Services    []api.Service // what the node publishes (validated)
-	TokenID     string        // token it last joined with
-	CreatedAt   time.Time
-	LastSeen    time.Time
+	// SSHUser and SSHPacketPort go with SSHHostKey (an OpenSSH endpoint,
+	// api.ValidateSSH).
+	SSHUser       string
+	SSHPacketPort uint16
+	Tags          []string
+	Services      []api.Service // what the node publishes (validated)
+	TokenID       string        // token it last joined with
+	CreatedAt     time.Time
+	LastSeen      time.Time
+}
+
+// SSH is how peers reach a node over the SSH transport (api.Node's SSH
+// fields): the endpoint, and for an OpenSSH server its host key, login user
+// and the node's packet port.
+type SSH struct {
+	Endpoint   netip.AddrPort
+	HostKey    *nodekey.PublicKey
+	User       string
+	PacketPort uint16
+}
+
+// SSH returns n's SSH fields.
+func (n *Node) SSH() SSH {
+	return SSH{Endpoint: n.SSHEndpoint, HostKey: n.SSHHostKey, User: n.SSHUser, PacketPort: n.SSHPacketPort}
+}
+
+// Equal reports whether a and b are the same.
+func (a SSH) Equal(b SSH) bool {
+	if (a.HostKey == nil) != (b.HostKey == nil) || (a.HostKey != nil && *a.HostKey != *b.HostKey) {
+		return false
+	}
+	return a.Endpoint == b.Endpoint && a.User == b.User && a.PacketPort == b.PacketPort
 }
 
 // JoinParams is one join attempt.
@@ -73,6 +100,8 @@ type JoinParams struct {
 	Endpoints       []netip.AddrPort
 	SSHEndpoint     netip.AddrPort
 	SSHHostKey      *nodekey.PublicKey
+	SSHUser         string
+	SSHPacketPort   uint16
 	Services        []api.Service
 	// NewNodeID is used when the key is not registered yet; a re-joining
 	// key keeps its node ID.
@@ -122,7 +151,7 @@ type Store interface {
 	RemoveNode(ctx context.Context, ref string) (Node, uint64, error)
 	// SetEndpoints replaces a node's endpoints; ErrNotFound for an
 	// unknown node.
-	SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh netip.AddrPort) (uint64, error)
+	SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh SSH) (uint64, error)
 	// SetServices replaces the services a node publishes; ErrNotFound for
 	// an unknown node.
 	SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error)

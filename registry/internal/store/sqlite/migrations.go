@@ -50,6 +50,9 @@ var migrations = []string{
 	);`,
 	// 2: the services a node publishes (JSON list of api.Service).
 	`ALTER TABLE nodes ADD COLUMN services TEXT NOT NULL DEFAULT '[]';`,
+	// 3: the login user and packet port of a node's OpenSSH endpoint.
+	`ALTER TABLE nodes ADD COLUMN ssh_user TEXT NOT NULL DEFAULT '';
+	ALTER TABLE nodes ADD COLUMN ssh_packet_port INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to the latest version.

@@ -307,12 +307,13 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 			created = existing.CreatedAt
 			res.Rejoined = true
 			_, err = tx.ExecContext(ctx, `UPDATE nodes SET name = ?, ip_index = ?, secret_hash = ?, endpoints = ?, ssh_endpoint = ?,
-				ssh_host_key = ?, tags = ?, services = ?, token_id = ?, last_seen = ? WHERE id = ?`,
-				p.Name, idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), id)
+				ssh_host_key = ?, ssh_user = ?, ssh_packet_port = ?, tags = ?, services = ?, token_id = ?, last_seen = ? WHERE id = ?`,
+				p.Name, idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int64(p.SSHPacketPort),
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), id)
 		} else {
 			_, err = tx.ExecContext(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
-				ssh_host_key, tags, services, token_id, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				id, p.Name, p.PublicKey[:], idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey,
+				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				id, p.Name, p.PublicKey[:], idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int64(p.SSHPacketPort),
 				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano())
 		}
 		if err != nil {
@@ -324,7 +325,8 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 		}
 		res.Node = store.Node{
 			ID: id, Name: p.Name, IP: ip, PublicKey: p.PublicKey, SecretHash: p.CredentialHash,
-			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey, Tags: tags,
+			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
+			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort, Tags: tags,
 			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
 		}
 		res.Version, err = bumpLocked(ctx, tx)
@@ -453,7 +455,7 @@ func lowestFreeLocked(ctx context.Context, tx *sql.Tx, total uint32) (uint32, bo
 	return uint32(next), true, nil
 }
 
-const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, tags, services, token_id, created_at, last_seen FROM nodes`
+const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen FROM nodes`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -462,10 +464,14 @@ func scanNode(r rowScanner, cidr netip.Prefix) (*store.Node, error) {
 	var key, hostKey []byte
 	var idx int64
 	var eps, sshEP, tags, svcs string
-	var created, seen int64
-	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &tags, &svcs, &n.TokenID, &created, &seen); err != nil {
+	var created, seen, packetPort int64
+	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen); err != nil {
 		return nil, err
 	}
+	if packetPort < 0 || packetPort > 65535 {
+		return nil, fmt.Errorf("node %s: stored ssh packet port %d out of range", n.ID, packetPort)
+	}
+	n.SSHPacketPort = uint16(packetPort)
 	if len(key) != nodekey.PublicKeySize {
 		return nil, fmt.Errorf("node %s: stored key has %d bytes", n.ID, len(key))
 	}
@@ -570,14 +576,19 @@ func (s *Store) RemoveNode(ctx context.Context, ref string) (store.Node, uint64,
 }
 
 // SetEndpoints implements store.Store.
-func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh netip.AddrPort) (uint64, error) {
+func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh store.SSH) (uint64, error) {
 	b, err := json.Marshal(nonNilEps(eps))
 	if err != nil {
 		return 0, fmt.Errorf("set endpoints: %w", err)
 	}
 	var v uint64
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET endpoints = ?, ssh_endpoint = ? WHERE id = ?`, string(b), addrPortText(ssh), id)
+		var hostKey []byte
+		if ssh.HostKey != nil {
+			hostKey = ssh.HostKey[:]
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET endpoints = ?, ssh_endpoint = ?, ssh_host_key = ?, ssh_user = ?, ssh_packet_port = ? WHERE id = ?`,
+			string(b), addrPortText(ssh.Endpoint), hostKey, ssh.User, int64(ssh.PacketPort), id)
 		if err != nil {
 			return err
 		}
