@@ -85,8 +85,9 @@ func TestNoPeerAndTooBig(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no ICMP answer written to the TUN for a DF packet larger than the MTU")
 	}
-	if drops(a, DropTooBig) != 2 || a.dev.Counters().FragNeededSent != 1 {
-		t.Fatalf("drops too_big = %d, FragNeededSent = %d, want 2, 1", drops(a, DropTooBig), a.dev.Counters().FragNeededSent)
+	waitFor(t, "FragNeededSent 1", 2*time.Second, func() bool { return a.dev.Counters().FragNeededSent == 1 })
+	if drops(a, DropTooBig) != 2 {
+		t.Fatalf("drops too_big = %d, want 2", drops(a, DropTooBig))
 	}
 	want := make([]byte, icmp.MaxIPv6Answer)
 	want = want[:icmp.FragNeeded(want, df, DefaultMTU)]
