@@ -3,6 +3,7 @@ package device
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"os"
 	"time"
 
@@ -80,6 +81,8 @@ func (d *Device) routineReadFromTUN() {
 		}
 		count, err := d.tun.Read(bufs, sizes, offset)
 		mtu := int(d.mtu.Load())
+		var lastDst netip.Addr // the lookup cache lives for one read only
+		var lastPeer *peer
 		for i := 0; i < count; i++ {
 			size := sizes[i]
 			if size == 0 {
@@ -102,7 +105,11 @@ func (d *Device) routineReadFromTUN() {
 				d.counters.drop(DropMalformedInner)
 				continue
 			}
-			p := d.peerByIP(dst)
+			p := lastPeer // a read's packets mostly go to one peer
+			if dst != lastDst || p == nil {
+				p = d.peerByIP(dst)
+				lastDst, lastPeer = dst, p
+			}
 			if p == nil {
 				d.counters.drop(DropNoPeer)
 				continue
