@@ -19,6 +19,8 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	sshserver "github.com/tunnelmesh/tunnelmesh/sshgw/server"
 )
 
 // runFlags are the flags of the commands that run a node.
@@ -35,6 +37,9 @@ type runFlags struct {
 	udpBatching   bool
 	sshListen     string
 	sshAdvertise  string
+	packetPort    string
+	sshHostKey    string
+	sshUser       string
 	stun          string
 	relayProxy    string
 	dns           bool
@@ -55,7 +60,10 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.udpOffload, "udp-offload", true, "use UDP GSO/GRO where the kernel offers them; -udp-offload=false turns them off")
 	fs.BoolVar(&f.udpBatching, "udp-send-batching", true, "coalesce UDP sends (GSO); -udp-send-batching=false sends one packet per call")
 	fs.StringVar(&f.sshListen, "ssh-listen", "", "accept the SSH transport (sshgw inside the agent) on this TCP address, e.g. :2222; peers in the netmap may connect")
-	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint HOST:PORT reported to the registry (default: the first local address with the --ssh-listen port)")
+	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint IP:PORT reported to the registry (default: the first local address with the --ssh-listen port); without --ssh-listen, the endpoint of an SSH server next to the agent that forwards to --packet-port: a standalone tunnelmesh-sshgw, or OpenSSH with --ssh-openssh-host-key")
+	fs.StringVar(&f.packetPort, "packet-port", "", "serve the packet port on this loopback IP:PORT (e.g. 127.0.0.1:7600): peers' packets arrive there from an OpenSSH server (direct-tcpip) or a standalone tunnelmesh-sshgw")
+	fs.StringVar(&f.sshHostKey, "ssh-openssh-host-key", "", "the --ssh-advertise endpoint is an OpenSSH server with this host key (a .pub file, e.g. /etc/ssh/ssh_host_ed25519_key.pub); peers log in as --ssh-user and open --packet-port with direct-tcpip")
+	fs.StringVar(&f.sshUser, "ssh-user", "", "OpenSSH account whose authorized_keys lists the peers' node keys (default tunnelmesh; with --ssh-openssh-host-key)")
 	fs.StringVar(&f.stun, "stun", "", "STUN server HOST:PORT for the public UDP address (default: the coordinator's host, port 3478); off: none")
 	fs.StringVar(&f.relayProxy, "relay-proxy", "", "HTTP proxy for relay connections: http://HOST:PORT, direct, or empty for HTTPS_PROXY from the environment")
 	fs.BoolVar(&f.dns, "dns", true, "point the system resolver at the mesh DNS servers for the mesh zone and its reverse zones (split DNS); --dns=false leaves the resolver alone")
@@ -94,6 +102,31 @@ func (f *runFlags) check() error {
 			return fmt.Errorf("--ssh-listen %q: want [HOST]:PORT", f.sshListen)
 		}
 	}
+	if f.packetPort != "" {
+		ap, err := netip.ParseAddrPort(f.packetPort)
+		if err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+			return fmt.Errorf("--packet-port %q: want a loopback IP:PORT with a port, e.g. 127.0.0.1:7600", f.packetPort)
+		}
+	}
+	if f.sshAdvertise != "" && f.sshListen == "" && f.packetPort == "" {
+		return errors.New("--ssh-advertise without --ssh-listen needs --packet-port (the SSH server next to the agent forwards there)")
+	}
+	if f.sshHostKey != "" {
+		switch {
+		case f.sshListen != "":
+			return errors.New("--ssh-openssh-host-key and --ssh-listen exclude each other (the in-agent SSH server's host key is the node key)")
+		case f.sshAdvertise == "":
+			return errors.New("--ssh-openssh-host-key needs --ssh-advertise (the OpenSSH server's IP:PORT)")
+		}
+	}
+	if f.sshUser != "" {
+		if f.sshHostKey == "" {
+			return errors.New("--ssh-user needs --ssh-openssh-host-key")
+		}
+		if err := api.ValidateSSHUser(f.sshUser); err != nil {
+			return fmt.Errorf("--ssh-user: %w", err)
+		}
+	}
 	if _, err := splitdns.ParseMode(f.dnsMode); err != nil {
 		return fmt.Errorf("--dns-mode: %w", err)
 	}
@@ -103,6 +136,28 @@ func (f *runFlags) check() error {
 		}
 	}
 	return nil
+}
+
+// openSSH returns the node's OpenSSH endpoint (nil without
+// --ssh-openssh-host-key), reading the host key file; check ran before.
+func (f *runFlags) openSSH() (*node.OpenSSHEndpoint, error) {
+	if f.sshHostKey == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(f.sshHostKey)
+	if err != nil {
+		return nil, fmt.Errorf("--ssh-openssh-host-key: %w", err)
+	}
+	hk, err := nodekey.ParsePublicKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("--ssh-openssh-host-key %s: %w (want an ssh-ed25519 public key line)", f.sshHostKey, err)
+	}
+	user := f.sshUser
+	if user == "" {
+		user = sshserver.User
+	}
+	pp, _ := netip.ParseAddrPort(f.packetPort) // checked by check
+	return &node.OpenSSHEndpoint{HostKey: hk, User: user, PacketPort: pp.Port()}, nil
 }
 
 func (f *runFlags) logger(env Env) (*slog.Logger, error) {
@@ -235,6 +290,10 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		mtu = rf.mtu
 	}
 	sshAdv, _ := netip.ParseAddrPort(rf.sshAdvertise) // checked by rf.check
+	openSSH, err := rf.openSSH()
+	if err != nil {
+		return err
+	}
 	dnsMode, services := rf.dnsSettings()
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
@@ -244,9 +303,10 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		Version:       version(),
 		Log:           log,
 		NewPlane: planeFactory(rf.udpOffload, !rf.udpBatching, transportOptions{
-			sshListen: rf.sshListen, coordinator: st.Coordinator, relayProxy: rf.relayProxy}),
+			sshListen: rf.sshListen, packetPort: rf.packetPort, coordinator: st.Coordinator, relayProxy: rf.relayProxy}),
 		STUN:         rf.stun,
 		SSHAdvertise: sshAdv,
+		SSHOpenSSH:   openSSH,
 		Services:     services,
 		DNSMode:      dnsMode,
 		ResolvConf:   rf.resolvConf,

@@ -29,6 +29,7 @@ type devicePlane struct {
 // transportOptions configure the data plane's transports.
 type transportOptions struct {
 	sshListen   string // "" for no SSH transport server
+	packetPort  string // "" for no packet port
 	coordinator string // the coordinator URL (its relay's default URL)
 	relayProxy  string
 }
@@ -40,7 +41,7 @@ func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.Pla
 		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log, LogLevel: slog.LevelDebug})}
 		p.setFilter(cfg.Filter)
 		tr, err := transport.NewStack(transport.StackConfig{Key: cfg.PrivateKey, UDP: device.NewBind(udpOffload),
-			SSHListen: to.sshListen, Coordinator: to.coordinator, RelayProxy: to.relayProxy, Logger: log})
+			SSHListen: to.sshListen, PacketPort: to.packetPort, Coordinator: to.coordinator, RelayProxy: to.relayProxy, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +82,8 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	}
 	sps := make([]transport.StackPeer, 0, len(c.Peers))
 	for _, pp := range c.Peers {
-		sps = append(sps, transport.StackPeer{Key: pp.PublicKey, HomeRelay: pp.HomeRelay, SSHEndpoint: pp.SSHEndpoint, SSHHostKey: pp.SSHHostKey})
+		sps = append(sps, transport.StackPeer{Key: pp.PublicKey, HomeRelay: pp.HomeRelay, SSHEndpoint: pp.SSHEndpoint, SSHHostKey: pp.SSHHostKey,
+			SSHUser: pp.SSHUser, SSHPacketPort: pp.SSHPacketPort})
 	}
 	p.tr.Set(c.Relays, c.HomeRelay, sps)
 	for i, pp := range c.Peers {

@@ -8,6 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // Path selection. A peer can be reached over several paths: UDP addresses
@@ -65,6 +66,16 @@ type PathEndpoint interface {
 	// Ready reports whether the transport can carry packets now (an SSH
 	// connection is up, the relay is connected).
 	Ready() bool
+}
+
+// PeerBinder is implemented by endpoints of connections that cannot know
+// which peer is at the other end (a packet-port connection carries the
+// packets of whoever reached it): the device calls BindPeer with the peer's
+// key for every packet from the endpoint that authenticated as that peer's,
+// so the transport can route the peer's packets to the connection. It must
+// be cheap and must not block.
+type PeerBinder interface {
+	BindPeer(peer nodekey.PublicKey)
 }
 
 // Probe plaintexts: a type byte (never a valid IP version nibble) and the
@@ -263,6 +274,9 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 		return
 	}
 	timeout := p.d.timing.pathTimeout
+	if pb, ok := ep.(PeerBinder); ok {
+		pb.BindPeer(p.pub)
+	}
 	p.cfgMu.Lock()
 	defer p.cfgMu.Unlock()
 	ps := p.pathLocked(ep, now)

@@ -41,7 +41,15 @@ func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 				}
 			}
 		}
-		if l := src.SSHListenAddr(); l.IsValid() {
+		if l := src.SSHListenAddr(); !l.IsValid() && n.cfg.SSHAdvertise.IsValid() {
+			// An SSH server next to the agent (OpenSSH or a standalone
+			// sshgw) forwards to the data plane's packet port.
+			req.SSHEndpoint = n.cfg.SSHAdvertise
+			if o := n.cfg.SSHOpenSSH; o != nil {
+				hk := o.HostKey
+				req.SSHHostKey, req.SSHUser, req.SSHPacketPort = &hk, o.User, o.PacketPort
+			}
+		} else if l.IsValid() {
 			req.SSHEndpoint = n.cfg.SSHAdvertise
 			if !req.SSHEndpoint.IsValid() {
 				a := l.Addr()

@@ -42,7 +42,8 @@ func planePeers(nm *api.Netmap) (peers []PlanePeer, skipped []string) {
 			}
 		}
 		peers = append(peers, PlanePeer{Name: p.Name, PublicKey: p.PublicKey, IP: p.IP, Endpoints: eps,
-			HomeRelay: p.HomeRelay, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey})
+			HomeRelay: p.HomeRelay, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
+			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort})
 	}
 	slices.SortFunc(peers, func(a, b PlanePeer) int { return strings.Compare(a.Name, b.Name) })
 	return peers, skipped

@@ -69,8 +69,13 @@ type Config struct {
 	STUN string
 	// SSHAdvertise is the SSH endpoint reported to the registry when the
 	// data plane accepts the SSH transport; zero: the first local address
-	// with the SSH listen port.
+	// with the SSH listen port. Without an SSH listener in the data plane
+	// it is the endpoint of an SSH server next to the agent that forwards
+	// to its packet port: a standalone tunnelmesh-sshgw (host key = the
+	// node key) or, with SSHOpenSSH, an OpenSSH server.
 	SSHAdvertise netip.AddrPort
+	// SSHOpenSSH, if set, says SSHAdvertise is an OpenSSH server.
+	SSHOpenSSH *OpenSSHEndpoint
 
 	// Services are published to the registry with every endpoint report
 	// (api.ServiceDNS on udp/53 where tunnelmesh-meshdns runs next to the
@@ -124,6 +129,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.NewPlane == nil {
 		return nil, errors.New("node: no data plane")
+	}
+	if o := cfg.SSHOpenSSH; o != nil {
+		hk := o.HostKey
+		if err := api.ValidateSSH(cfg.SSHAdvertise, &hk, o.User, o.PacketPort); err != nil {
+			return nil, fmt.Errorf("node: openssh endpoint: %w", err)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -38,11 +38,13 @@ type PlanePeer struct {
 	PublicKey nodekey.PublicKey
 	IP        netip.Addr
 	Endpoints []netip.AddrPort
-	// HomeRelay, SSHEndpoint and SSHHostKey say how to reach the peer
-	// when no UDP path works (api.Node).
-	HomeRelay   string
-	SSHEndpoint netip.AddrPort
-	SSHHostKey  *nodekey.PublicKey
+	// HomeRelay and the SSH fields say how to reach the peer when no UDP
+	// path works (api.Node).
+	HomeRelay     string
+	SSHEndpoint   netip.AddrPort
+	SSHHostKey    *nodekey.PublicKey
+	SSHUser       string
+	SSHPacketPort uint16
 }
 
 // PeerStats is the data plane's view of one peer.
@@ -110,3 +112,13 @@ type EndpointSource interface {
 // PlaneFactory starts a data plane on the TUN device dev with the first
 // configuration.
 type PlaneFactory func(dev tun.Device, cfg PlaneConfig, log *slog.Logger) (DataPlane, error)
+
+// OpenSSHEndpoint is what peers need to reach the node through an OpenSSH
+// server (Config.SSHOpenSSH): its host key, the account whose
+// authorized_keys lists their node keys, and the agent's packet port the
+// server forwards direct-tcpip channels to.
+type OpenSSHEndpoint struct {
+	HostKey    nodekey.PublicKey
+	User       string
+	PacketPort uint16
+}

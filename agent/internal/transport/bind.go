@@ -35,29 +35,47 @@ var ErrNoSender = errors.New("transport: no sender for this path kind")
 const inQueueLen = 1024
 
 // Endpoint is a peer's endpoint on the SSH transport or a relay. It is
-// comparable by pointer: the bind hands out one per (kind, key).
+// comparable by pointer: the bind hands out one per (kind, key), and one
+// per packet-port connection (pp set, key zero: see packetPortEndpoint).
 type Endpoint struct {
 	b    *Bind
 	kind device.PathKind
 	key  nodekey.PublicKey
 	str  string
+	pp   *ppConn
 }
 
 var _ device.PathEndpoint = (*Endpoint)(nil)
 
-func (e *Endpoint) ClearSrc()                 {}
-func (e *Endpoint) SrcToString() string       { return "" }
-func (e *Endpoint) DstToString() string       { return e.str }
-func (e *Endpoint) DstToBytes() []byte        { return e.key[:] }
+func (e *Endpoint) ClearSrc()           {}
+func (e *Endpoint) SrcToString() string { return "" }
+func (e *Endpoint) DstToString() string { return e.str }
+func (e *Endpoint) DstToBytes() []byte {
+	if e.pp != nil {
+		return []byte(e.str)
+	}
+	return e.key[:]
+}
 func (e *Endpoint) DstIP() netip.Addr         { return netip.Addr{} }
 func (e *Endpoint) SrcIP() netip.Addr         { return netip.Addr{} }
 func (e *Endpoint) PathKind() device.PathKind { return e.kind }
 
-// Key returns the peer's node key.
-func (e *Endpoint) Key() nodekey.PublicKey { return e.key }
+// Key returns the peer's node key (for a packet-port connection, the key
+// its packets authenticated as, zero before the first).
+func (e *Endpoint) Key() nodekey.PublicKey {
+	if e.pp != nil {
+		if k := e.pp.peer.Load(); k != nil {
+			return *k
+		}
+	}
+	return e.key
+}
 
 // Path implements device.PathEndpoint.
 func (e *Endpoint) Path() string {
+	if e.pp != nil {
+		return e.pp.path(e)
+	}
 	if s := e.b.sender(e.kind); s != nil {
 		return s.PathName(e.key)
 	}
@@ -66,6 +84,9 @@ func (e *Endpoint) Path() string {
 
 // Ready implements device.PathEndpoint.
 func (e *Endpoint) Ready() bool {
+	if e.pp != nil {
+		return e.pp.ready(e)
+	}
 	s := e.b.sender(e.kind)
 	return s != nil && s.Ready(e.key)
 }
@@ -176,6 +197,10 @@ func (b *Bind) endpoint(kind device.PathKind, key nodekey.PublicKey) *Endpoint {
 // (device.PathSSH or device.PathRelay). It copies pkt and never blocks: a
 // packet the device has no room for is dropped (Dropped).
 func (b *Bind) Deliver(kind device.PathKind, src nodekey.PublicKey, pkt []byte) {
+	b.deliver(b.endpoint(kind, src), pkt)
+}
+
+func (b *Bind) deliver(ep *Endpoint, pkt []byte) {
 	b.mu.Lock()
 	in, closed := b.in, b.closed
 	b.mu.Unlock()
@@ -185,7 +210,7 @@ func (b *Bind) Deliver(kind device.PathKind, src nodekey.PublicKey, pkt []byte) 
 	default:
 	}
 	ip := b.pool.Get().(*inPacket)
-	ip.ep = b.endpoint(kind, src)
+	ip.ep = ep
 	ip.buf = append(ip.buf[:0], pkt...)
 	select {
 	case in <- ip:
@@ -312,6 +337,9 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	e, ok := ep.(*Endpoint)
 	if !ok {
 		return b.udp.Send(bufs, ep)
+	}
+	if e.pp != nil {
+		return e.pp.send(e, bufs)
 	}
 	s := b.sender(e.kind)
 	if s == nil {

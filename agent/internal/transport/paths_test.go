@@ -45,6 +45,8 @@ type labNode struct {
 	relays *Relays
 	ssh    *SSH
 	srv    *sshserver.Server
+	pp     *PacketPort
+	gw     *sshserver.Server // standalone sshgw forwarding to pp
 	sshAt  netip.AddrPort
 	dev    *device.Device
 }
@@ -56,7 +58,22 @@ func logger(t *testing.T, name string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// SSH transport setups of node 1 in the lab.
+const (
+	sshNone    = iota
+	sshInAgent // the agent's own sshgw server
+	sshGateway // a standalone sshgw server forwarding to node 1's packet port
+)
+
 func newLab(t *testing.T, withSSH bool) *lab {
+	t.Helper()
+	if withSSH {
+		return newLabMode(t, sshInAgent)
+	}
+	return newLabMode(t, sshNone)
+}
+
+func newLabMode(t *testing.T, mode int) *lab {
 	t.Helper()
 	checkGoroutines(t)
 	l := &lab{t: t, net: memnet.New()}
@@ -87,7 +104,7 @@ func newLab(t *testing.T, withSSH bool) *lab {
 		n.bind = NewBind(l.net.NewBind(n.ul.Addr(), 16))
 		n.relays = NewRelays(RelaysConfig{Key: k, Bind: n.bind, Logger: logger(t, "relays")})
 		n.bind.SetSender(device.PathRelay, n.relays)
-		if withSSH && i == 1 {
+		if mode == sshInAgent && i == 1 {
 			n.srv, err = sshserver.New(sshserver.Config{HostKey: k, OnPacket: ServerOnPacket(n.bind), Logger: logger(t, "sshd")})
 			if err != nil {
 				t.Fatal(err)
@@ -102,6 +119,25 @@ func newLab(t *testing.T, withSSH bool) *lab {
 		}
 		n.ssh = NewSSH(SSHConfig{Key: k, Bind: n.bind, Server: n.srv, Logger: logger(t, "ssh")})
 		n.bind.SetSender(device.PathSSH, n.ssh)
+		if mode == sshGateway && i == 1 {
+			n.pp, err = ListenPacketPort("127.0.0.1:0", n.bind, n.ssh, logger(t, "packetport"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs++
+			go func() { n.pp.Listener().Serve(ctx); done <- struct{}{} }()
+			n.gw, err = sshserver.New(sshserver.Config{HostKey: k, ForwardTo: n.pp.Addr().String(), Logger: logger(t, "sshgw")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.sshAt = ln.Addr().(*net.TCPAddr).AddrPort()
+			go n.gw.Serve(ln)
+			t.Cleanup(func() { n.gw.Close() })
+		}
 		for _, r := range []interface{ Run(context.Context) error }{n.relays, n.ssh} {
 			runs++
 			go func() { r.Run(ctx); done <- struct{}{} }()
@@ -118,8 +154,10 @@ func newLab(t *testing.T, withSSH bool) *lab {
 		o := l.nodes[1-i]
 		n.relays.Set([]api.Relay{{ID: "test-relay", URL: l.relayURL}}, "test-relay",
 			map[nodekey.PublicKey]string{o.key.Public(): "test-relay"})
-		if n.srv != nil {
-			n.srv.SetAllowed([]nodekey.PublicKey{o.key.Public()})
+		for _, srv := range []*sshserver.Server{n.srv, n.gw} {
+			if srv != nil {
+				srv.SetAllowed([]nodekey.PublicKey{o.key.Public()})
+			}
 		}
 		if o.sshAt.IsValid() {
 			n.ssh.Set(map[nodekey.PublicKey]SSHPeer{o.key.Public(): {Addr: o.sshAt}})
@@ -128,7 +166,7 @@ func newLab(t *testing.T, withSSH bool) *lab {
 	for i, n := range l.nodes {
 		o := l.nodes[1-i]
 		fallbacks := []string{EndpointString(device.PathRelay, o.key.Public())}
-		if o.sshAt.IsValid() || n.srv != nil {
+		if o.sshAt.IsValid() || n.srv != nil || n.pp != nil {
 			fallbacks = append([]string{EndpointString(device.PathSSH, o.key.Public())}, fallbacks...)
 		}
 		psk := [32]byte{1, 2, 3}
@@ -263,6 +301,89 @@ func TestSSHWhenUDPBlocked(t *testing.T) {
 	l.udpBlocked.Store(false)
 	took = l.pingUntil("udp ", 40*time.Second)
 	t.Logf("upgraded from SSH to UDP after %v", took)
+}
+
+// TestSSHThroughPacketPort: node 1 has no SSH server of its own but a
+// packet port, and a standalone sshgw (host key = node 1's key) forwards
+// node 0's channel there. With UDP blocked both settle on SSH: node 0 on
+// its connection, node 1 answering on the packet-port connection. When the
+// packet-port connections are cut, node 0's dialer reconnects and node 1
+// binds the new connection to node 0 again.
+func TestSSHThroughPacketPort(t *testing.T) {
+	l := newLabMode(t, sshGateway)
+	l.udpBlocked.Store(true)
+	l.waitRelays()
+	took := l.pingUntil("ssh ", 20*time.Second)
+	t.Logf("on SSH through the packet port after %v", took)
+	if p := l.peerPath(1); p != "ssh in" {
+		t.Fatalf("node 1 path = %q, want ssh in", p)
+	}
+	pp := l.nodes[1].pp
+	conns := pp.Listener().Conns()
+	if len(conns) != 1 {
+		t.Fatalf("%d packet-port connections, want 1", len(conns))
+	}
+	if st := conns[0].Stats(); st.Received == 0 || st.Sent == 0 {
+		t.Fatalf("packet-port connection stats %+v: want packets both ways", st)
+	}
+	k0 := l.nodes[0].key.Public()
+	if !l.nodes[1].ssh.Ready(k0) || !l.nodes[1].ssh.Has(k0) {
+		t.Fatalf("node 1's SSH transport does not route to node 0 through the packet port")
+	}
+	old := conns[0].ID()
+	conns[0].Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cs := pp.Listener().Conns()
+		if len(cs) == 1 && cs[0].ID() != old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new packet-port connection after the old one closed (%d open)", len(cs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took = l.pingUntil("ssh ", 20*time.Second)
+	t.Logf("back on SSH through a new packet-port connection after %v", took)
+	if p := l.peerPath(1); !strings.HasPrefix(p, "ssh") {
+		t.Fatalf("node 1 path = %q, want ssh", p)
+	}
+}
+
+// A packet-port connection carries whoever reached it: nothing is trusted
+// until the device authenticated a packet. Garbage on a connection binds
+// it to no peer, and the transport does not route anyone's packets to it.
+func TestPacketPortUnauthenticated(t *testing.T) {
+	l := newLabMode(t, sshGateway)
+	n := l.nodes[1]
+	c, err := net.Dial("tcp", n.pp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	junk := make([]byte, 2+148)
+	junk[1] = 148
+	junk[2] = 1 // looks like a handshake initiation, is not one
+	for i := 0; i < 20; i++ {
+		if _, err := c.Write(junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(n.pp.Listener().Conns()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("packet-port connection not accepted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let the device process them
+	k0 := l.nodes[0].key.Public()
+	n.ssh.mu.Lock()
+	bound := len(n.ssh.ppIn)
+	n.ssh.mu.Unlock()
+	if bound != 0 || n.ssh.Ready(k0) {
+		t.Fatalf("unauthenticated packets bound a packet-port connection (%d bound, ready %v)", bound, n.ssh.Ready(k0))
+	}
 }
 
 func TestParseEndpoint(t *testing.T) {

@@ -24,7 +24,8 @@ type SSHPeer struct {
 	PacketPort uint16
 }
 
-// SSHConfig configures SSH.
+// SSHConfig configures SSH. Peers also reach this node through its packet
+// port (PacketPort), which routes through SSH.
 type SSHConfig struct {
 	Key  nodekey.PrivateKey
 	Bind *Bind
@@ -50,7 +51,10 @@ type SSH struct {
 	ctx     context.Context
 	peers   map[nodekey.PublicKey]SSHPeer
 	clients map[nodekey.PublicKey]*sshConn
-	wg      sync.WaitGroup
+	// ppIn is the newest packet-port connection bound to each peer (see
+	// packetport.go).
+	ppIn map[nodekey.PublicKey]*Endpoint
+	wg   sync.WaitGroup
 }
 
 type sshConn struct {
@@ -66,7 +70,8 @@ func NewSSH(cfg SSHConfig) *SSH {
 		cfg.Logger = slog.Default()
 	}
 	return &SSH{cfg: cfg, log: cfg.Logger.With("component", "ssh-transport"),
-		peers: map[nodekey.PublicKey]SSHPeer{}, clients: map[nodekey.PublicKey]*sshConn{}}
+		peers: map[nodekey.PublicKey]SSHPeer{}, clients: map[nodekey.PublicKey]*sshConn{},
+		ppIn: map[nodekey.PublicKey]*Endpoint{}}
 }
 
 // ServerOnPacket is the server.Config.OnPacket that feeds b.
@@ -103,7 +108,36 @@ func (s *SSH) Has(dst nodekey.PublicKey) bool {
 	return ok || s.inbound(dst)
 }
 
+func (s *SSH) bindPacketPort(k nodekey.PublicKey, ep *Endpoint) {
+	s.mu.Lock()
+	s.ppIn[k] = ep
+	s.mu.Unlock()
+	s.log.Info("packet port connection carries peer", "peer", k.ShortID(), "conn", ep.str)
+}
+
+func (s *SSH) unbindPacketPort(k nodekey.PublicKey, ep *Endpoint) {
+	s.mu.Lock()
+	if s.ppIn[k] == ep {
+		delete(s.ppIn, k)
+	}
+	s.mu.Unlock()
+}
+
+// packetPortLocked returns the open packet-port connection bound to dst.
+func (s *SSH) packetPortLocked(dst nodekey.PublicKey) *ppConn {
+	if ep := s.ppIn[dst]; ep != nil && ep.pp.alive() {
+		return ep.pp
+	}
+	return nil
+}
+
 func (s *SSH) inbound(dst nodekey.PublicKey) bool {
+	s.mu.Lock()
+	pp := s.packetPortLocked(dst)
+	s.mu.Unlock()
+	if pp != nil {
+		return true
+	}
 	if s.cfg.Server == nil {
 		return false
 	}
@@ -173,10 +207,12 @@ func (s *SSH) Run(ctx context.Context) error {
 }
 
 // Send implements Sender: on our connection to dst if it is up, else on
-// dst's connection to our server.
+// dst's connection to our server, else on a packet-port connection bound
+// to dst.
 func (s *SSH) Send(dst nodekey.PublicKey, pkt []byte) error {
 	s.mu.Lock()
 	sc := s.clientLocked(dst)
+	pp := s.packetPortLocked(dst)
 	s.mu.Unlock()
 	if sc != nil && sc.c.Connected() {
 		return sc.c.Send(pkt)
@@ -185,6 +221,9 @@ func (s *SSH) Send(dst nodekey.PublicKey, pkt []byte) error {
 		if err := s.cfg.Server.Send(dst, pkt); err == nil || !errors.Is(err, server.ErrNoPeer) {
 			return err
 		}
+	}
+	if pp != nil {
+		return pp.c.Send(pkt)
 	}
 	if sc != nil {
 		sc.waiting.hold(dst, pkt)

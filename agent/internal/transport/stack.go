@@ -26,6 +26,10 @@ type StackConfig struct {
 	// SSHListen, if set, runs the SSH transport's server (sshgw in-agent
 	// mode) on this TCP address; peers in the netmap may connect.
 	SSHListen string
+	// PacketPort, if set, serves the packet port (sshgw/packetport) on this
+	// loopback ip:port: peers coming through this node's OpenSSH server or
+	// a standalone tunnelmesh-sshgw arrive there (see packetport.go).
+	PacketPort string
 	// Coordinator is the coordinator URL (https://host:port): a relay the
 	// netmap lists without URL is the coordinator's, at api.PathRelay.
 	Coordinator string
@@ -39,7 +43,26 @@ type StackPeer struct {
 	Key         nodekey.PublicKey
 	HomeRelay   string
 	SSHEndpoint netip.AddrPort
-	SSHHostKey  *nodekey.PublicKey
+	// SSHHostKey, SSHUser and SSHPacketPort describe an OpenSSH server at
+	// SSHEndpoint (api.Node); without SSHHostKey the endpoint is sshgw.
+	SSHHostKey    *nodekey.PublicKey
+	SSHUser       string
+	SSHPacketPort uint16
+}
+
+// sshPeer returns how to dial p over SSH, false when it cannot be dialed.
+func (p StackPeer) sshPeer() (SSHPeer, bool) {
+	if !p.SSHEndpoint.IsValid() || p.SSHEndpoint.Port() == 0 {
+		return SSHPeer{}, false
+	}
+	if p.SSHHostKey == nil {
+		return SSHPeer{Addr: p.SSHEndpoint}, true
+	}
+	if p.SSHUser == "" || p.SSHPacketPort == 0 {
+		return SSHPeer{}, false // an OpenSSH endpoint the registry would not accept
+	}
+	hk := *p.SSHHostKey
+	return SSHPeer{Addr: p.SSHEndpoint, HostKey: &hk, User: p.SSHUser, PacketPort: p.SSHPacketPort}, true
 }
 
 // Stack is a node's transports: the bind the device uses, the relay
@@ -50,6 +73,7 @@ type Stack struct {
 	Relays *Relays
 	SSH    *SSH
 	Server *sshserver.Server // nil without SSHListen
+	Port   *PacketPort       // nil without PacketPort
 
 	cfg     StackConfig
 	sshAddr netip.AddrPort
@@ -81,6 +105,15 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	s.Relays = NewRelays(RelaysConfig{Key: cfg.Key, Bind: s.Bind, Proxy: cfg.RelayProxy, Logger: cfg.Logger})
 	s.SSH = NewSSH(SSHConfig{Key: cfg.Key, Bind: s.Bind, Server: s.Server, Logger: cfg.Logger})
+	if cfg.PacketPort != "" {
+		var err error
+		if s.Port, err = ListenPacketPort(cfg.PacketPort, s.Bind, s.SSH, cfg.Logger); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return nil, err
+		}
+	}
 	s.Bind.SetSender(device.PathRelay, s.Relays)
 	s.Bind.SetSender(device.PathSSH, s.SSH)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,6 +121,15 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.Relays.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.SSH.Run(ctx) }()
+	if s.Port != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.Port.Listener().Serve(ctx); err != nil {
+				cfg.Logger.Error("packet port stopped", "component", "ssh-transport", "err", err)
+			}
+		}()
+	}
 	if ln != nil {
 		s.wg.Add(1)
 		go func() {
@@ -102,6 +144,14 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 
 // SSHListenAddr is the SSH server's listening address (zero without one).
 func (s *Stack) SSHListenAddr() netip.AddrPort { return s.sshAddr }
+
+// PacketPortAddr is the packet port's address (zero without one).
+func (s *Stack) PacketPortAddr() netip.AddrPort {
+	if s.Port == nil {
+		return netip.AddrPort{}
+	}
+	return s.Port.Addr()
+}
 
 // Set applies a netmap's relays and peers.
 func (s *Stack) Set(relays []api.Relay, home string, peers []StackPeer) {
@@ -121,10 +171,8 @@ func (s *Stack) Set(relays []api.Relay, home string, peers []StackPeer) {
 	for _, p := range peers {
 		keys = append(keys, p.Key)
 		byRelay[p.Key] = p.HomeRelay
-		// OpenSSH peers (SSHHostKey set) need a login and packet port the
-		// netmap does not carry yet: only sshgw peers are dialed.
-		if p.SSHEndpoint.IsValid() && p.SSHEndpoint.Port() != 0 && p.SSHHostKey == nil {
-			bySSH[p.Key] = SSHPeer{Addr: p.SSHEndpoint, HostKey: p.SSHHostKey}
+		if sp, ok := p.sshPeer(); ok {
+			bySSH[p.Key] = sp
 		}
 	}
 	s.Relays.Set(rs, home, byRelay)
@@ -147,11 +195,12 @@ func (s *Stack) coordinatorRelayURL() string {
 }
 
 // Fallbacks returns the device.PeerConfig.Fallbacks for p: its SSH endpoint
-// when either side accepts SSH (an OpenSSH peer needs a packet port this
-// stack does not dial yet), and the relay when the mesh has one.
+// when either side accepts SSH (p publishes a dialable endpoint, or this
+// node runs an SSH server or a packet port), and the relay when the mesh
+// has one.
 func (s *Stack) Fallbacks(p StackPeer) []string {
 	var out []string
-	if (p.SSHEndpoint.IsValid() && p.SSHHostKey == nil) || s.Server != nil {
+	if _, ok := p.sshPeer(); ok || s.Server != nil || s.Port != nil {
 		out = append(out, EndpointString(device.PathSSH, p.Key))
 	}
 	s.mu.Lock()
@@ -163,8 +212,8 @@ func (s *Stack) Fallbacks(p StackPeer) []string {
 	return out
 }
 
-// Close stops the relay connections, the SSH dialers and the SSH server.
-// The Bind is the device's to close.
+// Close stops the relay connections, the SSH dialers, the SSH server and
+// the packet port. The Bind is the device's to close.
 func (s *Stack) Close() error {
 	s.cancel()
 	var err error
