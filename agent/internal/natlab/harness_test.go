@@ -67,6 +67,12 @@ var (
 )
 
 func build(t testing.TB) (bin, tool string) {
+	bin, tool, _ = buildAll(t)
+	return bin, tool
+}
+
+// buildAll also returns the standalone tunnelmesh-sshgw.
+func buildAll(t testing.TB) (bin, tool, sshgw string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "tunnelmesh-natlab-bin-")
@@ -76,6 +82,7 @@ func build(t testing.TB) (bin, tool string) {
 		for _, b := range []struct{ out, pkg string }{
 			{"tunnelmesh", "github.com/tunnelmesh/tunnelmesh/agent/cmd/tunnelmesh"},
 			{"meshtool", "github.com/tunnelmesh/tunnelmesh/agent/internal/e2e/meshtool"},
+			{"tunnelmesh-sshgw", "github.com/tunnelmesh/tunnelmesh/sshgw/cmd/tunnelmesh-sshgw"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, b.out), b.pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -88,7 +95,7 @@ func build(t testing.TB) (bin, tool string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "tunnelmesh"), filepath.Join(buildDir, "meshtool")
+	return filepath.Join(buildDir, "tunnelmesh"), filepath.Join(buildDir, "meshtool"), filepath.Join(buildDir, "tunnelmesh-sshgw")
 }
 
 // newLab makes the internet namespace with the coordinator on it.
@@ -272,6 +279,13 @@ const allowAllPolicy = "rules:\n  - {name: all, from: \"*\", to: \"*\", proto: a
 // returns a reusable join token.
 func (l *lab) coordinator() string {
 	l.t.Helper()
+	return l.coordinatorWith("")
+}
+
+// coordinatorWith is coordinator with extra lines of coordinator config
+// (YAML), e.g. "relay:\n  disabled: true\n".
+func (l *lab) coordinatorWith(extra string) string {
+	l.t.Helper()
 	dataDir := filepath.Join(l.dir, "coord")
 	cfgPath := filepath.Join(l.dir, "coord.yaml")
 	policyPath := filepath.Join(l.dir, "allow-all.yaml")
@@ -279,7 +293,7 @@ func (l *lab) coordinator() string {
 		l.t.Fatal(err)
 	}
 	cfg := fmt.Sprintf("listen: %s:443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, dataDir, coordIP, policyPath)
+		coordIP, dataDir, coordIP, policyPath) + extra
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		l.t.Fatal(err)
 	}
