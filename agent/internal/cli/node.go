@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,7 +61,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.udpOffload, "udp-offload", true, "use UDP GSO/GRO where the kernel offers them; -udp-offload=false turns them off")
 	fs.BoolVar(&f.udpBatching, "udp-send-batching", true, "coalesce UDP sends (GSO); -udp-send-batching=false sends one packet per call")
 	fs.StringVar(&f.sshListen, "ssh-listen", "", "accept the SSH transport (sshgw inside the agent) on this TCP address, e.g. :2222; peers in the netmap may connect")
-	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint IP:PORT reported to the registry (default: the first local address with the --ssh-listen port); without --ssh-listen, the endpoint of an SSH server next to the agent that forwards to --packet-port: a standalone tunnelmesh-sshgw, or OpenSSH with --ssh-openssh-host-key")
+	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint IP:PORT reported to the registry, or :PORT for the node's first local address with PORT (default: the first local address with the --ssh-listen port); without --ssh-listen, the endpoint of an SSH server next to the agent that forwards to --packet-port: a standalone tunnelmesh-sshgw, or OpenSSH with --ssh-openssh-host-key")
 	fs.StringVar(&f.packetPort, "packet-port", "", "serve the packet port on this loopback IP:PORT (e.g. 127.0.0.1:7600): peers' packets arrive there from an OpenSSH server (direct-tcpip) or a standalone tunnelmesh-sshgw")
 	fs.StringVar(&f.sshHostKey, "ssh-openssh-host-key", "", "the --ssh-advertise endpoint is an OpenSSH server with this host key (a .pub file, e.g. /etc/ssh/ssh_host_ed25519_key.pub); peers log in as --ssh-user and open --packet-port with direct-tcpip")
 	fs.StringVar(&f.sshUser, "ssh-user", "", "OpenSSH account whose authorized_keys lists the peers' node keys (default tunnelmesh; with --ssh-openssh-host-key)")
@@ -93,8 +94,8 @@ func (f *runFlags) check() error {
 		return fmt.Errorf("--mtu %d: must be between %d and %d", f.mtu, tunif.MinMTU, tunif.MaxMTU)
 	}
 	if f.sshAdvertise != "" {
-		if _, err := netip.ParseAddrPort(f.sshAdvertise); err != nil {
-			return fmt.Errorf("--ssh-advertise %q: want IP:PORT", f.sshAdvertise)
+		if _, err := parseSSHAdvertise(f.sshAdvertise); err != nil {
+			return err
 		}
 	}
 	if f.sshListen != "" {
@@ -136,6 +137,27 @@ func (f *runFlags) check() error {
 		}
 	}
 	return nil
+}
+
+// parseSSHAdvertise parses --ssh-advertise: IP:PORT, or :PORT (the
+// unspecified address: node.Config.SSHAdvertise then takes the node's first
+// local address). "" is the zero AddrPort.
+func parseSSHAdvertise(s string) (netip.AddrPort, error) {
+	if s == "" {
+		return netip.AddrPort{}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, ":"); ok {
+		port, err := strconv.ParseUint(rest, 10, 16)
+		if err != nil || port == 0 {
+			return netip.AddrPort{}, fmt.Errorf("--ssh-advertise %q: want IP:PORT or :PORT", s)
+		}
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port)), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("--ssh-advertise %q: want IP:PORT or :PORT", s)
+	}
+	return ap, nil
 }
 
 // openSSH returns the node's OpenSSH endpoint (nil without
@@ -289,7 +311,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 	if rf.mtu != 0 {
 		mtu = rf.mtu
 	}
-	sshAdv, _ := netip.ParseAddrPort(rf.sshAdvertise) // checked by rf.check
+	sshAdv, _ := parseSSHAdvertise(rf.sshAdvertise) // checked by rf.check
 	openSSH, err := rf.openSSH()
 	if err != nil {
 		return err

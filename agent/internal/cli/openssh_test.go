@@ -49,3 +49,27 @@ func TestOpenSSHFlags(t *testing.T) {
 		t.Fatalf("openSSH() without the flag = %+v, %v; want nil, nil", o, err)
 	}
 }
+
+func TestParseSSHAdvertise(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"", "invalid AddrPort", true},
+		{"192.0.2.1:22", "192.0.2.1:22", true},
+		{"[2001:db8::1]:2222", "[2001:db8::1]:2222", true},
+		{":2222", "0.0.0.0:2222", true},
+		{":0", "", false},
+		{":x", "", false},
+		{":70000", "", false},
+		{"0.0.0.0:22", "", false},
+		{"192.0.2.1:0", "", false},
+		{"host:22", "", false},
+		{"192.0.2.1", "", false},
+	} {
+		got, err := parseSSHAdvertise(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got.String() != tt.want) {
+			t.Errorf("parseSSHAdvertise(%q) = %v, %v; want %q ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

@@ -41,16 +41,24 @@ func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 				}
 			}
 		}
+		adv := n.cfg.SSHAdvertise
+		if adv.IsValid() && adv.Addr().IsUnspecified() {
+			// ":PORT": the first local address.
+			adv = netip.AddrPort{}
+			if len(eps) > 0 {
+				adv = netip.AddrPortFrom(eps[0].Addr(), n.cfg.SSHAdvertise.Port())
+			}
+		}
 		if l := src.SSHListenAddr(); !l.IsValid() && n.cfg.SSHAdvertise.IsValid() {
 			// An SSH server next to the agent (OpenSSH or a standalone
 			// sshgw) forwards to the data plane's packet port.
-			req.SSHEndpoint = n.cfg.SSHAdvertise
-			if o := n.cfg.SSHOpenSSH; o != nil {
+			req.SSHEndpoint = adv
+			if o := n.cfg.SSHOpenSSH; o != nil && adv.IsValid() {
 				hk := o.HostKey
 				req.SSHHostKey, req.SSHUser, req.SSHPacketPort = &hk, o.User, o.PacketPort
 			}
 		} else if l.IsValid() {
-			req.SSHEndpoint = n.cfg.SSHAdvertise
+			req.SSHEndpoint = adv
 			if !req.SSHEndpoint.IsValid() {
 				a := l.Addr()
 				if a.IsUnspecified() && len(eps) > 0 {

@@ -72,7 +72,8 @@ type Config struct {
 	// with the SSH listen port. Without an SSH listener in the data plane
 	// it is the endpoint of an SSH server next to the agent that forwards
 	// to its packet port: a standalone tunnelmesh-sshgw (host key = the
-	// node key) or, with SSHOpenSSH, an OpenSSH server.
+	// node key) or, with SSHOpenSSH, an OpenSSH server. An unspecified
+	// address stands for the node's first local address.
 	SSHAdvertise netip.AddrPort
 	// SSHOpenSSH, if set, says SSHAdvertise is an OpenSSH server.
 	SSHOpenSSH *OpenSSHEndpoint
