@@ -64,4 +64,3 @@ func (t *indexTable) remove(idx uint32) {
 	delete(t.table, idx)
 	t.mu.Unlock()
 }
-
