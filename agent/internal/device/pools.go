@@ -29,7 +29,7 @@ const (
 // trim empties the lists when the device goes idle after load.
 const (
 	maxIdleSmall   = 2048 // 4 MiB
-	maxIdleLarge   = 1024 // 64 MiB, while busy
+	maxIdleLarge   = 4096 // 256 MiB at most, while busy: a receiver under load has thousands in flight
 	maxIdleBatches = 1024
 )
 
