@@ -178,13 +178,6 @@ func sameNode(a, b *store.Node) bool {
 		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
 }
 
-func samePtrKey(a, b *nodekey.PublicKey) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
-}
-
 func appendJSON(b []byte, v any) []byte {
 	j, err := json.Marshal(v)
 	if err != nil {
