@@ -66,8 +66,9 @@
 // and a timer goroutine. Packets travel in per-peer batches whose mutex is
 // held until a crypto worker is done, so encryption runs on every core while
 // each peer's packets leave and arrive in order. Elements come from bounded
-// free lists (pools.go) that survive garbage collections: 2 KiB buffers for
-// packets from the TUN, 64 KiB ones for UDP GRO reads and TUN GRO writes.
+// free lists (pools.go) that survive garbage collections: packets travel in
+// 2 KiB buffers; 64 KiB ones are the UDP read slots (GRO) and the heads that
+// UDP GSO runs and TUN GRO flows are coalesced into.
 // The per-packet path does not allocate (TestPacketPathNoAlloc); the first
 // quiet half second after load empties the lists and returns memory to the OS.
 // Close stops everything in the order written on it.

@@ -10,11 +10,13 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
-// Element buffers come in two sizes. Packets read from the TUN (and pings,
-// probes, keepalives) need room for one MTU-sized packet plus framing:
-// small buffers. Datagrams read from the bind may be UDP GRO coalesced, and
-// decrypted packets written to the TUN are coalesced (TUN GRO) into the
-// first buffer of each flow: those need wire.MaxMessageSize.
+// Element buffers come in two sizes. Packets travel in small ones: room for
+// one MTU-sized packet plus framing (packets from the TUN, datagrams the
+// receive loop copies out of its read slots, pings, probes, keepalives).
+// Large ones (wire.MaxMessageSize) are the bind's read slots (UDP GRO
+// coalesces into them), the scratch heads that UDP GSO runs (prepareGSO)
+// and TUN GRO flows (prepareGRO) are coalesced into, and packets of an MTU
+// above smallMTUMax.
 const (
 	smallBufSize = 2048
 	// smallMTUMax is the largest MTU whose packets fit a small buffer with
@@ -29,7 +31,7 @@ const (
 // trim empties the lists when the device goes idle after load.
 const (
 	maxIdleSmall   = 2048 // 4 MiB
-	maxIdleLarge   = 4096 // 256 MiB at most, while busy: a receiver under load has thousands in flight
+	maxIdleLarge   = 1024 // 64 MiB
 	maxIdleBatches = 1024
 )
 

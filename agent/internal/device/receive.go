@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -62,20 +63,29 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 			if size == 0 {
 				continue
 			}
-			pkt := elems[i].buf[:size]
+			e := elems[i]
+			pkt := e.buf[:size]
+			if size <= smallBufSize {
+				// Keep the 64 KiB read buffer in its slot and carry the
+				// datagram in a small element: a receiver under load holds
+				// thousands of packets in its queues.
+				e = d.pools.getElem()
+				pkt = e.buf[:copy(e.buf, pkt)]
+			}
 			if pkt[0] == wire.TypeTransport {
 				recv, ctr, err := wire.ParseTransportHeader(pkt)
 				if err != nil {
 					d.counters.drop(DropJunk)
+					d.recycle(e, elems[i])
 					continue
 				}
 				entry := d.indices.lookup(recv)
 				kp := entry.keypair
 				if kp == nil || kp.dead.Load() {
 					d.counters.drop(DropUnknownIndex)
+					d.recycle(e, elems[i])
 					continue
 				}
-				e := elems[i]
 				e.packet = pkt
 				e.keypair = kp
 				e.counter = ctr
@@ -84,21 +94,25 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 			} else {
 				if _, err := wire.Type(pkt); err != nil {
 					d.counters.drop(DropJunk)
+					d.recycle(e, elems[i])
 					continue
 				}
-				e := elems[i]
 				e.packet = pkt
 				e.endpoint = eps[i]
 				select {
 				case d.hsQueue <- e:
 				default:
 					d.counters.drop(DropQueueFull)
+					e.endpoint = nil
+					d.recycle(e, elems[i])
 					continue
 				}
 			}
-			elems[i] = d.pools.getLargeElem()
-			bufs[i] = elems[i].buf[:]
 			eps[i] = nil
+			if e == elems[i] { // the slot's buffer went with the packet
+				elems[i] = d.pools.getLargeElem()
+				bufs[i] = elems[i].buf
+			}
 		}
 		for _, b := range pb.list {
 			p := b.peer
@@ -123,6 +137,14 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 			}
 		}
 		pb.reset()
+	}
+}
+
+// recycle returns e, a copy the receive loop made of slot's datagram, to
+// its pool (the slot keeps its buffer either way).
+func (d *Device) recycle(e, slot *elem) {
+	if e != slot {
+		d.pools.putElem(e)
 	}
 }
 
@@ -257,8 +279,107 @@ func (p *peer) receiveBatch(b *batch) {
 		p.initiateHandshake(false) // WireGuard's keepKeyFreshReceiving
 	}
 	if len(b.bufs) > 0 {
+		if len(b.bufs) > 1 {
+			d.prepareGRO(b, b.bufs)
+		}
 		if _, err := d.tun.Write(b.bufs, wire.TransportHeaderSize); err != nil && !d.isClosed() {
 			d.log.Debug("write to tun failed", "err", err)
 		}
+		for k, e := range b.scratch {
+			d.pools.putElem(e)
+			b.scratch[k] = nil
+		}
+		b.scratch = b.scratch[:0]
+	}
+}
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// groFlow is a transport flow, as far as TUN GRO tells flows apart.
+type groFlow struct {
+	src, dst netip.Addr
+	ports    uint32
+	proto    uint8
+}
+
+// groFlowOf returns pkt's TCP or UDP flow.
+func groFlowOf(pkt []byte) (groFlow, bool) {
+	if len(pkt) < 1 {
+		return groFlow{}, false
+	}
+	var f groFlow
+	var l4 int
+	switch pkt[0] >> 4 {
+	case 4:
+		l4 = int(pkt[0]&0x0f) * 4
+		if l4 < 20 || len(pkt) < l4+4 || binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 {
+			return groFlow{}, false // short, or a fragment
+		}
+		f.proto = pkt[9]
+		f.src = netip.AddrFrom4([4]byte(pkt[12:16]))
+		f.dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	case 6:
+		l4 = 40
+		if len(pkt) < l4+4 {
+			return groFlow{}, false
+		}
+		f.proto = pkt[6]
+		f.src = netip.AddrFrom16([16]byte(pkt[8:24]))
+		f.dst = netip.AddrFrom16([16]byte(pkt[24:40]))
+	default:
+		return groFlow{}, false
+	}
+	if f.proto != protoTCP && f.proto != protoUDP {
+		return groFlow{}, false
+	}
+	f.ports = binary.BigEndian.Uint32(pkt[l4:])
+	return f, true
+}
+
+// groMaxFlows bounds the flows prepareGRO tracks in one write.
+const groMaxFlows = 8
+
+// prepareGRO lets the TUN coalesce bufs (TUN GRO appends each TCP or UDP
+// segment to the first packet of its flow in the write, which needs the
+// room): the first packet of every flow with two or more packets moves into
+// a 64 KiB scratch element (one copy per flow), returned after the write.
+// Packets are carried in small elements otherwise.
+func (d *Device) prepareGRO(b *batch, bufs [][]byte) {
+	const offset = wire.TransportHeaderSize
+	var flows [groMaxFlows]struct {
+		f     groFlow
+		first int
+		n     int
+	}
+	nf := 0
+	for i, buf := range bufs {
+		f, ok := groFlowOf(buf[offset:])
+		if !ok {
+			continue
+		}
+		k := 0
+		for k < nf && flows[k].f != f {
+			k++
+		}
+		if k == nf {
+			if nf == groMaxFlows {
+				continue
+			}
+			flows[k].f, flows[k].first = f, i
+			nf++
+		}
+		flows[k].n++
+	}
+	for k := 0; k < nf; k++ {
+		i := flows[k].first
+		if flows[k].n < 2 || cap(bufs[i]) >= wire.MaxMessageSize {
+			continue
+		}
+		e := d.pools.getLargeElem()
+		b.scratch = append(b.scratch, e)
+		bufs[i] = e.buf[:copy(e.buf, bufs[i])]
 	}
 }
