@@ -5,12 +5,16 @@
 //
 //	Authorization:          TunnelMesh-Node <credential>
 //	X-Tunnelmesh-Date:      <unix time in milliseconds>
+//	X-Tunnelmesh-Nonce:     base64url(16 random bytes)
 //	X-Tunnelmesh-Signature: base64url(ed25519 signature by the node key)
 //
 // The signature covers, each followed by "\n":
 //
 //	"tunnelmesh-node-request-v1", method, request URI (path and query),
-//	date, base64url(SHA-256(body))
+//	date, nonce, base64url(SHA-256(body))
+//
+// The nonce makes two identical requests sent in the same millisecond (a
+// retried heartbeat, say) distinct, so only a true copy is a replay.
 //
 // The registry accepts a call when the secret matches (constant time), the
 // signature verifies under the node's registered key, the date is within
@@ -21,6 +25,7 @@ package nodeauth
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -38,6 +43,7 @@ import (
 // Header names and the Authorization scheme.
 const (
 	HeaderDate      = "X-Tunnelmesh-Date"
+	HeaderNonce     = "X-Tunnelmesh-Nonce"
 	HeaderSignature = "X-Tunnelmesh-Signature"
 	Scheme          = "TunnelMesh-Node"
 	context         = "tunnelmesh-node-request-v1"
@@ -86,10 +92,10 @@ func (c Credential) SecretMatches(hash []byte) bool {
 	return subtle.ConstantTimeCompare(h[:], hash) == 1
 }
 
-func payload(method, uri, date string, body []byte) []byte {
+func payload(method, uri, date, nonce string, body []byte) []byte {
 	sum := sha256.Sum256(body)
 	var b bytes.Buffer
-	for _, s := range []string{context, method, uri, date, b64.EncodeToString(sum[:])} {
+	for _, s := range []string{context, method, uri, date, nonce, b64.EncodeToString(sum[:])} {
 		b.WriteString(s)
 		b.WriteByte('\n')
 	}
@@ -100,9 +106,13 @@ func payload(method, uri, date string, body []byte) []byte {
 // exact bytes sent).
 func Sign(r *http.Request, body []byte, cred Credential, key nodekey.PrivateKey, now time.Time) {
 	date := strconv.FormatInt(now.UnixMilli(), 10)
-	sig := key.Sign(payload(r.Method, r.URL.RequestURI(), date, body))
+	var n [16]byte
+	rand.Read(n[:])
+	nonce := b64.EncodeToString(n[:])
+	sig := key.Sign(payload(r.Method, r.URL.RequestURI(), date, nonce, body))
 	r.Header.Set("Authorization", Scheme+" "+cred.String())
 	r.Header.Set(HeaderDate, date)
+	r.Header.Set(HeaderNonce, nonce)
 	r.Header.Set(HeaderSignature, b64.EncodeToString(sig))
 }
 
@@ -133,6 +143,10 @@ func Parse(r *http.Request, body []byte) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad %s", ErrMalformed, HeaderDate)
 	}
+	nonce := r.Header.Get(HeaderNonce)
+	if n, err := b64.DecodeString(nonce); err != nil || len(n) != 16 {
+		return nil, fmt.Errorf("%w: bad %s", ErrMalformed, HeaderNonce)
+	}
 	sig, err := b64.DecodeString(r.Header.Get(HeaderSignature))
 	if err != nil || len(sig) != 64 {
 		return nil, fmt.Errorf("%w: bad %s", ErrMalformed, HeaderSignature)
@@ -141,7 +155,7 @@ func Parse(r *http.Request, body []byte) (*Request, error) {
 		Credential: cred,
 		Date:       time.UnixMilli(ms),
 		sig:        sig,
-		payload:    payload(r.Method, r.URL.RequestURI(), dateStr, body),
+		payload:    payload(r.Method, r.URL.RequestURI(), dateStr, nonce, body),
 	}, nil
 }
 

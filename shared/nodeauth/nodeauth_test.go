@@ -85,6 +85,31 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+// TestSameMillisecond: two identical requests signed in the same
+// millisecond are both accepted (the nonce tells them apart); a copy of
+// either is still a replay.
+func TestSameMillisecond(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	key := newKey(t)
+	cred := Credential{NodeID: "n1", Secret: "s3cret"}
+	h := cred.SecretHash()
+	cache := NewReplayCache()
+	r1 := signed(t, "POST", "/api/v1/node/heartbeat", []byte("{}"), cred, key, now)
+	r2 := signed(t, "POST", "/api/v1/node/heartbeat", []byte("{}"), cred, key, now)
+	for i, tc := range []struct {
+		r    *http.Request
+		want error
+	}{{r1, nil}, {r2, nil}, {r1, ErrReplayed}} {
+		q, err := Parse(tc.r, []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Verify(h[:], key.Public(), now, cache); !errors.Is(err, tc.want) {
+			t.Errorf("request %d: Verify = %v, want %v", i, err, tc.want)
+		}
+	}
+}
+
 func TestParseMalformed(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -95,7 +120,8 @@ func TestParseMalformed(t *testing.T) {
 		{"bearer", map[string]string{"Authorization": "Bearer x"}, ErrMalformed},
 		{"no dot", map[string]string{"Authorization": "TunnelMesh-Node abc"}, ErrMalformed},
 		{"bad date", map[string]string{"Authorization": "TunnelMesh-Node a.b", HeaderDate: "yesterday"}, ErrMalformed},
-		{"bad sig", map[string]string{"Authorization": "TunnelMesh-Node a.b", HeaderDate: "1", HeaderSignature: "!!"}, ErrMalformed},
+		{"no nonce", map[string]string{"Authorization": "TunnelMesh-Node a.b", HeaderDate: "1"}, ErrMalformed},
+		{"bad sig", map[string]string{"Authorization": "TunnelMesh-Node a.b", HeaderDate: "1", HeaderNonce: "AAAAAAAAAAAAAAAAAAAAAA", HeaderSignature: "!!"}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +142,7 @@ func FuzzParse(f *testing.F) {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("Authorization", auth)
 		r.Header.Set(HeaderDate, date)
+		r.Header.Set(HeaderNonce, "AAAAAAAAAAAAAAAAAAAAAA")
 		r.Header.Set(HeaderSignature, sig)
 		q, err := Parse(r, nil)
 		if err != nil {
