@@ -57,18 +57,7 @@ func buildMeshDNS(t *testing.T) string {
 // adminToken creates a reusable join token with extra flags (e.g. --tag).
 func (l *lab) adminToken(ns, cfgPath string, extra ...string) string {
 	l.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		args := append([]string{l.bin, "admin", "--config", cfgPath, "tokens", "create", "--reusable"}, extra...)
-		out, err := l.run(ns, 10*time.Second, args...)
-		if err == nil {
-			return strings.TrimSpace(out)
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("create token: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return l.JoinToken(ns, l.bin, cfgPath, extra...)
 }
 
 // withResolvConf runs args in ns inside a private mount namespace where
@@ -79,7 +68,7 @@ func (l *lab) adminToken(ns, cfgPath string, extra ...string) string {
 func (l *lab) withResolvConf(ns, resolvConf string, timeout time.Duration, args ...string) (string, error) {
 	sh := []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
 		`mount --bind "$0" /etc/resolv.conf && exec "$@"`, resolvConf}
-	return l.run(ns, timeout, append(sh, args...)...)
+	return l.Run(ns, timeout, append(sh, args...)...)
 }
 
 // TestMeshDNS is issue 6's lab: a coordinator with the default policy;
@@ -104,17 +93,17 @@ func TestMeshDNS(t *testing.T) {
 	for i, h := range []string{"nodea", "nodeb", "ns1", "noded"} {
 		nss[h] = l.addHost(h, 11+i)
 	}
-	polPath := filepath.Join(l.dir, "default-policy.yaml")
+	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
 	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(l.dir, "coord-dns.yaml")
+	cfgPath := filepath.Join(l.Dir(), "coord-dns.yaml")
 	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.dir, "coord-dns"), coordIP, polPath)
+		coordIP, filepath.Join(l.Dir(), "coord-dns"), coordIP, polPath)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.start(cns, "coord-dns", l.bin, "coordinator", "--config", cfgPath)
+	l.Start(cns, "coord-dns", l.bin, "coordinator", "--config", cfgPath)
 	tok := l.adminToken(cns, cfgPath)
 	dnsTok := l.adminToken(cns, cfgPath, "--tag", "dns")
 
@@ -124,7 +113,7 @@ func TestMeshDNS(t *testing.T) {
 	ns1 := l.join(nss["ns1"], "ns1", "ns1", "", coordURL, dnsTok, "--advertise-dns", "--dns=false")
 	s := l.waitStatus(ns1, 20*time.Second, "joined", func(s localapi.Status) bool { return s.IP.IsValid() })
 	dnsIP := s.IP.String()
-	corefile := filepath.Join(l.dir, "Corefile")
+	corefile := filepath.Join(l.Dir(), "Corefile")
 	if err := os.WriteFile(corefile, []byte(fmt.Sprintf(`mesh 100.64.0.0/16 {
     errors
     log
@@ -136,10 +125,10 @@ func TestMeshDNS(t *testing.T) {
 `, filepath.Join(ns1.stateDir, "credentials.json"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.start(nss["ns1"], "meshdns", meshdns, "-conf", corefile)
+	l.Start(nss["ns1"], "meshdns", meshdns, "-conf", corefile)
 
 	nodeb := l.join(nss["nodeb"], "nodeb", "nodeb", "", coordURL, tok, "--dns=false")
-	resolv := filepath.Join(l.dir, "nodea-resolv.conf")
+	resolv := filepath.Join(l.Dir(), "nodea-resolv.conf")
 	orig := "# nodea's own resolv.conf\nnameserver " + coordIP + "\n"
 	if err := os.WriteFile(resolv, []byte(orig), 0o644); err != nil {
 		t.Fatal(err)
@@ -156,7 +145,7 @@ func TestMeshDNS(t *testing.T) {
 
 	a := nss["nodea"]
 	dig := func(args ...string) (string, error) {
-		out, err := l.run(a, 10*time.Second, append([]string{"dig", "@" + dnsIP, "+time=1", "+tries=1"}, args...)...)
+		out, err := l.Run(a, 10*time.Second, append([]string{"dig", "@" + dnsIP, "+time=1", "+tries=1"}, args...)...)
 		return strings.TrimSpace(out), err
 	}
 	sys := func(args ...string) (string, error) {
@@ -186,7 +175,7 @@ func TestMeshDNS(t *testing.T) {
 		if out, err := sys("ping", "-c1", "-W2", "nodeb.mesh"); err != nil || !strings.Contains(out, bIP) {
 			t.Errorf("ping -c1 nodeb.mesh = %q, %v", out, err)
 		}
-		if out, err := l.run(a, 10*time.Second, l.bin, "ping", "--state-dir", nodea.stateDir, "nodeb.mesh"); err != nil || !strings.Contains(out, "pong from nodeb") {
+		if out, err := l.Run(a, 10*time.Second, l.bin, "ping", "--state-dir", nodea.stateDir, "nodeb.mesh"); err != nil || !strings.Contains(out, "pong from nodeb") {
 			t.Errorf("tunnelmesh ping nodeb.mesh = %q, %v", out, err)
 		}
 	})
@@ -210,7 +199,7 @@ func TestMeshDNS(t *testing.T) {
 		t.Logf("noded.mesh resolved on nodea %v after its join started (issue target: within 2 s)", joined.Round(time.Millisecond))
 
 		start = time.Now()
-		l.must("ip", "netns", "exec", cns, l.bin, "admin", "--config", cfgPath, "nodes", "remove", "noded")
+		l.Must("ip", "netns", "exec", cns, l.bin, "admin", "--config", cfgPath, "nodes", "remove", "noded")
 		waitFor(t, 20*time.Second, "noded.mesh stops resolving on nodea", func() (bool, string) {
 			out, err := sys("getent", "hosts", "noded.mesh")
 			return err != nil, out
@@ -225,7 +214,7 @@ func TestMeshDNS(t *testing.T) {
 	})
 
 	// Stopping nodea's agent gives its file back, byte for byte.
-	if err := nodea.p.stop(t); err != nil {
+	if err := nodea.p.Stop(t); err != nil {
 		t.Errorf("nodea exit: %v", err)
 	}
 	if b, err := os.ReadFile(resolv); err != nil || string(b) != orig {

@@ -42,7 +42,7 @@ func TestMesh(t *testing.T) {
 			t.Errorf("%s status: interface %q mtu %d coordinator %+v; want tunnelmesh0, 1420, reachable", h, s.Interface, s.MTU, s.Coordinator)
 		}
 		// Only the mesh prefix is routed into the interface.
-		routes := l.must("ip", "-n", nss[h], "-4", "route", "show", "dev", "tunnelmesh0")
+		routes := l.Must("ip", "-n", nss[h], "-4", "route", "show", "dev", "tunnelmesh0")
 		if got := strings.Fields(routes); len(got) == 0 || got[0] != "100.64.0.0/16" || strings.Count(routes, "\n") != 1 {
 			t.Errorf("%s routes via tunnelmesh0 = %q, want only 100.64.0.0/16", h, routes)
 		}
@@ -73,7 +73,7 @@ func TestMesh(t *testing.T) {
 			return len(s.Peers) == 2
 		})
 		t.Logf("n1 has direct paths to every peer %v after the pings", time.Since(start))
-		out, err := l.run(nss["n1"], 20*time.Second, l.bin, "ping", "--state-dir", nodes["n1"].stateDir, "n2")
+		out, err := l.Run(nss["n1"], 20*time.Second, l.bin, "ping", "--state-dir", nodes["n1"].stateDir, "n2")
 		if err != nil || !strings.Contains(out, "pong from n2 ("+ips["n2"]+") via udp ") {
 			t.Errorf("tunnelmesh ping n2 = %q, %v; want a pong via a direct path", out, err)
 		}
@@ -86,7 +86,7 @@ func TestMesh(t *testing.T) {
 				t.Errorf("n1 status of %s after pings: %+v; want a handshake, bytes both ways, a direct path", p.Name, p)
 			}
 		}
-		text, err := l.run(nss["n1"], 10*time.Second, l.bin, "status", "--state-dir", nodes["n1"].stateDir)
+		text, err := l.Run(nss["n1"], 10*time.Second, l.bin, "status", "--state-dir", nodes["n1"].stateDir)
 		if err != nil || !strings.Contains(text, "n2") || !strings.Contains(text, "reachable") {
 			t.Errorf("tunnelmesh status = %q, %v", text, err)
 		}
@@ -95,17 +95,17 @@ func TestMesh(t *testing.T) {
 
 	t.Run("100 MB TCP transfer arrives intact", func(t *testing.T) {
 		const size = 100 << 20
-		recv := l.start(nss["n2"], "recv", l.tool, "recv", ips["n2"]+":5001")
-		out, err := l.run(nss["n1"], 3*time.Minute, l.tool, "send", ips["n2"]+":5001", fmt.Sprint(size), "42")
+		recv := l.Start(nss["n2"], "recv", l.tool, "recv", ips["n2"]+":5001")
+		out, err := l.Run(nss["n1"], 3*time.Minute, l.tool, "send", ips["n2"]+":5001", fmt.Sprint(size), "42")
 		if err != nil {
 			t.Fatalf("send: %v", err)
 		}
 		select {
-		case <-recv.done:
+		case <-recv.Done():
 		case <-time.After(30 * time.Second):
 			t.Fatal("receiver did not finish")
 		}
-		got := readLog(t, recv.log)
+		got := readLog(t, recv.Log)
 		sent := strings.Fields(out)
 		rcvd := fieldsOfLine(got, "recv")
 		if len(sent) < 3 || len(rcvd) < 3 || sent[1] != fmt.Sprint(size) || rcvd[1] != sent[1] || rcvd[2] != sent[2] {
@@ -116,8 +116,8 @@ func TestMesh(t *testing.T) {
 
 	t.Run("killed node comes back", func(t *testing.T) {
 		n3 := nodes["n3"]
-		n3.p.kill()
-		if _, err := l.run(nss["n3"], 5*time.Second, "ip", "link", "show", "tunnelmesh0"); err == nil {
+		n3.p.Kill()
+		if _, err := l.Run(nss["n3"], 5*time.Second, "ip", "link", "show", "tunnelmesh0"); err == nil {
 			t.Errorf("tunnelmesh0 still exists in n3 after the node was killed")
 		}
 		if err := l.ping(nss["n1"], ips["n3"], 2*time.Second); err == nil {
@@ -157,13 +157,13 @@ func TestMesh(t *testing.T) {
 			t.Errorf("b2 runs with interface %q mtu %d, want tmb0 1380", s2.Interface, s2.MTU)
 		}
 		// 20 MB over mesh B, into the node without offloads.
-		recv := l.start(nss["n2"], "recv-b", l.tool, "recv", s2.IP.String()+":5002")
-		out, err := l.run(nss["n1"], 2*time.Minute, l.tool, "send", s2.IP.String()+":5002", fmt.Sprint(20<<20), "7")
+		recv := l.Start(nss["n2"], "recv-b", l.tool, "recv", s2.IP.String()+":5002")
+		out, err := l.Run(nss["n1"], 2*time.Minute, l.tool, "send", s2.IP.String()+":5002", fmt.Sprint(20<<20), "7")
 		if err != nil {
 			t.Fatalf("send over mesh B: %v", err)
 		}
-		<-recv.done
-		sent, rcvd := strings.Fields(out), fieldsOfLine(readLog(t, recv.log), "recv")
+		<-recv.Done()
+		sent, rcvd := strings.Fields(out), fieldsOfLine(readLog(t, recv.Log), "recv")
 		if len(sent) < 3 || len(rcvd) < 3 || rcvd[1] != sent[1] || rcvd[2] != sent[2] {
 			t.Errorf("mesh B transfer: sent %q, received %q", out, rcvd)
 		}
@@ -171,10 +171,10 @@ func TestMesh(t *testing.T) {
 			t.Errorf("mesh A ping n1 -> n2 with mesh B beside it: %v", err)
 		}
 		// A clean stop removes the interface and leaves mesh A alone.
-		if err := b1.p.stop(t); err != nil {
+		if err := b1.p.Stop(t); err != nil {
 			t.Errorf("b1 exit after SIGTERM: %v, want status 0", err)
 		}
-		if _, err := l.run(nss["n1"], 5*time.Second, "ip", "link", "show", "tmb0"); err == nil {
+		if _, err := l.Run(nss["n1"], 5*time.Second, "ip", "link", "show", "tmb0"); err == nil {
 			t.Errorf("tmb0 still exists after SIGTERM")
 		}
 		if err := l.ping(nss["n1"], ips["n2"], 10*time.Second); err != nil {
@@ -186,7 +186,7 @@ func TestMesh(t *testing.T) {
 		if err := l.ping(nss["n1"], ips["n3"], 10*time.Second); err != nil {
 			t.Fatalf("n1 -> n3 before removal: %v", err)
 		}
-		if _, err := l.run(cns, 10*time.Second, l.bin, "admin", "--config", cfg, "nodes", "remove", "n3"); err != nil {
+		if _, err := l.Run(cns, 10*time.Second, l.bin, "admin", "--config", cfg, "nodes", "remove", "n3"); err != nil {
 			t.Fatalf("admin nodes remove n3: %v", err)
 		}
 		start := time.Now()
@@ -196,11 +196,11 @@ func TestMesh(t *testing.T) {
 		l.waitStatus(nodes["n3"], 2*time.Second, "n3 has no peers", func(s localapi.Status) bool { return len(s.Peers) == 0 })
 		t.Logf("n3's tunnels torn down on every node %v after the admin removed it", time.Since(start))
 		for _, src := range []string{"n1", "n2"} {
-			if _, err := l.run(nss[src], 5*time.Second, l.tool, "ping", ips["n3"], "1"); err == nil {
+			if _, err := l.Run(nss[src], 5*time.Second, l.tool, "ping", ips["n3"], "1"); err == nil {
 				t.Errorf("%s still reaches removed n3", src)
 			}
 		}
-		if _, err := l.run(nss["n3"], 5*time.Second, l.tool, "ping", ips["n1"], "1"); err == nil {
+		if _, err := l.Run(nss["n3"], 5*time.Second, l.tool, "ping", ips["n1"], "1"); err == nil {
 			t.Errorf("removed n3 still reaches n1")
 		}
 		if err := l.ping(nss["n1"], ips["n2"], 10*time.Second); err != nil {
@@ -210,10 +210,10 @@ func TestMesh(t *testing.T) {
 
 	t.Run("clean stop on SIGTERM", func(t *testing.T) {
 		for _, h := range hosts {
-			if err := nodes[h].p.stop(t); err != nil {
+			if err := nodes[h].p.Stop(t); err != nil {
 				t.Errorf("%s exit after SIGTERM: %v", h, err)
 			}
-			if _, err := l.run(nss[h], 5*time.Second, "ip", "link", "show", "tunnelmesh0"); err == nil {
+			if _, err := l.Run(nss[h], 5*time.Second, "ip", "link", "show", "tunnelmesh0"); err == nil {
 				t.Errorf("%s: tunnelmesh0 still exists after SIGTERM", h)
 			}
 		}

@@ -51,11 +51,11 @@ func TestPolicyLab(t *testing.T) {
 		s := l.waitStatus(nodes[h], 20*time.Second, "two peers", func(s localapi.Status) bool { return len(s.Peers) == 2 })
 		ips[h] = s.IP.String()
 	}
-	l.start(nss["n2"], "serve", l.tool, "serve", ips["n2"], "22", "80", "8080")
+	l.Start(nss["n2"], "serve", l.tool, "serve", ips["n2"], "22", "80", "8080")
 
 	scan := func(from, ports string) string {
 		t.Helper()
-		out, err := l.run(nss[from], 2*time.Minute, l.tool, "scan", ips["n2"], ports, "500ms")
+		out, err := l.Run(nss[from], 2*time.Minute, l.tool, "scan", ips["n2"], ports, "500ms")
 		if err != nil {
 			t.Fatalf("scan from %s: %v", from, err)
 		}
@@ -81,11 +81,11 @@ func TestPolicyLab(t *testing.T) {
 	}
 	apply := func(name, doc string) (time.Time, string, error) {
 		t.Helper()
-		file := filepath.Join(l.dir, name+".yaml")
+		file := filepath.Join(l.Dir(), name+".yaml")
 		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := l.run(cns, 30*time.Second, l.bin, "policy", "apply", "--config", cfg, "-f", file)
+		out, err := l.Run(cns, 30*time.Second, l.bin, "policy", "apply", "--config", cfg, "-f", file)
 		return time.Now(), out, err
 	}
 

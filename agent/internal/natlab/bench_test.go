@@ -51,7 +51,7 @@ func BenchmarkPaths(b *testing.B) {
 	}
 	measure := func(reached time.Duration) {
 		path := l.path(na)
-		out, err := l.run(na.ns, 60*time.Second, l.tool, "ping", nb.ip, "50")
+		out, err := l.Run(na.ns, 60*time.Second, l.tool, "ping", nb.ip, "50")
 		if err != nil {
 			b.Fatalf("ping on %s: %v", path, err)
 		}
@@ -80,10 +80,10 @@ func BenchmarkPaths(b *testing.B) {
 		{"-A", "OUTPUT", "-p", "udp", "-d", ipB, "-j", "DROP"},
 		{"-A", "INPUT", "-p", "udp", "-s", ipB, "-j", "DROP"},
 	} {
-		l.must(append([]string{"ip", "netns", "exec", nsA, "iptables"}, rule...)...)
+		l.Must(append([]string{"ip", "netns", "exec", nsA, "iptables"}, rule...)...)
 	}
 	measure(wait("ssh "))
-	l.must("ip", "netns", "exec", nsA, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", ipB, "--dport", "2222", "-j", "DROP")
+	l.Must("ip", "netns", "exec", nsA, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", ipB, "--dport", "2222", "-j", "DROP")
 	measure(wait("relay "))
 	b.StopTimer()
 

@@ -90,7 +90,7 @@ func TestNATLab(t *testing.T) {
 		ra, rb := l.router("ra", 11, 1, natSymmetric), l.router("rb", 12, 2, natSymmetric)
 		nsA, _ := l.behind(ra, "a", 2)
 		nsB, ipB := l.behind(rb, "b", 2)
-		l.must("ip", "netns", "exec", rb.ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "tcp",
+		l.Must("ip", "netns", "exec", rb.ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "tcp",
 			"--dport", "2222", "-j", "DNAT", "--to-destination", ipB+":2222")
 		a := l.join(nsA, "a", tok)
 		b := l.join(nsB, "b", tok, "--ssh-listen", ":2222", "--ssh-advertise", rb.wanIP+":2222")
@@ -100,7 +100,7 @@ func TestNATLab(t *testing.T) {
 		l := newLab(t)
 		tok := l.coordinator()
 		ra := l.router("ra", 11, 1, natEIM)
-		l.must("ip", "netns", "exec", ra.ns, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
+		l.Must("ip", "netns", "exec", ra.ns, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
 		nsA, _ := l.behind(ra, "a", 2)
 		nsB, ipB := l.public("b", 30)
 		a := l.join(nsA, "a", tok)
@@ -116,7 +116,7 @@ func TestNATLab(t *testing.T) {
 			{"-A", "FORWARD", "-i", "lan", "-p", "tcp", "-d", coordIP, "--dport", "443", "-j", "ACCEPT"},
 			{"-P", "FORWARD", "DROP"},
 		} {
-			l.must(append([]string{"ip", "netns", "exec", ra.ns, "iptables"}, rule...)...)
+			l.Must(append([]string{"ip", "netns", "exec", ra.ns, "iptables"}, rule...)...)
 		}
 		nsA, _ := l.behind(ra, "a", 2)
 		nsB, _ := l.behind(rb, "b", 2)
@@ -134,19 +134,19 @@ func TestNATLab(t *testing.T) {
 
 		const size = 400 << 20
 		port := 6001
-		recv := l.start(b.ns, "recv-move", l.tool, "recv", fmt.Sprintf("%s:%d", b.ip, port))
+		recv := l.Start(b.ns, "recv-move", l.tool, "recv", fmt.Sprintf("%s:%d", b.ip, port))
 		sendDone := make(chan error, 1)
 		var sendOut string
 		go func() {
-			out, err := l.run(a.ns, 3*time.Minute, l.tool, "send", fmt.Sprintf("%s:%d", b.ip, port), fmt.Sprint(size), "9")
+			out, err := l.Run(a.ns, 3*time.Minute, l.tool, "send", fmt.Sprintf("%s:%d", b.ip, port), fmt.Sprint(size), "9")
 			sendOut = out
 			sendDone <- err
 		}()
 		time.Sleep(700 * time.Millisecond)
 		newIP := inetPrefix + "31"
 		moved := time.Now()
-		l.must("ip", "-n", b.ns, "addr", "del", ipB+"/24", "dev", "eth0")
-		l.must("ip", "-n", b.ns, "addr", "add", newIP+"/24", "dev", "eth0")
+		l.Must("ip", "-n", b.ns, "addr", "del", ipB+"/24", "dev", "eth0")
+		l.Must("ip", "-n", b.ns, "addr", "add", newIP+"/24", "dev", "eth0")
 		for !l.pingOnce(a.ns, b.ip) {
 			if time.Since(moved) > 30*time.Second {
 				t.Fatalf("no ping through the tunnel within 30s of the address change; paths %q / %q", l.path(a), l.path(b))
@@ -156,8 +156,8 @@ func TestNATLab(t *testing.T) {
 		if err := <-sendDone; err != nil {
 			t.Fatalf("transfer across the address change: %v", err)
 		}
-		<-recv.done
-		got, _ := os.ReadFile(recv.log)
+		<-recv.Done()
+		got, _ := os.ReadFile(recv.Log)
 		if sent := strings.Fields(sendOut); len(sent) < 3 || !strings.Contains(string(got), "recv "+sent[1]+" "+sent[2]) {
 			t.Fatalf("transfer across the address change: sent %q, received %q", sendOut, got)
 		}

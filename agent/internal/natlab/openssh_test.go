@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -35,7 +36,7 @@ func newSSHLab(t *testing.T) *sshLab {
 		{"-A", "OUTPUT", "-p", "udp", "-d", l.ipB, "-j", "DROP"},
 		{"-A", "INPUT", "-p", "udp", "-s", l.ipB, "-j", "DROP"},
 	} {
-		l.must(append([]string{"ip", "netns", "exec", l.nsA, "iptables"}, rule...)...)
+		l.Must(append([]string{"ip", "netns", "exec", l.nsA, "iptables"}, rule...)...)
 	}
 	var err error
 	if l.aKey, err = nodekey.Generate(); err != nil {
@@ -45,7 +46,7 @@ func newSSHLab(t *testing.T) *sshLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.aKeyFile = filepath.Join(l.dir, "a_key")
+	l.aKeyFile = filepath.Join(l.Dir(), "a_key")
 	if err := os.WriteFile(l.aKeyFile, pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func (l *sshLab) startSSHD(pp int) nodekey.PrivateKey {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	dir := filepath.Join(l.dir, "sshd")
+	dir := filepath.Join(l.Dir(), "sshd")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		l.t.Fatal(err)
 	}
@@ -108,14 +109,14 @@ func (l *sshLab) startSSHD(pp int) nodekey.PrivateKey {
 		"LogLevel VERBOSE",
 		"",
 	}, "\n"))
-	p := l.start(l.nsB, "sshd", sshdPath, "-D", "-e", "-f", cfg)
+	p := l.Start(l.nsB, "sshd", sshdPath, "-D", "-e", "-f", cfg)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if p.exited() {
-			b, _ := os.ReadFile(p.log)
-			l.t.Fatalf("sshd exited: %v\n%s", p.err, b)
+		if p.Exited() {
+			b, _ := os.ReadFile(p.Log)
+			l.t.Fatalf("sshd exited: %v\n%s", p.Err(), b)
 		}
-		if _, err := l.run(l.nsA, 3*time.Second, "bash", "-c", "exec 3<>/dev/tcp/"+l.ipB+"/22"); err == nil {
+		if _, err := l.Run(l.nsA, 3*time.Second, "bash", "-c", "exec 3<>/dev/tcp/"+l.ipB+"/22"); err == nil {
 			return hk
 		}
 		if time.Now().After(deadline) {
@@ -129,7 +130,7 @@ func (l *sshLab) startSSHD(pp int) nodekey.PrivateKey {
 // path.
 func (l *sshLab) writePub(name string, k nodekey.PublicKey) string {
 	l.t.Helper()
-	p := filepath.Join(l.dir, name)
+	p := filepath.Join(l.Dir(), name)
 	if err := os.WriteFile(p, []byte(k.String()+" root@b\n"), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestOpenSSHTransport(t *testing.T) {
 		if p := l.path(a); strings.HasPrefix(p, "ssh") {
 			t.Fatalf("a's path to b is %q with a wrong host key published", p)
 		}
-		log, _ := os.ReadFile(a.p.log)
+		log, _ := os.ReadFile(a.p.Log)
 		if !strings.Contains(string(log), "ssh host key does not match") {
 			t.Fatalf("a's log does not show the host key refused")
 		}
@@ -182,7 +183,7 @@ func TestOpenSSHTransport(t *testing.T) {
 // through it, UDP and the relay being unavailable.
 func TestStandaloneSSHGW(t *testing.T) {
 	needRoot(t)
-	_, _, sshgw := buildAll(t)
+	sshgw := netnslab.Build(t, "github.com/tunnelmesh/tunnelmesh/sshgw/cmd/tunnelmesh-sshgw")
 	l := newSSHLab(t)
 	a := l.joinA()
 	b := l.join(l.nsB, "b", l.tok, "--packet-port", "127.0.0.1:7600", "--ssh-advertise", l.ipB+":2222")
@@ -192,11 +193,11 @@ func TestStandaloneSSHGW(t *testing.T) {
 		if _, err := os.Stat(creds); err == nil {
 			break
 		}
-		if time.Now().After(deadline) || b.p.exited() {
+		if time.Now().After(deadline) || b.p.Exited() {
 			t.Fatalf("b did not join: no %s", creds)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	l.start(l.nsB, "sshgw", sshgw, "-credentials", creds, "-forward-to", "127.0.0.1:7600", "-listen", l.ipB+":2222")
+	l.Start(l.nsB, "sshgw", sshgw, "-credentials", creds, "-forward-to", "127.0.0.1:7600", "-listen", l.ipB+":2222")
 	l.connect(t, a, b, "ssh "+l.ipB+":2222", "ssh in")
 }
