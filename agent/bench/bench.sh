@@ -158,11 +158,11 @@ for i in $(seq 100); do
 done
 [[ -n $TOKEN ]] || { log "coordinator did not start:"; cat "$WORK/coord.log" >&2; exit 1; }
 ip netns exec "$NA" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-a \
-	--state-dir "$WORK/a" --interface tmbench0 --log-level warn >"$WORK/a.log" 2>&1 &
+	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn >"$WORK/a.log" 2>&1 &
 PIDS+=($!)
 PID_A=$!
 ip netns exec "$NB" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-b \
-	--state-dir "$WORK/b" --interface tmbench0 --log-level warn >"$WORK/b.log" 2>&1 &
+	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn >"$WORK/b.log" 2>&1 &
 PIDS+=($!)
 TM_B=""
 for i in $(seq 100); do

@@ -378,3 +378,20 @@ func TestJoinBadToken(t *testing.T) {
 		t.Fatalf("Join(unissued token) = %v, want token_invalid", err)
 	}
 }
+
+func TestIsL3Tunnel(t *testing.T) {
+	root := t.TempDir()
+	for name, typ := range map[string]string{"eth0": "1\n", "wg0": "65534\n", "tunnelmesh1": "65534\n", "ppp0": "512\n"} {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name, "type"), []byte(typ), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]bool{"eth0": false, "wg0": true, "tunnelmesh1": true, "ppp0": false, "missing": false} {
+		if got := isL3Tunnel(root, name); got != want {
+			t.Errorf("isL3Tunnel(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
