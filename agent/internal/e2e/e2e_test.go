@@ -21,23 +21,10 @@ const (
 
 func TestMesh(t *testing.T) {
 	l := newLab(t)
-	cns := l.addHost("c", 1)
-	hosts := []string{"n1", "n2", "n3"}
-	nss := map[string]string{}
-	for i, h := range hosts {
-		nss[h] = l.addHost(h, 11+i)
-	}
-	cfg := l.coordinator(cns, "coord-a", coordIP+":8443", coordIP+":3478", "100.64.0.0/16")
-	tok := l.token(cns, cfg)
-
-	nodes := map[string]*node{}
+	m := l.threeNodes("coord-a")
+	cns, cfg, hosts, nss, nodes, ips := m.cns, m.cfg, m.hosts, m.nss, m.nodes, m.ips
 	for _, h := range hosts {
-		nodes[h] = l.join(nss[h], h, h, "", coordURL, tok)
-	}
-	ips := map[string]string{}
-	for _, h := range hosts {
-		s := l.waitStatus(nodes[h], 20*time.Second, "two peers", func(s localapi.Status) bool { return len(s.Peers) == 2 })
-		ips[h] = s.IP.String()
+		s := m.status[h]
 		if s.Interface != "tunnelmesh0" || s.MTU != 1420 || !s.Coordinator.Reachable {
 			t.Errorf("%s status: interface %q mtu %d coordinator %+v; want tunnelmesh0, 1420, reachable", h, s.Interface, s.MTU, s.Coordinator)
 		}

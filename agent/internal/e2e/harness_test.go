@@ -131,3 +131,37 @@ func (l *lab) ping(ns, ip string, timeout time.Duration) error {
 	}
 	return err
 }
+
+// threeNodes is a coordinator (named coordName, mesh 100.64.0.0/16) and
+// nodes n1, n2, n3 each in its own namespace, joined and seeing each other.
+type threeNodes struct {
+	cns    string                     // coordinator namespace
+	cfg    string                     // coordinator config path
+	hosts  []string                   // n1, n2, n3
+	nss    map[string]string          // host -> namespace
+	nodes  map[string]*node           // host -> running node
+	status map[string]localapi.Status // host -> status once it saw both peers
+	ips    map[string]string          // host -> mesh IP
+}
+
+func (l *lab) threeNodes(coordName string) threeNodes {
+	m := threeNodes{
+		cns: l.addHost("c", 1), hosts: []string{"n1", "n2", "n3"},
+		nss: map[string]string{}, nodes: map[string]*node{},
+		status: map[string]localapi.Status{}, ips: map[string]string{},
+	}
+	for i, h := range m.hosts {
+		m.nss[h] = l.addHost(h, 11+i)
+	}
+	m.cfg = l.coordinator(m.cns, coordName, coordIP+":8443", coordIP+":3478", "100.64.0.0/16")
+	tok := l.token(m.cns, m.cfg)
+	for _, h := range m.hosts {
+		m.nodes[h] = l.join(m.nss[h], h, h, "", coordURL, tok)
+	}
+	for _, h := range m.hosts {
+		s := l.waitStatus(m.nodes[h], 20*time.Second, "two peers", func(s localapi.Status) bool { return len(s.Peers) == 2 })
+		m.status[h] = s
+		m.ips[h] = s.IP.String()
+	}
+	return m
+}

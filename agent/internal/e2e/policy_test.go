@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 )
 
 // The lab scenario on real namespaces, TUN devices and kernels:
@@ -34,23 +32,8 @@ tests:
 
 func TestPolicyLab(t *testing.T) {
 	l := newLab(t)
-	cns := l.addHost("c", 1)
-	hosts := []string{"n1", "n2", "n3"}
-	nss := map[string]string{}
-	for i, h := range hosts {
-		nss[h] = l.addHost(h, 11+i)
-	}
-	cfg := l.coordinator(cns, "coord-p", coordIP+":8443", coordIP+":3478", "100.64.0.0/16")
-	tok := l.token(cns, cfg)
-	nodes := map[string]*node{}
-	for _, h := range hosts {
-		nodes[h] = l.join(nss[h], h, h, "", coordURL, tok)
-	}
-	ips := map[string]string{}
-	for _, h := range hosts {
-		s := l.waitStatus(nodes[h], 20*time.Second, "two peers", func(s localapi.Status) bool { return len(s.Peers) == 2 })
-		ips[h] = s.IP.String()
-	}
+	m := l.threeNodes("coord-p")
+	cns, cfg, nss, nodes, ips := m.cns, m.cfg, m.nss, m.nodes, m.ips
 	l.Start(nss["n2"], "serve", l.tool, "serve", ips["n2"], "22", "80", "8080")
 
 	scan := func(from, ports string) string {
