@@ -47,6 +47,7 @@ type runFlags struct {
 	dnsMode       string
 	resolvConf    string
 	advertiseDNS  bool
+	procs         int
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -70,6 +71,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.dns, "dns", true, "point the system resolver at the mesh DNS servers for the mesh zone and its reverse zones (split DNS); --dns=false leaves the resolver alone")
 	fs.StringVar(&f.dnsMode, "dns-mode", string(splitdns.ModeAuto), "how: auto (systemd-resolved when the system uses it, else resolv.conf), resolved, resolvconf or off")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
+	fs.IntVar(&f.procs, "procs", 0, "CPUs the node's own code may use at once (0: half of the CPUs available, at least 1; GOMAXPROCS in the environment replaces that default)")
 	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
 }
 
@@ -127,6 +129,9 @@ func (f *runFlags) check() error {
 		if err := api.ValidateSSHUser(f.sshUser); err != nil {
 			return fmt.Errorf("--ssh-user: %w", err)
 		}
+	}
+	if err := checkProcs(f.procs); err != nil {
+		return err
 	}
 	if _, err := splitdns.ParseMode(f.dnsMode); err != nil {
 		return fmt.Errorf("--dns-mode: %w", err)
@@ -317,6 +322,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		return err
 	}
 	dnsMode, services := rf.dnsSettings()
+	applyProcs(rf.procs, log)
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,

@@ -114,7 +114,7 @@ func newDevice(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logge
 	}
 	d.port = port
 
-	workers := runtime.NumCPU()
+	workers := runtime.GOMAXPROCS(0) // as many as may run at once
 	d.wgWorkers.Add(2 * workers)
 	for range workers {
 		go d.routineEncryption()
