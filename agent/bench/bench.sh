@@ -4,6 +4,12 @@
 #
 #   sudo agent/bench/bench.sh            (from anywhere in the repository)
 #
+# Besides the three paths it measures the ping RTT of a floor: forwarder/,
+# a TUN<->UDP forwarder with no encryption and one blocked OS thread per
+# direction, i.e. the cost of the kernel waking a userspace process at every
+# hop, which no userspace tunnel (wireguard-go, TunnelMesh) can go below
+# without busy-polling.
+#
 # Needs root, Go, and iproute2. Installs iperf3 and wireguard-tools with
 # apt-get when missing, and builds wireguard-go from the Go module proxy.
 # Every address lives inside the two namespaces it creates; everything is
@@ -50,8 +56,9 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-log "building tunnelmesh and wireguard-go"
+log "building tunnelmesh, the forwarder and wireguard-go"
 (cd "$AGENT" && CGO_ENABLED=0 go build -o "$WORK/tunnelmesh" ./cmd/tunnelmesh)
+(cd "$AGENT" && CGO_ENABLED=0 go build -o "$WORK/forwarder" ./bench/forwarder)
 WGVER=$(cd "$AGENT" && go list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 (cd "$WORK" && GOBIN="$WORK" GOFLAGS=-mod=mod GOWORK=off go install "golang.zx2c4.com/wireguard@$WGVER")
 WGGO="$WORK/wireguard"
@@ -89,18 +96,36 @@ rtt_median() {
 			m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f\n", m * 1000 }'
 }
 
-measure() { # NAME DST
-	log "measuring $1 ($SECS s x 2 + $PINGS pings)"
+measure() { # NAME DST [rtt-only]
 	ina ping -n -c 3 -i 0.2 -W 2 "$2" >/dev/null 2>&1 || true
-	local t1 t4 rtt
-	t1=$(throughput "$2" 1)
-	t4=$(throughput "$2" 4)
+	local t1=- t4=- rtt
+	if [[ -z ${3:-} ]]; then
+		log "measuring $1 ($SECS s x 2 + $PINGS pings)"
+		t1=$(throughput "$2" 1)
+		t4=$(throughput "$2" 4)
+	else
+		log "measuring $1 ($PINGS pings)"
+	fi
 	rtt=$(rtt_median "$2")
 	echo "$1 $t1 $t4 $rtt" >>"$WORK/results"
 }
 
 # --- raw veth ----------------------------------------------------------------
 measure "raw-veth" 10.98.0.2
+
+# --- floor: forwarder, no encryption -------------------------------------------
+ip netns exec "$NA" "$WORK/forwarder" -dev fwd0 -addr 10.201.0.1/24 -listen 10.98.0.1:7001 -peer 10.98.0.2:7001 >"$WORK/fwd-a.log" 2>&1 &
+PIDS+=($!)
+FWD_A=$!
+ip netns exec "$NB" "$WORK/forwarder" -dev fwd0 -addr 10.201.0.2/24 -listen 10.98.0.2:7001 -peer 10.98.0.1:7001 >"$WORK/fwd-b.log" 2>&1 &
+PIDS+=($!)
+FWD_B=$!
+for i in $(seq 50); do
+	ina ping -n -c 1 -W 0.2 10.201.0.2 >/dev/null 2>&1 && break
+	sleep 0.1
+done
+measure "floor" 10.201.0.2 rtt-only
+kill "$FWD_A" "$FWD_B" 2>/dev/null || true
 
 # --- wireguard-go ------------------------------------------------------------
 umask 077
@@ -190,7 +215,7 @@ awk -v secs="$SECS" -v pings="$PINGS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS
 END {
 	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs, iperf3 -t %d, %d pings\n\n", cpus, secs, pings
 	printf "%-14s %16s %16s %16s\n", "path", "1 stream Mbit/s", "4 streams Mbit/s", "ping median us"
-	for (i = 1; i <= NR; i++) { n = name[i]; printf "%-14s %16.0f %16.0f %16s\n", n, t1[n], t4[n], rtt[n] }
+	for (i = 1; i <= NR; i++) { n = name[i]; printf "%-14s %16s %16s %16s\n", n, t1[n], t4[n], rtt[n] }
 	printf "\n"
 	split("raw-veth wireguard-go", base, " ")
 	for (i = 1; i <= 2; i++) {
@@ -199,6 +224,7 @@ END {
 		r4 = (t4[b] > 0) ? t4["tunnelmesh"] / t4[b] : 0
 		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, r1, r4, rtt["tunnelmesh"] - rtt[b]
 	}
+	printf "floor (TUN<->UDP forwarder, no crypto, blocking reads): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
 	printf "targets: 1 stream >= 1.0x wireguard-go; RTT over raw veth <= +50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"

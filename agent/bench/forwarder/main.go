@@ -1,0 +1,129 @@
+// Command forwarder is bench.sh's floor for userspace tunnels: it moves IP
+// packets between a TUN device and one UDP peer with nothing in between: no
+// encryption, no batching, no goroutine hand-offs, each direction on its own
+// OS thread blocked in read(2) or recvfrom(2). Its ping RTT is what any
+// userspace tunnel pays on the machine for the kernel waking a process at
+// every hop, measured in the same run as wireguard-go's and TunnelMesh's.
+//
+// It is a measuring instrument with no security whatsoever, not part of
+// TunnelMesh.
+//
+//	forwarder -dev NAME -addr CIDR -listen IPv4:PORT -peer IPv4:PORT
+//
+// It adds CIDR to the device and sets it up with MTU 1420 (ip(8)), then runs
+// until killed.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	dev := flag.String("dev", "fwd0", "TUN device name")
+	addr := flag.String("addr", "", "address of the device, CIDR (e.g. 10.201.0.1/24)")
+	listen := flag.String("listen", "", "UDP address to receive on, IPv4:PORT")
+	peer := flag.String("peer", "", "UDP address of the other forwarder, IPv4:PORT")
+	flag.Parse()
+	if err := run(*dev, *addr, *listen, *peer); err != nil {
+		fmt.Fprintln(os.Stderr, "forwarder:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dev, addr, listen, peer string) error {
+	la, err := netip.ParseAddrPort(listen)
+	if err != nil || !la.Addr().Is4() {
+		return fmt.Errorf("-listen %q: want IPv4:PORT", listen)
+	}
+	pa, err := netip.ParseAddrPort(peer)
+	if err != nil || !pa.Addr().Is4() {
+		return fmt.Errorf("-peer %q: want IPv4:PORT", peer)
+	}
+	if _, err := netip.ParsePrefix(addr); err != nil {
+		return fmt.Errorf("-addr %q: want a CIDR", addr)
+	}
+	tun, err := openTUN(dev)
+	if err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"addr", "add", addr, "dev", dev},
+		{"link", "set", dev, "mtu", "1420", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("udp socket: %w", err)
+	}
+	if err := unix.Bind(sock, &unix.SockaddrInet4{Port: int(la.Port()), Addr: la.Addr().As4()}); err != nil {
+		return fmt.Errorf("bind %s: %w", la, err)
+	}
+	to := &unix.SockaddrInet4{Port: int(pa.Port()), Addr: pa.Addr().As4()}
+	errc := make(chan error, 2)
+	go func() { errc <- tunToUDP(tun, sock, to) }()
+	go func() { errc <- udpToTUN(sock, tun) }()
+	return <-errc
+}
+
+// openTUN creates the TUN device dev (no packet information header) and
+// returns its blocking file descriptor.
+func openTUN(dev string) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(dev)
+	if err != nil {
+		return -1, fmt.Errorf("-dev %q: %w", dev, err)
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return -1, fmt.Errorf("create tun %s: %w", dev, err)
+	}
+	return fd, nil
+}
+
+func tunToUDP(tun, sock int, to unix.Sockaddr) error {
+	runtime.LockOSThread()
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := unix.Read(tun, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read tun: %w", err)
+		}
+		if err := unix.Sendto(sock, buf[:n], 0, to); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("send udp: %w", err)
+		}
+	}
+}
+
+func udpToTUN(sock, tun int) error {
+	runtime.LockOSThread()
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(sock, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("receive udp: %w", err)
+		}
+		if _, err := unix.Write(tun, buf[:n]); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("write tun: %w", err)
+		}
+	}
+}
