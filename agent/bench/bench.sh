@@ -224,7 +224,7 @@ END {
 		r4 = (t4[b] > 0) ? t4["tunnelmesh"] / t4[b] : 0
 		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, r1, r4, rtt["tunnelmesh"] - rtt[b]
 	}
-	printf "floor (TUN<->UDP forwarder, no crypto, blocking reads): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
+	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
 	printf "targets: 1 stream >= 1.0x wireguard-go; RTT over raw veth <= +50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"
