@@ -14,7 +14,8 @@
 # apt-get when missing, and builds wireguard-go from the Go module proxy.
 # Every address lives inside the two namespaces it creates; everything is
 # removed on exit. Environment: BENCH_SECONDS (iperf3 -t, default 5),
-# BENCH_PINGS (pings for the RTT median, default 200).
+# BENCH_PINGS (pings for the RTT median, default 200), BENCH_BUSY_POLL=1
+# (also measure the forwarder busy-polling: a CPU per side spinning).
 set -euo pipefail
 
 SECS=${BENCH_SECONDS:-5}
@@ -126,6 +127,21 @@ for i in $(seq 50); do
 done
 measure "floor" 10.201.0.2 rtt-only
 kill "$FWD_A" "$FWD_B" 2>/dev/null || true
+if [[ ${BENCH_BUSY_POLL:-} == 1 ]]; then
+	sleep 0.3
+	ip netns exec "$NA" "$WORK/forwarder" -busy-poll -dev fwd1 -addr 10.202.0.1/24 -listen 10.98.0.1:7002 -peer 10.98.0.2:7002 >"$WORK/fwd-a.log" 2>&1 &
+	PIDS+=($!)
+	FWD_A=$!
+	ip netns exec "$NB" "$WORK/forwarder" -busy-poll -dev fwd1 -addr 10.202.0.2/24 -listen 10.98.0.2:7002 -peer 10.98.0.1:7002 >"$WORK/fwd-b.log" 2>&1 &
+	PIDS+=($!)
+	FWD_B=$!
+	for i in $(seq 50); do
+		ina ping -n -c 1 -W 0.2 10.202.0.2 >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	measure "floor-busy" 10.202.0.2 rtt-only
+	kill "$FWD_A" "$FWD_B" 2>/dev/null || true
+fi
 
 # --- wireguard-go ------------------------------------------------------------
 umask 077
@@ -225,6 +241,7 @@ END {
 		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, r1, r4, rtt["tunnelmesh"] - rtt[b]
 	}
 	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
+	if ("floor-busy" in rtt) printf "floor busy-polling (a CPU per side spinning): RTT %+d us over raw veth\n", rtt["floor-busy"] - rtt["raw-veth"]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
 	printf "targets: 1 stream >= 1.0x wireguard-go; RTT over raw veth <= +50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"
