@@ -12,6 +12,8 @@ declare -A pkgs=(
   [dig]=dnsutils
   [ping]=iputils-ping
   [sshd]=openssh-server
+  [iperf3]=iperf3
+  [wg]=wireguard-tools
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

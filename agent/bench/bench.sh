@@ -14,12 +14,15 @@
 # apt-get when missing, and builds wireguard-go from the Go module proxy.
 # Every address lives inside the two namespaces it creates; everything is
 # removed on exit. Environment: BENCH_SECONDS (iperf3 -t, default 5),
-# BENCH_PINGS (pings for the RTT median, default 200), BENCH_BUSY_POLL=1
+# BENCH_PINGS (pings for the RTT median, default 200), BENCH_ROUNDS
+# (alternating rounds of wireguard-go and TunnelMesh, default 3: the table
+# shows each one's median and every round's ratio), BENCH_BUSY_POLL=1
 # (also measure the forwarder busy-polling: a CPU per side spinning).
 set -euo pipefail
 
 SECS=${BENCH_SECONDS:-5}
 PINGS=${BENCH_PINGS:-200}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "bench.sh: needs root (network namespaces, TUN devices)" >&2
@@ -169,10 +172,8 @@ ina ip addr add 10.200.0.1/24 dev "$WGA"
 inb ip addr add 10.200.0.2/24 dev "$WGB"
 ina ip link set "$WGA" mtu 1420 up
 inb ip link set "$WGB" mtu 1420 up
-measure "wireguard-go" 10.200.0.2
-# Stop wireguard-go so that it does not compete for the CPUs.
-for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
-sleep 0.5
+# wireguard-go stays up, idle (no keepalives), while TunnelMesh is measured:
+# the rounds alternate between the two.
 
 # --- TunnelMesh --------------------------------------------------------------
 # The packet filter denies by default: the bench mesh allows everything.
@@ -216,7 +217,11 @@ done
 sleep 2
 [[ $(readlink "/proc/$PID_A/exe") == "$WORK/tunnelmesh" ]] || { log "pid $PID_A is not the node"; exit 1; }
 RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
-measure "tunnelmesh" "$TM_B"
+for round in $(seq "$ROUNDS"); do
+	log "round $round of $ROUNDS"
+	measure "wireguard-go" 10.200.0.2
+	measure "tunnelmesh" "$TM_B"
+done
 sleep 2
 if ! kill -0 "$PID_A" 2>/dev/null; then
 	log "the tunnelmesh node died during the runs; its log:"
@@ -226,19 +231,42 @@ fi
 RSS_AFTER=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
 
 # --- table -------------------------------------------------------------------
-awk -v secs="$SECS" -v pings="$PINGS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" '
-{ name[NR] = $1; t1[$1] = $2; t4[$1] = $3; rtt[$1] = $4 }
+awk -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" '
+function median(list,    a, n, i, j, t) {
+	n = split(list, a, " ")
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	if (n == 0) return "nan"
+	return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+{
+	if (!($1 in seen)) { seen[$1] = 1; order[++names] = $1 }
+	t1s[$1] = t1s[$1] " " $2; t4s[$1] = t4s[$1] " " $3; rtts[$1] = rtts[$1] " " $4
+	n[$1]++; r1[$1, n[$1]] = $2; r4[$1, n[$1]] = $3; rr[$1, n[$1]] = $4
+}
 END {
-	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs, iperf3 -t %d, %d pings\n\n", cpus, secs, pings
+	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs, iperf3 -t %d, %d pings, %d alternating rounds (medians)\n\n", cpus, secs, pings, rounds
 	printf "%-14s %16s %16s %16s\n", "path", "1 stream Mbit/s", "4 streams Mbit/s", "ping median us"
-	for (i = 1; i <= NR; i++) { n = name[i]; printf "%-14s %16s %16s %16s\n", n, t1[n], t4[n], rtt[n] }
+	for (i = 1; i <= names; i++) {
+		k = order[i]
+		if (t1s[k] ~ /-/) { t1[k] = "-"; t4[k] = "-" } else { t1[k] = median(t1s[k]); t4[k] = median(t4s[k]) }
+		rtt[k] = median(rtts[k])
+		printf "%-14s %16s %16s %16s\n", k, (t1[k] == "-") ? "-" : sprintf("%.0f", t1[k]), (t4[k] == "-") ? "-" : sprintf("%.0f", t4[k]), sprintf("%.0f", rtt[k])
+	}
 	printf "\n"
 	split("raw-veth wireguard-go", base, " ")
 	for (i = 1; i <= 2; i++) {
 		b = base[i]
-		r1 = (t1[b] > 0) ? t1["tunnelmesh"] / t1[b] : 0
-		r4 = (t4[b] > 0) ? t4["tunnelmesh"] / t4[b] : 0
-		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, r1, r4, rtt["tunnelmesh"] - rtt[b]
+		q1 = (t1[b] > 0) ? t1["tunnelmesh"] / t1[b] : 0
+		q4 = (t4[b] > 0) ? t4["tunnelmesh"] / t4[b] : 0
+		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, q1, q4, rtt["tunnelmesh"] - rtt[b]
+	}
+	if (rounds > 1) {
+		printf "per round, tunnelmesh / wireguard-go:"
+		for (j = 1; j <= n["tunnelmesh"]; j++) {
+			w1 = r1["wireguard-go", j]; w4 = r4["wireguard-go", j]
+			printf "  [%d] %.2fx %.2fx %+d us", j, (w1 > 0) ? r1["tunnelmesh", j] / w1 : 0, (w4 > 0) ? r4["tunnelmesh", j] / w4 : 0, rr["tunnelmesh", j] - rr["wireguard-go", j]
+		}
+		printf "  (1 stream, 4 streams, RTT)\n"
 	}
 	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
 	if ("floor-busy" in rtt) printf "floor busy-polling (a CPU per side spinning): RTT %+d us over raw veth\n", rtt["floor-busy"] - rtt["raw-veth"]

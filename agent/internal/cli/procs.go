@@ -14,10 +14,10 @@ import (
 // whenever one goroutine hands packets to another, and on a host with few
 // CPUs that spinning takes CPU time the kernel and the applications need. So
 // the node's Go code runs on half of the CPUs available to it by default.
-// Measured with agent/bench/bench.sh on 2 CPUs, in alternating rounds: one
-// iperf3 stream 3,000-3,200 Mbit/s with one processor against
-// 1,800-2,200 with two (wireguard-go 2,250-2,500 in the same rounds); four
-// streams and ping RTT no worse.
+// Measured on 2 CPUs in two sets of alternating rounds (the setup of
+// agent/bench/bench.sh): one iperf3 stream 2,530-3,220 Mbit/s with one
+// processor against 1,780-2,220 with two (wireguard-go 2,100-2,730 in the
+// same rounds); four streams and ping RTT no worse.
 
 // nodeProcs returns how many CPUs the node's Go code may use at once
 // (GOMAXPROCS): flagVal when positive; else what the environment's
