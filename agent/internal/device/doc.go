@@ -61,7 +61,8 @@
 // # Goroutines and queues
 //
 // Per device: one TUN reader, one reader per bind receive function, one TUN
-// event drain, one pool trimmer, and per CPU an encryption, a decryption and
+// event drain, one pool trimmer, and per processor the Go scheduler may run
+// at once (GOMAXPROCS; the node sets it, see cli.nodeProcs) an encryption, a decryption and
 // a handshake worker. Per peer: a sequential sender, a sequential receiver
 // and a timer goroutine. Packets travel in per-peer batches whose mutex is
 // held until a crypto worker is done, so encryption runs on every core while
