@@ -62,8 +62,8 @@
 //
 // Per device: one TUN reader, one reader per bind receive function, one TUN
 // event drain, one pool trimmer, and per processor the Go scheduler may run
-// at once (GOMAXPROCS; the node sets it, see cli.nodeProcs) an encryption, a decryption and
-// a handshake worker. Per peer: a sequential sender, a sequential receiver
+// at once (GOMAXPROCS, which the node sets: see cli.nodeProcs) an
+// encryption, a decryption and a handshake worker. Per peer: a sequential sender, a sequential receiver
 // and a timer goroutine. Packets travel in per-peer batches whose mutex is
 // held until a crypto worker is done, so encryption runs on every core while
 // each peer's packets leave and arrive in order. Elements come from bounded
