@@ -222,7 +222,6 @@ func (p *peer) receiveBatch(b *batch) {
 		}
 		rxPackets++
 		rxBytes += uint64(len(e.packet) + wire.TransportMinSize)
-		lastEndpoint = e.endpoint
 		if kp != lastKeypair {
 			if p.receivedWithKeypair(kp) {
 				confirmed = true
@@ -230,11 +229,15 @@ func (p *peer) receiveBatch(b *batch) {
 			lastKeypair = kp
 		}
 		if len(e.packet) == 0 {
+			lastEndpoint = e.endpoint
 			continue // keepalive
 		}
 		if p.receiveProbe(e.packet, e.endpoint, now) {
+			// Recorded as what it is: a probe request proves only the
+			// way in and must not count as an answer on its path.
 			continue
 		}
+		lastEndpoint = e.endpoint
 		dataReceived = true
 		pkt, src, ok := trimIPPacket(e.packet)
 		if !ok {
