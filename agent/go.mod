@@ -49,3 +49,5 @@ replace github.com/tunnelmesh/tunnelmesh/registry => ../registry
 replace github.com/tunnelmesh/tunnelmesh/relay => ../relay
 
 replace github.com/tunnelmesh/tunnelmesh/sshgw => ../sshgw
+
+replace golang.zx2c4.com/wireguard => ../third_party/wireguard-go

@@ -123,6 +123,23 @@ func TestNATLab(t *testing.T) {
 		a, b := l.join(nsA, "a", tok), l.join(nsB, "b", tok)
 		l.connect(t, a, b, "relay coordinator", "relay coordinator")
 	})
+	t.Run("8 the only direct way is IPv6", func(t *testing.T) {
+		l := newLab(t)
+		tok := l.coordinator()
+		nsA, _ := l.public("a", 31)
+		nsB, ipB := l.public("b", 32)
+		// A second link between the two carries only IPv6 (ULA); IPv4 UDP
+		// between them is dropped, so the direct path must be IPv6.
+		l.Must("ip", "link", "add", "v6", "netns", nsA, "type", "veth", "peer", "name", "v6", "netns", nsB)
+		for _, side := range []struct{ ns, addr string }{{nsA, "fd00:8::a/64"}, {nsB, "fd00:8::b/64"}} {
+			l.Must("ip", "-n", side.ns, "addr", "add", side.addr, "dev", "v6", "nodad")
+			l.Must("ip", "-n", side.ns, "link", "set", "v6", "up")
+		}
+		l.Must("ip", "netns", "exec", nsA, "iptables", "-A", "OUTPUT", "-p", "udp", "-d", ipB, "-j", "DROP")
+		l.Must("ip", "netns", "exec", nsA, "iptables", "-A", "INPUT", "-p", "udp", "-s", ipB, "-j", "DROP")
+		a, b := l.join(nsA, "a", tok), l.join(nsB, "b", tok)
+		l.connect(t, a, b, "udp [fd00:8::b]:", "udp [fd00:8::a]:")
+	})
 	t.Run("7 underlay address changes mid-transfer", func(t *testing.T) {
 		l := newLab(t)
 		tok := l.coordinator()
