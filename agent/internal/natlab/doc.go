@@ -9,6 +9,6 @@
 // (BenchmarkPaths) measures throughput and RTT on each path between the
 // same two namespaces.
 //
-//	sudo go test ./internal/natlab/ -v          # the seven cases, about 2 minutes
+//	sudo go test ./internal/natlab/ -v          # the eight cases, about 2 minutes
 //	sudo go test ./internal/natlab/ -run XXX -bench Paths -benchtime 1x
 package natlab
