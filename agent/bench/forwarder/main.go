@@ -80,7 +80,7 @@ func run(dev, addr, listen, peer string, busy bool) error {
 }
 
 // openTUN creates the TUN device dev (no packet information header) and
-// returns its blocking file descriptor.
+// returns its file descriptor.
 func openTUN(dev string) (int, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
