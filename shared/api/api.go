@@ -10,7 +10,8 @@
 //
 // # Authentication
 //
-//   - Join: the join token in the body.
+//   - Join: the join token in the body, and a signature by the node key
+//     proving the joiner holds it (JoinRequest.Signature).
 //   - Node calls (/api/v1/node/...): package nodeauth, a per-node credential
 //     plus an ed25519 signature by the node key over the request.
 //   - Admin calls (/api/v1/admin/...): "Authorization: Bearer <admin credential>".
@@ -64,6 +65,8 @@ const (
 	MaxWatchWait     = 60 * time.Second
 	DefaultWatchWait = 30 * time.Second
 	PSKSize          = 32
+	// MaxTokenExpiry is the longest lifetime a join token may be given.
+	MaxTokenExpiry = 10 * 365 * 24 * time.Hour
 )
 
 // Error is the body of every non-2xx answer.
@@ -112,6 +115,14 @@ type JoinRequest struct {
 	// Services are the services the node publishes (see
 	// EndpointsRequest.Services).
 	Services []Service `json:"services,omitempty"`
+	// Timestamp (unix milliseconds) and Signature prove that the joiner
+	// holds the private half of PublicKey: Signature is the ed25519
+	// signature by the node key over nodeauth.JoinPayload (token ID,
+	// registry pin, Name, PublicKey, Timestamp). A join without it is
+	// refused (400); one whose signature does not verify, is outside
+	// nodeauth.MaxSkew or was seen before gets 401.
+	Timestamp int64  `json:"timestamp"`
+	Signature []byte `json:"signature"` // 64 bytes, base64 in JSON
 }
 
 // JoinResponse is the answer to a successful join. Credential and PSK are

@@ -28,7 +28,29 @@ func ValidateName(s string) error {
 			return fmt.Errorf("name %q: only lowercase letters, digits and hyphens are allowed", s)
 		}
 	}
+	if IsNodeID(s) {
+		return fmt.Errorf("name %q: has the form of a node ID (n and %d hex digits), which names must not have", s, nodeIDHexLen)
+	}
 	return nil
+}
+
+// nodeIDHexLen is the number of hex digits after the "n" of a node ID.
+const nodeIDHexLen = 20
+
+// IsNodeID reports whether s has the form of a node ID as the registry
+// issues them: "n" followed by 20 lowercase hex digits. Names never have it
+// (ValidateName), so a reference to a node by name or ID is unambiguous.
+func IsNodeID(s string) bool {
+	if len(s) != 1+nodeIDHexLen || s[0] != 'n' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeName lowercases and trims a node name as users type it.

@@ -21,6 +21,9 @@
 // MaxSkew of its clock, and the signature has not been seen before (a replay
 // cache holds signatures for twice MaxSkew). A stolen credential is useless
 // without the key; a captured request cannot be replayed.
+//
+// Joins carry their own proof of the node key (SignJoin, VerifyJoin in
+// join.go), checked against the same replay cache.
 package nodeauth
 
 import (
@@ -162,7 +165,7 @@ func Parse(r *http.Request, body []byte) (*Request, error) {
 // Verify checks the request against the node's stored secret hash and key,
 // the clock and the replay cache. It records the signature in the cache only
 // when everything else has passed.
-func (q *Request) Verify(secretHash []byte, key nodekey.PublicKey, now time.Time, cache *ReplayCache) error {
+func (q *Request) Verify(secretHash []byte, key nodekey.PublicKey, now time.Time, cache Replays) error {
 	if !q.Credential.SecretMatches(secretHash) {
 		return ErrBadSecret
 	}
@@ -176,6 +179,13 @@ func (q *Request) Verify(secretHash []byte, key nodekey.PublicKey, now time.Time
 		return ErrReplayed
 	}
 	return nil
+}
+
+// Replays remembers the signatures of accepted requests. Add records sig
+// and reports whether it was new. ReplayCache is the in-memory one; the
+// registry keeps a persisted one so that a restart does not forget.
+type Replays interface {
+	Add(sig []byte, now time.Time) bool
 }
 
 // ReplayCache remembers signatures for 2*MaxSkew. Safe for concurrent use.

@@ -51,10 +51,14 @@ func NewHTTPClient(pin string) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Join joins the mesh. baseURL is "https://host:port". The pin is taken from
-// the token.
-func Join(ctx context.Context, hc *http.Client, baseURL string, req api.JoinRequest) (*api.JoinResponse, error) {
+// Join joins the mesh as the node key key (req.PublicKey is set to its
+// public half), signing the request with it (nodeauth.SignJoin). baseURL is
+// "https://host:port"; hc trusts the pin of the token (NewHTTPClient).
+func Join(ctx context.Context, hc *http.Client, baseURL string, req api.JoinRequest, key nodekey.PrivateKey) (*api.JoinResponse, error) {
 	req.ProtocolVersion = api.ProtocolVersion
+	if err := nodeauth.SignJoin(&req, key, time.Now()); err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
 	var resp api.JoinResponse
 	if err := do(ctx, hc, baseURL, http.MethodPost, api.PathJoin, req, &resp, nil); err != nil {
 		return nil, fmt.Errorf("join: %w", err)

@@ -5,7 +5,11 @@
 // (AddNode, RemoveNode, SetEndpoints, SetFilter, SetDNS) that bump the
 // netmap version as the registry would.
 //
-// It is not the registry: no persistence, no admin API, no rate limits.
+// Joins must prove the node key as the registry demands (nodeauth.VerifyJoin,
+// regclient.Join signs). It is not the registry: no persistence, no admin
+// API, no rate limits, and reported endpoints are taken as they are (the
+// registry refuses loopback and link-local ones; tests on loopback may use
+// them here).
 package registrytest
 
 import (
@@ -14,6 +18,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -355,6 +360,19 @@ func (f *Fake) handleJoin(w http.ResponseWriter, r *http.Request) {
 	tok, err := jointoken.Parse(req.Token)
 	if err != nil {
 		writeErr(w, http.StatusUnauthorized, api.CodeTokenInvalid, err.Error())
+		return
+	}
+	if tok.Pin != f.Pin {
+		writeErr(w, http.StatusUnauthorized, api.CodeTokenInvalid, "token: issued for another registry (certificate pin differs)")
+		return
+	}
+	if err := nodeauth.VerifyJoin(&req, tok.ID, tok.Pin, time.Now(), f.replay); err != nil {
+		status := http.StatusUnauthorized
+		code := api.CodeUnauthorized
+		if errors.Is(err, nodeauth.ErrJoinUnsigned) {
+			status, code = http.StatusBadRequest, api.CodeBadRequest
+		}
+		writeErr(w, status, code, "join proof: "+err.Error())
 		return
 	}
 	h := tok.SecretHash()

@@ -30,7 +30,7 @@ func TestJoinWatchRemove(t *testing.T) {
 
 	hc := regclient.NewHTTPClient(f.Pin)
 	key := mustKey(t)
-	resp, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: f.CreateToken(false), Name: "alpha", PublicKey: key.Public()})
+	resp, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: f.CreateToken(false), Name: "alpha", PublicKey: key.Public()}, key)
 	if err != nil {
 		t.Fatalf("Join: %v", err)
 	}
@@ -39,10 +39,10 @@ func TestJoinWatchRemove(t *testing.T) {
 	}
 	// A single-use token is spent.
 	tok := f.CreateToken(false)
-	if _, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: tok, Name: "beta", PublicKey: mustKey(t).Public()}); err != nil {
+	if _, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: tok, Name: "beta"}, mustKey(t)); err != nil {
 		t.Fatalf("Join beta: %v", err)
 	}
-	if _, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: tok, Name: "gamma", PublicKey: mustKey(t).Public()}); !regclient.IsCode(err, api.CodeTokenInvalid) {
+	if _, err := regclient.Join(ctx, hc, f.URL, api.JoinRequest{Token: tok, Name: "gamma"}, mustKey(t)); !regclient.IsCode(err, api.CodeTokenInvalid) {
 		t.Fatalf("second use of token: err = %v, want %s", err, api.CodeTokenInvalid)
 	}
 

@@ -80,7 +80,7 @@ func Join(ctx context.Context, r JoinRequest) (state.Node, error) {
 		PublicKey: r.Key.Public(),
 		Endpoints: r.Endpoints,
 		Services:  r.Services,
-	})
+	}, r.Key)
 	if err != nil {
 		return state.Node{}, err
 	}
