@@ -15,7 +15,13 @@
 // version; Options.Decode decompresses and decodes it fully, which on a
 // small machine measures the watchers' CPU as much as the registry's.
 //
-// cmd/registry-bench and BenchmarkRegistry (go test -bench) run it.
+// Round r's change is made by node r%Nodes, so that no node exceeds the
+// registry's per-node limit on endpoint changes; the registry runs with its
+// per-source connection cap raised to fit every client on 127.0.0.1. The
+// output's second line says both.
+//
+// cmd/registry-bench and BenchmarkRegistry (go test -bench) run it;
+// TestSmokeTable runs it small in the registry's tests.
 package bench
 
 import (
@@ -39,6 +45,8 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
@@ -77,6 +85,13 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	if n < 2 || conc < 1 || rounds < 1 {
 		return nil, fmt.Errorf("bench: want at least 2 nodes, 1 join client and 1 round")
 	}
+	// Round r's change is made by node r%n, so each node stays within the
+	// registry's per-node limit on endpoint changes (a burst of
+	// server.EndpointChangeBurst, refilled slowly).
+	if perNode := (rounds + n - 1) / n; perNode > server.EndpointChangeBurst {
+		return nil, fmt.Errorf("bench: %d rounds over %d nodes is %d endpoint changes per node; the registry allows a burst of %d: use more nodes or fewer rounds",
+			rounds, n, perNode, server.EndpointChangeBurst)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "registry-bench-")
@@ -84,7 +99,10 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg, err := coordinator.ParseConfig([]byte("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\ndata_dir: " + dir + "\n"))
+	// Every client runs here, on one address: the per-source connection
+	// cap is raised to fit them (the output says so).
+	maxConns := max(config.DefaultMaxConnsPerSource, n+conc+16)
+	cfg, err := coordinator.ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\nmax_conns_per_source: %d\ndata_dir: %s\n", maxConns, dir)))
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +157,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 					return
 				}
 				t0 := time.Now()
-				r, err := regclient.Join(ctx, joinHC, base, api.JoinRequest{Token: tok.Token, Name: "bench-" + strconv.Itoa(i), PublicKey: keys[i].Public()})
+				r, err := regclient.Join(ctx, joinHC, base, api.JoinRequest{Token: tok.Token, Name: "bench-" + strconv.Itoa(i), PublicKey: keys[i].Public()}, keys[i])
 				joinLat[i] = time.Since(t0)
 				if err != nil {
 					joinErr.Store(err)
@@ -207,7 +225,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	}
 	time.Sleep(500 * time.Millisecond)
 
-	mutator := &regclient.Client{BaseURL: base, HTTP: regclient.NewHTTPClient(c.Pin()), Credential: nodes[0].cred, Key: nodes[0].key}
+	mutHC := regclient.NewHTTPClient(c.Pin())
+	defer mutHC.CloseIdleConnections()
 	var all, last []time.Duration
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -223,6 +242,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		before := c.NetmapVersion()
 		t0 := time.Now()
 		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
+		nd := nodes[r%n]
+		mutator := &regclient.Client{BaseURL: base, HTTP: mutHC, Credential: nd.cred, Key: nd.key}
 		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -266,8 +287,10 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		LastP50: pctDur(last, 50), LastP99: pctDur(last, 99),
 		NetmapBytes: int(bodyBytes.Load()),
 	}
-	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers decode %s\n\n",
+	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers decode %s\n",
 		n, conc, rounds, runtime.GOMAXPROCS(0), bodyBytes.Load(), mode)
+	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
+		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "metric\tvalue\tp50\tp99\tmax\t")
 	fmt.Fprintf(tw, "joins/s\t%.0f\t\t\t\t\n", float64(n)/joinDur.Seconds())

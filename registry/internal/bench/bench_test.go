@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +36,60 @@ func TestSmallRun(t *testing.T) {
 	}
 	if _, err := Run(Options{Nodes: 1, Concurrency: 1, Rounds: 1}, &out); err == nil {
 		t.Fatal("Run with one node succeeded")
+	}
+}
+
+// TestSmokeTable runs the benchmark as the README does, small: more rounds
+// than one node may change its endpoints in a burst, and every row of the
+// table must carry numbers.
+func TestSmokeTable(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := Run(Options{Nodes: 6, Concurrency: 3, Rounds: 25}, &out); err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	num := regexp.MustCompile(`^[0-9.]+(ns|µs|ms|s)?$|^[0-9]+m[0-9.]+s$`)
+	want := map[string]int{"joins/s": 1, "join latency": 3, "fan-out, each watcher": 3, "fan-out, last of 6 watchers": 3}
+	rows := map[string]bool{}
+	var header bool
+	for _, line := range strings.Split(out.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "registry-bench:") || strings.HasPrefix(line, "registry config:") {
+			continue
+		}
+		if strings.HasPrefix(line, "metric") {
+			header = true
+			continue
+		}
+		var name string
+		for r := range want {
+			if strings.HasPrefix(line, r+" ") {
+				name = r
+			}
+		}
+		if name == "" {
+			t.Fatalf("unexpected row %q in\n%s", line, out.String())
+		}
+		vals := strings.Fields(strings.TrimPrefix(line, name))
+		if len(vals) != want[name] {
+			t.Fatalf("row %q: %d values, want %d", line, len(vals), want[name])
+		}
+		for _, v := range vals {
+			if !num.MatchString(v) {
+				t.Fatalf("row %q: %q is not a number", line, v)
+			}
+		}
+		rows[name] = true
+	}
+	for r := range want {
+		if !rows[r] {
+			t.Errorf("no row %q in\n%s", r, out.String())
+		}
+	}
+	if !header || !strings.Contains(out.String(), "max_conns_per_source") {
+		t.Errorf("table header or configuration line missing:\n%s", out.String())
+	}
+	if _, err := Run(Options{Nodes: 2, Concurrency: 1, Rounds: 40}, &out); err == nil || !strings.Contains(err.Error(), "burst") {
+		t.Errorf("Run with 20 changes per node = %v, want an error naming the burst", err)
 	}
 }
 
