@@ -89,6 +89,10 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: --expiry must not be negative\n", cmd)
 		return ExitUsage
 	}
+	if expiry > api.MaxTokenExpiry {
+		fmt.Fprintf(stderr, "%s: --expiry %s: longer than the maximum %s (10 years)\n", cmd, expiry, api.MaxTokenExpiry)
+		return ExitUsage
+	}
 	c, err := af.client()
 	if err != nil {
 		fmt.Fprintf(stderr, "admin: %v\n", err)

@@ -118,7 +118,7 @@ func TestAdminCommands(t *testing.T) {
 	hc := regclient.NewHTTPClient(tok.Pin)
 	defer hc.CloseIdleConnections()
 	resp, err := regclient.Join(context.Background(), hc, url, api.JoinRequest{Token: tok.String(), Name: "web-1", PublicKey: key.Public(),
-		Endpoints: nil})
+		Endpoints: nil}, key)
 	if err != nil {
 		t.Fatalf("join with CLI token: %v", err)
 	}
@@ -192,6 +192,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"nodes", "remove", "a", "b"}, ExitUsage},
 		{[]string{"tokens", "create", "--expiry", "soon"}, ExitUsage},
 		{[]string{"tokens", "create", "--expiry", "-1h"}, ExitUsage},
+		{[]string{"tokens", "create", "--expiry", "2562047h"}, ExitUsage},
 		{[]string{"--bogus", "tokens", "list"}, ExitUsage},
 		{[]string{"--config", "/nonexistent/c.yaml", "tokens", "list"}, ExitError},
 	} {

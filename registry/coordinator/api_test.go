@@ -201,6 +201,16 @@ func TestRefusedTokens(t *testing.T) {
 		{"empty", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if _, perr := jointoken.Parse(tt.token); perr != nil {
+				// regclient cannot sign with it; the registry refuses
+				// it as well.
+				status, e := rawJoin(t, tc, map[string]any{"protocol_version": api.ProtocolVersion, "token": tt.token,
+					"name": "intruder", "public_key": newKey(t).Public()})
+				if status != 401 || e.Code != api.CodeTokenInvalid {
+					t.Fatalf("join = %d %s, want 401 %s", status, e.Code, api.CodeTokenInvalid)
+				}
+				return
+			}
 			_, err := tc.joinReq(ctx, tt.token, "intruder", newKey(t))
 			if apiCode(err) != api.CodeTokenInvalid || apiStatus(err) != 401 {
 				t.Fatalf("join = %v, want 401 %s", err, api.CodeTokenInvalid)

@@ -27,8 +27,10 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/connlimit"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/policystore"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/replaylog"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
@@ -107,6 +109,7 @@ type Coordinator struct {
 	ln       net.Listener
 	stun     *stun.Server
 	relay    *relayserver.Server // nil when relay.disabled
+	replays  *replaylog.Log
 	pin      string
 	adminCrd string
 	meshID   string
@@ -161,6 +164,11 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 			hosts = append(hosts, u.Hostname())
 		}
 	}
+	// Everything the registry keeps is private to it: the directory is
+	// 0700 and every file in it 0600.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("coordinator: data_dir: %w", err)
+	}
 	cert, pin, err := tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
@@ -170,6 +178,11 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	if c.st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName)); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	// Signed requests and joins accepted before a restart stay refused
+	// after it (replaylog).
+	if c.replays, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	mesh, err := c.st.InitMesh(ctx, cfg.Prefix(), time.Now())
@@ -240,6 +253,8 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		OnlineTimeout:         time.Duration(cfg.OnlineTimeout),
 		JoinFailuresPerMinute: cfg.JoinFailuresPerMinute,
 		JoinFailureBurst:      cfg.JoinFailureBurst,
+		BodyTimeout:           time.Duration(cfg.RequestBodyTimeout),
+		Replays:               c.replays,
 		Pin:                   pin,
 		AdminCredential:       c.adminCrd,
 		Policy:                pol,
@@ -265,6 +280,9 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	if c.relay != nil {
 		c.ln = relayserver.TuneListener(c.ln, 0) // socket buffers, TCP_NODELAY
 	}
+	c.ln = connlimit.New(c.ln, cfg.MaxConnsPerSource, func(src netip.Addr) {
+		log.Debug("connection refused: too many from one source", "source", src, "max_conns_per_source", cfg.MaxConnsPerSource)
+	})
 	if cfg.STUNListen != "off" {
 		if c.stun, err = stun.Listen(cfg.STUNListen, log.With("component", "registry-stun"), stunCounter{met.STUNRequests}); err != nil {
 			return nil, fmt.Errorf("coordinator: stun listen: %w", err)
@@ -278,11 +296,15 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 			// Netmaps are bulk transfers: full-size records from the start.
 			DynamicRecordSizingDisabled: true,
 		},
+		// Every phase of a connection is bounded: the TLS handshake and
+		// each request header by ReadHeaderTimeout, the wait for the next
+		// request by IdleTimeout, bodies (request_body_timeout) and
+		// answers (server.WriteTimeout) by the server's handler. No
+		// ReadTimeout: it would end netmap watches (up to a minute)
+		// halfway.
 		ReadHeaderTimeout: 10 * time.Second,
-		// No ReadTimeout: it would end netmap watches (up to a minute)
-		// halfway; bodies have their own deadline in the handlers.
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 16 << 10,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		// HTTP/1.1 only: a node holds one connection for its netmap
 		// watch anyway, HTTP/2 would hand large netmaps to the connection
 		// in 4 KiB pieces (measured: fan-out to 1,000 watchers about twice
@@ -368,6 +390,9 @@ func (c *Coordinator) Close() error {
 		}
 		if c.st != nil {
 			err = c.st.Close()
+		}
+		if c.replays != nil {
+			c.replays.Close()
 		}
 	})
 	return err

@@ -150,5 +150,5 @@ func TestServicesValidation(t *testing.T) {
 
 // joinWith joins name with key, publishing svcs.
 func joinWith(ctx context.Context, tc *testCoord, token, name string, key nodekey.PrivateKey, svcs []api.Service) (*api.JoinResponse, error) {
-	return regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: token, Name: name, PublicKey: key.Public(), Services: svcs})
+	return regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: token, Name: name, PublicKey: key.Public(), Services: svcs}, key)
 }

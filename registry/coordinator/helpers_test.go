@@ -107,7 +107,7 @@ func newKey(t testing.TB) nodekey.PrivateKey {
 }
 
 func (tc *testCoord) joinReq(ctx context.Context, token, name string, key nodekey.PrivateKey) (*api.JoinResponse, error) {
-	return regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: token, Name: name, PublicKey: key.Public()})
+	return regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: token, Name: name, PublicKey: key.Public()}, key)
 }
 
 func (tc *testCoord) join(t *testing.T, token, name string) *testNode {

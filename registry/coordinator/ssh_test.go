@@ -29,7 +29,7 @@ func TestOpenSSHEndpointInNetmap(t *testing.T) {
 	key, hostKey := newKey(t), newKey(t).Public()
 	ep := netip.MustParseAddrPort("192.0.2.7:22")
 	resp, err := regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: tok, Name: "b", PublicKey: key.Public(),
-		SSHEndpoint: ep, SSHHostKey: &hostKey, SSHUser: "tunnelmesh", SSHPacketPort: 7600})
+		SSHEndpoint: ep, SSHHostKey: &hostKey, SSHUser: "tunnelmesh", SSHPacketPort: 7600}, key)
 	if err != nil {
 		t.Fatalf("join b with an OpenSSH endpoint: %v", err)
 	}
@@ -78,7 +78,7 @@ func TestSSHValidation(t *testing.T) {
 			}
 			k := newKey(t)
 			_, err = regclient.Join(ctx, tc.hc, tc.URL(), api.JoinRequest{Token: tok, Name: "b", PublicKey: k.Public(),
-				SSHEndpoint: tt.req.SSHEndpoint, SSHHostKey: tt.req.SSHHostKey, SSHUser: tt.req.SSHUser, SSHPacketPort: tt.req.SSHPacketPort})
+				SSHEndpoint: tt.req.SSHEndpoint, SSHHostKey: tt.req.SSHHostKey, SSHUser: tt.req.SSHUser, SSHPacketPort: tt.req.SSHPacketPort}, k)
 			if apiStatus(err) != http.StatusBadRequest {
 				t.Errorf("join with %+v = %v, want 400", tt.req, err)
 			}

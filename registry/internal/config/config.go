@@ -32,6 +32,8 @@ const (
 	DefaultOnlineTimeout      = 90 * time.Second
 	DefaultJoinFailuresPerMin = 30
 	DefaultJoinFailureBurst   = 10
+	DefaultRequestBodyTimeout = 30 * time.Second
+	DefaultMaxConnsPerSource  = 1024
 )
 
 // MaxFileSize bounds the configuration file.
@@ -81,6 +83,12 @@ type Config struct {
 	// per source IP (token brute force); a source over the limit gets 429.
 	JoinFailuresPerMinute int `yaml:"join_failures_per_minute"`
 	JoinFailureBurst      int `yaml:"join_failure_burst"`
+	// RequestBodyTimeout bounds the time a client may take to send a
+	// request body (from the end of its header).
+	RequestBodyTimeout Duration `yaml:"request_body_timeout"`
+	// MaxConnsPerSource caps the open connections of one source address
+	// (nodes behind one NAT share it: each node holds about three).
+	MaxConnsPerSource int `yaml:"max_conns_per_source"`
 	// PolicyFile is a policy file (registry/policy/README.md) stored as the
 	// mesh's first policy version when the data directory holds none yet;
 	// later changes go through `tunnelmesh policy apply`. Empty: no initial
@@ -175,6 +183,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.JoinFailureBurst == 0 {
 		c.JoinFailureBurst = DefaultJoinFailureBurst
+	}
+	if c.RequestBodyTimeout == 0 {
+		c.RequestBodyTimeout = Duration(DefaultRequestBodyTimeout)
+	}
+	if c.MaxConnsPerSource == 0 {
+		c.MaxConnsPerSource = DefaultMaxConnsPerSource
 	}
 }
 
@@ -290,6 +304,15 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls_cert, tls_key: set both or neither")
+	}
+	if d := time.Duration(c.RequestBodyTimeout); d < time.Second || d > 5*time.Minute {
+		return fmt.Errorf("request_body_timeout: must be between 1s and 5m0s")
+	}
+	if c.MaxConnsPerSource < 0 {
+		return fmt.Errorf("max_conns_per_source: must not be negative")
+	}
+	if time.Duration(c.TokenDefaultExpiry) > api.MaxTokenExpiry {
+		return fmt.Errorf("token_default_expiry: %s is longer than the maximum %s (10 years)", time.Duration(c.TokenDefaultExpiry), api.MaxTokenExpiry)
 	}
 	if c.TokenDefaultExpiry < 0 {
 		return fmt.Errorf("token_default_expiry: must be positive")

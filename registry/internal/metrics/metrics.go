@@ -18,6 +18,7 @@ const (
 	JoinConflict     = "conflict"
 	JoinRangeFull    = "range_full"
 	JoinBadRequest   = "bad_request"
+	JoinProofInvalid = "proof_invalid" // signature by the node key missing, stale, replayed or wrong
 	JoinRateLimited  = "rate_limited"
 	JoinError        = "error"
 )
@@ -76,7 +77,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	for _, r := range []string{JoinOK, JoinTokenInvalid, JoinConflict, JoinRangeFull, JoinBadRequest, JoinRateLimited, JoinError} {
+	for _, r := range []string{JoinOK, JoinTokenInvalid, JoinConflict, JoinRangeFull, JoinBadRequest, JoinProofInvalid, JoinRateLimited, JoinError} {
 		m.Joins.WithLabelValues(r)
 	}
 	return m, nil

@@ -35,6 +35,9 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) *apiE
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "tags: %v", err)
 	}
 	expiry := time.Duration(req.Expiry)
+	if expiry > api.MaxTokenExpiry {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "expiry %s: longer than the maximum %s (10 years)", expiry, api.MaxTokenExpiry)
+	}
 	if expiry == 0 {
 		expiry = s.set.TokenDefaultExpiry
 	}

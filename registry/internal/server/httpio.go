@@ -19,6 +19,7 @@ type apiError struct {
 	status int
 	code   string
 	msg    string
+	cause  error // optional, for errors.Is by the caller
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -50,9 +51,6 @@ func writeRaw(w http.ResponseWriter, status int, b []byte) {
 	w.Write([]byte{'\n'})
 }
 
-// bodyReadTimeout bounds how long a client may take to send its body.
-const bodyReadTimeout = 30 * time.Second
-
 // readBody reads a request body of at most api.MaxBodyBytes. Requests that
 // carry a body (POST, PUT) must say it is JSON.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
@@ -67,12 +65,14 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	if r.ContentLength > api.MaxBodyBytes {
 		return nil, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "body larger than %d bytes", api.MaxBodyBytes)
 	}
-	// The server has no overall read timeout (netmap watches last up to
-	// a minute); a body must arrive within bodyReadTimeout.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	// The body must arrive within the deadline Server.bounded set. Once
+	// it has been read to its end the deadline is lifted (the connection
+	// then waits for the answer, which may take a while); a body that
+	// stalled keeps it, so the server's drain of the rest stays bounded.
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	rc.SetReadDeadline(time.Time{})
+	if err == nil {
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

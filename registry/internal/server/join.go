@@ -49,8 +49,14 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) *apiError {
 			result = metrics.JoinRangeFull
 		case api.CodeInternal:
 			result = metrics.JoinError
+		case api.CodeUnauthorized:
+			result = metrics.JoinProofInvalid
+		}
+		if e.code == api.CodeBadRequest && errors.Is(e.cause, nodeauth.ErrJoinUnsigned) {
+			result = metrics.JoinProofInvalid
 		}
 		s.met.Joins.WithLabelValues(result).Inc()
+		s.failLog.log(now, "join refused", "source", src, "result", result, "status", e.status, "reason", e.msg)
 		if e.status < 500 && e.code != api.CodeRangeFull {
 			s.limiter.Take(src, now)
 		}
@@ -86,6 +92,17 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 	}
 	if err := req.PublicKey.Validate(); err != nil {
 		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "public_key: %v", err)
+	}
+	// Nothing about a key's registration changes unless the joiner holds
+	// the key: it signs the token ID, this registry's pin, the name and a
+	// timestamp (nodeauth.VerifyJoin).
+	if err := nodeauth.VerifyJoin(&req, tok.ID, s.set.Pin, s.now(), s.replay); err != nil {
+		if errors.Is(err, nodeauth.ErrJoinUnsigned) {
+			e := errorf(http.StatusBadRequest, api.CodeBadRequest, "signature is required: a join must be signed by the node key (timestamp, signature; see nodeauth.SignJoin)")
+			e.cause = err
+			return nil, e
+		}
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "join signature: %v", err)
 	}
 	eps, err := validateEndpoints(req.Endpoints)
 	if err != nil {
@@ -180,15 +197,26 @@ func validateSSHEndpoint(ep netip.AddrPort) error {
 	return validateAddrPort(ep)
 }
 
+// validateAddrPort checks an address peers will send to. Addresses that
+// would point peers at themselves or at their own link (loopback,
+// link-local such as the cloud metadata address 169.254.169.254,
+// unspecified, multicast, broadcast) are refused: a node could otherwise
+// steer every peer's packets to the peer's own local services. Private and
+// ULA addresses (10/8, 172.16/12, 192.168/16, fd00::/8) are allowed, as
+// peers on the same LAN use them.
 func validateAddrPort(ep netip.AddrPort) error {
-	a := ep.Addr()
+	a := ep.Addr().Unmap()
 	switch {
 	case !ep.IsValid():
 		return fmt.Errorf("invalid address")
 	case ep.Port() == 0:
 		return fmt.Errorf("%s: port 0", ep)
-	case a.IsUnspecified() || a.IsMulticast():
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return fmt.Errorf("%s: not a unicast address", ep)
+	case a.IsLoopback():
+		return fmt.Errorf("%s: loopback addresses are not reachable by peers", ep)
+	case a.IsLinkLocalUnicast():
+		return fmt.Errorf("%s: link-local addresses are not reachable by peers", ep)
 	case a.Zone() != "":
 		return fmt.Errorf("%s: zoned addresses are not reachable by peers", ep)
 	}

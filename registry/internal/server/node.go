@@ -17,23 +17,32 @@ import (
 func (s *Server) authNode(r *http.Request, body []byte) (*entry, *apiError) {
 	req, err := nodeauth.Parse(r, body)
 	if err != nil {
-		s.met.AuthFailures.WithLabelValues("node_malformed").Inc()
-		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: %v", err)
+		return nil, s.nodeAuthFailed(r, "node_malformed", "", err)
 	}
 	e := s.hub.current().byID[req.Credential.NodeID]
 	if e == nil {
-		s.met.AuthFailures.WithLabelValues("node_unknown").Inc()
-		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: unknown or removed node")
+		return nil, s.nodeAuthFailed(r, "node_unknown", req.Credential.NodeID, errors.New("unknown or removed node"))
 	}
 	if err := req.Verify(e.secretHash, e.node.PublicKey, s.now(), s.replay); err != nil {
 		kind := "node_invalid"
 		if errors.Is(err, nodeauth.ErrReplayed) {
 			kind = "node_replayed"
 		}
-		s.met.AuthFailures.WithLabelValues(kind).Inc()
-		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: %v", err)
+		return nil, s.nodeAuthFailed(r, kind, e.node.ID, err)
 	}
 	return e, nil
+}
+
+// nodeAuthFailed counts and logs (rate-limited) a failed node
+// authentication and returns its 401. The node ID is the claimed one (an
+// unknown ID is cut short); the credential itself is never logged.
+func (s *Server) nodeAuthFailed(r *http.Request, kind, nodeID string, err error) *apiError {
+	s.met.AuthFailures.WithLabelValues(kind).Inc()
+	if len(nodeID) > 40 {
+		nodeID = nodeID[:40]
+	}
+	s.failLog.log(s.now(), "node authentication failed", "source", sourceAddr(r), "path", r.URL.Path, "kind", kind, "node_id", nodeID, "reason", err.Error())
+	return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "node authentication: %v", err)
 }
 
 // nodeCall reads the body, authenticates the node and decodes the body.

@@ -58,6 +58,9 @@ type Settings struct {
 	OnlineTimeout         time.Duration
 	JoinFailuresPerMinute int
 	JoinFailureBurst      int
+	// BodyTimeout bounds the time a client may take to send a request
+	// body; DefaultBodyTimeout when zero.
+	BodyTimeout time.Duration
 	// Pin is the TLS pin of the server's certificate, put into tokens.
 	Pin             string
 	AdminCredential string
@@ -65,6 +68,10 @@ type Settings struct {
 	SoftwareVersion string
 	Logger          *slog.Logger
 	Metrics         *metrics.Metrics
+	// Replays remembers the signatures of accepted node calls and joins;
+	// an in-memory nodeauth.ReplayCache when nil (forgotten on restart:
+	// the coordinator passes a persisted one).
+	Replays nodeauth.Replays
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -76,7 +83,8 @@ type Server struct {
 	log       *slog.Logger
 	met       *metrics.Metrics
 	adminCred admincred.Checker
-	replay    *nodeauth.ReplayCache
+	replay    nodeauth.Replays
+	failLog   *failLog
 	limiter   *ratelimit.AddrLimiter
 	// epLimiter limits endpoint changes per node: each one is a netmap
 	// change for every node, so one node must not be able to flood them.
@@ -102,13 +110,20 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 	if set.AdminCredential == "" {
 		return nil, fmt.Errorf("new server: admin credential is required")
 	}
+	if set.BodyTimeout <= 0 {
+		set.BodyTimeout = DefaultBodyTimeout
+	}
+	if set.Replays == nil {
+		set.Replays = nodeauth.NewReplayCache()
+	}
 	s := &Server{
 		st:        st,
 		set:       set,
 		log:       set.Logger,
 		met:       set.Metrics,
 		adminCred: admincred.NewChecker(set.AdminCredential),
-		replay:    nodeauth.NewReplayCache(),
+		replay:    set.Replays,
+		failLog:   newFailLog(set.Logger),
 		limiter:   ratelimit.ForAddrs(set.JoinFailuresPerMinute, set.JoinFailureBurst),
 		epLimiter: ratelimit.New[string](EndpointChangesPerMinute, EndpointChangeBurst),
 		seen:      make(map[string]time.Time),
@@ -123,7 +138,8 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 
 // Handler returns the API's handler. Extra handlers can be added to it with
 // Handle before serving.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Every request's body and answer are bounded in time (bounded).
+func (s *Server) Handler() http.Handler { return s.bounded(s.mux) }
 
 // Handle mounts an extra handler on the server's mux (e.g. the relay).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }

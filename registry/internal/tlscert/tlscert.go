@@ -85,5 +85,9 @@ func generate(certFile, keyFile string, hosts []string) error {
 	if err := selfsigned.Save(c, certFile, keyFile); err != nil {
 		return fmt.Errorf("generate tls certificate: %w", err)
 	}
+	// Everything in the data directory is the registry's own (0600).
+	if err := os.Chmod(certFile, 0o600); err != nil {
+		return fmt.Errorf("generate tls certificate: %w", err)
+	}
 	return nil
 }

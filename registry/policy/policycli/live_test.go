@@ -49,7 +49,7 @@ func startCoordinator(t *testing.T) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := regclient.Join(ctx, hc, c.URL(), api.JoinRequest{Token: tok.Token, Name: n.name, PublicKey: key.Public()}); err != nil {
+		if _, err := regclient.Join(ctx, hc, c.URL(), api.JoinRequest{Token: tok.Token, Name: n.name, PublicKey: key.Public()}, key); err != nil {
 			t.Fatal(err)
 		}
 	}

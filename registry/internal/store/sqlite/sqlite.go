@@ -44,6 +44,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -59,11 +62,25 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
 	return &Store{db: db}, nil
+}
+
+// createPrivate creates the database file with mode 0600 before SQLite
+// opens it, and narrows an existing one and its -wal and -shm files to
+// 0600. SQLite creates the -wal and -shm files with the database file's
+// mode, so none of them is ever readable by others (they hold the PSK).
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close implements store.Store.
@@ -556,7 +573,13 @@ func (s *Store) RemoveNode(ctx context.Context, ref string) (store.Node, uint64,
 		if err != nil {
 			return err
 		}
-		n, err = scanNode(tx.QueryRowContext(ctx, selectNode+` WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`, ref, ref, ref), cidr)
+		// Names never have the form of a node ID (api.ValidateName), so
+		// ref is one or the other.
+		where := ` WHERE name = ?`
+		if api.IsNodeID(ref) {
+			where = ` WHERE id = ?`
+		}
+		n, err = scanNode(tx.QueryRowContext(ctx, selectNode+where, ref), cidr)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		}

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -40,7 +42,7 @@ func token(t *testing.T, s *Store, reusable bool) (string, [32]byte) {
 
 func join(s *Store, id string, h [32]byte, name string, key nodekey.PublicKey) (store.JoinResult, error) {
 	return s.Join(context.Background(), store.JoinParams{TokenID: id, TokenSecretHash: h, Name: name, PublicKey: key,
-		NewNodeID: "id-" + name, CredentialHash: []byte("c"), Now: now})
+		NewNodeID: testID(name), CredentialHash: []byte("c"), Now: now})
 }
 
 func key(t *testing.T) nodekey.PublicKey {
@@ -139,7 +141,7 @@ func TestJoinAllocation(t *testing.T) {
 	}
 	// Re-join: same IP, same ID, rename allowed, Rejoined set.
 	res, err := join(s, id, h, "renamed", keys[2])
-	if err != nil || res.Node.IP.String() != "10.1.0.3" || res.Node.ID != "id-n2" || !res.Rejoined {
+	if err != nil || res.Node.IP.String() != "10.1.0.3" || res.Node.ID != testID("n2") || !res.Rejoined {
 		t.Fatalf("rejoin = %+v, %v", res, err)
 	}
 	// Name clash with another key changes nothing.
@@ -158,7 +160,10 @@ func TestJoinAllocation(t *testing.T) {
 	if err != nil || res.Node.IP.String() != "10.1.0.5" {
 		t.Fatalf("rejoin after removal = %v, %v; want 10.1.0.5", res.Node.IP, err)
 	}
-	s.RemoveNode(ctx, "id-n5")
+	// By ID (names never have an ID's form, so the two do not mix).
+	if _, _, err := s.RemoveNode(ctx, testID("n5")); err != nil {
+		t.Fatalf("remove by ID: %v", err)
+	}
 	res, err = join(s, id, h, "newcomer", key(t))
 	if err != nil || res.Node.IP.String() != "10.1.0.6" {
 		t.Fatalf("newcomer in a full range with a removed node = %v, %v; want the removed node's 10.1.0.6", res.Node.IP, err)
@@ -244,4 +249,10 @@ func TestTokenRules(t *testing.T) {
 	if len(toks) != 1 || !toks[0].Revoked || toks[0].Uses != 0 {
 		t.Fatalf("tokens = %+v", toks)
 	}
+}
+
+// testID returns a node ID of the registry's form for a test node.
+func testID(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return "n" + hex.EncodeToString(h[:10])
 }
