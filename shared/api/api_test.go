@@ -72,7 +72,8 @@ func TestValidateName(t *testing.T) {
 			t.Errorf("ValidateName(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "-a", "a-", "A", "a.b", "a_b", "ü", "x234567890123456789012345678901234567890123456789012345678901234"} {
+	for _, bad := range []string{"", "-a", "a-", "A", "a.b", "a_b", "ü", "x234567890123456789012345678901234567890123456789012345678901234",
+		"n0123456789abcdef0123"} {
 		if err := ValidateName(bad); err == nil {
 			t.Errorf("ValidateName(%q) = nil, want error", bad)
 		}
@@ -111,5 +112,24 @@ func TestServicesWire(t *testing.T) {
 	j, err := json.Marshal(JoinRequest{Name: "ns1", Services: req.Services})
 	if err != nil || !bytes.Contains(j, []byte(`"services":[{"name":"dns","protocol":"udp","port":53}]`)) {
 		t.Errorf("Marshal(JoinRequest) = %s, %v; want the services", j, err)
+	}
+}
+
+func TestIsNodeID(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"n0123456789abcdef0123", true},
+		{"n0123456789abcdef012", false},   // 19 digits
+		{"n0123456789abcdef01234", false}, // 21
+		{"n0123456789abcdef012g", false},
+		{"n0123456789ABCDEF0123", false},
+		{"m0123456789abcdef0123", false},
+		{"node-1", false},
+	} {
+		if got := IsNodeID(tt.in); got != tt.want {
+			t.Errorf("IsNodeID(%q) = %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }

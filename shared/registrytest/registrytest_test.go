@@ -1,13 +1,17 @@
 package registrytest_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
@@ -85,6 +89,49 @@ func TestJoinWatchRemove(t *testing.T) {
 	bad, _ := regclient.New(regclient.Credentials{Coordinator: f.URL, Pin: f.Pin, Credential: resp.Credential, Key: mustKey(t)})
 	if _, err := bad.Netmap(ctx, 0, 0); !regclient.IsCode(err, api.CodeUnauthorized) {
 		t.Errorf("wrong key: err = %v, want unauthorized", err)
+	}
+}
+
+// TestJoinNeedsProof: the fake, like the registry, refuses a join that does
+// not prove the node key, so another node's public key cannot be joined.
+func TestJoinNeedsProof(t *testing.T) {
+	f := registrytest.New(netip.Prefix{})
+	defer f.Close()
+	victim, attacker := mustKey(t), mustKey(t)
+	if _, _, err := f.AddNode("victim", victim); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.CreateToken(true)
+	for _, tt := range []struct {
+		name string
+		mod  func(*api.JoinRequest)
+		code string
+	}{
+		{"unsigned", func(r *api.JoinRequest) { r.Signature, r.Timestamp = nil, 0 }, api.CodeBadRequest},
+		{"another node's key", func(r *api.JoinRequest) { r.PublicKey = victim.Public() }, api.CodeUnauthorized},
+	} {
+		req := api.JoinRequest{ProtocolVersion: api.ProtocolVersion, Token: tok, Name: "evil"}
+		if err := nodeauth.SignJoin(&req, attacker, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		tt.mod(&req)
+		body, _ := json.Marshal(req)
+		hr, _ := http.NewRequest("POST", f.URL+api.PathJoin, bytes.NewReader(body))
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := regclient.NewHTTPClient(f.Pin).Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = regclient.DecodeResponse(resp, 1<<20, nil)
+		resp.Body.Close()
+		if !regclient.IsCode(err, tt.code) {
+			t.Errorf("%s: join = %v, want %s", tt.name, err, tt.code)
+		}
+	}
+	for _, n := range f.Nodes() {
+		if n.Name != "victim" {
+			t.Fatalf("nodes after refused joins: %+v", f.Nodes())
+		}
 	}
 }
 

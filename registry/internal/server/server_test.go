@@ -294,11 +294,16 @@ func TestValidateEndpoints(t *testing.T) {
 		}
 		return out
 	}
+	if got, err := validateEndpoints(mk("10.0.0.1:5", "172.16.0.1:5", "192.168.0.1:5", "[fd00::1]:5", "100.64.0.1:5")); err != nil || len(got) != 5 {
+		t.Fatalf("validateEndpoints(private) = %v, %v; want all five", got, err)
+	}
 	got, err := validateEndpoints(mk("192.0.2.1:5", "[::ffff:192.0.2.1]:5", "[2001:db8::1]:6"))
 	if err != nil || len(got) != 2 || got[0] != mk("192.0.2.1:5")[0] {
 		t.Fatalf("validateEndpoints dedup/unmap = %v, %v", got, err)
 	}
-	for _, bad := range [][]netip.AddrPort{mk("0.0.0.0:5"), mk("192.0.2.1:0"), mk("[ff02::1]:5"), mk("[fe80::1%eth0]:5"), {{}}} {
+	for _, bad := range [][]netip.AddrPort{mk("0.0.0.0:5"), mk("192.0.2.1:0"), mk("[ff02::1]:5"), mk("[fe80::1%eth0]:5"), {{}},
+		mk("127.0.0.1:22"), mk("[::1]:5"), mk("169.254.169.254:80"), mk("[fe80::1]:5"), mk("[::ffff:127.0.0.1]:5"),
+		mk("255.255.255.255:5"), mk("224.0.0.251:5353"), mk("192.0.2.1:5", "127.0.0.2:5")} {
 		if _, err := validateEndpoints(bad); err == nil {
 			t.Errorf("validateEndpoints(%v) accepted", bad)
 		}
