@@ -36,6 +36,9 @@ func (s *Server) bounded(h http.Handler) http.Handler {
 				d += api.MaxWatchWait
 			}
 			rc.SetWriteDeadline(now.Add(d))
+		} else {
+			// An earlier request on this connection left its deadline.
+			rc.SetWriteDeadline(time.Time{})
 		}
 		if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 			h.ServeHTTP(w, r)
