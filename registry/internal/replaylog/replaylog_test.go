@@ -66,3 +66,19 @@ func TestTornRecordIgnored(t *testing.T) {
 		t.Fatalf("after a torn tail: Len %d", l2.Len())
 	}
 }
+
+// BenchmarkAdd measures one accepted signature (map insert and append).
+func BenchmarkAdd(b *testing.B) {
+	l, err := Open(filepath.Join(b.TempDir(), FileName), time.Now(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	sig := make([]byte, 64)
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sig[0], sig[1], sig[2], sig[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		l.Add(sig, now)
+	}
+}

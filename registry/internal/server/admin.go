@@ -19,6 +19,7 @@ func (s *Server) admin(h handlerFunc) handlerFunc {
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || !s.adminCred.Check(strings.TrimSpace(cred)) {
 			s.met.AuthFailures.WithLabelValues("admin").Inc()
+			s.failLog.log(s.now(), "admin authentication failed", "source", sourceAddr(r), "method", r.Method, "path", r.URL.Path)
 			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "admin credential required (Authorization: Bearer <credential>)")
 		}
 		return h(w, r)

@@ -34,6 +34,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) *apiError {
 	now := s.now()
 	if !s.limiter.Allowed(src, now) {
 		s.met.Joins.WithLabelValues(metrics.JoinRateLimited).Inc()
+		s.failLog.log(now, "join refused", "source", src, "result", metrics.JoinRateLimited, "status", http.StatusTooManyRequests)
 		w.Header().Set("Retry-After", "60")
 		return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "too many failed join attempts from %s; try again later", src)
 	}
