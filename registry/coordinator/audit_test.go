@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -388,7 +389,7 @@ func TestAuthFailuresLogged(t *testing.T) {
 // the mesh PSK).
 func TestDataDirPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	tc := start(t, testConfig(t, dir), coordinator.Options{})
+	tc := start(t, testConfig(t, dir), coordinator.Options{InitialPolicy: policy.DefaultYAML})
 	tok := tc.token(t, api.CreateTokenRequest{})
 	tc.join(t, tok, "alpha")
 	check := func(running bool) {
@@ -414,6 +415,16 @@ func TestDataDirPrivate(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The directory, registry.db, admin.token, tls.crt, tls.key,
+		// replay.log, policy/ and a policy version; while running also
+		// the WAL and SHM files.
+		want := 8
+		if running {
+			want = 10
+		}
+		if seen < want {
+			t.Errorf("walked %d entries, want at least %d", seen, want)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "registry.db-wal")); running && err != nil {
 			t.Errorf("no WAL file to check: %v", err)
