@@ -70,6 +70,12 @@ func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 			}
 		}
 	}
+	if e := req.SSHEndpoint; e.IsValid() && !usableEndpoint(e.Addr().Unmap(), n.cfg.State.MeshCIDR) {
+		// The registry refuses loopback, link-local and unspecified
+		// endpoints; one of them would cost the node its whole report.
+		n.log.Warn("ssh endpoint not reported: not reachable from other hosts", "endpoint", e)
+		req.SSHEndpoint, req.SSHHostKey, req.SSHUser, req.SSHPacketPort = netip.AddrPort{}, nil, "", 0
+	}
 	req.Endpoints = eps
 	return req
 }

@@ -395,3 +395,48 @@ func TestIsL3Tunnel(t *testing.T) {
 		}
 	}
 }
+
+// endpointPlane is a fakePlane that is also an EndpointSource.
+type endpointPlane struct {
+	*fakePlane
+	sshListen netip.AddrPort
+}
+
+func (endpointPlane) PublicAddr(context.Context, netip.AddrPort) (netip.AddrPort, error) {
+	return netip.AddrPort{}, errors.New("no stun")
+}
+func (p endpointPlane) SSHListenAddr() netip.AddrPort { return p.sshListen }
+func (endpointPlane) NetworkChanged()                 {}
+
+func TestSSHEndpointNotReportedWhenUnreachable(t *testing.T) {
+	mesh := netip.MustParsePrefix("100.64.0.0/10")
+	for _, tc := range []struct {
+		name      string
+		advertise string
+		listen    string
+		want      netip.AddrPort
+	}{
+		{name: "loopback listener", listen: "127.0.0.1:2222"},
+		{name: "loopback advertised", advertise: "127.0.0.1:2222"},
+		{name: "link-local advertised", advertise: "169.254.169.254:22"},
+		{name: "routable advertised", advertise: "192.0.2.7:2222", want: netip.MustParseAddrPort("192.0.2.7:2222")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cfg Config
+			cfg.STUN = "off"
+			cfg.State.MeshCIDR = mesh
+			if tc.advertise != "" {
+				cfg.SSHAdvertise = netip.MustParseAddrPort(tc.advertise)
+			}
+			p := endpointPlane{fakePlane: newFakePlane()}
+			if tc.listen != "" {
+				p.sshListen = netip.MustParseAddrPort(tc.listen)
+			}
+			n := &Node{cfg: cfg, plane: p, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ifname: "tmnone0"}
+			req := n.discoverEndpoints(context.Background())
+			if req.SSHEndpoint != tc.want {
+				t.Errorf("discoverEndpoints().SSHEndpoint = %v, want %v", req.SSHEndpoint, tc.want)
+			}
+		})
+	}
+}
