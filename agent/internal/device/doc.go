@@ -35,8 +35,11 @@
 // # Packet rules
 //
 //   - A decrypted packet is delivered only if its inner source address is the
-//     sending peer's mesh IP (PeerConfig.IP), then only if Config.Filter (if
-//     set) accepts it.
+//     sending peer's mesh IP (PeerConfig.IP) exactly: an IPv6 packet from the
+//     IPv4-mapped form of it (::ffff:a.b.c.d) is not. Then only if
+//     Config.Filter (if set) accepts it.
+//   - An echo reply completes a Ping only when it came through the session
+//     of the peer that was pinged.
 //   - The replay window moves and the peer's endpoint roams only after the
 //     AEAD tag was checked.
 //   - Every bad datagram is dropped and counted under a DropReason, never
