@@ -145,7 +145,7 @@ func (p devicePlane) Stats() node.PlaneStats {
 			Name: ps.Name, IP: ps.IP, PublicKey: ps.PublicKey,
 			Endpoint: ps.Endpoint, Path: ps.Path, LastHandshake: ps.LastHandshake,
 			RxBytes: ps.RxBytes, TxBytes: ps.TxBytes, RxPackets: ps.RxPackets, TxPackets: ps.TxPackets,
-			RTT: ps.RTT,
+			RTT: ps.RTT, PathChanges: ps.PathChanges,
 		})
 	}
 	return out

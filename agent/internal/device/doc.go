@@ -28,9 +28,11 @@
 // transport offers SSH and relay endpoints). Handshakes go to all of them;
 // a peer is then reachable over whatever answered, and the device keeps
 // probing under the session to move it to the best path that works (UDP >
-// SSH > relay), falling back when the current path goes unanswered for
-// pathTimeout (2 s). The rules are in paths.go; Status shows each peer's
-// current path and every path it knows.
+// SSH > relay), falling back when what it sent on the current path (traffic,
+// or the probe an idle path gets every 5 s) goes unanswered for pathTimeout
+// (2 s). An idle path is not a failed one: silence alone moves no peer.
+// The rules are in paths.go; Status shows each peer's current path, every
+// path it knows and how often it changed path.
 //
 // # Packet rules
 //
