@@ -29,7 +29,9 @@ func TestIdlePathLAN(t *testing.T) {
 	if err := l.ping(ns2, ip1, 20*time.Second); err != nil {
 		t.Fatalf("ping n2 -> n1: %v", err)
 	}
-	direct := func(s localapi.Status) bool { return len(s.Peers) == 1 && strings.HasPrefix(s.Peers[0].Path, "udp 10.99.0.") }
+	direct := func(s localapi.Status) bool {
+		return len(s.Peers) == 1 && strings.HasPrefix(s.Peers[0].Path, "udp 10.99.0.")
+	}
 	start := map[*node]localapi.Peer{}
 	for _, n := range []*node{n1, n2} {
 		start[n] = l.waitStatus(n, 30*time.Second, "a direct path", direct).Peers[0]
