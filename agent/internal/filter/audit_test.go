@@ -3,6 +3,7 @@ package filter
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
@@ -170,5 +171,41 @@ func TestPeerCannotFillFlowTable(t *testing.T) {
 	}
 	if f.Inbound(udp(a, self, 65535, 9999)) {
 		t.Error("a's newest flow was not tracked as a's")
+	}
+}
+
+// When several peers together fill the table, a full shard evicts from the
+// peer holding the most flows in it, not the node's older flows with a
+// peer that holds few.
+func TestFullTableEvictsHeaviestPeer(t *testing.T) {
+	var clk clock
+	const maxFlows = numShards * 8
+	f := New(Config{Self: selfAddr, MaxFlows: maxFlows, MaxFlowsPerPeer: maxFlows / 2, Now: clk.now})
+	if err := f.SetFilter(&api.Filter{Rules: []api.FilterRule{
+		{Name: "ab-udp", Sources: []netip.Prefix{pfx(a + "/32"), pfx(b + "/32")}, Protocol: "udp"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	const own = 64
+	for i := range own {
+		f.Outbound(udp(self, c, uint16(10000+i), 53))
+	}
+	// a and b flood later: their flows expire after the node's.
+	clk.advance(time.Second)
+	for port := 1; port <= 20000; port++ {
+		f.Inbound(udp(a, self, uint16(port), 9999))
+		f.Inbound(udp(b, self, uint16(port), 9999))
+	}
+	lost := 0
+	for i := range own {
+		if !f.Inbound(udp(c, self, 53, uint16(10000+i))) {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of the node's %d flows with c were evicted by a and b filling the table", lost, own)
+	}
+	if st := f.Stats(); st.Flows > maxFlows || st.Evicted == 0 {
+		t.Errorf("Flows = %d (want at most %d), Evicted = %d (want some)", st.Flows, maxFlows, st.Evicted)
 	}
 }

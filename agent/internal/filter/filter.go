@@ -29,7 +29,8 @@ const (
 	DefaultLogPerSecond = 5
 )
 
-// Config tunes a Filter. The zero value is usable.
+// Config tunes a Filter. Without Self the filter delivers nothing; the
+// other fields have usable zero values.
 type Config struct {
 	// Self is the node's own mesh address. Only packets addressed to it
 	// are delivered (SetSelf changes it).
