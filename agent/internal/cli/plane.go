@@ -38,7 +38,7 @@ type transportOptions struct {
 // switches and the transports.
 func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.PlaneFactory {
 	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
-		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Logger: log, LogLevel: slog.LevelDebug})}
+		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Self: cfg.Self, Logger: log, LogLevel: slog.LevelDebug})}
 		p.setFilter(cfg.Filter)
 		tr, err := transport.NewStack(transport.StackConfig{Key: cfg.PrivateKey, UDP: device.NewBind(udpOffload),
 			SSHListen: to.sshListen, PacketPort: to.packetPort, Coordinator: to.coordinator, RelayProxy: to.relayProxy, Logger: log})
@@ -96,6 +96,7 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 // Reconfig applies the new filter first, so a policy change takes effect
 // with the netmap that carries it.
 func (p devicePlane) Reconfig(c node.PlaneConfig) error {
+	p.flt.SetSelf(c.Self)
 	p.setFilter(c.Filter)
 	return p.d.Reconfig(p.config(c))
 }
@@ -144,7 +145,7 @@ func (p devicePlane) Stats() node.PlaneStats {
 			Name: ps.Name, IP: ps.IP, PublicKey: ps.PublicKey,
 			Endpoint: ps.Endpoint, Path: ps.Path, LastHandshake: ps.LastHandshake,
 			RxBytes: ps.RxBytes, TxBytes: ps.TxBytes, RxPackets: ps.RxPackets, TxPackets: ps.TxPackets,
-			RTT: ps.RTT,
+			RTT: ps.RTT, PathChanges: ps.PathChanges,
 		})
 	}
 	return out

@@ -28,15 +28,20 @@
 // transport offers SSH and relay endpoints). Handshakes go to all of them;
 // a peer is then reachable over whatever answered, and the device keeps
 // probing under the session to move it to the best path that works (UDP >
-// SSH > relay), falling back when the current path goes unanswered for
-// pathTimeout (2 s). The rules are in paths.go; Status shows each peer's
-// current path and every path it knows.
+// SSH > relay), falling back when what it sent on the current path (traffic,
+// or the probe an idle path gets every 5 s) goes unanswered for pathTimeout
+// (2 s). An idle path is not a failed one: silence alone moves no peer.
+// The rules are in paths.go; Status shows each peer's current path, every
+// path it knows and how often it changed path.
 //
 // # Packet rules
 //
 //   - A decrypted packet is delivered only if its inner source address is the
-//     sending peer's mesh IP (PeerConfig.IP), then only if Config.Filter (if
-//     set) accepts it.
+//     sending peer's mesh IP (PeerConfig.IP) exactly: an IPv6 packet from the
+//     IPv4-mapped form of it (::ffff:a.b.c.d) is not. Then only if
+//     Config.Filter (if set) accepts it.
+//   - An echo reply completes a Ping only when it came through the session
+//     of the peer that was pinged.
 //   - The replay window moves and the peer's endpoint roams only after the
 //     AEAD tag was checked.
 //   - Every bad datagram is dropped and counted under a DropReason, never

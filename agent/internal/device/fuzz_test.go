@@ -21,7 +21,7 @@ func FuzzTrimIPPacket(f *testing.F) {
 		_, _ = dstAddr(b)
 		var pg pinger
 		pg.init()
-		_ = pg.intercept(b, netip.MustParseAddr("100.64.0.1"), time.Now())
+		_ = pg.intercept(b, nil, netip.MustParseAddr("100.64.0.1"), time.Now())
 	})
 }
 

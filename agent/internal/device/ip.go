@@ -26,7 +26,10 @@ func dstAddr(pkt []byte) (netip.Addr, bool) {
 }
 
 // trimIPPacket checks that pkt (a decrypted, possibly padded plaintext)
-// holds an IP packet, and returns it without padding, with its source.
+// holds an IP packet, and returns it without padding, with its source. An
+// IPv6 source stays IPv6 even when it is IPv4-mapped (::ffff:a.b.c.d), so
+// it never equals a peer's IPv4 mesh address (WireGuard keeps IPv4 and
+// IPv6 allowed IPs apart the same way).
 func trimIPPacket(pkt []byte) ([]byte, netip.Addr, bool) {
 	if len(pkt) < 1 {
 		return nil, netip.Addr{}, false
@@ -49,7 +52,7 @@ func trimIPPacket(pkt []byte) ([]byte, netip.Addr, bool) {
 		if n > len(pkt) {
 			return nil, netip.Addr{}, false
 		}
-		return pkt[:n], netip.AddrFrom16([16]byte(pkt[8:24])).Unmap(), true
+		return pkt[:n], netip.AddrFrom16([16]byte(pkt[8:24])), true
 	}
 	return nil, netip.Addr{}, false
 }

@@ -20,18 +20,24 @@ import (
 //     a better kind of path than the current one moves the peer there at
 //     once (the first authenticated answer wins); a data packet on another
 //     path of the same kind moves it too (roaming); a packet on a worse
-//     path moves it only when the current path is dead.
+//     path moves it only when the current path is dead (below).
 //   - While a session exists, the device probes: every path better than the
 //     current one (with per-path exponential backoff up to probeBackoffMax),
-//     and the current path once traffic sent on it went unanswered for a
-//     while. A probe is an encrypted control message under the current
-//     session (plaintext type probeRequest); the peer answers it on the path
-//     it came from (probeReply). Probing both ways at once, as both peers do
-//     from the moment they share a session, is the UDP hole punch.
-//   - The current path is dead when packets sent on it went unanswered for
-//     pathTimeout; the peer then moves to the best path heard from within
-//     pathTimeout, or else to its best fallback endpoint whose transport is
-//     ready. The session is unaffected: connections in the tunnel survive.
+//     the current path once traffic sent on it went unanswered for a while,
+//     and the current path when it has been idle (nothing received on it)
+//     for pathIdleProbe, so that a path that died while idle is found out
+//     before traffic needs it. Worse paths are probed only while the current
+//     one goes unanswered. A probe is an encrypted control message under the
+//     current session (plaintext type probeRequest); the peer answers it on
+//     the path it came from (probeReply). Probing both ways at once, as both
+//     peers do from the moment they share a session, is the UDP hole punch.
+//   - An idle path is not a failed one: only packets sent on the current
+//     path (traffic or probes) that go unanswered demote it. It is dead when
+//     they went unanswered for pathTimeout; the peer then moves to the best
+//     path heard from within pathTimeout, or else to its best fallback
+//     endpoint whose transport is ready. A packet on a worse path moves the
+//     peer there only while the current path is that long unanswered. The
+//     session is unaffected: connections in the tunnel survive.
 
 // PathKind ranks transports; a greater kind is preferred.
 type PathKind uint8
@@ -248,6 +254,9 @@ func (p *peer) setCurLocked(ps *pathState, why string) {
 	p.cur = ps
 	p.endpoint = ps.ep
 	if prev != ps && p.learned {
+		if why != "first" {
+			p.pathChanges.Add(1)
+		}
 		prevPath := "none"
 		if prev != nil {
 			prevPath = endpointPath(prev.ep)
@@ -311,9 +320,11 @@ func (p *peer) authenticated(ep conn.Endpoint, msg rxKind, now time.Time) {
 		// traffic goes unanswered (the peer moved).
 		cur.failed = true
 		p.setCurLocked(ps, "current path unanswered")
-	case !cur.alive(now, timeout):
+	case p.unansweredFor(now) >= timeout:
+		// Not merely silent (an idle path is silent): what was sent on
+		// it went unanswered.
 		cur.failed = true
-		p.setCurLocked(ps, "current path silent")
+		p.setCurLocked(ps, "current path unanswered")
 	default:
 		return
 	}
@@ -349,7 +360,7 @@ func (p *peer) maintainPaths(now time.Time) {
 	if kp == nil || kp.dead.Load() || now.Sub(kp.created) >= d.timing.rejectAfterTime {
 		return
 	}
-	interval, timeout := d.timing.pathProbeInterval, d.timing.pathTimeout
+	interval, timeout, idle := d.timing.pathProbeInterval, d.timing.pathTimeout, d.timing.pathIdleProbe
 	var probe [maxLearnedPaths + 8]conn.Endpoint
 	targets := probe[:0]
 	p.cfgMu.Lock()
@@ -377,11 +388,18 @@ func (p *peer) maintainPaths(now time.Time) {
 	for _, ps := range p.paths {
 		switch {
 		case ps == cur:
-			if unansweredFor >= interval/2 && now.Sub(ps.lastProbe) >= interval {
+			switch {
+			case unansweredFor >= interval/2 && now.Sub(ps.lastProbe) >= interval:
 				ps.lastProbe = now
 				targets = append(targets, ps.ep)
+			case unansweredFor == 0 && p.learned && now.Sub(ps.lastRx) >= idle && now.Sub(ps.lastProbe) >= idle:
+				// Idle: a probe tells a quiet path from a dead one. It
+				// counts as sent, so that an unanswered one demotes.
+				ps.lastProbe = now
+				targets = append(targets, ps.ep)
+				p.unanswered.Store(now.UnixNano())
 			}
-		case cur == nil || ps.kind > cur.kind || !cur.alive(now, timeout) || unansweredFor >= interval/2:
+		case cur == nil || ps.kind > cur.kind || unansweredFor >= interval/2:
 			if ps.probeDue(now, interval) && len(targets) < cap(targets) {
 				ps.lastProbe = now
 				ps.probes++

@@ -37,6 +37,10 @@ type peer struct {
 	paths      []*pathState
 	cur        *pathState
 
+	// pathChanges counts moves from one path to another (not the first
+	// path learned).
+	pathChanges atomic.Uint64
+
 	// unanswered is when packets first went out on the current path
 	// since the last authenticated packet on it (unix ns; 0: none).
 	unanswered atomic.Int64

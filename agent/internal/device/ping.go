@@ -18,24 +18,34 @@ import (
 var ErrNoPeer = errors.New("no peer with that mesh IP")
 
 // pinger matches ICMP echo replies to Ping calls. Replies carrying this
-// device's echo identifier are consumed and never reach the TUN.
+// device's echo identifier are consumed and never reach the TUN; one
+// completes a Ping only when it came through the session of the peer that
+// was pinged.
 type pinger struct {
 	id      uint16
 	seq     atomic.Uint32
 	mu      sync.Mutex // guards waiters
-	waiters map[uint16]chan struct{}
+	waiters map[uint16]pingWaiter
+}
+
+// pingWaiter is a Ping waiting for the reply to its sequence number from
+// peer.
+type pingWaiter struct {
+	peer *peer
+	ch   chan struct{}
 }
 
 func (pg *pinger) init() {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	pg.id = binary.BigEndian.Uint16(b[:])
-	pg.waiters = make(map[uint16]chan struct{})
+	pg.waiters = make(map[uint16]pingWaiter)
 }
 
-// intercept reports whether pkt is a reply to one of our pings (and wakes
-// the caller if it still waits). It does not allocate.
-func (pg *pinger) intercept(pkt []byte, self netip.Addr, now time.Time) bool {
+// intercept reports whether pkt, which came from peer from, is a reply to
+// one of our pings, and wakes the caller if it still waits and pinged from.
+// It does not allocate.
+func (pg *pinger) intercept(pkt []byte, from *peer, self netip.Addr, now time.Time) bool {
 	if len(pkt) < 28 || pkt[0] != 0x45 || pkt[9] != protoICMP {
 		return false
 	}
@@ -48,11 +58,11 @@ func (pg *pinger) intercept(pkt []byte, self netip.Addr, now time.Time) bool {
 	}
 	seq := binary.BigEndian.Uint16(icmp[6:])
 	pg.mu.Lock()
-	ch := pg.waiters[seq]
+	w := pg.waiters[seq]
 	pg.mu.Unlock()
-	if ch != nil {
+	if w.ch != nil && w.peer == from {
 		select {
-		case ch <- struct{}{}:
+		case w.ch <- struct{}{}:
 		default:
 		}
 	}
@@ -79,7 +89,7 @@ func (d *Device) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string
 	seq := uint16(d.ping.seq.Add(1))
 	ch := make(chan struct{}, 1)
 	d.ping.mu.Lock()
-	d.ping.waiters[seq] = ch
+	d.ping.waiters[seq] = pingWaiter{peer: p, ch: ch}
 	d.ping.mu.Unlock()
 	defer func() {
 		d.ping.mu.Lock()

@@ -248,7 +248,7 @@ func (p *peer) receiveBatch(b *batch) {
 			d.counters.drop(DropAllowedIPs)
 			continue
 		}
-		if d.ping.intercept(pkt, self, now) {
+		if d.ping.intercept(pkt, p, self, now) {
 			continue
 		}
 		if filter != nil && !(*filter)(pkt) {

@@ -22,6 +22,8 @@ type PeerStatus struct {
 	Path string
 	// Paths lists every path known to the peer (paths.go).
 	Paths []PathStatus
+	// PathChanges counts the moves of the peer from one path to another.
+	PathChanges uint64
 	// LastHandshake is when the latest session was established (zero: never).
 	LastHandshake time.Time
 	// HasSession reports whether a session usable for sending exists.
@@ -64,6 +66,7 @@ func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	s.RxBytes, s.TxBytes = p.rxBytes.Load(), p.txBytes.Load()
 	s.RxPackets, s.TxPackets = p.rxPackets.Load(), p.txPackets.Load()
 	s.RTT = time.Duration(p.rtt.Load())
+	s.PathChanges = p.pathChanges.Load()
 	return s
 }
 

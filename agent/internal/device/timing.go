@@ -22,6 +22,7 @@ type timing struct {
 	pathTick            time.Duration // how often path selection runs
 	pathProbeInterval   time.Duration // first probe interval (doubles per unanswered probe)
 	pathTimeout         time.Duration // a path unanswered this long is dead
+	pathIdleProbe       time.Duration // an idle current path is probed this often
 }
 
 func defaultTiming() timing {
@@ -38,5 +39,6 @@ func defaultTiming() timing {
 		pathTick:            250 * time.Millisecond,
 		pathProbeInterval:   time.Second,
 		pathTimeout:         2 * time.Second,
+		pathIdleProbe:       5 * time.Second,
 	}
 }

@@ -31,7 +31,7 @@ func benchFilter(b *testing.B, nRules, nFlows int) (*Filter, [][]byte) {
 		}
 		af.Rules = append(af.Rules, r)
 	}
-	f := New(Config{})
+	f := New(Config{Self: selfAddr})
 	if err := f.SetFilter(af); err != nil {
 		b.Fatal(err)
 	}

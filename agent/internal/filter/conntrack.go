@@ -6,10 +6,10 @@ import (
 )
 
 // flowKey identifies a flow from the node's side: the peer's address, the
-// protocol, and the node's (local) and the peer's (remote) ports. For ICMP
-// echo both ports are the echo identifier.
+// node's address (addr), the protocol, and the node's (local) and the
+// peer's (remote) ports. For ICMP echo both ports are the echo identifier.
 type flowKey struct {
-	peer          uint32
+	peer, addr    uint32
 	local, remote uint16
 	proto         uint8
 }
@@ -29,35 +29,52 @@ const sweepInterval = int64(1e9)
 // evictSamples is how many flows a full shard looks at to evict one.
 const evictSamples = 8
 
+// peerScanMax bounds how many flows of a shard are looked at to find the
+// ones of a peer that holds its share.
+const peerScanMax = 1024
+
 type shard struct {
 	mu        sync.Mutex // guards the fields below
 	flows     map[flowKey]flow
+	perPeer   map[uint32]int32 // flows in this shard by peer address
 	lastSweep int64
-	_         [40]byte // keep shards on separate cache lines
+	_         [32]byte // keep shards on separate cache lines
 }
 
-// conntrack is a bounded, sharded flow table.
+// conntrack is a bounded, sharded flow table. A flow's shard depends on
+// its whole key, so every peer's flows spread evenly over the shards, and
+// each peer may hold at most perPeer flows in each shard: its share of the
+// table (Config.MaxFlowsPerPeer).
 type conntrack struct {
-	shards   [numShards]shard
-	perShard int
-	evicted  atomic.Uint64
+	shards     [numShards]shard
+	perShard   int
+	perPeer    int32
+	evicted    atomic.Uint64
+	peerCapped atomic.Uint64
 }
 
-func newConntrack(maxFlows int) *conntrack {
+// newConntrack makes a table of about maxFlows flows, each peer holding at
+// most about maxPerPeer of them (maxFlows/4 when 0).
+func newConntrack(maxFlows, maxPerPeer int) *conntrack {
+	if maxPerPeer <= 0 {
+		maxPerPeer = maxFlows / 4
+	}
 	ct := &conntrack{perShard: max(maxFlows/numShards, 1)}
+	ct.perPeer = int32(min(max(maxPerPeer/numShards, 1), ct.perShard))
 	for i := range ct.shards {
 		ct.shards[i].flows = make(map[flowKey]flow, min(ct.perShard, 256))
+		ct.shards[i].perPeer = make(map[uint32]int32)
 	}
 	return ct
 }
 
 func (ct *conntrack) shardOf(k flowKey) *shard {
-	h := k.peer*0x9e3779b1 ^ (uint32(k.local)<<16|uint32(k.remote))*0x85ebca6b ^ uint32(k.proto)
+	h := k.peer*0x9e3779b1 ^ k.addr*0x7feb352d ^ (uint32(k.local)<<16|uint32(k.remote))*0x85ebca6b ^ uint32(k.proto)
 	h ^= h >> 15
 	return &ct.shards[h%numShards]
 }
 
-// lookup returns whether k is tracked and not expired, refreshing it to
+// refresh returns whether k is tracked and not expired, refreshing it to
 // expire at exp when it is, and whether the peer opened it.
 func (ct *conntrack) refresh(k flowKey, now, exp int64) (found, inbound bool) {
 	s := ct.shardOf(k)
@@ -94,48 +111,95 @@ func (ct *conntrack) upsert(k flowKey, now, exp int64, inbound, create bool) {
 		f.expires = exp
 		s.flows[k] = f
 	case create:
-		if !ok && len(s.flows) >= ct.perShard {
-			ct.makeRoomLocked(s, now)
+		if !ok {
+			ct.makeRoomLocked(s, k.peer, now)
+			s.perPeer[k.peer]++
 		}
 		s.flows[k] = flow{expires: exp, inbound: inbound}
 	case ok:
-		delete(s.flows, k)
+		s.deleteLocked(k)
 	}
 	s.mu.Unlock()
 }
 
-// makeRoomLocked frees at least one slot in a full shard: it drops every
-// expired flow if it has not done so within sweepInterval, and otherwise
-// (or if none had expired) evicts the flow nearest expiry among a few
-// sampled ones.
-func (ct *conntrack) makeRoomLocked(s *shard, now int64) {
+func (s *shard) deleteLocked(k flowKey) {
+	delete(s.flows, k)
+	if n := s.perPeer[k.peer] - 1; n > 0 {
+		s.perPeer[k.peer] = n
+	} else {
+		delete(s.perPeer, k.peer)
+	}
+}
+
+// makeRoomLocked frees a slot for a new flow with peer in s when the peer
+// holds its share of s or s is full. It first drops every expired flow if
+// it has not done so within sweepInterval. A peer at its share then loses
+// its own flow nearest expiry among a few; in a full shard the flow nearest
+// expiry among a few sampled ones goes, taken from the peer that holds the
+// most flows among them, so that the peers with many flows lose first.
+func (ct *conntrack) makeRoomLocked(s *shard, peer uint32, now int64) {
+	if s.perPeer[peer] < ct.perPeer && len(s.flows) < ct.perShard {
+		return
+	}
 	if now-s.lastSweep >= sweepInterval {
 		s.lastSweep = now
 		for k, f := range s.flows {
 			if f.expires <= now {
-				delete(s.flows, k)
+				s.deleteLocked(k)
 			}
 		}
-		if len(s.flows) < ct.perShard {
+	}
+	if s.perPeer[peer] >= ct.perPeer {
+		if k, ok := s.oldestOfPeerLocked(peer); ok {
+			s.deleteLocked(k)
+			ct.evicted.Add(1)
+			ct.peerCapped.Add(1)
 			return
 		}
 	}
+	if len(s.flows) < ct.perShard {
+		return
+	}
 	var victim flowKey
 	var oldest int64
+	var most int32
 	n := 0
 	for k, f := range s.flows { // map iteration starts at a random place
-		if n == 0 || f.expires < oldest {
-			victim, oldest = k, f.expires
+		c := s.perPeer[k.peer]
+		if n == 0 || c > most || (c == most && f.expires < oldest) {
+			victim, oldest, most = k, f.expires, c
 		}
-		n++
-		if n == evictSamples {
+		if n++; n == evictSamples {
 			break
 		}
 	}
 	if n > 0 {
-		delete(s.flows, victim)
+		s.deleteLocked(victim)
 		ct.evicted.Add(1)
 	}
+}
+
+// oldestOfPeerLocked returns the flow of peer nearest expiry among the
+// first few of its flows met in s.
+func (s *shard) oldestOfPeerLocked(peer uint32) (flowKey, bool) {
+	var victim flowKey
+	var oldest int64
+	n, scanned := 0, 0
+	for k, f := range s.flows { // map iteration starts at a random place
+		if scanned++; scanned > peerScanMax {
+			break
+		}
+		if k.peer != peer {
+			continue
+		}
+		if n == 0 || f.expires < oldest {
+			victim, oldest = k, f.expires
+		}
+		if n++; n == evictSamples {
+			break
+		}
+	}
+	return victim, n > 0
 }
 
 func (ct *conntrack) len() int {

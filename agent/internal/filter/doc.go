@@ -14,12 +14,22 @@
 //
 // # What passes
 //
+// Only packets addressed to the node's own mesh address (Config.Self,
+// SetSelf) pass, whatever the rules say: a peer allowed tcp/80 on the node
+// reaches port 80 of that address, not of the node's other addresses nor
+// of the hosts it routes to (its LAN, when it forwards). Packets to any
+// other address are dropped as DropDestination, as Nebula's firewall drops
+// packets for a local address it does not own and Tailscale's filter
+// drops destinations outside the node's addresses. Of those packets:
+//
 //   - A packet from a connection the node opened: a tracked flow created by
 //     Outbound (a TCP SYN, any UDP datagram, an ICMP echo request) matched
 //     in the reverse direction, until it has been idle for its protocol's
 //     timeout (TCPTimeout, UDPTimeout, DefaultTimeout, as nebula's).
 //   - ICMP errors (unreachable, time exceeded, parameter problem) that quote
-//     a packet of a tracked flow, so path MTU discovery works.
+//     a packet of a tracked flow, so path MTU discovery works, sent by the
+//     peer of that flow: no other peer can tear a flow down or shrink its
+//     MTU.
 //   - A packet that a rule allows: its source address is in a rule's
 //     Sources, and its protocol and destination port match the rule.
 //   - The later fragments of an IPv4 datagram whose first fragment passed
@@ -27,7 +37,9 @@
 //     seconds).
 //
 // Everything else is dropped and counted by reason; IPv6 and malformed
-// packets never pass.
+// packets never pass. Flows are keyed by both addresses, protocol and
+// ports; a packet the node sends from another source address than its
+// own opens no flow.
 //
 // # No policy
 //
@@ -46,7 +58,14 @@
 //
 // # Bounds
 //
-// The flow table holds at most MaxFlows entries in shards. A shard that is
+// The flow table holds at most MaxFlows entries in shards, and the flows
+// with one peer address (both directions) at most MaxFlowsPerPeer of them
+// (a quarter by default), so that a peer opening flows without end cannot
+// push out the node's flows with the others. A flow's shard depends on its
+// whole key, so each peer's flows spread evenly and the share is kept per
+// shard (MaxFlowsPerPeer/64 each). A peer holding its share loses its own
+// flow closest to expiry (among a few) to each new one. A shard that is
 // full first drops its expired flows (at most once a second) and then
-// evicts the flow closest to expiry among a few sampled ones.
+// evicts, among a few sampled flows, one of the peer holding the most
+// flows in the shard, the one closest to expiry.
 package filter

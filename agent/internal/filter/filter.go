@@ -29,10 +29,17 @@ const (
 	DefaultLogPerSecond = 5
 )
 
-// Config tunes a Filter. The zero value is usable.
+// Config tunes a Filter. Without Self the filter delivers nothing; the
+// other fields have usable zero values.
 type Config struct {
+	// Self is the node's own mesh address. Only packets addressed to it
+	// are delivered (SetSelf changes it).
+	Self netip.Addr
 	// MaxFlows bounds the connection table; DefaultMaxFlows when 0.
 	MaxFlows int
+	// MaxFlowsPerPeer bounds the flows with one peer address, both
+	// directions together; MaxFlows/4 when 0.
+	MaxFlowsPerPeer int
 	// MaxFragments bounds the table of datagrams whose later fragments may
 	// pass; DefaultMaxFragments when 0.
 	MaxFragments int
@@ -56,15 +63,16 @@ type Reason uint8
 
 // Drop reasons.
 const (
-	reasonNone    Reason = iota
-	DropMalformed        // not a well-formed IPv4 packet
-	DropIPv6             // IPv6: the mesh is IPv4
-	DropNoRule           // no rule allows it and it belongs to no tracked flow
-	DropFragment         // a later fragment of a datagram whose first fragment did not pass
+	reasonNone      Reason = iota
+	DropMalformed          // not a well-formed IPv4 packet
+	DropIPv6               // IPv6: the mesh is IPv4
+	DropNoRule             // no rule allows it and it belongs to no tracked flow
+	DropFragment           // a later fragment of a datagram whose first fragment did not pass
+	DropDestination        // addressed to another address than the node's own
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "malformed", "ipv6", "no_rule", "fragment"}
+var reasonNames = [numReasons]string{"", "malformed", "ipv6", "no_rule", "fragment", "destination"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -74,12 +82,15 @@ func (r Reason) String() string {
 }
 
 // Reasons lists the drop reasons, for registering metrics.
-func Reasons() []Reason { return []Reason{DropMalformed, DropIPv6, DropNoRule, DropFragment} }
+func Reasons() []Reason {
+	return []Reason{DropMalformed, DropIPv6, DropNoRule, DropFragment, DropDestination}
+}
 
 // Filter is a node's inbound packet filter. Its methods are safe for
 // concurrent use.
 type Filter struct {
 	rules atomic.Pointer[ruleSet]
+	self  atomic.Uint64 // selfValid | the node's address; 0 when unknown
 	ct    *conntrack
 	frags fragTable
 
@@ -111,7 +122,7 @@ func New(cfg Config) *Filter {
 		return int64(def)
 	}
 	f := &Filter{
-		ct:           newConntrack(cmpOr(cfg.MaxFlows, DefaultMaxFlows)),
+		ct:           newConntrack(cmpOr(cfg.MaxFlows, DefaultMaxFlows), cfg.MaxFlowsPerPeer),
 		tcpTimeout:   pick(cfg.TCPTimeout, TCPTimeout),
 		udpTimeout:   pick(cfg.UDPTimeout, UDPTimeout),
 		defTimeout:   pick(cfg.DefaultTimeout, DefaultTimeout),
@@ -122,6 +133,7 @@ func New(cfg Config) *Filter {
 		ruleCounters: map[string]*atomic.Uint64{},
 	}
 	f.frags.init(cmpOr(cfg.MaxFragments, DefaultMaxFragments))
+	f.SetSelf(cfg.Self)
 	if f.now == nil {
 		start := time.Now()
 		f.now = func() time.Duration { return time.Since(start) }
@@ -164,6 +176,22 @@ func (f *Filter) counterLocked(name string) *atomic.Uint64 {
 	return c
 }
 
+// SetSelf sets the node's own mesh address, the only destination the
+// filter lets through. An address that is not IPv4 lets nothing through.
+func (f *Filter) SetSelf(addr netip.Addr) {
+	var v uint64
+	if addr.Is4() {
+		v = selfValid | uint64(ip4(addr))
+	}
+	f.self.Store(v)
+}
+
+// selfValid marks Filter.self as set; the low 32 bits hold the address.
+const selfValid = 1 << 32
+
+// isSelf reports whether dst is the node's own address.
+func (f *Filter) isSelf(dst uint32) bool { return f.self.Load() == selfValid|uint64(dst) }
+
 // PolicyVersion is the version of the rules in force (0 without a policy).
 func (f *Filter) PolicyVersion() uint64 { return f.rules.Load().version }
 
@@ -184,6 +212,11 @@ func (f *Filter) Inbound(pkt []byte) bool {
 	var p packet
 	if r := parse(pkt, &p); r != reasonNone {
 		return f.drop(r, &p)
+	}
+	if !f.isSelf(p.dst) {
+		// Only the node's own address: not its other interfaces, nor
+		// what it routes (it would forward the packet there).
+		return f.drop(DropDestination, &p)
 	}
 	now := int64(f.now())
 	if p.laterFrag {
@@ -224,10 +257,11 @@ func (f *Filter) inboundFirst(p *packet, now int64) bool {
 		known = found
 	}
 	if p.quoted.ok {
-		// An ICMP error quoting a packet the node sent: src is the node, dst
-		// the peer it sent to.
+		// An ICMP error quoting a packet the node sent (src is the node,
+		// dst the peer it sent to), from that peer.
 		q := &p.quoted
-		if f.ct.exists(flowKey{peer: q.dst, local: q.sport, remote: q.dport, proto: q.proto}, now) {
+		if q.src == p.dst && q.dst == p.src &&
+			f.ct.exists(flowKey{peer: q.dst, addr: q.src, local: q.sport, remote: q.dport, proto: q.proto}, now) {
 			f.related.Add(1)
 			return true
 		}
@@ -253,7 +287,7 @@ func inboundKey(p *packet) (flowKey, bool) {
 	default:
 		return flowKey{}, false
 	}
-	return flowKey{peer: p.src, local: p.dport, remote: p.sport, proto: p.proto}, true
+	return flowKey{peer: p.src, addr: p.dst, local: p.dport, remote: p.sport, proto: p.proto}, true
 }
 
 // Outbound tells the filter about a packet the node sends into the mesh, so
@@ -262,7 +296,9 @@ func inboundKey(p *packet) (flowKey, bool) {
 // tracked flows alive. pkt is neither kept nor modified.
 func (f *Filter) Outbound(pkt []byte) {
 	var p packet
-	if parse(pkt, &p) != reasonNone || p.laterFrag {
+	if parse(pkt, &p) != reasonNone || p.laterFrag || !f.isSelf(p.src) {
+		// Replies to another source address than the node's would not
+		// pass Inbound: such a packet opens no flow.
 		return
 	}
 	var create bool
@@ -278,7 +314,7 @@ func (f *Filter) Outbound(pkt []byte) {
 		return
 	}
 	now := int64(f.now())
-	key := flowKey{peer: p.dst, local: p.sport, remote: p.dport, proto: p.proto}
+	key := flowKey{peer: p.dst, addr: p.src, local: p.sport, remote: p.dport, proto: p.proto}
 	f.ct.upsert(key, now, now+f.timeout(p.proto), false, create)
 }
 
@@ -317,7 +353,8 @@ func u32Addr(v uint32) netip.Addr {
 type Stats struct {
 	PolicyVersion uint64
 	Flows         int               // tracked flows, including expired ones not yet swept
-	Evicted       uint64            // flows evicted from a full table
+	Evicted       uint64            // flows evicted from a full table or from a peer's full share
+	PeerLimited   uint64            // of Evicted: flows a peer lost to its own new ones, holding its share
 	Established   uint64            // packets accepted as replies in a tracked flow
 	Related       uint64            // ICMP errors accepted for a tracked flow
 	Fragments     uint64            // later fragments accepted after their first fragment
@@ -332,6 +369,7 @@ func (f *Filter) Stats() Stats {
 		PolicyVersion: f.PolicyVersion(),
 		Flows:         f.ct.len(),
 		Evicted:       f.ct.evicted.Load(),
+		PeerLimited:   f.ct.peerCapped.Load(),
 		Established:   f.established.Load(),
 		Related:       f.related.Load(),
 		Fragments:     f.fragsPassed.Load(),

@@ -61,7 +61,7 @@ func TestMatch(t *testing.T) {
 		{"outside mesh", tcp("10.0.0.1", self, 1, 80, syn), false},
 		{"ipv6", []byte{0x60, 0, 0, 0, 0, 0, 0, 0}, false},
 	}
-	f := New(Config{})
+	f := New(Config{Self: selfAddr})
 	if err := f.SetFilter(testFilter()); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestSetFilterRejectsBadRules(t *testing.T) {
-	f := New(Config{})
+	f := New(Config{Self: selfAddr})
 	err := f.SetFilter(&api.Filter{Rules: []api.FilterRule{
 		{Name: "sctp", Sources: []netip.Prefix{pfx(a + "/32")}, Protocol: "sctp"},
 		{Name: "v6", Sources: []netip.Prefix{pfx("fd00::1/128")}, Protocol: "tcp"},
@@ -106,7 +106,7 @@ func TestSetFilterRejectsBadRules(t *testing.T) {
 }
 
 func TestNoPolicy(t *testing.T) {
-	f := New(Config{})
+	f := New(Config{Self: selfAddr})
 	for _, set := range []bool{false, true} {
 		if set {
 			if err := f.SetFilter(nil); err != nil {
@@ -126,7 +126,7 @@ func TestNoPolicy(t *testing.T) {
 
 func TestConntrack(t *testing.T) {
 	var clk clock
-	f := New(Config{Now: clk.now})
+	f := New(Config{Self: selfAddr, Now: clk.now})
 	if err := f.SetFilter(&api.Filter{}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestConntrack(t *testing.T) {
 
 func TestPolicyChange(t *testing.T) {
 	var clk clock
-	f := New(Config{Now: clk.now})
+	f := New(Config{Self: selfAddr, Now: clk.now})
 	allowA := &api.Filter{PolicyVersion: 1, Rules: []api.FilterRule{
 		{Name: "a-http", Sources: []netip.Prefix{pfx(a + "/32")}, Protocol: "tcp", Ports: []api.PortRange{{First: 80, Last: 80}}},
 		{Name: "b-ssh", Sources: []netip.Prefix{pfx(b + "/32")}, Protocol: "tcp", Ports: []api.PortRange{{First: 22, Last: 22}}},
@@ -254,7 +254,7 @@ func TestPolicyChange(t *testing.T) {
 
 func TestFragments(t *testing.T) {
 	var clk clock
-	f := New(Config{Now: clk.now})
+	f := New(Config{Self: selfAddr, Now: clk.now})
 	if err := f.SetFilter(&api.Filter{Rules: []api.FilterRule{
 		{Name: "a-dns", Sources: []netip.Prefix{pfx(a + "/32")}, Protocol: "udp", Ports: []api.PortRange{{First: 53, Last: 53}}},
 		{Name: "b-udp", Sources: []netip.Prefix{pfx(b + "/32")}, Protocol: "udp"},
@@ -294,7 +294,7 @@ func TestFragments(t *testing.T) {
 func TestFlowTableBounded(t *testing.T) {
 	var clk clock
 	const max = 64 * 4
-	f := New(Config{MaxFlows: max, Now: clk.now})
+	f := New(Config{Self: selfAddr, MaxFlows: max, MaxFlowsPerPeer: max, Now: clk.now})
 	for i := range 10 * max {
 		f.Outbound(udp(self, a, uint16(1000+i), 53))
 	}
@@ -323,7 +323,7 @@ func TestDeniedLogRateLimited(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
-	f := New(Config{Logger: logger, LogPerSecond: 3, Now: clk.now})
+	f := New(Config{Self: selfAddr, Logger: logger, LogPerSecond: 3, Now: clk.now})
 	for range 10 {
 		f.Inbound(tcp(a, self, 1234, 22, syn))
 	}
@@ -349,7 +349,7 @@ func TestDeniedLogLevel(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)) // Info and up
-	f := New(Config{Logger: logger, LogLevel: slog.LevelDebug})
+	f := New(Config{Self: selfAddr, Logger: logger, LogLevel: slog.LevelDebug})
 	f.Inbound(tcp(a, self, 1234, 22, syn))
 	mu.Lock()
 	defer mu.Unlock()
@@ -373,7 +373,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestNoAllocs(t *testing.T) {
-	f := New(Config{})
+	f := New(Config{Self: selfAddr})
 	if err := f.SetFilter(testFilter()); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestNoAllocs(t *testing.T) {
 // TestConcurrent runs both directions and policy swaps at once; run it
 // with -race.
 func TestConcurrent(t *testing.T) {
-	f := New(Config{MaxFlows: 1024})
+	f := New(Config{Self: selfAddr, MaxFlows: 1024})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {

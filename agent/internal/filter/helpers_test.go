@@ -84,3 +84,6 @@ func (c *clock) now() time.Duration      { return time.Duration(c.t.Load()) }
 func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// selfAddr is the address of the node under test (self in filter_test.go).
+var selfAddr = netip.MustParseAddr(self)

@@ -50,7 +50,7 @@ func newLab(t *testing.T, n int) []*labNode {
 			ip:   netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)}),
 			key:  k,
 			ul:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 51820),
-			flt:  filter.New(filter.Config{}),
+			flt:  filter.New(filter.Config{Self: netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)})}),
 		}
 	}
 	for i, nd := range nodes {

@@ -65,7 +65,7 @@ func FuzzFilter(f *testing.F) {
 	f.Add(ip("100.64.0.2", "100.64.0.1", protoICMP, icmpHdr(icmpUnreachable, 0, udp("100.64.0.1", "100.64.0.2", 4000, 53)[:28])))
 	f.Add(fragment(tcp("100.64.0.1", "100.64.0.2", 1, 2, 0), 9, 3, false))
 	f.Add([]byte{0x60})
-	flt := New(Config{MaxFlows: 256})
+	flt := New(Config{Self: selfAddr, MaxFlows: 256})
 	if err := flt.SetFilter(testFilter()); err != nil {
 		f.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func benchDataPlane(b *testing.B, withFilter bool) {
 			PersistentKeepalive: -1, Peers: []device.PeerConfig{{Name: "peer", PublicKey: o.key.Public(), IP: o.ip, Endpoints: []netip.AddrPort{o.ul}}}}
 		tun := e.tun
 		if withFilter {
-			e.flt = filter.New(filter.Config{})
+			e.flt = filter.New(filter.Config{Self: e.ip})
 			rules := benchRules(o.ip)
 			if err := e.flt.SetFilter(rules); err != nil {
 				b.Fatal(err)

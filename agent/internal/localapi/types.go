@@ -68,6 +68,8 @@ type Peer struct {
 	// RTT is the last measured round trip time through the tunnel, 0 if
 	// none was measured.
 	RTT time.Duration `json:"rtt_ns"`
+	// PathChanges counts the peer's moves from one path to another.
+	PathChanges uint64 `json:"path_changes"`
 }
 
 // PingResult is the answer to a ping.

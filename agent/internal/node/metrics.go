@@ -63,6 +63,7 @@ var (
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
 	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
+	descPeerPathChg   = desc("peer_path_changes_total", "Moves of the peer from one path (transport or address) to another.", "peer")
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
@@ -75,7 +76,7 @@ type planeCollector struct{ n *Node }
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descFilterAccepts, descFilterFlows, descFilterPolicy} {
+		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descPeerPathChg, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
@@ -91,6 +92,7 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 			kind, _, _ := strings.Cut(p.Path, " ")
 			ch <- prometheus.MustNewConstMetric(descPeerPath, prometheus.GaugeValue, 1, p.Name, kind, p.Path)
 		}
+		ch <- prometheus.MustNewConstMetric(descPeerPathChg, prometheus.CounterValue, float64(p.PathChanges), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)

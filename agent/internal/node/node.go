@@ -588,6 +588,7 @@ func (n *Node) Status() localapi.Status {
 			RxPackets:     ps.RxPackets,
 			TxPackets:     ps.TxPackets,
 			RTT:           ps.RTT,
+			PathChanges:   ps.PathChanges,
 		})
 	}
 	return s

@@ -60,6 +60,7 @@ type PeerStats struct {
 	RxPackets     uint64
 	TxPackets     uint64
 	RTT           time.Duration
+	PathChanges   uint64 // moves from one path to another
 }
 
 // PlaneStats is a snapshot of the data plane's counters.
