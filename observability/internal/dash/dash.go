@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 )
@@ -141,3 +142,14 @@ datasources:
     isDefault: true
     editable: true
 `
+
+// Concrete replaces the Grafana variables of a panel's expression with
+// values Prometheus accepts ($__rate_interval: 5m; $node, $peer: any), so
+// the expression can be parsed and evaluated outside Grafana.
+func Concrete(promql string) string {
+	return strings.NewReplacer(
+		"$__rate_interval", "5m",
+		"$node", ".*",
+		"$peer", ".*",
+	).Replace(promql)
+}
