@@ -58,7 +58,7 @@ func TestSDDocumentGolden(t *testing.T) {
 	dns := addNode(t, s, st, "dns", []string{"dns"}, clock.Now())
 	// The DNS node publishes DNS (meshdns on the default port) and its
 	// agent's metrics on another port than the default.
-	v, err := st.SetServices(ctx, dns.ID, []api.Service{
+	_, err := st.SetServices(ctx, dns.ID, []api.Service{
 		{Name: api.ServiceDNS, Protocol: "udp", Port: 53},
 		{Name: "metrics-agent", Protocol: "tcp", Port: 9200},
 	})
@@ -66,7 +66,8 @@ func TestSDDocumentGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	relayNode := addNode(t, s, st, "relay1", nil, clock.Now())
-	if v, err = st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}}); err != nil {
+	v, err := st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.refresh(ctx, v); err != nil {
