@@ -1,25 +1,88 @@
 package coordinator
 
 import (
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 )
 
+// ScrapeCAFile is the name of the certificate file written beside
+// scrape_token_file.
+const ScrapeCAFile = "registry.crt"
+
 // enableServiceDiscovery serves Prometheus HTTP service discovery on the
 // API, authenticated by the scrape tokens kept in the data directory
 // (tunnelmesh admin scrape-tokens create). The registry lists itself at
-// the host and port of public_url when that is set.
-func enableServiceDiscovery(srv *server.Server, cfg Config) error {
+// the host and port of public_url when that is set. With
+// scrape_token_file, a first start writes a scrape token there, and every
+// start the certificate (DER certDER) beside it.
+func enableServiceDiscovery(srv *server.Server, cfg Config, certDER []byte, log *slog.Logger) error {
 	creds, err := scrapecred.Open(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("service discovery: %w", err)
 	}
+	if cfg.ScrapeTokenFile != "" {
+		if err := writeScrapeToken(creds, cfg.ScrapeTokenFile, certDER, log); err != nil {
+			return fmt.Errorf("scrape_token_file: %w", err)
+		}
+	}
 	srv.EnableServiceDiscovery(server.SDSettings{Credentials: creds, RegistryTarget: registryTarget(cfg.PublicURL)})
 	return nil
+}
+
+func writeScrapeToken(creds *scrapecred.Store, path string, certDER []byte, log *slog.Logger) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})
+	if err := writeFileAtomic(filepath.Join(dir, ScrapeCAFile), certPEM, 0o644); err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	tok, info, err := creds.Create("bootstrap", 0, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		creds.Revoke(info.ID)
+		return err
+	}
+	log.Info("bootstrap scrape token written", "scrape_token_id", info.ID, "file", path)
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // registryTarget is host:port of the public URL (port 443 when it has
