@@ -1,17 +1,22 @@
 package coordinator_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // TestScrapeTokenFile: the first start writes a scrape token and the
@@ -76,5 +81,29 @@ func TestScrapeTokenFileClash(t *testing.T) {
 	_, err := coordinator.ParseConfig([]byte("data_dir: " + dir + "\nbootstrap_token_file: /b/x\nscrape_token_file: /b/x\n"))
 	if err == nil || !strings.Contains(err.Error(), "scrape_token_file") {
 		t.Errorf("ParseConfig(same file twice) = %v, want an error naming scrape_token_file", err)
+	}
+}
+
+// TestExpiryMetrics: /metrics carries the TLS certificate's expiry and that
+// of every expiring scrape token, which the alert rules watch.
+func TestExpiryMetrics(t *testing.T) {
+	tc := startDefault(t)
+	resp, err := tc.admin.CreateScrapeToken(context.Background(), scrapecred.CreateRequest{Name: "prom", Expiry: api.Duration(72 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tc.hc.Get(tc.URL() + api.PathMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	for _, want := range []string{
+		"tunnelmesh_registry_tls_cert_expiry_timestamp_seconds ",
+		fmt.Sprintf(`tunnelmesh_registry_scrape_token_expiry_timestamp_seconds{id=%q,name="prom"} %s`, resp.Info.ID, strconv.FormatFloat(float64(resp.Info.ExpiresAt.Unix()), 'g', -1, 64)),
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
@@ -25,10 +28,27 @@ const ScrapeCAFile = "registry.crt"
 // the host and port of public_url when that is set. With
 // scrape_token_file, a first start writes a scrape token there, and every
 // start the certificate (DER certDER) beside it.
-func enableServiceDiscovery(srv *server.Server, cfg Config, certDER []byte, log *slog.Logger) error {
+//
+// It registers with reg the expiry times Prometheus alerts on: the TLS
+// certificate's and every expiring scrape token's.
+func enableServiceDiscovery(srv *server.Server, cfg Config, certDER []byte, reg prometheus.Registerer, log *slog.Logger) error {
 	creds, err := scrapecred.Open(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("service discovery: %w", err)
+	}
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return fmt.Errorf("service discovery: certificate: %w", err)
+	}
+	certExpiry := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "tunnelmesh", Subsystem: "registry", Name: "tls_cert_expiry_timestamp_seconds",
+		Help: "Unix time at which the registry's TLS certificate expires.",
+	})
+	certExpiry.Set(float64(cert.NotAfter.Unix()))
+	for _, c := range []prometheus.Collector{certExpiry, creds.Collector()} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("service discovery: metrics: %w", err)
+		}
 	}
 	if cfg.ScrapeTokenFile != "" {
 		if err := writeScrapeToken(creds, cfg.ScrapeTokenFile, certDER, log); err != nil {

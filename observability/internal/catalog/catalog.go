@@ -6,8 +6,8 @@
 // Sources names each file that defines tunnelmesh_* metrics and the module
 // subsystem its names carry. Read extracts the short names from the
 // constructor calls those files use (Name: "x", desc("x", ...),
-// c("x", ...), opts("x", ...)); a histogram also yields its _bucket, _sum
-// and _count series. The Go runtime and process collectors' series that
+// c("x", ...), opts("x", ...), BuildFQName(ns, sub, "x")); a histogram
+// also yields its _bucket, _sum and _count series. The Go runtime and process collectors' series that
 // the dashboards use, and Prometheus's own up, are listed in Builtin.
 package catalog
 
@@ -34,6 +34,8 @@ var Sources = []Source{
 	{"registry/internal/metrics/metrics.go", "registry"},
 	{"relay/server/metrics.go", "relay"},
 	{"meshdns/metrics.go", "meshdns"},
+	{"registry/coordinator/sd.go", "registry"},
+	{"registry/internal/scrapecred/metrics.go", "registry"},
 }
 
 // Builtin are series that exist without a tunnelmesh definition: the
@@ -48,7 +50,7 @@ var Builtin = []string{
 }
 
 var (
-	nameRE      = regexp.MustCompile(`(?:\bName:\s*|\bdesc\(|\bc\(|\bopts\()"([a-z][a-z0-9_]*)"`)
+	nameRE      = regexp.MustCompile(`(?:\bName:\s*|\bdesc\(|\bc\(|\bopts\(|\bBuildFQName\([^,()]+,[^,()]+,\s*)"([a-z][a-z0-9_]*)"`)
 	histogramRE = regexp.MustCompile(`(?s)NewHistogram(?:Vec)?\(prometheus\.HistogramOpts\{.*?Name:\s*"([a-z][a-z0-9_]*)"`)
 )
 

@@ -191,6 +191,14 @@ func registry() board {
 					q("sum by (result) (rate(tunnelmesh_registry_stun_requests_total"+rate+"))", "{{result}}")),
 				ts("Scrape up", "none", "1 when the registry answered the last scrape.", q(`up{service="registry"}`, "{{instance}}")),
 			}},
+			{title: "Expiry", panels: []panel{
+				st("TLS certificate expires in", "s", "Time left on the registry's TLS certificate.",
+					q("min(tunnelmesh_registry_tls_cert_expiry_timestamp_seconds) - time()", "")),
+				st("First scrape token expiry", "s", "Time left on the scrape token that expires first (none: no token expires).",
+					q("min(tunnelmesh_registry_scrape_token_expiry_timestamp_seconds) - time()", "")),
+				tbl("Expiring scrape tokens", "Seconds left on each scrape token that has an expiry.",
+					q("tunnelmesh_registry_scrape_token_expiry_timestamp_seconds - time()", "")),
+			}},
 		},
 	}
 }

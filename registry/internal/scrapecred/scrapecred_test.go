@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestCreateCheckRevokePersist(t *testing.T) {
@@ -96,5 +98,25 @@ func TestOpenRefusesCorruptFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, FileName), []byte(`[{"id":"x"}]`), 0o600)
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "[0]") {
 		t.Errorf("Open(entry without hash) = %v, want an error naming [0]", err)
+	}
+}
+
+func TestCollectorExportsExpiries(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	_, info, _ := s.Create("prom", 48*time.Hour, now)
+	s.Create("forever", 0, now)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("Gather() = %v, want one series (the token with an expiry)", mfs)
+	}
+	m := mfs[0].GetMetric()[0]
+	if mfs[0].GetName() != "tunnelmesh_registry_scrape_token_expiry_timestamp_seconds" || m.GetGauge().GetValue() != float64(info.ExpiresAt.Unix()) {
+		t.Errorf("series %s = %v, want %d", mfs[0].GetName(), m.GetGauge().GetValue(), info.ExpiresAt.Unix())
 	}
 }
