@@ -14,6 +14,7 @@ declare -A pkgs=(
   [sshd]=openssh-server
   [iperf3]=iperf3
   [wg]=wireguard-tools
+  [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

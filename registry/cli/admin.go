@@ -34,7 +34,7 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 }
 
 // Admin runs an admin command (args without "admin"): tokens create|list|
-// revoke, nodes list|remove. The server address, admin credential and TLS
+// revoke, nodes list|remove, scrape-tokens create|list|revoke. The server address, admin credential and TLS
 // pin come from the flags, the environment, or the registry's own config
 // and data directory (--config).
 func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -50,6 +50,9 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(rest) < 2 {
 		fs.Usage()
 		return ExitUsage
+	}
+	if rest[0] == "scrape-tokens" {
+		return scrapeTokens(ctx, af, rest[1], rest[2:], stdout, stderr)
 	}
 	cmd := rest[0] + " " + rest[1]
 	sub := flag.NewFlagSet(cmd, flag.ContinueOnError)

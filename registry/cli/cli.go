@@ -56,6 +56,9 @@ admin commands:
   tokens revoke ID
   nodes list [--json]
   nodes remove NAME|ID
+  scrape-tokens create [--name N] [--expiry 720h] [--out FILE]   print a Prometheus scrape token
+  scrape-tokens list [--json]
+  scrape-tokens revoke ID
 
 admin flags (before or after the command):
   --config FILE       the registry's config: finds server, credential and pin

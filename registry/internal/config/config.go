@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,11 @@ type Config struct {
 	// each written to its own file and carrying tags, e.g. a token tagged
 	// dns for the node that serves mesh DNS.
 	BootstrapTokens []BootstrapToken `yaml:"bootstrap_tokens"`
+	// ScrapeTokenFile, when set, receives a Prometheus scrape token for
+	// the service discovery endpoint (mode 0600), created at start when
+	// the file does not exist yet, and beside it registry.crt, the
+	// certificate Prometheus is to trust (rewritten at every start).
+	ScrapeTokenFile string `yaml:"scrape_token_file"`
 	// Relay configures the WebSocket relay the coordinator serves at
 	// /relay and the relays listed in every netmap.
 	Relay RelayConfig `yaml:"relay"`
@@ -284,6 +290,9 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("bootstrap_tokens[%d].tags[%d]: %w", i, j, err)
 			}
 		}
+	}
+	if c.ScrapeTokenFile != "" && (files[c.ScrapeTokenFile] || filepath.Base(c.ScrapeTokenFile) == "registry.crt") {
+		return fmt.Errorf("scrape_token_file: %q is used by a bootstrap token or is registry.crt", c.ScrapeTokenFile)
 	}
 	if err := validateHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
