@@ -58,8 +58,9 @@ offline:
 
 against the registry:
   apply -f FILE [--if-version N]        check, test and upload (a new version)
-  get [--version N] [-o FILE]           print the current (or an older) policy
-  versions                              list the kept versions
+  get [--version N] [-o FILE]           print the current (or an older) policy; with none
+                                        applied, the built-in default (version 0)
+  versions                              list the kept versions (none while the default is in force)
   rollback N                            make version N current again (as a new version)
   diff -f FILE [--exit-code]            compare with the registry's policy and nodes
   test -f FILE --live                   run the tests against the registry's nodes
@@ -327,7 +328,11 @@ func (c *cmd) diff() int {
 		case err != nil:
 			return c.fail("policy diff", err)
 		default:
-			if oldPol, err = policy.Parse(fmt.Sprintf("registry policy version %d", cur.Version), []byte(cur.Policy)); err != nil {
+			name := fmt.Sprintf("registry policy version %d", cur.Version)
+			if cur.Version == 0 {
+				name = "the built-in default policy"
+			}
+			if oldPol, err = policy.Parse(name, []byte(cur.Policy)); err != nil {
 				return c.fail("policy diff", err)
 			}
 		}
@@ -399,6 +404,9 @@ func (c *cmd) get() int {
 		fmt.Fprintf(c.stderr, "policy version %d written to %s\n", v.Version, c.out)
 		return ExitOK
 	}
+	if v.Version == 0 {
+		fmt.Fprintln(c.stderr, noPolicyApplied)
+	}
 	fmt.Fprint(c.stdout, v.Policy)
 	return ExitOK
 }
@@ -418,8 +426,15 @@ func (c *cmd) versions() int {
 		fmt.Fprintf(tw, "%d\t%s\t%d\n", v.Version, v.CreatedAt.Local().Format(time.DateTime), v.Bytes)
 	}
 	tw.Flush()
+	if len(vs) == 0 {
+		fmt.Fprintln(c.stderr, noPolicyApplied)
+	}
 	return ExitOK
 }
+
+// noPolicyApplied is what get and versions say while the registry stores
+// no policy version.
+const noPolicyApplied = "no policy applied: the built-in default policy (version 0) is in force; tunnelmesh policy apply replaces it"
 
 func (c *cmd) rollback(version uint64) int {
 	ac, err := c.client()
