@@ -102,6 +102,16 @@ func TestLive(t *testing.T) {
 	if code, _, errOut := run(t, append(append([]string{"get"}, reg...), "--admin-token", "nope")...); code != ExitFailure || !strings.Contains(errOut, "401") {
 		t.Fatalf("get with a bad credential = %d, %s", code, errOut)
 	}
+	// The credential from a file, so that it does not show in ps.
+	credFile := write(t, dir, "admin.token", reg[3]+"\n")
+	fileReg := []string{reg[0], reg[1], "--admin-token-file", credFile, reg[4], reg[5]}
+	if code, out, errOut := run(t, append([]string{"versions"}, fileReg...)...); code != ExitOK || !strings.Contains(out, "VERSION") {
+		t.Fatalf("versions with --admin-token-file = %d, %s %s", code, out, errOut)
+	}
+	fileReg[3] = write(t, dir, "empty.token", "")
+	if code, _, errOut := run(t, append([]string{"versions"}, fileReg...)...); code != ExitFailure || !strings.Contains(errOut, "--admin-token-file "+fileReg[3]+": empty file") {
+		t.Fatalf("versions with an empty --admin-token-file = %d, %s", code, errOut)
+	}
 	code, out, _ := run(t, "validate", "-f", got)
 	if code != ExitOK || !strings.Contains(out, "valid") {
 		t.Fatalf("the fetched version does not validate: %d %s", code, out)

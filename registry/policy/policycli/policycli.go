@@ -72,7 +72,9 @@ the test_nodes of the file(s).
 registry flags:
   --config FILE       the registry's config: finds server, credential and pin
   --server URL        the registry (env TUNNELMESH_REGISTRY_URL)
-  --admin-token T     admin credential (env TUNNELMESH_ADMIN_TOKEN)
+  --admin-token T     admin credential (env TUNNELMESH_ADMIN_TOKEN); other users
+                      see flags in ps: prefer the file or the env
+  --admin-token-file F  read the admin credential from F (env TUNNELMESH_ADMIN_TOKEN_FILE)
   --pin PIN           TLS pin of the registry (env TUNNELMESH_REGISTRY_PIN)
 
 exit codes: 0 ok, 1 policy invalid/tests failed/refused/changes (diff
@@ -84,11 +86,11 @@ type cmd struct {
 	stdout, stderr io.Writer
 	prog           string
 
-	file, old, nodesFile, out string
-	version, ifVersion        uint64
-	live, exitCode            bool
-	config, server, token     string
-	pin                       string
+	file, old, nodesFile, out        string
+	version, ifVersion               uint64
+	live, exitCode                   bool
+	config, server, token, tokenFile string
+	pin                              string
 }
 
 // Run runs a policy command; args exclude "policy". prog prefixes the
@@ -136,7 +138,8 @@ func Run(ctx context.Context, prog string, args []string, stdout, stderr io.Writ
 	}
 	fs.StringVar(&c.config, "config", "", "the registry's configuration file")
 	fs.StringVar(&c.server, "server", "", "registry URL")
-	fs.StringVar(&c.token, "admin-token", "", "admin credential")
+	fs.StringVar(&c.token, "admin-token", "", "admin credential (default: $"+adminclient.EnvAdminToken+", else the file $"+adminclient.EnvAdminTokenFile+" names, else from the data directory); other users see it in ps, prefer --admin-token-file")
+	fs.StringVar(&c.tokenFile, "admin-token-file", "", "read the admin credential from this file")
 	fs.StringVar(&c.pin, "pin", "", "TLS pin of the registry")
 	// Flags may come before and after the arguments.
 	var pos []string
@@ -509,5 +512,5 @@ func testNodes(pols ...*policy.Policy) []api.Node {
 
 // client resolves the registry, credential and pin (adminclient.Target).
 func (c *cmd) client() (*adminclient.Client, error) {
-	return adminclient.Target{Config: c.config, Server: c.server, Token: c.token, Pin: c.pin}.Client()
+	return adminclient.Target{Config: c.config, Server: c.server, Token: c.token, TokenFile: c.tokenFile, Pin: c.pin}.Client()
 }
