@@ -14,6 +14,7 @@ declare -A pkgs=(
   [sshd]=openssh-server
   [iperf3]=iperf3
   [wg]=wireguard-tools
+  [dnsperf]=dnsperf
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
