@@ -23,13 +23,14 @@ const (
 )
 
 type adminFlags struct {
-	config, server, token, pin string
+	config, server, token, tokenFile, pin string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.config, "config", a.config, "the registry's configuration file")
 	fs.StringVar(&a.server, "server", a.server, "registry URL (default: from the config's listen)")
-	fs.StringVar(&a.token, "admin-token", a.token, "admin credential (default: from the data directory)")
+	fs.StringVar(&a.token, "admin-token", a.token, "admin credential (default: $"+EnvAdminToken+", else the file $"+adminclient.EnvAdminTokenFile+" names, else from the data directory); other users see it in ps, prefer --admin-token-file")
+	fs.StringVar(&a.tokenFile, "admin-token-file", a.tokenFile, "read the admin credential from this file")
 	fs.StringVar(&a.pin, "pin", a.pin, "TLS pin of the registry (default: from its certificate)")
 }
 
@@ -166,7 +167,7 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // client resolves the registry, credential and pin (adminclient.Target).
 func (a *adminFlags) client() (*adminclient.Client, error) {
-	return adminclient.Target{Config: a.config, Server: a.server, Token: a.token, Pin: a.pin}.Client()
+	return adminclient.Target{Config: a.config, Server: a.server, Token: a.token, TokenFile: a.tokenFile, Pin: a.pin}.Client()
 }
 
 func fmtTime(t time.Time) string {

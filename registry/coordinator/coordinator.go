@@ -93,7 +93,7 @@ type Options struct {
 	// InitialPolicy (a policy file, e.g. policy.DefaultYAML) is stored as
 	// the first policy version when DataDir holds none; it overrides the
 	// config's policy_file. Without either, and until a policy is applied,
-	// nodes get no filter and accept nothing new from the mesh.
+	// the built-in default policy (policy.DefaultYAML) is in force.
 	InitialPolicy []byte
 	// SoftwareVersion is reported by /api/v1/info.
 	SoftwareVersion string

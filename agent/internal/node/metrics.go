@@ -67,7 +67,7 @@ var (
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
-	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: no policy, nothing new accepted).")
+	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: the registry's built-in default policy, or no filter).")
 )
 
 // planeCollector reads the data plane's counters at scrape time.

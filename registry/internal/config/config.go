@@ -92,8 +92,9 @@ type Config struct {
 	MaxConnsPerSource int `yaml:"max_conns_per_source"`
 	// PolicyFile is a policy file (registry/policy/README.md) stored as the
 	// mesh's first policy version when the data directory holds none yet;
-	// later changes go through `tunnelmesh policy apply`. Empty: no initial
-	// policy, so nodes accept nothing from each other until one is applied.
+	// later changes go through `tunnelmesh policy apply`. Empty: the
+	// built-in default policy (policy.DefaultYAML) is in force until one is
+	// applied.
 	PolicyFile string `yaml:"policy_file"`
 	// BootstrapTokenFile, when set, receives a reusable join token that
 	// never expires (mode 0600), created at start when the file does not
