@@ -2,6 +2,7 @@ package device
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -113,19 +114,28 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		d.counters.drop(DropJunk)
 		return
 	}
-	r, err := handshake.Consume(&id.params, &m)
+	// The initiator's key is looked up as soon as it is decrypted: a key
+	// that is not a peer costs one Diffie-Hellman, not two.
+	var p *peer
+	r, err := handshake.Consume(&id.params, &m, now, func(static [32]byte) bool {
+		p = d.peerByStatic(static)
+		return p != nil
+	})
+	if errors.Is(err, handshake.ErrUnknownKey) {
+		d.counters.drop(DropUnknownKey)
+		return
+	}
 	if err != nil {
 		d.counters.drop(DropHandshakeFailed)
 		return
 	}
-	p := d.peerByStatic(r.PeerStatic)
-	if p == nil {
-		d.counters.drop(DropUnknownKey)
-		return
+	if r.PreviousPSK {
+		d.counters.hsPreviousPSK.Add(1)
 	}
 	p.hs.mu.Lock()
 	if !r.Timestamp.After(p.hs.lastTimestamp) || now.Sub(p.hs.lastConsumed) < d.timing.initiationRate {
 		p.hs.mu.Unlock()
+		r.Zero()
 		d.counters.drop(DropStaleInitiation)
 		return
 	}
@@ -139,6 +149,12 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		ownRecent = true
 	}
 	if ownRecent && bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
+		// The ignored initiation was authentic and fresh: record it as
+		// consumed, so a captured copy replayed later (from anywhere) is
+		// refused as stale rather than answered.
+		p.hs.lastTimestamp = r.Timestamp
+		p.hs.lastConsumed = now
+		r.Zero()
 		// Ours may have been lost (the peer did not know us yet, or it went
 		// to a stale address): the peer is evidently reachable at ep now,
 		// so send it the same initiation there once. If the peer already

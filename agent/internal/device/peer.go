@@ -271,6 +271,9 @@ func (p *peer) clearHandshakeLocked() {
 			p.d.indices.remove(p.hs.localIndex)
 		}
 	}
+	if p.hs.initiator != nil {
+		p.hs.initiator.Zero()
+	}
 	p.hs.initiator = nil
 	p.hs.localIndex = 0
 }
