@@ -51,7 +51,11 @@
 //   - Handshakes flooding in never starve established sessions: mac1 is
 //     checked before any Diffie-Hellman, the handshake queue is bounded, and
 //     when it fills up initiators must echo a cookie (mac2) and are rate
-//     limited per source address.
+//     limited per source address; endpoints of the relay and SSH
+//     transports have no source address, so there the cookie and the
+//     bucket belong to the authenticated identity behind the endpoint
+//     (the node key, or one packet-port connection). Handshake messages
+//     of the wrong size are dropped before they are queued.
 //   - When both sides initiate at once, the side with the greater static key
 //     keeps its initiation and the other answers it: one session results.
 //     The keeping side resends its pending initiation (the same bytes, once)

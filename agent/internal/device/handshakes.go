@@ -8,7 +8,9 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/ratelimit"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -16,7 +18,9 @@ const handshakeQueueSize = 1024
 
 // underLoad reports whether the handshake queue is busy enough that
 // initiators must prove their address with a cookie (mac2).
-func (d *Device) underLoad() bool { return len(d.hsQueue) >= handshakeQueueSize/8 }
+func (d *Device) underLoad() bool {
+	return d.timing.alwaysUnderLoad || len(d.hsQueue) >= handshakeQueueSize/8
+}
 
 // routineHandshakes processes handshake messages until the device closes.
 func (d *Device) routineHandshakes() {
@@ -30,6 +34,22 @@ func (d *Device) routineHandshakes() {
 			d.pools.putElem(e)
 		}
 	}
+}
+
+// handshakeSource names where a handshake message came from, for the cookie
+// (mac2) and the rate limiter: a UDP endpoint's address and port (the
+// limiter takes the address), or, for the endpoints of other transports,
+// which have no source address, the authenticated identity they stand for
+// (its DstToBytes: the relay-stamped or SSH-authenticated node key, or one
+// packet-port connection) with the transport's kind. So members behind the
+// relay or SSH each get their own cookie and bucket, as UDP sources do.
+func handshakeSource(ep conn.Endpoint) ([]byte, ratelimit.Key) {
+	if pe, ok := ep.(PathEndpoint); ok && pe.PathKind() != PathUDP {
+		id := append([]byte{0xff, byte(pe.PathKind())}, ep.DstToBytes()...)
+		return id, ratelimit.IdentityKey(id)
+	}
+	ap := endpointAddrPort(ep)
+	return cookie.AddrBytes(ap), ratelimit.AddrKey(ap.Addr())
 }
 
 func endpointAddrPort(ep conn.Endpoint) netip.AddrPort {
@@ -75,8 +95,8 @@ func (d *Device) handleHandshakeMessage(msg []byte, ep conn.Endpoint, now time.T
 		d.counters.drop(DropBadMAC1)
 		return
 	}
-	src := endpointAddrPort(ep)
 	if d.underLoad() {
+		src, limKey := handshakeSource(ep)
 		if !id.checker.CheckMAC2(msg, src, now) {
 			var sender uint32
 			if typ == wire.TypeInitiation {
@@ -95,7 +115,7 @@ func (d *Device) handleHandshakeMessage(msg []byte, ep conn.Endpoint, now time.T
 			}
 			return
 		}
-		if !d.limiter.Allow(src.Addr(), now) {
+		if !d.limiter.Allow(limKey, now) {
 			d.counters.drop(DropRateLimited)
 			return
 		}

@@ -22,6 +22,7 @@ type timing struct {
 	pathTick            time.Duration // how often path selection runs
 	pathProbeInterval   time.Duration // first probe interval (doubles per unanswered probe)
 	pathTimeout         time.Duration // a path unanswered this long is dead
+	alwaysUnderLoad     bool          // tests: demand cookies and rate limit as if the handshake queue were busy
 }
 
 func defaultTiming() timing {
