@@ -58,6 +58,8 @@ func TestParseErrors(t *testing.T) {
 		{"ipv6 cidr", "mesh_cidr: fd00::/64\n", `mesh_cidr: mesh cidr fd00::/64: must be an IPv4 prefix`},
 		{"bad duration", "token_default_expiry: soon\n", `want a duration like "24h": "soon"`},
 		{"short online timeout", "online_timeout: 1s\n", `online_timeout: must be at least 5s`},
+		{"short psk overlap", "psk_rotation_overlap: 10s\n", `psk_rotation_overlap: 10s: must be from 30s to 24h0m0s`},
+		{"long psk overlap", "psk_rotation_overlap: 48h\n", `psk_rotation_overlap: 48h0m0s: must be from 30s to 24h0m0s`},
 		{"cert without key", "tls_cert: /c.pem\n", `tls_cert, tls_key: set both or neither`},
 		{"bad zone", "dns_zone: bad_zone\n", `dns_zone: "bad_zone"`},
 		{"bad level", "log_level: loud\n", `log_level: "loud": want debug, info, warn or error`},
