@@ -72,6 +72,8 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	dc := device.Config{
 		PrivateKey:             c.PrivateKey,
 		PSK:                    c.PSK,
+		PrevPSK:                c.PrevPSK,
+		PrevPSKUntil:           c.PrevPSKUntil,
 		MeshID:                 c.MeshID,
 		ListenPort:             c.ListenPort,
 		Self:                   c.Self,

@@ -322,7 +322,16 @@ func (p *peer) initiateHandshake(retry bool) {
 	id := d.identity.Load()
 	p.clearHandshakeLocked()
 	idx := d.indices.newIndex(p)
-	ini, m, err := handshake.Initiate(&id.params, p.static, idx, now)
+	params := &id.params
+	if attempts%2 == 1 && now.Before(params.PrevUntil) {
+		// During a PSK rotation's overlap, every other retransmission
+		// uses the previous PSK, for a peer that has not seen the new
+		// one yet.
+		prev := *params
+		prev.PSK = params.PrevPSK
+		params = &prev
+	}
+	ini, m, err := handshake.Initiate(params, p.static, idx, now)
 	if err != nil {
 		d.indices.remove(idx)
 		p.hs.mu.Unlock()

@@ -17,11 +17,15 @@ import (
 type PlaneConfig struct {
 	PrivateKey nodekey.PrivateKey
 	PSK        [32]byte
-	MeshID     string
-	ListenPort uint16
-	Self       netip.Addr
-	MTU        int // the TUN's MTU
-	Peers      []PlanePeer
+	// PrevPSK is the mesh's previous PSK, accepted until PrevPSKUntil
+	// (zero: none) after a rotation (api.MeshPSK).
+	PrevPSK      [32]byte
+	PrevPSKUntil time.Time
+	MeshID       string
+	ListenPort   uint16
+	Self         netip.Addr
+	MTU          int // the TUN's MTU
+	Peers        []PlanePeer
 	// Relays and HomeRelay are the netmap's relays and this node's home
 	// relay (where peers reach it over the relay transport).
 	Relays    []api.Relay
