@@ -130,8 +130,9 @@ func (p devicePlane) Stats() node.PlaneStats {
 		ListenPort: s.ListenPort,
 		RxBytes:    c.RxBytes, TxBytes: c.TxBytes, RxPackets: c.RxPackets, TxPackets: c.TxPackets,
 		HandshakesInitiated: c.HandshakesInitiated, HandshakesCompleted: c.HandshakesCompleted,
-		Drops: make(map[string]uint64, len(c.Drops)),
-		Peers: make([]node.PeerStats, 0, len(s.Peers)),
+		HandshakesPreviousPSK: c.HandshakesPreviousPSK,
+		Drops:                 make(map[string]uint64, len(c.Drops)),
+		Peers:                 make([]node.PeerStats, 0, len(s.Peers)),
 	}
 	for r, v := range c.Drops {
 		out.Drops[device.DropReason(r).String()] = v

@@ -61,6 +61,14 @@
 //     The keeping side resends its pending initiation (the same bytes, once)
 //     to where the other's came from, in case its own was lost (the other
 //     did not know it yet): no one waits RekeyTimeout for a retransmission.
+//     The initiation it ignores is recorded as consumed (its timestamp),
+//     so a captured copy replayed later is refused as stale.
+//   - An initiator's static key is looked up as soon as it is decrypted,
+//     before the second Diffie-Hellman (package handshake).
+//   - A change of mesh PSK (Config.PSK, PrevPSK, PrevPSKUntil: a rotation)
+//     keeps established sessions; until PrevPSKUntil initiations made with
+//     the previous PSK are accepted too, and retransmissions alternate
+//     between the two.
 //
 // # Goroutines and queues
 //

@@ -74,8 +74,11 @@ type PlaneStats struct {
 	RxBytes, TxBytes     uint64
 	RxPackets, TxPackets uint64
 	HandshakesInitiated  uint64
-	HandshakesCompleted  uint64
-	Drops                map[string]uint64 // by reason
+	// HandshakesPreviousPSK counts initiations accepted with the previous
+	// mesh PSK during a rotation's overlap.
+	HandshakesPreviousPSK uint64
+	HandshakesCompleted   uint64
+	Drops                 map[string]uint64 // by reason
 	// Filter counters (package filter): packets accepted by each rule of
 	// the node's policy, flows tracked, and the policy version in force.
 	FilterAccepts       map[string]uint64
