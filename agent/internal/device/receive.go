@@ -87,10 +87,14 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 					continue
 				}
 				e.packet = pkt
-				e.keypair = kp
 				e.counter = ctr
 				e.endpoint = eps[i]
-				pb.add(d, kp.peer, e)
+				if !pb.addHeld(d, kp.peer, e, kp) {
+					e.packet, e.endpoint = nil, nil
+					d.counters.drop(DropUnknownIndex)
+					d.recycle(e, elems[i])
+					continue
+				}
 			} else {
 				// Sizes are checked before queueing, as in wireguard-go:
 				// a message of the wrong size would hold a place in the
@@ -172,6 +176,7 @@ func decryptBatch(b *batch, nonce *[12]byte) {
 			e.packet = pt
 		}
 	}
+	releaseRefs(b)
 }
 
 // routineSequentialReceiver delivers p's decrypted batches in order.

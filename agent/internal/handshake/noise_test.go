@@ -187,3 +187,47 @@ func TestPreviousPSK(t *testing.T) {
 		t.Fatalf("Consume(unrelated PSK) = %v, want ErrDecrypt", err)
 	}
 }
+
+// TestSecretsWiped: a finished or abandoned handshake keeps no ephemeral
+// key, chaining key, hash or PSK (as wireguard-go clears its handshake).
+func TestSecretsWiped(t *testing.T) {
+	ip, rp := params(t, 1, 9, "m", nil), params(t, 2, 9, "m", nil)
+	now := time.Now()
+	wiped := func(what string, bufs ...[]byte) {
+		t.Helper()
+		for _, b := range bufs {
+			for _, x := range b {
+				if x != 0 {
+					t.Fatalf("%s: secret not wiped: %x", what, b)
+				}
+			}
+		}
+	}
+	ini, m1, err := Initiate(ip, rp.Local.Public, 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Consume(rp, &m1, now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _, err := r.Respond(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiped("responder after Respond", r.sym.ck[:], r.sym.h[:], r.psk[:])
+	if _, err := ini.Finish(&m2); err != nil {
+		t.Fatal(err)
+	}
+	wiped("initiator after Finish", ini.e[:], ini.local[:], ini.psk[:], ini.sym.ck[:], ini.sym.h[:])
+
+	abandoned, _, err := Initiate(ip, rp.Local.Public, 3, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned.Zero()
+	wiped("abandoned initiator", abandoned.e[:], abandoned.local[:], abandoned.psk[:], abandoned.sym.ck[:], abandoned.sym.h[:])
+	if _, err := abandoned.Finish(&m2); !errors.Is(err, ErrState) {
+		t.Fatalf("Finish after Zero = %v, want ErrState", err)
+	}
+}
