@@ -10,6 +10,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -147,4 +148,53 @@ func TestHandshakeSizeCheckedBeforeQueue(t *testing.T) {
 	if got, want := d.counters.snapshot().Drops[DropJunk], uint64(len(msgs)-1); got != want {
 		t.Fatalf("junk drops = %d, want %d", got, want)
 	}
+}
+
+// TestForgedLowOrderResponse: a forged response (right receiver index,
+// valid mac1, an ephemeral key of low order) reaching the initiator before
+// the genuine one must not spoil the handshake: the genuine response still
+// establishes the session, without waiting for a retransmission.
+func TestForgedLowOrderResponse(t *testing.T) {
+	m := newMesh(t, 2, defaultTiming()) // RekeyTimeout 5 s: a retransmission would show
+	a, b := m.nodes[0], m.nodes[1]
+	var mu sync.Mutex
+	var genuine []byte
+	m.net.SetFilter(func(src, dst netip.AddrPort, p []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if genuine == nil && len(p) > 0 && p[0] == wire.TypeResponse {
+			genuine = append([]byte(nil), p...)
+			return false
+		}
+		return true
+	})
+	pa := packet(a, b, "through a forged response")
+	a.tun.Inject(pa)
+	waitFor(t, "b's response", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return genuine != nil })
+	mu.Lock()
+	resp := genuine
+	mu.Unlock()
+
+	r, err := wire.ParseResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apub, err := a.key.Public().X25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := wire.Response{Sender: 99, Receiver: r.Receiver} // ephemeral all zero: low order
+	fb := forged.MarshalTo(make([]byte, wire.ResponseSize))
+	cookie.NewGenerator(apub).AddMACs(fb, time.Now())
+	failed := drops(a, DropHandshakeFailed)
+	m.net.Inject(b.ul, a.ul, fb)
+	waitFor(t, "the forged response refused", 5*time.Second, func() bool { return drops(a, DropHandshakeFailed) > failed })
+
+	start := time.Now()
+	m.net.Inject(b.ul, a.ul, resp)
+	expect(t, b, pa, 3*time.Second)
+	if c := a.dev.Counters(); c.HandshakesInitiated != 1 {
+		t.Fatalf("a sent %d initiations, want 1: the genuine response did not complete the handshake", c.HandshakesInitiated)
+	}
+	t.Logf("session up %v after the genuine response", time.Since(start))
 }
