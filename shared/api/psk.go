@@ -25,6 +25,9 @@ func (p *MeshPSK) Validate() error {
 	if len(p.Previous) != 0 && len(p.Previous) != PSKSize {
 		return fmt.Errorf("psk: previous is %d bytes, want %d", len(p.Previous), PSKSize)
 	}
+	if allZero(p.Current) || (len(p.Previous) != 0 && allZero(p.Previous)) {
+		return fmt.Errorf("psk: all zero")
+	}
 	if len(p.Previous) != 0 && p.PreviousUntil.IsZero() {
 		return fmt.Errorf("psk: previous without previous_until")
 	}
@@ -37,4 +40,13 @@ func (p MeshPSK) String() string { return "MeshPSK{[redacted]}" }
 // LogValue hides the keys from log/slog.
 func (p MeshPSK) LogValue() slog.Value {
 	return slog.GroupValue(slog.Bool("previous", len(p.Previous) != 0), slog.Time("previous_until", p.PreviousUntil))
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -25,6 +25,8 @@ func TestMeshPSKValidate(t *testing.T) {
 		{"short current", MeshPSK{Current: k[:31]}, "psk: current is 31 bytes, want 32"},
 		{"short previous", MeshPSK{Current: k, Previous: k[:3], PreviousUntil: until}, "psk: previous is 3 bytes, want 32"},
 		{"previous without until", MeshPSK{Current: k, Previous: k}, "psk: previous without previous_until"},
+		{"zero current", MeshPSK{Current: make([]byte, PSKSize)}, "psk: all zero"},
+		{"zero previous", MeshPSK{Current: k, Previous: make([]byte, PSKSize), PreviousUntil: until}, "psk: all zero"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
