@@ -251,6 +251,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		OnRefresh:             onRefresh,
 		TokenDefaultExpiry:    time.Duration(cfg.TokenDefaultExpiry),
 		OnlineTimeout:         time.Duration(cfg.OnlineTimeout),
+		PSKOverlap:            time.Duration(cfg.PSKRotationOverlap),
 		JoinFailuresPerMinute: cfg.JoinFailuresPerMinute,
 		JoinFailureBurst:      cfg.JoinFailureBurst,
 		BodyTimeout:           time.Duration(cfg.RequestBodyTimeout),

@@ -56,6 +56,7 @@ var (
 	descTxPackets     = desc("tx_packets_total", "Transport packets sent to all peers.")
 	descHandshakes    = desc("handshakes_total", "Handshakes completed (sessions established, either role).")
 	descHSInitiated   = desc("handshake_initiations_total", "Handshake initiations sent.")
+	descHSPreviousPSK = desc("handshakes_previous_psk_total", "Initiations accepted with the mesh's previous PSK during a rotation's overlap.")
 	descDrops         = desc("drops_total", "Packets dropped by the data plane, by reason.", "reason")
 	descPeerRxBytes   = desc("peer_rx_bytes_total", "Bytes received from the peer.", "peer")
 	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
@@ -110,6 +111,7 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(st.TxPackets))
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(st.HandshakesCompleted))
 	ch <- prometheus.MustNewConstMetric(descHSInitiated, prometheus.CounterValue, float64(st.HandshakesInitiated))
+	ch <- prometheus.MustNewConstMetric(descHSPreviousPSK, prometheus.CounterValue, float64(st.HandshakesPreviousPSK))
 	for reason, v := range st.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
 	}

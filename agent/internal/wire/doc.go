@@ -46,8 +46,11 @@
 //	76     16   mac2 = BLAKE2s-128(key = cookie, bytes 0..75), or zeros
 //
 // Bytes 12..59 are the second Noise message "<- e, ee, se, psk". The mesh
-// pre-shared key is mixed in here (psk2), so a node with a valid key but the
-// wrong PSK fails at the initiator when it decrypts the empty payload.
+// pre-shared key is mixed in here (psk2). The Noise prologue is Prologue
+// followed by a keyed BLAKE2s tag of the PSK (package handshake), so a node
+// with a valid key but the wrong PSK already fails at the responder, which
+// cannot decrypt the initiator's static key; during a PSK rotation the
+// responder tells by the same means which of two PSKs the initiator holds.
 //
 // # Cookie reply (type 3, 64 bytes), sent instead of a response under load
 //

@@ -35,6 +35,10 @@ const (
 	DefaultJoinFailureBurst   = 10
 	DefaultRequestBodyTimeout = 30 * time.Second
 	DefaultMaxConnsPerSource  = 1024
+	// DefaultPSKRotationOverlap: see server.DefaultPSKOverlap.
+	DefaultPSKRotationOverlap = 5 * time.Minute
+	MinPSKRotationOverlap     = 30 * time.Second
+	MaxPSKRotationOverlap     = 24 * time.Hour
 )
 
 // MaxFileSize bounds the configuration file.
@@ -78,6 +82,10 @@ type Config struct {
 	TokenDefaultExpiry Duration `yaml:"token_default_expiry"`
 	// OnlineTimeout: a node not heard from for this long is offline.
 	OnlineTimeout Duration `yaml:"online_timeout"`
+	// PSKRotationOverlap: removing a node rotates the mesh PSK; for this
+	// long afterwards the previous PSK is still accepted, so nodes that
+	// have not fetched the new netmap yet keep connecting (30s to 24h).
+	PSKRotationOverlap Duration `yaml:"psk_rotation_overlap"`
 	// DNSZone is the mesh's DNS zone (node.<zone>).
 	DNSZone string `yaml:"dns_zone"`
 	// JoinFailuresPerMinute and JoinFailureBurst limit failed join attempts
@@ -184,6 +192,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.OnlineTimeout == 0 {
 		c.OnlineTimeout = Duration(DefaultOnlineTimeout)
+	}
+	if c.PSKRotationOverlap == 0 {
+		c.PSKRotationOverlap = Duration(DefaultPSKRotationOverlap)
 	}
 	if c.JoinFailuresPerMinute == 0 {
 		c.JoinFailuresPerMinute = DefaultJoinFailuresPerMin
@@ -329,6 +340,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OnlineTimeout < Duration(5*time.Second) {
 		return fmt.Errorf("online_timeout: must be at least 5s")
+	}
+	if c.PSKRotationOverlap < Duration(MinPSKRotationOverlap) || c.PSKRotationOverlap > Duration(MaxPSKRotationOverlap) {
+		return fmt.Errorf("psk_rotation_overlap: %v: must be from %v to %v", time.Duration(c.PSKRotationOverlap), MinPSKRotationOverlap, MaxPSKRotationOverlap)
 	}
 	zone := strings.TrimSuffix(strings.ToLower(c.DNSZone), ".")
 	for _, label := range strings.Split(zone, ".") {

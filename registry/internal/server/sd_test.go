@@ -161,7 +161,7 @@ func TestSDFollowsJoinsAndLeaves(t *testing.T) {
 	if got := strings.Join(nodes(), ","); got != "node1,node2" {
 		t.Fatalf("agents after two joins = %s, want node1,node2", got)
 	}
-	_, v, err := s.st.RemoveNode(ctx, "node1")
+	_, v, err := s.st.RemoveNode(ctx, "node1", clock.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
