@@ -4,9 +4,10 @@
 // (MAC1/MAC2 and cookie replies); the replay window in package replay.
 //
 // The design is WireGuard's, with a Noise IKpsk2_25519_ChaChaPoly_BLAKE2s
-// handshake run by github.com/flynn/noise. Every message is one UDP datagram.
+// handshake (package handshake, checked byte for byte against
+// github.com/flynn/noise). Every message is one UDP datagram.
 // All integers are little-endian. Byte 0 is the message type, byte 1 the
-// protocol version (Version, currently 1), bytes 2 and 3 are zero; a parser
+// protocol version (Version, currently 2), bytes 2 and 3 are zero; a parser
 // rejects any other value, so a future version fails loudly instead of being
 // misread.
 //
@@ -14,7 +15,7 @@
 //
 //	offset size field
 //	0      1    type = 1
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    sender index: the initiator's local index for this handshake
 //	8      32   Noise "e": the initiator's ephemeral X25519 public key, clear
@@ -35,7 +36,7 @@
 //
 //	offset size field
 //	0      1    type = 2
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    sender index: the responder's local index for the session
 //	8      4    receiver index: the initiation's sender index
@@ -56,7 +57,7 @@
 //
 //	offset size field
 //	0      1    type = 3
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    receiver index: the sender index of the message it answers
 //	8      24   nonce, random
@@ -71,7 +72,7 @@
 //
 //	offset size field
 //	0      1    type = 4
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    receiver index: the receiver's local index of the session
 //	8      8    counter: the sender's 64-bit message counter, also the AEAD nonce
