@@ -16,8 +16,8 @@ import (
 )
 
 // devicePlane adapts the data plane (package device) to node.DataPlane,
-// with the packet filter (package filter) on every packet: inbound through
-// the device's filter hook, outbound through the wrapped TUN.
+// with the packet filter (package filter), which the device calls on both
+// paths.
 type devicePlane struct {
 	d              *device.Device
 	flt            *filter.Filter
@@ -46,7 +46,7 @@ func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.Pla
 			return nil, err
 		}
 		p.tr = tr
-		d, err := device.New(filter.WrapTUN(dev, p.flt), tr.Bind, p.config(cfg), log)
+		d, err := device.New(dev, tr.Bind, p.config(cfg), log)
 		if err != nil {
 			tr.Close()
 			return nil, err
@@ -79,7 +79,7 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 		Self:                   c.Self,
 		MTU:                    c.MTU,
 		DisableUDPSendBatching: p.noSendBatching,
-		Filter:                 p.flt.Inbound,
+		Filter:                 p.flt,
 		Peers:                  make([]device.PeerConfig, 0, len(c.Peers)),
 	}
 	sps := make([]transport.StackPeer, 0, len(c.Peers))

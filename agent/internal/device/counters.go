@@ -19,7 +19,7 @@ const (
 	DropReplay                            // transport counter already seen or too old
 	DropExpired                           // session past RejectAfterTime or RejectAfterMessages
 	DropAllowedIPs                        // inner source address is not the sending peer's mesh IP
-	DropMalformedInner                    // decrypted payload is not a valid IP packet
+	DropMalformedInner                    // decrypted payload, or packet from the TUN, is not a valid IP packet
 	DropFilter                            // refused by the packet filter
 	DropNoPeer                            // packet from the TUN for an address with no peer
 	DropTooBig                            // packet from the TUN larger than the MTU

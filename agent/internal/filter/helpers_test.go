@@ -5,6 +5,38 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+)
+
+// inbound parses pkt and asks f whether it may be delivered, as the device
+// does with a decrypted packet (which it drops itself when Parse fails).
+func inbound(f *Filter, pkt []byte) bool {
+	var p packet.Parsed
+	p.Parse(pkt)
+	return f.Inbound(&p)
+}
+
+// outbound parses pkt and shows it to f as sent by the node.
+func outbound(f *Filter, pkt []byte) {
+	var p packet.Parsed
+	p.Parse(pkt)
+	f.Outbound(&p)
+}
+
+// Protocol numbers and flags, short.
+const (
+	protoICMP        = packet.ProtoICMP
+	protoTCP         = packet.ProtoTCP
+	protoUDP         = packet.ProtoUDP
+	icmpEchoReply    = packet.ICMPEchoReply
+	icmpEchoRequest  = packet.ICMPEchoRequest
+	icmpUnreachable  = packet.ICMPUnreachable
+	icmpTimeExceeded = packet.ICMPTimeExceeded
+	tcpFlagSYN       = packet.TCPSyn
+	tcpFlagACK       = packet.TCPAck
+	ipFlagMoreFrags  = 0x2000
+	ipFragOffsetMask = 0x1fff
 )
 
 // Packet builders for tests.

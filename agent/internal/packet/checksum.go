@@ -38,3 +38,17 @@ func PutIPv4HeaderChecksum(b []byte) {
 	b[10], b[11] = 0, 0
 	binary.BigEndian.PutUint16(b[10:12], Checksum(b[:ihl], 0))
 }
+
+// PseudoHeaderSum4 is the partial sum of the IPv4 pseudo-header (RFC 793,
+// RFC 768) of an upper-layer message of length n and protocol proto carried
+// by the IPv4 header h.
+func PseudoHeaderSum4(h []byte, n int, proto uint8) uint32 {
+	return Sum(h[12:20], uint32(n)+uint32(proto))
+}
+
+// PseudoHeaderSum6 is the partial sum of the IPv6 pseudo-header (RFC 8200
+// 8.1) of an upper-layer message of length n and protocol proto carried by
+// the IPv6 header h.
+func PseudoHeaderSum6(h []byte, n int, proto uint8) uint32 {
+	return Sum(h[8:40], uint32(n)+uint32(proto))
+}
