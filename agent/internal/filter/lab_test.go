@@ -14,6 +14,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet/packettest"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -74,20 +75,7 @@ func newLab(t *testing.T, n int) []*labNode {
 }
 
 func tcpPacket(src, dst netip.Addr, sport, dport uint16, flags byte) []byte {
-	b := make([]byte, 40)
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], 40)
-	b[8] = 64
-	b[9] = 6
-	s, d := src.As4(), dst.As4()
-	copy(b[12:], s[:])
-	copy(b[16:], d[:])
-	packet.PutIPv4HeaderChecksum(b)
-	binary.BigEndian.PutUint16(b[20:], sport)
-	binary.BigEndian.PutUint16(b[22:], dport)
-	b[32] = 5 << 4
-	b[33] = flags
-	return b
+	return packettest.IPv4(src, dst, packet.ProtoTCP, packettest.TCP(sport, dport, flags))
 }
 
 const (

@@ -127,13 +127,8 @@ func (p *Parsed) parse4(b []byte) bool {
 		return false
 	}
 	b = b[:total]
+	p.setIP(b, 4, b[9], netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20])), ihl)
 	frag := binary.BigEndian.Uint16(b[6:8])
-	p.Buf = b
-	p.Version = 4
-	p.Proto = b[9]
-	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
-	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	p.L4 = ihl
 	p.ID = binary.BigEndian.Uint16(b[4:6])
 	p.DF = frag&ipv4DontFragment != 0
 	if frag&ipv4FragOffset != 0 {
@@ -141,28 +136,7 @@ func (p *Parsed) parse4(b []byte) bool {
 		return true
 	}
 	p.FirstFrag = frag&ipv4MoreFragments != 0
-	l4 := b[ihl:]
-	switch p.Proto {
-	case ProtoTCP:
-		p.parseTCP(l4)
-	case ProtoUDP:
-		p.parseUDP(l4)
-	case ProtoICMP:
-		if len(l4) < ICMPHeaderLen {
-			p.TransportShort = true
-			return true
-		}
-		p.HasICMP = true
-		p.ICMPType, p.ICMPCode = l4[0], l4[1]
-		switch p.ICMPType {
-		case ICMPEchoRequest, ICMPEchoReply:
-			p.SrcPort = binary.BigEndian.Uint16(l4[4:6])
-			p.DstPort = p.SrcPort
-			p.EchoSeq = binary.BigEndian.Uint16(l4[6:8])
-		case ICMPUnreachable, ICMPTimeExceeded, ICMPParamProblem:
-			p.Quoted.parse(l4[ICMPHeaderLen:])
-		}
-	}
+	p.parseTransport(b[ihl:], ProtoICMP)
 	return true
 }
 
@@ -175,47 +149,57 @@ func (p *Parsed) parse6(b []byte) bool {
 		return false
 	}
 	b = b[:total]
-	p.Buf = b
-	p.Version = 6
-	p.Proto = b[6]
-	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
-	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-	p.L4 = IPv6HeaderLen
-	l4 := b[IPv6HeaderLen:]
-	switch p.Proto {
-	case ProtoTCP:
-		p.parseTCP(l4)
-	case ProtoUDP:
-		p.parseUDP(l4)
-	case ProtoICMPv6:
-		if len(l4) < ICMPHeaderLen {
-			p.TransportShort = true
-			return true
-		}
-		p.HasICMP = true
-		p.ICMPType, p.ICMPCode = l4[0], l4[1]
-	}
+	p.setIP(b, 6, b[6], netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), IPv6HeaderLen)
+	p.parseTransport(b[IPv6HeaderLen:], ProtoICMPv6)
 	return true
 }
 
-func (p *Parsed) parseTCP(l4 []byte) {
-	if len(l4) < tcpFlagsEnd {
-		p.TransportShort = true
-		return
-	}
-	p.SrcPort = binary.BigEndian.Uint16(l4[0:2])
-	p.DstPort = binary.BigEndian.Uint16(l4[2:4])
-	p.TCPFlags = l4[13]
-	p.HasPorts = true
+// setIP sets the fields both IP versions have.
+func (p *Parsed) setIP(b []byte, version, proto uint8, src, dst netip.Addr, l4 int) {
+	p.Buf, p.Version, p.Proto, p.Src, p.Dst, p.L4 = b, version, proto, src, dst, l4
 }
 
-func (p *Parsed) parseUDP(l4 []byte) {
-	if len(l4) < UDPHeaderLen {
+// parseTransport reads the transport header l4 of p's protocol; icmp is
+// the ICMP protocol of p's IP version.
+func (p *Parsed) parseTransport(l4 []byte, icmp uint8) {
+	switch p.Proto {
+	case ProtoTCP:
+		p.parsePorts(l4, tcpFlagsEnd)
+	case ProtoUDP:
+		p.parsePorts(l4, UDPHeaderLen)
+	case icmp:
+		if len(l4) < ICMPHeaderLen {
+			p.TransportShort = true
+			return
+		}
+		p.HasICMP = true
+		p.ICMPType, p.ICMPCode = l4[0], l4[1]
+		if icmp != ProtoICMP {
+			return
+		}
+		switch p.ICMPType {
+		case ICMPEchoRequest, ICMPEchoReply:
+			p.SrcPort = binary.BigEndian.Uint16(l4[4:6])
+			p.DstPort = p.SrcPort
+			p.EchoSeq = binary.BigEndian.Uint16(l4[6:8])
+		case ICMPUnreachable, ICMPTimeExceeded, ICMPParamProblem:
+			p.Quoted.parse(l4[ICMPHeaderLen:])
+		}
+	}
+}
+
+// parsePorts reads the ports of a TCP or UDP header l4, which must hold
+// need bytes (and for TCP the flags too).
+func (p *Parsed) parsePorts(l4 []byte, need int) {
+	if len(l4) < need {
 		p.TransportShort = true
 		return
 	}
 	p.SrcPort = binary.BigEndian.Uint16(l4[0:2])
 	p.DstPort = binary.BigEndian.Uint16(l4[2:4])
+	if p.Proto == ProtoTCP {
+		p.TCPFlags = l4[13]
+	}
 	p.HasPorts = true
 }
 

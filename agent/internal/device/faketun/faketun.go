@@ -6,12 +6,14 @@ package faketun
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"os"
 	"sync"
 
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet/packettest"
 )
 
 // Device is a fake TUN. All methods are safe for concurrent use; after Close,
@@ -161,18 +163,5 @@ func echoReply(pkt []byte) ([]byte, bool) {
 // UDPPacket builds an IPv4/UDP packet from src to dst carrying payload (for
 // tests).
 func UDPPacket(src, dst [4]byte, sport, dport uint16, payload []byte) []byte {
-	n := 28 + len(payload)
-	p := make([]byte, n)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(n))
-	p[8] = 64
-	p[9] = 17
-	copy(p[12:16], src[:])
-	copy(p[16:20], dst[:])
-	packet.PutIPv4HeaderChecksum(p)
-	binary.BigEndian.PutUint16(p[20:], sport)
-	binary.BigEndian.PutUint16(p[22:], dport)
-	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
-	copy(p[28:], payload)
-	return p
+	return packettest.IPv4(netip.AddrFrom4(src), netip.AddrFrom4(dst), packet.ProtoUDP, packettest.UDP(sport, dport, payload))
 }
