@@ -75,12 +75,11 @@ func fragNeeded4(dst []byte, p *packet.Parsed, mtu int) int {
 		mtu = 0xffff
 	}
 	pkt := p.Buf
-	quote := min(len(pkt), MaxIPv4Answer-ipv4HeaderLen-icmpHeaderLen)
-	total := ipv4HeaderLen + icmpHeaderLen + quote
-	if len(dst) < total {
+	h, m, ok := layout(dst, pkt, ipv4HeaderLen, MaxIPv4Answer)
+	if !ok {
 		return 0
 	}
-	h := dst[:ipv4HeaderLen]
+	total := len(h) + len(m)
 	h[0] = 0x45
 	h[1] = 0xc0 // DSCP CS6, as the kernel marks ICMP errors
 	binary.BigEndian.PutUint16(h[2:4], uint16(total))
@@ -92,13 +91,11 @@ func fragNeeded4(dst []byte, p *packet.Parsed, mtu int) int {
 	copy(h[16:20], pkt[12:16]) // to the original source
 	packet.PutIPv4HeaderChecksum(h)
 
-	m := dst[ipv4HeaderLen:total]
 	m[0] = packet.ICMPUnreachable
 	m[1] = 4 // fragmentation needed and DF set
 	m[2], m[3] = 0, 0
 	binary.BigEndian.PutUint16(m[4:6], 0)
 	binary.BigEndian.PutUint16(m[6:8], uint16(mtu))
-	copy(m[icmpHeaderLen:], pkt[:quote])
 	binary.BigEndian.PutUint16(m[2:4], packet.Checksum(m, 0))
 	return total
 }
@@ -114,25 +111,36 @@ func packetTooBig6(dst []byte, p *packet.Parsed, mtu int) int {
 		mtu = MinIPv6MTU
 	}
 	pkt := p.Buf
-	quote := min(len(pkt), MaxIPv6Answer-ipv6HeaderLen-icmpHeaderLen)
-	total := ipv6HeaderLen + icmpHeaderLen + quote
-	if len(dst) < total {
+	h, m, ok := layout(dst, pkt, ipv6HeaderLen, MaxIPv6Answer)
+	if !ok {
 		return 0
 	}
-	h := dst[:ipv6HeaderLen]
 	h[0], h[1], h[2], h[3] = 0x60, 0, 0, 0
-	binary.BigEndian.PutUint16(h[4:6], uint16(icmpHeaderLen+quote))
+	binary.BigEndian.PutUint16(h[4:6], uint16(len(m)))
 	h[6] = packet.ProtoICMPv6
 	h[7] = 64                 // hop limit
 	copy(h[8:24], pkt[24:40]) // from the original destination
 	copy(h[24:40], pkt[8:24]) // to the original source
 
-	m := dst[ipv6HeaderLen:total]
 	m[0] = 2 // packet too big
 	m[1] = 0
 	m[2], m[3] = 0, 0
 	binary.BigEndian.PutUint32(m[4:8], uint32(mtu))
-	copy(m[icmpHeaderLen:], pkt[:quote])
 	binary.BigEndian.PutUint16(m[2:4], packet.Checksum(m, packet.PseudoHeaderSum6(h, len(m), packet.ProtoICMPv6)))
-	return total
+	return len(h) + len(m)
+}
+
+// layout splits dst into the IP header h (hdrLen bytes) and the ICMP
+// message m of an answer of at most maxAnswer bytes, and copies into m,
+// after its header, as much of pkt as fits. ok is false, and nothing is
+// written, when dst is too small.
+func layout(dst, pkt []byte, hdrLen, maxAnswer int) (h, m []byte, ok bool) {
+	quote := min(len(pkt), maxAnswer-hdrLen-icmpHeaderLen)
+	total := hdrLen + icmpHeaderLen + quote
+	if len(dst) < total {
+		return nil, nil, false
+	}
+	h, m = dst[:hdrLen], dst[hdrLen:total]
+	copy(m[icmpHeaderLen:], pkt[:quote])
+	return h, m, true
 }
