@@ -42,7 +42,9 @@ func TestParse(t *testing.T) {
 					p.SrcPort == 1000 && p.DstPort == 80 && p.TCPFlags == packet.TCPSyn && p.HasPorts && !p.HasICMP
 			}},
 		{"udp", ip4("100.64.0.1", "100.64.0.2", packet.ProtoUDP, udpHdr(53, 5353)), true,
-			func(p *packet.Parsed) bool { return p.Proto == packet.ProtoUDP && p.SrcPort == 53 && p.DstPort == 5353 && p.HasPorts }},
+			func(p *packet.Parsed) bool {
+				return p.Proto == packet.ProtoUDP && p.SrcPort == 53 && p.DstPort == 5353 && p.HasPorts
+			}},
 		{"icmp echo", ip4("100.64.0.1", "100.64.0.2", packet.ProtoICMP, icmpHdr(packet.ICMPEchoRequest, 77, 9, nil)), true,
 			func(p *packet.Parsed) bool {
 				return p.HasICMP && p.SrcPort == 77 && p.DstPort == 77 && p.EchoSeq == 9 && p.ICMPType == packet.ICMPEchoRequest && !p.HasPorts
