@@ -228,7 +228,7 @@ func (p *peer) receiveBatch(b *batch) {
 			continue
 		}
 		// Only now, with the tag verified, may the window move.
-		if !kp.replay.Accept(e.counter, d.timing.rejectAfterMessages) {
+		if !kp.replay.ValidateCounter(e.counter, d.timing.rejectAfterMessages) {
 			d.counters.drop(DropReplay)
 			continue
 		}
