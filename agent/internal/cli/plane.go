@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"net/url"
+	"slices"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -13,6 +15,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/transport"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // devicePlane adapts the data plane (package device) to node.DataPlane,
@@ -24,6 +27,9 @@ type devicePlane struct {
 	log            *slog.Logger
 	noSendBatching bool
 	tr             *transport.Stack // UDP, SSH and relay transports
+	// coordinatorRelayURL is the coordinator's relay, for relays the
+	// netmap lists without URL ("" if the coordinator URL has no host).
+	coordinatorRelayURL string
 }
 
 // transportOptions configure the data plane's transports.
@@ -38,10 +44,10 @@ type transportOptions struct {
 // switches and the transports.
 func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.PlaneFactory {
 	return func(dev tun.Device, cfg node.PlaneConfig, log *slog.Logger) (node.DataPlane, error) {
-		p := devicePlane{noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Self: cfg.Self, Logger: log, LogLevel: slog.LevelDebug})}
+		p := devicePlane{coordinatorRelayURL: relayURL(to.coordinator), noSendBatching: noSendBatching, log: log, flt: filter.New(filter.Config{Self: cfg.Self, Logger: log, LogLevel: slog.LevelDebug})}
 		p.setFilter(cfg.Filter)
 		tr, err := transport.NewStack(transport.StackConfig{Key: cfg.PrivateKey, UDP: device.NewBind(udpOffload),
-			SSHListen: to.sshListen, PacketPort: to.packetPort, Coordinator: to.coordinator, RelayProxy: to.relayProxy, Logger: log})
+			SSHListen: to.sshListen, PacketPort: to.packetPort, RelayProxy: to.relayProxy, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -54,6 +60,15 @@ func planeFactory(udpOffload, noSendBatching bool, to transportOptions) node.Pla
 		p.d = d
 		return p, nil
 	}
+}
+
+func relayURL(coordinator string) string {
+	u, err := url.Parse(coordinator)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	u.Scheme, u.Path = "wss", api.PathRelay
+	return u.String()
 }
 
 // PublicAddr implements node.EndpointSource: STUN on the data plane's socket.
@@ -80,16 +95,39 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 		Filter:                 p.flt.Inbound,
 		Peers:                  make([]device.PeerConfig, 0, len(c.Peers)),
 	}
-	sps := make([]transport.StackPeer, 0, len(c.Peers))
+	tc := transport.Config{Relays: make([]api.Relay, 0, len(c.Relays)), HomeRelay: c.HomeRelay,
+		Peers: make(map[nodekey.PublicKey]transport.Peer, len(c.Peers))}
+	for _, r := range c.Relays {
+		if r.URL == "" {
+			r.URL = p.coordinatorRelayURL
+		}
+		tc.Relays = append(tc.Relays, r)
+	}
+	hasRelays := slices.ContainsFunc(tc.Relays, func(r api.Relay) bool { return r.URL != "" })
 	for _, pp := range c.Peers {
-		sps = append(sps, transport.StackPeer{Key: pp.PublicKey, HomeRelay: pp.HomeRelay, SSHEndpoint: pp.SSHEndpoint, SSHHostKey: pp.SSHHostKey,
-			SSHUser: pp.SSHUser, SSHPacketPort: pp.SSHPacketPort})
+		tp := transport.Peer{HomeRelay: pp.HomeRelay}
+		if pp.SSHEndpoint.IsValid() && pp.SSHEndpoint.Port() != 0 {
+			if pp.SSHHostKey == nil {
+				tp.SSH = transport.SSHPeer{Addr: pp.SSHEndpoint}
+			} else if pp.SSHUser != "" && pp.SSHPacketPort != 0 {
+				hk := *pp.SSHHostKey
+				tp.SSH = transport.SSHPeer{Addr: pp.SSHEndpoint, HostKey: &hk, User: pp.SSHUser, PacketPort: pp.SSHPacketPort}
+			}
+		}
+		tc.Peers[pp.PublicKey] = tp
+		eps := make([]device.Endpoint, 0, len(pp.Endpoints)+2)
+		for _, ap := range pp.Endpoints {
+			eps = append(eps, device.UDPEndpoint(ap))
+		}
+		if tp.SSH.Addr.IsValid() || p.tr.AcceptsSSH() {
+			eps = append(eps, device.SSHEndpoint(pp.PublicKey))
+		}
+		if hasRelays {
+			eps = append(eps, device.RelayEndpoint(pp.PublicKey))
+		}
+		dc.Peers = append(dc.Peers, device.PeerConfig{Name: pp.Name, PublicKey: pp.PublicKey, IP: pp.IP, Endpoints: eps})
 	}
-	p.tr.Set(c.Relays, c.HomeRelay, sps)
-	for i, pp := range c.Peers {
-		dc.Peers = append(dc.Peers, device.PeerConfig{Name: pp.Name, PublicKey: pp.PublicKey, IP: pp.IP, Endpoints: pp.Endpoints,
-			Fallbacks: p.tr.Fallbacks(sps[i])})
-	}
+	p.tr.Set(tc)
 	return dc
 }
 
