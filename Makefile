@@ -7,6 +7,7 @@ BIN          := $(CURDIR)/bin
 GO           ?= go
 TEST_FLAGS   ?= -count=1 -timeout 20m
 STATICCHECK  := $(shell $(GO) env GOPATH)/bin/staticcheck
+TESTLOGS     := $(CURDIR)/.test-logs
 export CGO_ENABLED ?= 0
 
 .PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images
@@ -44,8 +45,18 @@ images:
 ## test: everything CI runs: deps, lint, then every module's tests (root-only tests run for real as root)
 test: deps lint test-unit
 
+## test-unit: every module's tests; go test's ok/FAIL lines and failures as usual, the full
+## output as JSON in .test-logs/MODULE.json, and at the end every skipped test and why.
+## With CI=true (.ci/run) a test that lacks root, Docker or a tool fails instead of skipping.
 test-unit:
-	@set -e; for m in $(MODULES); do echo "== test $$m"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) ./...); done
+	@mkdir -p $(BIN) $(TESTLOGS) && rm -f $(TESTLOGS)/*.json
+	@cd shared && GOWORK=off $(GO) build -o $(BIN)/testreport ./testenv/testreport
+	@set -o pipefail; rc=0; for m in $(MODULES); do echo "== test $$m"; \
+	  (cd $$m && GOWORK=off $(GO) test -json $(TEST_FLAGS) ./... 2>&1) | $(BIN)/testreport -log $(TESTLOGS)/$$m.json || rc=1; \
+	done; \
+	$(BIN)/testreport -skips $(TESTLOGS)/*.json; \
+	if [ $$rc -ne 0 ]; then echo "== test: FAIL (whole output: .test-logs/MODULE.json)"; fi; \
+	exit $$rc
 
 ## lint: gofmt, go vet, staticcheck over every module
 lint: fmt vet staticcheck

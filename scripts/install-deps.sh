@@ -14,6 +14,8 @@ declare -A pkgs=(
   [sshd]=openssh-server
   [iperf3]=iperf3
   [wg]=wireguard-tools
+  [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
+  [dnsperf]=dnsperf
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

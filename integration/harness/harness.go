@@ -33,6 +33,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
 // Images the suite runs; scripts/images.sh builds them.
@@ -101,11 +102,12 @@ func Setup(services ...string) error {
 	return nil
 }
 
-// RequireDocker skips t when Setup found no reachable Docker engine.
+// RequireDocker skips t when Setup found no reachable Docker engine; in CI
+// it fails t instead (shared/testenv).
 func RequireDocker(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
-		t.Skip(skipReason)
+		testenv.Missing(t, skipReason)
 	}
 }
 

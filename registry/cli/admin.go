@@ -23,18 +23,19 @@ const (
 )
 
 type adminFlags struct {
-	config, server, token, pin string
+	config, server, token, tokenFile, pin string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.config, "config", a.config, "the registry's configuration file")
 	fs.StringVar(&a.server, "server", a.server, "registry URL (default: from the config's listen)")
-	fs.StringVar(&a.token, "admin-token", a.token, "admin credential (default: from the data directory)")
+	fs.StringVar(&a.token, "admin-token", a.token, "admin credential (default: $"+EnvAdminToken+", else the file $"+adminclient.EnvAdminTokenFile+" names, else from the data directory); other users see it in ps, prefer --admin-token-file")
+	fs.StringVar(&a.tokenFile, "admin-token-file", a.tokenFile, "read the admin credential from this file")
 	fs.StringVar(&a.pin, "pin", a.pin, "TLS pin of the registry (default: from its certificate)")
 }
 
 // Admin runs an admin command (args without "admin"): tokens create|list|
-// revoke, nodes list|remove. The server address, admin credential and TLS
+// revoke, nodes list|remove, scrape-tokens create|list|revoke. The server address, admin credential and TLS
 // pin come from the flags, the environment, or the registry's own config
 // and data directory (--config).
 func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -50,6 +51,9 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(rest) < 2 {
 		fs.Usage()
 		return ExitUsage
+	}
+	if rest[0] == "scrape-tokens" {
+		return scrapeTokens(ctx, af, rest[1], rest[2:], stdout, stderr)
 	}
 	cmd := rest[0] + " " + rest[1]
 	sub := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -163,7 +167,7 @@ func Admin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // client resolves the registry, credential and pin (adminclient.Target).
 func (a *adminFlags) client() (*adminclient.Client, error) {
-	return adminclient.Target{Config: a.config, Server: a.server, Token: a.token, Pin: a.pin}.Client()
+	return adminclient.Target{Config: a.config, Server: a.server, Token: a.token, TokenFile: a.tokenFile, Pin: a.pin}.Client()
 }
 
 func fmtTime(t time.Time) string {

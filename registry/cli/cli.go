@@ -56,11 +56,16 @@ admin commands:
   tokens revoke ID
   nodes list [--json]
   nodes remove NAME|ID
+  scrape-tokens create [--name N] [--expiry 720h] [--out FILE]   print a Prometheus scrape token
+  scrape-tokens list [--json]
+  scrape-tokens revoke ID
 
 admin flags (before or after the command):
   --config FILE       the registry's config: finds server, credential and pin
   --server URL        override the server (env TUNNELMESH_REGISTRY_URL)
-  --admin-token T     override the admin credential (env TUNNELMESH_ADMIN_TOKEN)
+  --admin-token T     override the admin credential (env TUNNELMESH_ADMIN_TOKEN);
+                      other users see flags in ps: prefer the file or the env
+  --admin-token-file F  read the admin credential from F (env TUNNELMESH_ADMIN_TOKEN_FILE)
   --pin PIN           override the TLS pin (env TUNNELMESH_REGISTRY_PIN)
 `
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/admincred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -166,8 +167,35 @@ func TestAdminCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &infos) != nil || len(infos) != 2 {
 		t.Fatalf("tokens list with flags only = %d: %s %s", code, out, errOut)
 	}
+	// The credential from a file (flag or environment) or the environment,
+	// so that it does not show in ps.
+	credFile := filepath.Join(t.TempDir(), "admin.token")
+	emptyFile := filepath.Join(t.TempDir(), "empty.token")
+	os.WriteFile(credFile, []byte(cred+"\n"), 0o600)
+	os.WriteFile(emptyFile, nil, 0o600)
+	code, out, errOut = admin(t, "--server", url, "--admin-token-file", credFile, "--pin", tok.Pin, "tokens", "list", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &infos) != nil || len(infos) != 2 {
+		t.Fatalf("tokens list with --admin-token-file = %d: %s %s", code, out, errOut)
+	}
+	code, _, errOut = admin(t, "--server", url, "--admin-token-file", emptyFile, "--pin", tok.Pin, "tokens", "list")
+	if code != ExitError || !strings.Contains(errOut, "--admin-token-file "+emptyFile+": empty file") {
+		t.Fatalf("tokens list with an empty --admin-token-file = %d %q", code, errOut)
+	}
+	code, _, errOut = admin(t, "--server", url, "--admin-token-file", credFile+".none", "--pin", tok.Pin, "tokens", "list")
+	if code != ExitError || !strings.Contains(errOut, "--admin-token-file "+credFile+".none: open") {
+		t.Fatalf("tokens list with a missing --admin-token-file = %d %q", code, errOut)
+	}
 	t.Setenv(EnvServer, url)
 	t.Setenv(EnvPin, tok.Pin)
+	t.Setenv(adminclient.EnvAdminTokenFile, credFile)
+	if code, _, errOut = admin(t, "tokens", "list"); code != 0 {
+		t.Fatalf("tokens list with TUNNELMESH_ADMIN_TOKEN_FILE = %d %q", code, errOut)
+	}
+	t.Setenv(EnvAdminToken, cred)
+	t.Setenv(adminclient.EnvAdminTokenFile, "")
+	if code, _, errOut = admin(t, "tokens", "list"); code != 0 {
+		t.Fatalf("tokens list with TUNNELMESH_ADMIN_TOKEN = %d %q", code, errOut)
+	}
 	t.Setenv(EnvAdminToken, "tma1.wrong-credential-value")
 	code, _, errOut = admin(t, "tokens", "list")
 	if code != ExitError || !strings.Contains(errOut, "401") {

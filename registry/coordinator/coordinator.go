@@ -93,7 +93,7 @@ type Options struct {
 	// InitialPolicy (a policy file, e.g. policy.DefaultYAML) is stored as
 	// the first policy version when DataDir holds none; it overrides the
 	// config's policy_file. Without either, and until a policy is applied,
-	// nodes get no filter and accept nothing new from the mesh.
+	// the built-in default policy (policy.DefaultYAML) is in force.
 	InitialPolicy []byte
 	// SoftwareVersion is reported by /api/v1/info.
 	SoftwareVersion string
@@ -251,6 +251,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		OnRefresh:             onRefresh,
 		TokenDefaultExpiry:    time.Duration(cfg.TokenDefaultExpiry),
 		OnlineTimeout:         time.Duration(cfg.OnlineTimeout),
+		PSKOverlap:            time.Duration(cfg.PSKRotationOverlap),
 		JoinFailuresPerMinute: cfg.JoinFailuresPerMinute,
 		JoinFailureBurst:      cfg.JoinFailureBurst,
 		BodyTimeout:           time.Duration(cfg.RequestBodyTimeout),
@@ -266,6 +267,9 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	srvRef = c.srv
+	if err := enableServiceDiscovery(c.srv, cfg, cert.Certificate[0], reg, log); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	c.srv.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if c.relay != nil {
 		c.srv.Handle(api.PathRelay, c.relay)

@@ -2,10 +2,10 @@ package policy
 
 import _ "embed"
 
-// DefaultYAML is the policy the example coordinator config ships: ICMP
-// between all nodes and port 53 (udp and tcp) to nodes tagged "dns",
-// nothing else. It is data, not an implicit fallback: a registry with no
-// policy configured sends no filter, and agents then accept nothing new.
+// DefaultYAML is the built-in default policy: ICMP between all nodes and
+// port 53 (udp and tcp) to nodes tagged "dns", nothing else. A registry
+// whose policy store holds no version (no policy_file, nothing applied)
+// enforces it as policy version 0.
 //
 //go:embed default.yaml
 var DefaultYAML []byte

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,10 +10,7 @@ import (
 // The relay and its client only move ciphertext: nothing in the relay module
 // may pull in TUN code.
 func TestNoTUNDependency(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command: ", err)
-	}
+	goBin := testenv.NeedCommand(t, "go", "the Go toolchain")
 	cmd := exec.Command(goBin, "list", "-deps", "-test", "./...")
 	cmd.Dir = ".." // the relay module root
 	out, err := cmd.CombinedOutput()

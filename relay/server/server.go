@@ -10,7 +10,10 @@
 // (random nonce, relay time, relay identity); the node answers with an
 // ed25519 signature by its node key over the whole challenge. The answer is
 // bound to that connection's nonce and to this relay's identity, so neither
-// the relay nor anyone watching can replay it. After that, Config.Authorize
+// the relay nor anyone watching can replay it. Keys that are not valid
+// points or are of small order (all zero, the identity, the other torsion
+// points) are refused before the signature is checked: anyone can make
+// signatures that verify under them. After that, Config.Authorize
 // decides whether the proven key may use the relay: the coordinator passes a
 // function that checks its node table; a standalone relay may pass AllowList
 // or leave it nil, which admits every node that proves its key (such a relay
@@ -250,6 +253,10 @@ func (s *Server) handshake(ctx context.Context, ws *websocket.Conn) (nodekey.Pub
 	auth, err := relaywire.ParseAuth(msg)
 	if err != nil {
 		return fail("bad_auth", reasonProtocol, err)
+	}
+	if err := auth.Key.Validate(); err != nil {
+		// Small-order keys sign without a private key (relaywire.Auth.Verify).
+		return fail("bad_auth", reasonAuthFailed, fmt.Errorf("auth: node key %s: %w", auth.Key.ShortID(), err))
 	}
 	if !auth.Verify(chal) {
 		return fail("bad_auth", reasonAuthFailed, errors.New("auth: signature does not verify"))

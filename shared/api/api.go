@@ -164,10 +164,14 @@ type Netmap struct {
 	Version  uint64       `json:"version"`
 	MeshID   string       `json:"mesh_id"`
 	MeshCIDR netip.Prefix `json:"mesh_cidr"`
-	Self     Node         `json:"self"`
-	Peers    []Node       `json:"peers"`
-	DNS      DNSConfig    `json:"dns"`
-	Relays   []Relay      `json:"relays,omitempty"`
+	// PSK is the mesh's pre-shared key and, for a while after it was
+	// rotated (a node was removed), the previous one. Nil: the node keeps
+	// the PSK it got at join.
+	PSK    *MeshPSK  `json:"psk,omitempty"`
+	Self   Node      `json:"self"`
+	Peers  []Node    `json:"peers"`
+	DNS    DNSConfig `json:"dns"`
+	Relays []Relay   `json:"relays,omitempty"`
 	// Filter holds the node's compiled inbound rules. When Filter is nil the
 	// registry has no policy for the mesh.
 	Filter *Filter `json:"filter,omitempty"`

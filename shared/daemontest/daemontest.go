@@ -6,6 +6,7 @@ package daemontest
 
 import (
 	"bytes"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,13 +77,11 @@ func (l *LogBuffer) String() string {
 
 // Build compiles the main package pkg (for a command's own test, ".") into
 // a binary called name in a temporary directory and returns its path. It
-// skips the test when the go command is not installed.
+// skips the test (fails it in CI, see testenv) when the go command is not
+// installed.
 func Build(t testing.TB, pkg, name string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command: ", err)
-	}
+	goBin := testenv.NeedCommand(t, "go", "the Go toolchain")
 	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command(goBin, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)

@@ -52,6 +52,8 @@ type Fake struct {
 	meshID      string
 	cidr        netip.Prefix
 	psk         []byte
+	prevPSK     []byte
+	prevUntil   time.Time
 	version     uint64
 	changed     chan struct{}        // closed and replaced on every version bump
 	nodes       map[string]*fakeNode // by ID
@@ -118,7 +120,22 @@ func (f *Fake) TLSConfig() *tls.Config { return tlspin.ClientConfig(f.Pin) }
 func (f *Fake) MeshID() string { return f.meshID }
 
 // PSK returns the mesh pre-shared key.
-func (f *Fake) PSK() []byte { return slices.Clone(f.psk) }
+func (f *Fake) PSK() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.psk)
+}
+
+// RotatePSK replaces the mesh pre-shared key, as the registry does when a
+// node is removed; the old one is listed as previous for overlap.
+func (f *Fake) RotatePSK(overlap time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	psk := make([]byte, api.PSKSize)
+	rand.Read(psk)
+	f.prevPSK, f.prevUntil, f.psk = f.psk, time.Now().Add(overlap).UTC(), psk
+	f.bumpLocked()
+}
 
 // Version returns the current netmap version.
 func (f *Fake) Version() uint64 {
@@ -300,10 +317,15 @@ func (f *Fake) addNodeLocked(name string, pub nodekey.PublicKey, eps []netip.Add
 }
 
 func (f *Fake) netmapLocked(self *fakeNode) api.Netmap {
+	psk := &api.MeshPSK{Current: slices.Clone(f.psk)}
+	if f.prevPSK != nil && time.Now().Before(f.prevUntil) {
+		psk.Previous, psk.PreviousUntil = slices.Clone(f.prevPSK), f.prevUntil
+	}
 	nm := api.Netmap{
 		Version:  f.version,
 		MeshID:   f.meshID,
 		MeshCIDR: f.cidr,
+		PSK:      psk,
 		Self:     self.node,
 		DNS:      f.dns,
 		Relays:   slices.Clone(f.relays),

@@ -77,8 +77,8 @@ func TestJoinWatchRemove(t *testing.T) {
 		if len(n.Peers) != 0 {
 			t.Errorf("after removal peers = %+v, want none", n.Peers)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("watch did not see the removal within 2s")
+	case <-time.After(time.Minute):
+		t.Fatal("watch did not see the removal within a minute")
 	}
 	wcancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

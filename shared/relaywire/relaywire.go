@@ -202,8 +202,11 @@ func SignAuth(key nodekey.PrivateKey, chal []byte) Auth {
 }
 
 // Verify reports whether a is a valid answer to the challenge message chal.
+// A key that is not a valid point, or is of small order (the all-zero key,
+// the identity and the other torsion points), never verifies: ed25519
+// signatures by such keys can be made without any private key.
 func (a Auth) Verify(chal []byte) bool {
-	return a.Key.Verify(signedMessage(chal, a.Key), a.Sig[:])
+	return a.Key.Validate() == nil && a.Key.Verify(signedMessage(chal, a.Key), a.Sig[:])
 }
 
 // Append appends the encoded auth message to b.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"
@@ -44,11 +45,9 @@ func freePort(t testing.TB) int {
 // installed.
 func startOpenSSH(t testing.TB, nodeKey nodekey.PublicKey, pp uint16) *openSSH {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: sshd must run as root to log a user in")
-	}
+	testenv.NeedRoot(t, "sshd must run as root to log a user in")
 	if _, err := os.Stat(sshdPath); err != nil {
-		t.Skip("needs openssh-server (apt-get install -y --no-install-recommends openssh-server): ", err)
+		testenv.Missing(t, "needs openssh-server (apt-get install -y --no-install-recommends openssh-server): "+err.Error())
 	}
 	dir := t.TempDir()
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation directory

@@ -51,7 +51,7 @@ func TestEchoAndClose(t *testing.T) {
 	out, _ = frame.Append(out, []byte("two"))
 	nc.Write(out)
 	r := frame.NewReader(nc)
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	nc.SetReadDeadline(time.Now().Add(time.Minute))
 	for _, want := range []string{"re:one", "re:two"} {
 		p, err := r.Next()
 		if err != nil || string(p) != want {
@@ -83,7 +83,7 @@ func TestBadFrameClosesConn(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.Write([]byte{0, 0, 0, 1, 'x'}) // zero-length frame first
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	nc.SetReadDeadline(time.Now().Add(time.Minute))
 	if _, err := nc.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("read after a bad frame = %v, want EOF", err)
 	}
@@ -106,7 +106,7 @@ func TestMaxConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b.SetReadDeadline(time.Now().Add(time.Minute))
 	if _, err := b.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("second connection read = %v, want EOF (refused)", err)
 	}

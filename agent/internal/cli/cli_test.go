@@ -37,10 +37,10 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{"no args", nil, 2, "Usage: tunnelmesh COMMAND"},
 		{"unknown", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{"join without token", []string{"join", "--coordinator", "https://x:8443"}, 2, "--coordinator and one of --token or --token-file are required"},
-		{"join token and token file", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--token-file", "f"}, 2, "one of --token or --token-file"},
-		{"join token file never written", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@/none", "--token-wait", "300ms", "--state-dir", "@TMP@/s"}, 1, "no token after 300ms"},
-		{"join token file empty", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@", "--state-dir", "@TMP@/s"}, 1, "token file"},
+		{"join without token", []string{"join", "--coordinator", "https://x:8443"}, 2, "--coordinator and one of --token, --token-file or TUNNELMESH_TOKEN are required"},
+		{"join token and token file", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--token-file", "f"}, 2, "--token and --token-file exclude each other"},
+		{"join token file never written", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@/none", "--token-wait", "300ms", "--state-dir", "@TMP@/s"}, 1, "no such file after 300ms"},
+		{"join token file empty", []string{"join", "--coordinator", "https://x:8443", "--token-file", "@TMP@", "--state-dir", "@TMP@/s"}, 1, "--token-file"},
 		{"join bad mtu", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--mtu", "10"}, 1, "--mtu 10"},
 		{"join bad port", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--listen-port", "70000"}, 1, "--listen-port 70000"},
 		{"join bad interface", []string{"join", "--coordinator", "https://x:8443", "--token", "t", "--interface", "a/b"}, 1, "--interface"},
@@ -74,6 +74,17 @@ func TestRunUsage(t *testing.T) {
 				t.Fatalf("tunnelmesh %v = %d, stderr %q; want %d and %q", tt.args, code, errb.String(), tt.wantCode, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TUNNELMESH_TOKEN stands in for --token: join gets past the token
+// check (and stops at the bad --mtu).
+func TestRunJoinTokenFromEnvironment(t *testing.T) {
+	t.Setenv(EnvToken, "tm1.env")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"join", "--coordinator", "https://x:8443", "--mtu", "10"}, Env{Stdout: &out, Stderr: &errb})
+	if code != 1 || !strings.Contains(errb.String(), "--mtu 10") {
+		t.Fatalf("join with TUNNELMESH_TOKEN = %d, stderr %q; want 1 and the --mtu error", code, errb.String())
 	}
 }
 
@@ -133,5 +144,49 @@ func TestWaitTokenFile(t *testing.T) {
 	cancel()
 	if _, err := waitTokenFile(ctx, path+".none", time.Minute); err == nil {
 		t.Fatal("waitTokenFile with a cancelled context and no file: no error")
+	}
+}
+
+// The join token comes from --token, --token-file or TUNNELMESH_TOKEN;
+// the file and the environment keep it out of ps.
+func TestJoinToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "join.token")
+	empty := filepath.Join(dir, "empty.token")
+	os.WriteFile(file, []byte("tm1.file\n"), 0o600)
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	tests := []struct {
+		name, flag, file, env string
+		want, wantErr         string
+	}{
+		{"flag", "tm1.flag", "", "", "tm1.flag", ""},
+		{"flag over environment", "tm1.flag", "", "tm1.env", "tm1.flag", ""},
+		{"environment", "", "", "tm1.env", "tm1.env", ""},
+		{"file", "", file, "", "tm1.file", ""},
+		{"file over environment", "", file, "tm1.env", "tm1.file", ""},
+		{"none", "", "", "", "", "one of --token, --token-file or TUNNELMESH_TOKEN is required"},
+		{"flag and file", "tm1.flag", file, "", "", "--token and --token-file exclude each other"},
+		{"missing file", "", filepath.Join(dir, "none"), "", "", "--token-file " + filepath.Join(dir, "none") + ": no such file after 300ms"},
+		{"empty file", "", empty, "", "", "--token-file " + empty + ": empty after 300ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == "TUNNELMESH_TOKEN" {
+					return tt.env
+				}
+				return ""
+			}
+			got, err := joinToken(context.Background(), tt.flag, tt.file, 300*time.Millisecond, getenv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("joinToken = %q, %v; want error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("joinToken = %q, %v; want %q", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -200,20 +200,22 @@ func runJoin(ctx context.Context, env Env, args []string) error {
 	var rf runFlags
 	rf.register(fs)
 	coord := fs.String("coordinator", "", "coordinator URL, https://HOST:8443 (required)")
-	token := fs.String("token", "", "join token (from: tunnelmesh admin tokens create); required, or set TUNNELMESH_TOKEN")
+	token := fs.String("token", "", "join token (from: tunnelmesh admin tokens create); other users see it in ps: prefer --token-file or TUNNELMESH_TOKEN in the environment")
 	name := fs.String("name", "", "node name (default: the hostname)")
 	keyPath := fs.String("key", "", "use this existing ed25519 key (e.g. ~/.ssh/id_ed25519) instead of generating one")
-	tokenFile := fs.String("token-file", "", "read the join token from this file, waiting up to --token-wait for it to appear (instead of --token)")
+	tokenFile := fs.String("token-file", "", "read the join token from this file, waiting up to --token-wait for it to appear (instead of --token); a file still missing or empty then is an error")
 	tokenWait := fs.Duration("token-wait", 2*time.Minute, "how long to wait for --token-file to appear")
 	once := fs.Bool("once", false, "when the state directory already holds a join, start from it (like `up`) instead of joining again")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *token == "" && *tokenFile == "" {
-		*token = os.Getenv("TUNNELMESH_TOKEN")
+	if *coord == "" || *token == "" && *tokenFile == "" && os.Getenv(EnvToken) == "" {
+		fmt.Fprintln(env.Stderr, "--coordinator and one of --token, --token-file or "+EnvToken+" are required")
+		fs.Usage()
+		return errUsage
 	}
-	if *coord == "" || (*token == "") == (*tokenFile == "") {
-		fmt.Fprintln(env.Stderr, "--coordinator and one of --token or --token-file are required")
+	if *token != "" && *tokenFile != "" {
+		fmt.Fprintln(env.Stderr, "--token and --token-file exclude each other")
 		fs.Usage()
 		return errUsage
 	}
@@ -247,10 +249,8 @@ func runJoin(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	if *tokenFile != "" {
-		if *token, err = waitTokenFile(ctx, *tokenFile, *tokenWait); err != nil {
-			return err
-		}
+	if *token, err = joinToken(ctx, *token, *tokenFile, *tokenWait, os.Getenv); err != nil {
+		return err
 	}
 	key, keyFile, err := dir.LoadKey(*keyPath)
 	if err != nil {
@@ -368,6 +368,28 @@ func hostnameToNodeName(h string) string {
 // waitTokenFile reads a join token from path, waiting up to wait for the
 // file to appear with a token in it (it may be written by a coordinator
 // that is still starting).
+// EnvToken is the environment variable join reads the token from when
+// neither --token nor --token-file is given.
+const EnvToken = "TUNNELMESH_TOKEN"
+
+// joinToken returns the join token from flag (--token), else from file
+// (--token-file, waiting up to wait for it), else from getenv(EnvToken).
+// The file and the environment keep the token out of ps.
+func joinToken(ctx context.Context, flag, file string, wait time.Duration, getenv func(string) string) (string, error) {
+	switch {
+	case flag != "" && file != "":
+		return "", errors.New("join token: --token and --token-file exclude each other")
+	case flag != "":
+		return flag, nil
+	case file != "":
+		return waitTokenFile(ctx, file, wait)
+	}
+	if tok := strings.TrimSpace(getenv(EnvToken)); tok != "" {
+		return tok, nil
+	}
+	return "", errors.New("join token: one of --token, --token-file or " + EnvToken + " is required")
+}
+
 func waitTokenFile(ctx context.Context, path string, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -376,10 +398,13 @@ func waitTokenFile(ctx context.Context, path string, wait time.Duration) (string
 			return string(bytes.TrimSpace(b)), nil
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("token file: %w", err)
+			return "", fmt.Errorf("--token-file %s: %w", path, err)
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("token file %s: no token after %s", path, wait)
+			if err != nil {
+				return "", fmt.Errorf("--token-file %s: no such file after %s", path, wait)
+			}
+			return "", fmt.Errorf("--token-file %s: empty after %s", path, wait)
 		}
 		select {
 		case <-ctx.Done():

@@ -87,6 +87,8 @@ func (p devicePlane) config(c node.PlaneConfig) device.Config {
 	dc := device.Config{
 		PrivateKey:             c.PrivateKey,
 		PSK:                    c.PSK,
+		PrevPSK:                c.PrevPSK,
+		PrevPSKUntil:           c.PrevPSKUntil,
 		MeshID:                 c.MeshID,
 		ListenPort:             c.ListenPort,
 		Self:                   c.Self,
@@ -167,8 +169,9 @@ func (p devicePlane) Stats() node.PlaneStats {
 		ListenPort: s.ListenPort,
 		RxBytes:    c.RxBytes, TxBytes: c.TxBytes, RxPackets: c.RxPackets, TxPackets: c.TxPackets,
 		HandshakesInitiated: c.HandshakesInitiated, HandshakesCompleted: c.HandshakesCompleted,
-		Drops: make(map[string]uint64, len(c.Drops)),
-		Peers: make([]node.PeerStats, 0, len(s.Peers)),
+		HandshakesPreviousPSK: c.HandshakesPreviousPSK,
+		Drops:                 make(map[string]uint64, len(c.Drops)),
+		Peers:                 make([]node.PeerStats, 0, len(s.Peers)),
 	}
 	for r, v := range c.Drops {
 		out.Drops[device.DropReason(r).String()] = v

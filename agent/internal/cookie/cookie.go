@@ -52,7 +52,9 @@ func mac(out []byte, key []byte, parts ...[]byte) {
 	h.Sum(out[:0])
 }
 
-func addrBytes(src netip.AddrPort) []byte {
+// AddrBytes is the source form (for CheckMAC2 and CreateReply) of a UDP
+// source address: the IPv6 (or IPv4-mapped) address and the port.
+func AddrBytes(src netip.AddrPort) []byte {
 	a := src.Addr().As16()
 	b := make([]byte, 18)
 	copy(b, a[:])
@@ -97,8 +99,11 @@ func (c *Checker) CheckMAC1(msg []byte) bool {
 }
 
 // CheckMAC2 reports whether msg carries a valid mac2 for a cookie this node
-// gave src within the last CookieRefreshTime.
-func (c *Checker) CheckMAC2(msg []byte, src netip.AddrPort, now time.Time) bool {
+// gave src within the last CookieRefreshTime. src names where msg came
+// from: AddrBytes of a UDP source, or the authenticated identity behind an
+// endpoint of another transport (as wireguard-go uses the endpoint's
+// DstToBytes).
+func (c *Checker) CheckMAC2(msg []byte, src []byte, now time.Time) bool {
 	_, _, body, m2, ok := split(msg)
 	if !ok {
 		return false
@@ -109,7 +114,7 @@ func (c *Checker) CheckMAC2(msg []byte, src netip.AddrPort, now time.Time) bool 
 		return false
 	}
 	var cookie [wire.CookieSize]byte
-	mac(cookie[:], c.secret[:], addrBytes(src))
+	mac(cookie[:], c.secret[:], src)
 	c.mu.Unlock()
 	var want [wire.MACSize]byte
 	mac(want[:], cookie[:], body)
@@ -117,8 +122,8 @@ func (c *Checker) CheckMAC2(msg []byte, src netip.AddrPort, now time.Time) bool 
 }
 
 // CreateReply makes the cookie reply to msg (an initiation or response whose
-// sender index is sender) received from src.
-func (c *Checker) CreateReply(msg []byte, sender uint32, src netip.AddrPort, now time.Time) (wire.CookieReply, error) {
+// sender index is sender) received from src (see CheckMAC2).
+func (c *Checker) CreateReply(msg []byte, sender uint32, src []byte, now time.Time) (wire.CookieReply, error) {
 	var r wire.CookieReply
 	_, m1, _, _, ok := split(msg)
 	if !ok {
@@ -133,7 +138,7 @@ func (c *Checker) CreateReply(msg []byte, sender uint32, src netip.AddrPort, now
 		c.secretSet = now
 	}
 	var cookie [wire.CookieSize]byte
-	mac(cookie[:], c.secret[:], addrBytes(src))
+	mac(cookie[:], c.secret[:], src)
 	c.mu.Unlock()
 
 	r.Receiver = sender

@@ -73,10 +73,10 @@ func TestCookieRoundTrip(t *testing.T) {
 
 	msg := initiation(9)
 	g.AddMACs(msg, now)
-	if c.CheckMAC2(msg, src, now) {
+	if c.CheckMAC2(msg, AddrBytes(src), now) {
 		t.Fatal("CheckMAC2 without cookie = true, want false")
 	}
-	reply, err := c.CreateReply(msg, 9, src, now)
+	reply, err := c.CreateReply(msg, 9, AddrBytes(src), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,13 +96,13 @@ func TestCookieRoundTrip(t *testing.T) {
 	}
 	msg2 := initiation(10)
 	g.AddMACs(msg2, now.Add(time.Second))
-	if !c.CheckMAC1(msg2) || !c.CheckMAC2(msg2, src, now.Add(time.Second)) {
+	if !c.CheckMAC1(msg2) || !c.CheckMAC2(msg2, AddrBytes(src), now.Add(time.Second)) {
 		t.Fatal("MACs with cookie not accepted")
 	}
-	if c.CheckMAC2(msg2, netip.MustParseAddrPort("192.0.2.7:51821"), now) {
+	if c.CheckMAC2(msg2, AddrBytes(netip.MustParseAddrPort("192.0.2.7:51821")), now) {
 		t.Fatal("CheckMAC2 from another port = true, want false")
 	}
-	if c.CheckMAC2(msg2, src, now.Add(wire.CookieRefreshTime+time.Second)) {
+	if c.CheckMAC2(msg2, AddrBytes(src), now.Add(wire.CookieRefreshTime+time.Second)) {
 		t.Fatal("CheckMAC2 after secret expiry = true, want false")
 	}
 	// A stale cookie is not used.
@@ -120,7 +120,7 @@ func TestConsumeReplyTampered(t *testing.T) {
 	src := netip.MustParseAddrPort("[2001:db8::1]:1")
 	msg := initiation(1)
 	g.AddMACs(msg, time.Now())
-	reply, err := c.CreateReply(msg, 1, src, time.Now())
+	reply, err := c.CreateReply(msg, 1, AddrBytes(src), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +154,6 @@ func FuzzCheckMACs(f *testing.F) {
 	c := NewChecker(resp)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = c.CheckMAC1(b)
-		_ = c.CheckMAC2(b, netip.MustParseAddrPort("192.0.2.1:1"), time.Now())
+		_ = c.CheckMAC2(b, AddrBytes(netip.MustParseAddrPort("192.0.2.1:1")), time.Now())
 	})
 }

@@ -17,8 +17,15 @@ const DefaultMTU = 1420
 // whole of it; peers are matched by public key.
 type Config struct {
 	PrivateKey nodekey.PrivateKey
-	PSK        [32]byte
-	MeshID     string
+	PSK        [32]byte // the mesh PSK: initiations use it, responders accept it
+	// PrevPSK is the mesh's previous PSK after a rotation; until
+	// PrevPSKUntil (zero: none) responders accept initiations made with it
+	// too (from peers that have not seen the new PSK yet), and an
+	// initiator's retransmissions alternate between the two (for
+	// responders that have not seen it yet either).
+	PrevPSK      [32]byte
+	PrevPSKUntil time.Time
+	MeshID       string
 	// ListenPort is the UDP port; 0 picks a free one. It is fixed when the
 	// Device is created: a later Reconfig must pass 0 or the same port.
 	ListenPort uint16
@@ -78,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PSK == ([32]byte{}) {
 		return bad("psk: all zero")
+	}
+	if !c.PrevPSKUntil.IsZero() && c.PrevPSK == ([32]byte{}) {
+		return bad("prevPSK: all zero with prevPSKUntil set")
 	}
 	if !c.Self.IsValid() {
 		return bad("self: missing")

@@ -49,9 +49,12 @@ type Counters struct {
 	TxPackets, TxBytes  uint64 // transport packets/bytes sent (wire size)
 	HandshakesInitiated uint64 // initiations sent
 	HandshakesCompleted uint64 // sessions established (either role)
-	CookieRepliesSent   uint64
-	FragNeededSent      uint64 // ICMP frag-needed / packet-too-big written to the TUN for DropTooBig packets
-	Drops               [NumDropReasons]uint64
+	// HandshakesPreviousPSK counts initiations accepted for the mesh's
+	// previous PSK during a rotation's overlap (Config.PrevPSK).
+	HandshakesPreviousPSK uint64
+	CookieRepliesSent     uint64
+	FragNeededSent        uint64 // ICMP frag-needed / packet-too-big written to the TUN for DropTooBig packets
+	Drops                 [NumDropReasons]uint64
 }
 
 type counters struct {
@@ -59,6 +62,7 @@ type counters struct {
 	txPackets, txBytes atomic.Uint64
 	hsInitiated        atomic.Uint64
 	hsCompleted        atomic.Uint64
+	hsPreviousPSK      atomic.Uint64
 	cookieRepliesSent  atomic.Uint64
 	fragNeededSent     atomic.Uint64
 	drops              [NumDropReasons]atomic.Uint64
@@ -71,7 +75,8 @@ func (c *counters) snapshot() Counters {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		HandshakesInitiated: c.hsInitiated.Load(), HandshakesCompleted: c.hsCompleted.Load(),
-		CookieRepliesSent: c.cookieRepliesSent.Load(), FragNeededSent: c.fragNeededSent.Load(),
+		HandshakesPreviousPSK: c.hsPreviousPSK.Load(),
+		CookieRepliesSent:     c.cookieRepliesSent.Load(), FragNeededSent: c.fragNeededSent.Load(),
 	}
 	for i := range s.Drops {
 		s.Drops[i] = c.drops[i].Load()

@@ -27,7 +27,6 @@ var ErrClosed = errors.New("device closed")
 // the key, PSK or mesh changes.
 type identity struct {
 	pub     nodekey.PublicKey
-	psk     [32]byte
 	meshID  string
 	params  handshake.Params
 	checker *cookie.Checker
@@ -151,9 +150,11 @@ func (d *Device) setIdentity(cfg *Config) error {
 	}
 	id := &identity{
 		pub:    cfg.PrivateKey.Public(),
-		psk:    cfg.PSK,
 		meshID: cfg.MeshID,
 		params: handshake.Params{Local: static, PSK: cfg.PSK, Prologue: wire.Prologue(cfg.MeshID)},
+	}
+	if !cfg.PrevPSKUntil.IsZero() {
+		id.params.PrevPSK, id.params.PrevUntil = cfg.PrevPSK, cfg.PrevPSKUntil
 	}
 	id.checker = cookie.NewChecker(static.Public)
 	d.identity.Store(id)
@@ -204,8 +205,8 @@ func (d *Device) peerByStatic(x [32]byte) *peer {
 // Reconfig applies cfg: peers that are new are added, peers that are gone
 // are removed (their sessions destroyed at once, their packets refused from
 // then on), the rest are updated in place and keep their sessions. A change
-// of private key, PSK or mesh ID ends every session. An invalid cfg changes
-// nothing.
+// of private key or mesh ID ends every session; a change of PSK does not
+// (see Config.PrevPSK). An invalid cfg changes nothing.
 func (d *Device) Reconfig(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reconfig: %w", err)
@@ -224,8 +225,11 @@ func (d *Device) Reconfig(cfg Config) error {
 		return fmt.Errorf("reconfig: %w", ErrClosed)
 	}
 	old := d.identity.Load()
-	rekeyAll := old.pub != cfg.PrivateKey.Public() || old.psk != cfg.PSK || old.meshID != cfg.MeshID
-	if rekeyAll {
+	// A new PSK (a rotation) keeps the sessions: they were authenticated,
+	// and the peers that must lose them are the ones removed from cfg.
+	rekeyAll := old.pub != cfg.PrivateKey.Public() || old.meshID != cfg.MeshID
+	pskChanged := old.params.PSK != cfg.PSK || old.params.PrevPSK != cfg.PrevPSK || !old.params.PrevUntil.Equal(cfg.PrevPSKUntil)
+	if rekeyAll || pskChanged {
 		if err := d.setIdentity(&cfg); err != nil {
 			return fmt.Errorf("reconfig: %w", err)
 		}

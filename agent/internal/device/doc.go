@@ -60,12 +60,24 @@
 //   - Handshakes flooding in never starve established sessions: mac1 is
 //     checked before any Diffie-Hellman, the handshake queue is bounded, and
 //     when it fills up initiators must echo a cookie (mac2) and are rate
-//     limited per source address.
+//     limited per source address; endpoints of the relay and SSH
+//     transports have no source address, so there the cookie and the
+//     bucket belong to the authenticated identity behind the endpoint
+//     (the node key, or one packet-port connection). Handshake messages
+//     of the wrong size are dropped before they are queued.
 //   - When both sides initiate at once, the side with the greater static key
 //     keeps its initiation and the other answers it: one session results.
 //     The keeping side resends its pending initiation (the same bytes, once)
 //     to where the other's came from, in case its own was lost (the other
 //     did not know it yet): no one waits RekeyTimeout for a retransmission.
+//     The initiation it ignores is recorded as consumed (its timestamp),
+//     so a captured copy replayed later is refused as stale.
+//   - An initiator's static key is looked up as soon as it is decrypted,
+//     before the second Diffie-Hellman (package handshake).
+//   - A change of mesh PSK (Config.PSK, PrevPSK, PrevPSKUntil: a rotation)
+//     keeps established sessions; until PrevPSKUntil initiations made with
+//     the previous PSK are accepted too, and retransmissions alternate
+//     between the two.
 //
 // # Goroutines and queues
 //

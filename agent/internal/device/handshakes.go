@@ -2,12 +2,15 @@ package device
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/ratelimit"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -15,7 +18,9 @@ const handshakeQueueSize = 1024
 
 // underLoad reports whether the handshake queue is busy enough that
 // initiators must prove their address with a cookie (mac2).
-func (d *Device) underLoad() bool { return len(d.hsQueue) >= handshakeQueueSize/8 }
+func (d *Device) underLoad() bool {
+	return d.timing.alwaysUnderLoad || len(d.hsQueue) >= handshakeQueueSize/8
+}
 
 // routineHandshakes processes handshake messages until the device closes.
 func (d *Device) routineHandshakes() {
@@ -29,6 +34,22 @@ func (d *Device) routineHandshakes() {
 			d.pools.putElem(e)
 		}
 	}
+}
+
+// handshakeSource names where a handshake message came from, for the cookie
+// (mac2) and the rate limiter: a UDP endpoint's address and port (the
+// limiter takes the address), or, for the endpoints of other transports,
+// which have no source address, the authenticated identity they stand for
+// (its DstToBytes: the relay-stamped or SSH-authenticated node key, or one
+// packet-port connection) with the transport's kind. So members behind the
+// relay or SSH each get their own cookie and bucket, as UDP sources do.
+func handshakeSource(ep conn.Endpoint) ([]byte, ratelimit.Key) {
+	if pe, ok := ep.(PathEndpoint); ok && pe.PathKind() != PathUDP {
+		id := append([]byte{0xff, byte(pe.PathKind())}, ep.DstToBytes()...)
+		return id, ratelimit.IdentityKey(id)
+	}
+	ap := endpointAddrPort(ep)
+	return cookie.AddrBytes(ap), ratelimit.AddrKey(ap.Addr())
 }
 
 func endpointAddrPort(ep conn.Endpoint) netip.AddrPort {
@@ -74,8 +95,8 @@ func (d *Device) handleHandshakeMessage(msg []byte, ep conn.Endpoint, now time.T
 		d.counters.drop(DropBadMAC1)
 		return
 	}
-	src := endpointAddrPort(ep)
 	if d.underLoad() {
+		src, limKey := handshakeSource(ep)
 		if !id.checker.CheckMAC2(msg, src, now) {
 			var sender uint32
 			if typ == wire.TypeInitiation {
@@ -94,7 +115,7 @@ func (d *Device) handleHandshakeMessage(msg []byte, ep conn.Endpoint, now time.T
 			}
 			return
 		}
-		if !d.limiter.Allow(src.Addr(), now) {
+		if !d.limiter.Allow(limKey, now) {
 			d.counters.drop(DropRateLimited)
 			return
 		}
@@ -113,19 +134,28 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		d.counters.drop(DropJunk)
 		return
 	}
-	r, err := handshake.Consume(&id.params, &m)
+	// The initiator's key is looked up as soon as it is decrypted: a key
+	// that is not a peer costs one Diffie-Hellman, not two.
+	var p *peer
+	r, err := handshake.Consume(&id.params, &m, now, func(static [32]byte) bool {
+		p = d.peerByStatic(static)
+		return p != nil
+	})
+	if errors.Is(err, handshake.ErrUnknownKey) {
+		d.counters.drop(DropUnknownKey)
+		return
+	}
 	if err != nil {
 		d.counters.drop(DropHandshakeFailed)
 		return
 	}
-	p := d.peerByStatic(r.PeerStatic)
-	if p == nil {
-		d.counters.drop(DropUnknownKey)
-		return
+	if r.PreviousPSK {
+		d.counters.hsPreviousPSK.Add(1)
 	}
 	p.hs.mu.Lock()
 	if !r.Timestamp.After(p.hs.lastTimestamp) || now.Sub(p.hs.lastConsumed) < d.timing.initiationRate {
 		p.hs.mu.Unlock()
+		r.Zero()
 		d.counters.drop(DropStaleInitiation)
 		return
 	}
@@ -139,6 +169,12 @@ func (d *Device) handleInitiation(id *identity, msg []byte, ep conn.Endpoint, no
 		ownRecent = true
 	}
 	if ownRecent && bytes.Compare(id.params.Local.Public[:], p.static[:]) > 0 {
+		// The ignored initiation was authentic and fresh: record it as
+		// consumed, so a captured copy replayed later (from anywhere) is
+		// refused as stale rather than answered.
+		p.hs.lastTimestamp = r.Timestamp
+		p.hs.lastConsumed = now
+		r.Zero()
 		// Ours may have been lost (the peer did not know us yet, or it went
 		// to a stale address): the peer is evidently reachable at ep now,
 		// so send it the same initiation there once. If the peer already
@@ -286,7 +322,16 @@ func (p *peer) initiateHandshake(retry bool) {
 	id := d.identity.Load()
 	p.clearHandshakeLocked()
 	idx := d.indices.newIndex(p)
-	ini, m, err := handshake.Initiate(&id.params, p.static, idx, now)
+	params := &id.params
+	if attempts%2 == 1 && now.Before(params.PrevUntil) {
+		// During a PSK rotation's overlap, every other retransmission
+		// uses the previous PSK, for a peer that has not seen the new
+		// one yet.
+		prev := *params
+		prev.PSK = params.PrevPSK
+		params = &prev
+	}
+	ini, m, err := handshake.Initiate(params, p.static, idx, now)
 	if err != nil {
 		d.indices.remove(idx)
 		p.hs.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
@@ -61,11 +62,9 @@ func inNetns(t testing.TB, ns string, fn func() error) error {
 // namespaces joined by a veth pair, and proves the kernel path works: the
 // kernel's ping, Device.Ping, and a TCP transfer checked by SHA-256.
 func TestNetnsRealTUN(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a veth pair and TUN devices")
-	}
+	testenv.NeedRoot(t, "creates network namespaces, a veth pair and TUN devices")
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("needs /dev/net/tun")
+		testenv.Missing(t, "needs /dev/net/tun: "+err.Error())
 	}
 	for _, offload := range []bool{true, false} {
 		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) { netnsPair(t, offload) })
@@ -263,9 +262,7 @@ func startWireguardGoPair(t testing.TB) (m *mesh, nsA, nsB string) {
 // namespaces, veth, TUN with offloads). Needs root. Run with
 // -bench NetnsTCP -benchtime 3x.
 func BenchmarkNetnsTCP(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: creates network namespaces, a veth pair and TUN devices")
-	}
+	testenv.NeedRoot(b, "creates network namespaces, a veth pair and TUN devices")
 	payload := make([]byte, 128<<20)
 	rand.Read(payload)
 	for _, impl := range []string{"tunnelmesh", "wireguard-go", "tunnelmesh-nooffload"} {
@@ -321,9 +318,7 @@ func pingMedian(t testing.TB, ns string, dst netip.Addr, count int) time.Duratio
 // TunnelMesh, measured in alternating rounds so machine noise hits all
 // three alike. Needs root. Run with -bench NetnsCompare -benchtime 1x.
 func BenchmarkNetnsCompare(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: creates network namespaces, a veth pair and TUN devices")
-	}
+	testenv.NeedRoot(b, "creates network namespaces, a veth pair and TUN devices")
 	tm, _, tmA, tmB := startNetnsPair(b, true)
 	wg, wgA, wgB := startWireguardGoPair(b)
 	type target struct {

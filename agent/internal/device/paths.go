@@ -462,7 +462,7 @@ func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) {
 	d := p.d
 	p.sendMu.Lock()
 	kp := p.keypairs.currentKeypair()
-	if p.stopped || kp == nil || kp.dead.Load() || kp.sendCounter.Load() >= d.timing.rejectAfterMessages {
+	if p.stopped || kp == nil || kp.dead.Load() || kp.sendCounter.Load() >= d.timing.rejectAfterMessages || !kp.acquire() {
 		p.sendMu.Unlock()
 		return
 	}
@@ -472,6 +472,7 @@ func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) {
 	binary.BigEndian.PutUint64(pt[1:], stamp)
 	e.packet = pt
 	e.keypair = kp
+	e.ref = true // encryptBatch releases it
 	e.counter = kp.sendCounter.Add(1) - 1
 	p.sendMu.Unlock()
 	b := d.pools.getBatch(p)

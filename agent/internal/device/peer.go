@@ -178,13 +178,14 @@ func (p *peer) setEndpoint(ep conn.Endpoint) {
 	p.authenticated(ep, rxData, time.Now())
 }
 
-// retire makes kp unusable and frees its index.
+// retire makes kp unusable, frees its index and drops the peer's
+// reference to its keys: they are wiped as soon as no batch uses them.
 func (p *peer) retire(kp *keypair) {
-	if kp == nil {
+	if kp == nil || kp.dead.Swap(true) {
 		return
 	}
-	kp.dead.Store(true)
 	p.d.indices.remove(kp.localIndex)
+	kp.release()
 }
 
 // installInitiatorKeypair makes a freshly completed initiator session
@@ -257,6 +258,9 @@ func (p *peer) clearHandshakeLocked() {
 		if e := p.d.indices.lookup(p.hs.localIndex); e.peer == p && e.keypair == nil {
 			p.d.indices.remove(p.hs.localIndex)
 		}
+	}
+	if p.hs.initiator != nil {
+		p.hs.initiator.Zero()
 	}
 	p.hs.initiator = nil
 	p.hs.localIndex = 0

@@ -43,6 +43,9 @@ type elem struct {
 	keypair  *keypair
 	endpoint conn.Endpoint
 	ok       bool // set by the decryption worker
+	// ref: the elem holds a reference to keypair's keys for its batch
+	// (keypair.acquire), dropped once sealed or opened (releaseRefs).
+	ref bool
 }
 
 // batch is a group of packets of one peer, kept in order. mu is locked from
@@ -139,6 +142,10 @@ func (p *pools) getElemMTU(mtu int) *elem {
 func (p *pools) getLargeElem() *elem { return p.large.get() }
 
 func (p *pools) putElem(e *elem) {
+	if e.ref { // dropped before it was sealed or opened
+		e.keypair.release()
+		e.ref = false
+	}
 	e.packet = nil
 	e.keypair = nil
 	e.endpoint = nil

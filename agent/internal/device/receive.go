@@ -87,12 +87,19 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 					continue
 				}
 				e.packet = pkt
-				e.keypair = kp
 				e.counter = ctr
 				e.endpoint = eps[i]
-				pb.add(d, kp.peer, e)
+				if !pb.addHeld(d, kp.peer, e, kp) {
+					e.packet, e.endpoint = nil, nil
+					d.counters.drop(DropUnknownIndex)
+					d.recycle(e, elems[i])
+					continue
+				}
 			} else {
-				if _, err := wire.Type(pkt); err != nil {
+				// Sizes are checked before queueing, as in wireguard-go:
+				// a message of the wrong size would hold a place in the
+				// handshake queue (and perhaps a 64 KiB buffer) for nothing.
+				if typ, err := wire.Type(pkt); err != nil || size != handshakeSize(typ) {
 					d.counters.drop(DropJunk)
 					d.recycle(e, elems[i])
 					continue
@@ -169,6 +176,7 @@ func decryptBatch(b *batch, nonce *[12]byte) {
 			e.packet = pt
 		}
 	}
+	releaseRefs(b)
 }
 
 // routineSequentialReceiver delivers p's decrypted batches in order.
@@ -385,4 +393,18 @@ func (d *Device) prepareGRO(b *batch, bufs [][]byte) {
 		b.scratch = append(b.scratch, e)
 		bufs[i] = e.buf[:copy(e.buf, bufs[i])]
 	}
+}
+
+// handshakeSize is the size of a handshake message of type typ (0 for any
+// other type).
+func handshakeSize(typ byte) int {
+	switch typ {
+	case wire.TypeInitiation:
+		return wire.InitiationSize
+	case wire.TypeResponse:
+		return wire.ResponseSize
+	case wire.TypeCookieReply:
+		return wire.CookieReplySize
+	}
+	return 0
 }

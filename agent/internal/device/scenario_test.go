@@ -163,11 +163,10 @@ func TestWrongPSK(t *testing.T) {
 			}
 			from, to := m.nodes[initiator], m.nodes[1-initiator]
 			from.tun.Inject(packet(from, to, "hello"))
-			// The responder cannot tell a wrong PSK from message 1 (psk2
-			// mixes it into message 2): it answers, and the initiator
-			// refuses the response.
-			waitFor(t, "initiator refuses the response", 3*time.Second, func() bool {
-				return drops(from, DropHandshakeFailed) >= 1
+			// The prologue carries a tag of the PSK: the responder cannot
+			// decrypt message 1 and refuses it, without answering.
+			waitFor(t, "responder refuses the initiation", 3*time.Second, func() bool {
+				return drops(to, DropHandshakeFailed) >= 1
 			})
 			expectNone(t, to, 200*time.Millisecond)
 			for _, n := range m.nodes {

@@ -42,6 +42,44 @@ func (pb *peerBatches) add(d *Device, p *peer, e *elem) {
 	pb.list = append(pb.list, b)
 }
 
+// addHeld adds e, a received packet for keypair kp, to p's batch, taking a
+// reference to kp's keys unless the batch already holds one. It reports
+// false, adding nothing, when kp's keys are gone (retired and wiped).
+func (pb *peerBatches) addHeld(d *Device, p *peer, e *elem, kp *keypair) bool {
+	var b *batch
+	for _, x := range pb.list {
+		if x.peer == p {
+			b = x
+			break
+		}
+	}
+	// Every packet of kp already in the batch holds a reference or came
+	// after one that does: finding the latest is enough (and with one
+	// session, it is the last packet).
+	held := false
+	if b != nil {
+		for i := len(b.elems) - 1; i >= 0; i-- {
+			if b.elems[i].keypair == kp {
+				held = true
+				break
+			}
+		}
+	}
+	if !held {
+		if !kp.acquire() {
+			return false
+		}
+		e.ref = true
+	}
+	e.keypair = kp
+	if b == nil {
+		b = d.pools.getBatch(p)
+		pb.list = append(pb.list, b)
+	}
+	b.elems = append(b.elems, e)
+	return true
+}
+
 func (pb *peerBatches) reset() {
 	clear(pb.list)
 	pb.list = pb.list[:0]
@@ -222,7 +260,7 @@ func (p *peer) sendStaged() {
 	kp := p.keypairs.currentKeypair()
 	now := time.Now()
 	if kp == nil || kp.dead.Load() || now.Sub(kp.created) >= d.timing.rejectAfterTime ||
-		kp.sendCounter.Load() >= d.timing.rejectAfterMessages {
+		kp.sendCounter.Load() >= d.timing.rejectAfterMessages || !kp.acquire() {
 		p.sendMu.Unlock()
 		// A fresh responder session waits for the initiator's first packet;
 		// starting a competing handshake would only replace it.
@@ -250,6 +288,10 @@ func (p *peer) sendStaged() {
 			e.keypair = kp
 			e.counter = kp.sendCounter.Add(1) - 1
 		}
+		if len(b.elems) > 0 {
+			kp.refs.Add(1) // cannot be the first: this loop holds one
+			b.elems[0].ref = true
+		}
 		if len(b.elems) <= inlineMax && p.txInflight.Load() == 0 {
 			// Nothing of this peer is queued: send now, saving two
 			// goroutine hand-offs of latency. sendMu keeps later batches
@@ -271,6 +313,7 @@ func (p *peer) sendStaged() {
 		d.encQueue <- b
 	}
 	p.sendMu.Unlock()
+	kp.release()
 	// Keep the key fresh (WireGuard's keepKeyFreshSending).
 	if kp.initiator && (kp.sendCounter.Load() > d.timing.rekeyAfterMessages || now.Sub(kp.created) > d.timing.rekeyAfterTime) {
 		p.initiateHandshake(false)
@@ -299,6 +342,18 @@ func (d *Device) encryptBatch(b *batch, nonce *[12]byte) {
 		binary.LittleEndian.PutUint64(nonce[4:], e.counter)
 		e.packet = e.keypair.send.Seal(buf[:wire.TransportHeaderSize], nonce[:],
 			buf[wire.TransportHeaderSize:wire.TransportHeaderSize+padded], nil)
+	}
+	releaseRefs(b)
+}
+
+// releaseRefs drops the references b's elements hold on their keypairs'
+// keys, once b is sealed or opened.
+func releaseRefs(b *batch) {
+	for _, e := range b.elems {
+		if e.ref {
+			e.keypair.release()
+			e.ref = false
+		}
 	}
 }
 

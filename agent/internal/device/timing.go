@@ -23,6 +23,7 @@ type timing struct {
 	pathProbeInterval   time.Duration // first probe interval (doubles per unanswered probe)
 	pathTimeout         time.Duration // a path unanswered this long is dead
 	pathIdleProbe       time.Duration // an idle current path is probed this often
+	alwaysUnderLoad     bool          // tests: demand cookies and rate limit as if the handshake queue were busy
 }
 
 func defaultTiming() timing {

@@ -62,7 +62,7 @@ func run(t *testing.T, ip, rp *Params) (Keys, Keys, *Responder, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Consume(rp, &m1)
+	r, err := Consume(rp, &m1, time.Now(), nil)
 	if err != nil {
 		return Keys{}, Keys{}, nil, err
 	}
@@ -103,7 +103,7 @@ func TestHandshakeFailures(t *testing.T) {
 		ip, rp      *Params
 		failConsume bool
 	}{
-		{"wrong psk", params(t, 1, 9, "m", nil), params(t, 2, 8, "m", nil), false},
+		{"wrong psk", params(t, 1, 9, "m", nil), params(t, 2, 8, "m", nil), true},
 		{"wrong mesh", params(t, 1, 9, "m", nil), params(t, 2, 9, "other", nil), true},
 	}
 	for _, tt := range tests {
@@ -120,14 +120,14 @@ func TestHandshakeFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Consume(rp, &m1); !errors.Is(err, ErrDecrypt) {
+		if _, err := Consume(rp, &m1, time.Now(), nil); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("Consume = %v, want ErrDecrypt", err)
 		}
 	})
 	t.Run("tampered response then good one", func(t *testing.T) {
 		ip, rp := params(t, 1, 9, "m", nil), params(t, 2, 9, "m", nil)
 		ini, m1, _ := Initiate(ip, rp.Local.Public, 5, time.Now())
-		r, err := Consume(rp, &m1)
+		r, err := Consume(rp, &m1, time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	b1 := m1.MarshalTo(make([]byte, wire.InitiationSize))
-	r, err := Consume(rp, &m1)
+	r, err := Consume(rp, &m1, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func FuzzConsume(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, err := Consume(rp, &m)
+		r, err := Consume(rp, &m, time.Now(), nil)
 		if err == nil && r.PeerStatic != ip.Local.Public {
 			t.Fatalf("forged initiation accepted for key %x", r.PeerStatic)
 		}

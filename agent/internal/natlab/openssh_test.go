@@ -11,6 +11,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
 const sshdPath = "/usr/sbin/sshd"
@@ -63,7 +64,7 @@ func (l *sshLab) joinA() *node {
 func (l *sshLab) startSSHD(pp int) nodekey.PrivateKey {
 	l.t.Helper()
 	if _, err := os.Stat(sshdPath); err != nil {
-		l.t.Skip("needs openssh-server (apt-get install -y --no-install-recommends openssh-server): ", err)
+		testenv.Missing(l.t, "needs openssh-server (apt-get install -y --no-install-recommends openssh-server): "+err.Error())
 	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation directory
 		l.t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
 // logTail is how much of each process log a failed test prints; set
@@ -30,12 +31,11 @@ import (
 const logTail = 8000
 
 // NeedRoot skips t unless it runs as root (why says what the lab needs root
-// for) and fails it when one of the commands cmds is not installed.
+// for; in CI it fails instead, see shared/testenv) and fails it when one of
+// the commands cmds is not installed.
 func NeedRoot(t testing.TB, why string, cmds ...string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: " + why)
-	}
+	testenv.NeedRoot(t, why)
 	for _, c := range cmds {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Fatalf("needs %s: %v", c, err)

@@ -127,7 +127,7 @@ func TestNodeMeshDNS(t *testing.T) {
 
 	waitFile := func(what string, ok func(string) bool) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			b, _ := os.ReadFile(resolv)
 			if ok(string(b)) {

@@ -56,6 +56,7 @@ var (
 	descTxPackets     = desc("tx_packets_total", "Transport packets sent to all peers.")
 	descHandshakes    = desc("handshakes_total", "Handshakes completed (sessions established, either role).")
 	descHSInitiated   = desc("handshake_initiations_total", "Handshake initiations sent.")
+	descHSPreviousPSK = desc("handshakes_previous_psk_total", "Initiations accepted with the mesh's previous PSK during a rotation's overlap.")
 	descDrops         = desc("drops_total", "Packets dropped by the data plane, by reason.", "reason")
 	descPeerRxBytes   = desc("peer_rx_bytes_total", "Bytes received from the peer.", "peer")
 	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
@@ -67,7 +68,7 @@ var (
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
-	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: no policy, nothing new accepted).")
+	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: the registry's built-in default policy, or no filter).")
 )
 
 // planeCollector reads the data plane's counters at scrape time.
@@ -110,6 +111,7 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(st.TxPackets))
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(st.HandshakesCompleted))
 	ch <- prometheus.MustNewConstMetric(descHSInitiated, prometheus.CounterValue, float64(st.HandshakesInitiated))
+	ch <- prometheus.MustNewConstMetric(descHSPreviousPSK, prometheus.CounterValue, float64(st.HandshakesPreviousPSK))
 	for reason, v := range st.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
 	}

@@ -6,6 +6,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +110,8 @@ type Node struct {
 	lastErr   string
 	removed   bool
 	endpoints []netip.AddrPort
+	psk       api.MeshPSK // the netmap's, once one carried it (else State.PSK)
+	savedPSK  []byte      // the PSK in the saved state, when it differs from State.PSK
 	m         *metrics
 
 	probes chan []PlanePeer // new peers to ping once, see probeLoop
@@ -302,7 +305,10 @@ func coordinatorAddr(coord string) netip.Addr {
 }
 
 func (n *Node) planeConfig(peers []PlanePeer) PlaneConfig {
-	return PlaneConfig{
+	n.mu.Lock()
+	psk := n.psk
+	n.mu.Unlock()
+	cfg := PlaneConfig{
 		PrivateKey: n.cfg.Key,
 		PSK:        n.cfg.State.PSKArray(),
 		MeshID:     n.cfg.State.MeshID,
@@ -311,6 +317,49 @@ func (n *Node) planeConfig(peers []PlanePeer) PlaneConfig {
 		MTU:        n.mtu,
 		Peers:      peers,
 	}
+	if len(psk.Current) == api.PSKSize {
+		copy(cfg.PSK[:], psk.Current)
+		if len(psk.Previous) == api.PSKSize {
+			copy(cfg.PrevPSK[:], psk.Previous)
+			cfg.PrevPSKUntil = psk.PreviousUntil
+		}
+	}
+	return cfg
+}
+
+// applyPSK takes the mesh PSK from a netmap. A new current PSK (the
+// registry rotated it) is saved in the node state, so a restart uses it.
+func (n *Node) applyPSK(p *api.MeshPSK) {
+	if p == nil {
+		return
+	}
+	if err := p.Validate(); err != nil {
+		n.log.Warn("netmap psk ignored", "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.psk = api.MeshPSK{Current: slices.Clone(p.Current), Previous: slices.Clone(p.Previous), PreviousUntil: p.PreviousUntil}
+	saved := n.savedPSK
+	if saved == nil {
+		saved = n.cfg.State.PSK
+	}
+	n.mu.Unlock()
+	if bytes.Equal(saved, p.Current) {
+		return
+	}
+	n.log.Info("mesh psk rotated", "previous_accepted_until", p.PreviousUntil)
+	if n.cfg.Dir == "" {
+		return
+	}
+	st := n.cfg.State // a copy: other goroutines read n.cfg.State
+	st.PSK = slices.Clone(p.Current)
+	if err := n.cfg.Dir.SaveNode(st); err != nil {
+		n.log.Warn("save rotated psk", "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.savedPSK = st.PSK
+	n.mu.Unlock()
 }
 
 func (n *Node) watch(ctx context.Context) error {
@@ -335,6 +384,7 @@ func (n *Node) apply(nm *api.Netmap) {
 	n.mu.Lock()
 	old := n.peers
 	n.mu.Unlock()
+	n.applyPSK(nm.PSK)
 	cfg := n.planeConfig(peers)
 	cfg.Filter = nm.Filter
 	cfg.Relays, cfg.HomeRelay = nm.Relays, nm.Self.HomeRelay

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,7 +93,7 @@ func (p *fakePlane) Close() error {
 // waitConfig waits until the plane's last configuration satisfies ok.
 func (p *fakePlane) waitConfig(t *testing.T, what string, ok func(PlaneConfig) bool) {
 	t.Helper()
-	deadline := time.After(2 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		p.mu.Lock()
 		good := len(p.configs) > 0 && ok(p.configs[len(p.configs)-1])
@@ -151,12 +154,13 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	}
 
 	plane := newFakePlane()
+	logs := &lockedBuffer{}
 	var ifcClosed, planeStarted bool
 	var openedWith tunif.Config
 	metricsAddr := freePort(t)
 	n, err := New(Config{
 		Dir: dir, State: st, Key: key, Interface: "tmtest0", MTU: 1400, MetricsListen: metricsAddr,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		NewPlane: func(dev tun.Device, c PlaneConfig, _ *slog.Logger) (DataPlane, error) {
 			planeStarted = true
 			if c.Self != st.IP || c.MeshID != st.MeshID || c.PSK != st.PSKArray() || c.PrivateKey.Public() != key.Public() {
@@ -232,7 +236,7 @@ func TestNodeFollowsNetmap(t *testing.T) {
 
 	// Endpoints reach the registry.
 	eps := localEndpoints("tmtest0", st.MeshCIDR, 51999)
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		var got []netip.AddrPort
 		for _, nd := range fake.Nodes() {
@@ -268,6 +272,19 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		}
 	}
 
+	// The registry rotates the mesh PSK: the plane gets the new one and,
+	// for the overlap, the old one; the state file keeps the new one.
+	oldPSK := fake.PSK()
+	fake.RotatePSK(time.Minute)
+	newPSK := fake.PSK()
+	plane.waitConfig(t, "the rotated psk", func(c PlaneConfig) bool {
+		return bytes.Equal(c.PSK[:], newPSK) && bytes.Equal(c.PrevPSK[:], oldPSK) &&
+			c.PrevPSKUntil.After(time.Now()) && slices.Equal(peerNames(c), []string{"charlie"})
+	})
+	if saved, err := dir.LoadNode(); err != nil || !bytes.Equal(saved.PSK, newPSK) {
+		t.Fatalf("saved psk after rotation = %x, %v; want the new one", saved.PSK, err)
+	}
+
 	// Removed by the admin: the node drops every peer.
 	fake.RemoveNode("alpha")
 	plane.waitConfig(t, "all peers dropped", func(c PlaneConfig) bool { return len(c.Peers) == 0 })
@@ -278,7 +295,7 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run = %v, want nil", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after cancel")
 	}
 	if !plane.closed || !ifcClosed {
@@ -286,6 +303,18 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); err == nil {
 		t.Errorf("socket left behind")
+	}
+	// No PSK, old or new, in any form, in the logs.
+	out := logs.String()
+	if !strings.Contains(out, "mesh psk rotated") {
+		t.Errorf("rotation not logged:\n%s", out)
+	}
+	for _, k := range [][]byte{oldPSK, newPSK} {
+		for _, form := range []string{hex.EncodeToString(k), base64.StdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k), string(k), fmt.Sprint(k)} {
+			if strings.Contains(out, form) {
+				t.Fatalf("a psk appears in the logs")
+			}
+		}
 	}
 	fake.Close()
 	http.DefaultClient.CloseIdleConnections()
@@ -300,6 +329,24 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// lockedBuffer is an io.Writer for a logger used by several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestPlanePeers(t *testing.T) {

@@ -17,11 +17,15 @@ import (
 type PlaneConfig struct {
 	PrivateKey nodekey.PrivateKey
 	PSK        [32]byte
-	MeshID     string
-	ListenPort uint16
-	Self       netip.Addr
-	MTU        int // the TUN's MTU
-	Peers      []PlanePeer
+	// PrevPSK is the mesh's previous PSK, accepted until PrevPSKUntil
+	// (zero: none) after a rotation (api.MeshPSK).
+	PrevPSK      [32]byte
+	PrevPSKUntil time.Time
+	MeshID       string
+	ListenPort   uint16
+	Self         netip.Addr
+	MTU          int // the TUN's MTU
+	Peers        []PlanePeer
 	// Relays and HomeRelay are the netmap's relays and this node's home
 	// relay (where peers reach it over the relay transport).
 	Relays    []api.Relay
@@ -71,8 +75,11 @@ type PlaneStats struct {
 	RxBytes, TxBytes     uint64
 	RxPackets, TxPackets uint64
 	HandshakesInitiated  uint64
-	HandshakesCompleted  uint64
-	Drops                map[string]uint64 // by reason
+	// HandshakesPreviousPSK counts initiations accepted with the previous
+	// mesh PSK during a rotation's overlap.
+	HandshakesPreviousPSK uint64
+	HandshakesCompleted   uint64
+	Drops                 map[string]uint64 // by reason
 	// Filter counters (package filter): packets accepted by each rule of
 	// the node's policy, flows tracked, and the policy version in force.
 	FilterAccepts       map[string]uint64

@@ -1,10 +1,13 @@
-// Package ratelimit limits handshake initiations per source IP address with
-// a token bucket per address, as WireGuard does under load: PacketsPerSecond
-// sustained, PacketsBurst at once. Idle buckets are swept lazily, so the
+// Package ratelimit limits handshake initiations per source with a token
+// bucket per source, as WireGuard does under load: PacketsPerSecond
+// sustained, PacketsBurst at once. A source is an IP address (UDP; IPv6 per
+// /64) or, for transports without one (relay, SSH), the authenticated
+// identity the packets came from. Idle buckets are swept lazily, so the
 // limiter owns no goroutine.
 package ratelimit
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"sync"
 	"time"
@@ -23,28 +26,40 @@ type bucket struct {
 	tokens int64
 }
 
+// Key names a source.
+type Key struct {
+	addr netip.Addr
+	id   [32]byte
+}
+
+// AddrKey is the Key of a UDP source address (IPv6 sources per /64).
+func AddrKey(ip netip.Addr) Key { return Key{addr: key(ip)} }
+
+// IdentityKey is the Key of an authenticated identity of a transport
+// without source addresses (for example a transport name and node key).
+func IdentityKey(id []byte) Key { return Key{id: sha256.Sum256(id)} }
+
 // Limiter is safe for concurrent use. The zero value is ready to use.
 type Limiter struct {
 	mu        sync.Mutex // guards the fields below
-	buckets   map[netip.Addr]*bucket
+	buckets   map[Key]*bucket
 	lastSweep time.Time
 }
 
-// Allow reports whether a packet from ip at time now is within the limit, and
-// charges it if so. IPv6 sources are limited per /64.
-func (l *Limiter) Allow(ip netip.Addr, now time.Time) bool {
-	ip = key(ip)
+// Allow reports whether a packet from source k at time now is within the
+// limit, and charges it if so.
+func (l *Limiter) Allow(k Key, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.buckets == nil {
-		l.buckets = make(map[netip.Addr]*bucket)
+		l.buckets = make(map[Key]*bucket)
 	}
 	if now.Sub(l.lastSweep) >= sweepInterval {
 		l.sweepLocked(now)
 	}
-	b := l.buckets[ip]
+	b := l.buckets[k]
 	if b == nil {
-		l.buckets[ip] = &bucket{last: now, tokens: maxTokens - packetCost}
+		l.buckets[k] = &bucket{last: now, tokens: maxTokens - packetCost}
 		return true
 	}
 	b.tokens += int64(now.Sub(b.last))
@@ -59,7 +74,7 @@ func (l *Limiter) Allow(ip netip.Addr, now time.Time) bool {
 	return true
 }
 
-// Len returns the number of tracked addresses (for tests and metrics).
+// Len returns the number of tracked sources (for tests and metrics).
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -67,9 +82,9 @@ func (l *Limiter) Len() int {
 }
 
 func (l *Limiter) sweepLocked(now time.Time) {
-	for ip, b := range l.buckets {
+	for k, b := range l.buckets {
 		if now.Sub(b.last) > sweepInterval {
-			delete(l.buckets, ip)
+			delete(l.buckets, k)
 		}
 	}
 	l.lastSweep = now

@@ -9,8 +9,8 @@ import (
 func TestLimiter(t *testing.T) {
 	var l Limiter
 	t0 := time.Unix(1000, 0)
-	a := netip.MustParseAddr("192.0.2.1")
-	b := netip.MustParseAddr("192.0.2.2")
+	a := AddrKey(netip.MustParseAddr("192.0.2.1"))
+	b := AddrKey(netip.MustParseAddr("192.0.2.2"))
 	for i := 0; i < PacketsBurst; i++ {
 		if !l.Allow(a, t0) {
 			t.Fatalf("Allow(a) #%d = false, want true within burst", i)
@@ -49,12 +49,30 @@ func TestLimiterIPv6Prefix(t *testing.T) {
 	var l Limiter
 	t0 := time.Unix(1000, 0)
 	for i := 0; i < PacketsBurst; i++ {
-		l.Allow(netip.MustParseAddr("2001:db8::1"), t0)
+		l.Allow(AddrKey(netip.MustParseAddr("2001:db8::1")), t0)
 	}
-	if l.Allow(netip.MustParseAddr("2001:db8::2"), t0) {
+	if l.Allow(AddrKey(netip.MustParseAddr("2001:db8::2")), t0) {
 		t.Fatal("Allow(same /64) = true, want false")
 	}
-	if !l.Allow(netip.MustParseAddr("2001:db8:1::1"), t0) {
+	if !l.Allow(AddrKey(netip.MustParseAddr("2001:db8:1::1")), t0) {
 		t.Fatal("Allow(other /64) = false, want true")
+	}
+}
+
+func TestLimiterIdentities(t *testing.T) {
+	var l Limiter
+	t0 := time.Unix(1000, 0)
+	relayA, relayB := IdentityKey([]byte("relay:a")), IdentityKey([]byte("relay:b"))
+	for i := 0; i < PacketsBurst; i++ {
+		l.Allow(relayA, t0)
+	}
+	if l.Allow(relayA, t0) {
+		t.Fatal("Allow(relayA) past burst = true, want false")
+	}
+	if !l.Allow(relayB, t0) {
+		t.Fatal("Allow(relayB) = false, want true: identities have their own buckets")
+	}
+	if !l.Allow(AddrKey(netip.Addr{}), t0) {
+		t.Fatal("Allow(no address) = false, want true: not charged for identities")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -30,15 +31,11 @@ const childEnv = "TUNNELMESH_SPLITDNS_NETNS_CHILD"
 // names still resolve, and that Close restores the file. The host's
 // resolv.conf is checked untouched.
 func TestSystemResolver(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs the real resolv.conf path in private mount and network namespaces")
-	}
-	if _, err := exec.LookPath("getent"); err != nil {
-		t.Skip("needs getent (Debian libc-bin)")
-	}
+	testenv.NeedRoot(t, "runs the real resolv.conf path in private mount and network namespaces")
+	testenv.NeedCommand(t, "getent", "Debian libc-bin")
 	before, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
-		t.Skipf("needs an /etc/resolv.conf to mount over: %v", err)
+		testenv.Missing(t, "needs an /etc/resolv.conf to mount over: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -73,7 +70,7 @@ func TestNamespaceChild(t *testing.T) {
 	// A queries on a host whose only IPv4 address is 127.0.0.1.
 	must(t, netlink.AddrAdd(lo, &netlink.Addr{IPNet: netlink.NewIPNet(net.ParseIP("100.64.0.1"))}))
 	if !nsswitchUsesDNS(t) {
-		t.Skip("nsswitch.conf hosts line has no dns")
+		testenv.Missing(t, "needs a hosts line with dns in /etc/nsswitch.conf")
 	}
 	const original = "# original, from the test\nnameserver 127.0.0.3\noptions attempts:1\n"
 

@@ -86,7 +86,7 @@ func TestPublicAddrOnDataSocket(t *testing.T) {
 			<-readers
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventCeiling)
 	defer cancel()
 	pub, err := b.PublicAddr(ctx, srv)
 	if err != nil {

@@ -4,7 +4,7 @@ import "time"
 
 // Version is the tunnel protocol version, carried in byte 1 of every message
 // and in the Noise prologue.
-const Version = 1
+const Version = 2
 
 // Message types (byte 0).
 const (

@@ -4,9 +4,10 @@
 // (MAC1/MAC2 and cookie replies); the replay window in package replay.
 //
 // The design is WireGuard's, with a Noise IKpsk2_25519_ChaChaPoly_BLAKE2s
-// handshake run by github.com/flynn/noise. Every message is one UDP datagram.
+// handshake (package handshake, checked byte for byte against
+// github.com/flynn/noise). Every message is one UDP datagram.
 // All integers are little-endian. Byte 0 is the message type, byte 1 the
-// protocol version (Version, currently 1), bytes 2 and 3 are zero; a parser
+// protocol version (Version, currently 2), bytes 2 and 3 are zero; a parser
 // rejects any other value, so a future version fails loudly instead of being
 // misread.
 //
@@ -14,7 +15,7 @@
 //
 //	offset size field
 //	0      1    type = 1
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    sender index: the initiator's local index for this handshake
 //	8      32   Noise "e": the initiator's ephemeral X25519 public key, clear
@@ -35,7 +36,7 @@
 //
 //	offset size field
 //	0      1    type = 2
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    sender index: the responder's local index for the session
 //	8      4    receiver index: the initiation's sender index
@@ -46,14 +47,17 @@
 //	76     16   mac2 = BLAKE2s-128(key = cookie, bytes 0..75), or zeros
 //
 // Bytes 12..59 are the second Noise message "<- e, ee, se, psk". The mesh
-// pre-shared key is mixed in here (psk2), so a node with a valid key but the
-// wrong PSK fails at the initiator when it decrypts the empty payload.
+// pre-shared key is mixed in here (psk2). The Noise prologue is Prologue
+// followed by a keyed BLAKE2s tag of the PSK (package handshake), so a node
+// with a valid key but the wrong PSK already fails at the responder, which
+// cannot decrypt the initiator's static key; during a PSK rotation the
+// responder tells by the same means which of two PSKs the initiator holds.
 //
 // # Cookie reply (type 3, 64 bytes), sent instead of a response under load
 //
 //	offset size field
 //	0      1    type = 3
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    receiver index: the sender index of the message it answers
 //	8      24   nonce, random
@@ -68,7 +72,7 @@
 //
 //	offset size field
 //	0      1    type = 4
-//	1      1    version = 1
+//	1      1    version = 2
 //	2      2    reserved, zero
 //	4      4    receiver index: the receiver's local index of the session
 //	8      8    counter: the sender's 64-bit message counter, also the AEAD nonce

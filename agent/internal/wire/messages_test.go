@@ -31,7 +31,7 @@ func TestInitiationGolden(t *testing.T) {
 	copy(m.Noise[:], seq(InitiationNoiseSize, 0x10))
 	copy(m.MAC1[:], seq(MACSize, 0xa0))
 	copy(m.MAC2[:], seq(MACSize, 0xc0))
-	golden := unhex(t, `01010000 01020304`+hex.EncodeToString(seq(InitiationNoiseSize, 0x10))+
+	golden := unhex(t, `01020000 01020304`+hex.EncodeToString(seq(InitiationNoiseSize, 0x10))+
 		hex.EncodeToString(seq(16, 0xa0))+hex.EncodeToString(seq(16, 0xc0)))
 	got := m.MarshalTo(make([]byte, InitiationSize))
 	if !bytes.Equal(got, golden) {
@@ -51,7 +51,7 @@ func TestResponseGolden(t *testing.T) {
 	copy(m.Noise[:], seq(ResponseNoiseSize, 0x20))
 	copy(m.MAC1[:], seq(MACSize, 0xa0))
 	copy(m.MAC2[:], seq(MACSize, 0xc0))
-	golden := unhex(t, `02010000 44332211 88776655`+hex.EncodeToString(seq(ResponseNoiseSize, 0x20))+
+	golden := unhex(t, `02020000 44332211 88776655`+hex.EncodeToString(seq(ResponseNoiseSize, 0x20))+
 		hex.EncodeToString(seq(16, 0xa0))+hex.EncodeToString(seq(16, 0xc0)))
 	got := m.MarshalTo(make([]byte, ResponseSize))
 	if !bytes.Equal(got, golden) || len(got) != 92 {
@@ -67,7 +67,7 @@ func TestCookieReplyGolden(t *testing.T) {
 	m := CookieReply{Receiver: 7}
 	copy(m.Nonce[:], seq(CookieNonceSize, 0x30))
 	copy(m.Cookie[:], seq(32, 0x50))
-	golden := unhex(t, `03010000 07000000`+hex.EncodeToString(seq(24, 0x30))+hex.EncodeToString(seq(32, 0x50)))
+	golden := unhex(t, `03020000 07000000`+hex.EncodeToString(seq(24, 0x30))+hex.EncodeToString(seq(32, 0x50)))
 	got := m.MarshalTo(make([]byte, CookieReplySize))
 	if !bytes.Equal(got, golden) || len(got) != 64 {
 		t.Fatalf("MarshalTo = %x, want %x", got, golden)
@@ -81,7 +81,7 @@ func TestCookieReplyGolden(t *testing.T) {
 func TestTransportGolden(t *testing.T) {
 	b := make([]byte, TransportMinSize)
 	PutTransportHeader(b, 0xdeadbeef, 0x0102030405060708)
-	golden := unhex(t, `04010000 efbeadde 0807060504030201`)
+	golden := unhex(t, `04020000 efbeadde 0807060504030201`)
 	if !bytes.Equal(b[:16], golden) {
 		t.Fatalf("PutTransportHeader = %x, want %x", b[:16], golden)
 	}
@@ -100,10 +100,10 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"short prefix", []byte{1, 1}, ErrTruncated},
-		{"bad version", append([]byte{1, 2, 0, 0}, valid[4:]...), ErrBadVersion},
-		{"reserved", append([]byte{1, 1, 0, 9}, valid[4:]...), ErrReserved},
-		{"unknown type", append([]byte{9, 1, 0, 0}, valid[4:]...), ErrUnknownType},
-		{"wrong type", append([]byte{2, 1, 0, 0}, valid[4:]...), ErrUnknownType},
+		{"bad version", append([]byte{1, 1, 0, 0}, valid[4:]...), ErrBadVersion},
+		{"reserved", append([]byte{1, 2, 0, 9}, valid[4:]...), ErrReserved},
+		{"unknown type", append([]byte{9, 2, 0, 0}, valid[4:]...), ErrUnknownType},
+		{"wrong type", append([]byte{2, 2, 0, 0}, valid[4:]...), ErrUnknownType},
 		{"too short", valid[:147], ErrBadLength},
 		{"too long", append(append([]byte{}, valid...), 0), ErrBadLength},
 	}
@@ -138,7 +138,7 @@ func TestPaddedLen(t *testing.T) {
 }
 
 func TestPrologue(t *testing.T) {
-	if got, want := string(Prologue("m1")), "tunnelmesh v1 mesh=m1"; got != want {
+	if got, want := string(Prologue("m1")), "tunnelmesh v2 mesh=m1"; got != want {
 		t.Fatalf("Prologue = %q, want %q", got, want)
 	}
 }

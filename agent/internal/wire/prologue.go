@@ -6,8 +6,10 @@ import "strconv"
 const ProtocolName = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
 
 // Prologue returns the Noise prologue for meshID: the ASCII string
-// "tunnelmesh v<Version> mesh=<meshID>". Both sides must agree on it, so a
-// node of another mesh or another protocol version fails the handshake.
+// "tunnelmesh v<Version> mesh=<meshID>", to which package handshake appends
+// a keyed BLAKE2s tag of the mesh PSK. Both sides must agree on it, so a
+// node of another mesh, another protocol version or with another PSK fails
+// the handshake at the responder.
 func Prologue(meshID string) []byte {
 	return []byte("tunnelmesh v" + strconv.Itoa(Version) + " mesh=" + meshID)
 }

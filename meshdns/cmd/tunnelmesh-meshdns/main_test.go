@@ -19,15 +19,13 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
 // TestBinaryAnswersDig builds tunnelmesh-meshdns, runs it against the fake
 // registry on 127.0.0.1, and asks it with dig (Debian package dnsutils).
 func TestBinaryAnswersDig(t *testing.T) {
-	dig, err := exec.LookPath("dig")
-	if err != nil {
-		t.Skip("needs dig: apt-get install -y --no-install-recommends dnsutils (scripts/install-test-deps.sh)")
-	}
+	dig := testenv.NeedCommand(t, "dig", "Debian dnsutils; scripts/install-deps.sh installs it")
 	if testing.Short() {
 		t.Skip("builds the CoreDNS binary; skipped with -short")
 	}

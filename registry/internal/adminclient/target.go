@@ -14,22 +14,26 @@ import (
 const (
 	EnvServer     = "TUNNELMESH_REGISTRY_URL"
 	EnvAdminToken = "TUNNELMESH_ADMIN_TOKEN"
-	EnvPin        = "TUNNELMESH_REGISTRY_PIN"
+	// EnvAdminTokenFile names a file holding the admin credential.
+	EnvAdminTokenFile = "TUNNELMESH_ADMIN_TOKEN_FILE"
+	EnvPin            = "TUNNELMESH_REGISTRY_PIN"
 )
 
 // Target is what an admin command was told about the registry it talks to,
-// usually from its -config, -server, -admin-token and -pin flags. Empty (or
-// blank) fields were not given.
+// usually from its -config, -server, -admin-token, -admin-token-file and
+// -pin flags. Empty (or blank) fields were not given.
 type Target struct {
-	Config string // the registry's configuration file
-	Server string // the registry's URL
-	Token  string // the admin credential
-	Pin    string // the registry's TLS pin
+	Config    string // the registry's configuration file
+	Server    string // the registry's URL
+	Token     string // the admin credential
+	TokenFile string // a file holding the admin credential
+	Pin       string // the registry's TLS pin
 }
 
 // Client resolves the server, credential and pin, each from the Target
-// first, then the environment (EnvServer, EnvAdminToken, EnvPin), then the
-// registry's configuration (Config, or the defaults) and data directory:
+// first, then the environment (EnvServer, EnvAdminToken, then
+// EnvAdminTokenFile, EnvPin), then the registry's configuration (Config,
+// or the defaults) and data directory:
 // the server from its listen address, the credential from its admin
 // credential file, and the pin from its certificate when the server came
 // from the configuration or a configuration file was named.
@@ -50,7 +54,10 @@ func (t Target) Client() (*Client, error) {
 		}
 		server = u
 	}
-	token := firstNonBlank(t.Token, os.Getenv(EnvAdminToken))
+	token, err := t.token()
+	if err != nil {
+		return nil, err
+	}
 	if token == "" {
 		tok, err := admincred.Load(cfg.DataDir)
 		if err != nil {
@@ -68,6 +75,41 @@ func (t Target) Client() (*Client, error) {
 		pin = p
 	}
 	return New(server, token, pin), nil
+}
+
+// token returns the credential from Token, TokenFile or the environment;
+// "" when none of them gives one.
+func (t Target) token() (string, error) {
+	if strings.TrimSpace(t.Token) != "" && strings.TrimSpace(t.TokenFile) != "" {
+		return "", fmt.Errorf("--admin-token and --admin-token-file exclude each other")
+	}
+	if tok := strings.TrimSpace(t.Token); tok != "" {
+		return tok, nil
+	}
+	if f := strings.TrimSpace(t.TokenFile); f != "" {
+		return readSecretFile("--admin-token-file", f)
+	}
+	if tok := strings.TrimSpace(os.Getenv(EnvAdminToken)); tok != "" {
+		return tok, nil
+	}
+	if f := strings.TrimSpace(os.Getenv(EnvAdminTokenFile)); f != "" {
+		return readSecretFile(EnvAdminTokenFile, f)
+	}
+	return "", nil
+}
+
+// readSecretFile reads a secret (one line, surrounding white space
+// trimmed) from path, given by source; a missing or empty file is an error.
+func readSecretFile(source, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", source, path, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s %s: empty file", source, path)
+	}
+	return tok, nil
 }
 
 // firstNonBlank returns the first of s that is not empty or white space.

@@ -36,13 +36,17 @@ func registryDir(t *testing.T, listen string) (string, string, tls.Certificate) 
 }
 
 func clearEnv(t *testing.T) {
-	for _, k := range []string{EnvServer, EnvAdminToken, EnvPin} {
+	for _, k := range []string{EnvServer, EnvAdminToken, EnvAdminTokenFile, EnvPin} {
 		t.Setenv(k, "")
 	}
 }
 
 func TestTargetPrecedence(t *testing.T) {
 	cfg, cred, _ := registryDir(t, "0.0.0.0:9443")
+	fileTok := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(fileTok, []byte("  file-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		target     Target
@@ -59,6 +63,12 @@ func TestTargetPrecedence(t *testing.T) {
 			map[string]string{EnvServer: "https://env.example:1", EnvAdminToken: "env-token"}, "https://env.example:1", "env-token"},
 		{"no config file", Target{Server: "https://flag.example:2", Token: "flag-token", Pin: "sha256/AAAA"}, nil,
 			"https://flag.example:2", "flag-token"},
+		{"token file flag", Target{Config: cfg, TokenFile: fileTok},
+			map[string]string{EnvAdminToken: "env-token"}, "https://127.0.0.1:9443", "file-token"},
+		{"token file from the environment", Target{Config: cfg},
+			map[string]string{EnvAdminTokenFile: fileTok}, "https://127.0.0.1:9443", "file-token"},
+		{"token environment over token file environment", Target{Config: cfg},
+			map[string]string{EnvAdminToken: "env-token", EnvAdminTokenFile: fileTok}, "https://127.0.0.1:9443", "env-token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +122,8 @@ func TestTargetErrors(t *testing.T) {
 	empty := t.TempDir()
 	noCred := filepath.Join(empty, "nocred.yaml")
 	os.WriteFile(noCred, []byte("data_dir: \""+filepath.Join(empty, "data")+"\"\n"), 0o600)
+	noCredEmpty := filepath.Join(empty, "empty.token")
+	os.WriteFile(noCredEmpty, []byte(" \n"), 0o600)
 	tests := []struct {
 		name    string
 		target  Target
@@ -120,9 +132,16 @@ func TestTargetErrors(t *testing.T) {
 		{"missing config file", Target{Config: filepath.Join(empty, "missing.yaml")}, "missing.yaml"},
 		{"no credential", Target{Config: noCred}, "--admin-token"},
 		{"no certificate for the pin", Target{Config: noCred, Token: "tok"}, "--pin"},
+		{"token file missing", Target{Config: noCred, TokenFile: filepath.Join(empty, "none")}, "--admin-token-file " + filepath.Join(empty, "none") + ": open"},
+		{"token file empty", Target{Config: noCred, TokenFile: noCredEmpty}, "--admin-token-file " + noCredEmpty + ": empty"},
+		{"token and token file", Target{Config: noCred, Token: "tok", TokenFile: noCredEmpty}, "--admin-token and --admin-token-file exclude each other"},
+		{"token file from the environment missing", Target{Config: noCred, Pin: "sha256/AAAA"}, EnvAdminTokenFile + " " + filepath.Join(empty, "envnone") + ": open"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if strings.Contains(tt.name, "environment") {
+				t.Setenv(EnvAdminTokenFile, filepath.Join(empty, "envnone"))
+			}
 			if _, err := tt.target.Client(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("Client() error = %v, want one mentioning %q", err, tt.wantErr)
 			}

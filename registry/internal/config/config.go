@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ const (
 	DefaultJoinFailureBurst   = 10
 	DefaultRequestBodyTimeout = 30 * time.Second
 	DefaultMaxConnsPerSource  = 1024
+	// DefaultPSKRotationOverlap: see server.DefaultPSKOverlap.
+	DefaultPSKRotationOverlap = 5 * time.Minute
+	MinPSKRotationOverlap     = 30 * time.Second
+	MaxPSKRotationOverlap     = 24 * time.Hour
 )
 
 // MaxFileSize bounds the configuration file.
@@ -77,6 +82,10 @@ type Config struct {
 	TokenDefaultExpiry Duration `yaml:"token_default_expiry"`
 	// OnlineTimeout: a node not heard from for this long is offline.
 	OnlineTimeout Duration `yaml:"online_timeout"`
+	// PSKRotationOverlap: removing a node rotates the mesh PSK; for this
+	// long afterwards the previous PSK is still accepted, so nodes that
+	// have not fetched the new netmap yet keep connecting (30s to 24h).
+	PSKRotationOverlap Duration `yaml:"psk_rotation_overlap"`
 	// DNSZone is the mesh's DNS zone (node.<zone>).
 	DNSZone string `yaml:"dns_zone"`
 	// JoinFailuresPerMinute and JoinFailureBurst limit failed join attempts
@@ -91,8 +100,9 @@ type Config struct {
 	MaxConnsPerSource int `yaml:"max_conns_per_source"`
 	// PolicyFile is a policy file (registry/policy/README.md) stored as the
 	// mesh's first policy version when the data directory holds none yet;
-	// later changes go through `tunnelmesh policy apply`. Empty: no initial
-	// policy, so nodes accept nothing from each other until one is applied.
+	// later changes go through `tunnelmesh policy apply`. Empty: the
+	// built-in default policy (policy.DefaultYAML) is in force until one is
+	// applied.
 	PolicyFile string `yaml:"policy_file"`
 	// BootstrapTokenFile, when set, receives a reusable join token that
 	// never expires (mode 0600), created at start when the file does not
@@ -103,6 +113,11 @@ type Config struct {
 	// each written to its own file and carrying tags, e.g. a token tagged
 	// dns for the node that serves mesh DNS.
 	BootstrapTokens []BootstrapToken `yaml:"bootstrap_tokens"`
+	// ScrapeTokenFile, when set, receives a Prometheus scrape token for
+	// the service discovery endpoint (mode 0600), created at start when
+	// the file does not exist yet, and beside it registry.crt, the
+	// certificate Prometheus is to trust (rewritten at every start).
+	ScrapeTokenFile string `yaml:"scrape_token_file"`
 	// Relay configures the WebSocket relay the coordinator serves at
 	// /relay and the relays listed in every netmap.
 	Relay RelayConfig `yaml:"relay"`
@@ -177,6 +192,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.OnlineTimeout == 0 {
 		c.OnlineTimeout = Duration(DefaultOnlineTimeout)
+	}
+	if c.PSKRotationOverlap == 0 {
+		c.PSKRotationOverlap = Duration(DefaultPSKRotationOverlap)
 	}
 	if c.JoinFailuresPerMinute == 0 {
 		c.JoinFailuresPerMinute = DefaultJoinFailuresPerMin
@@ -285,6 +303,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.ScrapeTokenFile != "" && (files[c.ScrapeTokenFile] || filepath.Base(c.ScrapeTokenFile) == "registry.crt") {
+		return fmt.Errorf("scrape_token_file: %q is used by a bootstrap token or is registry.crt", c.ScrapeTokenFile)
+	}
 	if err := validateHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -319,6 +340,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OnlineTimeout < Duration(5*time.Second) {
 		return fmt.Errorf("online_timeout: must be at least 5s")
+	}
+	if c.PSKRotationOverlap < Duration(MinPSKRotationOverlap) || c.PSKRotationOverlap > Duration(MaxPSKRotationOverlap) {
+		return fmt.Errorf("psk_rotation_overlap: %v: must be from %v to %v", time.Duration(c.PSKRotationOverlap), MinPSKRotationOverlap, MaxPSKRotationOverlap)
 	}
 	zone := strings.TrimSuffix(strings.ToLower(c.DNSZone), ".")
 	for _, label := range strings.Split(zone, ".") {

@@ -3,6 +3,11 @@
 // the current version parsed, and the current version compiled for the
 // current nodes, which the server puts into each node's netmap. It
 // implements server.Policy.
+//
+// Until a first version is stored, the built-in default policy
+// (policy.DefaultYAML) is in force as version 0: it is compiled into every
+// node's filter and returned by Get(0), but it is not stored, so Versions
+// lists nothing. The first Put stores version 1 and replaces it.
 package policystore
 
 import (
@@ -56,7 +61,7 @@ type Store struct {
 // state is the current policy and its compiled filters; never modified
 // once published.
 type state struct {
-	cur     *policy.Version // nil: no policy
+	cur     *policy.Version // Version 0: the built-in default, not stored
 	pol     *policy.Policy
 	filters map[string]*api.Filter // by node name
 }
@@ -64,7 +69,9 @@ type state struct {
 // Open loads the store in dir (created 0700 if missing). When it holds no
 // policy and bootstrap is non-empty, bootstrap is checked (its tests run
 // against its test_nodes only) and stored as version 1: that is how a
-// coordinator config ships a default policy. keep <= 0 means DefaultKeep.
+// coordinator config ships its own first policy. When it holds no policy
+// and bootstrap is empty, the built-in default policy is in force as
+// version 0 until the first Put. keep <= 0 means DefaultKeep.
 func Open(dir string, bootstrap []byte, keep int, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,7 +83,11 @@ func Open(dir string, bootstrap []byte, keep int, log *slog.Logger) (*Store, err
 		return nil, fmt.Errorf("open policy store: %w", err)
 	}
 	s := &Store{dir: dir, keep: keep, log: log}
-	s.state.Store(&state{})
+	def, err := builtinDefault()
+	if err != nil {
+		return nil, fmt.Errorf("open policy store: %w", err)
+	}
+	s.state.Store(def)
 	versions, err := s.versions()
 	if err != nil {
 		return nil, fmt.Errorf("open policy store: %w", err)
@@ -97,27 +108,36 @@ func Open(dir string, bootstrap []byte, keep int, log *slog.Logger) (*Store, err
 		if _, err := s.Put(bootstrap, 0, time.Now()); err != nil {
 			return nil, fmt.Errorf("open policy store: initial policy: %w", err)
 		}
+	} else {
+		log.Info("no policy applied: the built-in default policy is in force (ping between nodes, DNS to nodes tagged dns)")
 	}
 	return s, nil
 }
 
-// Current returns the current version, or false when there is no policy.
-func (s *Store) Current() (policy.Version, bool) {
-	st := s.state.Load()
-	if st.cur == nil {
-		return policy.Version{}, false
+// builtinDefault is the state before the first stored version: the
+// built-in default policy as version 0, compiled for no nodes yet.
+func builtinDefault() (*state, error) {
+	pol, err := policy.Parse("built-in default policy", policy.DefaultYAML)
+	if err != nil {
+		return nil, err
 	}
-	return *st.cur, true
+	v := policy.Version{Version: 0, Policy: string(policy.DefaultYAML)}
+	return &state{cur: &v, pol: pol, filters: policy.Compile(pol, nil, 0)}, nil
 }
 
-// Get returns version v, or the current one for v == 0 (ErrNotFound when
-// there is none or v is not kept).
+// Current returns the current version and whether it is a stored one;
+// false means the built-in default policy (version 0) is in force.
+func (s *Store) Current() (policy.Version, bool) {
+	cur := *s.state.Load().cur
+	return cur, cur.Version != 0
+}
+
+// Get returns version v, or the current one for v == 0: the built-in
+// default policy as version 0 while no version is stored. ErrNotFound
+// when v is not kept.
 func (s *Store) Get(v uint64) (policy.Version, error) {
 	if v == 0 {
-		cur, ok := s.Current()
-		if !ok {
-			return policy.Version{}, fmt.Errorf("get policy: %w", ErrNotFound)
-		}
+		cur, _ := s.Current()
 		return cur, nil
 	}
 	out, err := s.read(v)
@@ -167,10 +187,7 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.state.Load()
-	var curVersion uint64
-	if st.cur != nil {
-		curVersion = st.cur.Version
-	}
+	curVersion := st.cur.Version
 	if ifVersion != 0 && ifVersion != curVersion {
 		return policy.PutResponse{}, fmt.Errorf("%w: current version is %d, not %d", ErrConflict, curVersion, ifVersion)
 	}
@@ -178,7 +195,7 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 	if err := pol.Check(s.nodes); err != nil {
 		return policy.PutResponse{}, fmt.Errorf("%w:\n%w", ErrTestsFailed, err)
 	}
-	if st.cur != nil && st.cur.Policy == string(doc) {
+	if curVersion != 0 && st.cur.Policy == string(doc) {
 		return policy.PutResponse{Version: curVersion, Changed: false, Tests: len(results)}, nil
 	}
 	v := policy.Version{Version: curVersion + 1, CreatedAt: now.UTC(), Policy: string(doc)}
@@ -204,9 +221,6 @@ func (s *Store) SetNodes(nodes []api.Node) {
 		return
 	}
 	s.key = key
-	if st.pol == nil {
-		return
-	}
 	s.state.Store(&state{cur: st.cur, pol: st.pol, filters: policy.Compile(st.pol, s.nodes, st.cur.Version)})
 }
 
@@ -222,13 +236,10 @@ func (s *Store) Nodes() []api.Node {
 // key to answer it).
 func (s *Store) Visible(self, peer *api.Node) bool { return true }
 
-// Filter returns self's compiled inbound filter, or nil when there is no
-// policy (the agent then accepts nothing new).
+// Filter returns self's compiled inbound filter under the current policy
+// (the built-in default while none is stored).
 func (s *Store) Filter(self *api.Node) *api.Filter {
 	st := s.state.Load()
-	if st.pol == nil {
-		return nil
-	}
 	if f := st.filters[api.NormalizeName(self.Name)]; f != nil {
 		return f
 	}

@@ -44,13 +44,16 @@ func TestPutGetRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.Current(); ok {
-		t.Fatal("empty store has a policy")
+	if cur, ok := s.Current(); ok || cur.Version != 0 || cur.Policy != string(policy.DefaultYAML) {
+		t.Fatalf("empty store: Current() = %+v, %v; want the built-in default as version 0", cur, ok)
 	}
-	if f := s.Filter(&api.Node{Name: "db1"}); f != nil {
-		t.Fatalf("Filter without policy = %+v, want nil", f)
+	if vs, err := s.Versions(); err != nil || len(vs) != 0 {
+		t.Fatalf("empty store: Versions() = %+v, %v; want none", vs, err)
 	}
 	s.SetNodes(nodes())
+	if f := s.Filter(&api.Node{Name: "db1"}); f == nil || f.PolicyVersion != 0 || len(f.Rules) != 1 || f.Rules[0].Name != "ping" || len(f.Rules[0].Sources) != 2 {
+		t.Fatalf("Filter(db1) without an applied policy = %+v, want the default's ping from the two others", f)
+	}
 	resp, err := s.Put([]byte(polV1), 0, t0)
 	if err != nil || resp.Version != 1 || !resp.Changed || resp.Tests != 2 {
 		t.Fatalf("Put(v1) = %+v, %v", resp, err)

@@ -22,7 +22,9 @@ type snapshot struct {
 	byID    map[string]*entry
 	order   []*entry // by name
 	online  int
-	// head is the netmap JSON up to "self": version, mesh ID and prefix.
+	// psk is the mesh PSK state the netmaps carry (and joins hand out).
+	psk api.MeshPSK
+	// head is the netmap JSON up to "self": version, mesh ID and prefix, PSK.
 	head []byte
 	// tail is the JSON of dns and relays, after "peers".
 	tail []byte
@@ -79,7 +81,11 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 	if v <= old.version {
 		return nil
 	}
-	snap, err := s.buildSnapshot(v, nodes)
+	psks, err := s.st.PSKs(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh netmap: %w", err)
+	}
+	snap, err := s.buildSnapshot(v, nodes, psks)
 	if err != nil {
 		return fmt.Errorf("refresh netmap: %w", err)
 	}
@@ -94,11 +100,12 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 	return nil
 }
 
-func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) {
+func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs) (*snapshot, error) {
 	now := s.now()
 	prev := s.hub.current()
 	snap := &snapshot{
 		version: v,
+		psk:     api.MeshPSK{Current: psks.Current},
 		byID:    make(map[string]*entry, len(nodes)),
 		order:   make([]*entry, 0, len(nodes)),
 		changed: make(chan struct{}),
@@ -157,6 +164,14 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node) (*snapshot, error) 
 	head = appendJSON(head, mesh.ID)
 	head = append(head, `,"mesh_cidr":`...)
 	head = appendJSON(head, mesh.CIDR)
+	// The previous PSK is listed while it is accepted; a netmap fetched
+	// after that no longer carries it (nodes also drop it on their own at
+	// PreviousUntil).
+	if psks.Previous != nil && now.Before(psks.PreviousUntil) {
+		snap.psk.Previous, snap.psk.PreviousUntil = psks.Previous, psks.PreviousUntil
+	}
+	head = append(head, `,"psk":`...)
+	head = appendJSON(head, &snap.psk)
 	snap.head = append(head, `,"self":`...)
 
 	tail := []byte(`,"dns":`)

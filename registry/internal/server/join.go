@@ -156,7 +156,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 		IP:         res.Node.IP,
 		MeshID:     s.set.Mesh.ID,
 		MeshCIDR:   s.set.Mesh.CIDR,
-		PSK:        s.set.Mesh.PSK,
+		PSK:        s.hub.current().psk.Current,
 		Credential: cred.String(),
 		Tags:       res.Node.Tags,
 	}, nil

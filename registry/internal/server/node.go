@@ -211,7 +211,9 @@ func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 func (s *Server) removeNode(r *http.Request, ref string) *apiError {
-	n, v, err := s.st.RemoveNode(r.Context(), ref)
+	// The removed node knows the mesh PSK: the store rotates it, keeping
+	// the old one accepted for PSKOverlap so no tunnel drops meanwhile.
+	n, v, err := s.st.RemoveNode(r.Context(), ref, s.now().Add(s.set.PSKOverlap))
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no node %.70q", ref)
 	}
@@ -221,6 +223,6 @@ func (s *Server) removeNode(r *http.Request, ref string) *apiError {
 	if err := s.refresh(r.Context(), v); err != nil {
 		return internal(err)
 	}
-	s.log.Info("node removed", "node", n.Name, "id", n.ID)
+	s.log.Info("node removed; mesh psk rotated", "node", n.Name, "id", n.ID, "previous_psk_overlap", s.set.PSKOverlap)
 	return nil
 }

@@ -41,6 +41,14 @@ const (
 	EndpointChangeBurst      = 10
 )
 
+// DefaultPSKOverlap is how long the previous mesh PSK stays accepted after
+// a rotation: long enough for every node to fetch the new netmap (a watch
+// answers within seconds; a node whose watch is reconnecting retries well
+// within a minute) and for sessions keyed before the rotation to reach
+// RejectAfterTime (3 min) on their own; short, because until it passes
+// the removed node's PSK still completes handshakes.
+const DefaultPSKOverlap = 5 * time.Minute
+
 // Settings configure a Server.
 type Settings struct {
 	Mesh       store.Mesh
@@ -53,9 +61,12 @@ type Settings struct {
 	// published (the coordinator's relay rechecks its connections). It
 	// runs with the netmap lock held: it must not call back into Server
 	// other than HasNodeKey.
-	OnRefresh             func()
-	TokenDefaultExpiry    time.Duration
-	OnlineTimeout         time.Duration
+	OnRefresh          func()
+	TokenDefaultExpiry time.Duration
+	OnlineTimeout      time.Duration
+	// PSKOverlap is how long, after a node's removal rotated the mesh PSK,
+	// the previous PSK stays accepted (DefaultPSKOverlap when zero).
+	PSKOverlap            time.Duration
 	JoinFailuresPerMinute int
 	JoinFailureBurst      int
 	// BodyTimeout bounds the time a client may take to send a request
@@ -103,6 +114,9 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 	}
 	if set.Now == nil {
 		set.Now = time.Now
+	}
+	if set.PSKOverlap <= 0 {
+		set.PSKOverlap = DefaultPSKOverlap
 	}
 	if set.Metrics == nil {
 		return nil, fmt.Errorf("new server: metrics are required")

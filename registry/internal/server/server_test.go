@@ -123,7 +123,7 @@ func TestRenderMatchesEncoding(t *testing.T) {
 		got := s.render(snap, self)
 
 		want := api.Netmap{
-			Version: snap.version, MeshID: s.set.Mesh.ID, MeshCIDR: s.set.Mesh.CIDR, Self: self.node,
+			Version: snap.version, MeshID: s.set.Mesh.ID, MeshCIDR: s.set.Mesh.CIDR, PSK: &snap.psk, Self: self.node,
 			DNS: api.DNSConfig{Zone: "mesh"}, Relays: s.set.Relays,
 		}
 		for _, e := range snap.order {
@@ -156,7 +156,7 @@ func checkRender(t *testing.T, s *Server, snap *snapshot, pol Policy) {
 	t.Helper()
 	for _, self := range snap.order {
 		want := api.Netmap{
-			Version: snap.version, MeshID: s.set.Mesh.ID, MeshCIDR: s.set.Mesh.CIDR, Self: self.node,
+			Version: snap.version, MeshID: s.set.Mesh.ID, MeshCIDR: s.set.Mesh.CIDR, PSK: &snap.psk, Self: self.node,
 			Peers: []api.Node{}, DNS: api.DNSConfig{Zone: "mesh"}, Relays: s.set.Relays,
 		}
 		for _, e := range snap.order {

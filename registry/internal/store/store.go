@@ -35,6 +35,14 @@ type Mesh struct {
 	CreatedAt time.Time
 }
 
+// PSKs are the mesh pre-shared key and, after a rotation, the previous one
+// with the time until which it is still accepted.
+type PSKs struct {
+	Current       []byte
+	Previous      []byte // nil when none
+	PreviousUntil time.Time
+}
+
 // Token is a join token without its secret.
 type Token struct {
 	ID         string
@@ -147,8 +155,13 @@ type Store interface {
 	Nodes(ctx context.Context) (uint64, []Node, error)
 	// RemoveNode deletes the node with the given ID or name; its credential
 	// stops working. Its address stays leased to its key until the range
-	// needs it. ErrNotFound for an unknown node.
-	RemoveNode(ctx context.Context, ref string) (Node, uint64, error)
+	// needs it. In the same transaction the mesh PSK is rotated, so the
+	// removed node's copy stops working: a fresh PSK becomes current and
+	// the old current one stays accepted until prevPSKUntil. ErrNotFound
+	// for an unknown node.
+	RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (Node, uint64, error)
+	// PSKs returns the mesh PSKs.
+	PSKs(ctx context.Context) (PSKs, error)
 	// SetEndpoints replaces a node's endpoints; ErrNotFound for an
 	// unknown node.
 	SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh SSH) (uint64, error)

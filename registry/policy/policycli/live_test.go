@@ -9,6 +9,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
+	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -73,8 +74,9 @@ func TestLive(t *testing.T) {
 		wantOut  string
 		wantErr  string
 	}{
-		{"get without policy", []string{"get"}, ExitFailure, "", "404"},
-		{"diff against none", []string{"diff", "-f", good, "--exit-code"}, ExitPolicy, "db1:\n  ~ policy applies (before: no policy, nothing accepted)\n  + web-db: tcp/5432 from web1\n", ""},
+		{"get without policy", []string{"get"}, ExitOK, string(policy.DefaultYAML), "the built-in default policy (version 0) is in force"},
+		{"versions without policy", []string{"versions"}, ExitOK, "VERSION", "no policy applied"},
+		{"diff against the default", []string{"diff", "-f", good, "--exit-code"}, ExitPolicy, "db1:\n  - ping: icmp from web1\n  + web-db: tcp/5432 from web1\nweb1:\n  - ping: icmp from db1\n", ""},
 		{"test live", []string{"test", "-f", good, "--live"}, ExitOK, "2 passed, 0 failed", ""},
 		{"apply failing tests", []string{"apply", "-f", liveFail}, ExitPolicy, "FAIL", "tests failed; nothing was applied"},
 		{"apply", []string{"apply", "-f", good}, ExitOK, "applied: version 1 (2 test targets passed)", ""},
@@ -99,6 +101,16 @@ func TestLive(t *testing.T) {
 	// Later flags win: a wrong credential is a 401, an operational error.
 	if code, _, errOut := run(t, append(append([]string{"get"}, reg...), "--admin-token", "nope")...); code != ExitFailure || !strings.Contains(errOut, "401") {
 		t.Fatalf("get with a bad credential = %d, %s", code, errOut)
+	}
+	// The credential from a file, so that it does not show in ps.
+	credFile := write(t, dir, "admin.token", reg[3]+"\n")
+	fileReg := []string{reg[0], reg[1], "--admin-token-file", credFile, reg[4], reg[5]}
+	if code, out, errOut := run(t, append([]string{"versions"}, fileReg...)...); code != ExitOK || !strings.Contains(out, "VERSION") {
+		t.Fatalf("versions with --admin-token-file = %d, %s %s", code, out, errOut)
+	}
+	fileReg[3] = write(t, dir, "empty.token", "")
+	if code, _, errOut := run(t, append([]string{"versions"}, fileReg...)...); code != ExitFailure || !strings.Contains(errOut, "--admin-token-file "+fileReg[3]+": empty file") {
+		t.Fatalf("versions with an empty --admin-token-file = %d, %s", code, errOut)
 	}
 	code, out, _ := run(t, "validate", "-f", got)
 	if code != ExitOK || !strings.Contains(out, "valid") {

@@ -58,8 +58,9 @@ offline:
 
 against the registry:
   apply -f FILE [--if-version N]        check, test and upload (a new version)
-  get [--version N] [-o FILE]           print the current (or an older) policy
-  versions                              list the kept versions
+  get [--version N] [-o FILE]           print the current (or an older) policy; with none
+                                        applied, the built-in default (version 0)
+  versions                              list the kept versions (none while the default is in force)
   rollback N                            make version N current again (as a new version)
   diff -f FILE [--exit-code]            compare with the registry's policy and nodes
   test -f FILE --live                   run the tests against the registry's nodes
@@ -71,7 +72,9 @@ the test_nodes of the file(s).
 registry flags:
   --config FILE       the registry's config: finds server, credential and pin
   --server URL        the registry (env TUNNELMESH_REGISTRY_URL)
-  --admin-token T     admin credential (env TUNNELMESH_ADMIN_TOKEN)
+  --admin-token T     admin credential (env TUNNELMESH_ADMIN_TOKEN); other users
+                      see flags in ps: prefer the file or the env
+  --admin-token-file F  read the admin credential from F (env TUNNELMESH_ADMIN_TOKEN_FILE)
   --pin PIN           TLS pin of the registry (env TUNNELMESH_REGISTRY_PIN)
 
 exit codes: 0 ok, 1 policy invalid/tests failed/refused/changes (diff
@@ -83,11 +86,11 @@ type cmd struct {
 	stdout, stderr io.Writer
 	prog           string
 
-	file, old, nodesFile, out string
-	version, ifVersion        uint64
-	live, exitCode            bool
-	config, server, token     string
-	pin                       string
+	file, old, nodesFile, out        string
+	version, ifVersion               uint64
+	live, exitCode                   bool
+	config, server, token, tokenFile string
+	pin                              string
 }
 
 // Run runs a policy command; args exclude "policy". prog prefixes the
@@ -135,7 +138,8 @@ func Run(ctx context.Context, prog string, args []string, stdout, stderr io.Writ
 	}
 	fs.StringVar(&c.config, "config", "", "the registry's configuration file")
 	fs.StringVar(&c.server, "server", "", "registry URL")
-	fs.StringVar(&c.token, "admin-token", "", "admin credential")
+	fs.StringVar(&c.token, "admin-token", "", "admin credential (default: $"+adminclient.EnvAdminToken+", else the file $"+adminclient.EnvAdminTokenFile+" names, else from the data directory); other users see it in ps, prefer --admin-token-file")
+	fs.StringVar(&c.tokenFile, "admin-token-file", "", "read the admin credential from this file")
 	fs.StringVar(&c.pin, "pin", "", "TLS pin of the registry")
 	// Flags may come before and after the arguments.
 	var pos []string
@@ -327,7 +331,11 @@ func (c *cmd) diff() int {
 		case err != nil:
 			return c.fail("policy diff", err)
 		default:
-			if oldPol, err = policy.Parse(fmt.Sprintf("registry policy version %d", cur.Version), []byte(cur.Policy)); err != nil {
+			name := fmt.Sprintf("registry policy version %d", cur.Version)
+			if cur.Version == 0 {
+				name = "the built-in default policy"
+			}
+			if oldPol, err = policy.Parse(name, []byte(cur.Policy)); err != nil {
 				return c.fail("policy diff", err)
 			}
 		}
@@ -399,6 +407,9 @@ func (c *cmd) get() int {
 		fmt.Fprintf(c.stderr, "policy version %d written to %s\n", v.Version, c.out)
 		return ExitOK
 	}
+	if v.Version == 0 {
+		fmt.Fprintln(c.stderr, noPolicyApplied)
+	}
 	fmt.Fprint(c.stdout, v.Policy)
 	return ExitOK
 }
@@ -418,8 +429,15 @@ func (c *cmd) versions() int {
 		fmt.Fprintf(tw, "%d\t%s\t%d\n", v.Version, v.CreatedAt.Local().Format(time.DateTime), v.Bytes)
 	}
 	tw.Flush()
+	if len(vs) == 0 {
+		fmt.Fprintln(c.stderr, noPolicyApplied)
+	}
 	return ExitOK
 }
+
+// noPolicyApplied is what get and versions say while the registry stores
+// no policy version.
+const noPolicyApplied = "no policy applied: the built-in default policy (version 0) is in force; tunnelmesh policy apply replaces it"
 
 func (c *cmd) rollback(version uint64) int {
 	ac, err := c.client()
@@ -494,5 +512,5 @@ func testNodes(pols ...*policy.Policy) []api.Node {
 
 // client resolves the registry, credential and pin (adminclient.Target).
 func (c *cmd) client() (*adminclient.Client, error) {
-	return adminclient.Target{Config: c.config, Server: c.server, Token: c.token, Pin: c.pin}.Client()
+	return adminclient.Target{Config: c.config, Server: c.server, Token: c.token, TokenFile: c.tokenFile, Pin: c.pin}.Client()
 }

@@ -31,7 +31,7 @@ func TestExchangeAndClose(t *testing.T) {
 		select {
 		case s := <-got:
 			seen[s] = true
-		case <-time.After(5 * time.Second):
+		case <-time.After(time.Minute):
 			t.Fatalf("timeout; got %v", seen)
 		}
 	}

@@ -53,6 +53,10 @@ var migrations = []string{
 	// 3: the login user and packet port of a node's OpenSSH endpoint.
 	`ALTER TABLE nodes ADD COLUMN ssh_user TEXT NOT NULL DEFAULT '';
 	ALTER TABLE nodes ADD COLUMN ssh_packet_port INTEGER NOT NULL DEFAULT 0;`,
+	// 4: the mesh PSK before the last rotation and until when it is
+	// still accepted (unix ns; 0: none).
+	`ALTER TABLE mesh ADD COLUMN prev_psk BLOB;
+	ALTER TABLE mesh ADD COLUMN prev_psk_until INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to the latest version.

@@ -565,7 +565,7 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 }
 
 // RemoveNode implements store.Store.
-func (s *Store) RemoveNode(ctx context.Context, ref string) (store.Node, uint64, error) {
+func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (store.Node, uint64, error) {
 	var n *store.Node
 	var v uint64
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -589,6 +589,14 @@ func (s *Store) RemoveNode(ctx context.Context, ref string) (store.Node, uint64,
 		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, n.ID); err != nil {
 			return err
 		}
+		psk := make([]byte, api.PSKSize)
+		if _, err := rand.Read(psk); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE mesh SET prev_psk = psk, prev_psk_until = ?, psk = ? WHERE id = 1`,
+			prevPSKUntil.UnixNano(), psk); err != nil {
+			return err
+		}
 		v, err = bumpLocked(ctx, tx)
 		return err
 	})
@@ -596,6 +604,22 @@ func (s *Store) RemoveNode(ctx context.Context, ref string) (store.Node, uint64,
 		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
 	}
 	return *n, v, nil
+}
+
+// PSKs implements store.Store.
+func (s *Store) PSKs(ctx context.Context) (store.PSKs, error) {
+	var p store.PSKs
+	var until int64
+	err := s.db.QueryRowContext(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(&p.Current, &p.Previous, &until)
+	if err != nil {
+		return store.PSKs{}, fmt.Errorf("read psks: %w", err)
+	}
+	if len(p.Previous) == 0 {
+		p.Previous = nil
+	} else {
+		p.PreviousUntil = time.Unix(0, until).UTC()
+	}
+	return p, nil
 }
 
 // SetEndpoints implements store.Store.

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -153,7 +154,7 @@ func TestJoinAllocation(t *testing.T) {
 		t.Fatalf("uses = %d, want 7 (failed joins do not count)", toks[0].Uses)
 	}
 	// Remove n4: its address stays leased to its key until needed.
-	if _, _, err := s.RemoveNode(ctx, "n4"); err != nil {
+	if _, _, err := s.RemoveNode(ctx, "n4", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	res, err = join(s, id, h, "n4", keys[4])
@@ -161,14 +162,14 @@ func TestJoinAllocation(t *testing.T) {
 		t.Fatalf("rejoin after removal = %v, %v; want 10.1.0.5", res.Node.IP, err)
 	}
 	// By ID (names never have an ID's form, so the two do not mix).
-	if _, _, err := s.RemoveNode(ctx, testID("n5")); err != nil {
+	if _, _, err := s.RemoveNode(ctx, testID("n5"), now.Add(time.Minute)); err != nil {
 		t.Fatalf("remove by ID: %v", err)
 	}
 	res, err = join(s, id, h, "newcomer", key(t))
 	if err != nil || res.Node.IP.String() != "10.1.0.6" {
 		t.Fatalf("newcomer in a full range with a removed node = %v, %v; want the removed node's 10.1.0.6", res.Node.IP, err)
 	}
-	if _, _, err := s.RemoveNode(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := s.RemoveNode(ctx, "nobody", now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("remove unknown = %v, want ErrNotFound", err)
 	}
 }
@@ -255,4 +256,37 @@ func TestTokenRules(t *testing.T) {
 func testID(name string) string {
 	h := sha256.Sum256([]byte(name))
 	return "n" + hex.EncodeToString(h[:10])
+}
+
+// TestRemoveNodeRotatesPSK: removal stores a fresh PSK and keeps the old
+// one as previous with its expiry; a failed removal rotates nothing.
+func TestRemoveNodeRotatesPSK(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), FileName))
+	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.PSKs(ctx)
+	if err != nil || !bytes.Equal(p.Current, m.PSK) || p.Previous != nil || !p.PreviousUntil.IsZero() {
+		t.Fatalf("PSKs before any removal = %+v, %v; want the mesh PSK alone", p, err)
+	}
+	id, h := token(t, s, true)
+	if _, err := join(s, id, h, "n0", key(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RemoveNode(ctx, "nobody", now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if p2, _ := s.PSKs(ctx); !bytes.Equal(p2.Current, m.PSK) || p2.Previous != nil {
+		t.Fatalf("failed removal rotated the PSK: %+v", p2)
+	}
+	until := now.Add(5 * time.Minute)
+	if _, _, err := s.RemoveNode(ctx, "n0", until); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.PSKs(ctx)
+	if err != nil || len(p.Current) != 32 || bytes.Equal(p.Current, m.PSK) || !bytes.Equal(p.Previous, m.PSK) || !p.PreviousUntil.Equal(until) {
+		t.Fatalf("PSKs after removal = %+v, %v; want a fresh current, the old as previous until %v", p, err, until)
+	}
 }

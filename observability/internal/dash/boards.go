@@ -1,0 +1,251 @@
+package dash
+
+// The PromQL below uses only metrics the components export (the catalogue
+// in README.md, checked by TestMetricNamesExist) and the target labels the
+// registry's service discovery gives every target: node, service, mesh_id
+// and tags. $node, $peer and $__rate_interval are Grafana variables.
+
+const rate = "[$__rate_interval]"
+
+var nodeVar = variable{name: "node", label: "Node", query: "label_values(tunnelmesh_agent_peers, node)", multi: true}
+
+var peerVar = variable{name: "peer", label: "Peer", query: `label_values(tunnelmesh_agent_peer_path{node=~"$node"}, peer)`, multi: true}
+
+func boards() []board {
+	return []board{overview(), nodeDetail(), peerPaths(), relay(), registry(), dns(), filter()}
+}
+
+func overview() board {
+	return board{
+		file: "mesh-overview", uid: "tunnelmesh-overview", title: "TunnelMesh / Mesh overview",
+		desc: "The whole mesh: nodes, the transport of every peer path, traffic, drops and round trip times.",
+		rows: []row{
+			{title: "Nodes", panels: []panel{
+				st("Registered nodes", "none", "Nodes in the registry.", q("sum(tunnelmesh_registry_nodes)", "")),
+				st("Online nodes", "none", "Nodes heard from within the registry's online timeout.", q("sum(tunnelmesh_registry_nodes_online)", "")),
+				st("Agents scraped up", "none", "Agents whose /metrics answered the last scrape.", q(`sum(up{service="agent"})`, "")),
+				st("Agents down", "none", "Agents discovered through the registry whose /metrics did not answer.", q(`count(up{service="agent"} == 0) or vector(0)`, "")),
+				ts("Agents up by node", "none", "1 when the node's agent answered the last scrape.", q(`up{service="agent"}`, "{{node}}")),
+				ts("Netmap version: registry and nodes", "none", "A node below the registry's line has not applied the newest netmap.",
+					q("max(tunnelmesh_registry_netmap_version)", "registry"),
+					q("tunnelmesh_agent_netmap_version", "{{node}}")),
+			}},
+			{title: "Paths", panels: []panel{
+				ts("Peer paths by kind", "none", "Peer paths over each transport (udp, ssh, relay), summed over every node.",
+					q("sum by (transport) (tunnelmesh_agent_peer_path)", "{{transport}}")),
+				ts("Peer paths on the relay by node", "none", "Peers each node reaches only through a relay.",
+					q(`sum by (node) (tunnelmesh_agent_peer_path{transport="relay"})`, "{{node}}")),
+			}},
+			{title: "Traffic", panels: []panel{
+				ts("Mesh traffic", "Bps", "Transport bytes per second, all nodes (wire size).",
+					q("sum(rate(tunnelmesh_agent_rx_bytes_total"+rate+"))", "received"),
+					q("sum(rate(tunnelmesh_agent_tx_bytes_total"+rate+"))", "sent")),
+				ts("Traffic by node", "Bps", "Transport bytes per second received and sent by each node.",
+					q("sum by (node) (rate(tunnelmesh_agent_rx_bytes_total"+rate+"))", "{{node}} rx"),
+					q("sum by (node) (rate(tunnelmesh_agent_tx_bytes_total"+rate+"))", "{{node}} tx")),
+				ts("Data plane drops by reason", "pps", "Packets dropped by the agents' data plane, by reason (filter_* reasons come from the packet filter).",
+					q("sum by (reason) (rate(tunnelmesh_agent_drops_total"+rate+")) > 0", "{{reason}}")),
+				ts("Handshakes", "ops", "Sessions established and initiations sent per second, all nodes.",
+					q("sum(rate(tunnelmesh_agent_handshakes_total"+rate+"))", "completed"),
+					q("sum(rate(tunnelmesh_agent_handshake_initiations_total"+rate+"))", "initiated")),
+			}},
+			{title: "Latency", panels: []panel{
+				hmGauge("Peer round trip times", "s", "Distribution of the last measured tunnel round trip time of every peer path in the mesh (a gauge per peer, bucketed by Grafana).",
+					q("tunnelmesh_agent_peer_rtt_seconds", "{{node}} → {{peer}}")),
+				ts("Slowest peer paths", "s", "The ten highest round trip times in the mesh.",
+					q("topk(10, tunnelmesh_agent_peer_rtt_seconds)", "{{node}} → {{peer}}")),
+			}},
+		},
+	}
+}
+
+func nodeDetail() board {
+	sel := `{node=~"$node"}`
+	return board{
+		file: "node-detail", uid: "tunnelmesh-node", title: "TunnelMesh / Node detail",
+		desc: "One node's agent: peers, traffic, drops, handshakes, netmap and process.",
+		vars: []variable{nodeVar},
+		rows: []row{
+			{title: "Data plane", panels: []panel{
+				ts("Peers", "none", "Peers in the node's data plane configuration.", q("tunnelmesh_agent_peers"+sel, "{{node}}")),
+				ts("Paths by kind", "none", "The node's peers by the transport that carries their packets now.",
+					q(`sum by (node, transport) (tunnelmesh_agent_peer_path`+sel+`)`, "{{node}} {{transport}}")),
+				ts("Traffic", "Bps", "Transport bytes per second (wire size).",
+					q("rate(tunnelmesh_agent_rx_bytes_total"+sel+rate+")", "{{node}} rx"),
+					q("rate(tunnelmesh_agent_tx_bytes_total"+sel+rate+")", "{{node}} tx")),
+				ts("Packets", "pps", "Transport packets per second.",
+					q("rate(tunnelmesh_agent_rx_packets_total"+sel+rate+")", "{{node}} rx"),
+					q("rate(tunnelmesh_agent_tx_packets_total"+sel+rate+")", "{{node}} tx")),
+				ts("Drops by reason", "pps", "Packets dropped by the data plane, by reason.",
+					q("rate(tunnelmesh_agent_drops_total"+sel+rate+") > 0", "{{node}} {{reason}}")),
+				ts("Handshakes", "ops", "Sessions established and initiations sent per second.",
+					q("rate(tunnelmesh_agent_handshakes_total"+sel+rate+")", "{{node}} completed"),
+					q("rate(tunnelmesh_agent_handshake_initiations_total"+sel+rate+")", "{{node}} initiated")),
+			}},
+			{title: "Control", panels: []panel{
+				ts("Netmap version", "none", "Version of the netmap the node runs, next to the registry's.",
+					q("tunnelmesh_agent_netmap_version"+sel, "{{node}}"),
+					q("max(tunnelmesh_registry_netmap_version)", "registry")),
+				ts("Reconfigurations", "ops", "Netmaps applied to the data plane and refused by it, per second.",
+					q("rate(tunnelmesh_agent_reconfigs_total"+sel+rate+")", "{{node}} applied"),
+					q("rate(tunnelmesh_agent_reconfig_errors_total"+sel+rate+")", "{{node}} refused")),
+				ts("Registry errors", "ops", "Failed calls to the registry per second.",
+					q("rate(tunnelmesh_agent_registry_errors_total"+sel+rate+")", "{{node}}")),
+				ts("Scrape up", "none", "1 when the node's agent answered the last scrape.", q(`up{service="agent",node=~"$node"}`, "{{node}}")),
+			}},
+			{title: "Process", panels: []panel{
+				ts("CPU", "percentunit", "CPU time used by the agent process.",
+					q(`rate(process_cpu_seconds_total{service="agent",node=~"$node"}`+rate+")", "{{node}}")),
+				ts("Memory", "bytes", "Resident memory of the agent process.",
+					q(`process_resident_memory_bytes{service="agent",node=~"$node"}`, "{{node}}")),
+				ts("Goroutines", "none", "Goroutines of the agent process.",
+					q(`go_goroutines{service="agent",node=~"$node"}`, "{{node}}")),
+				ts("Open file descriptors", "none", "File descriptors the agent process holds.",
+					q(`process_open_fds{service="agent",node=~"$node"}`, "{{node}}")),
+			}},
+		},
+	}
+}
+
+func peerPaths() board {
+	sel := `{node=~"$node",peer=~"$peer"}`
+	return board{
+		file: "peer-paths", uid: "tunnelmesh-peers", title: "TunnelMesh / Peer paths",
+		desc: "Every node-to-peer path: its transport, traffic, round trip time and handshake age.",
+		vars: []variable{nodeVar, peerVar},
+		rows: []row{
+			{title: "Paths", panels: []panel{
+				tbl("Current paths", "The transport and path of each peer as `tunnelmesh status` shows it.",
+					q("tunnelmesh_agent_peer_path"+sel+" == 1", "")),
+				ts("Path transport over time", "none", "The transport carrying each peer path (1 while in use).",
+					q("tunnelmesh_agent_peer_path"+sel, "{{node}} → {{peer}} {{transport}}")),
+				ts("Round trip time", "s", "Last measured round trip time through the tunnel.",
+					q("tunnelmesh_agent_peer_rtt_seconds"+sel, "{{node}} → {{peer}}")),
+				ts("Time since last handshake", "s", "Seconds since the last completed handshake with the peer (sessions rekey every two minutes while in use).",
+					q("time() - tunnelmesh_agent_peer_last_handshake_timestamp_seconds"+sel, "{{node}} → {{peer}}")),
+			}},
+			{title: "Traffic", panels: []panel{
+				ts("Bytes", "Bps", "Bytes per second to and from the peer.",
+					q("rate(tunnelmesh_agent_peer_rx_bytes_total"+sel+rate+")", "{{node}} ← {{peer}}"),
+					q("rate(tunnelmesh_agent_peer_tx_bytes_total"+sel+rate+")", "{{node}} → {{peer}}")),
+				ts("Packets", "pps", "Packets per second to and from the peer.",
+					q("rate(tunnelmesh_agent_peer_rx_packets_total"+sel+rate+")", "{{node}} ← {{peer}}"),
+					q("rate(tunnelmesh_agent_peer_tx_packets_total"+sel+rate+")", "{{node}} → {{peer}}")),
+			}},
+		},
+	}
+}
+
+func relay() board {
+	return board{
+		file: "relay", uid: "tunnelmesh-relay", title: "TunnelMesh / Relay",
+		desc: "WebSocket relays (the coordinator's and standalone ones): connections, forwarding, drops, and who depends on them.",
+		rows: []row{
+			{title: "Relay", panels: []panel{
+				ts("Connected nodes", "none", "Nodes connected to each relay.", q("tunnelmesh_relay_connections", "{{instance}}")),
+				ts("Connection handshakes by result", "ops", "Relay connection handshakes per second, by result.",
+					q("sum by (instance, result) (rate(tunnelmesh_relay_handshakes_total"+rate+")) > 0", "{{instance}} {{result}}")),
+				ts("Forwarded frames", "pps", "Frames written to their destination node per second.",
+					q("rate(tunnelmesh_relay_frames_forwarded_total"+rate+")", "{{instance}}")),
+				ts("Forwarded bytes", "Bps", "Payload bytes written to their destination node per second.",
+					q("rate(tunnelmesh_relay_bytes_forwarded_total"+rate+")", "{{instance}}")),
+				ts("Drops by reason", "pps", "Frames the relay dropped per second, by reason.",
+					q("sum by (instance, reason) (rate(tunnelmesh_relay_drops_total"+rate+")) > 0", "{{instance}} {{reason}}")),
+				ts("Peer paths on a relay", "none", "Peer paths the agents report as carried by a relay, by node.",
+					q(`sum by (node) (tunnelmesh_agent_peer_path{transport="relay"})`, "{{node}}")),
+			}},
+		},
+	}
+}
+
+func registry() board {
+	return board{
+		file: "registry", uid: "tunnelmesh-registry", title: "TunnelMesh / Registry",
+		desc: "The coordinator's control plane: nodes, joins, netmap watchers, API latency, authentication failures, STUN.",
+		rows: []row{
+			{title: "Nodes and joins", panels: []panel{
+				st("Registered nodes", "none", "Nodes in the registry.", q("sum(tunnelmesh_registry_nodes)", "")),
+				st("Online nodes", "none", "Nodes heard from within the online timeout.", q("sum(tunnelmesh_registry_nodes_online)", "")),
+				st("Netmap watchers", "none", "Netmap long-poll requests waiting now.", q("sum(tunnelmesh_registry_watchers)", "")),
+				st("Netmap version", "none", "The mesh's netmap change counter.", q("max(tunnelmesh_registry_netmap_version)", "")),
+				ts("Nodes", "none", "Registered and online nodes.",
+					q("tunnelmesh_registry_nodes", "registered"),
+					q("tunnelmesh_registry_nodes_online", "online")),
+				ts("Joins by result", "ops", "Join attempts per second, by result.",
+					q("sum by (result) (rate(tunnelmesh_registry_joins_total"+rate+")) > 0", "{{result}}")),
+				ts("Netmap watchers", "none", "Netmap long-poll requests waiting (one per watching node and meshdns).",
+					q("tunnelmesh_registry_watchers", "{{instance}}")),
+				ts("Authentication failures", "ops", "Refused node or admin authentications per second, by kind.",
+					q("sum by (kind) (rate(tunnelmesh_registry_auth_failures_total"+rate+")) > 0", "{{kind}}")),
+			}},
+			{title: "API", panels: []panel{
+				ts("Requests by route", "reqps", "API requests per second by route and status code.",
+					q("sum by (route, code) (rate(tunnelmesh_registry_request_duration_seconds_count"+rate+"))", "{{route}} {{code}}")),
+				ts("Latency p99 by route (watches excluded)", "s", "99th percentile of request latency; netmap watches are left out because they include their long-poll wait.",
+					q(`histogram_quantile(0.99, sum by (route, le) (rate(tunnelmesh_registry_request_duration_seconds_bucket{route!="netmap"}`+rate+")))", "{{route}}")),
+				hm("Join latency", "s", "Distribution of join request latency.",
+					q(`sum by (le) (rate(tunnelmesh_registry_request_duration_seconds_bucket{route="join"}`+rate+"))", "{{le}}")),
+				hm("Netmap watch duration", "s", "How long netmap watches were held before the registry answered: short ones answer a change (fan-out), the long tail is the idle long-poll timeout.",
+					q(`sum by (le) (rate(tunnelmesh_registry_request_duration_seconds_bucket{route="netmap"}`+rate+"))", "{{le}}")),
+				ts("STUN requests by result", "pps", "STUN packets per second, by result.",
+					q("sum by (result) (rate(tunnelmesh_registry_stun_requests_total"+rate+"))", "{{result}}")),
+				ts("Scrape up", "none", "1 when the registry answered the last scrape.", q(`up{service="registry"}`, "{{instance}}")),
+			}},
+			{title: "Expiry", panels: []panel{
+				st("TLS certificate expires in", "s", "Time left on the registry's TLS certificate.",
+					q("min(tunnelmesh_registry_tls_cert_expiry_timestamp_seconds) - time()", "")),
+				st("First scrape token expiry", "s", "Time left on the scrape token that expires first (none: no token expires).",
+					q("min(tunnelmesh_registry_scrape_token_expiry_timestamp_seconds) - time()", "")),
+				tbl("Expiring scrape tokens", "Seconds left on each scrape token that has an expiry.",
+					q("tunnelmesh_registry_scrape_token_expiry_timestamp_seconds - time()", "")),
+			}},
+		},
+	}
+}
+
+func dns() board {
+	return board{
+		file: "dns", uid: "tunnelmesh-dns", title: "TunnelMesh / DNS",
+		desc: "Mesh DNS servers (the meshdns CoreDNS plugin): queries by result, the netmap they answer from, their registry connection.",
+		rows: []row{
+			{title: "meshdns", panels: []panel{
+				ts("Queries by result", "reqps", "Queries for mesh names per second, by result (answer, nodata, nxdomain, fallthrough, no_netmap).",
+					q("sum by (node, result) (rate(tunnelmesh_meshdns_queries_total"+rate+"))", "{{node}} {{result}}")),
+				ts("Names in the netmap", "none", "Nodes with a name in the netmap each server answers from.",
+					q("tunnelmesh_meshdns_netmap_nodes", "{{node}} {{origin}}")),
+				ts("Netmap version", "none", "Version of the netmap each server answers from, next to the registry's.",
+					q("tunnelmesh_meshdns_netmap_version", "{{node}} {{origin}}"),
+					q("max(tunnelmesh_registry_netmap_version)", "registry")),
+				ts("Registry reachable", "none", "1 when the server's last netmap watch succeeded.",
+					q("tunnelmesh_meshdns_registry_reachable", "{{node}} {{origin}}")),
+				ts("Netmap updates", "ops", "Netmaps received from the registry per second.",
+					q("rate(tunnelmesh_meshdns_netmap_updates_total"+rate+")", "{{node}} {{origin}}")),
+				ts("Registry errors", "ops", "Failed netmap watch requests per second.",
+					q("rate(tunnelmesh_meshdns_registry_errors_total"+rate+")", "{{node}} {{origin}}")),
+			}},
+		},
+	}
+}
+
+func filter() board {
+	sel := `{node=~"$node"}`
+	return board{
+		file: "filter", uid: "tunnelmesh-filter", title: "TunnelMesh / Packet filter",
+		desc: "Each node's inbound packet filter: drops by reason, accepts by policy rule, connection table, policy version.",
+		vars: []variable{nodeVar},
+		rows: []row{
+			{title: "Filter", panels: []panel{
+				ts("Drops by reason", "pps", "Packets refused by the filter per second, by reason (no_rule: default deny; malformed, ipv6, fragment).",
+					q(`sum by (node, reason) (rate(tunnelmesh_agent_drops_total{node=~"$node",reason=~"filter_.+"}`+rate+")) > 0", "{{node}} {{reason}}")),
+				ts("Accepts by rule", "pps", "New packets from the mesh accepted per second, by policy rule.",
+					q("sum by (node, rule) (rate(tunnelmesh_agent_filter_accepts_total"+sel+rate+")) > 0", "{{node}} {{rule}}")),
+				ts("Tracked flows", "none", "Flows in the filter's connection table.",
+					q("tunnelmesh_agent_filter_flows"+sel, "{{node}}")),
+				ts("Policy version", "none", "Version of the policy each node's filter enforces (0: no policy, nothing new accepted).",
+					q("tunnelmesh_agent_filter_policy_version"+sel, "{{node}}")),
+				tbl("Accepts by rule (total)", "Packets accepted by each rule since the agent started.",
+					q("sum by (node, rule) (tunnelmesh_agent_filter_accepts_total"+sel+")", "")),
+			}},
+		},
+	}
+}

@@ -1,0 +1,145 @@
+package promrun
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/observability/internal/catalog"
+	"github.com/tunnelmesh/tunnelmesh/observability/internal/dash"
+	"github.com/tunnelmesh/tunnelmesh/observability/internal/rules"
+)
+
+// EnvLive names the Prometheus that TestLiveMesh checks: the compose
+// monitoring profile's (http://127.0.0.1:9090), scraping a real mesh.
+const EnvLive = "TUNNELMESH_PROMETHEUS_URL"
+
+// lazyMetrics are vectors that have no series until their first event
+// (no label values are created in advance): a live mesh with no DNS query,
+// no registry error and no refused authentication does not export them.
+var lazyMetrics = map[string]string{
+	"tunnelmesh_meshdns_queries_total":         "the first query for a mesh name",
+	"tunnelmesh_meshdns_registry_errors_total": "the first failed netmap watch",
+	"tunnelmesh_registry_auth_failures_total":  "the first refused authentication",
+	"tunnelmesh_registry_stun_requests_total":  "the first STUN packet",
+	"tunnelmesh_agent_filter_accepts_total":    "the first packet a rule accepts",
+}
+
+// TestLiveMesh checks a real mesh through its Prometheus: every target the
+// registry lists is up within 60 s, every alert rule is loaded and
+// healthy, every dashboard query evaluates, and every metric a panel or
+// alert uses has series scraped from the real components (except the few
+// that appear only after their first event). It runs when EnvLive is set.
+func TestLiveMesh(t *testing.T) {
+	base := strings.TrimSuffix(os.Getenv(EnvLive), "/")
+	if base == "" {
+		t.Skip(EnvLive + " not set: start the compose monitoring profile and point it at its Prometheus")
+	}
+	waitFor(t, 60*time.Second, "every discovered target up", func() (bool, string) {
+		ts := activeTargets(t, base)
+		var state []string
+		up := 0
+		for _, tg := range ts {
+			if tg.Health == "up" {
+				up++
+			}
+			state = append(state, fmt.Sprintf("%s %s %s %s", tg.Labels["job"], tg.ScrapeURL, tg.Health, tg.LastError))
+		}
+		return len(ts) > 0 && up == len(ts), strings.Join(state, "\n")
+	})
+	services := map[string]int{}
+	for _, tg := range activeTargets(t, base) {
+		services[tg.Labels["service"]]++
+	}
+	for _, s := range []string{"agent", "registry"} {
+		if services[s] == 0 {
+			t.Errorf("no %s target discovered; got %v", s, services)
+		}
+	}
+	t.Logf("targets up: %v", services)
+
+	rf, err := rules.Load("../../alerts/tunnelmesh.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd struct {
+		Groups []struct {
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := api(t, base, "/api/v1/rules", nil, &rd); err != nil {
+		t.Fatal(err)
+	}
+	loaded := map[string]bool{}
+	for _, g := range rd.Groups {
+		for _, r := range g.Rules {
+			loaded[r.Name] = true
+			if r.Health == "err" {
+				t.Errorf("rule %s: %s", r.Name, r.LastError)
+			}
+		}
+	}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if !loaded[r.Alert] {
+				t.Errorf("alert %s is not loaded in %s", r.Alert, base)
+			}
+		}
+	}
+
+	var have []string
+	if err := api(t, base, "/api/v1/label/__name__/values", nil, &have); err != nil {
+		t.Fatal(err)
+	}
+	haveSet := map[string]bool{}
+	for _, n := range have {
+		haveSet[n] = true
+	}
+	checkNames := func(where, promql string) {
+		for _, n := range catalog.Names(promql) {
+			if !haveSet[n] && lazyMetrics[n] == "" {
+				t.Errorf("%s: %s has no series in the live mesh", where, n)
+			}
+		}
+	}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			checkNames("alert "+r.Alert, r.Expr)
+		}
+	}
+	paths, _ := filepath.Glob("../../" + dash.DashboardsDir + "/*.json")
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exprs, err := dash.Expressions(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range exprs {
+			where := filepath.Base(p) + ": " + e.Panel
+			checkNames(where, e.PromQL)
+			if e.Variable {
+				checkVariable(t, base, filepath.Base(p), e)
+				continue
+			}
+			if err := api(t, base, "/api/v1/query", url.Values{"query": {dash.Concrete(e.PromQL)}}, nil); err != nil {
+				t.Errorf("%s: %q: %v", where, e.PromQL, err)
+			}
+		}
+	}
+	for n, first := range lazyMetrics {
+		if !haveSet[n] {
+			t.Logf("%s not exported yet (appears with %s)", n, first)
+		}
+	}
+}
