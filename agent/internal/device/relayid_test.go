@@ -31,7 +31,7 @@ func (e *relayEndpoint) Ready() bool         { return true }
 
 // capturingBind records what is sent to relayEndpoints.
 type capturingBind struct {
-	conn.Bind
+	Bind
 	mu   sync.Mutex
 	sent map[*relayEndpoint][][]byte
 }
@@ -114,7 +114,7 @@ func TestRelayedFloodDoesNotStarveOtherRelayedPeers(t *testing.T) {
 	tm.alwaysUnderLoad = true
 	m := newMeshStopped(t, 3, tm)
 	var cb *capturingBind
-	m.bindWrap = func(i int, b conn.Bind) conn.Bind {
+	m.bindWrap = func(i int, b Bind) Bind {
 		if i != 0 {
 			return b
 		}
