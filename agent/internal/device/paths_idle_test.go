@@ -29,19 +29,21 @@ func relayAddr(i int) netip.AddrPort {
 
 // relayEP is the relay path to node i.
 type relayEP struct {
-	i  int
-	ap netip.AddrPort
+	i   int
+	ap  netip.AddrPort
+	key nodekey.PublicKey
 }
 
-func (e *relayEP) ClearSrc()           {}
-func (e *relayEP) SrcToString() string { return "" }
-func (e *relayEP) DstToString() string { return fmt.Sprintf("relay:%d", e.i) }
-func (e *relayEP) DstToBytes() []byte  { return []byte(e.DstToString()) }
-func (e *relayEP) DstIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEP) SrcIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEP) PathKind() PathKind  { return PathRelay }
-func (e *relayEP) Path() string        { return "relay fake" }
-func (e *relayEP) Ready() bool         { return true }
+func (e *relayEP) ClearSrc()              {}
+func (e *relayEP) SrcToString() string    { return "" }
+func (e *relayEP) DstToString() string    { return fmt.Sprintf("relay:%d", e.i) }
+func (e *relayEP) DstToBytes() []byte     { return []byte(e.DstToString()) }
+func (e *relayEP) DstIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEP) SrcIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEP) PathKind() PathKind     { return PathRelay }
+func (e *relayEP) Path() string           { return "relay fake" }
+func (e *relayEP) Ready() bool            { return true }
+func (e *relayEP) Key() nodekey.PublicKey { return e.key }
 
 type relayBind struct {
 	Bind  // UDP
@@ -57,6 +59,7 @@ func (f *fakeRelay) wrap(i int, udp Bind) Bind {
 		rb.eps[relayAddr(j)] = &relayEP{i: j, ap: relayAddr(j)}
 	}
 	for j, nd := range f.m.nodes {
+		rb.eps[relayAddr(j)].key = nd.key.Public()
 		rb.byKey[nd.key.Public()] = rb.eps[relayAddr(j)]
 	}
 	return rb
