@@ -13,7 +13,7 @@ import (
 
 // Path selection. A peer can be reached over several paths: UDP addresses
 // (the configured candidates, and addresses its authenticated packets came
-// from), and the non-UDP endpoints of PeerConfig.Fallbacks (SSH, relay).
+// from), and the SSH and relay endpoints among PeerConfig.Endpoints.
 // Paths rank by kind: UDP > SSH > relay.
 //
 //   - Any authenticated packet marks the path it came on alive. A packet on

@@ -1,8 +1,9 @@
 // Package node is the running TunnelMesh node: it opens the TUN interface,
-// starts the data plane, follows the registry's netmap and turns each one
-// into a data plane configuration (the data plane never talks to the
-// registry), reports its endpoints, sends heartbeats, serves the local API
-// for the CLI and, optionally, Prometheus metrics.
+// starts the data plane (package engine), follows the registry's netmap and
+// hands each one to the data plane, converted once by engine.FromNetmap
+// (the data plane never talks to the registry), reports its endpoints,
+// sends heartbeats, serves the local API for the CLI and, optionally,
+// Prometheus metrics.
 package node
 
 import (
