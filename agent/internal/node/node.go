@@ -492,24 +492,21 @@ func (n *Node) probeLoop(ctx context.Context) error {
 
 // dropAll tears down every peer: the registry no longer knows this node.
 func (n *Node) dropAll(cause error) {
+	cfg, _ := engine.FromNetmap(nil, n.local())
 	n.mu.Lock()
 	if n.removed {
 		n.mu.Unlock()
 		return
 	}
 	n.removed = true
+	n.applied = cfg
 	n.mu.Unlock()
 	n.log.Error("registry refuses this node (removed by the admin?); dropping all peers", "err", cause)
 	// The mesh DNS servers are out of reach now: stop sending names to them.
 	n.applyDNS(splitdns.Config{})
-	cfg, _ := engine.FromNetmap(nil, n.local())
 	if err := n.eng.Reconfig(cfg); err != nil {
 		n.log.Error("reconfigure data plane", "err", err)
-		return
 	}
-	n.mu.Lock()
-	n.applied = cfg
-	n.mu.Unlock()
 }
 
 func diffPeers(old, cur []device.PeerConfig) (added, removed []string) {
