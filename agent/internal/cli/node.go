@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/node"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/splitdns"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
@@ -330,8 +331,8 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,
-		NewPlane: planeFactory(rf.udpOffload, !rf.udpBatching, transportOptions{
-			sshListen: rf.sshListen, packetPort: rf.packetPort, coordinator: st.Coordinator, relayProxy: rf.relayProxy}),
+		Engine: engine.Options{UDPOffload: rf.udpOffload, DisableUDPSendBatching: !rf.udpBatching,
+			SSHListen: rf.sshListen, PacketPort: rf.packetPort, RelayProxy: rf.relayProxy},
 		STUN:         rf.stun,
 		SSHAdvertise: sshAdv,
 		SSHOpenSSH:   openSSH,

@@ -13,15 +13,27 @@ import (
 )
 
 // NewBind returns the UDP bind for a Device. With offload it is
-// conn.NewStdNetBind: batched recvmmsg/sendmmsg plus UDP GSO and GRO where
+// conn.StdNetBind: batched recvmmsg/sendmmsg plus UDP GSO and GRO where
 // the kernel offers them. Without, it is a bind that still batches
 // (recvmmsg/sendmmsg) but never asks for GSO or GRO: the switch for kernels
-// or NICs where the offloads misbehave.
-func NewBind(offload bool) conn.Bind {
+// or NICs where the offloads misbehave. Both carry UDP endpoints only.
+func NewBind(offload bool) Bind {
 	if offload {
-		return conn.NewStdNetBind()
+		return stdBind{conn.NewStdNetBind().(*conn.StdNetBind)}
 	}
 	return &plainBind{}
+}
+
+// stdBind is conn.StdNetBind with typed endpoints.
+type stdBind struct{ *conn.StdNetBind }
+
+// UDPEndpoint implements Bind.
+func (stdBind) UDPEndpoint(ap netip.AddrPort) conn.Endpoint { return udpEndpoint(ap) }
+
+// udpEndpoint is the *conn.StdNetEndpoint of ap, the type both StdNetBind
+// and plainBind send to and receive from.
+func udpEndpoint(ap netip.AddrPort) conn.Endpoint {
+	return &conn.StdNetEndpoint{AddrPort: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
 }
 
 // plainBind is a dual-stack UDP bind with batching and no offloads. Its
@@ -36,7 +48,7 @@ type plainBind struct {
 	sendMsgs sync.Pool // *[]ipv4.Message
 }
 
-var _ conn.Bind = (*plainBind)(nil)
+var _ Bind = (*plainBind)(nil)
 
 func (b *plainBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
@@ -126,6 +138,9 @@ func (b *plainBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	}
 	return &conn.StdNetEndpoint{AddrPort: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
 }
+
+// UDPEndpoint implements Bind.
+func (b *plainBind) UDPEndpoint(ap netip.AddrPort) conn.Endpoint { return udpEndpoint(ap) }
 
 func (b *plainBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	se, ok := ep.(*conn.StdNetEndpoint)

@@ -74,15 +74,14 @@ type PeerConfig struct {
 	Name      string
 	PublicKey nodekey.PublicKey
 	IP        netip.Addr // the peer's mesh IP: the only source address accepted from it
-	// Endpoints are candidate UDP addresses. Handshakes go to all of them
-	// until one answers; after that the peer's endpoint is wherever its last
-	// authenticated packet came from (roaming).
-	Endpoints []netip.AddrPort
-	// Fallbacks are endpoints of other transports, in the bind's
-	// ParseEndpoint syntax (for example the SSH and relay endpoints of
-	// package transport). They carry the peer's packets when no UDP path
-	// works; UDP is preferred, then SSH, then the relay (paths.go).
-	Fallbacks []string
+	// Endpoints are the ways to reach the peer, UDP addresses first, then
+	// the endpoints of other transports (SSH, relay: package transport)
+	// that carry its packets when no UDP path works; UDP is preferred, then
+	// SSH, then the relay (paths.go). Handshakes go to all of them until
+	// one answers; after that the peer's endpoint is wherever its last
+	// authenticated packet came from (roaming). The bind makes its
+	// endpoints from these values (Bind.Endpoint).
+	Endpoints []Endpoint
 }
 
 // ErrInvalidConfig is wrapped by every Validate error.
@@ -136,8 +135,8 @@ func (c *Config) Validate() error {
 		}
 		ips[p.IP.Unmap()] = i
 		for k, ep := range p.Endpoints {
-			if !ep.IsValid() || ep.Port() == 0 {
-				return bad("peers[%d].endpoints[%d]: %q invalid", i, k, ep)
+			if err := ep.Validate(); err != nil {
+				return bad("peers[%d].endpoints[%d]: %v", i, k, err)
 			}
 		}
 	}

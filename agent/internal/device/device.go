@@ -36,7 +36,7 @@ type identity struct {
 type Device struct {
 	log    *slog.Logger
 	tun    tun.Device
-	bind   conn.Bind
+	bind   Bind
 	port   uint16
 	timing timing
 
@@ -75,11 +75,11 @@ type Device struct {
 // New creates a Device on tunDev and bind, opens the bind on
 // cfg.ListenPort and starts moving packets. The Device owns tunDev and bind
 // from then on: Close closes both. logger may be nil.
-func New(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logger) (*Device, error) {
+func New(tunDev tun.Device, bind Bind, cfg Config, logger *slog.Logger) (*Device, error) {
 	return newDevice(tunDev, bind, cfg, logger, defaultTiming())
 }
 
-func newDevice(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logger, tm timing) (*Device, error) {
+func newDevice(tunDev tun.Device, bind Bind, cfg Config, logger *slog.Logger, tm timing) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create device: %w", err)
 	}
@@ -123,7 +123,11 @@ func newDevice(tunDev tun.Device, bind conn.Bind, cfg Config, logger *slog.Logge
 	for range workers {
 		go d.routineHandshakes()
 	}
-	if err := d.reconfigPeers(cfg.Peers); err != nil {
+	cands, err := d.endpoints(cfg.Peers)
+	if err == nil {
+		err = d.reconfigPeers(cfg.Peers, cands)
+	}
+	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("create device: %w", err)
 	}
@@ -210,17 +214,9 @@ func (d *Device) Reconfig(cfg Config) error {
 		return fmt.Errorf("reconfig: %w: listenPort: cannot change from %d to %d on a running device",
 			ErrInvalidConfig, d.port, cfg.ListenPort)
 	}
-	for i, pc := range cfg.Peers {
-		for k, ap := range pc.Endpoints {
-			if _, err := d.bind.ParseEndpoint(ap.String()); err != nil {
-				return fmt.Errorf("reconfig: %w: peers[%d].endpoints[%d]: %v", ErrInvalidConfig, i, k, err)
-			}
-		}
-		for k, s := range pc.Fallbacks {
-			if _, err := d.bind.ParseEndpoint(s); err != nil {
-				return fmt.Errorf("reconfig: %w: peers[%d].fallbacks[%d]: %v", ErrInvalidConfig, i, k, err)
-			}
-		}
+	cands, err := d.endpoints(cfg.Peers)
+	if err != nil {
+		return fmt.Errorf("reconfig: %w", err)
 	}
 	d.reconfigMu.Lock()
 	defer d.reconfigMu.Unlock()
@@ -238,7 +234,7 @@ func (d *Device) Reconfig(cfg Config) error {
 		}
 	}
 	d.applyScalars(&cfg)
-	if err := d.reconfigPeers(cfg.Peers); err != nil {
+	if err := d.reconfigPeers(cfg.Peers, cands); err != nil {
 		return fmt.Errorf("reconfig: %w", err)
 	}
 	if rekeyAll {
@@ -251,8 +247,26 @@ func (d *Device) Reconfig(cfg Config) error {
 	return nil
 }
 
-// reconfigPeers makes the peer set match pcs. Validation has passed.
-func (d *Device) reconfigPeers(pcs []PeerConfig) error {
+// endpoints makes the bind's endpoints of every peer's Endpoints, in
+// order; an endpoint the bind cannot make is an invalid config.
+func (d *Device) endpoints(pcs []PeerConfig) ([][]conn.Endpoint, error) {
+	out := make([][]conn.Endpoint, len(pcs))
+	for i, pc := range pcs {
+		out[i] = make([]conn.Endpoint, 0, len(pc.Endpoints))
+		for k, e := range pc.Endpoints {
+			ep, err := d.endpoint(e)
+			if err != nil {
+				return nil, fmt.Errorf("%w: peers[%d].endpoints[%d]: %v", ErrInvalidConfig, i, k, err)
+			}
+			out[i] = append(out[i], ep)
+		}
+	}
+	return out, nil
+}
+
+// reconfigPeers makes the peer set match pcs, whose endpoints are cands.
+// Validation has passed.
+func (d *Device) reconfigPeers(pcs []PeerConfig, cands [][]conn.Endpoint) error {
 	d.peersMu.RLock()
 	existing := make(map[nodekey.PublicKey]*peer, len(d.byKey))
 	for k, p := range d.byKey {
@@ -262,15 +276,13 @@ func (d *Device) reconfigPeers(pcs []PeerConfig) error {
 
 	byKey := make(map[nodekey.PublicKey]*peer, len(pcs))
 	var added []*peer
-	for _, pc := range pcs {
+	for i, pc := range pcs {
 		if p := existing[pc.PublicKey]; p != nil {
-			if err := p.update(pc); err != nil {
-				return err
-			}
+			p.update(pc, cands[i])
 			byKey[pc.PublicKey] = p
 			continue
 		}
-		p, err := newPeer(d, pc)
+		p, err := newPeer(d, pc, cands[i])
 		if err != nil {
 			return err
 		}

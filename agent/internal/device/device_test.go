@@ -206,7 +206,7 @@ func TestCloseRefuses(t *testing.T) {
 
 // batchBind records the largest batch handed to Send.
 type batchBind struct {
-	conn.Bind
+	Bind
 	maxBatch atomic.Int32
 }
 
@@ -239,7 +239,7 @@ func TestDisableUDPSendBatching(t *testing.T) {
 				}
 			}
 			var sender *batchBind
-			m.bindWrap = func(i int, b conn.Bind) conn.Bind {
+			m.bindWrap = func(i int, b Bind) Bind {
 				if i == 0 {
 					sender = &batchBind{Bind: b}
 					return sender

@@ -1,7 +1,8 @@
 // Package device is TunnelMesh's data plane engine: it moves IP packets
 // between a TUN device and the node's peers over UDP, each pair of nodes on
-// its own Noise IKpsk2 session (packages wire, handshake, cookie, replay,
-// ratelimit hold the protocol). Its design follows wireguard-go's device/.
+// its own Noise IKpsk2 session (packages wire, handshake, cookie,
+// ratelimit and wireguard-go's replay hold the protocol; package packet
+// parses the packets). Its design follows wireguard-go's device/.
 //
 // # API
 //
@@ -15,17 +16,21 @@
 //
 // The Device owns tunDev and the bind from New on and closes both. tunDev
 // is any golang.zx2c4.com/wireguard/tun.Device: CreateTUN (or tun.CreateTUN)
-// on Linux, faketun in tests. The bind is any
-// golang.zx2c4.com/wireguard/conn.Bind: NewBind(true) is conn.StdNetBind
-// (recvmmsg/sendmmsg, UDP GSO/GRO), NewBind(false) batches without offloads,
-// memnet.Bind is an in-memory network for tests. The device never talks to
-// the registry: the caller feeds it Config from the netmap.
+// on Linux, faketun in tests. The bind is a Bind: a
+// golang.zx2c4.com/wireguard/conn.Bind that makes its endpoints from typed
+// values. NewBind(true) is conn.StdNetBind (recvmmsg/sendmmsg, UDP
+// GSO/GRO), NewBind(false) batches without offloads, memnet.Bind is an
+// in-memory network for tests, transport.Bind adds SSH and relays (a
+// KeyedBind). The device never talks to the registry: the caller (package
+// engine) feeds it Config from the netmap.
 //
 // # Paths
 //
-// Besides UDP addresses (PeerConfig.Endpoints), a peer may have endpoints
-// of other transports (PeerConfig.Fallbacks, parsed by the bind: package
-// transport offers SSH and relay endpoints). Handshakes go to all of them;
+// A peer's endpoints (PeerConfig.Endpoints) are typed values (Endpoint):
+// UDP addresses, and the SSH and relay endpoints of package transport,
+// known by the peer's key; the bind makes them (Bind.UDPEndpoint,
+// KeyedBind.KeyEndpoint) once per Reconfig, with no string form in
+// between. Handshakes go to all of them;
 // a peer is then reachable over whatever answered, and the device keeps
 // probing under the session to move it to the best path that works (UDP >
 // SSH > relay), falling back when what it sent on the current path (traffic,

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
@@ -39,7 +37,7 @@ type mesh struct {
 	// tunHook, if set, adjusts each fake TUN before its device starts.
 	tunHook func(i int, tun *faketun.Device)
 	// bindWrap, if set, wraps each node's bind.
-	bindWrap func(i int, b conn.Bind) conn.Bind
+	bindWrap func(i int, b Bind) Bind
 }
 
 func testKey(t testing.TB, i int) nodekey.PrivateKey {
@@ -103,7 +101,7 @@ func (m *mesh) addNode(i int) *node {
 
 func (m *mesh) peerConfig(j int) PeerConfig {
 	o := m.nodes[j]
-	return PeerConfig{Name: o.name, PublicKey: o.key.Public(), IP: o.ip, Endpoints: []netip.AddrPort{o.ul}}
+	return PeerConfig{Name: o.name, PublicKey: o.key.Public(), IP: o.ip, Endpoints: []Endpoint{UDPEndpoint(o.ul)}}
 }
 
 // config is node i's config listing every other node.
@@ -128,7 +126,7 @@ func (m *mesh) start(i int, cfg Config) {
 		m.tunHook(i, nd.tun)
 	}
 	nd.bind = m.net.NewBind(nd.ul.Addr(), 16)
-	var bind conn.Bind = nd.bind
+	var bind Bind = nd.bind
 	if m.bindWrap != nil {
 		bind = m.bindWrap(i, bind)
 	}

@@ -13,7 +13,7 @@ import (
 
 // Path selection. A peer can be reached over several paths: UDP addresses
 // (the configured candidates, and addresses its authenticated packets came
-// from), and the non-UDP endpoints of PeerConfig.Fallbacks (SSH, relay).
+// from), and the SSH and relay endpoints among PeerConfig.Endpoints.
 // Paths rank by kind: UDP > SSH > relay.
 //
 //   - Any authenticated packet marks the path it came on alive. A packet on
@@ -72,6 +72,9 @@ type PathEndpoint interface {
 	// Ready reports whether the transport can carry packets now (an SSH
 	// connection is up, the relay is connected).
 	Ready() bool
+	// Key is the peer's node key (zero for an endpoint that does not know
+	// it yet, such as a packet-port connection before it authenticated).
+	Key() nodekey.PublicKey
 }
 
 // PeerBinder is implemented by endpoints of connections that cannot know
@@ -116,6 +119,14 @@ func endpointPath(ep conn.Endpoint) string {
 		return pe.Path()
 	}
 	return "udp " + endpointAddrPort(ep).String()
+}
+
+// typedEndpoint is the typed value of the bind's endpoint ep.
+func typedEndpoint(ep conn.Endpoint) Endpoint {
+	if pe, ok := ep.(PathEndpoint); ok {
+		return Endpoint{Kind: pe.PathKind(), Key: pe.Key()}
+	}
+	return UDPEndpoint(endpointAddrPort(ep))
 }
 
 func endpointReady(ep conn.Endpoint) bool {
@@ -545,19 +556,20 @@ func (d *Device) routinePaths() {
 
 // PathStatus is one path to a peer.
 type PathStatus struct {
-	Path    string // "udp 192.0.2.1:41641", "ssh 192.0.2.1:22", "relay coord-1"
-	Kind    PathKind
-	Current bool
-	Alive   bool // an authenticated packet came on it within the path timeout
-	LastRx  time.Time
-	RTT     time.Duration // latest probe round trip; 0 if none
+	Path     string   // "udp 192.0.2.1:41641", "ssh 192.0.2.1:22", "relay coord-1"
+	Endpoint Endpoint // the path's endpoint as a typed value
+	Kind     PathKind
+	Current  bool
+	Alive    bool // an authenticated packet came on it within the path timeout
+	LastRx   time.Time
+	RTT      time.Duration // latest probe round trip; 0 if none
 }
 
 func (p *peer) pathStatusLocked(now time.Time) []PathStatus {
 	out := make([]PathStatus, 0, len(p.paths))
 	for _, ps := range p.paths {
 		out = append(out, PathStatus{
-			Path: endpointPath(ps.ep), Kind: ps.kind, Current: ps == p.cur,
+			Path: endpointPath(ps.ep), Endpoint: typedEndpoint(ps.ep), Kind: ps.kind, Current: ps == p.cur,
 			Alive: ps.alive(now, p.d.timing.pathTimeout), LastRx: ps.lastRx, RTT: ps.rtt,
 		})
 	}

@@ -11,10 +11,11 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
-// fakeRelay gives each node of a mesh a second, worse path: "relay:<i>"
-// endpoints carried over memnet between per-node relay addresses
+// fakeRelay gives each node of a mesh a second, worse path: relay
+// endpoints (RelayEndpoint of node i's key) carried over memnet between per-node relay addresses
 // (198.18.0.<i+1>:443), which the receiving side reports as relay
 // endpoints. Cutting UDP (udpCut) leaves the relay working.
 type fakeRelay struct {
@@ -28,30 +29,38 @@ func relayAddr(i int) netip.AddrPort {
 
 // relayEP is the relay path to node i.
 type relayEP struct {
-	i  int
-	ap netip.AddrPort
+	i   int
+	ap  netip.AddrPort
+	key nodekey.PublicKey
 }
 
-func (e *relayEP) ClearSrc()           {}
-func (e *relayEP) SrcToString() string { return "" }
-func (e *relayEP) DstToString() string { return fmt.Sprintf("relay:%d", e.i) }
-func (e *relayEP) DstToBytes() []byte  { return []byte(e.DstToString()) }
-func (e *relayEP) DstIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEP) SrcIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEP) PathKind() PathKind  { return PathRelay }
-func (e *relayEP) Path() string        { return "relay fake" }
-func (e *relayEP) Ready() bool         { return true }
+func (e *relayEP) ClearSrc()              {}
+func (e *relayEP) SrcToString() string    { return "" }
+func (e *relayEP) DstToString() string    { return fmt.Sprintf("relay:%d", e.i) }
+func (e *relayEP) DstToBytes() []byte     { return []byte(e.DstToString()) }
+func (e *relayEP) DstIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEP) SrcIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEP) PathKind() PathKind     { return PathRelay }
+func (e *relayEP) Path() string           { return "relay fake" }
+func (e *relayEP) Ready() bool            { return true }
+func (e *relayEP) Key() nodekey.PublicKey { return e.key }
 
 type relayBind struct {
-	conn.Bind // UDP
-	relay     *memnet.Bind
-	eps       map[netip.AddrPort]*relayEP // by relay address
+	Bind  // UDP
+	relay *memnet.Bind
+	eps   map[netip.AddrPort]*relayEP // by relay address
+	byKey map[nodekey.PublicKey]*relayEP
 }
 
-func (f *fakeRelay) wrap(i int, udp conn.Bind) conn.Bind {
-	rb := &relayBind{Bind: udp, relay: f.m.net.NewBind(relayAddr(i).Addr(), 16), eps: map[netip.AddrPort]*relayEP{}}
+func (f *fakeRelay) wrap(i int, udp Bind) Bind {
+	rb := &relayBind{Bind: udp, relay: f.m.net.NewBind(relayAddr(i).Addr(), 16), eps: map[netip.AddrPort]*relayEP{},
+		byKey: map[nodekey.PublicKey]*relayEP{}}
 	for j := 0; j < 8; j++ {
 		rb.eps[relayAddr(j)] = &relayEP{i: j, ap: relayAddr(j)}
+	}
+	for j, nd := range f.m.nodes {
+		rb.eps[relayAddr(j)].key = nd.key.Public()
+		rb.byKey[nd.key.Public()] = rb.eps[relayAddr(j)]
 	}
 	return rb
 }
@@ -84,15 +93,11 @@ func (b *relayBind) Close() error {
 	return err
 }
 
-func (b *relayBind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	if rest, ok := strings.CutPrefix(s, "relay:"); ok {
-		var i int
-		if _, err := fmt.Sscan(rest, &i); err != nil || b.eps[relayAddr(i)] == nil {
-			return nil, fmt.Errorf("bad relay endpoint %q", s)
-		}
-		return b.eps[relayAddr(i)], nil
+func (b *relayBind) KeyEndpoint(kind PathKind, key nodekey.PublicKey) (conn.Endpoint, error) {
+	if ep := b.byKey[key]; kind == PathRelay && ep != nil {
+		return ep, nil
 	}
-	return b.Bind.ParseEndpoint(s)
+	return nil, fmt.Errorf("%w: %s", ErrEndpointKind, kind)
 }
 
 func (b *relayBind) Send(bufs [][]byte, ep conn.Endpoint) error {
@@ -119,7 +124,7 @@ func newRelayMesh(t *testing.T) (*mesh, *fakeRelay) {
 	for i := range m.nodes {
 		cfg := m.config(i)
 		for k := range cfg.Peers {
-			cfg.Peers[k].Fallbacks = []string{fmt.Sprintf("relay:%d", 1-i)}
+			cfg.Peers[k].Endpoints = append(cfg.Peers[k].Endpoints, RelayEndpoint(m.nodes[1-i].key.Public()))
 		}
 		m.start(i, cfg)
 	}

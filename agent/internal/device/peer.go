@@ -91,7 +91,7 @@ type peer struct {
 	rtt                  atomic.Int64 // nanoseconds, last sample
 }
 
-func newPeer(d *Device, pc PeerConfig) (*peer, error) {
+func newPeer(d *Device, pc PeerConfig, cands []conn.Endpoint) (*peer, error) {
 	static, err := pc.PublicKey.X25519()
 	if err != nil {
 		return nil, err
@@ -106,30 +106,14 @@ func newPeer(d *Device, pc PeerConfig) (*peer, error) {
 		inbound:   make(chan *batch, inboundQueueSize),
 		stopCh:    make(chan struct{}),
 	}
-	if err := p.update(pc); err != nil {
-		return nil, err
-	}
+	p.update(pc, cands)
 	p.timers.init()
 	return p, nil
 }
 
-// update applies a changed PeerConfig (same key).
-func (p *peer) update(pc PeerConfig) error {
-	cands := make([]conn.Endpoint, 0, len(pc.Endpoints)+len(pc.Fallbacks))
-	for _, ap := range pc.Endpoints {
-		ep, err := p.d.bind.ParseEndpoint(ap.String())
-		if err != nil {
-			return err
-		}
-		cands = append(cands, ep)
-	}
-	for _, s := range pc.Fallbacks {
-		ep, err := p.d.bind.ParseEndpoint(s)
-		if err != nil {
-			return err
-		}
-		cands = append(cands, ep)
-	}
+// update applies a changed PeerConfig (same key) whose endpoints the bind
+// made as cands.
+func (p *peer) update(pc PeerConfig, cands []conn.Endpoint) {
 	p.cfgMu.Lock()
 	p.name = pc.Name
 	p.ip = pc.IP.Unmap()
@@ -143,7 +127,6 @@ func (p *peer) update(pc PeerConfig) error {
 		}
 	}
 	p.cfgMu.Unlock()
-	return nil
 }
 
 func (p *peer) start() {

@@ -19,19 +19,20 @@ import (
 // transport's are: it has no source address.
 type relayEndpoint struct{ key nodekey.PublicKey }
 
-func (e *relayEndpoint) ClearSrc()           {}
-func (e *relayEndpoint) SrcToString() string { return "" }
-func (e *relayEndpoint) DstToString() string { return "relay:" + e.key.ShortID() }
-func (e *relayEndpoint) DstToBytes() []byte  { return e.key[:] }
-func (e *relayEndpoint) DstIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEndpoint) SrcIP() netip.Addr   { return netip.Addr{} }
-func (e *relayEndpoint) PathKind() PathKind  { return PathRelay }
-func (e *relayEndpoint) Path() string        { return "relay test" }
-func (e *relayEndpoint) Ready() bool         { return true }
+func (e *relayEndpoint) ClearSrc()              {}
+func (e *relayEndpoint) SrcToString() string    { return "" }
+func (e *relayEndpoint) DstToString() string    { return "relay:" + e.key.ShortID() }
+func (e *relayEndpoint) DstToBytes() []byte     { return e.key[:] }
+func (e *relayEndpoint) DstIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEndpoint) SrcIP() netip.Addr      { return netip.Addr{} }
+func (e *relayEndpoint) PathKind() PathKind     { return PathRelay }
+func (e *relayEndpoint) Path() string           { return "relay test" }
+func (e *relayEndpoint) Ready() bool            { return true }
+func (e *relayEndpoint) Key() nodekey.PublicKey { return e.key }
 
 // capturingBind records what is sent to relayEndpoints.
 type capturingBind struct {
-	conn.Bind
+	Bind
 	mu   sync.Mutex
 	sent map[*relayEndpoint][][]byte
 }
@@ -114,7 +115,7 @@ func TestRelayedFloodDoesNotStarveOtherRelayedPeers(t *testing.T) {
 	tm.alwaysUnderLoad = true
 	m := newMeshStopped(t, 3, tm)
 	var cb *capturingBind
-	m.bindWrap = func(i int, b conn.Bind) conn.Bind {
+	m.bindWrap = func(i int, b Bind) Bind {
 		if i != 0 {
 			return b
 		}

@@ -682,7 +682,7 @@ func TestFirstWorkingEndpoint(t *testing.T) {
 	m := newMesh(t, 2, fastTiming())
 	a, b := m.nodes[0], m.nodes[1]
 	cfg := m.config(0)
-	cfg.Peers[0].Endpoints = []netip.AddrPort{netip.MustParseAddrPort("192.0.2.200:9"), b.ul}
+	cfg.Peers[0].Endpoints = []Endpoint{UDPEndpoint(netip.MustParseAddrPort("192.0.2.200:9")), UDPEndpoint(b.ul)}
 	if err := a.dev.Reconfig(cfg); err != nil {
 		t.Fatal(err)
 	}

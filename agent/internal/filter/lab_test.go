@@ -60,7 +60,7 @@ func newLab(t *testing.T, n int) []*labNode {
 			PersistentKeepalive: -1, Filter: nd.flt}
 		for j, o := range nodes {
 			if j != i {
-				cfg.Peers = append(cfg.Peers, device.PeerConfig{Name: o.name, PublicKey: o.key.Public(), IP: o.ip, Endpoints: []netip.AddrPort{o.ul}})
+				cfg.Peers = append(cfg.Peers, device.PeerConfig{Name: o.name, PublicKey: o.key.Public(), IP: o.ip, Endpoints: []device.Endpoint{device.UDPEndpoint(o.ul)}})
 			}
 		}
 		nd.tun = faketun.New("lab"+nd.name, device.DefaultMTU, 16)

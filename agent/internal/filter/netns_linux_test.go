@@ -132,7 +132,7 @@ func TestLabNetnsNonMeshDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgB := device.Config{PrivateKey: keyB, PSK: psk, MeshID: "lab", ListenPort: ulB.Port(), Self: ipB, PersistentKeepalive: -1,
-		Filter: flt, Peers: []device.PeerConfig{{Name: "a", PublicKey: keyA.Public(), IP: ipA, Endpoints: []netip.AddrPort{ulA}}}}
+		Filter: flt, Peers: []device.PeerConfig{{Name: "a", PublicKey: keyA.Public(), IP: ipA, Endpoints: []device.Endpoint{device.UDPEndpoint(ulA)}}}}
 	tunName := prefix + "t"
 	var devB *device.Device
 	if err := inNetns(nsB, func() error {
@@ -154,7 +154,7 @@ func TestLabNetnsNonMeshDestination(t *testing.T) {
 	tunA := faketun.New("a", device.DefaultMTU, 64)
 	cfgA := func(bIP netip.Addr) device.Config {
 		return device.Config{PrivateKey: keyA, PSK: psk, MeshID: "lab", ListenPort: ulA.Port(), Self: ipA, PersistentKeepalive: -1,
-			Peers: []device.PeerConfig{{Name: "b", PublicKey: keyB.Public(), IP: bIP, Endpoints: []netip.AddrPort{ulB}}}}
+			Peers: []device.PeerConfig{{Name: "b", PublicKey: keyB.Public(), IP: bIP, Endpoints: []device.Endpoint{device.UDPEndpoint(ulB)}}}}
 	}
 	devA, err := device.New(tunA, mem.NewBind(ulA.Addr(), 16), cfgA(ipB), log)
 	if err != nil {

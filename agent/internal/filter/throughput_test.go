@@ -64,7 +64,7 @@ func benchDataPlane(b *testing.B, withFilter bool) {
 	for i, e := range ends {
 		o := ends[1-i]
 		cfg := device.Config{PrivateKey: e.key, PSK: psk, MeshID: "bench", ListenPort: e.ul.Port(), Self: e.ip,
-			PersistentKeepalive: -1, Peers: []device.PeerConfig{{Name: "peer", PublicKey: o.key.Public(), IP: o.ip, Endpoints: []netip.AddrPort{o.ul}}}}
+			PersistentKeepalive: -1, Peers: []device.PeerConfig{{Name: "peer", PublicKey: o.key.Public(), IP: o.ip, Endpoints: []device.Endpoint{device.UDPEndpoint(o.ul)}}}}
 		tun := e.tun
 		if withFilter {
 			e.flt = filter.New(filter.Config{Self: e.ip})

@@ -24,7 +24,7 @@ const DefaultSTUNPort = 3478
 func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 	eps := localEndpoints(n.ifname, n.cfg.State.MeshCIDR, n.listenPort)
 	var req api.EndpointsRequest
-	src, ok := n.plane.(EndpointSource)
+	src, ok := n.eng.(EndpointSource)
 	if ok {
 		if srv, ok := n.stunServer(); ok {
 			// Short: a node whose UDP is blocked must not report late.
@@ -164,7 +164,7 @@ func (n *Node) watchInterfaces(ctx context.Context) (changed <-chan struct{}, wa
 func (n *Node) networkChanged() {
 	n.log.Info("host addresses changed; rediscovering endpoints")
 	n.client.HTTP.CloseIdleConnections()
-	if src, ok := n.plane.(EndpointSource); ok {
+	if src, ok := n.eng.(EndpointSource); ok {
 		src.NetworkChanged()
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/splitdns"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
@@ -51,7 +53,7 @@ func TestDNSConfig(t *testing.T) {
 
 func TestFindPeerNames(t *testing.T) {
 	ip := netip.MustParseAddr("100.64.0.7")
-	n := &Node{peers: []PlanePeer{{Name: "db1", IP: ip}}, netmap: &api.Netmap{DNS: api.DNSConfig{Zone: "corp.example"}}}
+	n := &Node{applied: engine.Config{Device: device.Config{Peers: []device.PeerConfig{{Name: "db1", IP: ip}}}}, netmap: &api.Netmap{DNS: api.DNSConfig{Zone: "corp.example"}}}
 	for _, tt := range []struct {
 		in string
 		ok bool
@@ -106,7 +108,7 @@ func TestNodeMeshDNS(t *testing.T) {
 	n, err := New(Config{
 		Dir: dir, State: st, Key: key, Interface: "tmdns0", MTU: 1400,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		NewPlane: func(_ tun.Device, c PlaneConfig, _ *slog.Logger) (DataPlane, error) {
+		NewEngine: func(_ tun.Device, c engine.Config, _ *slog.Logger) (Engine, error) {
 			plane.Reconfig(c)
 			return plane, nil
 		},
@@ -139,7 +141,7 @@ func TestNodeMeshDNS(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	plane.waitConfig(t, "ns2 is a peer", func(c PlaneConfig) bool { return slices.Equal(peerNames(c), []string{"ns2"}) })
+	plane.waitConfig(t, "ns2 is a peer", func(c engine.Config) bool { return slices.Equal(peerNames(c), []string{"ns2"}) })
 	// Only this node serves DNS: the file stays as it was (no loop).
 	time.Sleep(200 * time.Millisecond)
 	if b, _ := os.ReadFile(resolv); string(b) != orig {

@@ -83,10 +83,10 @@ func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.n.plane == nil {
+	if c.n.eng == nil {
 		return
 	}
-	st := c.n.plane.Stats()
+	st := c.n.eng.Status()
 	for _, p := range st.Peers {
 		ch <- prometheus.MustNewConstMetric(descPeerRxBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name)
 		if p.Path != "" {
@@ -105,19 +105,19 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(st.Peers)))
-	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(st.RxBytes))
-	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(st.TxBytes))
-	ch <- prometheus.MustNewConstMetric(descRxPackets, prometheus.CounterValue, float64(st.RxPackets))
-	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(st.TxPackets))
-	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(st.HandshakesCompleted))
-	ch <- prometheus.MustNewConstMetric(descHSInitiated, prometheus.CounterValue, float64(st.HandshakesInitiated))
-	ch <- prometheus.MustNewConstMetric(descHSPreviousPSK, prometheus.CounterValue, float64(st.HandshakesPreviousPSK))
+	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(st.Counters.RxBytes))
+	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(st.Counters.TxBytes))
+	ch <- prometheus.MustNewConstMetric(descRxPackets, prometheus.CounterValue, float64(st.Counters.RxPackets))
+	ch <- prometheus.MustNewConstMetric(descTxPackets, prometheus.CounterValue, float64(st.Counters.TxPackets))
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(st.Counters.HandshakesCompleted))
+	ch <- prometheus.MustNewConstMetric(descHSInitiated, prometheus.CounterValue, float64(st.Counters.HandshakesInitiated))
+	ch <- prometheus.MustNewConstMetric(descHSPreviousPSK, prometheus.CounterValue, float64(st.Counters.HandshakesPreviousPSK))
 	for reason, v := range st.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(v), reason)
 	}
-	for rule, v := range st.FilterAccepts {
+	for rule, v := range st.Filter.RuleAccepts {
 		ch <- prometheus.MustNewConstMetric(descFilterAccepts, prometheus.CounterValue, float64(v), rule)
 	}
-	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.FilterFlows))
-	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.FilterPolicyVersion))
+	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.Filter.Flows))
+	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.Filter.PolicyVersion))
 }

@@ -1,8 +1,9 @@
 // Package node is the running TunnelMesh node: it opens the TUN interface,
-// starts the data plane, follows the registry's netmap and turns each one
-// into a data plane configuration (the data plane never talks to the
-// registry), reports its endpoints, sends heartbeats, serves the local API
-// for the CLI and, optionally, Prometheus metrics.
+// starts the data plane (package engine), follows the registry's netmap and
+// hands each one to the data plane, converted once by engine.FromNetmap
+// (the data plane never talks to the registry), reports its endpoints,
+// sends heartbeats, serves the local API for the CLI and, optionally,
+// Prometheus metrics.
 package node
 
 import (
@@ -22,6 +23,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/splitdns"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
@@ -55,8 +58,11 @@ type Config struct {
 
 	Log *slog.Logger
 
-	// NewPlane starts the data plane. Required.
-	NewPlane PlaneFactory
+	// Engine are the data plane's switches (flags).
+	Engine engine.Options
+	// NewEngine starts the data plane; nil: engine.New with Engine.
+	// Tests substitute a fake.
+	NewEngine EngineFactory
 	// OpenInterface creates the TUN interface; tunif.Create when nil.
 	// Tests substitute a fake device.
 	OpenInterface func(tunif.Config) (tun.Device, func() error, error)
@@ -98,14 +104,14 @@ type Node struct {
 	log    *slog.Logger
 	client *regclient.Client
 
-	plane      DataPlane // set by Run before any reader runs
+	eng        Engine // set by Run before any reader runs
 	ifname     string
 	mtu        int
 	listenPort uint16
 
 	mu        sync.Mutex // guards the fields below
 	netmap    *api.Netmap
-	peers     []PlanePeer
+	applied   engine.Config // the data plane's configuration, from netmap
 	lastOK    time.Time
 	lastErr   string
 	removed   bool
@@ -114,7 +120,7 @@ type Node struct {
 	savedPSK  []byte      // the PSK in the saved state, when it differs from State.PSK
 	m         *metrics
 
-	probes chan []PlanePeer // new peers to ping once, see probeLoop
+	probes chan []device.PeerConfig // new peers to ping once, see probeLoop
 
 	dns *splitdns.Manager // set by Run before any reader runs
 
@@ -131,8 +137,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Key.IsZero() {
 		return nil, errors.New("node: no key")
 	}
-	if cfg.NewPlane == nil {
-		return nil, errors.New("node: no data plane")
+	if cfg.NewEngine == nil {
+		opts := cfg.Engine
+		cfg.NewEngine = func(dev tun.Device, c engine.Config, log *slog.Logger) (Engine, error) {
+			return engine.New(dev, c, opts, log)
+		}
 	}
 	if o := cfg.SSHOpenSSH; o != nil {
 		hk := o.HostKey
@@ -165,7 +174,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return &Node{cfg: cfg, log: cfg.Log.With("component", "node"), client: client, m: newMetrics(),
-		probes: make(chan []PlanePeer, 16)}, nil
+		probes: make(chan []device.PeerConfig, 16)}, nil
 }
 
 func openTUN(c tunif.Config) (tun.Device, func() error, error) {
@@ -228,15 +237,15 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 	n.dns = dns
-	first := n.planeConfig(nil)
-	first.ListenPort = n.cfg.ListenPort
-	plane, err := n.cfg.NewPlane(dev, first, n.cfg.Log)
+	first, _ := engine.FromNetmap(nil, n.local())
+	first.Device.ListenPort = n.cfg.ListenPort
+	eng, err := n.cfg.NewEngine(dev, first, n.cfg.Log)
 	if err != nil {
 		return fmt.Errorf("node: start data plane: %w", err)
 	}
-	defer plane.Close()
-	n.plane = plane
-	n.listenPort = plane.Stats().ListenPort
+	defer eng.Close()
+	n.eng = eng
+	n.listenPort = eng.Status().ListenPort
 	if n.listenPort == 0 {
 		n.listenPort = n.cfg.ListenPort
 	}
@@ -304,27 +313,24 @@ func coordinatorAddr(coord string) netip.Addr {
 	return a
 }
 
-func (n *Node) planeConfig(peers []PlanePeer) PlaneConfig {
+// local is what the data plane's configuration takes from the node itself.
+func (n *Node) local() engine.Local {
 	n.mu.Lock()
 	psk := n.psk
 	n.mu.Unlock()
-	cfg := PlaneConfig{
-		PrivateKey: n.cfg.Key,
-		PSK:        n.cfg.State.PSKArray(),
-		MeshID:     n.cfg.State.MeshID,
-		ListenPort: n.listenPort,
-		Self:       n.cfg.State.IP,
-		MTU:        n.mtu,
-		Peers:      peers,
+	if len(psk.Current) != api.PSKSize {
+		psk = api.MeshPSK{Current: n.cfg.State.PSK}
 	}
-	if len(psk.Current) == api.PSKSize {
-		copy(cfg.PSK[:], psk.Current)
-		if len(psk.Previous) == api.PSKSize {
-			copy(cfg.PrevPSK[:], psk.Previous)
-			cfg.PrevPSKUntil = psk.PreviousUntil
-		}
+	return engine.Local{
+		Key:         n.cfg.Key,
+		MeshID:      n.cfg.State.MeshID,
+		PSK:         psk,
+		Self:        n.cfg.State.IP,
+		MTU:         n.mtu,
+		ListenPort:  n.listenPort,
+		Coordinator: n.cfg.State.Coordinator,
+		AcceptsSSH:  n.cfg.Engine.AcceptsSSH(),
 	}
-	return cfg
 }
 
 // applyPSK takes the mesh PSK from a netmap. A new current PSK (the
@@ -377,37 +383,34 @@ func (n *Node) watch(ctx context.Context) error {
 
 // apply turns a netmap into the data plane's configuration.
 func (n *Node) apply(nm *api.Netmap) {
-	peers, skipped := planePeers(nm)
+	n.applyPSK(nm.PSK)
+	cfg, skipped := engine.FromNetmap(nm, n.local())
 	for _, s := range skipped {
 		n.log.Warn("netmap peer skipped", "peer", s)
 	}
 	n.mu.Lock()
-	old := n.peers
+	old := n.applied
 	n.mu.Unlock()
-	n.applyPSK(nm.PSK)
-	cfg := n.planeConfig(peers)
-	cfg.Filter = nm.Filter
-	cfg.Relays, cfg.HomeRelay = nm.Relays, nm.Self.HomeRelay
-	if err := n.plane.Reconfig(cfg); err != nil {
+	if err := n.eng.Reconfig(cfg); err != nil {
 		n.m.reconfigErrors.Inc()
 		n.log.Error("reconfigure data plane", "version", nm.Version, "err", err)
 		return
 	}
 	n.m.reconfigs.Inc()
 	n.m.netmapVersion.Set(float64(nm.Version))
-	added, removed := diffPeers(old, peers)
+	added, removed := diffPeers(old.Device.Peers, cfg.Device.Peers)
 	n.mu.Lock()
 	n.netmap = nm
-	n.peers = peers
+	n.applied = cfg
 	wasRemoved := n.removed
 	n.removed = false
 	n.mu.Unlock()
 	if wasRemoved {
 		n.log.Info("registry accepts this node again")
 	}
-	n.log.Info("netmap applied", "version", nm.Version, "peers", len(peers), "added", added, "removed", removed)
+	n.log.Info("netmap applied", "version", nm.Version, "peers", len(cfg.Device.Peers), "added", added, "removed", removed)
 	n.applyDNS(dnsConfig(nm, n.cfg.State.IP))
-	if fresh := toProbe(old, peers); len(fresh) > 0 {
+	if fresh := toProbe(old, cfg); len(fresh) > 0 {
 		select {
 		case n.probes <- fresh:
 		default: // the prober is behind; these peers connect on first traffic
@@ -418,15 +421,31 @@ func (n *Node) apply(nm *api.Netmap) {
 // toProbe returns the peers worth a first ping: those reachable (UDP
 // endpoints, a home relay or an SSH endpoint) that are new, or that had no
 // UDP endpoints before.
-func toProbe(old, cur []PlanePeer) []PlanePeer {
-	var out []PlanePeer
-	for _, p := range cur {
-		if len(p.Endpoints) == 0 && p.HomeRelay == "" && !p.SSHEndpoint.IsValid() {
+func toProbe(old, cur engine.Config) []device.PeerConfig {
+	var out []device.PeerConfig
+	for _, p := range cur.Device.Peers {
+		tp := cur.Transport.Peers[p.PublicKey]
+		if !hasUDP(p) && tp.HomeRelay == "" && !tp.SSH.Addr.IsValid() {
 			continue
 		}
-		i := slices.IndexFunc(old, func(q PlanePeer) bool { return q.PublicKey == p.PublicKey })
-		if i < 0 || (len(old[i].Endpoints) == 0 && len(p.Endpoints) > 0) {
+		i := slices.IndexFunc(old.Device.Peers, func(q device.PeerConfig) bool { return q.PublicKey == p.PublicKey })
+		if i < 0 || (!hasUDP(old.Device.Peers[i]) && hasUDP(p)) {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func hasUDP(p device.PeerConfig) bool {
+	return slices.ContainsFunc(p.Endpoints, func(e device.Endpoint) bool { return e.Kind == device.PathUDP })
+}
+
+// udpEndpoints are p's UDP addresses.
+func udpEndpoints(p device.PeerConfig) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, e := range p.Endpoints {
+		if e.Kind == device.PathUDP {
+			out = append(out, e.Addr)
 		}
 	}
 	return out
@@ -442,7 +461,7 @@ func (n *Node) probeLoop(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		var peers []PlanePeer
+		var peers []device.PeerConfig
 		select {
 		case <-ctx.Done():
 			return nil
@@ -460,7 +479,7 @@ func (n *Node) probeLoop(ctx context.Context) error {
 				defer func() { <-sem }()
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
-				rtt, path, err := n.plane.Ping(pctx, p.IP)
+				rtt, path, err := n.eng.Ping(pctx, p.IP)
 				if err != nil {
 					n.log.Debug("first probe unanswered", "peer", p.Name, "err", err)
 					return
@@ -473,25 +492,26 @@ func (n *Node) probeLoop(ctx context.Context) error {
 
 // dropAll tears down every peer: the registry no longer knows this node.
 func (n *Node) dropAll(cause error) {
+	cfg, _ := engine.FromNetmap(nil, n.local())
 	n.mu.Lock()
 	if n.removed {
 		n.mu.Unlock()
 		return
 	}
 	n.removed = true
-	n.peers = nil
+	n.applied = cfg
 	n.mu.Unlock()
 	n.log.Error("registry refuses this node (removed by the admin?); dropping all peers", "err", cause)
 	// The mesh DNS servers are out of reach now: stop sending names to them.
 	n.applyDNS(splitdns.Config{})
-	if err := n.plane.Reconfig(n.planeConfig(nil)); err != nil {
+	if err := n.eng.Reconfig(cfg); err != nil {
 		n.log.Error("reconfigure data plane", "err", err)
 	}
 }
 
-func diffPeers(old, cur []PlanePeer) (added, removed []string) {
-	in := func(ps []PlanePeer, p PlanePeer) bool {
-		return slices.ContainsFunc(ps, func(q PlanePeer) bool { return q.PublicKey == p.PublicKey && q.IP == p.IP })
+func diffPeers(old, cur []device.PeerConfig) (added, removed []string) {
+	in := func(ps []device.PeerConfig, p device.PeerConfig) bool {
+		return slices.ContainsFunc(ps, func(q device.PeerConfig) bool { return q.PublicKey == p.PublicKey && q.IP == p.IP })
 	}
 	for _, p := range cur {
 		if !in(old, p) {
@@ -586,7 +606,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 // Status implements localapi.Backend.
 func (n *Node) Status() localapi.Status {
 	st := n.cfg.State
-	stats := n.plane.Stats()
+	stats := n.eng.Status()
 	n.mu.Lock()
 	s := localapi.Status{
 		Name:       st.Name,
@@ -615,9 +635,9 @@ func (n *Node) Status() localapi.Status {
 			online[p.PublicKey] = p.Online
 		}
 	}
-	peers := slices.Clone(n.peers)
+	peers := n.applied.Device.Peers
 	n.mu.Unlock()
-	byKey := make(map[nodekey.PublicKey]PeerStats, len(stats.Peers))
+	byKey := make(map[nodekey.PublicKey]device.PeerStatus, len(stats.Peers))
 	for _, ps := range stats.Peers {
 		byKey[ps.PublicKey] = ps
 	}
@@ -631,7 +651,7 @@ func (n *Node) Status() localapi.Status {
 			Online:        online[p.PublicKey],
 			Path:          ps.Path,
 			Endpoint:      ps.Endpoint,
-			Endpoints:     p.Endpoints,
+			Endpoints:     udpEndpoints(p),
 			LastHandshake: ps.LastHandshake,
 			RxBytes:       ps.RxBytes,
 			TxBytes:       ps.TxBytes,
@@ -650,19 +670,19 @@ func (n *Node) Ping(ctx context.Context, peer string) (localapi.PingResult, erro
 	if !ok {
 		return localapi.PingResult{}, fmt.Errorf("ping %s: %w (not in this node's netmap)", peer, localapi.ErrUnknownPeer)
 	}
-	rtt, path, err := n.plane.Ping(ctx, p.IP)
+	rtt, path, err := n.eng.Ping(ctx, p.IP)
 	if err != nil {
 		return localapi.PingResult{}, fmt.Errorf("ping %s (%s): %w", p.Name, p.IP, err)
 	}
 	return localapi.PingResult{Peer: p.Name, IP: p.IP, Path: path, RTT: rtt}, nil
 }
 
-func (n *Node) findPeer(s string) (PlanePeer, bool) {
+func (n *Node) findPeer(s string) (device.PeerConfig, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ip, ipErr := netip.ParseAddr(s)
 	name := api.NormalizeName(s)
-	for _, p := range n.peers {
+	for _, p := range n.applied.Device.Peers {
 		if ipErr == nil && p.IP == ip || p.Name == name {
 			return p, true
 		}
@@ -674,13 +694,13 @@ func (n *Node) findPeer(s string) (PlanePeer, bool) {
 		zone = strings.ToLower(strings.TrimSuffix(n.netmap.DNS.Zone, "."))
 	}
 	if host, ok := strings.CutSuffix(strings.TrimSuffix(name, "."), "."+zone); ok && ipErr != nil {
-		for _, p := range n.peers {
+		for _, p := range n.applied.Device.Peers {
 			if p.Name == host {
 				return p, true
 			}
 		}
 	}
-	return PlanePeer{}, false
+	return device.PeerConfig{}, false
 }
 
 func (n *Node) serveMetrics(ctx context.Context, ln net.Listener) error {

@@ -24,6 +24,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
@@ -37,14 +39,14 @@ import (
 // fakePlane records configurations and answers pings for known peers.
 type fakePlane struct {
 	mu      sync.Mutex
-	configs []PlaneConfig
+	configs []engine.Config
 	changed chan struct{}
 	closed  bool
 }
 
 func newFakePlane() *fakePlane { return &fakePlane{changed: make(chan struct{}, 100)} }
 
-func (p *fakePlane) Reconfig(c PlaneConfig) error {
+func (p *fakePlane) Reconfig(c engine.Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -58,24 +60,24 @@ func (p *fakePlane) Reconfig(c PlaneConfig) error {
 	return nil
 }
 
-func (p *fakePlane) last() PlaneConfig {
+func (p *fakePlane) last() engine.Config {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.configs[len(p.configs)-1]
 }
 
-func (p *fakePlane) Stats() PlaneStats {
+func (p *fakePlane) Status() engine.Status {
 	c := p.last()
-	st := PlaneStats{ListenPort: 51999, Drops: map[string]uint64{"replay": 3}}
-	for i, peer := range c.Peers {
-		st.Peers = append(st.Peers, PeerStats{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
+	st := engine.Status{Status: device.Status{ListenPort: 51999}, Drops: map[string]uint64{"replay": 3}}
+	for i, peer := range c.Device.Peers {
+		st.Peers = append(st.Peers, device.PeerStatus{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
 			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond})
 	}
 	return st
 }
 
 func (p *fakePlane) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string, error) {
-	for _, peer := range p.last().Peers {
+	for _, peer := range p.last().Device.Peers {
 		if peer.IP == ip {
 			return 2 * time.Millisecond, "udp 192.0.2.9:1", nil
 		}
@@ -91,7 +93,7 @@ func (p *fakePlane) Close() error {
 }
 
 // waitConfig waits until the plane's last configuration satisfies ok.
-func (p *fakePlane) waitConfig(t *testing.T, what string, ok func(PlaneConfig) bool) {
+func (p *fakePlane) waitConfig(t *testing.T, what string, ok func(engine.Config) bool) {
 	t.Helper()
 	deadline := time.After(time.Minute)
 	for {
@@ -104,14 +106,14 @@ func (p *fakePlane) waitConfig(t *testing.T, what string, ok func(PlaneConfig) b
 		select {
 		case <-p.changed:
 		case <-deadline:
-			t.Fatalf("data plane never got a config where %s; last: %+v", what, p.last().Peers)
+			t.Fatalf("data plane never got a config where %s; last: %+v", what, p.last().Device.Peers)
 		}
 	}
 }
 
-func peerNames(c PlaneConfig) []string {
+func peerNames(c engine.Config) []string {
 	var s []string
-	for _, p := range c.Peers {
+	for _, p := range c.Device.Peers {
 		s = append(s, p.Name)
 	}
 	return s
@@ -161,9 +163,9 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	n, err := New(Config{
 		Dir: dir, State: st, Key: key, Interface: "tmtest0", MTU: 1400, MetricsListen: metricsAddr,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		NewPlane: func(dev tun.Device, c PlaneConfig, _ *slog.Logger) (DataPlane, error) {
+		NewEngine: func(dev tun.Device, c engine.Config, _ *slog.Logger) (Engine, error) {
 			planeStarted = true
-			if c.Self != st.IP || c.MeshID != st.MeshID || c.PSK != st.PSKArray() || c.PrivateKey.Public() != key.Public() {
+			if dc := c.Device; dc.Self != st.IP || dc.MeshID != st.MeshID || dc.PSK != st.PSKArray() || dc.PrivateKey.Public() != key.Public() {
 				return nil, fmt.Errorf("first config %+v does not match the join", c)
 			}
 			plane.Reconfig(c)
@@ -182,11 +184,11 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
 
-	plane.waitConfig(t, "bravo is a peer", func(c PlaneConfig) bool { return slices.Equal(peerNames(c), []string{"bravo"}) })
+	plane.waitConfig(t, "bravo is a peer", func(c engine.Config) bool { return slices.Equal(peerNames(c), []string{"bravo"}) })
 	if !planeStarted || openedWith.Name != "tmtest0" || openedWith.MTU != 1400 || openedWith.Addr != st.IP || openedWith.Prefix != st.MeshCIDR {
 		t.Fatalf("interface opened with %+v", openedWith)
 	}
-	if got := plane.last().Peers[0].Endpoints; !slices.Equal(got, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.2:51820")}) {
+	if got := plane.last().Device.Peers[0].Endpoints; !slices.Equal(got, []device.Endpoint{device.UDPEndpoint(netip.MustParseAddrPort("192.0.2.2:51820"))}) {
 		t.Errorf("bravo endpoints = %v", got)
 	}
 
@@ -195,11 +197,11 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	if _, _, err := fake.AddNode("charlie", charlieKey); err != nil {
 		t.Fatal(err)
 	}
-	plane.waitConfig(t, "charlie joined", func(c PlaneConfig) bool { return slices.Contains(peerNames(c), "charlie") })
+	plane.waitConfig(t, "charlie joined", func(c engine.Config) bool { return slices.Contains(peerNames(c), "charlie") })
 	t.Logf("new peer configured %v after joining", time.Since(start))
 
 	fake.RemoveNode("bravo")
-	plane.waitConfig(t, "bravo removed", func(c PlaneConfig) bool { return slices.Equal(peerNames(c), []string{"charlie"}) })
+	plane.waitConfig(t, "bravo removed", func(c engine.Config) bool { return slices.Equal(peerNames(c), []string{"charlie"}) })
 
 	// The local API answers over the socket, which only root may use.
 	sock := dir.Path(state.SocketFile)
@@ -277,9 +279,9 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	oldPSK := fake.PSK()
 	fake.RotatePSK(time.Minute)
 	newPSK := fake.PSK()
-	plane.waitConfig(t, "the rotated psk", func(c PlaneConfig) bool {
-		return bytes.Equal(c.PSK[:], newPSK) && bytes.Equal(c.PrevPSK[:], oldPSK) &&
-			c.PrevPSKUntil.After(time.Now()) && slices.Equal(peerNames(c), []string{"charlie"})
+	plane.waitConfig(t, "the rotated psk", func(c engine.Config) bool {
+		return bytes.Equal(c.Device.PSK[:], newPSK) && bytes.Equal(c.Device.PrevPSK[:], oldPSK) &&
+			c.Device.PrevPSKUntil.After(time.Now()) && slices.Equal(peerNames(c), []string{"charlie"})
 	})
 	if saved, err := dir.LoadNode(); err != nil || !bytes.Equal(saved.PSK, newPSK) {
 		t.Fatalf("saved psk after rotation = %x, %v; want the new one", saved.PSK, err)
@@ -287,7 +289,7 @@ func TestNodeFollowsNetmap(t *testing.T) {
 
 	// Removed by the admin: the node drops every peer.
 	fake.RemoveNode("alpha")
-	plane.waitConfig(t, "all peers dropped", func(c PlaneConfig) bool { return len(c.Peers) == 0 })
+	plane.waitConfig(t, "all peers dropped", func(c engine.Config) bool { return len(c.Device.Peers) == 0 })
 
 	cancel()
 	select {
@@ -347,37 +349,6 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-func TestPlanePeers(t *testing.T) {
-	// tested through netmaps in TestNodeFollowsNetmap; here the filters.
-	self, _ := nodekey.Generate()
-	a, _ := nodekey.Generate()
-	b, _ := nodekey.Generate()
-	fake := registrytest.New(netip.MustParsePrefix("100.64.0.0/24"))
-	defer fake.Close()
-	fake.AddNode("self", self)
-	fake.AddNode("b", b, netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("192.0.2.1:5"))
-	fake.AddNode("a", a)
-	nm, _ := fake.Netmap("self")
-	nm.Peers = append(nm.Peers, nm.Peers[0]) // duplicate
-	nm.Peers = append(nm.Peers, nm.Self)     // self
-	bad := nm.Peers[0]
-	bad.Name, bad.IP = "outside", netip.MustParseAddr("10.0.0.1")
-	bad.PublicKey[0] ^= 0xff
-	nm.Peers = append(nm.Peers, bad)
-	peers, skipped := planePeers(&nm)
-	if got := peerNames(PlaneConfig{Peers: peers}); !slices.Equal(got, []string{"a", "b"}) {
-		t.Fatalf("planePeers = %v, want [a b]", got)
-	}
-	if len(skipped) != 3 {
-		t.Fatalf("skipped = %v, want 3 entries", skipped)
-	}
-	for _, p := range peers {
-		if p.Name == "b" && !slices.Equal(p.Endpoints, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:5")}) {
-			t.Fatalf("b endpoints = %v, want only the usable one", p.Endpoints)
-		}
-	}
 }
 
 func TestNormalizeCoordinator(t *testing.T) {
@@ -479,7 +450,7 @@ func TestSSHEndpointNotReportedWhenUnreachable(t *testing.T) {
 			if tc.listen != "" {
 				p.sshListen = netip.MustParseAddrPort(tc.listen)
 			}
-			n := &Node{cfg: cfg, plane: p, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ifname: "tmnone0"}
+			n := &Node{cfg: cfg, eng: p, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ifname: "tmnone0"}
 			req := n.discoverEndpoints(context.Background())
 			if req.SSHEndpoint != tc.want {
 				t.Errorf("discoverEndpoints().SSHEndpoint = %v, want %v", req.SSHEndpoint, tc.want)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -91,24 +90,10 @@ func (e *Endpoint) Ready() bool {
 	return s != nil && s.Ready(e.key)
 }
 
-// EndpointString is the ParseEndpoint form of a peer's endpoint of kind
-// (device.PathSSH or device.PathRelay): "ssh:<key hex>", "relay:<key hex>".
-func EndpointString(kind device.PathKind, key nodekey.PublicKey) string {
+// endpointString is what DstToString says of a peer's endpoint of kind:
+// "ssh:<key hex>", "relay:<key hex>". Nothing parses it.
+func endpointString(kind device.PathKind, key nodekey.PublicKey) string {
 	return kind.String() + ":" + hex.EncodeToString(key[:])
-}
-
-func parseKeyHex(s string) (nodekey.PublicKey, error) {
-	var k nodekey.PublicKey
-	if len(s) != 2*len(k) {
-		return k, fmt.Errorf("key: want %d hex digits", 2*len(k))
-	}
-	if _, err := hex.Decode(k[:], []byte(s)); err != nil {
-		return k, fmt.Errorf("key: %w", err)
-	}
-	if err := k.Validate(); err != nil {
-		return nodekey.PublicKey{}, err
-	}
-	return k, nil
 }
 
 type inPacket struct {
@@ -125,7 +110,7 @@ type epKey struct {
 
 // Bind is a conn.Bind over UDP (the inner bind), SSH and relays.
 type Bind struct {
-	udp     conn.Bind
+	udp     device.Bind
 	senders [device.PathUDP]atomic.Pointer[senderBox]
 
 	stunMu   sync.Mutex // guards stunWait
@@ -147,10 +132,10 @@ type Bind struct {
 	STUNPackets atomic.Uint64
 }
 
-var _ conn.Bind = (*Bind)(nil)
+var _ device.KeyedBind = (*Bind)(nil)
 
 // NewBind returns a bind that sends UDP through udp.
-func NewBind(udp conn.Bind) *Bind {
+func NewBind(udp device.Bind) *Bind {
 	b := &Bind{udp: udp, eps: make(map[epKey]*Endpoint), closed: make(chan struct{})}
 	close(b.closed) // not open yet
 	b.pool.New = func() any { return &inPacket{buf: make([]byte, 0, 2048)} }
@@ -187,7 +172,7 @@ func (b *Bind) endpoint(kind device.PathKind, key nodekey.PublicKey) *Endpoint {
 	b.epMu.Lock()
 	defer b.epMu.Unlock()
 	if ep = b.eps[k]; ep == nil {
-		ep = &Endpoint{b: b, kind: kind, key: key, str: EndpointString(kind, key)}
+		ep = &Endpoint{b: b, kind: kind, key: key, str: endpointString(kind, key)}
 		b.eps[k] = ep
 	}
 	return ep
@@ -317,19 +302,24 @@ func (b *Bind) SetMark(m uint32) error { return b.udp.SetMark(m) }
 // BatchSize implements conn.Bind.
 func (b *Bind) BatchSize() int { return b.udp.BatchSize() }
 
-// ParseEndpoint implements conn.Bind: "ssh:<key>" and "relay:<key>" (see
-// EndpointString) or a UDP address for the inner bind.
-func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	for _, kind := range []device.PathKind{device.PathSSH, device.PathRelay} {
-		if rest, ok := strings.CutPrefix(s, kind.String()+":"); ok {
-			k, err := parseKeyHex(rest)
-			if err != nil {
-				return nil, fmt.Errorf("parse %s endpoint: %w", kind, err)
-			}
-			return b.endpoint(kind, k), nil
-		}
+// ParseEndpoint implements conn.Bind: a UDP address for the inner bind.
+// The device makes its endpoints with UDPEndpoint and KeyEndpoint; SSH and
+// relay endpoints have no string form to parse.
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) { return b.udp.ParseEndpoint(s) }
+
+// UDPEndpoint implements device.Bind: the inner bind's endpoint.
+func (b *Bind) UDPEndpoint(ap netip.AddrPort) conn.Endpoint { return b.udp.UDPEndpoint(ap) }
+
+// KeyEndpoint implements device.KeyedBind: the one endpoint of the peer
+// with key on kind (device.PathSSH or device.PathRelay).
+func (b *Bind) KeyEndpoint(kind device.PathKind, key nodekey.PublicKey) (conn.Endpoint, error) {
+	if kind != device.PathSSH && kind != device.PathRelay {
+		return nil, fmt.Errorf("%w: %s", device.ErrEndpointKind, kind)
 	}
-	return b.udp.ParseEndpoint(s)
+	if err := key.Validate(); err != nil {
+		return nil, fmt.Errorf("%s endpoint: %w", kind, err)
+	}
+	return b.endpoint(kind, key), nil
 }
 
 // Send implements conn.Bind.
@@ -357,9 +347,5 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 // SendUDP sends one datagram to dst on the data plane's UDP socket (STUN
 // requests).
 func (b *Bind) SendUDP(pkt []byte, dst netip.AddrPort) error {
-	ep, err := b.udp.ParseEndpoint(dst.String())
-	if err != nil {
-		return fmt.Errorf("send udp: %w", err)
-	}
-	return b.udp.Send([][]byte{pkt}, ep)
+	return b.udp.Send([][]byte{pkt}, b.udp.UDPEndpoint(dst))
 }

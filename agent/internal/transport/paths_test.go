@@ -165,14 +165,15 @@ func newLabMode(t *testing.T, mode int) *lab {
 	}
 	for i, n := range l.nodes {
 		o := l.nodes[1-i]
-		fallbacks := []string{EndpointString(device.PathRelay, o.key.Public())}
+		eps := []device.Endpoint{device.UDPEndpoint(o.ul)}
 		if o.sshAt.IsValid() || n.srv != nil || n.pp != nil {
-			fallbacks = append([]string{EndpointString(device.PathSSH, o.key.Public())}, fallbacks...)
+			eps = append(eps, device.SSHEndpoint(o.key.Public()))
 		}
+		eps = append(eps, device.RelayEndpoint(o.key.Public()))
 		psk := [32]byte{1, 2, 3}
 		cfg := device.Config{PrivateKey: n.key, PSK: psk, MeshID: "m", ListenPort: n.ul.Port(), Self: n.ip,
 			Peers: []device.PeerConfig{{Name: fmt.Sprintf("n%d", 1-i), PublicKey: o.key.Public(), IP: o.ip,
-				Endpoints: []netip.AddrPort{o.ul}, Fallbacks: fallbacks}}}
+				Endpoints: eps}}}
 		tn := faketun.New(fmt.Sprintf("tm%d", i), device.DefaultMTU, 16)
 		tn.AnswerPings = true
 		dev, err := device.New(tn, n.bind, cfg, logger(t, fmt.Sprintf("n%d", i)))
@@ -428,43 +429,41 @@ func TestPacketPortUnauthenticated(t *testing.T) {
 	}
 }
 
-func TestParseEndpoint(t *testing.T) {
+func TestKeyEndpoint(t *testing.T) {
 	b := NewBind(memnet.New().NewBind(netip.MustParseAddr("192.0.2.1"), 1))
 	k, _ := nodekey.FromSeed(bytes.Repeat([]byte{3}, 32))
 	for _, tc := range []struct {
-		name, in string
-		kind     device.PathKind
-		wantErr  bool
+		name    string
+		kind    device.PathKind
+		key     nodekey.PublicKey
+		wantErr bool
 	}{
-		{"relay", EndpointString(device.PathRelay, k.Public()), device.PathRelay, false},
-		{"ssh", EndpointString(device.PathSSH, k.Public()), device.PathSSH, false},
-		{"udp", "192.0.2.9:51820", device.PathNone, false},
-		{"short key", "relay:abcd", 0, true},
-		{"bad hex", "ssh:" + strings.Repeat("zz", 32), 0, true},
-		{"zero key", "relay:" + strings.Repeat("00", 32), 0, true},
-		{"junk", "nonsense", 0, true},
+		{"relay", device.PathRelay, k.Public(), false},
+		{"ssh", device.PathSSH, k.Public(), false},
+		{"udp kind", device.PathUDP, k.Public(), true},
+		{"no kind", device.PathNone, k.Public(), true},
+		{"zero key", device.PathRelay, nodekey.PublicKey{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ep, err := b.ParseEndpoint(tc.in)
+			ep, err := b.KeyEndpoint(tc.kind, tc.key)
 			if tc.wantErr {
 				if err == nil {
-					t.Fatalf("ParseEndpoint(%q) = %v, want error", tc.in, ep)
+					t.Fatalf("KeyEndpoint(%v, %s) = %v, want error", tc.kind, tc.key.ShortID(), ep)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseEndpoint(%q): %v", tc.in, err)
+				t.Fatalf("KeyEndpoint(%v, %s): %v", tc.kind, tc.key.ShortID(), err)
 			}
-			if e, ok := ep.(*Endpoint); ok {
-				if e.PathKind() != tc.kind || e.Key() != k.Public() {
-					t.Fatalf("ParseEndpoint(%q) = kind %v key %v", tc.in, e.PathKind(), e.Key().ShortID())
-				}
-				again, _ := b.ParseEndpoint(tc.in)
-				if again != ep {
-					t.Fatalf("ParseEndpoint(%q) twice gave two endpoints", tc.in)
-				}
-			} else if tc.kind != device.PathNone {
-				t.Fatalf("ParseEndpoint(%q) = %T", tc.in, ep)
+			e := ep.(*Endpoint)
+			if e.PathKind() != tc.kind || e.Key() != tc.key {
+				t.Fatalf("KeyEndpoint(%v, %s) = kind %v key %v", tc.kind, tc.key.ShortID(), e.PathKind(), e.Key().ShortID())
+			}
+			if again, _ := b.KeyEndpoint(tc.kind, tc.key); again != ep {
+				t.Fatalf("KeyEndpoint(%v, %s) twice gave two endpoints", tc.kind, tc.key.ShortID())
+			}
+			if _, err := b.ParseEndpoint(e.DstToString()); err == nil {
+				t.Fatalf("ParseEndpoint(%q) parsed a %v endpoint: they have no string form", e.DstToString(), tc.kind)
 			}
 		})
 	}

@@ -7,10 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"net/url"
 	"sync"
-
-	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -22,7 +19,7 @@ import (
 type StackConfig struct {
 	Key nodekey.PrivateKey
 	// UDP is the inner UDP bind (device.NewBind).
-	UDP conn.Bind
+	UDP device.Bind
 	// SSHListen, if set, runs the SSH transport's server (sshgw in-agent
 	// mode) on this TCP address; peers in the netmap may connect.
 	SSHListen string
@@ -30,39 +27,31 @@ type StackConfig struct {
 	// loopback ip:port: peers coming through this node's OpenSSH server or
 	// a standalone tunnelmesh-sshgw arrive there (see packetport.go).
 	PacketPort string
-	// Coordinator is the coordinator URL (https://host:port): a relay the
-	// netmap lists without URL is the coordinator's, at api.PathRelay.
-	Coordinator string
 	// RelayProxy is relay client.Config.Proxy.
 	RelayProxy string
 	Logger     *slog.Logger
 }
 
-// StackPeer is what the transports need of one peer.
-type StackPeer struct {
-	Key         nodekey.PublicKey
-	HomeRelay   string
-	SSHEndpoint netip.AddrPort
-	// SSHHostKey, SSHUser and SSHPacketPort describe an OpenSSH server at
-	// SSHEndpoint (api.Node); without SSHHostKey the endpoint is sshgw.
-	SSHHostKey    *nodekey.PublicKey
-	SSHUser       string
-	SSHPacketPort uint16
+// Config is the netmap's part for the transports: the relays and how to
+// reach each peer on a transport other than UDP.
+type Config struct {
+	// Relays are the mesh's relays, each with its URL (the coordinator's
+	// filled in).
+	Relays []api.Relay
+	// HomeRelay is this node's home relay, where peers reach it.
+	HomeRelay string
+	// Peers are the peers the transports carry, by node key; SSH servers
+	// of this node accept these keys only.
+	Peers map[nodekey.PublicKey]Peer
 }
 
-// sshPeer returns how to dial p over SSH, false when it cannot be dialed.
-func (p StackPeer) sshPeer() (SSHPeer, bool) {
-	if !p.SSHEndpoint.IsValid() || p.SSHEndpoint.Port() == 0 {
-		return SSHPeer{}, false
-	}
-	if p.SSHHostKey == nil {
-		return SSHPeer{Addr: p.SSHEndpoint}, true
-	}
-	if p.SSHUser == "" || p.SSHPacketPort == 0 {
-		return SSHPeer{}, false // an OpenSSH endpoint the registry would not accept
-	}
-	hk := *p.SSHHostKey
-	return SSHPeer{Addr: p.SSHEndpoint, HostKey: &hk, User: p.SSHUser, PacketPort: p.SSHPacketPort}, true
+// Peer is what the transports need of one peer.
+type Peer struct {
+	// HomeRelay is the relay where the peer is reached.
+	HomeRelay string
+	// SSH is how to dial the peer over SSH; a zero Addr means the peer
+	// publishes no SSH endpoint this node can dial.
+	SSH SSHPeer
 }
 
 // Stack is a node's transports: the bind the device uses, the relay
@@ -79,9 +68,6 @@ type Stack struct {
 	sshAddr netip.AddrPort
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-
-	mu        sync.Mutex // guards hasRelays
-	hasRelays bool
 }
 
 // NewStack starts the transports.
@@ -153,64 +139,34 @@ func (s *Stack) PacketPortAddr() netip.AddrPort {
 	return s.Port.Addr()
 }
 
-// Set applies a netmap's relays and peers.
-func (s *Stack) Set(relays []api.Relay, home string, peers []StackPeer) {
-	rs := make([]api.Relay, 0, len(relays))
-	for _, r := range relays {
-		if r.URL == "" {
-			r.URL = s.coordinatorRelayURL()
-			if r.URL == "" {
-				continue
-			}
+// Set applies the netmap's relays and peers.
+func (s *Stack) Set(c Config) {
+	rs := make([]api.Relay, 0, len(c.Relays))
+	for _, r := range c.Relays {
+		if r.URL != "" {
+			rs = append(rs, r)
 		}
-		rs = append(rs, r)
 	}
-	byRelay := make(map[nodekey.PublicKey]string, len(peers))
+	byRelay := make(map[nodekey.PublicKey]string, len(c.Peers))
 	bySSH := make(map[nodekey.PublicKey]SSHPeer)
-	keys := make([]nodekey.PublicKey, 0, len(peers))
-	for _, p := range peers {
-		keys = append(keys, p.Key)
-		byRelay[p.Key] = p.HomeRelay
-		if sp, ok := p.sshPeer(); ok {
-			bySSH[p.Key] = sp
+	keys := make([]nodekey.PublicKey, 0, len(c.Peers))
+	for k, p := range c.Peers {
+		keys = append(keys, k)
+		byRelay[k] = p.HomeRelay
+		if p.SSH.Addr.IsValid() {
+			bySSH[k] = p.SSH
 		}
 	}
-	s.Relays.Set(rs, home, byRelay)
+	s.Relays.Set(rs, c.HomeRelay, byRelay)
 	s.SSH.Set(bySSH)
 	if s.Server != nil {
 		s.Server.SetAllowed(keys)
 	}
-	s.mu.Lock()
-	s.hasRelays = len(rs) > 0
-	s.mu.Unlock()
 }
 
-func (s *Stack) coordinatorRelayURL() string {
-	u, err := url.Parse(s.cfg.Coordinator)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	u.Scheme, u.Path = "wss", api.PathRelay
-	return u.String()
-}
-
-// Fallbacks returns the device.PeerConfig.Fallbacks for p: its SSH endpoint
-// when either side accepts SSH (p publishes a dialable endpoint, or this
-// node runs an SSH server or a packet port), and the relay when the mesh
-// has one.
-func (s *Stack) Fallbacks(p StackPeer) []string {
-	var out []string
-	if _, ok := p.sshPeer(); ok || s.Server != nil || s.Port != nil {
-		out = append(out, EndpointString(device.PathSSH, p.Key))
-	}
-	s.mu.Lock()
-	relays := s.hasRelays
-	s.mu.Unlock()
-	if relays {
-		out = append(out, EndpointString(device.PathRelay, p.Key))
-	}
-	return out
-}
+// AcceptsSSH reports whether peers can reach this node over SSH (an SSH
+// server or a packet port runs).
+func (s *Stack) AcceptsSSH() bool { return s.Server != nil || s.Port != nil }
 
 // Close stops the relay connections, the SSH dialers, the SSH server and
 // the packet port. The Bind is the device's to close.

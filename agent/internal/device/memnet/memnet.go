@@ -216,6 +216,11 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	return &Endpoint{ap}, nil
 }
 
+// UDPEndpoint implements device.Bind.
+func (b *Bind) UDPEndpoint(ap netip.AddrPort) conn.Endpoint {
+	return &Endpoint{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+}
+
 // Send implements conn.Bind.
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	e, ok := ep.(*Endpoint)
