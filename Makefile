@@ -7,9 +7,12 @@ BIN          := $(CURDIR)/bin
 GO           ?= go
 TEST_FLAGS   ?= -count=1 -timeout 20m
 STATICCHECK  := $(shell $(GO) env GOPATH)/bin/staticcheck
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS      := -s -w -X main.version=$(VERSION) -X github.com/tunnelmesh/tunnelmesh/agent/internal/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images
+.PHONY: all build test test-unit test-deploy lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images \
+	release terraform-validate cloudinit-check
 
 all: build
 
@@ -27,7 +30,7 @@ binaries:
 	@set -e; for m in $(MODULES); do \
 	  for c in $$m/cmd/*/; do [ -d "$$c" ] || continue; \
 	    echo "== bin/$$(basename $$c)"; \
-	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
+	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
 	  done; done
 
 ## demo: the main job, a working demo mesh in Docker (see compose/README.md)
@@ -41,8 +44,24 @@ demo-down:
 images:
 	@scripts/images.sh
 
-## test: everything CI runs: deps, lint, then every module's tests (root-only tests run for real as root)
-test: deps lint test-unit
+## release: dist/tunnelmesh-linux-{amd64,arm64}.tar.gz and dist/SHA256SUMS (packaging/README.md)
+release:
+	@VERSION=$(VERSION) OUT=dist scripts/release.sh
+
+## test: everything CI runs: deps, lint, every module's tests (root-only tests run for real as root,
+## agent/internal/releasetest runs the release tarball), then the deployment checks
+test: deps lint test-unit test-deploy
+
+## test-deploy: the Terraform modules (offline) and the droplets' cloud-init (terraform/README.md)
+test-deploy: terraform-validate cloudinit-check
+
+## terraform-validate: fmt, init from ../shared/terraform/mirror, validate, tflint, plan (offline)
+terraform-validate:
+	@scripts/terraform-validate.sh
+
+## cloudinit-check: render cloud-init, cloud-init schema, install in a Debian chroot, units verified (root)
+cloudinit-check:
+	@scripts/cloudinit-check.sh
 
 test-unit:
 	@set -e; for m in $(MODULES); do echo "== test $$m"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) ./...); done
@@ -67,4 +86,4 @@ tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

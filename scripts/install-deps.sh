@@ -14,6 +14,10 @@ declare -A pkgs=(
   [sshd]=openssh-server
   [iperf3]=iperf3
   [wg]=wireguard-tools
+  [unshare]=util-linux
+  [cloud-init]=cloud-init
+  [debootstrap]=debootstrap
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
@@ -36,3 +40,5 @@ if [ ! -x "$gobin/staticcheck" ]; then
   echo "install-deps: go install staticcheck"
   GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+# terraform 1.5.7 and tflint (make terraform-validate), each only when missing.
+"$(dirname "$0")/terraform-tools.sh" >/dev/null
