@@ -13,7 +13,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TAG=${TAG:-dev}
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+VERSION=${VERSION:-$(git describe --tags --always "${GIT_REF:---dirty}" 2>/dev/null || echo dev)}
 GO=${GO:-go}
 
 # service  module    binary
