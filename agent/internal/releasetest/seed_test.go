@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,21 +48,43 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
+var (
+	releaseOnce sync.Once
+	releaseOut  string
+	releaseErr  error
+)
+
 // releaseDir returns a directory with the amd64 tarball and SHA256SUMS,
-// building them with scripts/release.sh unless TUNNELMESH_RELEASE_DIR names one.
+// built with scripts/release.sh once per test process, unless
+// TUNNELMESH_RELEASE_DIR names one.
 func releaseDir(t *testing.T, root string) string {
 	t.Helper()
 	if d := os.Getenv("TUNNELMESH_RELEASE_DIR"); d != "" {
 		return d
 	}
-	out := t.TempDir()
-	cmd := exec.Command(filepath.Join(root, "scripts", "release.sh"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "ARCHES=amd64", "OUT="+out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/release.sh: %v\n%s", err, b)
+	releaseOnce.Do(func() {
+		if releaseOut, releaseErr = os.MkdirTemp("", "tunnelmesh-release-"); releaseErr != nil {
+			return
+		}
+		cmd := exec.Command(filepath.Join(root, "scripts", "release.sh"))
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "ARCHES=amd64", "OUT="+releaseOut)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			releaseErr = fmt.Errorf("scripts/release.sh: %v\n%s", err, b)
+		}
+	})
+	if releaseErr != nil {
+		t.Fatal(releaseErr)
 	}
-	return out
+	return releaseOut
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if releaseOut != "" {
+		os.RemoveAll(releaseOut)
+	}
+	os.Exit(code)
 }
 
 // TestTarball checks what the tarball holds: every binary (static, the
