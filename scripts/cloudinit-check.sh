@@ -64,7 +64,8 @@ module "coordinator" {
   role           = "coordinator"
   release_url    = "file://$rel"
   release_sha256 = "$sha"
-  coordinator_config = "listen: \":8443\"\npublic_url: https://203.0.113.10:8443"
+  public_url     = "https://203.0.113.10:8443"
+  policy         = file("$root/registry/policy/default.yaml")
 }
 module "node" {
   source          = "$root/terraform/modules/cloudinit"
@@ -174,7 +175,15 @@ c=$(newroot coordinator)
 apply_cloud_config "$c" "$work/coordinator.yaml"
 check_install "$c" tunnelmesh-coordinator.service
 [ "$(mode "$c/etc/tunnelmesh/coordinator.yaml")" = 600 ] || fail "coordinator.yaml mode $(mode "$c/etc/tunnelmesh/coordinator.yaml"), want 600"
-grep -qx 'public_url: https://203.0.113.10:8443' "$c/etc/tunnelmesh/coordinator.yaml" || fail "coordinator.yaml lacks public_url: $(cat "$c/etc/tunnelmesh/coordinator.yaml")"
+got=$(cat "$c/etc/tunnelmesh/coordinator.yaml")
+want='listen: ":8443"
+public_url: https://203.0.113.10:8443
+stun_listen: ":3478"
+mesh_cidr: 100.64.0.0/10
+policy_file: /etc/tunnelmesh/policy.yaml'
+[ "$got" = "$want" ] || fail "coordinator.yaml = $got, want $want"
+cmp -s "$c/etc/tunnelmesh/policy.yaml" registry/policy/default.yaml || fail "policy.yaml is not the policy given"
+[ "$(mode "$c/etc/tunnelmesh/policy.yaml")" = 600 ] || fail "policy.yaml mode $(mode "$c/etc/tunnelmesh/policy.yaml"), want 600"
 [ -x "$c/usr/local/sbin/tunnelmesh-tokens" ] || fail "tunnelmesh-tokens not installed"
 
 echo "== node: install in a chroot"
@@ -187,6 +196,8 @@ want='ExecStart=/usr/local/bin/tunnelmesh join --once --coordinator https://203.
 grep -qxF "$want" "$n/etc/systemd/system/tunnelmesh.service.d/join.conf" || fail "join drop-in: $(cat "$n/etc/systemd/system/tunnelmesh.service.d/join.conf")"
 [ ! -e "$n/etc/tunnelmesh/coordinator.yaml" ] || fail "a node got a coordinator.yaml"
 
+# The coordinator starts only if its config and policy parse; the tokens
+# come from the running coordinator.
 echo "== coordinator: start it in the chroot (own network namespace), tunnelmesh-tokens 2"
 got=$(unshare --net --fork sh -c '
 	ip link set lo up

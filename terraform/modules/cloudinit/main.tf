@@ -8,9 +8,13 @@ locals {
   })
 
   policy_path = "/etc/tunnelmesh/policy.yaml"
-  coordinator_config = var.policy == "" ? var.coordinator_config : join("\n", compact([
-    trimspace(var.coordinator_config),
-    "policy_file: ${local.policy_path}",
+  # registry/coordinator.example.yaml documents every key.
+  coordinator_config = join("\n", compact([
+    "listen: \":${var.api_port}\"",
+    var.public_url == "" ? "" : "public_url: ${var.public_url}",
+    "stun_listen: \":${var.stun_port}\"",
+    "mesh_cidr: ${var.mesh_cidr}",
+    var.policy == "" ? "" : "policy_file: ${local.policy_path}",
   ]))
 
   common_files = [
@@ -28,7 +32,7 @@ locals {
         path        = "/etc/tunnelmesh/coordinator.yaml"
         permissions = "0600"
         owner       = "root:root"
-        content     = local.coordinator_config == "" ? "" : "${local.coordinator_config}\n"
+        content     = "${local.coordinator_config}\n"
       },
       {
         path        = "/usr/local/sbin/tunnelmesh-tokens"

@@ -21,10 +21,28 @@ variable "release_sha256" {
   }
 }
 
-variable "coordinator_config" {
-  description = "Coordinator only: the content of /etc/tunnelmesh/coordinator.yaml (empty is valid)."
+variable "public_url" {
+  description = "Coordinator only: how nodes reach it, https://HOST:PORT (public_url in coordinator.yaml); empty: not set."
   type        = string
   default     = ""
+}
+
+variable "api_port" {
+  description = "Coordinator only: HTTPS port of the registry API and the relay."
+  type        = number
+  default     = 8443
+}
+
+variable "stun_port" {
+  description = "Coordinator only: UDP port of the STUN responder."
+  type        = number
+  default     = 3478
+}
+
+variable "mesh_cidr" {
+  description = "Coordinator only: IPv4 prefix node addresses are taken from."
+  type        = string
+  default     = "100.64.0.0/10"
 }
 
 variable "policy" {

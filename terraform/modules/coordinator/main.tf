@@ -17,12 +17,10 @@ module "cloudinit" {
   release_url    = var.release_url
   release_sha256 = var.release_sha256
   policy         = var.policy
-  coordinator_config = join("\n", [
-    "listen: \":${var.api_port}\"",
-    "public_url: ${local.url}",
-    "stun_listen: \":${var.stun_port}\"",
-    "mesh_cidr: ${var.mesh_cidr}",
-  ])
+  public_url     = local.url
+  api_port       = var.api_port
+  stun_port      = var.stun_port
+  mesh_cidr      = var.mesh_cidr
 }
 
 resource "digitalocean_droplet" "coordinator" {
