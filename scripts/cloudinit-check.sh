@@ -14,14 +14,16 @@
 #     `systemd-analyze security` exposure) and the files written;
 #  4. starts the installed coordinator in the chroot, in a network namespace
 #     of its own, and has the installed tunnelmesh-tokens print two tokens;
-#  5. renders a node with a wrong checksum: the install fails and installs
+#  5. boots the coordinator's root with systemd in a container and runs every
+#     unit there (scripts/systemd-boot-check.sh);
+#  6. renders a node with a wrong checksum: the install fails and installs
 #     nothing.
 #
 #   scripts/cloudinit-check.sh                    # builds the amd64 tarball first
 #   DIST=dist scripts/cloudinit-check.sh          # uses dist/tunnelmesh-linux-amd64.tar.gz
 #
-# Needs root (chroot, mounts, namespaces), cloud-init, debootstrap, systemd
-# (systemd-analyze) and python3 with PyYAML (all from scripts/install-deps.sh).
+# Needs root (chroot, mounts, namespaces), Docker, cloud-init, debootstrap,
+# systemd (systemd-analyze) and python3 with PyYAML (scripts/install-deps.sh).
 set -euo pipefail
 [ -n "${TRACE:-}" ] && set -x
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -212,6 +214,9 @@ toks = json.loads(sys.argv[1])
 assert isinstance(toks, list) and len(toks) == 2 and all(isinstance(t, str) and len(t) > 20 for t in toks) and toks[0] != toks[1], toks
 ' "$got" || { cat "$work/coordinator.log" "$work/tokens.err" >&2; fail "tunnelmesh-tokens 2 printed $(wc -c <<<"$got") bytes, want a JSON list of two tokens"; }
 echo "   two tokens, JSON list"
+
+echo "== coordinator root booted with systemd (container): every unit runs under its hardening"
+scripts/systemd-boot-check.sh "$c"
 
 echo "== wrong checksum: the install fails and installs nothing"
 b=$(newroot badsum)
