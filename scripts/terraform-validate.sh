@@ -21,10 +21,19 @@ TFLINT=${TFLINT:-$(go env GOPATH)/bin/tflint}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The mirror's registry.terraform.io packages, linked under both host names
+# (OpenTofu looks under registry.opentofu.org; a copy of shared/ may hold
+# that tree as text files where there were symlinks).
+(cd "$mirror/registry.terraform.io" && find . -name '*.zip') | while read -r zip; do
+	for host in registry.terraform.io registry.opentofu.org; do
+		mkdir -p "$work/mirror/$host/$(dirname "$zip")"
+		ln -s "$mirror/registry.terraform.io/$zip" "$work/mirror/$host/$zip"
+	done
+done
 cat >"$work/cli.tfrc" <<EOT
 provider_installation {
   filesystem_mirror {
-    path    = "$mirror"
+    path    = "$work/mirror"
     include = ["registry.terraform.io/digitalocean/*", "registry.opentofu.org/digitalocean/*"]
   }
   direct {
