@@ -300,9 +300,33 @@ func TestSeedGettingStarted(t *testing.T) {
 	tmPing(n1, "n2", s2.IP.String())
 	tmPing(n2, "n1", s1.IP.String())
 
-	// A token is single use: a third join with tok1 is refused.
-	n3 := newMachine("n3", 13)
-	out, err := l.Run(n3.ns, 60*time.Second, n3.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", tok1)...)
+	// ping by name: mesh DNS from the tarball (packaging/README.md, "As
+	// services"): a node joined with a dns-tagged token and
+	// --advertise-dns runs ./tunnelmesh-meshdns with examples/Corefile; n1's
+	// agent points its resolver at it, and the system's ping resolves n2.mesh.
+	dnsTok := token(t, l, coord, cwd, "--tag", "dns")
+	ns1 := newMachine("ns1", 13)
+	pd := l.Start(ns1.ns, "ns1", ns1.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", dnsTok, "--advertise-dns")...)
+	waitPeer(t, l, ns1, cwd, pd, "n1")
+	l.Start(ns1.ns, "meshdns", ns1.cmd(cwd, "./tunnelmesh-meshdns", "-conf", "examples/Corefile")...)
+	var out string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err = l.Run(n1.ns, 20*time.Second, n1.cmd(cwd, "ping", "-c", "1", "-W", "2", "n2.mesh")...)
+		if err == nil && strings.Contains(out, "("+s2.IP.String()+")") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("ping -c 1 n2.mesh on n1 = %q, %v; want it to resolve to %s and answer; n1's resolv.conf:\n%s",
+				out, err, s2.IP, readFile(t, n1.resolv))
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// A token is single use: another join with tok1 is refused.
+	n3 := newMachine("n3", 14)
+	out, err = l.Run(n3.ns, 60*time.Second, n3.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", tok1)...)
 	if err == nil {
 		t.Errorf("a second join with a used token succeeded: %q", out)
 	}
@@ -318,12 +342,14 @@ func (m *machine) cmd(cwd string, args ...string) []string {
 }
 
 // token runs the README's `tunnelmesh admin --config coordinator.yaml
-// tokens create` on the coordinator machine, retrying while it starts.
-func token(t *testing.T, l *netnslab.Lab, m *machine, cwd string) string {
+// tokens create` (with extra flags) on the coordinator machine, retrying
+// while it starts.
+func token(t *testing.T, l *netnslab.Lab, m *machine, cwd string, extra ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
+	args := append([]string{"./tunnelmesh", "admin", "--config", "coordinator.yaml", "tokens", "create"}, extra...)
 	for {
-		out, err := l.Run(m.ns, 20*time.Second, m.cmd(cwd, "./tunnelmesh", "admin", "--config", "coordinator.yaml", "tokens", "create")...)
+		out, err := l.Run(m.ns, 20*time.Second, m.cmd(cwd, args...)...)
 		if tok := strings.TrimSpace(out); err == nil && tok != "" && !strings.ContainsAny(tok, " \n") {
 			return tok
 		}
