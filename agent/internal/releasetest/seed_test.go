@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -234,20 +235,20 @@ func TestSeedGettingStarted(t *testing.T) {
 
 	// Versions, from the extracted files.
 	for _, b := range binaries {
-		out, err := l.Run(coord.ns, 20*time.Second, coord.cmd(cwd, "./"+b, "--version")...)
+		out, err := coord.run(20*time.Second, cwd, "./"+b, "--version")
 		if err != nil || !strings.HasPrefix(out, b+" "+version) {
 			t.Errorf("./%s --version = %q, %v; want %s %s", b, out, err, b, version)
 		}
 	}
-	if out, err := l.Run(coord.ns, 20*time.Second, coord.cmd(cwd, "./tunnelmesh", "version")...); err != nil || out != "tunnelmesh "+version+"\n" {
+	if out, err := coord.run(20*time.Second, cwd, "./tunnelmesh", "version"); err != nil || out != "tunnelmesh "+version+"\n" {
 		t.Errorf("./tunnelmesh version = %q, %v; want tunnelmesh %s", out, err, version)
 	}
 
 	// sudo ./tunnelmesh coordinator --config coordinator.yaml
 	l.Start(coord.ns, "coordinator", coord.cmd(cwd, "./tunnelmesh", "coordinator", "--config", "coordinator.yaml")...)
 	// sudo ./tunnelmesh admin --config coordinator.yaml tokens create (one single-use token per node)
-	tok1 := token(t, l, coord, cwd)
-	tok2 := token(t, l, coord, cwd)
+	tok1 := token(t, coord, cwd)
+	tok2 := token(t, coord, cwd)
 	if tok1 == tok2 {
 		t.Fatalf("two tokens create gave the same token")
 	}
@@ -256,12 +257,12 @@ func TestSeedGettingStarted(t *testing.T) {
 	p2 := l.Start(n2.ns, "n2", n2.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", tok2)...)
 
 	// tunnelmesh status, until each node sees the other.
-	s1 := waitPeer(t, l, n1, cwd, p1, "n2")
-	s2 := waitPeer(t, l, n2, cwd, p2, "n1")
+	s1 := waitPeer(t, n1, cwd, p1, "n2")
+	s2 := waitPeer(t, n2, cwd, p2, "n1")
 	if s1.Version != version {
 		t.Errorf("n1 status version %q, want %q", s1.Version, version)
 	}
-	text, err := l.Run(n1.ns, 20*time.Second, n1.cmd(cwd, "./tunnelmesh", "status")...)
+	text, err := n1.run(20*time.Second, cwd, "./tunnelmesh", "status")
 	if err != nil || !strings.Contains(text, "n2") {
 		t.Errorf("./tunnelmesh status on n1 = %q, %v; want it to list n2", text, err)
 	}
@@ -274,7 +275,7 @@ func TestSeedGettingStarted(t *testing.T) {
 		var err error
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			if out, err = l.Run(m.ns, 10*time.Second, "ping", "-c", "1", "-W", "2", ip); err == nil {
+			if out, err = m.run(10*time.Second, cwd, "ping", "-c", "1", "-W", "2", ip); err == nil {
 				return
 			}
 		}
@@ -290,7 +291,7 @@ func TestSeedGettingStarted(t *testing.T) {
 		var err error
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			out, err = l.Run(m.ns, 20*time.Second, m.cmd(cwd, "./tunnelmesh", "ping", peer)...)
+			out, err = m.run(20*time.Second, cwd, "./tunnelmesh", "ping", peer)
 			if err == nil && strings.Contains(out, "pong from "+peer+" ("+ip+")") {
 				return
 			}
@@ -304,16 +305,17 @@ func TestSeedGettingStarted(t *testing.T) {
 	// services"): a node joined with a dns-tagged token and
 	// --advertise-dns runs ./tunnelmesh-meshdns with examples/Corefile; n1's
 	// agent points its resolver at it, and the system's ping resolves n2.mesh.
-	dnsTok := token(t, l, coord, cwd, "--tag", "dns")
+	dnsTok := token(t, coord, cwd, "--tag", "dns")
 	ns1 := newMachine("ns1", 13)
 	pd := l.Start(ns1.ns, "ns1", ns1.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", dnsTok, "--advertise-dns")...)
-	waitPeer(t, l, ns1, cwd, pd, "n1")
+	waitPeer(t, ns1, cwd, pd, "n1")
 	l.Start(ns1.ns, "meshdns", ns1.cmd(cwd, "./tunnelmesh-meshdns", "-conf", "examples/Corefile")...)
 	var out string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, err = l.Run(n1.ns, 20*time.Second, n1.cmd(cwd, "ping", "-c", "1", "-W", "2", "n2.mesh")...)
+		out, err = n1.run(20*time.Second, cwd, "ping", "-c", "1", "-W", "2", "n2.mesh")
 		if err == nil && strings.Contains(out, "("+s2.IP.String()+")") {
+			t.Logf("ping -c 1 n2.mesh on n1:\n%s", out)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -326,7 +328,7 @@ func TestSeedGettingStarted(t *testing.T) {
 
 	// A token is single use: another join with tok1 is refused.
 	n3 := newMachine("n3", 14)
-	out, err = l.Run(n3.ns, 60*time.Second, n3.cmd(cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", tok1)...)
+	out, err = n3.run(60*time.Second, cwd, "./tunnelmesh", "join", "--coordinator", coordURL, "--token", tok1)
 	if err == nil {
 		t.Errorf("a second join with a used token succeeded: %q", out)
 	}
@@ -341,15 +343,29 @@ func (m *machine) cmd(cwd string, args ...string) []string {
 		m.varLib, m.resolv, m.name, cwd}, args...)
 }
 
+// run runs args on m (see cmd) and returns its stdout; the error names the
+// command as typed and carries its stderr.
+func (m *machine) run(timeout time.Duration, cwd string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", m.ns}, m.cmd(cwd, args...)...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s on %s: %v: %s", strings.Join(args, " "), m.name, err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
 // token runs the README's `tunnelmesh admin --config coordinator.yaml
 // tokens create` (with extra flags) on the coordinator machine, retrying
 // while it starts.
-func token(t *testing.T, l *netnslab.Lab, m *machine, cwd string, extra ...string) string {
+func token(t *testing.T, m *machine, cwd string, extra ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	args := append([]string{"./tunnelmesh", "admin", "--config", "coordinator.yaml", "tokens", "create"}, extra...)
 	for {
-		out, err := l.Run(m.ns, 20*time.Second, m.cmd(cwd, args...)...)
+		out, err := m.run(20*time.Second, cwd, args...)
 		if tok := strings.TrimSpace(out); err == nil && tok != "" && !strings.ContainsAny(tok, " \n") {
 			return tok
 		}
@@ -361,7 +377,7 @@ func token(t *testing.T, l *netnslab.Lab, m *machine, cwd string, extra ...strin
 }
 
 // waitPeer polls `tunnelmesh status --json` on m until it lists peer.
-func waitPeer(t *testing.T, l *netnslab.Lab, m *machine, cwd string, p *netnslab.Proc, peer string) localapi.Status {
+func waitPeer(t *testing.T, m *machine, cwd string, p *netnslab.Proc, peer string) localapi.Status {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	var last string
@@ -369,7 +385,7 @@ func waitPeer(t *testing.T, l *netnslab.Lab, m *machine, cwd string, p *netnslab
 		if p.Exited() {
 			t.Fatalf("node %s exited: %v", m.name, p.Err())
 		}
-		out, err := l.Run(m.ns, 20*time.Second, m.cmd(cwd, "./tunnelmesh", "status", "--json")...)
+		out, err := m.run(20*time.Second, cwd, "./tunnelmesh", "status", "--json")
 		if err != nil {
 			last = err.Error()
 		} else {
