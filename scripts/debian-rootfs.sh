@@ -5,13 +5,13 @@
 #
 #   scripts/debian-rootfs.sh            # prints e.g. /root/.cache/tunnelmesh/debian-bookworm-rootfs
 #
-# Cached under ${TUNNELMESH_CACHE:-~/.cache/tunnelmesh}: a finished rootfs is
+# Cached under $TUNNELMESH_CACHE (default ~/.cache/tunnelmesh): a finished rootfs is
 # marked with .complete and reused; an interrupted build is started afresh.
 # The mirror and suite come from apt's sources (DEBIAN_MIRROR, DEBIAN_SUITE override).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 
-cache=${TUNNELMESH_CACHE:-$HOME/.cache/tunnelmesh}
+cache=${TUNNELMESH_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/tunnelmesh}
 mirror=${DEBIAN_MIRROR:-}
 suite=${DEBIAN_SUITE:-}
 if [ -z "$mirror" ] || [ -z "$suite" ]; then
