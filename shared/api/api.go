@@ -49,7 +49,7 @@ const (
 
 	PathAdminTokens = "/api/v1/admin/tokens" // GET list, POST create; DELETE /{id} revokes
 	PathAdminNodes  = "/api/v1/admin/nodes"  // GET list; DELETE /{name or id} removes
-	PathAdminPolicy = "/api/v1/admin/policy" // GET current, PUT new (issue: policy as code)
+	PathAdminPolicy = "/api/v1/admin/policy" // GET current, PUT new (policy as code, registry/policy)
 
 	PathRelay   = "/relay"   // WebSocket relay served by the coordinator
 	PathMetrics = "/metrics" // Prometheus
