@@ -12,6 +12,10 @@ import (
 // has no field with that yaml tag in t: "tls.hostz: unknown key (line 14)",
 // "allow_keys[2].x: ...". Keys of maps and values of scalar fields are not
 // checked here; decoding checks their types.
+//
+// sshgw/internal/config/keys.go is the same walker: it works on yaml.v3's nodes, and shared (the
+// only package both modules import) depends on the standard library and
+// golang.org/x alone, so each module keeps its copy.
 func unknownKey(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
