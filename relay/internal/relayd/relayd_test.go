@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/config"
+	"go.uber.org/goleak"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -28,6 +29,7 @@ func freeAddr(t *testing.T) string {
 // Run serves /metrics while it runs and returns nil once its context ends,
 // with both listeners closed.
 func TestRunStopsOnCancel(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	cfg := config.Default()
 	cfg.Listen, cfg.Metrics = freeAddr(t), freeAddr(t)
 	cfg.TLS.StateDir = filepath.Join(t.TempDir(), "state")
@@ -70,6 +72,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 
 // A metrics address in use fails Run at once, naming the listener.
 func TestRunMetricsInUse(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
+	"go.uber.org/goleak"
 )
 
 func freeAddr(t *testing.T) string {
@@ -25,6 +26,7 @@ func freeAddr(t *testing.T) string {
 // Run with a key file accepts SSH connections while it runs and returns
 // nil once its context ends, with the listener closed.
 func TestRunStopsOnCancel(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	pem, _ := sshtest.Key(t).MarshalOpenSSH("gw")
 	cfg := config.Default()
 	cfg.KeyFile = filepath.Join(t.TempDir(), "node_key")
@@ -70,6 +72,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 
 // An unreadable key file fails Run before it listens, naming the key.
 func TestRunBadKeyFile(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	cfg := config.Default()
 	cfg.KeyFile = filepath.Join(t.TempDir(), "missing")
 	cfg.Listen, cfg.ForwardTo = freeAddr(t), "127.0.0.1:7600"
