@@ -32,10 +32,12 @@ type Client struct {
 	c *client.Client
 }
 
-// New connects to the engine at host (as DOCKER_HOST: unix:///var/run/docker.sock),
-// negotiating the API version with it on the first call.
+// New connects to the engine at host (as DOCKER_HOST: unix:///var/run/docker.sock).
+// The client negotiates the API version with the engine on its first call
+// (moby/moby/client does by default; it speaks API 1.40 and later, so
+// Docker 19.03 onwards, and uses 1.41 with Docker 20.10).
 func New(host string) (*Client, error) {
-	c, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	c, err := client.New(client.WithHost(host))
 	if err != nil {
 		return nil, fmt.Errorf("docker client %s: %w", host, err)
 	}

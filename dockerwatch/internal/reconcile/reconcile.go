@@ -301,7 +301,7 @@ func LocalPrefixes() ([]netip.Prefix, error) {
 			continue
 		}
 		bits, _ := n.Mask.Size()
-		if n.Mask != nil && len(n.Mask) == 16 {
+		if len(n.Mask) == 16 {
 			bits -= 96
 		}
 		out = append(out, netip.PrefixFrom(ip, bits).Masked())
