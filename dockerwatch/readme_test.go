@@ -15,6 +15,7 @@ func TestREADMEConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(b)
+	s = s[strings.Index(s, "## Configuration"):]
 	i := strings.Index(s, "```yaml\n")
 	if i < 0 {
 		t.Fatal("README has no yaml block")

@@ -258,6 +258,7 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	if err := lc.SetServices(ctx, "dockerwatch", []api.Service{web}); err != nil {
 		t.Fatalf("SetServices: %v", err)
 	}
+	web.Owner = "dockerwatch" // set by the node
 	waitServices(t, fake, "alpha", []api.Service{web})
 	if status, err := lc.Status(ctx); err != nil || !slices.Equal(status.Services, []api.Service{web}) {
 		t.Errorf("Status.Services = %v, %v; want %v", status.Services, err, web)

@@ -35,7 +35,7 @@ func (e *extServices) changedCLocked() chan struct{} {
 }
 
 // SetServices implements localapi.ServicesSetter: it replaces owner's
-// services, checked against the node's own and every other owner's as the
+// services (marked with Owner = owner), checked against the node's own and every other owner's as the
 // registry checks a report, so a set the registry would refuse is refused
 // here and changes nothing.
 func (n *Node) SetServices(owner string, svcs []api.Service) error {
@@ -52,7 +52,11 @@ func (n *Node) SetServices(owner string, svcs []api.Service) error {
 	if len(svcs) == 0 {
 		delete(next, owner)
 	} else {
-		next[owner] = slices.Clone(svcs)
+		own := slices.Clone(svcs)
+		for i := range own {
+			own[i].Owner = owner
+		}
+		next[owner] = own
 	}
 	if _, err := mergeServices(n.cfg.Services, next); err != nil {
 		return fmt.Errorf("%w: %v", localapi.ErrBadServices, err)
@@ -83,8 +87,8 @@ func (n *Node) services() []api.Service {
 }
 
 // mergeServices joins own and the owners' services, checked as the registry
-// checks a report: valid names, tcp or udp, a port, no (name, protocol)
-// twice, at most api.MaxServices. The result is sorted by name, protocol
+// checks a report: valid names, tcp or udp, a port, a valid allow list, no
+// (name, protocol, port) twice, at most api.MaxServices. The result is sorted by name, protocol
 // and port.
 func mergeServices(own []api.Service, byOwner map[string][]api.Service) ([]api.Service, error) {
 	all := slices.Clone(own)
@@ -99,8 +103,15 @@ func mergeServices(own []api.Service, byOwner map[string][]api.Service) ([]api.S
 			if s.Port == 0 {
 				return nil, fmt.Errorf("%s[%d].port: must be 1 to 65535", o, i)
 			}
-			if slices.ContainsFunc(all, func(x api.Service) bool { return x.Name == s.Name && x.Protocol == s.Protocol }) {
-				return nil, fmt.Errorf("%s[%d]: %s/%s is already published", o, i, s.Name, s.Protocol)
+			if s.Allow != "" {
+				if err := api.ValidateSelectors(s.Allow); err != nil {
+					return nil, fmt.Errorf("%s[%d].allow: %v", o, i, err)
+				}
+			}
+			if slices.ContainsFunc(all, func(x api.Service) bool {
+				return x.Name == s.Name && x.Protocol == s.Protocol && x.Port == s.Port
+			}) {
+				return nil, fmt.Errorf("%s[%d]: %s %d/%s is already published", o, i, s.Name, s.Port, s.Protocol)
 			}
 			all = append(all, s)
 		}

@@ -14,7 +14,7 @@ import (
 func TestSetServices(t *testing.T) {
 	dns := api.Service{Name: api.ServiceDNS, Protocol: "udp", Port: 53}
 	n := &Node{cfg: Config{Services: []api.Service{dns}}, log: slog.New(slog.DiscardHandler)}
-	web := api.Service{Name: "web", Protocol: "tcp", Port: 8080}
+	web := api.Service{Name: "web", Protocol: "tcp", Port: 8080, Allow: "tag:web,group:devs"}
 	site := api.Service{Name: "site", Protocol: "tcp", Port: 80}
 	if err := n.SetServices("dockerwatch", []api.Service{web, site}); err != nil {
 		t.Fatal(err)
@@ -24,11 +24,13 @@ func TestSetServices(t *testing.T) {
 	default:
 		t.Error("SetServices did not signal a report")
 	}
+	// The owner is set by the node, whatever the caller sent.
+	web.Owner, site.Owner = "dockerwatch", "dockerwatch"
 	if got, want := n.services(), []api.Service{dns, site, web}; !slices.Equal(got, want) {
 		t.Errorf("services() = %v, want %v", got, want)
 	}
 	// The same set again: no report due.
-	if err := n.SetServices("dockerwatch", []api.Service{web, site}); err != nil {
+	if err := n.SetServices("dockerwatch", []api.Service{web, {Name: "site", Protocol: "tcp", Port: 80, Owner: "forged"}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -43,8 +45,9 @@ func TestSetServices(t *testing.T) {
 		want        string
 	}{
 		{"bad owner", "Docker Watch", []api.Service{web}, "owner:"},
-		{"clash with the node's own", "other", []api.Service{{Name: "dns", Protocol: "udp", Port: 5353}}, "other[0]: dns/udp is already published"},
-		{"clash with another owner", "other", []api.Service{{Name: "web", Protocol: "tcp", Port: 9}}, "other[0]: web/tcp is already published"},
+		{"clash with the node's own", "other", []api.Service{{Name: "dns", Protocol: "udp", Port: 53}}, "other[0]: dns 53/udp is already published"},
+		{"clash with another owner", "other", []api.Service{{Name: "web", Protocol: "tcp", Port: 8080}}, "other[0]: web 8080/tcp is already published"},
+		{"bad allow", "other", []api.Service{{Name: "x", Protocol: "tcp", Port: 9, Allow: "role:x"}}, "other[0].allow"},
 		{"bad protocol", "other", []api.Service{{Name: "x", Protocol: "sctp", Port: 9}}, `other[0].protocol "sctp": must be tcp or udp`},
 		{"no port", "other", []api.Service{{Name: "x", Protocol: "tcp"}}, "other[0].port"},
 		{"bad name", "other", []api.Service{{Name: "a.b", Protocol: "tcp", Port: 1}}, "other[0].name"},

@@ -262,6 +262,9 @@ func parseAllow(s string) ([]string, error) {
 			out = append(out, f)
 		}
 	}
+	if len(out) > api.MaxSelectors {
+		return nil, fmt.Errorf("label %s: %d selectors, at most %d", LabelAllow, len(out), api.MaxSelectors)
+	}
 	slices.Sort(out)
 	return out, nil
 }

@@ -126,6 +126,9 @@ func TestConflictsAndLabels(t *testing.T) {
 		{"bad selector", []container.Summary{
 			running("a", "x", 10, map[string]string{LabelExpose: "80", LabelAllow: "tag:we b"}, "172.30.0.2"),
 		}, `skip x: label tunnelmesh.allow: selector "tag:we b": name "we b": only lowercase letters, digits and hyphens are allowed (want *, a node name, tag:NAME or group:NAME)`},
+		{"too many selectors", []container.Summary{
+			running("a", "x", 10, map[string]string{LabelExpose: "80", LabelAllow: "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q"}, "172.30.0.2"),
+		}, "skip x: label tunnelmesh.allow: 17 selectors, at most 16"},
 		{"unlabelled is never exposed", []container.Summary{
 			running("a", "x", 10, nil, "172.30.0.2"),
 		}, ""},

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/desired"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -111,20 +112,15 @@ func (a *Agent) do(ctx context.Context, method, path string, body []byte, out an
 	return nil
 }
 
-// Records returns the service records to publish for svcs: one per name and
-// protocol (the registry keeps one port per name and protocol for the SRV
-// record), with the lowest port; every port stays forwarded and reachable
-// at <name>.<node>. Sorted by name, protocol and port.
+// Records returns the service records to publish for svcs: one per port
+// (meshdns answers one SRV record per port), each with the container's
+// tunnelmesh.allow selectors, which the registry's policy compiles into
+// the node's filter under its docker section. Sorted by name, protocol and
+// port.
 func Records(svcs []desired.Service) []api.Service {
 	var out []api.Service
 	for _, s := range svcs {
-		i := slices.IndexFunc(out, func(r api.Service) bool { return r.Name == s.Name && r.Protocol == s.Proto })
-		switch {
-		case i < 0:
-			out = append(out, api.Service{Name: s.Name, Protocol: s.Proto, Port: s.Port})
-		case s.Port < out[i].Port:
-			out[i].Port = s.Port
-		}
+		out = append(out, api.Service{Name: s.Name, Protocol: s.Proto, Port: s.Port, Allow: strings.Join(s.Allow, ",")})
 	}
 	slices.SortFunc(out, func(a, b api.Service) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))

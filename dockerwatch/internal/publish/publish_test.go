@@ -17,10 +17,15 @@ import (
 
 func TestRecords(t *testing.T) {
 	svcs := []desired.Service{
-		{Name: "web", Proto: "tcp", Port: 8443}, {Name: "web", Proto: "tcp", Port: 8080},
+		{Name: "web", Proto: "tcp", Port: 8443, Allow: []string{"group:devs", "tag:web"}}, {Name: "web", Proto: "tcp", Port: 8080, Allow: []string{"group:devs", "tag:web"}},
 		{Name: "web", Proto: "udp", Port: 5353}, {Name: "api", Proto: "tcp", Port: 9000},
 	}
-	want := []api.Service{{Name: "api", Protocol: "tcp", Port: 9000}, {Name: "web", Protocol: "tcp", Port: 8080}, {Name: "web", Protocol: "udp", Port: 5353}}
+	want := []api.Service{
+		{Name: "api", Protocol: "tcp", Port: 9000},
+		{Name: "web", Protocol: "tcp", Port: 8080, Allow: "group:devs,tag:web"},
+		{Name: "web", Protocol: "tcp", Port: 8443, Allow: "group:devs,tag:web"},
+		{Name: "web", Protocol: "udp", Port: 5353},
+	}
 	if got := Records(svcs); !slices.Equal(got, want) {
 		t.Errorf("Records = %v, want %v", got, want)
 	}
