@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os/exec"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +39,6 @@ func Logger(c config.Log, w io.Writer) *slog.Logger {
 // Run runs dockerwatch until ctx ends; it withdraws what it exposed before
 // returning.
 func Run(ctx context.Context, c config.Config, log *slog.Logger) error {
-	if _, err := exec.LookPath(c.Forward.Nft); err != nil {
-		return fmt.Errorf("forward.nft: %w", err)
-	}
 	if err := forward.EnsureIPForward(); err != nil {
 		return err
 	}
@@ -76,7 +72,7 @@ func Run(ctx context.Context, c config.Config, log *slog.Logger) error {
 
 	r, err := reconcile.New(reconcile.Config{
 		Source:      src,
-		Forward:     forward.NFT{Cmd: []string{c.Forward.Nft}},
+		Forward:     forward.Kernel{},
 		Agent:       publish.New(c.Agent.Socket),
 		AutoPublish: c.AutoPublish,
 		Resync:      c.ResyncInterval,

@@ -28,7 +28,6 @@ type Config struct {
 	// ResyncInterval is how often the full container list is reconciled even
 	// without events (a safety net under the event stream).
 	ResyncInterval time.Duration `yaml:"resync_interval"`
-	Forward        Forward       `yaml:"forward"`
 	// Metrics is the address of the plain-HTTP Prometheus endpoint
 	// (/metrics); empty disables it.
 	Metrics string `yaml:"metrics"`
@@ -49,12 +48,6 @@ type Agent struct {
 	Socket string `yaml:"socket"`
 }
 
-// Forward configures the kernel forward.
-type Forward struct {
-	// Nft is the nft command. Default "nft" (looked up in PATH).
-	Nft string `yaml:"nft"`
-}
-
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -67,7 +60,6 @@ func Default() Config {
 		Docker:         Docker{Host: "unix:///var/run/docker.sock"},
 		Agent:          Agent{Socket: "/var/lib/tunnelmesh/tunnelmesh.sock"},
 		ResyncInterval: time.Minute,
-		Forward:        Forward{Nft: "nft"},
 		Log:            Log{Level: "info", Format: "text"},
 	}
 }
@@ -158,9 +150,6 @@ func (c Config) Validate() error {
 	}
 	if c.ResyncInterval < time.Second || c.ResyncInterval > 24*time.Hour {
 		return fmt.Errorf("resync_interval: %s, want 1s..24h", c.ResyncInterval)
-	}
-	if c.Forward.Nft == "" {
-		return errors.New("forward.nft: required")
 	}
 	if c.Metrics != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics); err != nil {

@@ -32,7 +32,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"unknown top key", "auto_publsh: true\n", "line 1: auto_publsh: unknown key"},
 		{"unknown nested key", "docker:\n  host: unix:///x\n  hots: y\n", "line 3: docker.hots: unknown key"},
-		{"unknown forward key", "forward:\n  table: x\n", "forward.table: unknown key"},
+		{"unknown section", "forward:\n  nft: nft\n", "line 1: forward: unknown key"},
 		{"bad host", "docker:\n  host: /var/run/docker.sock\n", "docker.host:"},
 		{"empty socket", "agent:\n  socket: \"\"\n", "agent.socket: required"},
 		{"bad resync", "resync_interval: 10ms\n", "resync_interval:"},

@@ -37,7 +37,7 @@ func BenchmarkNetnsTCPThroughput(b *testing.B) {
 		}
 	}()
 	svc := []desired.Service{{Name: "sink", Proto: "tcp", Port: 7000, Target: netip.AddrPortFrom(l.ctrIP, 7000)}}
-	if err := l.nft().Apply(context.Background(), l.mesh, svc); err != nil {
+	if err := l.kernel(b).Apply(context.Background(), l.mesh, svc); err != nil {
 		b.Fatal(err)
 	}
 	const chunk = 1 << 20

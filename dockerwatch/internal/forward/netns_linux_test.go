@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/desired"
@@ -90,6 +92,16 @@ func newLab(t testing.TB) lab {
 }
 
 func (l lab) nft() NFT { return NFT{Cmd: []string{"ip", "netns", "exec", l.node, "nft"}} }
+
+// kernel returns a Kernel acting in the node's namespace.
+func (l lab) kernel(t testing.TB) Kernel {
+	f, err := os.Open("/var/run/netns/" + l.node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return Kernel{NetNS: int(f.Fd())}
+}
 
 // listen starts a TCP listener answering "hello NAME" and a UDP echo in the
 // container namespace on port.
@@ -178,7 +190,7 @@ func TestNetnsForward(t *testing.T) {
 	l.listen(t, 8080, "web")
 	l.listen(t, 9090, "other")
 	ctx := context.Background()
-	n := l.nft()
+	n, list := l.kernel(t), l.nft()
 
 	if _, err := l.dialTCP(8080); err == nil {
 		t.Fatal("peer reached port 8080 before any forward was installed")
@@ -208,7 +220,7 @@ func TestNetnsForward(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rules, err := n.Rules(ctx)
+	rules, err := list.Rules(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +237,7 @@ func TestNetnsForward(t *testing.T) {
 	if err := n.Withdraw(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rules, err := n.Rules(ctx); err != nil || rules != "" {
+	if rules, err := list.Rules(ctx); err != nil || rules != "" {
 		t.Errorf("Rules after Withdraw = %q, %v; want no table", rules, err)
 	}
 	if _, err := l.dialTCP(9090); err == nil {
@@ -236,22 +248,79 @@ func TestNetnsForward(t *testing.T) {
 	}
 }
 
-// TestNetnsBadApplyChangesNothing: a ruleset nft refuses leaves the table
-// as it was.
+// TestNetnsBadApplyChangesNothing: a batch the kernel refuses leaves the
+// table as it was.
 func TestNetnsBadApplyChangesNothing(t *testing.T) {
 	l := newLab(t)
 	l.listen(t, 8080, "web")
 	ctx := context.Background()
-	n := l.nft()
+	n := l.kernel(t)
 	good := []desired.Service{{Name: "web", Proto: "tcp", Port: 8080, Target: netip.AddrPortFrom(l.ctrIP, 8080)}}
 	if err := n.Apply(ctx, l.mesh, good); err != nil {
 		t.Fatal(err)
 	}
-	bad := append(good, desired.Service{Name: "x", Proto: "sctp-bogus", Port: 1, Target: netip.AddrPortFrom(l.ctrIP, 1)})
-	if err := n.Apply(ctx, l.mesh, bad); err == nil || !strings.Contains(err.Error(), "apply forward: nft -f") {
-		t.Fatalf("Apply(bad) = %v, want an nft error", err)
+	before, err := l.nft().Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NAT to a port range whose registers hold nothing: the kernel refuses
+	// the rule, and so the whole batch.
+	c, err := n.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := replaceTable(c)
+	c.AddTable(tbl)
+	ch := c.AddChain(&nftables.Chain{Name: "prerouting", Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: 2, RegAddrMin: 7, RegProtoMin: 9, Specified: true},
+	}})
+	if err := c.Flush(); err == nil {
+		t.Fatal("the kernel accepted a NAT from unset registers")
+	}
+	after, err := l.nft().Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("table after a refused batch:\n%s\nwant as before:\n%s", after, before)
 	}
 	if got, err := l.dialTCP(8080); err != nil || !strings.HasPrefix(got, "hello web") {
-		t.Errorf("after a refused apply, tcp 8080 = %q, %v; want the previous forward", got, err)
+		t.Errorf("after a refused batch, tcp 8080 = %q, %v; want the previous forward", got, err)
+	}
+	// Apply refuses what it cannot express before talking to the kernel.
+	bad := append(good, desired.Service{Name: "x", Proto: "sctp", Port: 1, Target: netip.AddrPortFrom(l.ctrIP, 1)})
+	if err := n.Apply(ctx, l.mesh, bad); err == nil || !strings.Contains(err.Error(), "want tcp or udp") {
+		t.Errorf("Apply(sctp) = %v, want a refusal", err)
+	}
+}
+
+// TestNetnsKernelMatchesRender: the table Kernel.Apply installs lists the
+// same as the one Render's script installs with nft -f.
+func TestNetnsKernelMatchesRender(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	svcs := []desired.Service{
+		{Name: "web", Proto: "tcp", Port: 8080, Target: netip.AddrPortFrom(l.ctrIP, 8080)},
+		{Name: "pub", Proto: "tcp", Port: 32768, Target: netip.AddrPortFrom(l.ctrIP, 80)},
+		{Name: "web", Proto: "udp", Port: 5353, Target: netip.AddrPortFrom(l.ctrIP, 5353)},
+	}
+	if err := l.nft().Apply(ctx, l.mesh, svcs); err != nil {
+		t.Fatal(err)
+	}
+	want, err := l.nft().Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.kernel(t).Apply(ctx, l.mesh, svcs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.nft().Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || !strings.Contains(got, "masquerade") {
+		t.Errorf("Kernel.Apply installed\n%s\nRender's script installs\n%s", got, want)
 	}
 }
