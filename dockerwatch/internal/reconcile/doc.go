@@ -5,7 +5,8 @@
 // so that no change between the two is missed; every container event
 // (start, die, stop, pause, unpause, destroy, ...; a label change is a new
 // container) schedules a full resync after a short debounce, and so do a
-// timer (Config.Resync) and any failure (retried every Config.Retry). A
+// timer (Config.Resync) and any failure (retried after Config.Retry,
+// doubling up to 30 s while failures go on). A
 // resync computes the desired set from the whole list (package desired),
 // rewrites the forward when it differs from the one applied (or after a
 // failure), and publishes the service records to the agent, which ignores

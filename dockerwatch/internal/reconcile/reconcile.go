@@ -69,6 +69,7 @@ type Reconciler struct {
 	forwardOK   bool // applied is installed
 	records     []api.Service
 	skips       map[string]string // container -> reason last logged
+	failures    int               // consecutive failed resyncs
 	onResync    func(Result)      // test hook, called after each resync
 }
 
@@ -128,11 +129,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		sctx, stop := context.WithCancel(ctx)
 		msgs, errs := r.cfg.Source.Events(sctx)
 		r.m.StreamUp.Set(1)
-		failed := r.resync(ctx) != nil
-		var debounce, retry <-chan time.Time
-		if failed {
-			retry = time.After(r.cfg.Retry)
-		}
+		var debounce <-chan time.Time
+		retry := r.retryAfter(r.resync(ctx))
 	stream:
 		for {
 			select {
@@ -144,7 +142,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 					debounce = time.After(r.cfg.Debounce)
 				}
 			case err := <-errs:
-				r.log.Warn("engine event stream ended; reconnecting", "err", err, "retry", r.cfg.Retry)
+				r.log.Warn("engine event stream ended; reconnecting", "err", err, "retry", r.backoff())
 				break stream
 			case <-debounce:
 				debounce = nil
@@ -161,17 +159,31 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		r.m.StreamUp.Set(0)
 		select {
 		case <-ctx.Done():
-		case <-time.After(r.cfg.Retry):
+		case <-time.After(r.backoff()):
 		}
 	}
 	return nil
 }
 
+// maxRetry caps the backoff between failed resyncs.
+const maxRetry = 30 * time.Second
+
+// retryAfter returns when to retry after a resync that returned err: nil
+// after a success; after consecutive failures Retry, doubling up to
+// maxRetry (an event still triggers a resync at once).
 func (r *Reconciler) retryAfter(err error) <-chan time.Time {
-	if err != nil {
-		return time.After(r.cfg.Retry)
+	if err == nil {
+		r.failures = 0
+		return nil
 	}
-	return nil
+	d := r.backoff()
+	r.failures++
+	return time.After(d)
+}
+
+// backoff is Retry doubled per consecutive failure, at most maxRetry.
+func (r *Reconciler) backoff() time.Duration {
+	return min(r.cfg.Retry<<min(r.failures, 10), max(maxRetry, r.cfg.Retry))
 }
 
 // resync computes the desired set from the container list and applies it.
