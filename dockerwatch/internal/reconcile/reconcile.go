@@ -243,7 +243,7 @@ func (r *Reconciler) republish(ctx context.Context) {
 
 func (r *Reconciler) fail(stage string, err error) error {
 	r.m.ReconcileErrors.WithLabelValues(stage).Inc()
-	r.log.Warn("reconcile failed", "stage", stage, "err", err, "retry", r.cfg.Retry)
+	r.log.Warn("reconcile failed", "stage", stage, "err", err)
 	return fmt.Errorf("reconcile %s: %w", stage, err)
 }
 
