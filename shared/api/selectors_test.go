@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -21,5 +22,23 @@ func TestValidateSelectors(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("ValidateSelectors(%q) = %v, want %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// TestDockerServiceWire pins the JSON of a container's service: owner and
+// allow are sent only when set, so the node's own services read as before.
+func TestDockerServiceWire(t *testing.T) {
+	s := Service{Name: "web", Protocol: "tcp", Port: 8080, Owner: ServiceOwnerDocker, Allow: "group:devs,tag:web"}
+	got, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"web","protocol":"tcp","port":8080,"owner":"dockerwatch","allow":"group:devs,tag:web"}`
+	if string(got) != want {
+		t.Errorf("Marshal(Service) = %s, want %s", got, want)
+	}
+	var back Service
+	if err := json.Unmarshal(got, &back); err != nil || back != s {
+		t.Errorf("Unmarshal = %+v, %v; want %+v", back, err, s)
 	}
 }
