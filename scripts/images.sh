@@ -3,7 +3,7 @@
 # -trimpath, each module with GOWORK=off), then one `docker build` per service from
 # the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
 #
-#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent dockerwatch
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
 #   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
@@ -23,6 +23,7 @@ SERVICES=(
 	"meshdns  meshdns  tunnelmesh-meshdns"
 	"sshgw    sshgw    tunnelmesh-sshgw"
 	"agent    agent    tunnelmesh"
+	"dockerwatch dockerwatch tunnelmesh-dockerwatch"
 )
 
 ARGS=("$@")
@@ -33,7 +34,7 @@ selected() {
 	return 1
 }
 
-known=" registry relay meshdns sshgw agent "
+known=" registry relay meshdns sshgw agent dockerwatch "
 for w in "$@"; do
 	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
 done
