@@ -1,0 +1,160 @@
+package weed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Supervision constants.
+const (
+	// StopTimeout is how long the child has to exit after SIGTERM before
+	// it is killed.
+	StopTimeout = 60 * time.Second
+	// MinBackoff is the first wait before a restart; it doubles per crash
+	// up to the supervisor's MaxBackoff and resets after StableAfter.
+	MinBackoff  = 500 * time.Millisecond
+	StableAfter = time.Minute
+)
+
+// Supervisor runs and restarts one weed server.
+type Supervisor struct {
+	Opts       Options
+	MaxBackoff time.Duration
+	Log        *slog.Logger
+	// Output receives the child's stdout and stderr; os.Stderr when nil.
+	Output io.Writer
+	// OnStart, if set, is called with the pid of each started child.
+	OnStart func(pid int)
+	// OnExit, if set, is called when a child exits on its own.
+	OnExit func(err error)
+
+	mu   sync.Mutex // guards the fields below
+	proc *os.Process
+}
+
+// Reload asks the running child to reread its identities file (SIGHUP). It
+// returns an error when no child is running.
+func (s *Supervisor) Reload() error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return errors.New("reload weed: not running")
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reload weed: %w", err)
+	}
+	return nil
+}
+
+// Pid returns the running child's pid, or 0.
+func (s *Supervisor) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.Pid
+}
+
+// Run starts the child and keeps it running until ctx ends, then stops it
+// (SIGTERM, wait, SIGKILL after StopTimeout) and returns nil. It returns an
+// error only when the child cannot be started at all (bad options, missing
+// binary).
+func (s *Supervisor) Run(ctx context.Context) error {
+	if err := s.Opts.Validate(); err != nil {
+		return err
+	}
+	bin, err := exec.LookPath(s.Opts.Binary)
+	if err != nil {
+		return fmt.Errorf("run weed: %w", err)
+	}
+	if err := os.MkdirAll(s.Opts.Dir, 0o700); err != nil {
+		return fmt.Errorf("run weed: %w", err)
+	}
+	for _, d := range []string{"data", "master"} {
+		if err := os.MkdirAll(s.Opts.Dir+"/"+d, 0o700); err != nil {
+			return fmt.Errorf("run weed: %w", err)
+		}
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	out := s.Output
+	if out == nil {
+		out = os.Stderr
+	}
+	maxBackoff := max(s.MaxBackoff, MinBackoff)
+	backoff := MinBackoff
+	for {
+		cmd := exec.Command(bin, s.Opts.Args()...)
+		cmd.Dir = s.Opts.Dir
+		cmd.Stdout, cmd.Stderr = out, out
+		// Its own process group: a terminal's ^C reaches the supervisor,
+		// which stops the child in order.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("run weed: %w", err)
+		}
+		started := time.Now()
+		s.mu.Lock()
+		s.proc = cmd.Process
+		s.mu.Unlock()
+		log.Info("weed started", "pid", cmd.Process.Pid, "s3", s.Opts.S3Addr.String())
+		if s.OnStart != nil {
+			s.OnStart(cmd.Process.Pid)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+
+		select {
+		case <-ctx.Done():
+			s.stop(cmd.Process, exited, log)
+			return nil
+		case err := <-exited:
+			s.mu.Lock()
+			s.proc = nil
+			s.mu.Unlock()
+			if s.OnExit != nil {
+				s.OnExit(err)
+			}
+			if time.Since(started) > StableAfter {
+				backoff = MinBackoff
+			}
+			log.Error("weed exited; restarting", "err", err, "ran", time.Since(started).Round(time.Millisecond), "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+func (s *Supervisor) stop(p *os.Process, exited <-chan error, log *slog.Logger) {
+	log.Info("stopping weed", "pid", p.Pid)
+	_ = p.Signal(syscall.SIGTERM)
+	t := time.NewTimer(StopTimeout)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		log.Info("weed stopped", "pid", p.Pid, "err", err)
+	case <-t.C:
+		log.Error("weed did not stop after SIGTERM; killing", "pid", p.Pid, "timeout", StopTimeout)
+		_ = p.Kill()
+		<-exited
+	}
+	s.mu.Lock()
+	s.proc = nil
+	s.mu.Unlock()
+}
