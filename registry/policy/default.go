@@ -3,8 +3,9 @@ package policy
 import _ "embed"
 
 // DefaultYAML is the policy the example coordinator config ships: ICMP
-// between all nodes and port 53 (udp and tcp) to nodes tagged "dns",
-// nothing else. It is data, not an implicit fallback: a registry with no
+// between all nodes, port 53 (udp and tcp) to nodes tagged "dns", tcp 9000
+// and 9001 (S3 and its credentials API) to nodes tagged "storage", nothing
+// else. It is data, not an implicit fallback: a registry with no
 // policy configured sends no filter, and agents then accept nothing new.
 //
 //go:embed default.yaml
