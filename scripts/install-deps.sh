@@ -36,3 +36,7 @@ if [ ! -x "$gobin/staticcheck" ]; then
   echo "install-deps: go install staticcheck"
   GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+
+# SeaweedFS, which the storage module supervises and its tests run: built from
+# the Go module proxy once per machine (several minutes), then cached.
+"$(dirname "$0")/../storage/scripts/build-weed.sh" >/dev/null
