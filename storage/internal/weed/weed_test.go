@@ -1,0 +1,193 @@
+package weed_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	miniocreds "github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/storage/internal/creds"
+	"github.com/tunnelmesh/tunnelmesh/storage/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/storage/internal/weed"
+)
+
+// weedBinary returns the binary scripts/build-weed.sh built; missing, the
+// test skips, except under CI=true, where it fails.
+func weedBinary(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("../../scripts/build-weed.sh", "--print-path").Output()
+	if err != nil {
+		t.Fatalf("build-weed.sh --print-path: %v", err)
+	}
+	path := strings.TrimSpace(string(out))
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("SeaweedFS binary %s missing under CI: scripts/install-deps.sh builds it", path)
+		}
+		t.Skipf("needs the SeaweedFS binary %s: run storage/scripts/build-weed.sh (about 7 minutes, once)", path)
+	}
+	return path
+}
+
+// freePort returns a loopback TCP port below 55535 whose port+10000 is also
+// free (SeaweedFS opens gRPC there).
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if p > 55000 {
+			continue
+		}
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+10000))
+		if err != nil {
+			continue
+		}
+		l2.Close()
+		return uint16(p)
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+func TestSupervisedWeed(t *testing.T) {
+	bin := weedBinary(t)
+	dir := t.TempDir()
+	store, err := creds.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets := []string{"mesh", "second"}
+	idFile, err := store.WriteIdentities(buckets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3Addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
+	var starts atomic.Int32
+	sup := &weed.Supervisor{
+		Opts: weed.Options{Binary: bin, Dir: filepath.Join(dir, "weed"), S3Addr: s3Addr, IdentitiesFile: idFile,
+			MasterPort: freePort(t), VolumePort: freePort(t), FilerPort: freePort(t), VolumeMax: 16, VolumeSizeMB: 64},
+		MaxBackoff: 2 * time.Second,
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Output:     testWriter{t},
+		OnStart:    func(int) { starts.Add(1) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	client := func(k creds.Key) (*minio.Client, error) {
+		return minio.New(s3Addr.String(), &minio.Options{Creds: miniocreds.NewStaticV4(k.AccessKey, k.Secret, ""), Region: "us-east-1"})
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer wcancel()
+	if err := server.EnsureBuckets(wctx, client, store.Admin(), buckets, "us-east-1"); err != nil {
+		t.Fatalf("create buckets %v: %v", buckets, err)
+	}
+
+	// A node's key, added live (SIGHUP).
+	k, err := nodekey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := store.Issue("n1", "one", k.Public(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WriteIdentities(buckets); err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.WaitUsable(wctx, client, e.Key, buckets); err != nil {
+		t.Fatalf("node key after reload: %v", err)
+	}
+	nc, _ := client(e.Key)
+	for _, b := range buckets {
+		if _, err := nc.PutObject(wctx, b, "k", strings.NewReader("hello "+b), -1, minio.PutObjectOptions{}); err != nil {
+			t.Fatalf("put into %s with the node key: %v", b, err)
+		}
+	}
+
+	// Revoked live: refused within 2 s of the reload.
+	if _, err := store.Prune(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WriteIdentities(buckets); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := sup.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := nc.StatObject(wctx, "mesh", "k", minio.StatObjectOptions{})
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && er.StatusCode == 403 {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("revoked key still works 30 s after reload: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("revoked key refused %v after SIGHUP", time.Since(start).Round(time.Millisecond))
+
+	// kill -9: restarted, and the data is still there.
+	pid := sup.Pid()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := client(store.Admin())
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		o, err := ac.GetObject(wctx, "second", "k", minio.GetObjectOptions{})
+		if err == nil {
+			b, err := io.ReadAll(o)
+			if err == nil && string(b) == "hello second" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("object not readable after kill -9 and restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := starts.Load(); n != 2 || sup.Pid() == pid {
+		t.Errorf("starts = %d (pid %d, was %d), want a restart", n, sup.Pid(), pid)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if os.Getenv("TUNNELMESH_WEED_LOGS") != "" {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
