@@ -3,7 +3,7 @@
 # -trimpath, each module with GOWORK=off), then one `docker build` per service from
 # the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
 #
-#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent storage
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
 #   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
@@ -22,6 +22,7 @@ SERVICES=(
 	"meshdns  meshdns  tunnelmesh-meshdns"
 	"sshgw    sshgw    tunnelmesh-sshgw"
 	"agent    agent    tunnelmesh"
+	"storage  storage  tunnelmesh-storage"
 )
 
 ARGS=("$@")
@@ -32,7 +33,7 @@ selected() {
 	return 1
 }
 
-known=" registry relay meshdns sshgw agent "
+known=" registry relay meshdns sshgw agent storage "
 for w in "$@"; do
 	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
 done
@@ -53,6 +54,10 @@ for entry in "${SERVICES[@]}"; do
 	selected "$svc" || continue
 	echo "== bin/$binary" >&2
 	(cd "$src/$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath -ldflags='-s -w' -o "$out/$binary" "./cmd/$binary")
+	if [ "$svc" = storage ]; then
+		# SeaweedFS, built once per machine and cached (several minutes the first time).
+		cp "$(storage/scripts/build-weed.sh)" "$out/weed"
+	fi
 	echo "== tunnelmesh/$svc:$TAG" >&2
 	docker build --quiet -f "$mod/Dockerfile" -t "tunnelmesh/$svc:$TAG" . >/dev/null
 	built+=("tunnelmesh/$svc:$TAG")

@@ -159,6 +159,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			}
 			return
 		}
+		// Identities written while SeaweedFS was starting (after it read the
+		// file, before its reload hook existed) are picked up now.
+		if err := sup.Reload(); err != nil {
+			log.Warn("reload identities", "err", err)
+		}
 		readyMu.Lock()
 		ready = true
 		readyMu.Unlock()
