@@ -65,9 +65,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// The first netmap gives the mesh address and zone.
 	first := make(chan *api.Netmap, 1)
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer wg.Wait() // after cancel: every goroutine below ends with ctx
+	defer cancel()
 	watchErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
