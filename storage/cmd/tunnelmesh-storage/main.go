@@ -13,9 +13,11 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
 	"github.com/tunnelmesh/tunnelmesh/storage/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/storage/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/storage/internal/weed"
 )
 
 func main() {
+	weed.MaybeExec() // the supervisor's re-execution that starts weed with a private /tmp
 	cfgPath := flag.String("config", "", "configuration file (YAML); defaults apply without one")
 	example := flag.Bool("example-config", false, "print a commented example configuration and exit")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")

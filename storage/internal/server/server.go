@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -59,6 +60,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	sup := &weed.Supervisor{MaxBackoff: time.Duration(cfg.Weed.MaxBackoff), Log: log.With("component", "weed"),
 		OnExit: func(error) { restarts.Inc() }}
+	if os.Geteuid() == 0 {
+		if self, err := os.Executable(); err == nil {
+			sup.Self = self // weed gets a private /tmp (see weed.MaybeExec)
+		}
+	} else {
+		log.Warn("not root: SeaweedFS shares the machine's /tmp for its gRPC sockets")
+	}
 	svc := &issuer.Service{Store: store, Buckets: cfg.Buckets, Region: cfg.Region, Reload: sup.Reload,
 		Log: log.With("component", "issuer"), Metrics: issuer.NewMetrics(reg)}
 

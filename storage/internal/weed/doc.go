@@ -11,6 +11,7 @@
 // Supervisor.Run owns the child: it starts it, restarts it with exponential
 // backoff when it exits on its own, forwards SIGHUP on Reload (SeaweedFS
 // rereads its -s3.config identities file on SIGHUP), and on cancellation
-// sends SIGTERM and waits for the child to exit (SIGKILL after StopTimeout),
+// sends SIGTERM and waits for the child to exit (SIGKILL after StopTimeout;
+// SeaweedFS takes about 30 s to stop on an idle server),
 // so acknowledged writes are flushed before Run returns.
 package weed

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,11 @@ type Supervisor struct {
 	Log        *slog.Logger
 	// Output receives the child's stdout and stderr; os.Stderr when nil.
 	Output io.Writer
+	// Self, if set, is an executable that calls MaybeExec (os.Executable()
+	// of tunnelmesh-storage): weed is started through it in a mount
+	// namespace of its own with a private /tmp (needs CAP_SYS_ADMIN). Empty,
+	// weed runs directly and shares the machine's /tmp.
+	Self string
 	// OnStart, if set, is called with the pid of each started child.
 	OnStart func(pid int)
 	// OnExit, if set, is called when a child exits on its own.
@@ -80,7 +86,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.Opts.Dir, 0o700); err != nil {
 		return fmt.Errorf("run weed: %w", err)
 	}
-	for _, d := range []string{"data", "master"} {
+	for _, d := range []string{"data", "master", "tmp"} {
 		if err := os.MkdirAll(s.Opts.Dir+"/"+d, 0o700); err != nil {
 			return fmt.Errorf("run weed: %w", err)
 		}
@@ -97,11 +103,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	backoff := MinBackoff
 	for {
 		cmd := exec.Command(bin, s.Opts.Args()...)
+		// Its own process group: a terminal's ^C reaches the supervisor,
+		// which stops the child in order. If the supervisor dies without
+		// stopping it, the child is killed: SeaweedFS recovers from kill -9,
+		// while a weed outliving its supervisor would hold its ports.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if s.Self != "" {
+			keep := []string{s.Opts.Dir, filepath.Dir(s.Opts.IdentitiesFile)}
+			cmd = exec.Command(s.Self, execArgs(filepath.Join(s.Opts.Dir, "tmp"), keep, append([]string{bin}, s.Opts.Args()...))...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Unshareflags: syscall.CLONE_NEWNS}
+		}
 		cmd.Dir = s.Opts.Dir
 		cmd.Stdout, cmd.Stderr = out, out
-		// Its own process group: a terminal's ^C reaches the supervisor,
-		// which stops the child in order.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("run weed: %w", err)
 		}

@@ -26,6 +26,11 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/storage/internal/weed"
 )
 
+func TestMain(m *testing.M) {
+	weed.MaybeExec()
+	os.Exit(m.Run())
+}
+
 // weedBinary returns the binary scripts/build-weed.sh built; missing, the
 // test skips, except under CI=true, where it fails.
 func weedBinary(t *testing.T) string {
@@ -91,13 +96,21 @@ func TestSupervisedWeed(t *testing.T) {
 		Output:     testWriter{t},
 		OnStart:    func(int) { starts.Add(1) },
 	}
+	if os.Geteuid() == 0 {
+		sup.Self = os.Args[0] // private /tmp, as tunnelmesh-storage does as root
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx) }()
 	defer func() {
 		cancel()
+		start := time.Now()
 		if err := <-done; err != nil {
 			t.Errorf("Run = %v", err)
+		}
+		t.Logf("weed stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+		if m, _ := filepath.Glob("/tmp/seaweedfs-*-grpc-" + fmt.Sprint(sup.Opts.MasterPort+10000) + ".sock"); os.Geteuid() == 0 && len(m) > 0 {
+			t.Errorf("weed used the machine's /tmp: %v", m)
 		}
 	}()
 	client := func(k creds.Key) (*minio.Client, error) {
