@@ -91,8 +91,10 @@ type s3creds struct {
 // storage node (tagged storage, --advertise-storage) with tunnelmesh-storage
 // beside its agent; nodes a and b. Each node gets its own credentials with
 // `tunnelmesh storage credentials`; a puts, b gets, sha256-intact, over the
-// mesh; a wrong secret is refused; nothing answers on the storage node's
-// underlay address; b's credentials are refused soon after b is removed.
+// mesh, multipart, range and presigned GET; a wrong secret, a tampered
+// presigned URL and a bucket outside the grant are refused; nothing answers on
+// the storage node's underlay address; b's credentials are refused soon after
+// b is removed; SIGTERM stops the storage service cleanly.
 func TestStorage(t *testing.T) {
 	weed := weedBinary(t)
 	l := newLab(t)
@@ -186,6 +188,33 @@ func TestStorage(t *testing.T) {
 		}
 		if out, err := s3(nodeb, cb, "list", "mesh"); err != nil || out != "dir/hello.bin" {
 			t.Errorf("list on nodeb = %q, %v", out, err)
+		}
+	})
+	t.Run("multipart, range and presigned GET", func(t *testing.T) {
+		sum, err := s3(nodea, ca, "multipart", "mesh", "big.bin", fmt.Sprint(12<<20+5))
+		if err != nil || len(sum) != 64 {
+			t.Fatalf("multipart put on nodea = %q, %v", sum, err)
+		}
+		if got, err := s3(nodeb, cb, "get", "mesh", "big.bin"); err != nil || got != sum {
+			t.Errorf("get on nodeb = %q, %v; want %s", got, err, sum)
+		}
+		if out, err := s3(nodeb, cb, "rangecheck", "mesh", "big.bin", "5000000", "7000000"); err != nil || out != "ok 2000001" {
+			t.Errorf("range GET on nodeb = %q, %v", out, err)
+		}
+		url, err := s3(nodea, ca, "presign", "mesh", "big.bin")
+		if err != nil || !strings.HasPrefix(url, "http://"+endpoint+"/mesh/big.bin?") {
+			t.Fatalf("presign on nodea = %q, %v", url, err)
+		}
+		// Fetched by a node with no credentials of its own in use.
+		if out, err := l.Run(nodeb.ns, time.Minute, s3tool, "-", "fetch", url); strings.TrimSpace(out) != sum {
+			t.Errorf("presigned GET on nodeb = %q, %v; want %s", out, err, sum)
+		}
+		tampered := strings.Replace(url, "X-Amz-Expires=3600", "X-Amz-Expires=7200", 1)
+		if tampered == url {
+			t.Fatalf("presigned URL without X-Amz-Expires=3600: %s", url)
+		}
+		if out, _ := l.Run(nodeb.ns, time.Minute, s3tool, "-", "fetch", tampered); !strings.Contains(out, "fetch 403") {
+			t.Errorf("presigned URL with a changed expiry = %q, want 403", out)
 		}
 	})
 	t.Run("wrong secret is refused", func(t *testing.T) {

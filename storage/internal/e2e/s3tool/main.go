@@ -9,11 +9,15 @@
 //	s3tool ENDPOINT multipart BUCKET KEY SIZE   like put, in 5 MiB parts
 //	s3tool ENDPOINT presign BUCKET KEY          prints a presigned GET URL (1 h)
 //	s3tool ENDPOINT list BUCKET                 prints one key per line
+//	s3tool ENDPOINT rangecheck BUCKET KEY FIRST LAST
+//	                                            GETs the object and the range, prints "ok N" when the range is the slice
+//	s3tool - fetch URL                          plain HTTP GET (no credentials), prints the body's sha256
 //
 // A refused request exits 3 and prints "s3 error: <code> <status>".
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -36,6 +41,10 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if os.Args[1] == "-" && len(os.Args) == 4 && os.Args[2] == "fetch" {
+		fetch(ctx, os.Args[3])
+		return
+	}
 	c, err := minio.New(os.Args[1], &minio.Options{
 		Creds:  credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), ""),
 		Region: os.Getenv("AWS_REGION"),
@@ -83,6 +92,23 @@ func main() {
 			fail(err)
 		}
 		fmt.Println(hex.EncodeToString(h.Sum(nil)))
+	case a[0] == "rangecheck" && len(a) == 5:
+		first, err1 := strconv.ParseInt(a[3], 10, 64)
+		last, err2 := strconv.ParseInt(a[4], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			fail(err)
+		}
+		whole := getAll(ctx, c, a[1], a[2], minio.GetObjectOptions{})
+		var opts minio.GetObjectOptions
+		if err := opts.SetRange(first, last); err != nil {
+			fail(err)
+		}
+		part := getAll(ctx, c, a[1], a[2], opts)
+		if last >= int64(len(whole)) || !bytes.Equal(part, whole[first:last+1]) {
+			fmt.Fprintf(os.Stderr, "s3tool: range %d-%d of %d bytes: got %d bytes, not the slice\n", first, last, len(whole), len(part))
+			os.Exit(1)
+		}
+		fmt.Printf("ok %d\n", len(part))
 	case a[0] == "presign" && len(a) == 3:
 		u, err := c.PresignedGetObject(ctx, a[1], a[2], time.Hour, nil)
 		if err != nil {
@@ -100,6 +126,39 @@ func main() {
 		fmt.Fprintln(os.Stderr, "s3tool: bad arguments")
 		os.Exit(2)
 	}
+}
+
+func getAll(ctx context.Context, c *minio.Client, bucket, key string, opts minio.GetObjectOptions) []byte {
+	o, err := c.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		fail(err)
+	}
+	b, err := io.ReadAll(o)
+	if err != nil {
+		fail(err)
+	}
+	return b
+}
+
+func fetch(ctx context.Context, url string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fail(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fail(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Printf("s3 error: fetch %d\n", resp.StatusCode)
+		os.Exit(3)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		fail(err)
+	}
+	fmt.Println(hex.EncodeToString(h.Sum(nil)))
 }
 
 func fail(err error) {
