@@ -268,6 +268,19 @@ func TestStorage(t *testing.T) {
 			t.Errorf("nodea's credentials after nodeb's removal: %v", err)
 		}
 	})
+	// Idle RSS of the storage node's processes, for the storage README.
+	if pids, err := exec.Command("ip", "netns", "pids", nss["sta"]).Output(); err == nil {
+		for _, pid := range strings.Fields(string(pids)) {
+			comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+			status, _ := os.ReadFile("/proc/" + pid + "/status")
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "VmRSS:") {
+					t.Logf("storage node process %s: RSS %s", strings.TrimSpace(string(comm)), strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")))
+				}
+			}
+		}
+	}
+
 	// SeaweedFS takes tens of seconds to stop cleanly.
 	start := time.Now()
 	if err := stProc.Signal(syscall.SIGTERM); err != nil {

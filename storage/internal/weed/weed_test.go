@@ -131,6 +131,16 @@ func TestSupervisedWeed(t *testing.T) {
 		}
 	}
 
+	// Idle RSS, reported in the README.
+	time.Sleep(5 * time.Second)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sup.Pid())); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				t.Logf("idle weed server (2 buckets, empty): %s", strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")))
+			}
+		}
+	}
+
 	// A node's key, added live (SIGHUP).
 	k, err := nodekey.Generate()
 	if err != nil {
