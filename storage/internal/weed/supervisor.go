@@ -116,6 +116,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		cmd.Dir = s.Opts.Dir
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
+			if s.Self != "" && errors.Is(err, syscall.EPERM) {
+				// No CAP_SYS_ADMIN (a container's default): its /tmp is
+				// private to the container anyway.
+				log.Warn("no mount namespace for weed; it shares this machine's /tmp", "err", err)
+				s.Self = ""
+				continue
+			}
 			return fmt.Errorf("run weed: %w", err)
 		}
 		started := time.Now()
