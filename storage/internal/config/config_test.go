@@ -54,3 +54,13 @@ func TestErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestComposeConfigParses(t *testing.T) {
+	c, err := Load("../../../compose/config/storage.yaml")
+	if err != nil {
+		t.Fatalf("compose/config/storage.yaml: %v", err)
+	}
+	if c.Listen != "mesh" || c.Weed.Binary != "/usr/local/bin/weed" {
+		t.Errorf("compose config = %+v", c)
+	}
+}
