@@ -268,6 +268,25 @@ func TestStorage(t *testing.T) {
 			t.Errorf("nodea's credentials after nodeb's removal: %v", err)
 		}
 	})
+	t.Run("metrics and health", func(t *testing.T) {
+		out, err := l.Run(nss["nodea"], time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/metrics")
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		for _, want := range []string{
+			"tunnelmesh_storage_credentials_issued_total ",
+			"tunnelmesh_storage_credentials_revoked_total 1",
+			"tunnelmesh_storage_weed_restarts_total 0",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+		if out, err := l.Run(nss["nodea"], time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/healthz"); err != nil || strings.TrimSpace(out) != "ok" {
+			t.Errorf("healthz = %q, %v", out, err)
+		}
+	})
+
 	// Idle RSS of the storage node's processes, for the storage README.
 	if pids, err := exec.Command("ip", "netns", "pids", nss["sta"]).Output(); err == nil {
 		for _, pid := range strings.Fields(string(pids)) {

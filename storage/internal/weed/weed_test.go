@@ -190,12 +190,30 @@ func TestSupervisedWeed(t *testing.T) {
 	}
 	t.Logf("revoked key refused %v after SIGHUP", time.Since(start).Round(time.Millisecond))
 
-	// kill -9: restarted, and the data is still there.
+	// kill -9 during a put: restarted, the completed objects are intact
+	// and the interrupted one is not visible.
+	ac, _ := client(store.Admin())
+	fed := make(chan struct{})
+	release := make(chan struct{})
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := ac.PutObject(wctx, "mesh", "partial", &stallingReader{n: 1 << 20, fed: fed, release: release}, 8<<20,
+			minio.PutObjectOptions{DisableMultipart: true})
+		putErr <- err
+	}()
+	select {
+	case <-fed:
+	case err := <-putErr:
+		t.Fatalf("put ended before the kill: %v", err)
+	}
 	pid := sup.Pid()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ac, _ := client(store.Admin())
+	close(release)
+	if err := <-putErr; err == nil {
+		t.Errorf("put across kill -9 succeeded")
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		o, err := ac.GetObject(wctx, "second", "k", minio.GetObjectOptions{})
@@ -210,9 +228,36 @@ func TestSupervisedWeed(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if _, err := ac.StatObject(wctx, "mesh", "partial", minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != "NoSuchKey" {
+		t.Errorf("object interrupted by kill -9: stat = %v, want NoSuchKey", err)
+	}
 	if n := starts.Load(); n != 2 || sup.Pid() == pid {
 		t.Errorf("starts = %d (pid %d, was %d), want a restart", n, sup.Pid(), pid)
 	}
+}
+
+// stallingReader yields n zero bytes, closes fed, and then fails once
+// release is closed (the server is gone by then).
+type stallingReader struct {
+	n       int
+	fed     chan struct{}
+	release chan struct{}
+	closed  bool
+}
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	if r.n > 0 {
+		k := min(len(p), r.n)
+		clear(p[:k])
+		r.n -= k
+		return k, nil
+	}
+	if !r.closed {
+		r.closed = true
+		close(r.fed)
+	}
+	<-r.release
+	return 0, io.ErrUnexpectedEOF
 }
 
 type testWriter struct{ t *testing.T }

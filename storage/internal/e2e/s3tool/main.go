@@ -12,6 +12,7 @@
 //	s3tool ENDPOINT rangecheck BUCKET KEY FIRST LAST
 //	                                            GETs the object and the range, prints "ok N" when the range is the slice
 //	s3tool - fetch URL                          plain HTTP GET (no credentials), prints the body's sha256
+//	s3tool - cat URL                            plain HTTP GET, prints the body
 //
 // A refused request exits 3 and prints "s3 error: <code> <status>".
 package main
@@ -41,8 +42,8 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if os.Args[1] == "-" && len(os.Args) == 4 && os.Args[2] == "fetch" {
-		fetch(ctx, os.Args[3])
+	if os.Args[1] == "-" && len(os.Args) == 4 && (os.Args[2] == "fetch" || os.Args[2] == "cat") {
+		fetch(ctx, os.Args[3], os.Args[2] == "cat")
 		return
 	}
 	c, err := minio.New(os.Args[1], &minio.Options{
@@ -140,7 +141,7 @@ func getAll(ctx context.Context, c *minio.Client, bucket, key string, opts minio
 	return b
 }
 
-func fetch(ctx context.Context, url string) {
+func fetch(ctx context.Context, url string, cat bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		fail(err)
@@ -153,6 +154,12 @@ func fetch(ctx context.Context, url string) {
 	if resp.StatusCode != http.StatusOK {
 		fmt.Printf("s3 error: fetch %d\n", resp.StatusCode)
 		os.Exit(3)
+	}
+	if cat {
+		if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+			fail(err)
+		}
+		return
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, resp.Body); err != nil {
