@@ -279,7 +279,13 @@ func TestStorage(t *testing.T) {
 			"tunnelmesh_storage_weed_restarts_total 0",
 		} {
 			if !strings.Contains(out, want) {
-				t.Errorf("metrics lack %q", want)
+				var got []string
+				for _, line := range strings.Split(out, "\n") {
+					if strings.HasPrefix(line, "tunnelmesh_storage_") {
+						got = append(got, line)
+					}
+				}
+				t.Errorf("metrics lack %q; have %q", want, got)
 			}
 		}
 		if out, err := l.Run(nss["nodea"], time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/healthz"); err != nil || strings.TrimSpace(out) != "ok" {

@@ -157,25 +157,38 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}()
 	log.Info("storage serving", "s3", s3Addr.String(), "credentials_api", ln.Addr().String(), "endpoint", svc.Endpoint)
 
-	// Buckets, once SeaweedFS answers.
+	// Health: a child is ready once the buckets exist (created with the
+	// admin key); only then does it get SIGHUPs (see weed.Supervisor.SetReady).
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := EnsureBuckets(ctx, s3, store.Admin(), cfg.Buckets, cfg.Region); err != nil {
-			if ctx.Err() == nil {
-				log.Error("create buckets", "err", err)
+		readyPid := 0
+		for {
+			wait := 500 * time.Millisecond
+			if pid := sup.Pid(); pid != 0 {
+				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+				err := ensureBuckets(cctx, s3, store.Admin(), cfg.Buckets, cfg.Region)
+				ccancel()
+				readyMu.Lock()
+				ready = err == nil
+				readyMu.Unlock()
+				if err == nil {
+					if err := sup.SetReady(pid); err != nil {
+						log.Warn("reload identities", "err", err)
+					}
+					if readyPid != pid {
+						readyPid = pid
+						log.Info("storage ready", "buckets", cfg.Buckets, "weed_pid", pid)
+					}
+					wait = 5 * time.Second
+				}
 			}
-			return
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
-		// Identities written while SeaweedFS was starting (after it read the
-		// file, before its reload hook existed) are picked up now.
-		if err := sup.Reload(); err != nil {
-			log.Warn("reload identities", "err", err)
-		}
-		readyMu.Lock()
-		ready = true
-		readyMu.Unlock()
-		log.Info("storage ready", "buckets", cfg.Buckets)
 	}()
 
 	select {
@@ -197,24 +210,32 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 // EnsureBuckets creates the buckets with the admin key, retrying until
 // SeaweedFS answers or ctx ends.
 func EnsureBuckets(ctx context.Context, s3 func(creds.Key) (*minio.Client, error), admin creds.Key, buckets []string, region string) error {
+	for {
+		err := ensureBuckets(ctx, s3, admin, buckets, region)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create buckets: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ensureBuckets makes one attempt at creating the missing buckets.
+func ensureBuckets(ctx context.Context, s3 func(creds.Key) (*minio.Client, error), admin creds.Key, buckets []string, region string) error {
 	c, err := s3(admin)
 	if err != nil {
 		return err
 	}
 	for _, b := range buckets {
-		for {
-			ok, err := c.BucketExists(ctx, b)
-			if err == nil && !ok {
-				err = c.MakeBucket(ctx, b, minio.MakeBucketOptions{Region: region})
-			}
-			if err == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
+		ok, err := c.BucketExists(ctx, b)
+		if err == nil && !ok {
+			err = c.MakeBucket(ctx, b, minio.MakeBucketOptions{Region: region})
+		}
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", b, err)
 		}
 	}
 	return nil

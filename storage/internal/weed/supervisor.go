@@ -42,23 +42,58 @@ type Supervisor struct {
 	// OnExit, if set, is called when a child exits on its own.
 	OnExit func(err error)
 
-	mu   sync.Mutex // guards the fields below
-	proc *os.Process
+	mu      sync.Mutex // guards the fields below
+	proc    *os.Process
+	ready   bool // SetReady was called for proc: it handles SIGHUP
+	pending bool // a Reload waits for SetReady
 }
 
-// Reload asks the running child to reread its identities file (SIGHUP). It
+// Reload asks the running child to reread its identities file (SIGHUP).
+// Until SetReady confirms the child is serving, the reload is held back and
+// sent by SetReady: a SIGHUP before weed has installed its handler would
+// kill it, and a child that is still starting reads the file anyway. It
 // returns an error when no child is running.
 func (s *Supervisor) Reload() error {
 	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil {
+	defer s.mu.Unlock()
+	if s.proc == nil {
 		return errors.New("reload weed: not running")
 	}
-	if err := p.Signal(syscall.SIGHUP); err != nil {
+	if !s.ready {
+		s.pending = true
+		return nil
+	}
+	if err := s.proc.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("reload weed: %w", err)
 	}
 	return nil
+}
+
+// SetReady records that the child with pid answers requests, and sends a
+// reload held back since it started. A stale pid (the child was restarted
+// since) is ignored.
+func (s *Supervisor) SetReady(pid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.Pid != pid || s.ready {
+		return nil
+	}
+	s.ready = true
+	if !s.pending {
+		return nil
+	}
+	s.pending = false
+	if err := s.proc.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reload weed: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the running child was confirmed with SetReady.
+func (s *Supervisor) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil && s.ready
 }
 
 // Pid returns the running child's pid, or 0.
@@ -127,7 +162,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		started := time.Now()
 		s.mu.Lock()
-		s.proc = cmd.Process
+		// The new child reads the identities file as it starts: nothing
+		// is pending for it.
+		s.proc, s.ready, s.pending = cmd.Process, false, false
 		s.mu.Unlock()
 		log.Info("weed started", "pid", cmd.Process.Pid, "s3", s.Opts.S3Addr.String())
 		if s.OnStart != nil {

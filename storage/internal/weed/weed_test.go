@@ -118,6 +118,9 @@ func TestSupervisedWeed(t *testing.T) {
 	if err := server.EnsureBuckets(wctx, client, store.Admin(), buckets, "us-east-1"); err != nil {
 		t.Fatalf("create buckets %v: %v", buckets, err)
 	}
+	if err := sup.SetReady(sup.Pid()); err != nil {
+		t.Fatal(err)
+	}
 
 	// As root, SeaweedFS's gRPC sockets are in its private /tmp, not the
 	// machine's, where other servers and local users could meet them.
