@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 func TestVerifyPeer(t *testing.T) {
@@ -82,6 +84,30 @@ func TestVerifyPeer(t *testing.T) {
 			if _, err := ParsePeer(r, body); err == nil {
 				t.Errorf("ParsePeer(Authorization %q) = nil error", auth)
 			}
+		}
+	})
+}
+
+func FuzzParsePeer(f *testing.F) {
+	f.Add(PeerScheme+" n1", "1700000000000", "AAAAAAAAAAAAAAAAAAAAAA", "AAAA")
+	f.Add(PeerScheme+" ", "x", "", "")
+	f.Fuzz(func(t *testing.T, auth, date, nonce, sig string) {
+		r := httptest.NewRequest("POST", "/v1/credentials", nil)
+		r.Header.Set("Authorization", auth)
+		r.Header.Set(HeaderDate, date)
+		r.Header.Set(HeaderNonce, nonce)
+		r.Header.Set(HeaderSignature, sig)
+		q, err := ParsePeer(r, nil)
+		if err != nil {
+			return
+		}
+		if q.NodeID == "" {
+			t.Fatal("parsed a request without a node ID")
+		}
+		// Whatever parses must still fail verification under a random key.
+		k, _ := nodekey.Generate()
+		if q.Verify(k.Public(), q.Date, nil) == nil {
+			t.Fatal("forged request verified")
 		}
 	})
 }
