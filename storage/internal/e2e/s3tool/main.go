@@ -11,6 +11,8 @@
 //	s3tool ENDPOINT list BUCKET                 prints one key per line
 //	s3tool ENDPOINT rangecheck BUCKET KEY FIRST LAST
 //	                                            GETs the object and the range, prints "ok N" when the range is the slice
+//	s3tool ENDPOINT mb BUCKET                   creates the bucket
+//	s3tool ENDPOINT bench BUCKET SIZE COUNT     PUTs then GETs COUNT objects of SIZE bytes, prints "put MB/s get MB/s"
 //	s3tool - fetch URL                          plain HTTP GET (no credentials), prints the body's sha256
 //	s3tool - cat URL                            plain HTTP GET, prints the body
 //
@@ -110,6 +112,40 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("ok %d\n", len(part))
+	case a[0] == "mb" && len(a) == 2:
+		if err := c.MakeBucket(ctx, a[1], minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
+			fail(err)
+		}
+	case a[0] == "bench" && len(a) == 4:
+		size, err1 := strconv.Atoi(a[2])
+		count, err2 := strconv.Atoi(a[3])
+		if err := errors.Join(err1, err2); err != nil || size <= 0 || count <= 0 {
+			fail(fmt.Errorf("bench: want SIZE and COUNT above 0"))
+		}
+		buf := make([]byte, size)
+		if _, err := rand.Read(buf); err != nil {
+			fail(err)
+		}
+		start := time.Now()
+		for i := range count {
+			if _, err := c.PutObject(ctx, a[1], fmt.Sprintf("bench/%d", i), bytes.NewReader(buf), int64(size), minio.PutObjectOptions{}); err != nil {
+				fail(err)
+			}
+		}
+		put := time.Since(start)
+		start = time.Now()
+		for i := range count {
+			o, err := c.GetObject(ctx, a[1], fmt.Sprintf("bench/%d", i), minio.GetObjectOptions{})
+			if err != nil {
+				fail(err)
+			}
+			if n, err := io.Copy(io.Discard, o); err != nil || n != int64(size) {
+				fail(fmt.Errorf("bench get %d: %d bytes, %v", i, n, err))
+			}
+		}
+		get := time.Since(start)
+		mb := float64(size) * float64(count) / 1e6
+		fmt.Printf("%.1f %.1f\n", mb/put.Seconds(), mb/get.Seconds())
 	case a[0] == "presign" && len(a) == 3:
 		u, err := c.PresignedGetObject(ctx, a[1], a[2], time.Hour, nil)
 		if err != nil {
