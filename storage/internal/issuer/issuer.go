@@ -180,7 +180,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if changed {
 		if err := s.publish(); err != nil {
 			s.Log.Error("publish identities", "err", err)
-			writeErr(w, http.StatusServiceUnavailable, api.CodeInternal, "storage not running")
+			writeErr(w, http.StatusInternalServerError, api.CodeInternal, "update identities")
 			return
 		}
 		if s.Usable != nil {

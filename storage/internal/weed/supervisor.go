@@ -51,13 +51,14 @@ type Supervisor struct {
 // Reload asks the running child to reread its identities file (SIGHUP).
 // Until SetReady confirms the child is serving, the reload is held back and
 // sent by SetReady: a SIGHUP before weed has installed its handler would
-// kill it, and a child that is still starting reads the file anyway. It
-// returns an error when no child is running.
+// kill it, and a child that is still starting reads the file anyway. With
+// no child running it does nothing: the next child reads the file as it
+// starts.
 func (s *Supervisor) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
-		return errors.New("reload weed: not running")
+		return nil
 	}
 	if !s.ready {
 		s.pending = true
