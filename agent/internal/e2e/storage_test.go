@@ -75,7 +75,7 @@ func weedBinary(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("SeaweedFS binary %s missing under CI: scripts/install-deps.sh builds it (%s)", path, script)
 		}
-		t.Skipf("needs the SeaweedFS binary %s: run %s (about 7 minutes, once)", path, script)
+		t.Skipf("needs the SeaweedFS binary %s: run %s (several minutes, once)", path, script)
 	}
 	return path
 }

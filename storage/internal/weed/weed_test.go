@@ -44,7 +44,7 @@ func weedBinary(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("SeaweedFS binary %s missing under CI: scripts/install-deps.sh builds it", path)
 		}
-		t.Skipf("needs the SeaweedFS binary %s: run storage/scripts/build-weed.sh (about 7 minutes, once)", path)
+		t.Skipf("needs the SeaweedFS binary %s: run storage/scripts/build-weed.sh (several minutes, once)", path)
 	}
 	return path
 }
