@@ -27,7 +27,7 @@ func TestStorageBench(t *testing.T) {
 	rounds := envInt(t, "TUNNELMESH_STORAGE_BENCH_ROUNDS", 3)
 	weed := weedBinary(t)
 	l := newLab(t)
-	_, s3tool := buildStorage(t)
+	storageBin, s3tool := buildStorage(t)
 
 	cns := l.addHost("c", 1)
 	stNS, aNS := l.addHost("stb", 21), l.addHost("benchc", 22)
@@ -51,7 +51,7 @@ func TestStorageBench(t *testing.T) {
 	l.waitStatus(client, 30*time.Second, "sees stb", func(s localapi.Status) bool { return slicesContains(peerNames(s), "stb") })
 
 	dir := filepath.Join(l.Dir(), "weed")
-	for _, d := range []string{"data", "master"} {
+	for _, d := range []string{"data", "master", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -61,8 +61,11 @@ func TestStorageBench(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "id.json"), []byte(ids), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Ports off SeaweedFS's defaults: its gRPC sockets live at fixed /tmp paths.
-	l.Start(stNS, "weed", weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+	// Through tunnelmesh-storage's re-execution entry point, in a mount
+	// namespace of its own, so that SeaweedFS's fixed /tmp gRPC sockets
+	// are private (storage/internal/weed/privatetmp.go).
+	l.Start(stNS, "weed", "unshare", "--mount", "--propagation", "private",
+		storageBin, "__tunnelmesh-weed-exec", filepath.Join(dir, "tmp"), dir, weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		"-dir="+filepath.Join(dir, "data"), "-master.dir="+filepath.Join(dir, "master"),
 		"-master.port=29334", "-volume.port=28081", "-volume.max=16", "-master.volumeSizeLimitMB=1024", "-master.telemetry=false",
 		"-filer", "-filer.port=28889", "-filer.localSocket="+filepath.Join(dir, "filer.sock"),
