@@ -16,6 +16,7 @@ declare -A pkgs=(
   [wg]=wireguard-tools
   [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
   [dnsperf]=dnsperf
+  [pg_ctlcluster]=postgresql   # the registry's PostgreSQL store tests (registry/internal/pgtest)
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

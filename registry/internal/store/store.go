@@ -1,7 +1,9 @@
 // Package store is the registry's persistent state behind an interface: the
 // mesh (ID, prefix, pre-shared key, netmap version), join tokens, nodes and
 // their address leases. Package store/sqlite implements it on an embedded
-// database; a PostgreSQL implementation can follow for several replicas.
+// database (one registry), package store/postgres on PostgreSQL (several
+// registry replicas on one database). Package store/storetest is the
+// conformance suite both pass.
 //
 // Every method that changes what any node's netmap may show increments the
 // mesh version in the same transaction and returns the new value.
@@ -173,4 +175,24 @@ type Store interface {
 
 	// Close releases the store.
 	Close() error
+}
+
+// Secrets is implemented by stores that several registry replicas share:
+// what a node or an admin must trust on every replica (the admin
+// credential, the TLS key and certificate whose pin is in every join
+// token) lives in the store rather than in each replica's data directory.
+type Secrets interface {
+	// Secret returns the secret called name; when there is none it stores
+	// create's value first. Replicas racing to create one agree on one
+	// value (the first stored).
+	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+}
+
+// Changes is implemented by stores that several registry replicas share.
+type Changes interface {
+	// WatchChanges calls fn with the new mesh version after each change
+	// committed by any replica (this one included), and with 0 when
+	// changes may have been missed (after connecting or reconnecting), so
+	// the caller reloads. It returns when ctx ends.
+	WatchChanges(ctx context.Context, fn func(version uint64)) error
 }
