@@ -746,7 +746,6 @@ func (s *Store) listen(ctx context.Context, fn func(uint64), connected func()) e
 	}
 }
 
-
 func addrPortText(a netip.AddrPort) string {
 	if !a.IsValid() {
 		return ""
