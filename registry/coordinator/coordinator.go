@@ -33,6 +33,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/replaylog"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/postgres"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
@@ -103,7 +104,7 @@ type Options struct {
 type Coordinator struct {
 	cfg      Config
 	log      *slog.Logger
-	st       *sqlite.Store
+	st       store.Store
 	srv      *server.Server
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -169,17 +170,40 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator: data_dir: %w", err)
 	}
-	cert, pin, err := tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
-	if err != nil {
+	if c.st, err = openStore(ctx, cfg, log); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	var cert tls.Certificate
+	var pin string
+	if sec, ok := c.st.(store.Secrets); ok {
+		// Replicas of a shared store serve one certificate (the pin in
+		// every join token) and accept one admin credential, kept in the
+		// store; configured tls_cert/tls_key files must then be the same
+		// on every replica.
+		if cfg.TLSCert == "" {
+			cert, pin, err = tlscert.LoadShared(cfg.DataDir, hosts, func(create func() ([]byte, error)) ([]byte, error) {
+				return sec.Secret(ctx, secretTLS, create)
+			})
+		} else {
+			cert, pin, err = tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		if c.adminCrd, err = admincred.LoadShared(cfg.DataDir, func(create func() ([]byte, error)) ([]byte, error) {
+			return sec.Secret(ctx, secretAdmin, create)
+		}); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+	} else {
+		if cert, pin, err = tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		if c.adminCrd, err = admincred.LoadOrCreate(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
 	}
 	c.pin = pin
-	if c.adminCrd, err = admincred.LoadOrCreate(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
-	}
-	if c.st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName)); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
-	}
 	// Signed requests and joins accepted before a restart stay refused
 	// after it (replaylog).
 	if c.replays, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
@@ -357,7 +381,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.srv.Run(ctx)
 	}()
 	c.log.Info("registry started", "listen", c.ln.Addr().String(), "stun", c.stunAddrString(), "mesh_id", c.meshID,
-		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "tls_pin", c.pin)
+		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "store", c.cfg.Store, "tls_pin", c.pin)
 
 	var err error
 	select {
@@ -449,7 +473,7 @@ func (c *Coordinator) NetmapVersion() uint64 { return c.srv.Version() }
 // writeBootstrapToken creates a reusable, non-expiring join token with the
 // given tags and writes it to path (mode 0600, atomically), unless path
 // exists already.
-func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string, tags []string, log *slog.Logger) error {
+func writeBootstrapToken(ctx context.Context, st store.Store, pin, path string, tags []string, log *slog.Logger) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -483,6 +507,35 @@ func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string
 	}
 	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path, "tags", tags)
 	return nil
+}
+
+// Names of the secrets a shared store keeps for every replica.
+const (
+	secretTLS   = "tls_self_signed" // certificate and key, PEM
+	secretAdmin = "admin_credential"
+)
+
+// openStore opens the configured store: SQLite in data_dir, or the
+// PostgreSQL database of postgres_dsn (never logged: it may hold a
+// password).
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store != config.StorePostgres {
+		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	pw, err := cfg.PostgresPassword()
+	if err != nil {
+		return nil, err
+	}
+	st, err := postgres.Open(ctx, cfg.PostgresDSN, postgres.Options{Password: pw})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store: postgres", "database", st.Where())
+	return st, nil
 }
 
 // coordinatorRelayURL is relay.public_url, or public_url with wss and

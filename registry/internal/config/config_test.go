@@ -152,3 +152,47 @@ func TestParseRelay(t *testing.T) {
 		t.Fatalf("relay = %+v, extra relays %+v", c.Relay, got)
 	}
 }
+
+func TestStoreKeys(t *testing.T) {
+	c, err := Parse([]byte("store: postgres\npostgres_dsn: postgres://tm@db.example:5432/tunnelmesh?sslmode=verify-full\n"))
+	if err != nil || c.Store != StorePostgres || c.PostgresDSN == "" {
+		t.Fatalf("Parse postgres = %+v, %v", c, err)
+	}
+	if d := Default(); d.Store != StoreSQLite {
+		t.Fatalf("default store = %q, want sqlite", d.Store)
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("s3cret-pw\nignored\n"), 0o600)
+	c, err = Parse([]byte("store: postgres\npostgres_dsn: host=db user=tm dbname=tm\npostgres_password_file: " + pwFile + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := c.PostgresPassword(); err != nil || pw != "s3cret-pw" {
+		t.Fatalf("PostgresPassword = %q, %v", pw, err)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"store: mysql\n", `store: "mysql": want sqlite or postgres`},
+		{"store: postgres\n", "postgres_dsn: required with store: postgres"},
+		{"postgres_dsn: postgres://db/x\n", `postgres_dsn: set, but store is "sqlite"`},
+		{"postgres_password_file: /pw\n", `postgres_password_file: set, but store is "sqlite"`},
+		{"store: postgres\npostgres_dsn: postgres://u:hunter2@db/x\npostgres_password_file: /pw\n", "postgres_password_file: set, but postgres_dsn holds a password too"},
+		{"store: postgres\npostgres_dsn: host=db password=hunter2\npostgres_password_file: /pw\n", "postgres_password_file: set, but postgres_dsn holds a password too"},
+		{"store: postgres\npostgres_dsn: \"postgres://u:hunter2@db:notaport/x\"\n", "postgres_dsn: "},
+		{"store: postgres\npostgress_dsn: x\n", `unknown key "postgress_dsn"`},
+	} {
+		_, err := Parse([]byte(tt.in))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want error containing %q", tt.in, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Parse(%q) error shows the password: %v", tt.in, err)
+		}
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	c, _ = Parse([]byte("store: postgres\npostgres_dsn: postgres://db/x\npostgres_password_file: " + empty + "\n"))
+	if _, err := c.PostgresPassword(); err == nil {
+		t.Fatal("an empty password file was accepted")
+	}
+}

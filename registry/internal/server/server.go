@@ -160,7 +160,23 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Run does the background work (marking nodes offline when they go quiet)
 // until ctx ends.
+//
+// With a store other replicas share (store.Changes) it also follows their
+// changes: each one reloads the snapshot, so this replica's netmap
+// watchers get it as if the change had been made here.
 func (s *Server) Run(ctx context.Context) error {
+	if ch, ok := s.st.(store.Changes); ok {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			ch.WatchChanges(ctx, func(v uint64) {
+				if err := s.refresh(ctx, v); err != nil && ctx.Err() == nil {
+					s.log.Warn("follow store changes", "version", v, "err", err)
+				}
+			})
+		}()
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

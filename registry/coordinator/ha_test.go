@@ -1,0 +1,234 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
+	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// haConfig is a replica's configuration on the PostgreSQL database dsn,
+// with a data directory of its own.
+func haConfig(t *testing.T, dsn string) coordinator.Config {
+	t.Helper()
+	cfg, err := coordinator.ParseConfig(fmt.Appendf(nil, "listen: 127.0.0.1:0\nstun_listen: 127.0.0.1:0\ndata_dir: %s\nlog_level: debug\n"+
+		"join_failure_burst: 1000\nstore: postgres\npostgres_dsn: %q\n", t.TempDir(), dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startReplicas runs two registry replicas on one fresh database.
+func startReplicas(t *testing.T) (*testCoord, *testCoord) {
+	t.Helper()
+	dsn := pgtest.NewDB(t)
+	a := start(t, haConfig(t, dsn), coordinator.Options{})
+	b := start(t, haConfig(t, dsn), coordinator.Options{})
+	return a, b
+}
+
+// joinWithTokenPin joins through tc trusting only the pin the token
+// carries (as a node does), not tc's own.
+func joinWithTokenPin(t *testing.T, tc *testCoord, token, name string) *testNode {
+	t.Helper()
+	tok, err := jointoken.Parse(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	hc := regclient.NewHTTPClient(tok.Pin)
+	defer hc.CloseIdleConnections()
+	resp, err := regclient.Join(context.Background(), hc, tc.URL(), api.JoinRequest{Token: token, Name: name, PublicKey: key.Public()}, key)
+	if err != nil {
+		t.Fatalf("join %s: %v", name, err)
+	}
+	return tc.nodeClient(t, key, resp)
+}
+
+// Two replicas on one database are one mesh: the same mesh, TLS pin and
+// admin credential; a token made on one admits on the other; every change
+// made on one (join, endpoint update, removal with its PSK rotation,
+// leave, token revoke) reaches the other's netmap watchers.
+func TestHAReplicasShareState(t *testing.T) {
+	ctx := context.Background()
+	a, b := startReplicas(t)
+	if a.MeshID() != b.MeshID() || a.Pin() != b.Pin() || a.AdminCredential() != b.AdminCredential() {
+		t.Fatalf("replicas differ: mesh %s/%s pin %s/%s same admin credential %v",
+			a.MeshID(), b.MeshID(), a.Pin(), b.Pin(), a.AdminCredential() == b.AdminCredential())
+	}
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	w := joinWithTokenPin(t, b, tok, "watcher") // made on A, used on B
+	nm := w.waitNetmap(t, 0, func(*api.Netmap) bool { return true })
+
+	// A join on A reaches a watcher on B.
+	type result struct {
+		nm  *api.Netmap
+		err error
+	}
+	watch := func(since uint64, fn func(*api.Netmap) bool) <-chan result {
+		out := make(chan result, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			for {
+				got, err := w.client.Netmap(ctx, since, 20*time.Second)
+				if err == regclient.ErrNotModified {
+					continue
+				}
+				if err != nil || fn(got) {
+					out <- result{got, err}
+					return
+				}
+				since = got.Version
+			}
+		}()
+		return out
+	}
+	wait := func(what string, ch <-chan result, since time.Time) *api.Netmap {
+		t.Helper()
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("%s: watcher on B: %v", what, r.err)
+		}
+		// Measured, not asserted (the machine may be busy); the ceiling
+		// is the watch's 30s.
+		t.Logf("%s on replica A reached a netmap watcher on replica B in %v", what, time.Since(since).Round(time.Microsecond))
+		return r.nm
+	}
+	ch := watch(nm.Version, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["joiner"]; return ok })
+	time.Sleep(100 * time.Millisecond) // the watch is waiting
+	t0 := time.Now()
+	x := a.join(t, tok, "joiner")
+	nm = wait("join", ch, t0)
+
+	// Endpoint update on A.
+	ep := netip.MustParseAddrPort("192.0.2.10:51820")
+	ch = watch(nm.Version, func(nm *api.Netmap) bool {
+		p := peerNames(nm)["joiner"]
+		return len(p.Endpoints) == 1 && p.Endpoints[0] == ep
+	})
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	if err := x.client.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
+		t.Fatal(err)
+	}
+	nm = wait("endpoint update", ch, t0)
+
+	// Removal on A with B's admin credential: the PSK rotates.
+	oldPSK := nm.PSK.Current
+	ch = watch(nm.Version, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["joiner"]; return !ok })
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	adminOnA := adminclient.New(a.URL(), b.AdminCredential(), a.Pin())
+	defer adminOnA.HTTP.CloseIdleConnections()
+	if err := adminOnA.RemoveNode(ctx, "joiner"); err != nil {
+		t.Fatal(err)
+	}
+	nm = wait("removal", ch, t0)
+	if string(nm.PSK.Current) == string(oldPSK) || string(nm.PSK.Previous) != string(oldPSK) {
+		t.Fatalf("after a removal on A the netmap on B carries PSK current changed %v, previous = old %v",
+			string(nm.PSK.Current) != string(oldPSK), string(nm.PSK.Previous) == string(oldPSK))
+	}
+	if _, err := x.client.Netmap(ctx, 0, 0); apiStatus(err) != 401 {
+		t.Fatalf("removed node on A = %v, want 401", err)
+	}
+
+	// Leave on A.
+	y := a.join(t, tok, "leaver")
+	nm = w.waitNetmap(t, nm.Version, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["leaver"]; return ok })
+	ch = watch(nm.Version, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["leaver"]; return !ok })
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	if err := y.client.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait("leave", ch, t0)
+
+	// A token revoked on B is refused on A; a single-use token used on B
+	// is refused on A.
+	toks, err := b.admin.Tokens(ctx)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens on B = %+v, %v", toks, err)
+	}
+	single := b.token(t, api.CreateTokenRequest{})
+	joinWithTokenPin(t, b, single, "once")
+	if _, err := a.joinReq(ctx, single, "twice", newKey(t)); apiCode(err) != api.CodeTokenInvalid {
+		t.Fatalf("single-use token used on B, again on A = %v, want %s", err, api.CodeTokenInvalid)
+	}
+	if err := b.admin.RevokeToken(ctx, toks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.joinReq(ctx, tok, "late", newKey(t)); apiCode(err) != api.CodeTokenInvalid {
+		t.Fatalf("token revoked on B, used on A = %v, want %s", err, api.CodeTokenInvalid)
+	}
+}
+
+// 200 concurrent joins split over two replicas get 200 distinct
+// addresses; a single-use token raced on both replicas admits one join.
+func TestHAConcurrentJoinsAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	a, b := startReplicas(t)
+	replicas := []*testCoord{a, b}
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	single := b.token(t, api.CreateTokenRequest{})
+	const n = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ips := map[netip.Addr]string{}
+	singleOK := 0
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("node-%d", i)
+			resp, err := replicas[i%2].joinReq(ctx, tok, name, newKey(t))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("join %s: %v", name, err)
+				return
+			}
+			if other, dup := ips[resp.IP]; dup {
+				t.Errorf("%s and %s both got %s", other, name, resp.IP)
+			}
+			ips[resp.IP] = name
+		}()
+		go func() {
+			defer wg.Done()
+			if i >= 30 {
+				return
+			}
+			_, err := replicas[i%2].joinReq(ctx, single, fmt.Sprintf("racer-%d", i), newKey(t))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				singleOK++
+			case apiCode(err) != api.CodeTokenInvalid:
+				t.Errorf("racer-%d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ips) != n || singleOK != 1 {
+		t.Fatalf("%d distinct addresses for %d joins, single-use token admitted %d; want %d and 1", len(ips), n, singleOK, n)
+	}
+	for _, tc := range replicas {
+		nodes, err := tc.admin.Nodes(ctx)
+		if err != nil || len(nodes) != n+1 {
+			t.Fatalf("nodes list = %d nodes, %v; want %d", len(nodes), err, n+1)
+		}
+	}
+}
