@@ -232,7 +232,13 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 				return nil, fmt.Errorf("coordinator: policy_file: %w", err)
 			}
 		}
-		ps, err := policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), initial, 0, log)
+		var ps *policystore.Store
+		if sp, ok := c.st.(store.Policies); ok {
+			// Replicas share the policy versions through the store.
+			ps, err = policystore.OpenBackend(policystore.StoreBackend(sp), initial, 0, log)
+		} else {
+			ps, err = policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), initial, 0, log)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}

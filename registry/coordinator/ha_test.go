@@ -11,6 +11,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
+	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -60,7 +61,8 @@ func joinWithTokenPin(t *testing.T, tc *testCoord, token, name string) *testNode
 // Two replicas on one database are one mesh: the same mesh, TLS pin and
 // admin credential; a token made on one admits on the other; every change
 // made on one (join, endpoint update, removal with its PSK rotation,
-// leave, token revoke) reaches the other's netmap watchers.
+// leave, policy apply) reaches the other's netmap watchers, and token uses
+// and revocations hold on both.
 func TestHAReplicasShareState(t *testing.T) {
 	ctx := context.Background()
 	a, b := startReplicas(t)
@@ -155,6 +157,25 @@ func TestHAReplicasShareState(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("leave", ch, t0)
+
+	// A policy applied on A reaches the watcher on B; B lists it, and a
+	// conditional apply on B against the old version conflicts.
+	ch = watch(nm.Version, func(nm *api.Netmap) bool { return nm.Filter != nil && nm.Filter.PolicyVersion == 1 })
+	time.Sleep(100 * time.Millisecond)
+	t0 = time.Now()
+	if _, err := a.admin.PutPolicy(ctx, policy.PutRequest{Policy: "rules:\n  - {name: ping, from: '*', to: '*', proto: icmp}\n"}); err != nil {
+		t.Fatal(err)
+	}
+	wait("policy apply", ch, t0)
+	if vs, err := b.admin.PolicyVersions(ctx); err != nil || len(vs) != 1 || vs[0].Version != 1 {
+		t.Fatalf("policy versions on B = %+v, %v; want version 1", vs, err)
+	}
+	if _, err := b.admin.PutPolicy(ctx, policy.PutRequest{Policy: "rules: []\n", IfVersion: 0}); err != nil {
+		t.Fatalf("apply on B after A's version 1: %v", err)
+	}
+	if _, err := a.admin.PutPolicy(ctx, policy.PutRequest{Policy: "rules: []\n#x\n", IfVersion: 1}); apiStatus(err) != 409 {
+		t.Fatalf("apply on A if version 1 after B stored version 2 = %v, want 409", err)
+	}
 
 	// A token revoked on B is refused on A; a single-use token used on B
 	// is refused on A.

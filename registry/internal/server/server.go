@@ -171,6 +171,15 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer close(done)
 			ch.WatchChanges(ctx, func(v uint64) {
+				if v != 0 && s.Version() >= v {
+					return // this replica's own change, or one it has loaded
+				}
+				// The change may be another replica's policy apply.
+				if r, ok := s.set.Policy.(interface{ Reload() error }); ok {
+					if err := r.Reload(); err != nil {
+						s.log.Warn("follow store changes", "version", v, "err", err)
+					}
+				}
 				if err := s.refresh(ctx, v); err != nil && ctx.Err() == nil {
 					s.log.Warn("follow store changes", "version", v, "err", err)
 				}

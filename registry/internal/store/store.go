@@ -196,3 +196,25 @@ type Changes interface {
 	// the caller reloads. It returns when ctx ends.
 	WatchChanges(ctx context.Context, fn func(version uint64)) error
 }
+
+// PolicyDoc is one stored policy version (package policystore's).
+type PolicyDoc struct {
+	Version   uint64
+	CreatedAt time.Time
+	Doc       string // the policy file as uploaded
+}
+
+// Policies is implemented by stores that several registry replicas share:
+// the policy versions live in the store instead of each replica's data
+// directory.
+type Policies interface {
+	// PolicyVersions lists the stored version numbers, newest first.
+	PolicyVersions(ctx context.Context) ([]uint64, error)
+	// PolicyVersion returns version v (ErrNotFound).
+	PolicyVersion(ctx context.Context, v uint64) (PolicyDoc, error)
+	// CreatePolicyVersion stores d (ErrAlreadyExists when its version is
+	// stored already, by another replica).
+	CreatePolicyVersion(ctx context.Context, d PolicyDoc) error
+	// DeletePolicyVersion removes version v (pruning).
+	DeletePolicyVersion(ctx context.Context, v uint64) error
+}

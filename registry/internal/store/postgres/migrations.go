@@ -61,6 +61,12 @@ var migrations = []string{
 		value      BYTEA  NOT NULL,
 		created_at BIGINT NOT NULL
 	);`,
+	// 2: policy versions (package policystore).
+	`CREATE TABLE policy_versions (
+		version    BIGINT PRIMARY KEY,
+		created_at BIGINT NOT NULL,
+		policy     TEXT   NOT NULL
+	);`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

@@ -46,9 +46,10 @@ type Store struct {
 }
 
 var (
-	_ store.Store   = (*Store)(nil)
-	_ store.Secrets = (*Store)(nil)
-	_ store.Changes = (*Store)(nil)
+	_ store.Store    = (*Store)(nil)
+	_ store.Secrets  = (*Store)(nil)
+	_ store.Changes  = (*Store)(nil)
+	_ store.Policies = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -697,6 +698,59 @@ func (s *Store) Secret(ctx context.Context, name string, create func() ([]byte, 
 		return nil, fmt.Errorf("read secret %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// PolicyVersions implements store.Policies.
+func (s *Store) PolicyVersions(ctx context.Context) ([]uint64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version FROM policy_versions ORDER BY version DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list policy versions: %w", err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("list policy versions: %w", err)
+	}
+	out := make([]uint64, len(vs))
+	for i, v := range vs {
+		out[i] = uint64(v)
+	}
+	return out, nil
+}
+
+// PolicyVersion implements store.Policies.
+func (s *Store) PolicyVersion(ctx context.Context, v uint64) (store.PolicyDoc, error) {
+	d := store.PolicyDoc{Version: v}
+	var created int64
+	err := s.pool.QueryRow(ctx, `SELECT created_at, policy FROM policy_versions WHERE version = $1`, int64(v)).Scan(&created, &d.Doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.PolicyDoc{}, fmt.Errorf("read policy version %d: %w", v, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.PolicyDoc{}, fmt.Errorf("read policy version %d: %w", v, err)
+	}
+	d.CreatedAt = time.Unix(0, created).UTC()
+	return d, nil
+}
+
+// CreatePolicyVersion implements store.Policies.
+func (s *Store) CreatePolicyVersion(ctx context.Context, d store.PolicyDoc) error {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO policy_versions (version, created_at, policy) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING`,
+		int64(d.Version), d.CreatedAt.UnixNano(), d.Doc)
+	if err != nil {
+		return fmt.Errorf("store policy version %d: %w", d.Version, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store policy version %d: %w", d.Version, store.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// DeletePolicyVersion implements store.Policies.
+func (s *Store) DeletePolicyVersion(ctx context.Context, v uint64) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM policy_versions WHERE version = $1`, int64(v)); err != nil {
+		return fmt.Errorf("delete policy version %d: %w", v, err)
+	}
+	return nil
 }
 
 // WatchChanges implements store.Changes: it LISTENs on Channel on a

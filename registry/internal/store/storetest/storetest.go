@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 		{"Touch", testTouch},
 		{"Secrets", testSecrets},
 		{"Changes", testChanges},
+		{"Policies", testPolicies},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -580,5 +581,40 @@ func testChanges(t *testing.T, h Harness) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("WatchChanges did not return after its context ended")
+	}
+}
+
+// testPolicies: policy versions are stored once each, listed newest first,
+// read back and pruned.
+func testPolicies(t *testing.T, h Harness) {
+	in := h.New(t)
+	ps, ok := in.Store.(store.Policies)
+	if !ok {
+		t.Skip("the store keeps no policy versions (single registry: policystore's directory)")
+	}
+	ctx := context.Background()
+	if vs, err := ps.PolicyVersions(ctx); err != nil || len(vs) != 0 {
+		t.Fatalf("PolicyVersions of an empty store = %v, %v", vs, err)
+	}
+	for v := uint64(1); v <= 3; v++ {
+		if err := ps.CreatePolicyVersion(ctx, store.PolicyDoc{Version: v, CreatedAt: Now, Doc: fmt.Sprintf("# v%d\n", v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ps.CreatePolicyVersion(ctx, store.PolicyDoc{Version: 2, CreatedAt: Now, Doc: "other"}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("second create of version 2 = %v, want ErrAlreadyExists", err)
+	}
+	d, err := ps.PolicyVersion(ctx, 2)
+	if err != nil || d.Doc != "# v2\n" || !d.CreatedAt.Equal(Now) {
+		t.Fatalf("PolicyVersion(2) = %+v, %v", d, err)
+	}
+	if err := ps.DeletePolicyVersion(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.PolicyVersion(ctx, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted version = %v, want ErrNotFound", err)
+	}
+	if vs, err := ps.PolicyVersions(ctx); err != nil || !reflect.DeepEqual(vs, []uint64{3, 2}) {
+		t.Fatalf("PolicyVersions = %v, %v; want [3 2]", vs, err)
 	}
 }
