@@ -41,6 +41,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -110,7 +111,8 @@ type Coordinator struct {
 	ln       net.Listener
 	stun     *stun.Server
 	relay    *relayserver.Server // nil when relay.disabled
-	replays  *replaylog.Log
+	replays  nodeauth.Replays
+	replayLg *replaylog.Log // the file of replays, when not shared
 	pin      string
 	adminCrd string
 	meshID   string
@@ -206,8 +208,14 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	c.pin = pin
 	// Signed requests and joins accepted before a restart stay refused
 	// after it (replaylog).
-	if c.replays, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
+	// Replicas of a shared store share it in the store.
+	if sr, ok := c.st.(store.Replays); ok {
+		c.replays = replaylog.NewShared(sr, log)
+	} else {
+		if c.replayLg, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		c.replays = c.replayLg
 	}
 	mesh, err := c.st.InitMesh(ctx, cfg.Prefix(), time.Now())
 	if err != nil {
@@ -425,8 +433,8 @@ func (c *Coordinator) Close() error {
 		if c.st != nil {
 			err = c.st.Close()
 		}
-		if c.replays != nil {
-			c.replays.Close()
+		if c.replayLg != nil {
+			c.replayLg.Close()
 		}
 	})
 	return err

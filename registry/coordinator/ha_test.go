@@ -3,7 +3,9 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,5 +253,40 @@ func TestHAConcurrentJoinsAcrossReplicas(t *testing.T) {
 		if err != nil || len(nodes) != n+1 {
 			t.Fatalf("nodes list = %d nodes, %v; want %d", len(nodes), err, n+1)
 		}
+	}
+}
+
+// A signed node request accepted by one replica cannot be replayed against
+// the other (the replay cache is in the shared store).
+func TestHAReplayAcrossReplicasRefused(t *testing.T) {
+	a, b := startReplicas(t)
+	tok := a.token(t, api.CreateTokenRequest{})
+	n := a.join(t, tok, "alpha")
+	body := []byte(`{}`)
+	req := signed(t, a, "POST", api.PathHeartbeat, body, n.join.Credential, n.key, time.Now())
+	header := req.Header.Clone()
+	if status, e := rawCall(t, a, req); status != http.StatusNoContent {
+		t.Fatalf("genuine heartbeat on A: %d %q", status, e.Error)
+	}
+	// B knows the node (it joined on A) before the replay is tried.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nodes, err := b.admin.Nodes(context.Background())
+		if err == nil && len(nodes) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B does not list the node joined on A: %v, %v", nodes, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	replay := newReq(t, b, "POST", api.PathHeartbeat, "application/json", body)
+	replay.Header = header
+	if status, e := rawCall(t, b, replay); status != http.StatusUnauthorized || !strings.Contains(e.Error, "replayed") {
+		t.Fatalf("heartbeat accepted by A replayed on B: %d %q, want 401 replayed", status, e.Error)
+	}
+	n.client.BaseURL = b.URL()
+	if err := n.client.Heartbeat(context.Background()); err != nil {
+		t.Fatalf("fresh heartbeat on B: %v", err)
 	}
 }

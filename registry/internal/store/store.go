@@ -218,3 +218,15 @@ type Policies interface {
 	// DeletePolicyVersion removes version v (pruning).
 	DeletePolicyVersion(ctx context.Context, v uint64) error
 }
+
+// Replays is implemented by stores that several registry replicas share:
+// the signatures of accepted node requests and joins, so that one accepted
+// by a replica is refused as a replay by every other.
+type Replays interface {
+	// AddReplay records the hash of an accepted signature at the given
+	// time and reports whether it was new (false: some replica recorded
+	// it already).
+	AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error)
+	// PruneReplays forgets the hashes recorded before the given time.
+	PruneReplays(ctx context.Context, before time.Time) error
+}

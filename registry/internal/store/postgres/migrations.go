@@ -67,6 +67,12 @@ var migrations = []string{
 		created_at BIGINT NOT NULL,
 		policy     TEXT   NOT NULL
 	);`,
+	// 3: hashes of accepted request signatures (package replaylog).
+	`CREATE TABLE replays (
+		hash BYTEA  PRIMARY KEY,
+		at   BIGINT NOT NULL
+	);
+	CREATE INDEX replays_at ON replays (at);`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

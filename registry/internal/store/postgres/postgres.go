@@ -50,6 +50,7 @@ var (
 	_ store.Secrets  = (*Store)(nil)
 	_ store.Changes  = (*Store)(nil)
 	_ store.Policies = (*Store)(nil)
+	_ store.Replays  = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -749,6 +750,23 @@ func (s *Store) CreatePolicyVersion(ctx context.Context, d store.PolicyDoc) erro
 func (s *Store) DeletePolicyVersion(ctx context.Context, v uint64) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM policy_versions WHERE version = $1`, int64(v)); err != nil {
 		return fmt.Errorf("delete policy version %d: %w", v, err)
+	}
+	return nil
+}
+
+// AddReplay implements store.Replays.
+func (s *Store) AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO replays (hash, at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash[:], at.UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("record signature: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// PruneReplays implements store.Replays.
+func (s *Store) PruneReplays(ctx context.Context, before time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM replays WHERE at < $1`, before.UnixNano()); err != nil {
+		return fmt.Errorf("prune signatures: %w", err)
 	}
 	return nil
 }

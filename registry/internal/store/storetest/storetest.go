@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 		{"Secrets", testSecrets},
 		{"Changes", testChanges},
 		{"Policies", testPolicies},
+		{"Replays", testReplays},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -616,5 +617,39 @@ func testPolicies(t *testing.T, h Harness) {
 	}
 	if vs, err := ps.PolicyVersions(ctx); err != nil || !reflect.DeepEqual(vs, []uint64{3, 2}) {
 		t.Fatalf("PolicyVersions = %v, %v; want [3 2]", vs, err)
+	}
+}
+
+// testReplays: a signature hash is new once across replicas, and pruned
+// hashes are forgotten.
+func testReplays(t *testing.T, h Harness) {
+	in := h.New(t)
+	r, ok := in.Store.(store.Replays)
+	if !ok {
+		t.Skip("the store keeps no replay cache (single registry: replaylog's file)")
+	}
+	other := r
+	if in.Replica != nil {
+		other = in.Replica(t).(store.Replays)
+	}
+	ctx := context.Background()
+	h1, h2 := sha256.Sum256([]byte("sig1")), sha256.Sum256([]byte("sig2"))
+	if fresh, err := r.AddReplay(ctx, h1, Now); err != nil || !fresh {
+		t.Fatalf("first AddReplay = %v, %v; want new", fresh, err)
+	}
+	if fresh, err := other.AddReplay(ctx, h1, Now.Add(time.Second)); err != nil || fresh {
+		t.Fatalf("AddReplay of a recorded hash on another replica = %v, %v; want a replay", fresh, err)
+	}
+	if fresh, err := other.AddReplay(ctx, h2, Now.Add(time.Minute)); err != nil || !fresh {
+		t.Fatalf("AddReplay of another hash = %v, %v; want new", fresh, err)
+	}
+	if err := r.PruneReplays(ctx, Now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := r.AddReplay(ctx, h1, Now.Add(2*time.Minute)); err != nil || !fresh {
+		t.Fatalf("AddReplay after its hash was pruned = %v, %v; want new", fresh, err)
+	}
+	if fresh, err := r.AddReplay(ctx, h2, Now.Add(2*time.Minute)); err != nil || fresh {
+		t.Fatalf("AddReplay of a hash younger than the prune = %v, %v; want a replay", fresh, err)
 	}
 }
