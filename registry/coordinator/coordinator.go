@@ -305,7 +305,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	srvRef = c.srv
-	if err := enableServiceDiscovery(c.srv, cfg, cert.Certificate[0], reg, log); err != nil {
+	if err := enableServiceDiscovery(c.srv, c.st, cfg, cert.Certificate[0], reg, log); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c.srv.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

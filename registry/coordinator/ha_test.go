@@ -13,6 +13,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
@@ -288,5 +289,46 @@ func TestHAReplayAcrossReplicasRefused(t *testing.T) {
 	n.client.BaseURL = b.URL()
 	if err := n.client.Heartbeat(context.Background()); err != nil {
 		t.Fatalf("fresh heartbeat on B: %v", err)
+	}
+}
+
+// A scrape token made on one replica opens the other's service discovery;
+// revoked there, it stops working on the first within
+// scrapecred.ReloadInterval.
+func TestHAScrapeTokensShared(t *testing.T) {
+	ctx := context.Background()
+	a, b := startReplicas(t)
+	resp, err := a.admin.CreateScrapeToken(ctx, scrapecred.CreateRequest{Name: "prom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd := func(tc *testCoord) int {
+		req, _ := http.NewRequest(http.MethodGet, tc.URL()+scrapecred.PathSD, nil)
+		req.Header.Set("Authorization", "Bearer "+resp.Token)
+		r, err := tc.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	if code := sd(b); code != http.StatusOK {
+		t.Fatalf("token made on A, service discovery on B: %d, want 200", code)
+	}
+	if code := sd(a); code != http.StatusOK {
+		t.Fatalf("service discovery on A: %d, want 200", code)
+	}
+	if err := b.admin.RevokeScrapeToken(ctx, resp.Info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code := sd(b); code != http.StatusUnauthorized {
+		t.Fatalf("revoked on B, service discovery on B: %d, want 401", code)
+	}
+	deadline := time.Now().Add(scrapecred.ReloadInterval + 30*time.Second)
+	for sd(a) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatalf("token revoked on B still opens A after %v", scrapecred.ReloadInterval+30*time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -230,3 +230,25 @@ type Replays interface {
 	// PruneReplays forgets the hashes recorded before the given time.
 	PruneReplays(ctx context.Context, before time.Time) error
 }
+
+// ScrapeToken is a stored Prometheus scrape credential (package
+// scrapecred): never its secret, only the secret's SHA-256 in hex.
+type ScrapeToken struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	Hash      string
+}
+
+// ScrapeTokens is implemented by stores that several registry replicas
+// share: a scrape token made on one replica works on every replica.
+type ScrapeTokens interface {
+	// ScrapeTokens lists the stored tokens.
+	ScrapeTokens(ctx context.Context) ([]ScrapeToken, error)
+	// CreateScrapeToken stores t unless max tokens are stored already
+	// (ErrRangeFull) or its ID is taken (ErrAlreadyExists).
+	CreateScrapeToken(ctx context.Context, t ScrapeToken, max int) error
+	// DeleteScrapeToken removes a token (ErrNotFound).
+	DeleteScrapeToken(ctx context.Context, id string) error
+}

@@ -73,6 +73,14 @@ var migrations = []string{
 		at   BIGINT NOT NULL
 	);
 	CREATE INDEX replays_at ON replays (at);`,
+	// 4: Prometheus scrape tokens (package scrapecred).
+	`CREATE TABLE scrape_tokens (
+		id         TEXT   PRIMARY KEY,
+		name       TEXT   NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		hash       TEXT   NOT NULL
+	);`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

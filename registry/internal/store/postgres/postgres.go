@@ -46,11 +46,12 @@ type Store struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Secrets  = (*Store)(nil)
-	_ store.Changes  = (*Store)(nil)
-	_ store.Policies = (*Store)(nil)
-	_ store.Replays  = (*Store)(nil)
+	_ store.Store        = (*Store)(nil)
+	_ store.Secrets      = (*Store)(nil)
+	_ store.Changes      = (*Store)(nil)
+	_ store.Policies     = (*Store)(nil)
+	_ store.Replays      = (*Store)(nil)
+	_ store.ScrapeTokens = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -767,6 +768,75 @@ func (s *Store) AddReplay(ctx context.Context, hash [32]byte, at time.Time) (boo
 func (s *Store) PruneReplays(ctx context.Context, before time.Time) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM replays WHERE at < $1`, before.UnixNano()); err != nil {
 		return fmt.Errorf("prune signatures: %w", err)
+	}
+	return nil
+}
+
+// ScrapeTokens implements store.ScrapeTokens.
+func (s *Store) ScrapeTokens(ctx context.Context) ([]store.ScrapeToken, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, created_at, expires_at, hash FROM scrape_tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list scrape tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ScrapeToken
+	for rows.Next() {
+		var t store.ScrapeToken
+		var created, expires int64
+		if err := rows.Scan(&t.ID, &t.Name, &created, &expires, &t.Hash); err != nil {
+			return nil, fmt.Errorf("list scrape tokens: %w", err)
+		}
+		t.CreatedAt = time.Unix(0, created).UTC()
+		if expires != 0 {
+			t.ExpiresAt = time.Unix(0, expires).UTC()
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list scrape tokens: %w", err)
+	}
+	return out, nil
+}
+
+// CreateScrapeToken implements store.ScrapeTokens. The count and the
+// insert are one transaction under a table lock, so replicas racing at the
+// limit store at most max.
+func (s *Store) CreateScrapeToken(ctx context.Context, t store.ScrapeToken, max int) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE scrape_tokens IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM scrape_tokens`).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return fmt.Errorf("%w: %d tokens exist, at most %d allowed", store.ErrRangeFull, n, max)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO scrape_tokens (id, name, created_at, expires_at, hash) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt), t.Hash)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrAlreadyExists
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create scrape token: %w", err)
+	}
+	return nil
+}
+
+// DeleteScrapeToken implements store.ScrapeTokens.
+func (s *Store) DeleteScrapeToken(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM scrape_tokens WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete scrape token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete scrape token %s: %w", id, store.ErrNotFound)
 	}
 	return nil
 }

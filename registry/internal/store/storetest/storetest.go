@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"Changes", testChanges},
 		{"Policies", testPolicies},
 		{"Replays", testReplays},
+		{"ScrapeTokens", testScrapeTokens},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -651,5 +652,40 @@ func testReplays(t *testing.T, h Harness) {
 	}
 	if fresh, err := r.AddReplay(ctx, h2, Now.Add(2*time.Minute)); err != nil || fresh {
 		t.Fatalf("AddReplay of a hash younger than the prune = %v, %v; want a replay", fresh, err)
+	}
+}
+
+// testScrapeTokens: scrape tokens are stored up to the limit, listed and
+// deleted.
+func testScrapeTokens(t *testing.T, h Harness) {
+	in := h.New(t)
+	st, ok := in.Store.(store.ScrapeTokens)
+	if !ok {
+		t.Skip("the store keeps no scrape tokens (single registry: scrapecred's file)")
+	}
+	ctx := context.Background()
+	a := store.ScrapeToken{ID: "a1", Name: "prom", CreatedAt: Now, Hash: "h1"}
+	b := store.ScrapeToken{ID: "b2", CreatedAt: Now.Add(time.Second), ExpiresAt: Now.Add(time.Hour), Hash: "h2"}
+	if err := st.CreateScrapeToken(ctx, a, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateScrapeToken(ctx, a, 2); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate ID = %v, want ErrAlreadyExists", err)
+	}
+	if err := st.CreateScrapeToken(ctx, b, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateScrapeToken(ctx, store.ScrapeToken{ID: "c3", CreatedAt: Now, Hash: "h3"}, 2); !errors.Is(err, store.ErrRangeFull) {
+		t.Fatalf("create over the limit = %v, want ErrRangeFull", err)
+	}
+	list, err := st.ScrapeTokens(ctx)
+	if err != nil || len(list) != 2 || list[0] != a || !list[1].ExpiresAt.Equal(b.ExpiresAt) || list[1].Hash != "h2" {
+		t.Fatalf("ScrapeTokens = %+v, %v", list, err)
+	}
+	if err := st.DeleteScrapeToken(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteScrapeToken(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete twice = %v, want ErrNotFound", err)
 	}
 }
