@@ -12,6 +12,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/registry/coordinator"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/adminclient"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
@@ -269,15 +270,12 @@ func TestHAReplayAcrossReplicasRefused(t *testing.T) {
 	if status, e := rawCall(t, a, req); status != http.StatusNoContent {
 		t.Fatalf("genuine heartbeat on A: %d %q", status, e.Error)
 	}
-	// B knows the node (it joined on A) before the replay is tried.
+	// B's netmap knows the node (it joined on A) before the replay is
+	// tried.
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		nodes, err := b.admin.Nodes(context.Background())
-		if err == nil && len(nodes) == 1 {
-			break
-		}
+	for b.NetmapVersion() < a.NetmapVersion() {
 		if time.Now().After(deadline) {
-			t.Fatalf("B does not list the node joined on A: %v, %v", nodes, err)
+			t.Fatalf("B's netmap version %d stays behind A's %d", b.NetmapVersion(), a.NetmapVersion())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -332,3 +330,37 @@ func TestHAScrapeTokensShared(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A node that only watches its netmap on one replica stays online in the
+// netmaps of the other past online_timeout (being online is known to every
+// replica).
+func TestHAOnlineAcrossReplicas(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfgA, cfgB := haConfig(t, dsn), haConfig(t, dsn)
+	cfgA.OnlineTimeout, cfgB.OnlineTimeout = config5s, config5s
+	a := start(t, cfgA, coordinator.Options{})
+	b := start(t, cfgB, coordinator.Options{})
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	onA := a.join(t, tok, "on-a")
+	onB := b.join(t, tok, "on-b")
+	// on-b watches on B only (no heartbeat) for twice online_timeout.
+	ctx := context.Background()
+	var since uint64
+	for end := time.Now().Add(2 * time.Duration(config5s)); time.Now().Before(end); {
+		nm, err := onB.client.Netmap(ctx, since, time.Second)
+		if err == nil {
+			since = nm.Version
+		} else if err != regclient.ErrNotModified {
+			t.Fatal(err)
+		}
+	}
+	nm, err := onA.client.Netmap(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := peerNames(nm)["on-b"]; !p.Online {
+		t.Fatalf("on-b, watching on B for %v, is offline in A's netmap (last seen %v)", 2*time.Duration(config5s), p.LastSeen)
+	}
+}
+
+const config5s = config.Duration(5 * time.Second)

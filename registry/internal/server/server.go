@@ -103,8 +103,12 @@ type Server struct {
 	hub       hub
 	mux       *http.ServeMux
 
-	seenMu sync.Mutex           // guards seen
-	seen   map[string]time.Time // node ID -> last heard from
+	// shared: other replicas share the store (store.Changes).
+	shared bool
+
+	seenMu    sync.Mutex           // guards seen and persisted
+	seen      map[string]time.Time // node ID -> last heard from
+	persisted map[string]time.Time // node ID -> last written to a shared store
 }
 
 // New returns a server on st and loads the first snapshot.
@@ -141,7 +145,9 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 		limiter:   ratelimit.ForAddrs(set.JoinFailuresPerMinute, set.JoinFailureBurst),
 		epLimiter: ratelimit.New[string](EndpointChangesPerMinute, EndpointChangeBurst),
 		seen:      make(map[string]time.Time),
+		persisted: make(map[string]time.Time),
 	}
+	_, s.shared = st.(store.Changes)
 	s.hub.init()
 	if err := s.refresh(ctx, 0); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
@@ -223,10 +229,23 @@ func (s *Server) isOnlineLocked(id string, now time.Time) bool {
 
 // markSeen records that the node was heard from; persist also writes it to
 // the store. A node coming online bumps the version so peers learn it.
+//
+// With a store other replicas share, a node may watch on one replica and
+// be shown by all: its last-seen time is also written when the stored one
+// is older than a third of the online timeout, so every replica knows it
+// is online.
 func (s *Server) markSeen(ctx context.Context, id string, persist bool) error {
 	now := s.now()
 	s.seenMu.Lock()
 	s.seen[id] = now
+	if s.shared {
+		if now.Sub(s.persisted[id]) >= s.set.OnlineTimeout/3 {
+			persist = true
+		}
+		if persist {
+			s.persisted[id] = now
+		}
+	}
 	s.seenMu.Unlock()
 	if persist {
 		if err := s.st.Touch(ctx, id, now); err != nil {
@@ -239,7 +258,7 @@ func (s *Server) markSeen(ctx context.Context, id string, persist bool) error {
 	return nil
 }
 
-func (s *Server) sweepOnline(ctx context.Context) error {
+func (s *Server) sweepOnline(ctx context.Context) (err error) {
 	snap := s.hub.current()
 	now := s.now()
 	changed := false
@@ -253,11 +272,41 @@ func (s *Server) sweepOnline(ctx context.Context) error {
 	for id := range s.seen {
 		if snap.byID[id] == nil {
 			delete(s.seen, id)
+			delete(s.persisted, id)
 		}
 	}
 	s.seenMu.Unlock()
+	if changed && s.shared {
+		// A node this replica thinks went quiet may be talking to another
+		// replica: learn the stored last-seen times before deciding.
+		if changed, err = s.sweepShared(ctx, snap, now); err != nil {
+			return err
+		}
+	}
 	if !changed {
 		return nil
 	}
 	return s.Changed(ctx)
+}
+
+// sweepShared updates the last-seen times from the store and reports
+// whether any node's online state still differs from snap's.
+func (s *Server) sweepShared(ctx context.Context, snap *snapshot, now time.Time) (bool, error) {
+	_, nodes, err := s.st.Nodes(ctx)
+	if err != nil {
+		return false, fmt.Errorf("online sweep: %w", err)
+	}
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	for _, n := range nodes {
+		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
+			s.seen[n.ID] = n.LastSeen
+		}
+	}
+	for id, e := range snap.byID {
+		if s.isOnlineLocked(id, now) != e.node.Online {
+			return true, nil
+		}
+	}
+	return false, nil
 }
