@@ -6,7 +6,8 @@
 // store after each change (each version bump). Node authentication and
 // netmap rendering read the snapshot; watchers wait on a channel that is
 // closed when the snapshot is replaced, so one change wakes every watcher
-// at once.
+// at once. With a store several replicas share (store.Changes), Run also
+// reloads the snapshot on every change another replica commits.
 package server
 
 import (
