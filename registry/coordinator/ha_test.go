@@ -364,3 +364,64 @@ func TestHAOnlineAcrossReplicas(t *testing.T) {
 }
 
 const config5s = config.Duration(5 * time.Second)
+
+// Two replicas, nodes spread over them; one replica stops. The nodes that
+// used it turn to the other (as a failing-over node would) and get their
+// netmaps there; joins, removals and policy applies go on; the stopped
+// replica starts again and serves the state it missed.
+func TestHAReplicaStopsAndReturns(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDB(t)
+	cfgA := haConfig(t, dsn)
+	a := start(t, cfgA, coordinator.Options{})
+	b := start(t, haConfig(t, dsn), coordinator.Options{})
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	var nodes []*testNode
+	for i := range 6 {
+		nodes = append(nodes, []*testCoord{a, b}[i%2].join(t, tok, fmt.Sprintf("n%d", i)))
+	}
+	for b.NetmapVersion() < a.NetmapVersion() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.stop()
+
+	// The nodes of A turn to B.
+	t0 := time.Now()
+	for i, n := range nodes {
+		if i%2 == 0 {
+			n.client.BaseURL = b.URL()
+			n.client.HTTP = b.hc
+		}
+		n.waitNetmap(t, 0, func(nm *api.Netmap) bool { return len(nm.Peers) == 5 })
+	}
+	t.Logf("every node of the stopped replica got its netmap from the other within %v", time.Since(t0).Round(time.Millisecond))
+
+	// Changes go on through B.
+	late := b.join(t, tok, "late")
+	if err := b.admin.RemoveNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.admin.PutPolicy(ctx, policy.PutRequest{Policy: "rules:\n  - {name: ping, from: '*', to: '*', proto: icmp}\n"}); err != nil {
+		t.Fatal(err)
+	}
+	want := func(nm *api.Netmap) bool {
+		p := peerNames(nm)
+		_, removed := p["n1"]
+		_, joined := p["late"]
+		return joined && !removed && nm.Filter != nil && nm.Filter.PolicyVersion == 1
+	}
+	nodes[0].waitNetmap(t, 0, want)
+
+	// A returns (same data_dir, same database) and serves what it missed.
+	a2 := start(t, cfgA, coordinator.Options{})
+	if a2.Pin() != b.Pin() || a2.AdminCredential() != b.AdminCredential() || a2.NetmapVersion() != b.NetmapVersion() {
+		t.Fatalf("returned replica: same pin %v, same admin credential %v, version %d, want %d",
+			a2.Pin() == b.Pin(), a2.AdminCredential() == b.AdminCredential(), a2.NetmapVersion(), b.NetmapVersion())
+	}
+	late.client.BaseURL, late.client.HTTP = a2.URL(), a2.hc
+	late.waitNetmap(t, 0, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["n0"]; return ok && nm.Filter != nil && nm.Filter.PolicyVersion == 1 })
+	// And follows B's changes again.
+	v := a2.NetmapVersion()
+	b.join(t, tok, "later")
+	late.waitNetmap(t, v, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["later"]; return ok })
+}
