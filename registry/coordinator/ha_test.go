@@ -419,7 +419,10 @@ func TestHAReplicaStopsAndReturns(t *testing.T) {
 			a2.Pin() == b.Pin(), a2.AdminCredential() == b.AdminCredential(), a2.NetmapVersion(), b.NetmapVersion())
 	}
 	late.client.BaseURL, late.client.HTTP = a2.URL(), a2.hc
-	late.waitNetmap(t, 0, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["n0"]; return ok && nm.Filter != nil && nm.Filter.PolicyVersion == 1 })
+	late.waitNetmap(t, 0, func(nm *api.Netmap) bool {
+		_, ok := peerNames(nm)["n0"]
+		return ok && nm.Filter != nil && nm.Filter.PolicyVersion == 1
+	})
 	// And follows B's changes again.
 	v := a2.NetmapVersion()
 	b.join(t, tok, "later")
