@@ -224,6 +224,18 @@ func runAs() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
+// CreateDB creates the database name and returns its DSN.
+func (s *Server) CreateDB(ctx context.Context, name string) (string, error) {
+	if err := s.exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return s.DSN(name), nil
+}
+
+// BinDir finds the directory of initdb and postgres: $TUNNELMESH_PG_BIN,
+// else the newest /usr/lib/postgresql/*/bin, else PATH.
+func BinDir() (string, error) { return binDir() }
+
 // DSN is the connection string of database name.
 func (s *Server) DSN(name string) string {
 	q := url.Values{"host": {s.dir}, "sslmode": {"disable"}}
