@@ -107,6 +107,9 @@ type Server struct {
 	// shared: other replicas share the store (store.Changes).
 	shared bool
 
+	catchMu  sync.Mutex // serialises catchUp; guards caughtUp
+	caughtUp time.Time
+
 	seenMu    sync.Mutex           // guards seen and persisted
 	seen      map[string]time.Time // node ID -> last heard from
 	persisted map[string]time.Time // node ID -> last written to a shared store
