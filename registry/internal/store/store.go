@@ -76,6 +76,9 @@ type Node struct {
 	TokenID       string        // token it last joined with
 	CreatedAt     time.Time
 	LastSeen      time.Time
+	// HomeRelay is the relay the node listens on, recorded by a store
+	// that replicas share (Relays); empty otherwise (the registry's own).
+	HomeRelay string
 }
 
 // SSH is how peers reach a node over the SSH transport (api.Node's SSH
@@ -251,4 +254,20 @@ type ScrapeTokens interface {
 	CreateScrapeToken(ctx context.Context, t ScrapeToken, max int) error
 	// DeleteScrapeToken removes a token (ErrNotFound).
 	DeleteScrapeToken(ctx context.Context, id string) error
+}
+
+// Relays is implemented by stores that several registry replicas share:
+// each replica's relay is registered, every netmap lists them all, and each
+// node's home relay is the relay of the replica it watches, so peers on
+// other replicas reach it there.
+type Relays interface {
+	// RegisterRelay stores (or replaces, by ID) a replica's relay and
+	// bumps the version.
+	RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error)
+	// Relays lists the registered relays by ID.
+	Relays(ctx context.Context) ([]api.Relay, error)
+	// SetHomeRelay records the relay a node listens on; it bumps the
+	// version when that changed and returns 0 when it did not
+	// (ErrNotFound for an unknown node).
+	SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint64, error)
 }

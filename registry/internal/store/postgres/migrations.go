@@ -81,6 +81,14 @@ var migrations = []string{
 		expires_at BIGINT NOT NULL,
 		hash       TEXT   NOT NULL
 	);`,
+	// 5: every replica's relay, and the relay each node listens on.
+	`CREATE TABLE relays (
+		id         TEXT   PRIMARY KEY,
+		url        TEXT   NOT NULL,
+		tls_pin    TEXT   NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	ALTER TABLE nodes ADD COLUMN home_relay TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

@@ -52,6 +52,7 @@ var (
 	_ store.Policies     = (*Store)(nil)
 	_ store.Replays      = (*Store)(nil)
 	_ store.ScrapeTokens = (*Store)(nil)
+	_ store.Relays       = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -334,9 +335,11 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 		}
 		id := p.NewNodeID
 		created := p.Now
+		homeRelay := ""
 		if existing != nil {
 			id = existing.ID
 			created = existing.CreatedAt
+			homeRelay = existing.HomeRelay
 			res.Rejoined = true
 			_, err = tx.Exec(ctx, `UPDATE nodes SET name = $1, ip_index = $2, secret_hash = $3, endpoints = $4, ssh_endpoint = $5,
 				ssh_host_key = $6, ssh_user = $7, ssh_packet_port = $8, tags = $9, services = $10, token_id = $11, last_seen = $12 WHERE id = $13`,
@@ -361,6 +364,7 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
 			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort, Tags: tags,
 			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
+			HomeRelay: homeRelay,
 		}
 		res.Version, err = bumpLocked(ctx, tx)
 		return err
@@ -466,7 +470,7 @@ func allocateLocked(ctx context.Context, tx pgx.Tx, cidr netip.Prefix, key nodek
 	return free, nil
 }
 
-const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen FROM nodes`
+const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay FROM nodes`
 
 func scanNode(r pgx.Row, cidr netip.Prefix) (*store.Node, error) {
 	var n store.Node
@@ -475,7 +479,7 @@ func scanNode(r pgx.Row, cidr netip.Prefix) (*store.Node, error) {
 	var eps, sshEP, tags, svcs string
 	var created, seen int64
 	var packetPort int32
-	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen); err != nil {
+	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen, &n.HomeRelay); err != nil {
 		return nil, err
 	}
 	if packetPort < 0 || packetPort > 65535 {
@@ -839,6 +843,70 @@ func (s *Store) DeleteScrapeToken(ctx context.Context, id string) error {
 		return fmt.Errorf("delete scrape token %s: %w", id, store.ErrNotFound)
 	}
 	return nil
+}
+
+// RegisterRelay implements store.Relays.
+func (s *Store) RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO relays (id, url, tls_pin, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, tls_pin = EXCLUDED.tls_pin, updated_at = EXCLUDED.updated_at`,
+			r.ID, r.URL, r.TLSPin, now.UnixNano()); err != nil {
+			return err
+		}
+		var err error
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register relay %s: %w", r.ID, err)
+	}
+	return v, nil
+}
+
+// Relays implements store.Relays.
+func (s *Store) Relays(ctx context.Context) ([]api.Relay, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, url, tls_pin FROM relays ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list relays: %w", err)
+	}
+	defer rows.Close()
+	var out []api.Relay
+	for rows.Next() {
+		var r api.Relay
+		if err := rows.Scan(&r.ID, &r.URL, &r.TLSPin); err != nil {
+			return nil, fmt.Errorf("list relays: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list relays: %w", err)
+	}
+	return out, nil
+}
+
+// SetHomeRelay implements store.Relays.
+func (s *Store) SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		var cur string
+		err := tx.QueryRow(ctx, `SELECT home_relay FROM nodes WHERE id = $1`, nodeID).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil || cur == relayID {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE nodes SET home_relay = $1 WHERE id = $2`, relayID, nodeID); err != nil {
+			return err
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set home relay of %s: %w", nodeID, err)
+	}
+	return v, nil
 }
 
 // WatchChanges implements store.Changes: it LISTENs on Channel on a

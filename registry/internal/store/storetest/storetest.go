@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"Policies", testPolicies},
 		{"Replays", testReplays},
 		{"ScrapeTokens", testScrapeTokens},
+		{"Relays", testRelays},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -687,5 +688,58 @@ func testScrapeTokens(t *testing.T, h Harness) {
 	}
 	if err := st.DeleteScrapeToken(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice = %v, want ErrNotFound", err)
+	}
+}
+
+// testRelays: replicas' relays are registered (replaced by ID) with a
+// version bump; a node's home relay is recorded, bumping the version only
+// when it changes, and kept across a rejoin.
+func testRelays(t *testing.T, h Harness) {
+	in := h.New(t)
+	rs, ok := in.Store.(store.Relays)
+	if !ok {
+		t.Skip("the store keeps no relays (single registry)")
+	}
+	ctx := context.Background()
+	s := in.Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := s.Version(ctx)
+	for _, r := range []api.Relay{{ID: "r-b", URL: "wss://b/relay", TLSPin: "pb"}, {ID: "r-a", URL: "wss://old/relay"}, {ID: "r-a", URL: "wss://a/relay", TLSPin: "pa"}} {
+		if _, err := rs.RegisterRelay(ctx, r, Now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := rs.Relays(ctx)
+	want := []api.Relay{{ID: "r-a", URL: "wss://a/relay", TLSPin: "pa"}, {ID: "r-b", URL: "wss://b/relay", TLSPin: "pb"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Relays = %+v, %v; want %+v", got, err, want)
+	}
+	if v, _ := s.Version(ctx); v != v0+3 {
+		t.Fatalf("version after 3 registrations = %d, want %d", v, v0+3)
+	}
+	id, hash := Token(t, s, true)
+	k := Key(t)
+	res, err := Join(s, id, hash, "a", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rs.SetHomeRelay(ctx, res.Node.ID, "r-b")
+	if err != nil || v != res.Version+1 {
+		t.Fatalf("SetHomeRelay = %d, %v; want version %d", v, err, res.Version+1)
+	}
+	if v, err := rs.SetHomeRelay(ctx, res.Node.ID, "r-b"); err != nil || v != 0 {
+		t.Fatalf("SetHomeRelay unchanged = %d, %v; want 0", v, err)
+	}
+	if _, err := rs.SetHomeRelay(ctx, "nope", "r-b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetHomeRelay(unknown) = %v, want ErrNotFound", err)
+	}
+	res, err = Join(s, id, hash, "a", k)
+	if err != nil || res.Node.HomeRelay != "r-b" {
+		t.Fatalf("rejoin: home relay %q, %v; want r-b kept", res.Node.HomeRelay, err)
+	}
+	if _, nodes, _ := s.Nodes(ctx); len(nodes) != 1 || nodes[0].HomeRelay != "r-b" {
+		t.Fatalf("stored home relay = %+v", nodes)
 	}
 }
