@@ -321,6 +321,17 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	}
 	if c.relay != nil {
 		c.ln = relayserver.TuneListener(c.ln, 0) // socket buffers, TCP_NODELAY
+		if rs, ok := c.st.(store.Relays); ok {
+			// Nodes of the other replicas reach this replica's relay
+			// there; every replica lists it (store.Relays).
+			u := coordinatorRelayURL(cfg)
+			if u == "" {
+				u = "wss://" + c.ln.Addr().String() + api.PathRelay
+			}
+			if _, err := rs.RegisterRelay(ctx, api.Relay{ID: cfg.Relay.ID, URL: u, TLSPin: pin}, time.Now()); err != nil {
+				return nil, fmt.Errorf("coordinator: %w", err)
+			}
+		}
 	}
 	c.ln = connlimit.New(c.ln, cfg.MaxConnsPerSource, func(src netip.Addr) {
 		log.Debug("connection refused: too many from one source", "source", src, "max_conns_per_source", cfg.MaxConnsPerSource)

@@ -16,19 +16,25 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
+	"github.com/tunnelmesh/tunnelmesh/relay/client"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// haReplicas numbers the replicas' relay IDs.
+var haReplicas int
+
 // haConfig is a replica's configuration on the PostgreSQL database dsn,
 // with a data directory of its own.
 func haConfig(t *testing.T, dsn string) coordinator.Config {
 	t.Helper()
+	haReplicas++
 	cfg, err := coordinator.ParseConfig(fmt.Appendf(nil, "listen: 127.0.0.1:0\nstun_listen: 127.0.0.1:0\ndata_dir: %s\nlog_level: debug\n"+
-		"join_failure_burst: 1000\nstore: postgres\npostgres_dsn: %q\n", t.TempDir(), dsn))
+		"join_failure_burst: 1000\nstore: postgres\npostgres_dsn: %q\nrelay: {id: replica-%d}\n", t.TempDir(), dsn, haReplicas))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,4 +433,61 @@ func TestHAReplicaStopsAndReturns(t *testing.T) {
 	v := a2.NetmapVersion()
 	b.join(t, tok, "later")
 	late.waitNetmap(t, v, func(nm *api.Netmap) bool { _, ok := peerNames(nm)["later"]; return ok })
+}
+
+// relayByID connects key to the relay id of nm (as a node does: the
+// relay's URL, else its coordinator's at api.PathRelay).
+func relayByID(t *testing.T, tc *testCoord, nm *api.Netmap, id string, key nodekey.PrivateKey) (*client.Client, chan string) {
+	t.Helper()
+	for _, r := range nm.Relays {
+		if r.ID == id {
+			one := *nm
+			one.Relays = []api.Relay{r}
+			return relayClient(t, tc, &one, key)
+		}
+	}
+	t.Fatalf("netmap lists no relay %q: %+v", id, nm.Relays)
+	return nil, nil
+}
+
+// A node watching replica A and a node watching replica B talk through
+// the relays: every netmap lists both replicas' relays and each node's
+// home relay is its own replica's, so the node on A sends to the node on B
+// through B's relay (where B's node listens), as a node sends to each
+// peer's home relay.
+func TestHARelayAcrossReplicas(t *testing.T) {
+	a, b := startReplicas(t)
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	x := a.join(t, tok, "x-on-a")
+	y := b.join(t, tok, "y-on-b")
+	y.waitNetmap(t, 0, func(*api.Netmap) bool { return true }) // y watches B
+	nmX := x.waitNetmap(t, 0, func(nm *api.Netmap) bool {
+		return nm.Self.HomeRelay != "" && peerNames(nm)["y-on-b"].HomeRelay != "" && peerNames(nm)["y-on-b"].HomeRelay != nm.Self.HomeRelay
+	})
+	relayA, relayB := nmX.Self.HomeRelay, peerNames(nmX)["y-on-b"].HomeRelay
+	nmY := y.waitNetmap(t, 0, func(nm *api.Netmap) bool { return peerNames(nm)["x-on-a"].HomeRelay == relayA })
+	if nmY.Self.HomeRelay != relayB || len(nmX.Relays) != 2 || len(nmY.Relays) != 2 {
+		t.Fatalf("home relays x %q y %q; relays listed on A %+v, on B %+v", relayA, nmY.Self.HomeRelay, nmX.Relays, nmY.Relays)
+	}
+	// y listens on its home relay (B's); x sends to y's home relay.
+	_, gotY := relayByID(t, b, nmY, relayB, y.key)
+	cx, _ := relayByID(t, a, nmX, relayB, x.key)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cx.WaitConnected(ctx); err != nil {
+		t.Fatalf("x (on A) to B's relay: %v", err)
+	}
+	for {
+		cx.Send(y.key.Public(), []byte("hello across replicas"))
+		select {
+		case m := <-gotY:
+			if m != "hello across replicas" {
+				t.Fatalf("y got %q", m)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("x's datagram through B's relay did not reach y within 30s")
+		}
+	}
 }

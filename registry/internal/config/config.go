@@ -523,6 +523,20 @@ func (c *Config) validateStore() error {
 	if c.PostgresPasswordFile != "" && dsnHasPassword(c.PostgresDSN) {
 		return fmt.Errorf("postgres_password_file: set, but postgres_dsn holds a password too (keep it in one place)")
 	}
+	if !c.Relay.Disabled {
+		// Nodes of other replicas reach this replica's relay by its ID
+		// and URL.
+		if c.Relay.ID == DefaultRelayID {
+			return fmt.Errorf("relay.id: with store: postgres give each replica's relay its own id (not %q), or set relay.disabled", DefaultRelayID)
+		}
+		if c.Relay.PublicURL == "" && c.PublicURL == "" {
+			if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+				if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+					return fmt.Errorf("public_url: required with store: postgres and a wildcard listen address (nodes of other replicas reach this replica's relay there), or set relay.public_url")
+				}
+			}
+		}
+	}
 	return nil
 }
 

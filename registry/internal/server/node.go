@@ -126,6 +126,9 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 	if err := s.markSeen(r.Context(), id, false); err != nil {
 		return internal(err)
 	}
+	if err := s.claimHomeRelay(r.Context(), self); err != nil {
+		return internal(err)
+	}
 	s.met.Watchers.Inc()
 	defer s.met.Watchers.Dec()
 	var timer <-chan time.Time
@@ -164,6 +167,22 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 			return nil
 		}
 	}
+}
+
+// claimHomeRelay records, in a store replicas share, that the node
+// watching here listens on this replica's relay (its netmap names it as
+// its home relay), so netmaps on every replica send its relayed traffic
+// there.
+func (s *Server) claimHomeRelay(ctx context.Context, self *entry) error {
+	rs, ok := s.st.(store.Relays)
+	if !ok || s.set.HomeRelay == "" || self.stored.HomeRelay == s.set.HomeRelay {
+		return nil
+	}
+	v, err := rs.SetHomeRelay(ctx, self.node.ID, s.set.HomeRelay)
+	if err != nil || v == 0 {
+		return err
+	}
+	return s.refresh(ctx, v)
 }
 
 func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiError {
