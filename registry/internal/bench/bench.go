@@ -126,7 +126,11 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	defer func() { cancel(); runWG.Wait() }()
 	for r := range coords {
 		rdir := filepath.Join(dir, strconv.Itoa(r))
-		cfg, err := coordinator.ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\nmax_conns_per_source: %d\ndata_dir: %s\n%s", maxConns, rdir, storeCfg)))
+		rcfg := storeCfg
+		if rcfg != "" {
+			rcfg += fmt.Sprintf("relay: {id: bench-%d}\n", r) // one per replica
+		}
+		cfg, err := coordinator.ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\nmax_conns_per_source: %d\ndata_dir: %s\n%s", maxConns, rdir, rcfg)))
 		if err != nil {
 			return nil, err
 		}
