@@ -401,6 +401,15 @@ func TestHAReplicaStopsAndReturns(t *testing.T) {
 		n.waitNetmap(t, 0, func(nm *api.Netmap) bool { return len(nm.Peers) == 5 })
 	}
 	t.Logf("every node of the stopped replica got its netmap from the other within %v", time.Since(t0).Round(time.Millisecond))
+	// Their home relay is now B's: peers send their relayed traffic there.
+	nodes[1].waitNetmap(t, 0, func(nm *api.Netmap) bool {
+		for _, p := range nm.Peers {
+			if p.HomeRelay != nm.Self.HomeRelay {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Changes go on through B.
 	late := b.join(t, tok, "late")

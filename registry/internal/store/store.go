@@ -122,6 +122,9 @@ type JoinParams struct {
 	// CredentialHash replaces the node's credential secret hash.
 	CredentialHash []byte
 	Now            time.Time
+	// HomeRelay, when set, is recorded as the relay the node listens on
+	// (stores that keep it: Relays).
+	HomeRelay string
 }
 
 // JoinResult is a successful join.

@@ -335,22 +335,24 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 		}
 		id := p.NewNodeID
 		created := p.Now
-		homeRelay := ""
+		homeRelay := p.HomeRelay
 		if existing != nil {
 			id = existing.ID
 			created = existing.CreatedAt
-			homeRelay = existing.HomeRelay
+			if homeRelay == "" {
+				homeRelay = existing.HomeRelay
+			}
 			res.Rejoined = true
 			_, err = tx.Exec(ctx, `UPDATE nodes SET name = $1, ip_index = $2, secret_hash = $3, endpoints = $4, ssh_endpoint = $5,
-				ssh_host_key = $6, ssh_user = $7, ssh_packet_port = $8, tags = $9, services = $10, token_id = $11, last_seen = $12 WHERE id = $13`,
+				ssh_host_key = $6, ssh_user = $7, ssh_packet_port = $8, tags = $9, services = $10, token_id = $11, last_seen = $12, home_relay = $13 WHERE id = $14`,
 				p.Name, int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), id)
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), homeRelay, id)
 		} else {
 			_, err = tx.Exec(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
-				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 				id, p.Name, p.PublicKey[:], int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano())
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano(), homeRelay)
 		}
 		if err != nil {
 			return err

@@ -739,7 +739,12 @@ func testRelays(t *testing.T, h Harness) {
 	if err != nil || res.Node.HomeRelay != "r-b" {
 		t.Fatalf("rejoin: home relay %q, %v; want r-b kept", res.Node.HomeRelay, err)
 	}
-	if _, nodes, _ := s.Nodes(ctx); len(nodes) != 1 || nodes[0].HomeRelay != "r-b" {
-		t.Fatalf("stored home relay = %+v", nodes)
+	res, err = s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "b", PublicKey: Key(t),
+		NewNodeID: TestID("b"), CredentialHash: []byte("c"), Now: Now, HomeRelay: "r-a"})
+	if err != nil || res.Node.HomeRelay != "r-a" {
+		t.Fatalf("join with a home relay: %q, %v; want r-a", res.Node.HomeRelay, err)
+	}
+	if _, nodes, _ := s.Nodes(ctx); len(nodes) != 2 || nodes[0].HomeRelay != "r-b" || nodes[1].HomeRelay != "r-a" {
+		t.Fatalf("stored home relays = %+v", nodes)
 	}
 }
