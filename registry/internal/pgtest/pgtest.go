@@ -110,6 +110,9 @@ func server(t testing.TB) *Server {
 // binDir finds the directory of initdb and postgres.
 func binDir() (string, error) {
 	if d := os.Getenv(EnvBinDir); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return "", fmt.Errorf("%s=%s: no initdb there", EnvBinDir, d)
+		}
 		return d, nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
