@@ -20,6 +20,7 @@ declare -A pkgs=(
   [cloud-init]=cloud-init
   [debootstrap]=debootstrap
   [systemd-analyze]=systemd
+  [pg_ctlcluster]=postgresql   # the registry's PostgreSQL store tests (registry/internal/pgtest)
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
