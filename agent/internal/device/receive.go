@@ -225,7 +225,7 @@ func (p *peer) receiveBatch(b *batch) {
 		}
 		// Only now, with the tag verified, may the window move.
 		if !kp.replay.Accept(e.counter, d.timing.rejectAfterMessages) {
-			d.counters.drop(DropReplay)
+			d.counters.drop(replayDrop(&kp.replay, e.counter))
 			continue
 		}
 		rxPackets++

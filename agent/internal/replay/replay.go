@@ -29,6 +29,14 @@ func (f *Filter) Reset() {
 	f.ring = [ringBlocks]uint64{}
 }
 
+// Behind reports whether counter is too far behind the highest counter
+// accepted for the window to tell whether it was seen: a packet that
+// arrived too late (or a replay too old to check), as opposed to a
+// duplicate within the window. It does not change the window.
+func (f *Filter) Behind(counter uint64) bool {
+	return counter < f.last && f.last-counter > WindowSize
+}
+
 // Accept reports whether counter is new and within the window, and if so
 // records it. Counters >= limit are always refused.
 func (f *Filter) Accept(counter, limit uint64) bool {
