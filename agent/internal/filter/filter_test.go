@@ -382,13 +382,19 @@ func TestNoAllocs(t *testing.T) {
 	out := tcp(self, c, 41000, 443, syn)
 	reply := tcp(c, self, 443, 41000, ack)
 	malformed := []byte{0x45, 0}
+	synAckIn := tcp(c, self, 443, 41000, synAck)
 	f.Outbound(out)
+	f.Inbound(synAckIn) // the handshake histogram exists
 	for name, fn := range map[string]func(){
 		"inbound allowed":   func() { f.Inbound(allowed) },
 		"inbound denied":    func() { f.Inbound(denied) },
 		"inbound reply":     func() { f.Inbound(reply) },
 		"inbound malformed": func() { f.Inbound(malformed) },
 		"outbound":          func() { f.Outbound(out) },
+		"handshake measured": func() {
+			f.Outbound(out)
+			f.Inbound(synAckIn)
+		},
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", name, n)
