@@ -410,9 +410,10 @@ func (p *peer) maintainPaths(now time.Time) {
 				ps.lastProbe = now
 				curTarget = ps.ep
 				p.unanswered.Store(now.UnixNano())
-			case p.learned && now.Sub(ps.lastProbe) >= idle:
+			case p.learned && now.Sub(ps.lastProbe) >= idle && now.Sub(kp.created) >= idle:
 				// Busy and answered: a probe only for a round trip
-				// sample (latency.go).
+				// sample (latency.go), once the session is settled
+				// (a fresh one has just measured the path).
 				ps.lastProbe = now
 				curTarget = ps.ep
 			}

@@ -2,7 +2,13 @@ package node
 
 import (
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,7 +45,12 @@ func newMetrics() *metrics {
 func (m *metrics) handler(n *Node) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.reconfigs, m.reconfigErrors, m.registryErrors, m.netmapVersion,
-		&planeCollector{n: n},
+		&planeCollector{status: func() (engine.Status, bool) {
+			if n.eng == nil {
+				return engine.Status{}, false
+			}
+			return n.eng.Status(), true
+		}},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
@@ -62,7 +73,9 @@ var (
 	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
 	descPeerRxPackets = desc("peer_rx_packets_total", "Packets received from the peer.", "peer")
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
-	descPeerRTT       = desc("peer_rtt_seconds", "Last measured round trip time to the peer through the tunnel.", "peer")
+	descPeerPathRTT   = desc("peer_path_rtt_seconds", "Round trip times of the probes on the path that carries the peer's packets (the count is the probes answered).", "peer")
+	descPeerProbes    = desc("peer_probes_sent_total", "Probes sent on the path that carries the peer's packets (loss: 1 - answered/sent, answered being peer_path_rtt_seconds_count).", "peer")
+	descPeerTCPHS     = desc("peer_tcp_handshake_seconds", "Time from the node's SYN to the peer's SYN-ACK for the TCP connections the node opens, by destination port (other: ports neither named by a policy rule nor among the busiest; peer other: pairs beyond the bound).", "peer", "port")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
 	descPeerPathChg   = desc("peer_path_changes_total", "Moves of the peer from one path (transport or address) to another.", "peer")
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
@@ -72,22 +85,43 @@ var (
 )
 
 // planeCollector reads the data plane's counters at scrape time.
-type planeCollector struct{ n *Node }
+type planeCollector struct {
+	status func() (engine.Status, bool) // false before the data plane runs
+}
 
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descPeerPathChg, descFilterAccepts, descFilterFlows, descFilterPolicy} {
+		descHSInitiated, descHSPreviousPSK, descPeerLastHS, descPeerPath, descPeerPathChg, descPeerPathRTT, descPeerProbes,
+		descPeerTCPHS, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
 
+// histogram turns non-cumulative counts by upper bound (the last one
+// above every bound) into a Prometheus histogram.
+func histogram(d *prometheus.Desc, bounds []float64, counts []uint64, sum float64, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(bounds))
+	var cum uint64
+	for i, ub := range bounds {
+		cum += counts[i]
+		buckets[ub] = cum
+	}
+	cum += counts[len(bounds)]
+	return prometheus.MustNewConstHistogram(d, cum, sum, buckets, labels...)
+}
+
 func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.n.eng == nil {
+	st, ok := c.status()
+	if !ok {
 		return
 	}
-	st := c.n.eng.Status()
+	names := make(map[netip.Addr]string, len(st.Peers))
 	for _, p := range st.Peers {
+		names[p.IP] = p.Name
+		l := &p.Latency
+		ch <- histogram(descPeerPathRTT, device.RTTBuckets[:], l.RTTCounts[:], l.RTTSum.Seconds(), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPeerProbes, prometheus.CounterValue, float64(l.ProbesSent), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name)
 		if p.Path != "" {
 			kind, _, _ := strings.Cut(p.Path, " ")
@@ -97,9 +131,6 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)
-		if p.RTT > 0 {
-			ch <- prometheus.MustNewConstMetric(descPeerRTT, prometheus.GaugeValue, p.RTT.Seconds(), p.Name)
-		}
 		if !p.LastHandshake.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descPeerLastHS, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, p.Name)
 		}
@@ -117,6 +148,18 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for rule, v := range st.Filter.RuleAccepts {
 		ch <- prometheus.MustNewConstMetric(descFilterAccepts, prometheus.CounterValue, float64(v), rule)
+	}
+	for _, f := range st.Filter.FlowRTT {
+		peer, port := "other", "other"
+		if f.Peer.IsValid() {
+			if peer = names[f.Peer]; peer == "" {
+				peer = f.Peer.String() // a peer since removed
+			}
+		}
+		if f.Port != 0 {
+			port = strconv.Itoa(int(f.Port))
+		}
+		ch <- histogram(descPeerTCPHS, filter.FlowRTTBuckets[:], f.Counts[:], f.Sum.Seconds(), peer, port)
 	}
 	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.Filter.Flows))
 	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.Filter.PolicyVersion))
