@@ -367,7 +367,7 @@ type Stats struct {
 	RuleAccepts   map[string]uint64 // packets accepted by each rule name
 	Drops         map[Reason]uint64
 	FlowRTT       []FlowRTT // TCP handshake round trip times by peer and port (flowrtt.go)
-	LogSuppressed uint64 // denied packets not logged for the rate limit
+	LogSuppressed uint64    // denied packets not logged for the rate limit
 }
 
 // Stats returns the counters. It allocates; call it when scraping.
