@@ -74,7 +74,8 @@ func (p *fakePlane) Status() engine.Status {
 		st.Peers = append(st.Peers, device.PeerStatus{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
 			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond,
 			Latency: device.PeerLatency{ProbesSent: 5, ProbesAnswered: 4, RTTCounts: [7]uint64{1, 2, 0, 0, 0, 0, 1},
-				RTTSum: 1500 * time.Millisecond}})
+				RTTSum: 1500 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond, P99: 1400 * time.Millisecond,
+				RecentSent: 5, Loss: 0.2}})
 		st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: peer.IP, Port: 22,
 			Counts: [filter.NumFlowRTTCounts]uint64{0, 0, 2}, Sum: 20 * time.Millisecond})
 	}
@@ -215,6 +216,14 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	}
 	lc := localapi.NewClient(sock)
 	status, err := lc.Status(ctx)
+	if err == nil && len(status.Peers) == 1 {
+		p := status.Peers[0]
+		if p.RTTP50 != 2*time.Millisecond || p.RTTP90 != 3*time.Millisecond || p.RTTP99 != 1400*time.Millisecond ||
+			p.Loss != 0.2 || p.Probes != 5 || p.ProbesSent != 5 || p.ProbesAnswered != 4 {
+			t.Errorf("status peer latency = p50 %v p90 %v p99 %v loss %v probes %d sent %d answered %d, want the plane's",
+				p.RTTP50, p.RTTP90, p.RTTP99, p.Loss, p.Probes, p.ProbesSent, p.ProbesAnswered)
+		}
+	}
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
