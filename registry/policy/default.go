@@ -3,7 +3,8 @@ package policy
 import _ "embed"
 
 // DefaultYAML is the built-in default policy: ICMP between all nodes and
-// port 53 (udp and tcp) to nodes tagged "dns", nothing else. A registry
+// port 53 (udp and tcp) to nodes tagged "dns", tcp 9101 and 9153 (agent
+// and meshdns metrics) from nodes tagged "monitoring", nothing else. A registry
 // whose policy store holds no version (no policy_file, nothing applied)
 // enforces it as policy version 0.
 //
