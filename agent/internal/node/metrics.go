@@ -1,6 +1,8 @@
 package node
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -19,6 +21,61 @@ const (
 	namespace = "tunnelmesh"
 	subsystem = "agent"
 )
+
+// MetricsOnMesh is the prefix of Config.MetricsListen ("mesh:9101") that
+// means the node's own mesh address, once the interface has it.
+const MetricsOnMesh = "mesh:"
+
+// MetricsService is the service a node publishes for its agent's /metrics
+// when it serves them on its mesh address: the registry's Prometheus
+// service discovery lists the agent at the node's mesh address and this
+// service's port (registry/internal/server/sd.go).
+const MetricsService = "metrics-agent"
+
+// metricsListen is how Config.MetricsListen reads: the address to listen
+// on (empty for none), whether that is the mesh address (listen once the
+// interface is up), and the port to publish as MetricsService (0: none;
+// published when the metrics are reachable on the mesh address: the mesh
+// form, the mesh IP itself, or an unspecified address).
+type metricsListen struct {
+	addr    string
+	onMesh  bool
+	publish uint16
+}
+
+// CheckMetricsListen reports whether s is a valid Config.MetricsListen.
+func CheckMetricsListen(s string) error {
+	_, err := parseMetricsListen(s, netip.IPv4Unspecified())
+	return err
+}
+
+// parseMetricsListen reads s: "" (no metrics server), "mesh:PORT", or
+// HOST:PORT.
+func parseMetricsListen(s string, meshIP netip.Addr) (metricsListen, error) {
+	if s == "" {
+		return metricsListen{}, nil
+	}
+	if ps, ok := strings.CutPrefix(s, MetricsOnMesh); ok {
+		port, err := strconv.ParseUint(ps, 10, 16)
+		if err != nil || port == 0 {
+			return metricsListen{}, fmt.Errorf("metrics listen %q: port %q must be 1 to 65535", s, ps)
+		}
+		return metricsListen{addr: netip.AddrPortFrom(meshIP, uint16(port)).String(), onMesh: true, publish: uint16(port)}, nil
+	}
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return metricsListen{}, fmt.Errorf("metrics listen %q: %w", s, err)
+	}
+	port, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil {
+		return metricsListen{addr: s}, nil // a named port: served, not published
+	}
+	ml := metricsListen{addr: s}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && (ip.IsUnspecified() || ip.Unmap() == meshIP) {
+		ml.publish = uint16(port)
+	}
+	return ml, nil
+}
 
 // metrics are the node's own counters; the data plane's counters are read
 // at scrape time by planeCollector.

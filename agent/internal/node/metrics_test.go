@@ -97,3 +97,37 @@ func TestMetricsSeriesOn100Peers(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMetricsListen(t *testing.T) {
+	mesh := netip.MustParseAddr("100.64.0.7")
+	tests := []struct {
+		name, in string
+		want     metricsListen
+		err      string
+	}{
+		{"off", "", metricsListen{}, ""},
+		{"mesh", "mesh:9101", metricsListen{addr: "100.64.0.7:9101", onMesh: true, publish: 9101}, ""},
+		{"mesh other port", "mesh:9200", metricsListen{addr: "100.64.0.7:9200", onMesh: true, publish: 9200}, ""},
+		{"mesh bad port", "mesh:x", metricsListen{}, `metrics listen "mesh:x": port "x" must be 1 to 65535`},
+		{"mesh port 0", "mesh:0", metricsListen{}, `metrics listen "mesh:0": port "0" must be 1 to 65535`},
+		{"loopback: not published", "127.0.0.1:9101", metricsListen{addr: "127.0.0.1:9101"}, ""},
+		{"all addresses: published", "0.0.0.0:9101", metricsListen{addr: "0.0.0.0:9101", publish: 9101}, ""},
+		{"empty host: published", ":9102", metricsListen{addr: ":9102", publish: 9102}, ""},
+		{"the mesh IP: published", "100.64.0.7:9101", metricsListen{addr: "100.64.0.7:9101", publish: 9101}, ""},
+		{"no port", "127.0.0.1", metricsListen{}, `metrics listen "127.0.0.1": address 127.0.0.1: missing port in address`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseMetricsListen(tc.in, mesh)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("parseMetricsListen(%q) = %+v, %v, want error %q", tc.in, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("parseMetricsListen(%q) = %+v, %v, want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
