@@ -116,6 +116,13 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
 }
 
+// histDesc is desc for a histogram collected as a const histogram (series
+// name_bucket, name_sum, name_count; observability's metric catalogue
+// reads the name from this call).
+func histDesc(name, help string, labels ...string) *prometheus.Desc {
+	return desc(name, help, labels...)
+}
+
 var (
 	descPeers         = desc("peers", "Peers in the data plane configuration.")
 	descRxBytes       = desc("rx_bytes_total", "Transport bytes received from all peers (wire size).")
@@ -130,9 +137,9 @@ var (
 	descPeerTxBytes   = desc("peer_tx_bytes_total", "Bytes sent to the peer.", "peer")
 	descPeerRxPackets = desc("peer_rx_packets_total", "Packets received from the peer.", "peer")
 	descPeerTxPackets = desc("peer_tx_packets_total", "Packets sent to the peer.", "peer")
-	descPeerPathRTT   = desc("peer_path_rtt_seconds", "Round trip times of the probes on the path that carries the peer's packets (the count is the probes answered).", "peer")
+	descPeerPathRTT   = histDesc("peer_path_rtt_seconds", "Round trip times of the probes on the path that carries the peer's packets (the count is the probes answered).", "peer")
 	descPeerProbes    = desc("peer_probes_sent_total", "Probes sent on the path that carries the peer's packets (loss: 1 - answered/sent, answered being peer_path_rtt_seconds_count).", "peer")
-	descPeerTCPHS     = desc("peer_tcp_handshake_seconds", "Time from the node's SYN to the peer's SYN-ACK for the TCP connections the node opens, by destination port (other: ports neither named by a policy rule nor among the busiest; peer other: pairs beyond the bound).", "peer", "port")
+	descPeerTCPHS     = histDesc("peer_tcp_handshake_seconds", "Time from the node's SYN to the peer's SYN-ACK for the TCP connections the node opens, by destination port (other: ports neither named by a policy rule nor among the busiest; peer other: pairs beyond the bound).", "peer", "port")
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
 	descPeerPathChg   = desc("peer_path_changes_total", "Moves of the peer from one path (transport or address) to another.", "peer")
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
