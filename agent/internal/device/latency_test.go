@@ -2,6 +2,7 @@ package device
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,6 +132,12 @@ func TestPeerLatencyFromProbes(t *testing.T) {
 	before := lat().ProbesAnswered
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	var stopOnce sync.Once
+	stopTraffic := func() {
+		stopOnce.Do(func() { close(stop) })
+		<-done
+	}
+	t.Cleanup(stopTraffic) // before the devices close, also when the test fails
 	go func() {
 		defer close(done)
 		for {
@@ -156,8 +163,7 @@ func TestPeerLatencyFromProbes(t *testing.T) {
 	go drain(a)
 	go drain(b)
 	waitFor(t, "5 more answered probes while busy", 20*time.Second, func() bool { return lat().ProbesAnswered >= before+5 })
-	close(stop)
-	<-done
+	stopTraffic()
 
 	// Lose every probe from b to a: a's probes go unanswered.
 	var lostReplies atomic.Int64
