@@ -10,7 +10,6 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -223,7 +222,7 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		if f.Port != 0 {
 			port = strconv.Itoa(int(f.Port))
 		}
-		ch <- histogram(descPeerTCPHS, filter.FlowRTTBuckets[:], f.Counts[:], f.Sum.Seconds(), peer, port)
+		ch <- histogram(descPeerTCPHS, engine.FlowRTTBuckets[:], f.Counts[:], f.Sum.Seconds(), peer, port)
 	}
 	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.Filter.Flows))
 	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.Filter.PolicyVersion))
