@@ -19,7 +19,8 @@ import (
 // scripts/demo.sh) under its own Compose project name: it builds the images,
 // brings up compose/docker-compose.yml, and fails unless every node reaches
 // every other. Then, from outside as a user would: every node's netmap lists
-// the mesh DNS server, and meshdns answers node names and reverse lookups.
+// the mesh DNS server, meshdns answers node names and reverse lookups, and
+// the monitoring profile's Prometheus scrapes every component over the mesh.
 func TestComposeDemo(t *testing.T) {
 	harness.RequireDocker(t)
 	if _, err := exec.LookPath("dig"); err != nil {
@@ -124,6 +125,22 @@ func TestComposeDemo(t *testing.T) {
 	conf, _ := os.ReadFile(resolv)
 	if first := firstNameserver(string(conf)); first != ips["dns"] {
 		t.Errorf("node1's first nameserver = %q, want the dns node %s:\n%s", first, ips["dns"], conf)
+	}
+
+	// The monitoring profile: Prometheus, a mesh member, found every target
+	// through the registry (demo.sh waited for that); observability's live
+	// check then runs against it: every target up, every alert rule loaded
+	// and healthy, every dashboard query evaluating, every metric a panel
+	// or alert uses scraped from the real components.
+	if !strings.Contains(out.String(), "Prometheus: ") {
+		t.Fatalf("demo output does not report Prometheus's targets:\n%s", out.String())
+	}
+	live := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^TestLiveMesh$", "-v", "./internal/promrun")
+	live.Dir = filepath.Join(root, "observability")
+	live.Env = append(os.Environ(), "GOWORK=off", "TUNNELMESH_PROMETHEUS_URL=http://127.0.0.1:9090")
+	lo, err := live.CombinedOutput()
+	if err != nil || !strings.Contains(string(lo), "--- PASS: TestLiveMesh") {
+		t.Fatalf("observability TestLiveMesh against the demo's Prometheus: %v\n%s", err, lo)
 	}
 }
 

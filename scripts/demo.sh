@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: a working demo mesh on this machine. Builds the FROM scratch images,
 # starts the Compose mesh (coordinator with relay, mesh DNS, SSH gateway, three nodes on
-# two Docker networks), waits until every node sees every peer, and shows it working.
+# two Docker networks; with the monitoring profile, on by default, Prometheus as a mesh
+# member), waits until every node sees every peer and every scrape target is up, and
+# shows it working.
 # The mesh keeps running; stop it with `make demo-down` (scripts/compose.sh down -v).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,6 +11,7 @@ cd "$root"
 compose=scripts/compose.sh
 
 scripts/images.sh
+case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*) scripts/prometheus-image.sh ;; esac
 $compose up -d
 
 echo "== waiting until every node reaches every other node"
@@ -34,6 +37,34 @@ echo
 echo "== node1 pings node2 (same LAN) and node3 (other network) by name"
 $compose exec -T node1 tunnelmesh ping node2.mesh -c 2
 $compose exec -T node1 tunnelmesh ping node3.mesh -c 2
+case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*)
+	echo
+	echo "== Prometheus (a mesh member) finds every node through the registry: waiting for its targets"
+	# bash's /dev/tcp: the machine may have no HTTP client.
+	targets() {
+		exec 3<>/dev/tcp/127.0.0.1/9090 || return 1
+		printf 'GET /api/v1/targets?state=active HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+		cat <&3
+		exec 3<&-
+	}
+	deadline=$((SECONDS + 120))
+	while :; do
+		page=$(targets 2>/dev/null || true)
+		up=$(grep -o '"health":"up"' <<<"$page" | wc -l)
+		all=$(grep -o '"health":"[a-z]*"' <<<"$page" | wc -l)
+		if [ "$all" -gt 0 ] && [ "$up" -eq "$all" ]; then
+			echo "Prometheus: $up of $all targets up: http://127.0.0.1:9090/targets"
+			break
+		fi
+		if [ $SECONDS -gt $deadline ]; then
+			echo "demo: Prometheus has $up of $all targets up after 120 s" >&2
+			$compose logs --tail 30 prometheus monitoring-agent >&2
+			exit 1
+		fi
+		sleep 2
+	done
+	;;
+esac
 echo
 echo "The demo mesh is running. Try: $compose exec node2 tunnelmesh status"
 echo "Stop it and remove its state: make demo-down"

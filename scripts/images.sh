@@ -13,6 +13,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TAG=${TAG:-dev}
+VERSION=${VERSION:-$(git describe --tags --always "${GIT_REF:---dirty}" 2>/dev/null || echo dev)}
 GO=${GO:-go}
 
 # service  module    binary
@@ -52,7 +53,9 @@ for entry in "${SERVICES[@]}"; do
 	read -r svc mod binary <<<"$entry"
 	selected "$svc" || continue
 	echo "== bin/$binary" >&2
-	(cd "$src/$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath -ldflags='-s -w' -o "$out/$binary" "./cmd/$binary")
+	(cd "$src/$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath \
+		-ldflags="-s -w -X main.version=$VERSION -X github.com/tunnelmesh/tunnelmesh/agent/internal/cli.Version=$VERSION" \
+		-o "$out/$binary" "./cmd/$binary")
 	echo "== tunnelmesh/$svc:$TAG" >&2
 	docker build --quiet -f "$mod/Dockerfile" -t "tunnelmesh/$svc:$TAG" . >/dev/null
 	built+=("tunnelmesh/$svc:$TAG")

@@ -16,6 +16,10 @@ declare -A pkgs=(
   [wg]=wireguard-tools
   [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
   [dnsperf]=dnsperf
+  [unshare]=util-linux
+  [cloud-init]=cloud-init
+  [debootstrap]=debootstrap
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
@@ -38,3 +42,5 @@ if [ ! -x "$gobin/staticcheck" ]; then
   echo "install-deps: go install staticcheck"
   GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+# terraform 1.5.7 and tflint (make terraform-validate), each only when missing.
+"$(dirname "$0")/terraform-tools.sh" >/dev/null

@@ -63,6 +63,9 @@ func Main(args []string, env Env) int {
 }
 
 func run(ctx context.Context, args []string, env Env) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(env.Stderr)
 		if len(args) == 0 {

@@ -89,9 +89,13 @@ func TestRunJoinTokenFromEnvironment(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, Env{Stdout: &out, Stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "tunnelmesh ") {
-		t.Fatalf("version = %d %q", code, out.String())
+	defer func(v string) { Version = v }(Version)
+	Version = "v1.2.3-4-gabcdef0"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		var out bytes.Buffer
+		if code := run(context.Background(), args, Env{Stdout: &out, Stderr: &out}); code != 0 || out.String() != "tunnelmesh v1.2.3-4-gabcdef0\n" {
+			t.Errorf("run(%q) = %d %q, want 0 %q", args, code, out.String(), "tunnelmesh v1.2.3-4-gabcdef0\n")
+		}
 	}
 }
 

@@ -1,10 +1,6 @@
 package device
 
-import (
-	"sync/atomic"
-
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/replay"
-)
+import "sync/atomic"
 
 // DropReason says why a packet was dropped.
 type DropReason int
@@ -23,7 +19,7 @@ const (
 	DropReplay                            // transport counter already seen (a duplicate or a replay)
 	DropExpired                           // session past RejectAfterTime or RejectAfterMessages
 	DropAllowedIPs                        // inner source address is not the sending peer's mesh IP
-	DropMalformedInner                    // decrypted payload is not a valid IP packet
+	DropMalformedInner                    // decrypted payload, or packet from the TUN, is not a valid IP packet
 	DropFilter                            // refused by the packet filter
 	DropNoPeer                            // packet from the TUN for an address with no peer
 	DropTooBig                            // packet from the TUN larger than the MTU
@@ -75,10 +71,16 @@ type counters struct {
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
 
-// replayDrop is why the replay window w refused counter: too late (behind
-// the window) or a replay (seen before).
-func replayDrop(w *replay.Filter, counter uint64) DropReason {
-	if w.Behind(counter) {
+// replayWindow is how far behind the highest counter accepted the replay
+// window (golang.zx2c4.com/wireguard/replay) still tells a new counter from
+// one seen before: its windowSize, (128 - 1) * 64.
+const replayWindow = (128 - 1) * 64
+
+// replayDrop is why the replay window refused counter, highest being the
+// highest counter it accepted: too late (behind the window, so it cannot
+// tell) or a replay (seen before).
+func replayDrop(highest, counter uint64) DropReason {
+	if counter < highest && highest-counter > replayWindow {
 		return DropTooLate
 	}
 	return DropReplay

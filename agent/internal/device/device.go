@@ -45,7 +45,7 @@ type Device struct {
 	mtu            atomic.Int32
 	keepalive      atomic.Int64 // persistent keepalive interval, ns; <= 0 off
 	noSendBatching atomic.Bool
-	filter         atomic.Pointer[func([]byte) bool]
+	filter         atomic.Pointer[filterBox]
 
 	reconfigMu sync.Mutex // serialises Reconfig and Close
 
@@ -172,8 +172,7 @@ func (d *Device) applyScalars(cfg *Config) {
 	d.keepalive.Store(int64(ka))
 	d.noSendBatching.Store(cfg.DisableUDPSendBatching)
 	if cfg.Filter != nil {
-		f := cfg.Filter
-		d.filter.Store(&f)
+		d.filter.Store(&filterBox{cfg.Filter})
 	} else {
 		d.filter.Store(nil)
 	}

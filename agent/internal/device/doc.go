@@ -1,7 +1,8 @@
 // Package device is TunnelMesh's data plane engine: it moves IP packets
 // between a TUN device and the node's peers over UDP, each pair of nodes on
-// its own Noise IKpsk2 session (packages wire, handshake, cookie, replay,
-// ratelimit hold the protocol). Its design follows wireguard-go's device/.
+// its own Noise IKpsk2 session (packages wire, handshake, cookie,
+// ratelimit and wireguard-go's replay hold the protocol; package packet
+// parses the packets). Its design follows wireguard-go's device/.
 //
 // # API
 //
@@ -46,7 +47,13 @@
 //   - A decrypted packet is delivered only if its inner source address is the
 //     sending peer's mesh IP (PeerConfig.IP) exactly: an IPv6 packet from the
 //     IPv4-mapped form of it (::ffff:a.b.c.d) is not. Then only if
-//     Config.Filter (if set) accepts it.
+//     Config.Filter (if set) accepts it. A plaintext that is not a valid
+//     IPv4 or IPv6 packet is dropped (DropMalformedInner).
+//   - Each packet is parsed once (package packet), on either path, and
+//     that parse serves the peer lookup, the allowed-IPs check, ping
+//     replies, the filter, TUN GRO and the ICMP answers: the filter is
+//     entered from the device only, Outbound for packets read from the TUN
+//     that go to a peer, Inbound for packets about to be written to it.
 //   - An echo reply completes a Ping only when it came through the session
 //     of the peer that was pinged.
 //   - The replay window moves and the peer's endpoint roams only after the

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/replay"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+	"golang.zx2c4.com/wireguard/replay"
 )
 
 func TestLatencyRecord(t *testing.T) {
@@ -146,8 +146,8 @@ func TestPeerLatencyFromProbes(t *testing.T) {
 				return
 			default:
 			}
-			a.tun.Inject(packet(a, b, "busy a"))
-			b.tun.Inject(packet(b, a, "busy b"))
+			a.tun.Inject(udpPacket(a, b, "busy a"))
+			b.tun.Inject(udpPacket(b, a, "busy b"))
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
@@ -188,27 +188,34 @@ func TestPeerLatencyFromProbes(t *testing.T) {
 	m.net.SetFilter(nil)
 }
 
+// TestReplayDropReason: a counter the window refuses is a replay when it
+// is within the window (seen before) and too late when it is behind it; the
+// bound is wireguard-go's window.
 func TestReplayDropReason(t *testing.T) {
 	var w replay.Filter
+	var highest uint64
 	const limit = 1 << 40
-	for _, c := range []uint64{0, 1, replay.WindowSize + 100} {
-		if !w.Accept(c, limit) {
-			t.Fatalf("Accept(%d) = false", c)
+	for _, c := range []uint64{0, 1, replayWindow + 100} {
+		if !w.ValidateCounter(c, limit) {
+			t.Fatalf("ValidateCounter(%d) = false", c)
 		}
+		highest = max(highest, c)
 	}
 	for _, tc := range []struct {
 		counter uint64
 		want    DropReason
 	}{
-		{replay.WindowSize + 100, DropReplay}, // a duplicate of the newest
-		{1, DropTooLate},                      // behind the window
-		{99, DropTooLate},
+		{replayWindow + 100, DropReplay}, // a duplicate of the newest
+		{100, DropReplay},                // at the window's edge: new or seen, the window knows
+		{99, DropTooLate},                // behind the window
+		{1, DropTooLate},
 	} {
-		if w.Accept(tc.counter, limit) {
-			t.Fatalf("Accept(%d) = true", tc.counter)
+		accepted := w.ValidateCounter(tc.counter, limit)
+		if tc.want == DropTooLate && accepted {
+			t.Fatalf("ValidateCounter(%d) = true behind the window", tc.counter)
 		}
-		if got := replayDrop(&w, tc.counter); got != tc.want {
-			t.Errorf("replayDrop(%d) = %v, want %v", tc.counter, got, tc.want)
+		if got := replayDrop(highest, tc.counter); got != tc.want {
+			t.Errorf("replayDrop(%d, %d) = %v, want %v", highest, tc.counter, got, tc.want)
 		}
 	}
 	if DropTooLate.String() != "too_late" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -74,6 +75,7 @@ type peer struct {
 	txInflight atomic.Int32
 	rxInflight atomic.Int32
 	rxMu       sync.Mutex
+	rxParsed   packet.Parsed // guarded by rxMu: receiveBatch's parse of each packet
 
 	staged   chan *batch
 	outbound chan *batch

@@ -3,6 +3,8 @@ package filter
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 // flowKey identifies a flow from the node's side: the peer's address, the
@@ -111,7 +113,7 @@ func (ct *conntrack) upsert(k flowKey, now, exp int64, inbound, create bool) {
 	// For TCP the node creates a flow with a SYN: the start of its
 	// handshake, unless one is already waiting for its SYN-ACK (a
 	// retransmission).
-	syn := create && !inbound && k.proto == protoTCP
+	syn := create && !inbound && k.proto == packet.ProtoTCP
 	switch {
 	case ok && f.expires > now:
 		f.expires = exp

@@ -4,13 +4,17 @@
 //
 // # Contract with the data plane
 //
-// The device calls Inbound with every decrypted IP packet before it writes
-// it to the TUN device, and drops the packet when Inbound returns false. It
-// calls Outbound with every packet it reads from the TUN device before
-// encrypting it, so the filter learns the connections the node opens.
-// Both may be called concurrently from any number of goroutines, neither
-// blocks beyond a short per-shard lock, and neither allocates (see
-// TestNoAllocs and the benchmarks). Neither keeps or modifies pkt.
+// A Filter is a device.Filter: the device parses each packet once
+// (packet.Parsed) and hands that parse to the filter. It calls Inbound with
+// every decrypted IP packet whose source is the sending peer's mesh IP,
+// before it writes it to the TUN device, and drops the packet when Inbound
+// returns false. It calls Outbound with every packet it reads from the TUN
+// device for a peer, before encrypting it, so the filter learns the
+// connections the node opens. Both may be called concurrently from any
+// number of goroutines, neither blocks beyond a short per-shard lock, and
+// neither allocates (see TestNoAllocs, the benchmarks and the device's
+// TestPacketPathNoAlloc). Neither keeps or modifies the parse or its
+// packet.
 //
 // # What passes
 //

@@ -208,7 +208,8 @@ func (r *flowRTT) stats() []FlowRTT {
 		}
 		e := FlowRTT{Port: s.key.port, Counts: s.counts, Sum: time.Duration(s.sum)}
 		if s.key.peer != 0 {
-			e.Peer = u32Addr(s.key.peer)
+			v := s.key.peer
+			e.Peer = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 		}
 		out = append(out, e)
 	}

@@ -11,10 +11,10 @@ import (
 // handshake runs a TCP handshake the node opens to peer:port, the SYN-ACK
 // coming rtt after the SYN.
 func handshake(f *Filter, clk *clock, peer string, sport, port uint16, rtt time.Duration) {
-	f.Outbound(tcp(self, peer, sport, port, syn))
+	outbound(f, tcp(self, peer, sport, port, syn))
 	clk.advance(rtt)
-	f.Inbound(tcp(peer, self, port, sport, synAck))
-	f.Outbound(tcp(self, peer, sport, port, ack))
+	inbound(f, tcp(peer, self, port, sport, synAck))
+	outbound(f, tcp(self, peer, sport, port, ack))
 }
 
 func flowRTTOf(f *Filter, peer string, port uint16) (FlowRTT, bool) {
@@ -39,17 +39,17 @@ func TestFlowRTT(t *testing.T) {
 	}
 	handshake(f, clk, c, 40000, 80, 3*time.Millisecond)
 	// A retransmitted SYN: measured from the first one.
-	f.Outbound(tcp(self, c, 40001, 9000, syn))
+	outbound(f, tcp(self, c, 40001, 9000, syn))
 	clk.advance(time.Second)
-	f.Outbound(tcp(self, c, 40001, 9000, syn))
+	outbound(f, tcp(self, c, 40001, 9000, syn))
 	clk.advance(100 * time.Millisecond)
-	f.Inbound(tcp(c, self, 9000, 40001, synAck))
-	f.Inbound(tcp(c, self, 9000, 40001, synAck)) // a duplicate SYN-ACK: measured once
+	inbound(f, tcp(c, self, 9000, 40001, synAck))
+	inbound(f, tcp(c, self, 9000, 40001, synAck)) // a duplicate SYN-ACK: measured once
 	// A port no rule names.
 	handshake(f, clk, c, 40002, 443, 100*time.Millisecond)
 	// A connection the peer opens is not measured.
-	f.Inbound(tcp(a, self, 40003, 80, syn))
-	f.Outbound(tcp(self, a, 80, 40003, synAck))
+	inbound(f, tcp(a, self, 40003, 80, syn))
+	outbound(f, tcp(self, a, 80, 40003, synAck))
 
 	for _, tc := range []struct {
 		name   string

@@ -13,6 +13,8 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet/packettest"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -55,14 +57,14 @@ func newLab(t *testing.T, n int) []*labNode {
 	}
 	for i, nd := range nodes {
 		cfg := device.Config{PrivateKey: nd.key, PSK: psk, MeshID: "lab", ListenPort: nd.ul.Port(), Self: nd.ip,
-			PersistentKeepalive: -1, Filter: nd.flt.Inbound}
+			PersistentKeepalive: -1, Filter: nd.flt}
 		for j, o := range nodes {
 			if j != i {
 				cfg.Peers = append(cfg.Peers, device.PeerConfig{Name: o.name, PublicKey: o.key.Public(), IP: o.ip, Endpoints: []device.Endpoint{device.UDPEndpoint(o.ul)}})
 			}
 		}
 		nd.tun = faketun.New("lab"+nd.name, device.DefaultMTU, 16)
-		dev, err := device.New(filter.WrapTUN(nd.tun, nd.flt), net.NewBind(nd.ul.Addr(), 16), cfg, slog.New(slog.DiscardHandler))
+		dev, err := device.New(nd.tun, net.NewBind(nd.ul.Addr(), 16), cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,20 +75,7 @@ func newLab(t *testing.T, n int) []*labNode {
 }
 
 func tcpPacket(src, dst netip.Addr, sport, dport uint16, flags byte) []byte {
-	b := make([]byte, 40)
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], 40)
-	b[8] = 64
-	b[9] = 6
-	s, d := src.As4(), dst.As4()
-	copy(b[12:], s[:])
-	copy(b[16:], d[:])
-	binary.BigEndian.PutUint16(b[10:], ^faketun.Checksum(b[:20]))
-	binary.BigEndian.PutUint16(b[20:], sport)
-	binary.BigEndian.PutUint16(b[22:], dport)
-	b[32] = 5 << 4
-	b[33] = flags
-	return b
+	return packettest.IPv4(src, dst, packet.ProtoTCP, packettest.TCP(sport, dport, flags))
 }
 
 const (

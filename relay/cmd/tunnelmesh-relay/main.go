@@ -2,6 +2,7 @@
 //
 //	tunnelmesh-relay [-config relay.yaml] [-listen :443] [-id NAME]
 //	                 [-tls-cert cert.pem -tls-key key.pem | -state-dir DIR] [-metrics ADDR]
+//	tunnelmesh-relay -version
 //
 // Flags override the configuration file.
 package main
@@ -30,6 +31,9 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
 )
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "tunnelmesh-relay:", err)
@@ -46,8 +50,13 @@ func run() error {
 		keyFile  = flag.String("tls-key", "", "TLS private key (PEM)")
 		stateDir = flag.String("state-dir", "", "directory of the self-signed certificate")
 		metrics  = flag.String("metrics", "", "Prometheus /metrics listen address (plain HTTP)")
+		showVer  = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
+	if *showVer {
+		fmt.Println("tunnelmesh-relay", version)
+		return nil
+	}
 	cfg := config.Default()
 	if *cfgPath != "" {
 		var err error

@@ -5,6 +5,7 @@
 //
 //	tunnelmesh-sshgw -config sshgw.yaml
 //	tunnelmesh-sshgw -credentials /var/lib/tunnelmesh/credentials.json -forward-to 127.0.0.1:7600 [-listen :2222]
+//	tunnelmesh-sshgw -version
 package main
 
 import (
@@ -25,6 +26,9 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
 )
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "tunnelmesh-sshgw:", err)
@@ -39,8 +43,13 @@ func run() error {
 		creds     = flag.String("credentials", "", "agent credentials file (host key and netmap)")
 		keyFile   = flag.String("key-file", "", "node key file, without a registry")
 		forwardTo = flag.String("forward-to", "", "the agent's packet port, e.g. 127.0.0.1:7600")
+		showVer   = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
+	if *showVer {
+		fmt.Println("tunnelmesh-sshgw", version)
+		return nil
+	}
 	cfg := config.Default()
 	if *cfgPath != "" {
 		var err error
