@@ -19,12 +19,19 @@ func TestMetricsLab(t *testing.T) {
 	nss, nodes, ips := m.nss, m.nodes, m.ips
 	l.Start(nss["n2"], "serve", l.tool, "serve", ips["n2"], "80")
 	// Enough handshakes to n2:80 for the port to get its own label (no
-	// policy rule names it: the lab's policy allows everything).
-	for i := range 6 {
+	// policy rule names it: the lab's policy allows everything). The
+	// server may not listen yet at the first tries.
+	deadline := time.Now().Add(time.Minute)
+	for opened := 0; opened < 6; {
 		out, err := l.Run(nss["n1"], time.Minute, l.tool, "scan", ips["n2"], "80", "2s")
-		if err != nil || !strings.Contains(out, "open=[80]") {
-			t.Fatalf("scan %d from n1 of n2:80 = %q, %v", i, out, err)
+		if err == nil && strings.Contains(out, "open=[80]") {
+			opened++
+			continue
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scan from n1 of n2:80 = %q, %v after %d connections", out, err, opened)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// Probes: idle paths are probed every 5 s.
