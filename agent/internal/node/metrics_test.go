@@ -32,9 +32,11 @@ func busyStatus(n, rules int) engine.Status {
 			RTT: time.Millisecond, PathChanges: 1,
 			Latency: device.PeerLatency{ProbesSent: 10, ProbesAnswered: 9, RTTCounts: [7]uint64{1, 2, 3, 1, 1, 1, 0}, RTTSum: time.Second},
 		})
-		if len(st.Filter.FlowRTT) < 16 {
-			st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: ip, Port: 22, Counts: [filter.NumFlowRTTCounts]uint64{1}})
-		}
+	}
+	// The agent's bound: 16 (peer, port) pairs and the overflow.
+	for i := range 16 {
+		ip := netip.AddrFrom4([4]byte{100, 64, byte(1 + i/250), byte(1 + i%250)})
+		st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: ip, Port: 22, Counts: [filter.NumFlowRTTCounts]uint64{1}})
 	}
 	st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Counts: [filter.NumFlowRTTCounts]uint64{1}})
 	for r := range device.NumDropReasons {
@@ -78,9 +80,8 @@ func scrapeSeries(t *testing.T, st engine.Status) (int, string) {
 func TestMetricsSeriesOn100Peers(t *testing.T) {
 	base, _ := scrapeSeries(t, busyStatus(0, 10))
 	n, body := scrapeSeries(t, busyStatus(100, 10))
-	one, _ := scrapeSeries(t, busyStatus(1, 10))
-	perPeer := (n - one) / 99
-	t.Logf("series: %d with 100 peers (%d without peers, %d per peer)", n, base, perPeer)
+	flows := 17 * (filter.NumFlowRTTCounts + 2)
+	t.Logf("series: %d with 100 peers: %d per peer, %d of handshake histograms, %d other node-wide", n, (n-base)/100, flows, base-flows)
 	if n >= 2000 {
 		t.Fatalf("%d series with 100 peers, want < 2000", n)
 	}
@@ -88,7 +89,7 @@ func TestMetricsSeriesOn100Peers(t *testing.T) {
 		`tunnelmesh_agent_peer_path_rtt_seconds_bucket{peer="peer099",le="1.024"} 9`,
 		`tunnelmesh_agent_peer_probes_sent_total{peer="peer099"} 10`,
 		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="other",port="other"} 1`,
-		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="peer000",port="22"} 1`,
+		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="peer015",port="22"} 1`,
 		`tunnelmesh_agent_drops_total{reason="too_late"} 1`,
 		`tunnelmesh_agent_handshakes_previous_psk_total 0`,
 	} {
