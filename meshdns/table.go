@@ -115,6 +115,8 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 		t.addServices(host, n, a)
 	}
 
+	t.addMeshWide(nodes)
+
 	for _, ip := range nm.DNS.Servers {
 		if host, ok := byIP[ip]; ok && !slices.Contains(t.ns, host) {
 			t.ns = append(t.ns, host)
@@ -153,6 +155,43 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 		e.srv = append(e.srv, &dns.SRV{Hdr: t.hdr(srvName, dns.TypeSRV), Port: s.Port, Target: host})
 		if len(e.extra) == 0 {
 			e.extra = []dns.RR{a}
+		}
+	}
+}
+
+// meshWideServices are named directly under the zone as well: <service>.<zone>
+// (A: every node publishing it) and _<service>._<proto>.<zone> (SRV), so
+// clients need not know which node runs them ("storage.mesh").
+var meshWideServices = []string{api.ServiceStorage}
+
+// addMeshWide adds the names of meshWideServices, unless a node holds the
+// name (node names win).
+func (t *table) addMeshWide(nodes []api.Node) {
+	for _, svc := range meshWideServices {
+		name := svc + "." + t.zone
+		if e, ok := t.names[name]; ok && len(e.a) > 0 {
+			continue
+		}
+		for _, n := range nodes {
+			host := api.NormalizeName(n.Name) + "." + t.zone
+			he, ok := t.names[host]
+			if !ok || len(he.a) == 0 || he.a[0].(*dns.A).A.String() != n.IP.String() {
+				continue // left out above
+			}
+			for _, s := range n.Services {
+				proto := strings.ToLower(s.Protocol)
+				if api.NormalizeName(s.Name) != svc || (proto != "tcp" && proto != "udp") || s.Port == 0 {
+					continue
+				}
+				e := t.add(name, t.zone)
+				if !slices.ContainsFunc(e.a, func(r dns.RR) bool { return r.(*dns.A).A.Equal(n.IP.AsSlice()) }) {
+					e.a = append(e.a, t.aRecord(name, n.IP))
+				}
+				srvName := "_" + svc + "._" + proto + "." + t.zone
+				se := t.add(srvName, t.zone)
+				se.srv = append(se.srv, &dns.SRV{Hdr: t.hdr(srvName, dns.TypeSRV), Port: s.Port, Target: host})
+				se.extra = append(se.extra, he.a[0])
+			}
 		}
 	}
 }

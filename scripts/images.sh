@@ -3,7 +3,7 @@
 # -trimpath, each module with GOWORK=off), then one `docker build` per service from
 # the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
 #
-#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent dockerwatch storage
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
 #   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
@@ -23,6 +23,8 @@ SERVICES=(
 	"meshdns  meshdns  tunnelmesh-meshdns"
 	"sshgw    sshgw    tunnelmesh-sshgw"
 	"agent    agent    tunnelmesh"
+	"dockerwatch dockerwatch tunnelmesh-dockerwatch"
+	"storage  storage  tunnelmesh-storage"
 )
 
 ARGS=("$@")
@@ -33,7 +35,7 @@ selected() {
 	return 1
 }
 
-known=" registry relay meshdns sshgw agent "
+known=" registry relay meshdns sshgw agent dockerwatch storage "
 for w in "$@"; do
 	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
 done
@@ -56,6 +58,10 @@ for entry in "${SERVICES[@]}"; do
 	(cd "$src/$mod" && CGO_ENABLED=0 GOWORK=off "$GO" build -trimpath \
 		-ldflags="-s -w -X main.version=$VERSION -X github.com/tunnelmesh/tunnelmesh/agent/internal/cli.Version=$VERSION" \
 		-o "$out/$binary" "./cmd/$binary")
+	if [ "$svc" = storage ]; then
+		# SeaweedFS, built once per machine and cached (several minutes the first time).
+		cp "$(storage/scripts/build-weed.sh)" "$out/weed"
+	fi
 	echo "== tunnelmesh/$svc:$TAG" >&2
 	docker build --quiet -f "$mod/Dockerfile" -t "tunnelmesh/$svc:$TAG" . >/dev/null
 	built+=("tunnelmesh/$svc:$TAG")

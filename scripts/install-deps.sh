@@ -44,3 +44,7 @@ if [ ! -x "$gobin/staticcheck" ]; then
 fi
 # terraform 1.5.7 and tflint (make terraform-validate), each only when missing.
 "$(dirname "$0")/terraform-tools.sh" >/dev/null
+
+# SeaweedFS, which the storage module supervises and its tests run: built from
+# the Go module proxy once per machine (several minutes), then cached.
+"$(dirname "$0")/../storage/scripts/build-weed.sh" >/dev/null

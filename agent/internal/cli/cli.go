@@ -48,6 +48,7 @@ func commands() []command {
 		{"status", "show this node, its coordinator and its peers", runStatus},
 		{"ping", "ping a peer (name or mesh IP) through its tunnel", runPing},
 		{"version", "print the version", runVersion},
+		{"storage", "print this node's S3 credentials for the mesh's storage service", runStorage},
 	}
 	return append(cmds, registryCommands()...)
 }

@@ -48,6 +48,7 @@ type runFlags struct {
 	dnsMode       string
 	resolvConf    string
 	advertiseDNS  bool
+	advertiseS3   bool
 	procs         int
 }
 
@@ -73,6 +74,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dnsMode, "dns-mode", string(splitdns.ModeAuto), "how: auto (systemd-resolved when the system uses it, else resolv.conf), resolved, resolvconf or off")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
 	fs.IntVar(&f.procs, "procs", 0, "CPUs the node's own code may use at once (0: half of the CPUs available, at least 1; GOMAXPROCS in the environment replaces that default)")
+	fs.BoolVar(&f.advertiseS3, "advertise-storage", false, "tunnelmesh-storage serves S3 on this node's mesh address (tcp 9000) and its credentials API (tcp 9001): publish both (storage.<node>.<zone>)")
 	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
 }
 
@@ -85,6 +87,10 @@ func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
 	var svcs []api.Service
 	if f.advertiseDNS {
 		svcs = append(svcs, api.Service{Name: api.ServiceDNS, Protocol: "udp", Port: 53})
+	}
+	if f.advertiseS3 {
+		svcs = append(svcs, api.Service{Name: api.ServiceStorage, Protocol: "tcp", Port: api.StorageS3Port},
+			api.Service{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort})
 	}
 	return mode, svcs
 }

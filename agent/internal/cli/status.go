@@ -46,6 +46,13 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 		}
 	}
 	fmt.Fprintf(w, "coordinator %s  %s\n", s.Coordinator.URL, reach)
+	if len(s.Services) > 0 {
+		svcs := make([]string, 0, len(s.Services))
+		for _, sv := range s.Services {
+			svcs = append(svcs, fmt.Sprintf("%s %d/%s", sv.Name, sv.Port, sv.Protocol))
+		}
+		fmt.Fprintf(w, "services    %s\n", strings.Join(svcs, ", "))
+	}
 	if len(s.Peers) == 0 {
 		fmt.Fprintf(w, "\nno peers\n")
 		return

@@ -49,7 +49,7 @@
 //
 // Before the first SetFilter, and after SetFilter(nil) (the registry has no
 // policy), no rule allows anything: only replies to the node's own
-// connections pass. This is the default deny taken literally; the
+// connections pass: default deny, taken literally. The
 // registry ships a default policy (ICMP and DNS) for meshes that want one.
 //
 // # Policy changes

@@ -123,7 +123,7 @@ func allow(version uint64, name string, src netip.Addr, port uint16) *api.Filter
 		Sources: []netip.Prefix{netip.PrefixFrom(src, 32)}, Protocol: "tcp", Ports: []api.PortRange{{First: port, Last: port}}}}}
 }
 
-// TestLab is the lab scenario on the real data plane in process:
+// TestLab is the policy lab on the real data plane in process:
 // with a policy allowing only A -> B tcp/80, a scan from A of B's other
 // ports and from C of every port of B gets nothing through, while A's
 // connection to B:80 and B's replies work; changing the policy opens and

@@ -4,6 +4,7 @@
 //
 //	GET  /v1/status              -> Status
 //	POST /v1/ping?peer=NAME|IP   -> PingResult (or Error with 4xx/5xx)
+//	PUT  /v1/services            ServicesRequest -> ServicesRequest (see PathServices)
 //
 // Every body is JSON; errors are {"error": "..."}.
 package localapi
@@ -11,6 +12,8 @@ package localapi
 import (
 	"net/netip"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Paths of the local API.
@@ -37,6 +40,9 @@ type Status struct {
 	NetmapVersion uint64           `json:"netmap_version"`
 	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
 	Peers         []Peer           `json:"peers"`
+	// Services are the services the node publishes: its own and those set
+	// through PathServices.
+	Services []api.Service `json:"services,omitempty"`
 	// Drops counts packets the data plane dropped, by reason.
 	Drops map[string]uint64 `json:"drops,omitempty"`
 }

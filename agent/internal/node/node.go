@@ -124,6 +124,8 @@ type Node struct {
 
 	dns *splitdns.Manager // set by Run before any reader runs
 
+	ext extServices // set through the local API, see services.go
+
 	dnsMu   sync.Mutex // guards the fields below
 	dnsLast splitdns.Config
 	dnsErr  string
@@ -592,9 +594,9 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 	defer stopWatch()
 	for {
 		req := n.discoverEndpoints(ctx)
-		req.Services = n.cfg.Services
+		req.Services = n.services()
 		eps := req.Endpoints
-		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint {
+		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint || !slices.Equal(req.Services, reported.Services) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := n.client.ReportEndpoints(cctx, req)
 			cancel()
@@ -614,6 +616,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-n.ext.changedC():
 		case <-changed:
 			n.networkChanged()
 		}
@@ -643,6 +646,7 @@ func (n *Node) Status() localapi.Status {
 			LastError: n.lastErr,
 		},
 		Endpoints: slices.Clone(n.endpoints),
+		Services:  n.services(),
 		Drops:     stats.Drops,
 	}
 	online := make(map[nodekey.PublicKey]bool)

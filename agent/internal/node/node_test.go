@@ -269,6 +269,21 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// Services set through the local API reach the registry and the status.
+	web := api.Service{Name: "web", Protocol: "tcp", Port: 8080}
+	if err := lc.SetServices(ctx, "dockerwatch", []api.Service{web}); err != nil {
+		t.Fatalf("SetServices: %v", err)
+	}
+	web.Owner = "dockerwatch" // set by the node
+	waitServices(t, fake, "alpha", []api.Service{web})
+	if status, err := lc.Status(ctx); err != nil || !slices.Equal(status.Services, []api.Service{web}) {
+		t.Errorf("Status.Services = %v, %v; want %v", status.Services, err, web)
+	}
+	if err := lc.SetServices(ctx, "dockerwatch", nil); err != nil {
+		t.Fatalf("SetServices(none): %v", err)
+	}
+	waitServices(t, fake, "alpha", nil)
+
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
@@ -476,5 +491,26 @@ func TestSSHEndpointNotReportedWhenUnreachable(t *testing.T) {
 				t.Errorf("discoverEndpoints().SSHEndpoint = %v, want %v", req.SSHEndpoint, tc.want)
 			}
 		})
+	}
+}
+
+// waitServices waits until the fake registry holds want as name's services.
+func waitServices(t *testing.T, fake *registrytest.Fake, name string, want []api.Service) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var got []api.Service
+		for _, nd := range fake.Nodes() {
+			if nd.Name == name {
+				got = nd.Services
+			}
+		}
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry has services %v for %s, want %v", got, name, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -210,7 +210,7 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 
 // SetNodes gives the store the mesh's nodes; the server calls it whenever
 // it rebuilds its snapshot. The policy is recompiled only when a node's
-// name, address or tags changed.
+// name, address, tags or docker services changed.
 func (s *Store) SetNodes(nodes []api.Node) {
 	key := nodesKey(nodes)
 	s.mu.Lock()
@@ -257,6 +257,12 @@ func nodesKey(nodes []api.Node) string {
 		for _, t := range n.Tags {
 			b.WriteByte(' ')
 			b.WriteString(t)
+		}
+		// Docker services compile into filter rules (the docker section).
+		for _, sv := range n.Services {
+			if sv.Owner != "" {
+				fmt.Fprintf(&b, " svc:%s/%s/%d/%s/%s", sv.Name, sv.Protocol, sv.Port, sv.Owner, sv.Allow)
+			}
 		}
 		b.WriteByte('\n')
 	}
