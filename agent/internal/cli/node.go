@@ -57,7 +57,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.iface, "interface", "", "TUN interface name (default "+tunif.DefaultName+", or the one saved at join)")
 	fs.UintVar(&f.listenPort, "listen-port", 0, "UDP port for tunnels (default: the one saved at join, else chosen by the system)")
 	fs.IntVar(&f.mtu, "mtu", 0, "tunnel MTU (default: underlay MTU - 80, so 1420 on a 1500 network)")
-	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", node.MetricsOnMesh+"9101", "serve Prometheus metrics at http://ADDR/metrics: mesh:PORT (the node's mesh address, published as the service metrics-agent), HOST:PORT, or off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.tunOffload, "tun-offload", true, "use TUN offloads (TSO/GSO, GRO); -tun-offload=false turns them off")
@@ -93,6 +93,15 @@ func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
 			api.Service{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort})
 	}
 	return mode, svcs
+}
+
+// metricsListenAddr is --metrics-listen as node.Config.MetricsListen
+// takes it ("" for off).
+func (f *runFlags) metricsListenAddr() string {
+	if f.metricsListen == "off" {
+		return ""
+	}
+	return f.metricsListen
 }
 
 func (f *runFlags) check() error {
@@ -139,6 +148,9 @@ func (f *runFlags) check() error {
 	}
 	if err := checkProcs(f.procs); err != nil {
 		return err
+	}
+	if err := node.CheckMetricsListen(f.metricsListenAddr()); err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
 	}
 	if _, err := splitdns.ParseMode(f.dnsMode); err != nil {
 		return fmt.Errorf("--dns-mode: %w", err)
@@ -333,7 +345,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,
-		MetricsListen: rf.metricsListen,
+		MetricsListen: rf.metricsListenAddr(),
 		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,

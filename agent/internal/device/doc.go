@@ -9,7 +9,8 @@
 //	d, err := device.New(tunDev, device.NewBind(true), cfg, logger) // opens UDP, starts
 //	err = d.Reconfig(cfg)                 // declarative: peers added, updated, removed
 //	st := d.Status()                      // per peer: name, IP, endpoint, path, last
-//	                                      // handshake, rx/tx bytes and packets, RTT
+//	                                      // handshake, rx/tx bytes and packets, RTT,
+//	                                      // path latency and loss (PeerLatency)
 //	c := d.Counters()                     // device counters, drops by DropReason
 //	rtt, path, err := d.Ping(ctx, peerIP) // ICMP echo through the tunnel
 //	err = d.Close()
@@ -37,7 +38,9 @@
 // or the probe an idle path gets every 5 s) goes unanswered for pathTimeout
 // (2 s). An idle path is not a failed one: silence alone moves no peer.
 // The rules are in paths.go; Status shows each peer's current path, every
-// path it knows and how often it changed path.
+// path it knows and how often it changed path. The probes on the current
+// path (at least one every pathIdleProbe, idle or busy) measure its round
+// trip times and loss (latency.go, PeerStatus.Latency).
 //
 // # Packet rules
 //

@@ -21,6 +21,7 @@ type keypair struct {
 	recv        cipher.AEAD
 	sendCounter atomic.Uint64
 	replay      replay.Filter // RFC 6479 window (wireguard-go's); used only by the peer's receive goroutine
+	rxMax       uint64        // highest counter replay accepted (too_late drops); receive goroutine only
 	created     time.Time
 	initiator   bool
 	localIndex  uint32

@@ -89,6 +89,7 @@ type peer struct {
 	rxPackets, txPackets atomic.Uint64
 	lastHandshake        atomic.Int64 // unix nanoseconds
 	rtt                  atomic.Int64 // nanoseconds, last sample
+	lat                  latency      // probes on the current path (latency.go)
 }
 
 func newPeer(d *Device, pc PeerConfig, cands []conn.Endpoint) (*peer, error) {

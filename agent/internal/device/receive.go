@@ -229,9 +229,10 @@ func (p *peer) receiveBatch(b *batch) {
 		}
 		// Only now, with the tag verified, may the window move.
 		if !kp.replay.ValidateCounter(e.counter, d.timing.rejectAfterMessages) {
-			d.counters.drop(DropReplay)
+			d.counters.drop(replayDrop(kp.rxMax, e.counter))
 			continue
 		}
+		kp.rxMax = max(kp.rxMax, e.counter)
 		rxPackets++
 		rxBytes += uint64(len(e.packet) + wire.TransportMinSize)
 		if kp != lastKeypair {

@@ -11,6 +11,7 @@
 //	e, err := engine.New(tunDev, cfg, opts, log) // opts: the node's flags
 //	err = e.Reconfig(cfg)                        // every later netmap
 //	st := e.Status()                             // device.Status + drops by name + filter counters
+//	                                             // (with the TCP handshake histograms)
 //	rtt, path, err := e.Ping(ctx, peerIP)
 //	pub, err := e.PublicAddr(ctx, stunServer)    // STUN on the data plane's own socket
 //	err = e.Close()                              // device (bind, TUN), then transports

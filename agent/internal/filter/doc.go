@@ -72,4 +72,13 @@
 // full first drops its expired flows (at most once a second) and then
 // evicts, among a few sampled flows, one of the peer holding the most
 // flows in the shard, the one closest to expiry.
+//
+// # Handshake round trip times
+//
+// For the TCP connections the node opens, the connection tracker measures
+// the time from the node's SYN to the peer's SYN-ACK, into histograms by
+// peer and destination port with bounded cardinality: ports named by the
+// policy's TCP rules or promoted after a few handshakes, others folded
+// into port 0, and at most a fixed number of (peer, port) pairs
+// (flowrtt.go, Stats.FlowRTT).
 package filter

@@ -94,6 +94,7 @@ type Filter struct {
 	self  atomic.Uint64 // selfValid | the node's address; 0 when unknown
 	ct    *conntrack
 	frags fragTable
+	rtt   *flowRTT
 
 	tcpTimeout, udpTimeout, defTimeout int64
 	now                                func() time.Duration
@@ -124,6 +125,7 @@ func New(cfg Config) *Filter {
 	}
 	f := &Filter{
 		ct:           newConntrack(cmpOr(cfg.MaxFlows, DefaultMaxFlows), cfg.MaxFlowsPerPeer),
+		rtt:          newFlowRTT(),
 		tcpTimeout:   pick(cfg.TCPTimeout, TCPTimeout),
 		udpTimeout:   pick(cfg.UDPTimeout, UDPTimeout),
 		defTimeout:   pick(cfg.DefaultTimeout, DefaultTimeout),
@@ -165,6 +167,7 @@ func (f *Filter) SetFilter(af *api.Filter) error {
 	defer f.mu.Unlock()
 	rs, err := compile(af, f.counterLocked)
 	f.rules.Store(rs)
+	f.rtt.setPolicyPorts(rs)
 	return err
 }
 
@@ -262,6 +265,9 @@ func (f *Filter) inboundFirst(p *packet.Parsed, src, dst uint32, now int64) bool
 		found, inbound := f.ct.refresh(key, now, exp)
 		if found && !inbound {
 			f.established.Add(1)
+			if p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) == packet.TCPSyn|packet.TCPAck {
+				f.synACK(key, now)
+			}
 			return true
 		}
 		// A peer-opened flow is refreshed even when the rules no longer
@@ -374,7 +380,8 @@ type Stats struct {
 	Fragments     uint64            // later fragments accepted after their first fragment
 	RuleAccepts   map[string]uint64 // packets accepted by each rule name
 	Drops         map[Reason]uint64
-	LogSuppressed uint64 // denied packets not logged for the rate limit
+	FlowRTT       []FlowRTT // TCP handshake round trip times by peer and port (flowrtt.go)
+	LogSuppressed uint64    // denied packets not logged for the rate limit
 }
 
 // Stats returns the counters. It allocates; call it when scraping.
@@ -390,6 +397,7 @@ func (f *Filter) Stats() Stats {
 		RuleAccepts:   map[string]uint64{},
 		Drops:         map[Reason]uint64{},
 		LogSuppressed: f.logDropped.Load(),
+		FlowRTT:       f.rtt.stats(),
 	}
 	for _, r := range Reasons() {
 		s.Drops[r] = f.drops[r].Load()

@@ -382,13 +382,19 @@ func TestNoAllocs(t *testing.T) {
 	out := tcp(self, c, 41000, 443, syn)
 	reply := tcp(c, self, 443, 41000, ack)
 	malformed := []byte{0x45, 0}
+	synAckIn := tcp(c, self, 443, 41000, synAck)
 	outbound(f, out)
+	inbound(f, synAckIn) // the handshake histogram exists
 	for name, fn := range map[string]func(){
 		"inbound allowed":   func() { inbound(f, allowed) },
 		"inbound denied":    func() { inbound(f, denied) },
 		"inbound reply":     func() { inbound(f, reply) },
 		"inbound malformed": func() { inbound(f, malformed) },
 		"outbound":          func() { outbound(f, out) },
+		"handshake measured": func() {
+			outbound(f, out)
+			inbound(f, synAckIn)
+		},
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", name, n)

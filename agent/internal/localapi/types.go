@@ -76,6 +76,20 @@ type Peer struct {
 	RTT time.Duration `json:"rtt_ns"`
 	// PathChanges counts the peer's moves from one path to another.
 	PathChanges uint64 `json:"path_changes"`
+	// RTTP50, RTTP90 and RTTP99 are percentiles of the current path's
+	// round trip times over the last probes (up to 64, about five
+	// minutes); 0 when none was answered.
+	RTTP50 time.Duration `json:"rtt_p50_ns"`
+	RTTP90 time.Duration `json:"rtt_p90_ns"`
+	RTTP99 time.Duration `json:"rtt_p99_ns"`
+	// Loss is the share of those probes, sent at least 2 s ago, that went
+	// unanswered (0 to 1); Probes is how many that is.
+	Loss   float64 `json:"loss"`
+	Probes int     `json:"probes"`
+	// ProbesSent and ProbesAnswered count the current path's probes since
+	// the peer was added.
+	ProbesSent     uint64 `json:"probes_sent"`
+	ProbesAnswered uint64 `json:"probes_answered"`
 }
 
 // PingResult is the answer to a ping.

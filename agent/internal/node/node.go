@@ -52,7 +52,7 @@ type Config struct {
 	Interface     string // TUN name; tunif.DefaultName when empty
 	MTU           int    // 0: chosen from the underlay MTU
 	ListenPort    uint16 // 0: the data plane picks one (then saved)
-	MetricsListen string // "" for no metrics server
+	MetricsListen string // "" for no metrics server; "mesh:PORT" for the mesh address; else HOST:PORT
 	NoTUNOffload  bool   // open the TUN without offloads (tunif.Config.NoOffload)
 	Version       string
 
@@ -199,9 +199,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	defer apiLn.Close()
+	ml, err := parseMetricsListen(n.cfg.MetricsListen, st.IP)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	var metricsLn net.Listener
-	if n.cfg.MetricsListen != "" {
-		metricsLn, err = net.Listen("tcp", n.cfg.MetricsListen)
+	if ml.addr != "" && !ml.onMesh {
+		metricsLn, err = net.Listen("tcp", ml.addr)
 		if err != nil {
 			return fmt.Errorf("node: metrics listen: %w", err)
 		}
@@ -239,6 +243,19 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 	n.dns = dns
+	if ml.onMesh {
+		// The interface has the mesh address now. Not serving metrics
+		// there (the port is taken) does not stop the node.
+		if metricsLn, err = net.Listen("tcp", ml.addr); err != nil {
+			n.log.Warn("metrics not served", "addr", ml.addr, "err", err)
+			ml.publish = 0
+		} else {
+			defer metricsLn.Close()
+		}
+	}
+	if ml.publish != 0 {
+		n.cfg.Services = append(slices.Clone(n.cfg.Services), api.Service{Name: MetricsService, Protocol: "tcp", Port: ml.publish})
+	}
 	first, _ := engine.FromNetmap(nil, n.local())
 	first.Device.ListenPort = n.cfg.ListenPort
 	eng, err := n.cfg.NewEngine(dev, first, n.cfg.Log)
@@ -649,20 +666,27 @@ func (n *Node) Status() localapi.Status {
 	for _, p := range peers {
 		ps := byKey[p.PublicKey]
 		s.Peers = append(s.Peers, localapi.Peer{
-			Name:          p.Name,
-			IP:            p.IP,
-			PublicKey:     p.PublicKey.String(),
-			Online:        online[p.PublicKey],
-			Path:          ps.Path,
-			Endpoint:      ps.Endpoint,
-			Endpoints:     udpEndpoints(p),
-			LastHandshake: ps.LastHandshake,
-			RxBytes:       ps.RxBytes,
-			TxBytes:       ps.TxBytes,
-			RxPackets:     ps.RxPackets,
-			TxPackets:     ps.TxPackets,
-			RTT:           ps.RTT,
-			PathChanges:   ps.PathChanges,
+			Name:           p.Name,
+			IP:             p.IP,
+			PublicKey:      p.PublicKey.String(),
+			Online:         online[p.PublicKey],
+			Path:           ps.Path,
+			Endpoint:       ps.Endpoint,
+			Endpoints:      udpEndpoints(p),
+			LastHandshake:  ps.LastHandshake,
+			RxBytes:        ps.RxBytes,
+			TxBytes:        ps.TxBytes,
+			RxPackets:      ps.RxPackets,
+			TxPackets:      ps.TxPackets,
+			RTT:            ps.RTT,
+			PathChanges:    ps.PathChanges,
+			RTTP50:         ps.Latency.P50,
+			RTTP90:         ps.Latency.P90,
+			RTTP99:         ps.Latency.P99,
+			Loss:           ps.Latency.Loss,
+			Probes:         ps.Latency.RecentSent,
+			ProbesSent:     ps.Latency.ProbesSent,
+			ProbesAnswered: ps.Latency.ProbesAnswered,
 		})
 	}
 	return s

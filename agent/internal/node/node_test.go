@@ -26,6 +26,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
@@ -71,7 +72,12 @@ func (p *fakePlane) Status() engine.Status {
 	st := engine.Status{Status: device.Status{ListenPort: 51999}, Drops: map[string]uint64{"replay": 3}}
 	for i, peer := range c.Device.Peers {
 		st.Peers = append(st.Peers, device.PeerStatus{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
-			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond})
+			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond,
+			Latency: device.PeerLatency{ProbesSent: 5, ProbesAnswered: 4, RTTCounts: [7]uint64{1, 2, 0, 0, 0, 0, 1},
+				RTTSum: 1500 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond, P99: 1400 * time.Millisecond,
+				RecentSent: 5, Loss: 0.2}})
+		st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: peer.IP, Port: 22,
+			Counts: [filter.NumFlowRTTCounts]uint64{0, 0, 2}, Sum: 20 * time.Millisecond})
 	}
 	return st
 }
@@ -210,6 +216,14 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	}
 	lc := localapi.NewClient(sock)
 	status, err := lc.Status(ctx)
+	if err == nil && len(status.Peers) == 1 {
+		p := status.Peers[0]
+		if p.RTTP50 != 2*time.Millisecond || p.RTTP90 != 3*time.Millisecond || p.RTTP99 != 1400*time.Millisecond ||
+			p.Loss != 0.2 || p.Probes != 5 || p.ProbesSent != 5 || p.ProbesAnswered != 4 {
+			t.Errorf("status peer latency = p50 %v p90 %v p99 %v loss %v probes %d sent %d answered %d, want the plane's",
+				p.RTTP50, p.RTTP90, p.RTTP99, p.Loss, p.Probes, p.ProbesSent, p.ProbesAnswered)
+		}
+	}
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
@@ -280,7 +294,13 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		`tunnelmesh_agent_peer_rx_bytes_total{peer="charlie"} 100`,
 		`tunnelmesh_agent_drops_total{reason="replay"} 3`,
 		`tunnelmesh_agent_peers 1`,
-		`tunnelmesh_agent_peer_rtt_seconds{peer="charlie"} 0.001`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_bucket{peer="charlie",le="0.004"} 3`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_bucket{peer="charlie",le="+Inf"} 4`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_sum{peer="charlie"} 1.5`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_count{peer="charlie"} 4`,
+		`tunnelmesh_agent_peer_probes_sent_total{peer="charlie"} 5`,
+		`tunnelmesh_agent_peer_tcp_handshake_seconds_bucket{peer="charlie",port="22",le="0.016"} 2`,
+		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="charlie",port="22"} 2`,
 		`tunnelmesh_agent_peer_path{path="udp 192.0.2.9:1",peer="charlie",transport="udp"} 1`,
 		`tunnelmesh_agent_reconfigs_total`,
 	} {

@@ -7,7 +7,9 @@
 // subsystem its names carry. Read extracts the short names from the
 // constructor calls those files use (Name: "x", desc("x", ...),
 // c("x", ...), opts("x", ...), BuildFQName(ns, sub, "x")); a histogram
-// also yields its _bucket, _sum and _count series. The Go runtime and process collectors' series that
+// (NewHistogram, NewHistogramVec, or the agent's const histograms declared
+// with histDesc("x", ...)) yields its _bucket, _sum and _count series
+// instead. The Go runtime and process collectors' series that
 // the dashboards use, and Prometheus's own up, are listed in Builtin.
 package catalog
 
@@ -51,7 +53,7 @@ var Builtin = []string{
 
 var (
 	nameRE      = regexp.MustCompile(`(?:\bName:\s*|\bdesc\(|\bc\(|\bopts\(|\bBuildFQName\([^,()]+,[^,()]+,\s*)"([a-z][a-z0-9_]*)"`)
-	histogramRE = regexp.MustCompile(`(?s)NewHistogram(?:Vec)?\(prometheus\.HistogramOpts\{.*?Name:\s*"([a-z][a-z0-9_]*)"`)
+	histogramRE = regexp.MustCompile(`(?s)NewHistogram(?:Vec)?\(prometheus\.HistogramOpts\{.*?Name:\s*"([a-z][a-z0-9_]*)"|\bhistDesc\("([a-z][a-z0-9_]*)"`)
 )
 
 // Read returns every metric name the sources under root define, plus
@@ -73,9 +75,11 @@ func Read(root string) ([]string, error) {
 			found++
 		}
 		for _, m := range histogramRE.FindAllStringSubmatch(string(b), -1) {
-			delete(set, prefix+m[1]) // a histogram has no series of its own name
+			name := m[1] + m[2]
+			found++
+			delete(set, prefix+name) // a histogram has no series of its own name
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				set[prefix+m[1]+suffix] = true
+				set[prefix+name+suffix] = true
 			}
 		}
 		if found == 0 {

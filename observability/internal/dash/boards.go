@@ -11,6 +11,17 @@ var nodeVar = variable{name: "node", label: "Node", query: "label_values(tunnelm
 
 var peerVar = variable{name: "peer", label: "Peer", query: `label_values(tunnelmesh_agent_peer_path{node=~"$node"}, peer)`, multi: true}
 
+// peerLoss is the share of probes unanswered per node and peer path,
+// over the series that sel selects; topk(10, ...) without a selector.
+func peerLoss(sel string) string {
+	loss := "1 - sum by (node, peer) (rate(tunnelmesh_agent_peer_path_rtt_seconds_count" + sel + rate + "))" +
+		" / sum by (node, peer) (rate(tunnelmesh_agent_peer_probes_sent_total" + sel + rate + "))"
+	if sel == "" {
+		return "topk(10, " + loss + ")"
+	}
+	return loss
+}
+
 func boards() []board {
 	return []board{overview(), nodeDetail(), peerPaths(), relay(), registry(), dns(), filter()}
 }
@@ -18,7 +29,7 @@ func boards() []board {
 func overview() board {
 	return board{
 		file: "mesh-overview", uid: "tunnelmesh-overview", title: "TunnelMesh / Mesh overview",
-		desc: "The whole mesh: nodes, the transport of every peer path, traffic, drops and round trip times.",
+		desc: "The whole mesh: nodes, the transport of every peer path, traffic, drops, round trip times, loss and TCP handshake times.",
 		rows: []row{
 			{title: "Nodes", panels: []panel{
 				st("Registered nodes", "none", "Nodes in the registry.", q("sum(tunnelmesh_registry_nodes)", "")),
@@ -49,11 +60,15 @@ func overview() board {
 					q("sum(rate(tunnelmesh_agent_handshakes_total"+rate+"))", "completed"),
 					q("sum(rate(tunnelmesh_agent_handshake_initiations_total"+rate+"))", "initiated")),
 			}},
-			{title: "Latency", panels: []panel{
-				hmGauge("Peer round trip times", "s", "Distribution of the last measured tunnel round trip time of every peer path in the mesh (a gauge per peer, bucketed by Grafana).",
-					q("tunnelmesh_agent_peer_rtt_seconds", "{{node}} → {{peer}}")),
-				ts("Slowest peer paths", "s", "The ten highest round trip times in the mesh.",
-					q("topk(10, tunnelmesh_agent_peer_rtt_seconds)", "{{node}} → {{peer}}")),
+			{title: "Latency and loss", panels: []panel{
+				hm("Peer path round trip times", "s", "Distribution of the probe round trip times of every peer path in the mesh (each agent probes its peers' current paths at least every 5 s).",
+					q("sum by (le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+rate+"))", "{{le}}")),
+				ts("Slowest peer paths (p90)", "s", "The ten peer paths with the highest 90th percentile probe round trip time.",
+					q("topk(10, histogram_quantile(0.9, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+rate+"))))", "{{node}} → {{peer}}")),
+				ts("Lossiest peer paths", "percentunit", "The ten peer paths with the highest share of probes unanswered (probes on the path that carries the peer's packets).",
+					q(peerLoss("")+" > 0", "{{node}} → {{peer}}")),
+				hm("TCP handshake times", "s", "Distribution of the time from SYN to SYN-ACK of the TCP connections the nodes open through the mesh.",
+					q("sum by (le) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_bucket"+rate+"))", "{{le}}")),
 			}},
 		},
 	}
@@ -111,7 +126,7 @@ func peerPaths() board {
 	sel := `{node=~"$node",peer=~"$peer"}`
 	return board{
 		file: "peer-paths", uid: "tunnelmesh-peers", title: "TunnelMesh / Peer paths",
-		desc: "Every node-to-peer path: its transport, traffic, round trip time and handshake age.",
+		desc: "Every node-to-peer path: its transport, traffic, round trip times, probe loss, handshake age and TCP handshake times.",
 		vars: []variable{nodeVar, peerVar},
 		rows: []row{
 			{title: "Paths", panels: []panel{
@@ -119,10 +134,20 @@ func peerPaths() board {
 					q("tunnelmesh_agent_peer_path"+sel+" == 1", "")),
 				ts("Path transport over time", "none", "The transport carrying each peer path (1 while in use).",
 					q("tunnelmesh_agent_peer_path"+sel, "{{node}} → {{peer}} {{transport}}")),
-				ts("Round trip time", "s", "Last measured round trip time through the tunnel.",
-					q("tunnelmesh_agent_peer_rtt_seconds"+sel, "{{node}} → {{peer}}")),
+				ts("Round trip time p50/p90/p99", "s", "Percentiles of the probe round trip times on the path that carries the peer's packets.",
+					q("histogram_quantile(0.5, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p50"),
+					q("histogram_quantile(0.9, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p90"),
+					q("histogram_quantile(0.99, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p99")),
+				ts("Probe loss", "percentunit", "Share of the probes on the peer's current path that went unanswered.",
+					q(peerLoss(sel), "{{node}} → {{peer}}")),
 				ts("Time since last handshake", "s", "Seconds since the last completed handshake with the peer (sessions rekey every two minutes while in use).",
 					q("time() - tunnelmesh_agent_peer_last_handshake_timestamp_seconds"+sel, "{{node}} → {{peer}}")),
+			}},
+			{title: "TCP connections", panels: []panel{
+				ts("TCP handshake p90 by port", "s", "90th percentile of SYN to SYN-ACK for the connections the node opens to the peer, by destination port (other: ports no policy rule names and not among the busiest; peer other: pairs beyond the agent's bound).",
+					q("histogram_quantile(0.9, sum by (node, peer, port, le) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}}:{{port}}")),
+				ts("TCP handshakes by port", "ops", "Connections the node opened to the peer per second (SYN-ACK received), by destination port.",
+					q("sum by (node, peer, port) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_count"+sel+rate+"))", "{{node}} → {{peer}}:{{port}}")),
 			}},
 			{title: "Traffic", panels: []panel{
 				ts("Bytes", "Bps", "Bytes per second to and from the peer.",

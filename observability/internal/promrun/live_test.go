@@ -20,7 +20,8 @@ const EnvLive = "TUNNELMESH_PROMETHEUS_URL"
 
 // lazyMetrics are vectors that have no series until their first event
 // (no label values are created in advance): a live mesh with no DNS query,
-// no registry error and no refused authentication does not export them.
+// no registry error, no refused authentication and no TCP connection does
+// not export them.
 var lazyMetrics = map[string]string{
 	"tunnelmesh_meshdns_queries_total":                          "the first query for a mesh name",
 	"tunnelmesh_meshdns_registry_errors_total":                  "the first failed netmap watch",
@@ -28,6 +29,8 @@ var lazyMetrics = map[string]string{
 	"tunnelmesh_registry_stun_requests_total":                   "the first STUN packet",
 	"tunnelmesh_agent_filter_accepts_total":                     "the first packet a rule accepts",
 	"tunnelmesh_registry_scrape_token_expiry_timestamp_seconds": "the first scrape token with an expiry (the bootstrap token has none)",
+	"tunnelmesh_agent_peer_tcp_handshake_seconds_bucket":        "the first TCP connection a node opens through the mesh",
+	"tunnelmesh_agent_peer_tcp_handshake_seconds_count":         "the first TCP connection a node opens through the mesh",
 }
 
 // TestLiveMesh checks a real mesh through its Prometheus: every target the
