@@ -2,12 +2,17 @@
 // restarts: a handle names the export and the file's device and inode, not
 // a slot in a table that dies with the process.
 //
-// # Wire format (25 bytes)
+// # Wire format (28 bytes)
 //
 //	byte 0      Version (1)
-//	bytes 1-8   export ID: the first 8 bytes of SHA-256 of the export name
-//	bytes 9-16  st_dev, big endian
-//	bytes 17-24 st_ino, big endian
+//	bytes 1-3   zero
+//	bytes 4-11  export ID: the first 8 bytes of SHA-256 of the export name
+//	bytes 12-19 st_dev, big endian
+//	bytes 20-27 st_ino, big endian
+//
+// The length is a multiple of 4 because go-nfs reads a handle without
+// skipping XDR padding: a handle of any other length misaligns the rest of
+// the request (SETATTR then fails with NFS3ERR_NOT_SYNC).
 //
 // # Resolving
 //
@@ -43,7 +48,7 @@ import (
 const Version = 1
 
 // Size is the length of a handle.
-const Size = 25
+const Size = 28
 
 // MinWalkInterval is the least time between two walks of one export.
 const MinWalkInterval = 2 * time.Second
@@ -71,21 +76,21 @@ func IDOf(name string) ExportID {
 
 // Parse splits a handle into its export ID, device and inode.
 func Parse(h []byte) (ExportID, uint64, uint64, error) {
-	if len(h) != Size || h[0] != Version {
+	if len(h) != Size || h[0] != Version || h[1]|h[2]|h[3] != 0 {
 		return ExportID{}, 0, 0, ErrMalformed
 	}
 	var id ExportID
-	copy(id[:], h[1:9])
-	return id, binary.BigEndian.Uint64(h[9:17]), binary.BigEndian.Uint64(h[17:25]), nil
+	copy(id[:], h[4:12])
+	return id, binary.BigEndian.Uint64(h[12:20]), binary.BigEndian.Uint64(h[20:28]), nil
 }
 
 // Make builds a handle.
 func Make(id ExportID, dev, ino uint64) []byte {
 	h := make([]byte, Size)
 	h[0] = Version
-	copy(h[1:9], id[:])
-	binary.BigEndian.PutUint64(h[9:17], dev)
-	binary.BigEndian.PutUint64(h[17:25], ino)
+	copy(h[4:12], id[:])
+	binary.BigEndian.PutUint64(h[12:20], dev)
+	binary.BigEndian.PutUint64(h[20:28], ino)
 	return h
 }
 
@@ -154,6 +159,14 @@ func (x *Index) Resolve(h []byte) (string, error) {
 	k := key{dev, ino}
 	if p, ok := x.check(k); ok {
 		return p, nil
+	}
+	if fi, err := x.fs.Lstat("."); err == nil {
+		if rk, ok := keyOf(fi); ok && rk == k {
+			x.mu.Lock()
+			x.paths[k] = "."
+			x.mu.Unlock()
+			return ".", nil
+		}
 	}
 	return x.walk(k)
 }
@@ -224,27 +237,15 @@ func (x *Index) walk(k key) (string, error) {
 		}
 		return nil
 	}
-	if fi, err := x.fs.Lstat("."); err == nil {
-		if rk, ok := keyOf(fi); ok {
-			x.mu.Lock()
-			x.paths[rk] = "."
-			x.mu.Unlock()
-			if rk == k {
-				return ".", nil
-			}
-		}
-	}
 	if err := visit("."); err != nil {
 		return "", fmt.Errorf("resolve handle: %w", err)
 	}
 	if found == "" {
 		return "", fmt.Errorf("resolve handle: %w", ErrStale)
 	}
-	if found != "." {
-		x.mu.Lock()
-		x.paths[k] = found
-		x.mu.Unlock()
-	}
+	x.mu.Lock()
+	x.paths[k] = found
+	x.mu.Unlock()
 	return found, nil
 }
 

@@ -24,7 +24,7 @@ func open(t *testing.T, dir string) *rootfs.FS {
 func TestWireFormat(t *testing.T) {
 	id := IDOf("shared")
 	h := Make(id, 0x0102030405060708, 0x1112131415161718)
-	want := append([]byte{1}, id[:]...)
+	want := append([]byte{1, 0, 0, 0}, id[:]...)
 	want = append(want, 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18)
 	if !bytes.Equal(h, want) {
 		t.Fatalf("Make = %x, want %x", h, want)
@@ -33,7 +33,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil || gid != id || dev != 0x0102030405060708 || ino != 0x1112131415161718 {
 		t.Fatalf("Parse(Make) = %x %x %x %v", gid, dev, ino, err)
 	}
-	for _, bad := range [][]byte{nil, h[:24], append(h[:25:25], 0), append([]byte{2}, h[1:]...)} {
+	for _, bad := range [][]byte{nil, h[:27], append(h[:28:28], 0), append([]byte{2}, h[1:]...), append([]byte{1, 0, 1}, h[3:]...)} {
 		if _, _, _, err := Parse(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("Parse(%x) = %v, want ErrMalformed", bad, err)
 		}
