@@ -15,6 +15,7 @@ declare -A pkgs=(
   [iperf3]=iperf3
   [wg]=wireguard-tools
   [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
+  [nfs-ls]=libnfs-utils   # nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of the nfsd tests
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -1,0 +1,80 @@
+// Package daemon wires tunnelmesh-nfsd together: it watches the netmap with
+// the node's credentials, waits for the first netmap to learn the node's
+// mesh address, listens there (or on the configured address), and serves
+// the exports until its context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
+	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/identity"
+	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
+)
+
+// Run serves cfg until ctx ends. ready, if not nil, is called with the
+// listening address once connections are accepted.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(net.Addr)) error {
+	creds, err := regclient.LoadCredentials(cfg.Credentials)
+	if err != nil {
+		return fmt.Errorf("run nfsd: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	ids := identity.NewWatcher()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	watchErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchErr <- ids.Run(ctx, creds, log)
+	}()
+
+	log.Info("waiting for the first netmap", "coordinator", creds.Coordinator)
+	select {
+	case <-ids.Ready():
+	case err := <-watchErr:
+		return fmt.Errorf("run nfsd: %w", errors.Join(err, errors.New("netmap watch ended before the first netmap")))
+	case <-ctx.Done():
+		return nil
+	}
+
+	ip := cfg.ListenAddr
+	if !ip.IsValid() {
+		ip = ids.Current().Self.IP
+		if !ip.IsValid() {
+			return errors.New("run nfsd: the netmap has no mesh address for this node; set listen")
+		}
+	}
+	addr := netip.AddrPortFrom(ip, uint16(cfg.Port))
+	srv, err := server.New(cfg, ids, log)
+	if err != nil {
+		return fmt.Errorf("run nfsd: %w", err)
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return fmt.Errorf("run nfsd: listen: %w", err)
+	}
+	names := make([]string, len(cfg.Exports))
+	for i, e := range cfg.Exports {
+		names[i] = e.Name
+	}
+	log.Info("serving NFSv3 and MOUNT", "listen", l.Addr().String(), "exports", names, "node", ids.Current().Self.Name)
+	if ready != nil {
+		ready(l.Addr())
+	}
+	if err := srv.Serve(ctx, l); err != nil {
+		return fmt.Errorf("run nfsd: %w", err)
+	}
+	return nil
+}
