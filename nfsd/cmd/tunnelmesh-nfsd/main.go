@@ -51,6 +51,7 @@ func run() error {
 		return err
 	}
 	log = logging.Component(log, "nfsd")
+	server.SetLibraryLogger(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func testNetmap(version uint64, without ...string) *api.Netmap {
 }
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	shared  string // export dirs
 	backups string
 	cfg     config.Config
@@ -64,7 +65,7 @@ type fixture struct {
 	wg      sync.WaitGroup
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	base := t.TempDir()
 	f := &fixture{t: t, shared: filepath.Join(base, "shared"), backups: filepath.Join(base, "backups")}
@@ -161,11 +162,7 @@ func (c *fromConn) RemoteAddr() net.Addr { return c.from }
 // mount dials addr with go-nfs-client and mounts export.
 func mount(t *testing.T, addr, export string) (*nfsc.Target, error) {
 	t.Helper()
-	c, err := rpc.DialTCP("tcp", addr, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := dialClient(t, addr)
 	m := &nfsc.Mount{Client: c}
 	return m.Mount("/"+export, rpc.NewAuthUnix("test", 0, 0).Auth())
 }
@@ -179,6 +176,22 @@ func mustMount(t *testing.T, addr, export string) *nfsc.Target {
 	return v
 }
 
+// dialClient dials addr with go-nfs-client, which binds a random local
+// port and gives up if it is taken: try again then.
+func dialClient(t *testing.T, addr string) *rpc.Client {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, err := rpc.DialTCP("tcp", addr, false)
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || i == 20 {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+	}
+}
+
 // rawConn speaks ONC RPC over TCP by hand, for checks that go-nfs-client's
 // retrying would hide.
 type rawConn struct {
@@ -187,13 +200,23 @@ type rawConn struct {
 	xid uint32
 }
 
-func dialRaw(t *testing.T, addr string) *rawConn {
+func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
+	r := dialRawNoCleanup(addr)
+	if r == nil {
+		t.Fatalf("dial %s failed", addr)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r
+}
+
+// dialRawNoCleanup dials addr; the caller closes r.c. It returns nil when
+// the dial fails.
+func dialRawNoCleanup(addr string) *rawConn {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil
 	}
-	t.Cleanup(func() { c.Close() })
 	return &rawConn{c: c, r: bufio.NewReader(c)}
 }
 

@@ -233,11 +233,7 @@ func TestNoGrantRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := rpc.DialTCP("tcp", phone, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialClient(t, phone)
 	stolen, err := nfsc.NewTargetWithClient(c, rpc.AuthNull, fh, "/shared", 0)
 	if err == nil {
 		if _, err := stolen.GetAttr(fh); err == nil {
@@ -401,11 +397,7 @@ func TestHandlesSurviveRestart(t *testing.T) {
 	f.stop()
 	f.start()
 
-	c, err := rpc.DialTCP("tcp", f.listen(ipBuild1), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialClient(t, f.listen(ipBuild1))
 	again, err := nfsc.NewTargetWithClient(c, rpc.AuthNull, root, "/shared", 0)
 	if err != nil {
 		t.Fatalf("old root handle after restart: %v", err)
