@@ -47,6 +47,7 @@ type runFlags struct {
 	dnsMode       string
 	resolvConf    string
 	advertiseDNS  bool
+	advertiseNFS  bool
 	procs         int
 }
 
@@ -73,6 +74,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
 	fs.IntVar(&f.procs, "procs", 0, "CPUs the node's own code may use at once (0: half of the CPUs available, at least 1; GOMAXPROCS in the environment replaces that default)")
 	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
+	fs.BoolVar(&f.advertiseNFS, "advertise-nfs", false, "tunnelmesh-nfsd serves on this node's mesh address, tcp/2049: publish the service nfs (nfs.<node>.mesh, nfs.mesh; the default policy opens 2049 on nodes with the nfs tag)")
 }
 
 // dnsSettings returns the DNS mode and the services the node publishes.
@@ -84,6 +86,9 @@ func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
 	var svcs []api.Service
 	if f.advertiseDNS {
 		svcs = append(svcs, api.Service{Name: api.ServiceDNS, Protocol: "udp", Port: 53})
+	}
+	if f.advertiseNFS {
+		svcs = append(svcs, api.Service{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049})
 	}
 	return mode, svcs
 }
