@@ -232,3 +232,44 @@ func TestAnswersAreCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestMeshServiceNames: <service>.<zone> answers every node publishing the
+// service (nfs.mesh: the NFS servers), unless a node has that name.
+func TestMeshServiceNames(t *testing.T) {
+	ms := newMesh(t, netip.Prefix{})
+	ms.addNode(t, "files1") // 100.64.0.2
+	ms.addNode(t, "files2") // 100.64.0.3
+	ms.addNode(t, "http")   // 100.64.0.4
+	ms.addNode(t, "web")    // 100.64.0.5
+	nfs := api.Service{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}
+	ms.fake.SetServices("files1", nfs)
+	ms.fake.SetServices("files2", nfs, api.Service{Name: "NFS", Protocol: "udp", Port: 2049})
+	ms.fake.SetServices("web", api.Service{Name: "http", Protocol: "tcp", Port: 80})
+	m := startPlugin(t, ms.corefile(`meshdns mesh {
+		credentials CREDS
+		ttl 60
+	}`))
+	version := ms.fake.Version()
+	waitFor(t, "netmap", func() bool { t := m.table.Load(); return t != nil && t.version == version })
+	for _, tc := range []struct {
+		qname string
+		want  []string
+	}{
+		{"nfs.mesh.", []string{"nfs.mesh. 60 IN A 100.64.0.2", "nfs.mesh. 60 IN A 100.64.0.3"}},
+		{"NFS.mesh.", []string{"NFS.mesh. 60 IN A 100.64.0.2", "NFS.mesh. 60 IN A 100.64.0.3"}},
+		{"nfs.files1.mesh.", []string{"nfs.files1.mesh. 60 IN A 100.64.0.2"}},
+		{"http.mesh.", []string{"http.mesh. 60 IN A 100.64.0.4"}}, // the node, not web's service
+	} {
+		msg := query(t, m, tc.qname, dns.TypeA)
+		if got := rrStrings(msg.Answer); !slices.Equal(got, tc.want) {
+			t.Errorf("%s A = %q, want %q", tc.qname, got, tc.want)
+		}
+	}
+	ms.fake.SetServices("files1")
+	ms.fake.SetServices("files2")
+	version = ms.fake.Version()
+	waitFor(t, "netmap", func() bool { t := m.table.Load(); return t != nil && t.version == version })
+	if msg := query(t, m, "nfs.mesh.", dns.TypeA); dns.RcodeToString[msg.Rcode] != "NXDOMAIN" {
+		t.Errorf("nfs.mesh with no NFS server: %s, want NXDOMAIN", dns.RcodeToString[msg.Rcode])
+	}
+}

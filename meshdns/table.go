@@ -88,6 +88,7 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	nodes = append(nodes, nm.Self)
 	nodes = append(nodes, nm.Peers...)
 	byIP := make(map[netip.Addr]string, len(nodes))
+	services := map[string][]netip.Addr{} // service name -> addresses of the nodes publishing it
 	for _, n := range nodes {
 		name := api.NormalizeName(n.Name)
 		if api.ValidateName(name) != nil || !n.IP.Is4() {
@@ -112,8 +113,13 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 				e.ptr = append(e.ptr, &dns.PTR{Hdr: t.hdr(rev, dns.TypePTR), Ptr: host})
 			}
 		}
-		t.addServices(host, n, a)
+		for _, svc := range t.addServices(host, n, a) {
+			if !slices.Contains(services[svc], n.IP) {
+				services[svc] = append(services[svc], n.IP)
+			}
+		}
 	}
+	t.addMeshServices(services)
 
 	for _, ip := range nm.DNS.Servers {
 		if host, ok := byIP[ip]; ok && !slices.Contains(t.ns, host) {
@@ -131,9 +137,27 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	return t
 }
 
+// addMeshServices adds <service>.<zone> (A) with the address of every node
+// publishing the service, unless a node has that name (a node's own name
+// wins).
+func (t *table) addMeshServices(services map[string][]netip.Addr) {
+	for svc, ips := range services {
+		name := svc + "." + t.zone
+		if e, ok := t.names[name]; ok && len(e.a) > 0 {
+			continue
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		e := t.add(name, t.zone)
+		for _, ip := range ips {
+			e.a = append(e.a, t.aRecord(name, ip))
+		}
+	}
+}
+
 // addServices adds <service>.<host> (A) and _<service>._<proto>.<host> (SRV)
-// for each valid service of n.
-func (t *table) addServices(host string, n api.Node, a dns.RR) {
+// for each valid service of n, and returns the valid services' names.
+func (t *table) addServices(host string, n api.Node, a dns.RR) []string {
+	var names []string
 	for _, s := range n.Services {
 		svc := api.NormalizeName(s.Name)
 		proto := strings.ToLower(s.Protocol)
@@ -141,6 +165,7 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 			t.skipped++
 			continue
 		}
+		names = append(names, svc)
 		name := svc + "." + host
 		if e := t.add(name, t.zone); len(e.a) == 0 {
 			e.a = []dns.RR{t.aRecord(name, n.IP)}
@@ -155,6 +180,7 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 			e.extra = []dns.RR{a}
 		}
 	}
+	return names
 }
 
 // add returns the entry for name (in zone), creating it and its ancestors up
