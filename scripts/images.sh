@@ -3,7 +3,7 @@
 # -trimpath, each module with GOWORK=off), then one `docker build` per service from
 # the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
 #
-#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent nfsd
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
 #   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
@@ -22,6 +22,7 @@ SERVICES=(
 	"meshdns  meshdns  tunnelmesh-meshdns"
 	"sshgw    sshgw    tunnelmesh-sshgw"
 	"agent    agent    tunnelmesh"
+	"nfsd     nfsd     tunnelmesh-nfsd"
 )
 
 ARGS=("$@")
@@ -32,7 +33,7 @@ selected() {
 	return 1
 }
 
-known=" registry relay meshdns sshgw agent "
+known=" registry relay meshdns sshgw agent nfsd "
 for w in "$@"; do
 	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
 done
