@@ -16,6 +16,8 @@ declare -A pkgs=(
   [wg]=wireguard-tools
   [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
   [nfs-ls]=libnfs-utils   # nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of the nfsd tests
+  [qemu-system-x86_64]=qemu-system-x86   # boots Debian's kernel for the nfsd kernel-client test
+  [busybox]=busybox-static               # that guest's initramfs (must be the static build)
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -54,17 +54,28 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestBinaryWithLibnfs runs tunnelmesh-nfsd against the fake registry on
-// loopback and uses Debian's libnfs-utils against it: the mesh prefix is
-// 127.0.0.0/8, so the nfsd node is 127.0.0.1 and a loopback client (whose
-// source is 127.0.0.1) is that node, with the grants it has.
-func TestBinaryWithLibnfs(t *testing.T) {
-	needTools(t, "nfs-ls", "nfs-cp", "nfs-cat")
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
+// nfsdLab is tunnelmesh-nfsd running against the fake registry on
+// loopback: the mesh prefix is 127.0.0.0/8, so the nfsd node is 127.0.0.1,
+// and a loopback client (whose source is 127.0.0.1) is that node, named
+// "files", with the grants it has.
+type nfsdLab struct {
+	dir  string // temporary directory: exports, config, credentials
+	port int
+	log  *bytes.Buffer
+}
+
+// startNFSD makes the directories dirs under the lab's directory and runs
+// the binary with the given exports section (YAML list items under
+// "exports:", DIR standing for the lab's directory).
+func startNFSD(t *testing.T, exports string, dirs ...string) *nfsdLab {
+	t.Helper()
 	bin := build(t)
 	dir := t.TempDir()
+	for _, d := range dirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fake := registrytest.New(netip.MustParsePrefix("127.0.0.0/8"))
 	t.Cleanup(fake.Close)
 	key, err := nodekey.Generate()
@@ -85,30 +96,16 @@ func TestBinaryWithLibnfs(t *testing.T) {
 	if err := creds.Save(filepath.Join(dir, "node.credentials")); err != nil {
 		t.Fatal(err)
 	}
-	shared, locked := filepath.Join(dir, "shared"), filepath.Join(dir, "locked")
-	for _, d := range []string{shared, locked} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	port := freePort(t)
-	cfg := "credentials: node.credentials\nport: " + strconv.Itoa(port) + `
-exports:
-  - name: shared
-    dir: ` + shared + `
-    allow: {read_write: [files]}
-  - name: locked
-    dir: ` + locked + `
-    allow: {read_write: [someone-else]}
-`
+	cfg := "credentials: node.credentials\nport: " + strconv.Itoa(port) + "\nexports:\n" + strings.ReplaceAll(exports, "DIR", dir)
 	cfgPath := filepath.Join(dir, "nfsd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	l := &nfsdLab{dir: dir, port: port, log: &bytes.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath, "-log-level", "debug")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = l.log, l.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +113,7 @@ exports:
 		cancel()
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("tunnelmesh-nfsd output:\n%s", logs.String())
+			t.Logf("tunnelmesh-nfsd output:\n%s", l.log.String())
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -125,13 +122,32 @@ exports:
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			break
+			return l
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nfsd never listened on %s", addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestBinaryWithLibnfs runs tunnelmesh-nfsd on loopback (see nfsdLab) and
+// uses Debian's libnfs-utils against it.
+func TestBinaryWithLibnfs(t *testing.T) {
+	needTools(t, "nfs-ls", "nfs-cp", "nfs-cat")
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	l := startNFSD(t, `
+  - name: shared
+    dir: DIR/shared
+    allow: {read_write: [files]}
+  - name: locked
+    dir: DIR/locked
+    allow: {read_write: [someone-else]}
+`, "shared", "locked")
+	dir, port := l.dir, l.port
+	shared, locked := filepath.Join(dir, "shared"), filepath.Join(dir, "locked")
 	url := func(export, p string) string {
 		return "nfs://127.0.0.1/" + export + p + "?nfsport=" + strconv.Itoa(port) + "&mountport=" + strconv.Itoa(port)
 	}
