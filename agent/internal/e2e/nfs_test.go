@@ -52,13 +52,37 @@ func buildNFSD(t *testing.T) string {
 	return nfsdBin
 }
 
+// buildQemuGuest builds (or finds cached) the kernel-client guest of
+// nfsd/qemu: $TUNNELMESH_CACHE_DIR/nfsd-qemu, else the user cache directory.
+func buildQemuGuest(t *testing.T) (kernel, initrd string) {
+	t.Helper()
+	cache := os.Getenv("TUNNELMESH_CACHE_DIR")
+	if cache == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatalf("no cache directory: %v (set TUNNELMESH_CACHE_DIR)", err)
+		}
+		cache = filepath.Join(d, "tunnelmesh")
+	}
+	cache = filepath.Join(cache, "nfsd-qemu")
+	script, err := filepath.Abs(filepath.Join("..", "..", "..", "nfsd", "qemu", "build-guest.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(script, cache).CombinedOutput(); err != nil {
+		t.Fatalf("build the qemu guest: %v\n%s", err, out)
+	}
+	return filepath.Join(cache, "vmlinuz"), filepath.Join(cache, "initramfs.cpio.gz")
+}
+
 // TestNFSOverMesh is issue 15's mesh lab: a coordinator with the default
 // policy; node files (tagged nfs, --advertise-nfs) with tunnelmesh-nfsd
 // beside it in its namespace, exporting "shared" read-write to build1;
 // build1 and phone. Debian's libnfs-utils run in the clients' namespaces
 // against nfs://<files' mesh IP>/shared: build1 copies a file up and back
-// intact, phone (no grant) is refused, and build1 is refused once removed
-// from the mesh.
+// intact, phone (no grant) is refused, Debian's kernel NFSv3 client (under
+// qemu in build1's namespace) mounts and works on the export, and build1
+// is refused once removed from the mesh.
 func TestNFSOverMesh(t *testing.T) {
 	if os.Geteuid() != 0 && os.Getenv("CI") == "true" {
 		t.Fatal("needs root (network namespaces, TUN), and CI runs as root")
@@ -166,6 +190,45 @@ exports:
 		logs, _ := os.ReadFile(nfsdProc.Log)
 		if !bytes.Contains(logs, []byte(`msg="mount refused"`)) || !bytes.Contains(logs, []byte("remote="+phoneIP+" export=shared")) {
 			t.Fatalf("nfsd did not log refusing phone's mount (%s)", phoneIP)
+		}
+	})
+	t.Run("kernel client over the mesh", func(t *testing.T) {
+		// Debian's kernel under qemu in build1's namespace: with user
+		// networking the guest's connection to files' mesh address leaves
+		// from build1's namespace, over the mesh, as build1.
+		for _, tool := range []string{"qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("needs %s (scripts/install-deps.sh): %v", tool, err)
+				}
+				t.Skipf("needs %s: %v", tool, err)
+			}
+		}
+		kernel, initrd := buildQemuGuest(t)
+		out, err := l.Run(nss["build1"], 5*time.Minute, "qemu-system-x86_64", "-nographic", "-no-reboot", "-m", "256", "-smp", "1",
+			"-kernel", kernel, "-initrd", initrd, "-accel", "tcg",
+			"-append", "console=ttyS0 panic=-1 quiet nfstest.server="+filesIP+" nfstest.port=2049 nfstest.export=/shared",
+			"-netdev", "user,id=n0", "-device", "e1000,netdev=n0")
+		if err != nil {
+			t.Fatalf("qemu: %v\n%s", err, out)
+		}
+		done := false
+		for _, line := range strings.Split(out, "\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), "NFSTEST ")
+			if !ok {
+				continue
+			}
+			t.Logf("guest: %s", rest)
+			done = done || rest == "done"
+			if strings.HasPrefix(rest, "FAIL ") {
+				t.Errorf("guest: %s", rest)
+			}
+		}
+		if !done {
+			t.Fatalf("guest did not finish; console:\n%s", out)
+		}
+		if b, err := os.ReadFile(filepath.Join(export, "guest-was-here")); err != nil || string(b) != "written by the kernel client\n" {
+			t.Fatalf("guest-was-here in the export = %q, %v", b, err)
 		}
 	})
 	t.Run("removed node refused", func(t *testing.T) {
