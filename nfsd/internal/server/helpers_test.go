@@ -123,9 +123,13 @@ func (f *fixture) stop() {
 
 // listen serves a loopback listener whose connections all come "from" ip,
 // as connections over the mesh from that node do; it returns the address.
-func (f *fixture) listen(ip netip.Addr) string {
+func (f *fixture) listen(ip netip.Addr) string { return f.listenAt(ip, "127.0.0.1:0") }
+
+// listenAt is listen on a given address (to serve a port again after a
+// restart).
+func (f *fixture) listenAt(ip netip.Addr, addr string) string {
 	f.t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -277,18 +281,6 @@ func (r *rawConn) exportList() ([]string, error) {
 			res = res[8+(n+3)&^3:]
 		}
 		res = res[4:]
-	}
-}
-
-// waitFor polls cond until it holds or the generous ceiling passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
