@@ -114,7 +114,9 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 			}
 		}
 		for _, svc := range t.addServices(host, n, a) {
-			if !slices.Contains(services[svc], n.IP) {
+			// Only the admin gives tags: publishing a service alone does
+			// not put a node into the mesh-wide name.
+			if hasTag(n.Tags, svc) && !slices.Contains(services[svc], n.IP) {
 				services[svc] = append(services[svc], n.IP)
 			}
 		}
@@ -138,8 +140,8 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 }
 
 // addMeshServices adds <service>.<zone> (A) with the address of every node
-// publishing the service, unless a node has that name (a node's own name
-// wins).
+// publishing the service and holding the tag of the same name, unless a
+// node has that name (a node's own name wins).
 func (t *table) addMeshServices(services map[string][]netip.Addr) {
 	for svc, ips := range services {
 		name := svc + "." + t.zone
@@ -152,6 +154,13 @@ func (t *table) addMeshServices(services map[string][]netip.Addr) {
 			e.a = append(e.a, t.aRecord(name, ip))
 		}
 	}
+}
+
+// hasTag reports whether tags holds tag ("nfs" or "tag:nfs"), ignoring case.
+func hasTag(tags []string, tag string) bool {
+	return slices.ContainsFunc(tags, func(t string) bool {
+		return strings.EqualFold(strings.TrimPrefix(t, "tag:"), tag)
+	})
 }
 
 // addServices adds <service>.<host> (A) and _<service>._<proto>.<host> (SRV)

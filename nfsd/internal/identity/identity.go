@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ var (
 type Node struct {
 	ID   string
 	Name string
-	Tags []string
+	Tags []string // lowercase, without a "tag:" prefix
 	IP   netip.Addr
 }
 
@@ -60,7 +61,10 @@ func FromNetmap(nm *api.Netmap) *Table {
 		if !n.IP.IsValid() {
 			return nil
 		}
-		v := &Node{ID: n.ID, Name: n.Name, Tags: slices.Clone(n.Tags), IP: n.IP.Unmap()}
+		v := &Node{ID: n.ID, Name: n.Name, IP: n.IP.Unmap()}
+		for _, tag := range n.Tags { // the registry may keep a "tag:" prefix
+			v.Tags = append(v.Tags, strings.ToLower(strings.TrimPrefix(tag, "tag:")))
+		}
 		t.byIP[v.IP] = v
 		return v
 	}

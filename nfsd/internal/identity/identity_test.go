@@ -19,7 +19,7 @@ func TestLookup(t *testing.T) {
 	tb := FromNetmap(&api.Netmap{Version: 4, MeshCIDR: netip.MustParsePrefix("100.64.0.0/10"),
 		Self: api.Node{Name: "nfs", IP: netip.MustParseAddr("100.64.0.1")},
 		Peers: []api.Node{
-			{Name: "build1", IP: netip.MustParseAddr("100.64.0.2"), Tags: []string{"ci"}},
+			{Name: "build1", IP: netip.MustParseAddr("100.64.0.2"), Tags: []string{"ci", "tag:Ops"}},
 			{Name: "noaddr"},
 		}})
 	for _, tc := range []struct {
@@ -39,7 +39,7 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%s) = %v, %v; want %q, %v", tc.addr, n, err, tc.want, tc.err)
 		}
 	}
-	if n, _ := tb.Lookup(netip.MustParseAddr("100.64.0.2")); !n.HasTag("ci") || n.HasTag("ops") {
+	if n, _ := tb.Lookup(netip.MustParseAddr("100.64.0.2")); !n.HasTag("ci") || !n.HasTag("ops") || n.HasTag("web") {
 		t.Errorf("build1 tags = %v", n.Tags)
 	}
 	var none *Table
