@@ -12,12 +12,43 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/identity"
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 )
+
+// listen is net.Listen; tests replace it.
+var listen = net.Listen
+
+// addrRetry is how often listenWhenUp tries again.
+const addrRetry = 500 * time.Millisecond
+
+// listenWhenUp listens on addr, waiting while the address is not on any
+// interface yet (nfsd started before the agent configured its mesh
+// address). It returns nil, nil when ctx ends first.
+func listenWhenUp(ctx context.Context, addr netip.AddrPort, log *slog.Logger) (net.Listener, error) {
+	for logged := false; ; logged = true {
+		l, err := listen("tcp", addr.String())
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, err
+		}
+		if !logged {
+			log.Info("waiting for the mesh address to be configured", "listen", addr.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(addrRetry):
+		}
+	}
+}
 
 // Run serves cfg until ctx ends. ready, if not nil, is called with the
 // listening address once connections are accepted.
@@ -61,9 +92,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		return fmt.Errorf("run nfsd: %w", err)
 	}
 	defer srv.Close()
-	l, err := net.Listen("tcp", addr.String())
+	l, err := listenWhenUp(ctx, addr, log)
 	if err != nil {
 		return fmt.Errorf("run nfsd: listen: %w", err)
+	}
+	if l == nil {
+		return nil // ctx ended
 	}
 	names := make([]string, len(cfg.Exports))
 	for i, e := range cfg.Exports {
