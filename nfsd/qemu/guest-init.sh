@@ -4,6 +4,11 @@
 # nfstest.server:nfstest.export (kernel command line) with the kernel's NFSv3
 # client, runs file operations and prints one "NFSTEST ok|FAIL <what>" line
 # each, then "NFSTEST done", and powers off.
+#
+# With nfstest.probe=1 it then mounts again (soft, no attribute cache) and
+# writes /mnt/probe every 0.2 s, printing "NFSTEST probing" at the first
+# success and "NFSTEST probe failed after N" at the first failure (the test
+# removes the node meanwhile), for at most 5 minutes.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -61,4 +66,22 @@ check "readdir 300" [ "$(ls /mnt/many | wc -l)" = 300 ]
 check "escape refused" sh -c '! cat /mnt/up/secret 2>/dev/null'
 echo "written by the kernel client" >/mnt/guest-was-here
 check "umount" umount /mnt
+
+if [ "$(arg probe)" = 1 ]; then
+	if ! mount -t nfs -o "$opts,soft,timeo=5,retrans=1,noac" "$server:$export" /mnt; then
+		fail "probe mount"
+		finish
+	fi
+	i=0
+	while [ $i -lt 1500 ]; do
+		if ! echo "$i" >/mnt/probe 2>/dev/null; then
+			echo "NFSTEST probe failed after $i"
+			finish
+		fi
+		[ $i = 0 ] && echo "NFSTEST probing"
+		i=$((i + 1))
+		sleep 0.2
+	done
+	fail "probe never failed"
+fi
 finish

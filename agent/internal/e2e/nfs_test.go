@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 )
 
@@ -192,6 +193,9 @@ exports:
 			t.Fatalf("nfsd did not log refusing phone's mount (%s)", phoneIP)
 		}
 	})
+	// The kernel client keeps a mount open across build1's removal: after its
+	// steps it writes a file every 0.2 s (soft mount) until that fails.
+	var guest *netnslab.Proc
 	t.Run("kernel client over the mesh", func(t *testing.T) {
 		// Debian's kernel under qemu in build1's namespace: with user
 		// networking the guest's connection to files' mesh address leaves
@@ -205,27 +209,25 @@ exports:
 			}
 		}
 		kernel, initrd := buildQemuGuest(t)
-		out, err := l.Run(nss["build1"], 5*time.Minute, "qemu-system-x86_64", "-nographic", "-no-reboot", "-m", "256", "-smp", "1",
+		guest = l.Start(nss["build1"], "qemu-build1", "qemu-system-x86_64", "-nographic", "-no-reboot", "-m", "256", "-smp", "1",
 			"-kernel", kernel, "-initrd", initrd, "-accel", "tcg",
-			"-append", "console=ttyS0 panic=-1 quiet nfstest.server="+filesIP+" nfstest.port=2049 nfstest.export=/shared",
+			"-append", "console=ttyS0 panic=-1 quiet nfstest.probe=1 nfstest.server="+filesIP+" nfstest.port=2049 nfstest.export=/shared",
 			"-netdev", "user,id=n0", "-device", "e1000,netdev=n0")
-		if err != nil {
-			t.Fatalf("qemu: %v\n%s", err, out)
-		}
-		done := false
-		for _, line := range strings.Split(out, "\n") {
-			rest, ok := strings.CutPrefix(strings.TrimSpace(line), "NFSTEST ")
-			if !ok {
-				continue
-			}
-			t.Logf("guest: %s", rest)
-			done = done || rest == "done"
-			if strings.HasPrefix(rest, "FAIL ") {
-				t.Errorf("guest: %s", rest)
+		waitFor(t, 5*time.Minute, "the guest's steps and its open mount", func() (bool, string) {
+			b, _ := os.ReadFile(guest.Log)
+			return bytes.Contains(b, []byte("NFSTEST probing")) || guest.Exited(), ""
+		})
+		console, _ := os.ReadFile(guest.Log)
+		for _, line := range strings.Split(string(console), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "NFSTEST "); ok {
+				t.Logf("guest: %s", rest)
+				if strings.HasPrefix(rest, "FAIL ") {
+					t.Errorf("guest: %s", rest)
+				}
 			}
 		}
-		if !done {
-			t.Fatalf("guest did not finish; console:\n%s", out)
+		if !bytes.Contains(console, []byte("NFSTEST probing")) {
+			t.Fatalf("guest stopped before probing; console:\n%s", console)
 		}
 		if b, err := os.ReadFile(filepath.Join(export, "guest-was-here")); err != nil || string(b) != "written by the kernel client\n" {
 			t.Fatalf("guest-was-here in the export = %q, %v", b, err)
@@ -244,6 +246,26 @@ exports:
 			out, err := l.Run(nss["build1"], time.Second, "nfs-ls", url(""))
 			return err != nil, out
 		})
-		t.Logf("build1 refused %v after its removal (issue target: within 2 s)", time.Since(start).Round(time.Millisecond))
+		t.Logf("build1's new mounts refused %v after its removal (issue target: within 2 s)", time.Since(start).Round(time.Millisecond))
+		if guest == nil {
+			return
+		}
+		// The kernel's open mount: writes fail within the soft mount's
+		// 0.5 s timeout of the removal taking effect.
+		waitFor(t, 60*time.Second, "the guest's open mount to fail", func() (bool, string) {
+			b, _ := os.ReadFile(guest.Log)
+			return bytes.Contains(b, []byte("NFSTEST probe failed")), ""
+		})
+		t.Logf("build1's open kernel mount failed %v after its removal (0.2 s probes, 0.5 s soft timeout)", time.Since(start).Round(time.Millisecond))
+		// nfsd itself cut the open connection, not only the tunnel.
+		waitFor(t, 20*time.Second, "nfsd to close build1's open connection", func() (bool, string) {
+			b, _ := os.ReadFile(nfsdProc.Log)
+			return bytes.Contains(b, []byte(`msg="closing the connection of a node no longer in the mesh"`)), ""
+		})
+		select {
+		case <-guest.Done():
+		case <-time.After(60 * time.Second):
+			t.Error("the guest did not power off")
+		}
 	})
 }
