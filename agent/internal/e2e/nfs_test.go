@@ -151,7 +151,7 @@ exports:
 	in := func(ns string, args ...string) (string, error) { return l.Run(ns, 60*time.Second, args...) }
 
 	t.Run("build1 copies up and back", func(t *testing.T) {
-		data := make([]byte, 4<<20+17)
+		data := make([]byte, 64<<20+17)
 		rand.Read(data)
 		src := filepath.Join(l.Dir(), "src.bin")
 		if err := os.WriteFile(src, data, 0o644); err != nil {
@@ -163,9 +163,16 @@ exports:
 			return err == nil, fmt.Sprintf("%s %v", out, err)
 		})
 		back := filepath.Join(l.Dir(), "back.bin")
+		start := time.Now()
 		if out, err := in(nss["build1"], "nfs-cp", url("/up.bin"), back); err != nil {
 			t.Fatalf("nfs-cp back: %v\n%s", err, out)
 		}
+		readTime := time.Since(start)
+		start = time.Now()
+		if out, err := in(nss["build1"], "nfs-cp", src, url("/up2.bin")); err != nil {
+			t.Fatalf("nfs-cp up again: %v\n%s", err, out)
+		}
+		t.Logf("nfs-cp of %d MiB over the mesh: read %v, write %v", len(data)>>20, readTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		got, _ := os.ReadFile(back)
 		if sha256.Sum256(got) != sha256.Sum256(data) {
 			t.Fatalf("round trip over the mesh: %d bytes back, sha256 differs from the %d sent", len(got), len(data))
