@@ -53,11 +53,15 @@ type Export struct {
 	Dir string `yaml:"dir"`
 	// ReadOnly refuses every write, whatever the grants say.
 	ReadOnly bool `yaml:"read_only"`
-	// Owner is who files belong to: every client's uid/gid is squashed to it.
-	Owner Owner `yaml:"owner"`
+	// Owner is who files belong to: every client's uid/gid is squashed to
+	// it. Default: nobody (65534:65534).
+	Owner *Owner `yaml:"owner"`
 	// Allow lists who may mount the export.
 	Allow Allow `yaml:"allow"`
 }
+
+// Nobody is the default owner of an export's files.
+const Nobody = 65534
 
 // Owner is a uid/gid pair.
 type Owner struct {
@@ -138,6 +142,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		return nil
 	case yaml.AliasNode:
 		return fmt.Errorf("%s: YAML aliases are not supported (line %d)", orRoot(path), n.Line)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -226,6 +233,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.dir: %q: want an absolute directory", p, e.Dir)
 		}
 		e.Dir = filepath.Clean(e.Dir)
+		if e.Owner == nil {
+			e.Owner = &Owner{UID: Nobody, GID: Nobody}
+		}
 		if e.Owner.UID < 0 || e.Owner.GID < 0 {
 			return fmt.Errorf("%s.owner: uid and gid must not be negative", p)
 		}

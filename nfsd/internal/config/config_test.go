@@ -16,7 +16,7 @@ func TestExampleParses(t *testing.T) {
 		t.Fatalf("example: port %d, %d exports; want 2049, 2", c.Port, len(c.Exports))
 	}
 	sh := c.Exports[0]
-	if sh.Name != "shared" || sh.Dir != "/srv/nfs/shared" || sh.Owner != (Owner{1000, 1000}) ||
+	if sh.Name != "shared" || sh.Dir != "/srv/nfs/shared" || *sh.Owner != (Owner{1000, 1000}) ||
 		strings.Join(sh.Allow.ReadWrite, ",") != "build1,tag:ci" || strings.Join(sh.Allow.ReadOnly, ",") != "*" {
 		t.Fatalf("example export 0 = %+v", sh)
 	}

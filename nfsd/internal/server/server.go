@@ -129,6 +129,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
+		// A netmap that arrived between the lookup and the line above swept
+		// the connections without this one: look again.
+		if _, err := s.ids.Current().Lookup(addr); err != nil {
+			refusedConns.WithLabelValues("removed").Inc()
+			c.Close()
+		}
 		s.log.Debug("connection", "node", node.Name, "remote", nc.RemoteAddr().String())
 		wg.Add(1)
 		go func() {
