@@ -31,7 +31,9 @@ ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 
-opts="vers=3,proto=tcp,nolock,port=$port,mountport=$port,mountproto=tcp,addr=$server"
+# Without nfstest.port the kernel asks the server's port mapper (port 111).
+opts="vers=3,proto=tcp,nolock,mountproto=tcp,addr=$server"
+[ -n "$port" ] && opts="$opts,port=$port,mountport=$port"
 if ! mount -t nfs -o "$opts" "$server:$export" /mnt; then
 	fail "mount $server:$export"
 	finish

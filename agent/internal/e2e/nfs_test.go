@@ -183,6 +183,10 @@ exports:
 		if out, err := in(nss["build1"], "nfs-ls", url("")); err != nil || !strings.Contains(out, "up.bin") {
 			t.Fatalf("nfs-ls from build1 = %v\n%s", err, out)
 		}
+		// Without port options libnfs asks the port mapper on 111.
+		if out, err := in(nss["build1"], "nfs-ls", "nfs://"+filesIP+"/shared"); err != nil || !strings.Contains(out, "up.bin") {
+			t.Fatalf("nfs-ls from build1 through the port mapper = %v\n%s", err, out)
+		}
 	})
 	t.Run("phone has no grant", func(t *testing.T) {
 		// phone reaches tcp/2049 (the default policy opens it to nodes
@@ -206,7 +210,8 @@ exports:
 	t.Run("kernel client over the mesh", func(t *testing.T) {
 		// Debian's kernel under qemu in build1's namespace: with user
 		// networking the guest's connection to files' mesh address leaves
-		// from build1's namespace, over the mesh, as build1.
+		// from build1's namespace, over the mesh, as build1. It mounts
+		// without port options: nfsd's port mapper answers.
 		for _, tool := range []string{"qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb"} {
 			if _, err := exec.LookPath(tool); err != nil {
 				if os.Getenv("CI") == "true" {
@@ -218,7 +223,7 @@ exports:
 		kernel, initrd := buildQemuGuest(t)
 		guest = l.Start(nss["build1"], "qemu-build1", "qemu-system-x86_64", "-nographic", "-no-reboot", "-m", "256", "-smp", "1",
 			"-kernel", kernel, "-initrd", initrd, "-accel", "tcg",
-			"-append", "console=ttyS0 panic=-1 quiet nfstest.probe=1 nfstest.server="+filesIP+" nfstest.port=2049 nfstest.export=/shared",
+			"-append", "console=ttyS0 panic=-1 quiet nfstest.probe=1 nfstest.server="+filesIP+" nfstest.export=/shared",
 			"-netdev", "user,id=n0", "-device", "e1000,netdev=n0")
 		waitFor(t, 5*time.Minute, "the guest's steps and its open mount", func() (bool, string) {
 			b, _ := os.ReadFile(guest.Log)

@@ -97,7 +97,8 @@ func startNFSD(t *testing.T, exports string, dirs ...string) *nfsdLab {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	cfg := "credentials: node.credentials\nport: " + strconv.Itoa(port) + "\nexports:\n" + strings.ReplaceAll(exports, "DIR", dir)
+	// No port mapper: it would take the host's port 111.
+	cfg := "credentials: node.credentials\nportmap: false\nport: " + strconv.Itoa(port) + "\nexports:\n" + strings.ReplaceAll(exports, "DIR", dir)
 	cfgPath := filepath.Join(dir, "nfsd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,10 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Port is the TCP port of NFS and MOUNT (default 2049).
 	Port int `yaml:"port"`
+	// Portmap answers the port mapper on port 111 (TCP and UDP) for NFS
+	// and MOUNT, so that clients need no port options. Default true; a
+	// port 111 already taken is logged and left alone.
+	Portmap *bool `yaml:"portmap"`
 	// Exports are the directories served.
 	Exports []Export `yaml:"exports"`
 
@@ -123,6 +127,10 @@ func Parse(b []byte) (Config, error) {
 	}
 	if c.Port == 0 {
 		c.Port = DefaultPort
+	}
+	if c.Portmap == nil {
+		on := true
+		c.Portmap = &on
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -79,6 +79,9 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !*c.Portmap {
+		t.Fatal("portmap is off by default, want on")
+	}
 	if c.Port != DefaultPort || c.ListenAddr.IsValid() || c.Exports[0].Dir != "/srv/a" {
 		t.Fatalf("Parse defaults = port %d listen %v dir %q; want 2049, unset, /srv/a", c.Port, c.Listen, c.Exports[0].Dir)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/identity"
+	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/portmap"
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 )
@@ -50,6 +51,46 @@ func listenWhenUp(ctx context.Context, addr netip.AddrPort, log *slog.Logger) (n
 	}
 }
 
+// servePortmap answers the port mapper on ip:111 (TCP and UDP) for mesh
+// nodes, in goroutines wg waits for. A port that cannot be bound (another
+// port mapper) is logged, not fatal: clients then need port options.
+func servePortmap(ctx context.Context, wg *sync.WaitGroup, nfs netip.AddrPort, ids *identity.Watcher, log *slog.Logger) {
+	pm := &portmap.Mapper{Addr: nfs}
+	allow := func(a netip.Addr) bool {
+		_, err := ids.Current().Lookup(a)
+		return err == nil
+	}
+	at := netip.AddrPortFrom(nfs.Addr(), PortmapPort).String()
+	l, err := listen("tcp", at)
+	if err != nil {
+		log.Warn("port mapper not served: clients need port options", "listen", at, "err", err)
+		return
+	}
+	pc, err := net.ListenPacket("udp", at)
+	if err != nil {
+		l.Close()
+		log.Warn("port mapper not served: clients need port options", "listen", at, "err", err)
+		return
+	}
+	log.Info("serving the port mapper for NFS and MOUNT", "listen", at)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := pm.ServeTCP(ctx, l, allow); err != nil {
+			log.Error("port mapper (tcp) stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := pm.ServeUDP(ctx, pc, allow); err != nil {
+			log.Error("port mapper (udp) stopped", "err", err)
+		}
+	}()
+}
+
+// PortmapPort is the port mapper's port.
+const PortmapPort = 111
+
 // Run serves cfg until ctx ends. ready, if not nil, is called with the
 // listening address once connections are accepted.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(net.Addr)) error {
@@ -58,11 +99,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		return fmt.Errorf("run nfsd: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	ids := identity.NewWatcher()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel() // stops the watch and the port mapper, also when Run fails
+		wg.Wait()
+	}()
 	watchErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -104,6 +146,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(ne
 		names[i] = e.Name
 	}
 	log.Info("serving NFSv3 and MOUNT", "listen", l.Addr().String(), "exports", names, "node", ids.Current().Self.Name)
+	if *cfg.Portmap {
+		servePortmap(ctx, &wg, netip.AddrPortFrom(ip, uint16(cfg.Port)), ids, log)
+	}
 	if ready != nil {
 		ready(l.Addr())
 	}

@@ -8,9 +8,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
 )
 
 func TestListenWaitsForTheAddress(t *testing.T) {
@@ -44,5 +50,41 @@ func TestListenWaitsForTheAddress(t *testing.T) {
 	defer cancel()
 	if l, err := listenWhenUp(ctx, netip.MustParseAddrPort("100.64.0.1:2049"), log); l != nil || err != nil {
 		t.Fatalf("listenWhenUp after ctx ended = %v, %v", l, err)
+	}
+}
+
+// TestRunReturnsOnError: a failure after the netmap watch started (an
+// export directory that does not exist) ends Run with the error; the watch
+// is stopped, not waited for forever.
+func TestRunReturnsOnError(t *testing.T) {
+	fake := registrytest.New(netip.Prefix{})
+	defer fake.Close()
+	dir := t.TempDir()
+	key, _ := nodekey.Generate()
+	creds, _, err := fake.AddNode("files", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds.KeyFile = filepath.Join(dir, "node.key")
+	if err := key.Save(creds.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	credPath := filepath.Join(dir, "node.credentials")
+	if err := creds.Save(credPath); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte("credentials: " + credPath + "\nportmap: false\nexports:\n- {name: a, dir: " + dir + "/missing, allow: {read_only: ['*']}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "missing") {
+			t.Fatalf("Run = %v, want the missing export's error", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return after failing")
 	}
 }
