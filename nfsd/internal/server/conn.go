@@ -17,10 +17,11 @@ type conn struct {
 	addr netip.Addr
 	done chan struct{}
 	once sync.Once
+	tap  *tap
 }
 
 func newConn(s *Server, nc net.Conn, addr netip.Addr) *conn {
-	return &conn{Conn: nc, s: s, addr: addr, done: make(chan struct{})}
+	return &conn{Conn: nc, s: s, addr: addr, done: make(chan struct{}), tap: newTap()}
 }
 
 func (c *conn) Close() error {
@@ -30,9 +31,22 @@ func (c *conn) Close() error {
 
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 {
+		bytesIn.Add(float64(n))
+		c.tap.in.feed(b[:n])
+	}
 	if err != nil {
 		c.Close()
 	}
+	return n, err
+}
+
+// Write counts replies before sending them, so that a client that has its
+// answer finds it counted.
+func (c *conn) Write(b []byte) (int, error) {
+	c.tap.out.feed(b)
+	n, err := c.Conn.Write(b)
+	bytesOut.Add(float64(n))
 	return n, err
 }
 
