@@ -88,6 +88,7 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	nodes = append(nodes, nm.Self)
 	nodes = append(nodes, nm.Peers...)
 	byIP := make(map[netip.Addr]string, len(nodes))
+	services := map[string][]netip.Addr{} // service name -> addresses of the nodes publishing it
 	for _, n := range nodes {
 		name := api.NormalizeName(n.Name)
 		if api.ValidateName(name) != nil || !n.IP.Is4() {
@@ -112,8 +113,15 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 				e.ptr = append(e.ptr, &dns.PTR{Hdr: t.hdr(rev, dns.TypePTR), Ptr: host})
 			}
 		}
-		t.addServices(host, n, a)
+		for _, svc := range t.addServices(host, n, a) {
+			// Only the admin gives tags: publishing a service alone does
+			// not put a node into the mesh-wide name.
+			if hasTag(n.Tags, svc) && !slices.Contains(services[svc], n.IP) {
+				services[svc] = append(services[svc], n.IP)
+			}
+		}
 	}
+	t.addMeshServices(services)
 
 	t.addMeshWide(nodes)
 
@@ -133,9 +141,34 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	return t
 }
 
+// addMeshServices adds <service>.<zone> (A) with the address of every node
+// publishing the service and holding the tag of the same name, unless a
+// node has that name (a node's own name wins).
+func (t *table) addMeshServices(services map[string][]netip.Addr) {
+	for svc, ips := range services {
+		name := svc + "." + t.zone
+		if e, ok := t.names[name]; ok && len(e.a) > 0 {
+			continue
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		e := t.add(name, t.zone)
+		for _, ip := range ips {
+			e.a = append(e.a, t.aRecord(name, ip))
+		}
+	}
+}
+
+// hasTag reports whether tags holds tag ("nfs" or "tag:nfs"), ignoring case.
+func hasTag(tags []string, tag string) bool {
+	return slices.ContainsFunc(tags, func(t string) bool {
+		return strings.EqualFold(strings.TrimPrefix(t, "tag:"), tag)
+	})
+}
+
 // addServices adds <service>.<host> (A) and _<service>._<proto>.<host> (SRV)
-// for each valid service of n.
-func (t *table) addServices(host string, n api.Node, a dns.RR) {
+// for each valid service of n, and returns the valid services' names.
+func (t *table) addServices(host string, n api.Node, a dns.RR) []string {
+	var names []string
 	for _, s := range n.Services {
 		svc := api.NormalizeName(s.Name)
 		proto := strings.ToLower(s.Protocol)
@@ -143,6 +176,7 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 			t.skipped++
 			continue
 		}
+		names = append(names, svc)
 		name := svc + "." + host
 		if e := t.add(name, t.zone); len(e.a) == 0 {
 			e.a = []dns.RR{t.aRecord(name, n.IP)}
@@ -157,6 +191,7 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 			e.extra = []dns.RR{a}
 		}
 	}
+	return names
 }
 
 // meshWideServices are named directly under the zone as well: <service>.<zone>

@@ -3,7 +3,7 @@
 # -trimpath, each module with GOWORK=off), then one `docker build` per service from
 # the repository root, tagged tunnelmesh/<service>:$TAG (TAG defaults to dev).
 #
-#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent dockerwatch storage
+#   scripts/images.sh                  # every service: registry relay meshdns sshgw agent dockerwatch storage nfsd
 #   scripts/images.sh agent registry   # only these
 #   TAG=v0.1 scripts/images.sh
 #   GIT_REF=HEAD scripts/images.sh     # binaries from a commit (git archive), not the working tree
@@ -25,6 +25,7 @@ SERVICES=(
 	"agent    agent    tunnelmesh"
 	"dockerwatch dockerwatch tunnelmesh-dockerwatch"
 	"storage  storage  tunnelmesh-storage"
+	"nfsd     nfsd     tunnelmesh-nfsd"
 )
 
 ARGS=("$@")
@@ -35,7 +36,7 @@ selected() {
 	return 1
 }
 
-known=" registry relay meshdns sshgw agent dockerwatch storage "
+known=" registry relay meshdns sshgw agent dockerwatch storage nfsd "
 for w in "$@"; do
 	case "$known" in *" $w "*) ;; *) echo "images.sh: unknown service $w (want:$known)" >&2; exit 2 ;; esac
 done

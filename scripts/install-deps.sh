@@ -21,6 +21,9 @@ declare -A pkgs=(
   [debootstrap]=debootstrap
   [systemd-analyze]=systemd
   [pg_ctlcluster]=postgresql   # the registry's PostgreSQL store tests (registry/internal/pgtest)
+  [nfs-ls]=libnfs-utils   # nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of the nfsd tests
+  [qemu-system-x86_64]=qemu-system-x86   # boots Debian's kernel for the nfsd kernel-client test
+  [busybox]=busybox-static               # that guest's initramfs (must be the static build)
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -232,6 +232,11 @@ const ServiceOwnerDocker = "dockerwatch"
 // the node's agent) publishes: {Name: ServiceDNS, Protocol: "udp", Port: 53}.
 const ServiceDNS = "dns"
 
+// ServiceNFS is the service tunnelmesh-nfsd next to the node's agent
+// publishes: {Name: ServiceNFS, Protocol: "tcp", Port: 2049} (NFSv3 and
+// MOUNT on one port).
+const ServiceNFS = "nfs"
+
 // DNSConfig tells nodes how mesh names resolve.
 type DNSConfig struct {
 	Zone    string       `json:"zone"`              // e.g. "mesh"
