@@ -66,8 +66,7 @@ func TestSDDocumentGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	relayNode := addNode(t, s, st, "relay1", nil, clock.Now())
-	v, err := st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}})
-	if err != nil {
+	if _, err := st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}}); err != nil {
 		t.Fatal(err)
 	}
 	// A storage and NFS node (the agent's --advertise-storage and
@@ -84,7 +83,7 @@ func TestSDDocumentGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	docker := addNode(t, s, st, "docker1", nil, clock.Now())
-	v, err = st.SetServices(ctx, docker.ID, []api.Service{
+	v, err := st.SetServices(ctx, docker.ID, []api.Service{
 		{Name: "web", Protocol: "tcp", Port: 8080, Owner: api.ServiceOwnerDocker},
 		{Name: api.ServiceMetricsDockerwatch, Protocol: "tcp", Port: api.DockerwatchMetricsPort, Owner: api.ServiceOwnerDocker},
 	})

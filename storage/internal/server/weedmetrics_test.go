@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -26,7 +27,7 @@ func TestWeedMetricsMerged(t *testing.T) {
 
 	scrape := func(addr string) string {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(prometheus.NewGoCollector())
+		reg.MustRegister(collectors.NewGoCollector())
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "tunnelmesh_storage_weed_restarts_total", Help: "x"})
 		reg.MustRegister(c)
 		h := promhttp.HandlerFor(prometheus.Gatherers{reg, newWeedGatherer(addr, log)}, promhttp.HandlerOpts{})
