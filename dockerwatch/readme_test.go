@@ -26,7 +26,7 @@ func TestREADMEConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README config: %v", err)
 	}
-	if c.Metrics != "0.0.0.0:9102" || c.AutoPublish {
+	if c.Metrics != "mesh:9103" || c.AutoPublish {
 		t.Errorf("README config = %+v", c)
 	}
 }

@@ -16,9 +16,13 @@ func TestAdvertisedServices(t *testing.T) {
 	}{
 		{nil, nil},
 		{[]string{"--advertise-dns"}, []api.Service{{Name: api.ServiceDNS, Protocol: "udp", Port: 53}}},
-		{[]string{"--advertise-nfs"}, []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}},
+		{[]string{"--advertise-nfs"}, []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
+			{Name: "metrics-nfsd", Protocol: "tcp", Port: 9108}}},
 		{[]string{"--advertise-nfs", "--advertise-dns"}, []api.Service{
-			{Name: api.ServiceDNS, Protocol: "udp", Port: 53}, {Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}},
+			{Name: api.ServiceDNS, Protocol: "udp", Port: 53}, {Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
+			{Name: "metrics-nfsd", Protocol: "tcp", Port: 9108}}},
+		{[]string{"--advertise-storage"}, []api.Service{{Name: "storage", Protocol: "tcp", Port: 9000},
+			{Name: "storage-auth", Protocol: "tcp", Port: 9001}, {Name: "metrics-storage", Protocol: "tcp", Port: 9001}}},
 	} {
 		var f runFlags
 		fs := flag.NewFlagSet("run", flag.ContinueOnError)

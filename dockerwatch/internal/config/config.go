@@ -11,10 +11,13 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Config is dockerwatch's configuration. Zero fields take the defaults below.
@@ -28,8 +31,10 @@ type Config struct {
 	// ResyncInterval is how often the full container list is reconciled even
 	// without events (a safety net under the event stream).
 	ResyncInterval time.Duration `yaml:"resync_interval"`
-	// Metrics is the address of the plain-HTTP Prometheus endpoint
-	// (/metrics); empty disables it.
+	// Metrics is where the plain-HTTP Prometheus endpoint (/metrics)
+	// listens: "mesh:PORT" (the node's mesh address, read from the agent,
+	// and published as the service metrics-dockerwatch; the default
+	// mesh:9103), HOST:PORT, or "off" (or empty) for none.
 	Metrics string `yaml:"metrics"`
 	Log     Log    `yaml:"log"`
 }
@@ -60,6 +65,7 @@ func Default() Config {
 		Docker:         Docker{Host: "unix:///var/run/docker.sock"},
 		Agent:          Agent{Socket: "/var/lib/tunnelmesh/tunnelmesh.sock"},
 		ResyncInterval: time.Minute,
+		Metrics:        MetricsOnMesh + strconv.Itoa(api.DockerwatchMetricsPort),
 		Log:            Log{Level: "info", Format: "text"},
 	}
 }
@@ -137,6 +143,30 @@ func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
+// MetricsOnMesh is the prefix of Config.Metrics that means the node's mesh
+// address.
+const MetricsOnMesh = "mesh:"
+
+// MetricsListen returns where /metrics listens: a port on the node's mesh
+// address in meshPort, or Metrics itself (HOST:PORT) in addr; neither when
+// off.
+func (c Config) MetricsListen() (addr string, meshPort uint16, err error) {
+	switch {
+	case c.Metrics == "" || c.Metrics == "off":
+		return "", 0, nil
+	case strings.HasPrefix(c.Metrics, MetricsOnMesh):
+		p, perr := strconv.ParseUint(strings.TrimPrefix(c.Metrics, MetricsOnMesh), 10, 16)
+		if perr != nil || p == 0 {
+			return "", 0, fmt.Errorf("metrics: %q: want mesh:PORT with PORT 1-65535", c.Metrics)
+		}
+		return "", uint16(p), nil
+	}
+	if _, _, err := net.SplitHostPort(c.Metrics); err != nil {
+		return "", 0, fmt.Errorf("metrics: %q is not mesh:PORT, host:port or off", c.Metrics)
+	}
+	return c.Metrics, 0, nil
+}
+
 // Validate checks c; errors name the key.
 func (c Config) Validate() error {
 	if c.Docker.Host == "" {
@@ -151,10 +181,8 @@ func (c Config) Validate() error {
 	if c.ResyncInterval < time.Second || c.ResyncInterval > 24*time.Hour {
 		return fmt.Errorf("resync_interval: %s, want 1s..24h", c.ResyncInterval)
 	}
-	if c.Metrics != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics); err != nil {
-			return fmt.Errorf("metrics: %q is not host:port", c.Metrics)
-		}
+	if _, _, err := c.MetricsListen(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

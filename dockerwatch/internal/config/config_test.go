@@ -13,8 +13,8 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(example) = %v", err)
 	}
-	if !c.AutoPublish || c.Metrics != "0.0.0.0:9102" || c.ResyncInterval != time.Minute {
-		t.Errorf("Load(example) = %+v, want auto_publish, metrics 0.0.0.0:9102, resync 1m", c)
+	if !c.AutoPublish || c.Metrics != "mesh:9103" || c.ResyncInterval != time.Minute {
+		t.Errorf("Load(example) = %+v, want auto_publish, metrics mesh:9103, resync 1m", c)
 	}
 }
 
@@ -37,6 +37,8 @@ func TestParseErrors(t *testing.T) {
 		{"empty socket", "agent:\n  socket: \"\"\n", "agent.socket: required"},
 		{"bad resync", "resync_interval: 10ms\n", "resync_interval:"},
 		{"bad metrics", "metrics: 9102\n", "metrics:"},
+		{"bad mesh port", "metrics: mesh:0\n", `metrics: "mesh:0": want mesh:PORT`},
+		{"bad mesh port text", "metrics: mesh:x\n", `metrics: "mesh:x": want mesh:PORT`},
 		{"bad level", "log:\n  level: loud\n", "log.level:"},
 		{"bad type", "auto_publish: sometimes\n", "cannot unmarshal"},
 	} {
@@ -56,5 +58,28 @@ func TestLoadNamesFile(t *testing.T) {
 	}
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "bogus: unknown key") {
 		t.Errorf("Load = %v, want the path and the key", err)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		addr     string
+		meshPort uint16
+	}{
+		{"", "", 0},
+		{"off", "", 0},
+		{"mesh:9103", "", 9103},
+		{"127.0.0.1:9103", "127.0.0.1:9103", 0},
+	} {
+		c := Default()
+		c.Metrics = tc.in
+		addr, port, err := c.MetricsListen()
+		if err != nil || addr != tc.addr || port != tc.meshPort {
+			t.Errorf("MetricsListen(%q) = %q, %d, %v; want %q, %d", tc.in, addr, port, err, tc.addr, tc.meshPort)
+		}
+	}
+	if c := Default(); c.Metrics != "mesh:9103" {
+		t.Errorf("default metrics = %q, want mesh:9103", c.Metrics)
 	}
 }

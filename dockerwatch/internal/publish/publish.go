@@ -23,11 +23,16 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
-// Paths and owner on the agent's local API.
+// Paths and owners on the agent's local API. Owner's services are the
+// containers' (api.ServiceOwnerDocker: the policy's docker section opens
+// them); MetricsOwner's is dockerwatch's own metrics-dockerwatch, kept
+// apart so that the docker section never opens the metrics port (the
+// policy's metrics rule does, to nodes tagged monitoring).
 const (
 	PathStatus   = "/v1/status"
 	PathServices = "/v1/services"
-	Owner        = "dockerwatch"
+	Owner        = api.ServiceOwnerDocker
+	MetricsOwner = "dockerwatch-metrics"
 )
 
 // Agent is a client of one agent's local API socket.
@@ -61,13 +66,18 @@ func (a *Agent) MeshAddr(ctx context.Context) (netip.Addr, error) {
 
 // Publish sets dockerwatch's services on the node (none withdraws them).
 func (a *Agent) Publish(ctx context.Context, svcs []api.Service) error {
+	return a.PublishAs(ctx, Owner, svcs)
+}
+
+// PublishAs sets owner's services on the node (none withdraws them).
+func (a *Agent) PublishAs(ctx context.Context, owner string, svcs []api.Service) error {
 	if svcs == nil {
 		svcs = []api.Service{}
 	}
 	body, err := json.Marshal(struct {
 		Owner    string        `json:"owner"`
 		Services []api.Service `json:"services"`
-	}{Owner, svcs})
+	}{owner, svcs})
 	if err != nil {
 		return fmt.Errorf("publish services: %w", err)
 	}

@@ -69,6 +69,12 @@ type nfsdLab struct {
 // "exports:", DIR standing for the lab's directory).
 func startNFSD(t *testing.T, exports string, dirs ...string) *nfsdLab {
 	t.Helper()
+	return startNFSDArgs(t, []string{"-metrics-listen", "off"}, exports, dirs...)
+}
+
+// startNFSDArgs is startNFSD with more command line arguments.
+func startNFSDArgs(t *testing.T, args []string, exports string, dirs ...string) *nfsdLab {
+	t.Helper()
 	bin := build(t)
 	dir := t.TempDir()
 	for _, d := range dirs {
@@ -105,7 +111,7 @@ func startNFSD(t *testing.T, exports string, dirs ...string) *nfsdLab {
 	}
 	l := &nfsdLab{dir: dir, port: port, log: &bytes.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-config", cfgPath, "-log-level", "debug")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-config", cfgPath, "-log-level", "debug"}, args...)...)
 	cmd.Stdout, cmd.Stderr = l.log, l.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

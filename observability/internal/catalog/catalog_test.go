@@ -25,6 +25,10 @@ func TestReadFindsEveryModule(t *testing.T) {
 		"tunnelmesh_agent_peer_tcp_handshake_seconds_bucket",  // histDesc("...")
 		"tunnelmesh_relay_frames_forwarded_total",             // opts("...")
 		"tunnelmesh_meshdns_queries_total",                    // Name: "..."
+		"tunnelmesh_storage_credentials_refused_total",        // Name: "..."
+		"tunnelmesh_storage_weed_restarts_total",              // Name: "..." in the server
+		"tunnelmesh_nfsd_mounts_total",                        // Name: "..."
+		"tunnelmesh_dockerwatch_reconcile_errors_total",       // o("...")
 		"up",
 	} {
 		if !slices.Contains(names, want) {

@@ -78,8 +78,9 @@ type WeedConfig struct {
 	VolumeMax int `yaml:"volume_max"`
 	// VolumeSizeMB is the size at which a volume is full.
 	VolumeSizeMB int `yaml:"volume_size_mb"`
-	// MetricsListen is where SeaweedFS serves Prometheus metrics
-	// (IP:PORT); empty disables them.
+	// MetricsListen is where SeaweedFS serves Prometheus metrics, a
+	// loopback IP:PORT; tunnelmesh-storage adds its SeaweedFS_* series to
+	// its own /metrics. Empty disables them.
 	MetricsListen string `yaml:"metrics_listen"`
 	// MaxBackoff bounds the wait between restarts after crashes.
 	MaxBackoff Duration `yaml:"max_backoff"`
@@ -284,8 +285,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Weed.MetricsListen != "" {
 		ap, err := netip.ParseAddrPort(c.Weed.MetricsListen)
-		if err != nil || ap.Addr().IsUnspecified() {
-			return fmt.Errorf("weed.metrics_listen: %q: want IP:PORT with a specific IP", c.Weed.MetricsListen)
+		if err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+			return fmt.Errorf("weed.metrics_listen: %q: want a loopback IP:PORT (tunnelmesh-storage serves SeaweedFS's metrics on its own /metrics)", c.Weed.MetricsListen)
 		}
 	}
 	if c.Weed.MaxBackoff < Duration(time.Second) {

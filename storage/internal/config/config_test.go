@@ -44,6 +44,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"s3_port: 60000\n", "s3_port: 60000"},
 		{"buckets: [mesh, Bad_Name]\n", "buckets[1]: bucket \"Bad_Name\""},
 		{"weed:\n  metrics_listen: :9327\n", "weed.metrics_listen"},
+		{"weed:\n  metrics_listen: 192.0.2.7:9327\n", `weed.metrics_listen: "192.0.2.7:9327": want a loopback IP:PORT`},
+		{"weed:\n  metrics_listen: 100.64.0.1:9327\n", `weed.metrics_listen: "100.64.0.1:9327": want a loopback IP:PORT`},
 		{"weed:\n  max_backoff: 10ms\n", "weed.max_backoff: 10ms"},
 		{"a: 1\n---\nb: 2\n", "more than one YAML document"},
 	}

@@ -130,7 +130,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(api.PathStorageCredentials, svc)
-	mux.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var gather prometheus.Gatherer = reg
+	if cfg.Weed.MetricsListen != "" {
+		gather = prometheus.Gatherers{reg, newWeedGatherer(cfg.Weed.MetricsListen, log)}
+	}
+	mux.Handle(api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	ready := false
 	var readyMu sync.Mutex
 	mux.HandleFunc(api.PathHealth, func(w http.ResponseWriter, r *http.Request) {
