@@ -97,7 +97,7 @@ func TestDockerwatch(t *testing.T) {
 
 	// A container with no allow label: node3 reaches it (so node3's path
 	// and name lookups work); then node3 is refused web.
-	open := env.AddWeb("open", "containers", map[string]string{"tunnelmesh.expose": "8082/tcp"}, "--listen", ":8082")
+	open := env.AddWeb("open", "containers", map[string]string{"tunnelmesh.expose": "8082/tcp", "tunnelmesh.name": "open"}, "--listen", ":8082")
 	// An unlabelled container on 8081 (the plain rule lets node2 reach
 	// node1:8081): started before open is checked, so the resync that
 	// exposed open saw it.
@@ -171,6 +171,7 @@ func TestDockerwatch(t *testing.T) {
 	}
 	dw.Start()
 	fresh := settle(t, n1, table, want, containerIP(t, late.ID()))
+	t.Logf("after kill and restart, as after a fresh start: %s", strings.SplitN(fresh, "\n", 2)[0])
 	if afterKill != fresh {
 		t.Errorf("after kill and restart:\n%s\nafter a fresh start:\n%s", afterKill, fresh)
 	}
