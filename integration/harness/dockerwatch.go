@@ -197,3 +197,17 @@ func (n *Node) Pid() (int, error) {
 	}
 	return pid, nil
 }
+
+// AddWebIn starts a demo-web container named name in n's network namespace
+// (a server on the node itself, reached without a forward).
+func (e *Env) AddWebIn(n *Node, name string, args ...string) *Container {
+	e.t.Helper()
+	return e.startContainer(name, testcontainers.ContainerRequest{
+		Image: DemoWebImage,
+		Cmd:   args,
+		Env:   map[string]string{"NAME": name},
+		HostConfigModifier: func(hc *container.HostConfig) {
+			hc.NetworkMode = container.NetworkMode("container:" + n.c.GetContainerID())
+		},
+	})
+}
