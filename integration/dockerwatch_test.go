@@ -56,7 +56,9 @@ const withdrawCeiling = 20 * time.Second
 //     node1's address on its port, though a policy rule opens that port;
 //   - a stopped container's forward and name are withdrawn (measured);
 //   - dockerwatch killed while containers come and go, and started again,
-//     ends in the state a fresh start gives (nft table and services).
+//     ends in the state a fresh start gives (nft table and services);
+//   - dockerwatch killed and not started: its services expire in the agent
+//     and node2 no longer reaches its container.
 func TestDockerwatch(t *testing.T) {
 	testenv.NeedRoot(t, "nsenter into node1's network namespace to read the nft table")
 	testenv.NeedCommand(t, "nft", "nftables")
@@ -175,6 +177,40 @@ func TestDockerwatch(t *testing.T) {
 	if afterKill != fresh {
 		t.Errorf("after kill and restart:\n%s\nafter a fresh start:\n%s", afterKill, fresh)
 	}
+
+	// Killed and not started again: its services expire in node1's agent
+	// (no re-send for the agent's 20 s), with the name and the filter rule.
+	if _, err := waitGet(c2, "http://late.node1.mesh:8083/", 60*time.Second); err != nil {
+		t.Fatalf("node2: late before the kill: %v", err)
+	}
+	dw.Kill()
+	killed := time.Now()
+	var expired time.Duration
+	for deadline := killed.Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if len(services(t, n1)) == 0 {
+			expired = time.Since(killed)
+			break
+		}
+	}
+	if expired == 0 {
+		t.Fatalf("a killed dockerwatch's services still published after 60 s: %v", services(t, n1))
+	}
+	_, err = waitFail(c2, "http://late.node1.mesh:8083/", 30*time.Second)
+	t.Logf("dockerwatch killed: its services expired in node1's agent after %s; node2: %v", expired.Round(time.Millisecond), err)
+	if err == nil {
+		t.Errorf("node2 still reaches late.node1.mesh:8083 after its services expired")
+	}
+}
+
+// waitFail GETs url from c until it fails, for up to timeout, and returns
+// the failure (nil: it kept answering).
+func waitFail(c harness.HTTPClient, url string, timeout time.Duration) (string, error) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, err := c.Get(url, 2*time.Second); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
 }
 
 // waitGet GETs url from c until it answers, for up to timeout.
