@@ -629,6 +629,7 @@ func (n *Node) Status() localapi.Status {
 			LastOK:    n.lastOK,
 			LastError: n.lastErr,
 		},
+		Removed:   n.removed,
 		Endpoints: slices.Clone(n.endpoints),
 		Services:  n.services(),
 		Drops:     stats.Drops,
