@@ -58,7 +58,9 @@ const withdrawCeiling = 20 * time.Second
 //   - dockerwatch killed while containers come and go, and started again,
 //     ends in the state a fresh start gives (nft table and services);
 //   - dockerwatch killed and not started: its services expire in the agent
-//     and node2 no longer reaches its container.
+//     and node2 no longer reaches its container;
+//   - node1 removed from the mesh: dockerwatch withdraws its table and
+//     services.
 func TestDockerwatch(t *testing.T) {
 	testenv.NeedRoot(t, "nsenter into node1's network namespace to read the nft table")
 	testenv.NeedCommand(t, "nft", "nftables")
@@ -200,6 +202,24 @@ func TestDockerwatch(t *testing.T) {
 	if err == nil {
 		t.Errorf("node2 still reaches late.node1.mesh:8083 after its services expired")
 	}
+
+	// node1 removed from the mesh: dockerwatch withdraws its table and
+	// services.
+	dw.Start()
+	settle(t, n1, table, want, containerIP(t, late.ID()))
+	env.Admin("nodes", "remove", "node1")
+	removed := time.Now()
+	var gone time.Duration
+	for deadline := removed.Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if table() == "" && len(services(t, n1)) == 0 {
+			gone = time.Since(removed)
+			break
+		}
+	}
+	if gone == 0 {
+		t.Fatalf("node1 removed: after 60 s its table is\n%s\nand it publishes %v; want neither", table(), services(t, n1))
+	}
+	t.Logf("node1 removed: dockerwatch's table and services withdrawn after %s", gone.Round(time.Millisecond))
 }
 
 // waitFail GETs url from c until it fails, for up to timeout, and returns
