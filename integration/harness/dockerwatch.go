@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ func (e *Env) startContainer(name string, req testcontainers.ContainerRequest) *
 		if c == nil {
 			return
 		}
-		if e.t.Failed() || strings.Contains(name, "dockerwatch") {
+		if e.t.Failed() || os.Getenv("TUNNELMESH_ITEST_LOGS") == "1" {
 			e.t.Logf("---- log of %s ----\n%s", name, tail(containerLog(c), 60))
 		}
 		ct.Remove()
