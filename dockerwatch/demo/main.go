@@ -35,6 +35,16 @@ func main() {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
+	srv := &http.Server{Addr: *listen, Handler: handler(name), ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(os.Stderr, "tunnelmesh-demo-web: serving %s as %q\n", *listen, name)
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, "tunnelmesh-demo-web:", err)
+		os.Exit(1)
+	}
+}
+
+// handler serves GET / and GET /bytes?n=N.
+func handler(name string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s\n", name)
@@ -55,12 +65,7 @@ func main() {
 			n -= k
 		}
 	})
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(os.Stderr, "tunnelmesh-demo-web: serving %s as %q\n", *listen, name)
-	if err := srv.ListenAndServe(); err != nil {
-		fmt.Fprintln(os.Stderr, "tunnelmesh-demo-web:", err)
-		os.Exit(1)
-	}
+	return mux
 }
 
 func get(args []string) int {
