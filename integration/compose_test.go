@@ -18,7 +18,9 @@ import (
 // TestComposeDemo runs the README's main command (make demo, which is
 // scripts/demo.sh) under its own Compose project name: it builds the images,
 // brings up compose/docker-compose.yml, and fails unless every node reaches
-// every other. Then, from outside as a user would: every node's netmap lists
+// every other, and unless node2 reaches node1's labelled web container at
+// web.node1.mesh:8080 through dockerwatch and node3 does not. Then, from
+// outside as a user would: every node's netmap lists
 // the mesh DNS server, meshdns answers node names and reverse lookups, and
 // the monitoring profile's Prometheus scrapes every component over the mesh.
 func TestComposeDemo(t *testing.T) {
@@ -58,6 +60,11 @@ func TestComposeDemo(t *testing.T) {
 	t.Logf("demo up and fully reachable in %s", time.Since(start).Round(time.Second))
 	if !strings.Contains(out.String(), "pong from node3") {
 		t.Fatalf("demo output has no ping answer from node3:\n%s", out.String())
+	}
+	// dockerwatch: node2 reached node1's web container by name, node3 (not
+	// in its tunnelmesh.allow) did not.
+	if !strings.Contains(out.String(), "hello from web") || !strings.Contains(out.String(), "node3: refused") {
+		t.Fatalf("demo output lacks node2's answer from web.node1.mesh:8080 or node3's refusal:\n%s", out.String())
 	}
 
 	type status struct {

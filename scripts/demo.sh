@@ -37,6 +37,30 @@ echo
 echo "== node1 pings node2 (same LAN) and node3 (other network) by name"
 $compose exec -T node1 tunnelmesh ping node2.mesh -c 2
 $compose exec -T node1 tunnelmesh ping node3.mesh -c 2
+# ---- dockerwatch: node1's labelled web container, reached by name from node2 ----
+echo
+echo "== node2 reaches node1's web container by name (dockerwatch: forward, name, filter rule)"
+# The agent image has no HTTP client: the demo image's client runs in node2's
+# network namespace, and so uses node2's resolver (meshdns) and tunnels.
+node2=$($compose ps -q node2)
+node3=$($compose ps -q node3)
+echo "\$ docker run --rm --network container:\$($compose ps -q node2) tunnelmesh/demo-web:dev get http://web.node1.mesh:8080/"
+deadline=$((SECONDS + 60))
+until docker run --rm --network "container:$node2" tunnelmesh/demo-web:dev get --timeout 3s http://web.node1.mesh:8080/; do
+	if [ $SECONDS -gt $deadline ]; then
+		echo "demo: node2 cannot reach http://web.node1.mesh:8080/ after 60 s; logs:" >&2
+		$compose logs --tail 30 dockerwatch node1 web >&2
+		exit 1
+	fi
+	sleep 1
+done
+echo "== node3 may not (the container's tunnelmesh.allow is node2)"
+if docker run --rm --network "container:$node3" tunnelmesh/demo-web:dev get --timeout 3s http://web.node1.mesh:8080/; then
+	echo "demo: node3 reached web.node1.mesh:8080, which only node2 may" >&2
+	exit 1
+fi
+echo "node3: refused, as the policy says"
+# ---- end dockerwatch ----
 case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*)
 	echo
 	echo "== Prometheus (a mesh member) finds every node through the registry: waiting for its targets"

@@ -19,7 +19,8 @@ import (
 //
 // The node publishes them, with its own, in its next report to the
 // registry. Each owner's set replaces that owner's previous one; an empty
-// set withdraws them.
+// set withdraws them; a set not set again within node.ServicesTTL (20 s)
+// is withdrawn, so an owner re-sends its set to keep it.
 const PathServices = "/v1/services"
 
 // ServicesRequest is the body of PUT /v1/services.

@@ -37,6 +37,10 @@ type Status struct {
 
 	Coordinator Coordinator `json:"coordinator"`
 
+	// Removed is set while the registry refuses the node (an admin
+	// removed it): it has no peers, and processes next to it withdraw
+	// what they serve through it (tunnelmesh-dockerwatch).
+	Removed       bool             `json:"removed,omitempty"`
 	NetmapVersion uint64           `json:"netmap_version"`
 	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
 	Peers         []Peer           `json:"peers"`

@@ -288,6 +288,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("netmap watch", n.watch)
 	run("heartbeat", n.heartbeatLoop)
 	run("endpoint reporter", n.endpointLoop)
+	run("services expiry", n.expireLoop)
 	run("prober", n.probeLoop)
 	run("local api", func(ctx context.Context) error { return localapi.Serve(ctx, apiLn, n, n.cfg.Log) })
 	if metricsLn != nil {
@@ -645,6 +646,7 @@ func (n *Node) Status() localapi.Status {
 			LastOK:    n.lastOK,
 			LastError: n.lastErr,
 		},
+		Removed:   n.removed,
 		Endpoints: slices.Clone(n.endpoints),
 		Services:  n.services(),
 		Drops:     stats.Drops,

@@ -325,6 +325,9 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	// Removed by the admin: the node drops every peer.
 	fake.RemoveNode("alpha")
 	plane.waitConfig(t, "all peers dropped", func(c engine.Config) bool { return len(c.Device.Peers) == 0 })
+	if st, err := lc.Status(ctx); err != nil || !st.Removed {
+		t.Errorf("status after removal: removed = %v, %v; want true", st.Removed, err)
+	}
 
 	cancel()
 	select {

@@ -2,22 +2,40 @@ package node
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
+// ServicesTTL is how long an owner's set lives after it was last set
+// through the local API. Owners re-send their set to keep it
+// (tunnelmesh-dockerwatch every 5 s), so a killed owner's services are
+// withdrawn within ServicesTTL plus a tick of expireLoop.
+const ServicesTTL = 20 * time.Second
+
 // extServices are the services that processes next to the node (such as
 // tunnelmesh-dockerwatch) set through the local API, by owner. The node
 // publishes them with its own (Config.Services) in its endpoint reports.
 type extServices struct {
+	now func() time.Time // nil: time.Now
+
 	mu      sync.Mutex // guards the fields below
 	byOwner map[string][]api.Service
-	changed chan struct{} // 1-buffered; a value means a report is due
+	expires map[string]time.Time // owner's set lives until then
+	changed chan struct{}        // 1-buffered; a value means a report is due
+}
+
+func (e *extServices) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
 }
 
 // changedC returns the channel that receives a value when the set changes.
@@ -61,16 +79,65 @@ func (n *Node) SetServices(owner string, svcs []api.Service) error {
 	if _, err := mergeServices(n.cfg.Services, next); err != nil {
 		return fmt.Errorf("%w: %v", localapi.ErrBadServices, err)
 	}
+	if e.expires == nil {
+		e.expires = map[string]time.Time{}
+	}
+	if len(svcs) == 0 {
+		delete(e.expires, owner)
+	} else {
+		e.expires[owner] = e.clock().Add(ServicesTTL)
+	}
 	if slices.Equal(e.byOwner[owner], next[owner]) {
 		return nil
 	}
 	e.byOwner = next
 	n.log.Info("services set", "owner", owner, "services", len(svcs))
+	e.reportDueLocked()
+	return nil
+}
+
+func (e *extServices) reportDueLocked() {
 	select {
 	case e.changedCLocked() <- struct{}{}:
 	default:
 	}
-	return nil
+}
+
+// expireServices withdraws the sets of owners that have not set them for
+// ServicesTTL.
+func (n *Node) expireServices() {
+	e := &n.ext
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clock()
+	for owner, until := range e.expires {
+		if now.Before(until) {
+			continue
+		}
+		delete(e.expires, owner)
+		if _, ok := e.byOwner[owner]; !ok {
+			continue
+		}
+		next := maps.Clone(e.byOwner)
+		delete(next, owner)
+		e.byOwner = next
+		n.log.Warn("services expired", "owner", owner, "after", ServicesTTL)
+		e.reportDueLocked()
+	}
+}
+
+// expireLoop runs expireServices every second until ctx ends.
+func (n *Node) expireLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n.expireServices()
+		}
+	}
 }
 
 // services returns every service the node publishes, sorted as the

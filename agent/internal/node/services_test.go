@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -79,4 +80,45 @@ func many(k int) []api.Service {
 		out[i] = api.Service{Name: "s" + strings.Repeat("x", i%5) + string(rune('a'+i%26)), Protocol: []string{"tcp", "udp"}[i/26], Port: uint16(i + 1)}
 	}
 	return out
+}
+
+// TestServicesExpire: an owner that stops re-sending its set (a killed
+// dockerwatch) loses it ServicesTTL after the last set, and a report is
+// due; each set, changed or not, renews it.
+func TestServicesExpire(t *testing.T) {
+	now := time.Unix(1000, 0)
+	n := &Node{log: slog.New(slog.DiscardHandler)}
+	n.ext.now = func() time.Time { return now }
+	web := api.Service{Name: "web", Protocol: "tcp", Port: 8080}
+	if err := n.SetServices("dockerwatch", []api.Service{web}); err != nil {
+		t.Fatal(err)
+	}
+	<-n.ext.changedC()
+	web.Owner = "dockerwatch"
+
+	now = now.Add(ServicesTTL - time.Second)
+	if err := n.SetServices("dockerwatch", []api.Service{web}); err != nil { // the same set: renews it
+		t.Fatal(err)
+	}
+	now = now.Add(ServicesTTL - time.Second)
+	n.expireServices()
+	if got := n.services(); !slices.Equal(got, []api.Service{web}) {
+		t.Fatalf("renewed %s ago: services() = %v, want %v", ServicesTTL-time.Second, got, web)
+	}
+	select {
+	case <-n.ext.changedC():
+		t.Fatal("nothing expired, yet a report is due")
+	default:
+	}
+
+	now = now.Add(2 * time.Second)
+	n.expireServices()
+	if got := n.services(); len(got) != 0 {
+		t.Errorf("not renewed for %s: services() = %v, want none", ServicesTTL+time.Second, got)
+	}
+	select {
+	case <-n.ext.changedC():
+	default:
+		t.Error("the owner's set expired without a report due")
+	}
 }

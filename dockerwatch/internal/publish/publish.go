@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -50,13 +51,22 @@ func New(path string) *Agent {
 	return &Agent{Socket: path, hc: &http.Client{Transport: tr}}
 }
 
-// MeshAddr returns the node's mesh address.
+// ErrNodeRemoved is returned (wrapped) by MeshAddr while the registry
+// refuses the node (an admin removed it): nothing may be served through it.
+var ErrNodeRemoved = errors.New("node removed from the mesh")
+
+// MeshAddr returns the node's mesh address; ErrNodeRemoved while the node
+// is removed.
 func (a *Agent) MeshAddr(ctx context.Context) (netip.Addr, error) {
 	var st struct {
-		IP netip.Addr `json:"ip"`
+		IP      netip.Addr `json:"ip"`
+		Removed bool       `json:"removed"`
 	}
 	if err := a.do(ctx, http.MethodGet, PathStatus, nil, &st); err != nil {
 		return netip.Addr{}, fmt.Errorf("agent status: %w", err)
+	}
+	if st.Removed {
+		return netip.Addr{}, fmt.Errorf("agent status: %w", ErrNodeRemoved)
 	}
 	if !st.IP.IsValid() {
 		return netip.Addr{}, fmt.Errorf("agent status: no mesh address")

@@ -3,12 +3,14 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/desired"
@@ -47,7 +49,12 @@ func TestAgentWire(t *testing.T) {
 		Services []api.Service `json:"services"`
 	}
 	mux := http.NewServeMux()
+	var removed atomic.Bool
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		if removed.Load() {
+			w.Write([]byte(`{"name":"node1","ip":"100.64.0.7","removed":true,"peers":[]}`))
+			return
+		}
 		w.Write([]byte(`{"name":"node1","ip":"100.64.0.7","peers":[]}`))
 	})
 	mux.HandleFunc("PUT /v1/services", func(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +85,11 @@ func TestAgentWire(t *testing.T) {
 	if ip, err := a.MeshAddr(ctx); err != nil || ip != netip.MustParseAddr("100.64.0.7") {
 		t.Errorf("MeshAddr = %v, %v; want 100.64.0.7", ip, err)
 	}
+	removed.Store(true)
+	if _, err := a.MeshAddr(ctx); !errors.Is(err, ErrNodeRemoved) {
+		t.Errorf("MeshAddr of a removed node = %v, want ErrNodeRemoved", err)
+	}
+	removed.Store(false)
 	web := []api.Service{{Name: "web", Protocol: "tcp", Port: 8080}}
 	if err := a.Publish(ctx, web); err != nil || !slices.Equal(got.Services, web) {
 		t.Errorf("Publish = %v; server got %+v", err, got)

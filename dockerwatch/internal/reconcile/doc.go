@@ -11,7 +11,12 @@
 // rewrites the forward when it differs from the one applied (or after a
 // failure), and publishes the service records to the agent, which ignores
 // an unchanged set. The agent's copy is re-sent every Config.Republish, so
-// a restarted agent has it again within that time.
+// a restarted agent has it again within that time, and the agent, which
+// expires a set not re-sent for 20 s, keeps it only while dockerwatch runs.
+// Each re-send first asks the agent's status: while the node is removed
+// from the mesh (publish.ErrNodeRemoved) the forward and the services are
+// withdrawn once and resyncs fail (stage "agent", retried with the
+// backoff) until the node is back.
 //
 // No state is carried from one resync to the next beyond what was applied,
 // so a restart of dockerwatch, the agent or the Docker daemon converges to

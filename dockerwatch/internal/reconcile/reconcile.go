@@ -70,7 +70,10 @@ type Reconciler struct {
 	records     []api.Service
 	skips       map[string]string // container -> reason last logged
 	failures    int               // consecutive failed resyncs
-	onResync    func(Result)      // test hook, called after each resync
+	// removedWithdrawn: the node is removed from the mesh and the forward
+	// and services are withdrawn.
+	removedWithdrawn bool
+	onResync         func(Result) // test hook, called after each resync
 }
 
 // Result is the outcome of one resync.
@@ -152,7 +155,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			case <-resync.C:
 				retry = r.retryAfter(r.resync(ctx))
 			case <-republish.C:
-				r.republish(ctx)
+				if r.republish(ctx) {
+					retry = r.retryAfter(r.resync(ctx))
+				}
 			}
 		}
 		stop()
@@ -209,9 +214,13 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	r.logSkips(skips)
 	r.m.Skipped.Set(float64(len(skips)))
 	mesh, err := r.cfg.Agent.MeshAddr(ctx)
+	if errors.Is(err, publish.ErrNodeRemoved) {
+		r.withdrawRemoved(ctx)
+	}
 	if err != nil {
 		return r.fail("agent", err)
 	}
+	r.removedWithdrawn = false
 	if !r.forwardOK || mesh != r.appliedMesh || !slices.EqualFunc(svcs, r.applied, sameService) {
 		r.forwardOK = false
 		if err := r.cfg.Forward.Apply(ctx, mesh, svcs); err != nil {
@@ -232,13 +241,41 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	return nil
 }
 
-func (r *Reconciler) republish(ctx context.Context) {
+// republish re-sends the records to the agent (which expires a set not
+// re-sent); it reports whether the node was removed from the mesh, for the
+// caller to resync (which withdraws everything).
+func (r *Reconciler) republish(ctx context.Context) (removed bool) {
+	if _, err := r.cfg.Agent.MeshAddr(ctx); errors.Is(err, publish.ErrNodeRemoved) {
+		return !r.removedWithdrawn
+	}
 	if !r.forwardOK {
-		return
+		return false
 	}
 	if err := r.cfg.Agent.Publish(ctx, r.records); err != nil {
 		r.fail("publish", err)
 	}
+	return false
+}
+
+// withdrawRemoved withdraws the forward and the services once when the
+// node is removed from the mesh; the next resync that finds the node back
+// applies them again.
+func (r *Reconciler) withdrawRemoved(ctx context.Context) {
+	if r.removedWithdrawn {
+		return
+	}
+	r.forwardOK, r.applied, r.records = false, nil, nil
+	if err := r.cfg.Forward.Withdraw(ctx); err != nil {
+		r.fail("forward", err)
+		return
+	}
+	if err := r.cfg.Agent.Publish(ctx, nil); err != nil {
+		r.fail("publish", err)
+		return
+	}
+	r.removedWithdrawn = true
+	r.m.Exposed.Set(0)
+	r.log.Warn("node removed from the mesh: forward and services withdrawn")
 }
 
 func (r *Reconciler) fail(stage string, err error) error {

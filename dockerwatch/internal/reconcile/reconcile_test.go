@@ -71,9 +71,10 @@ func (f *fakeForward) state() (netip.Addr, int) {
 
 // fakeAgent holds the services as the agent does.
 type fakeAgent struct {
-	mu   sync.Mutex
-	svcs []api.Service
-	down bool
+	mu      sync.Mutex
+	svcs    []api.Service
+	down    bool
+	removed bool
 }
 
 func (a *fakeAgent) MeshAddr(ctx context.Context) (netip.Addr, error) {
@@ -82,7 +83,16 @@ func (a *fakeAgent) MeshAddr(ctx context.Context) (netip.Addr, error) {
 	if a.down {
 		return netip.Addr{}, errors.New("local api: connection refused")
 	}
+	if a.removed {
+		return netip.Addr{}, fmt.Errorf("agent status: %w", publish.ErrNodeRemoved)
+	}
 	return mesh, nil
+}
+
+func (a *fakeAgent) setRemoved(removed bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removed = removed
 }
 
 func (a *fakeAgent) Publish(ctx context.Context, svcs []api.Service) error {
@@ -308,4 +318,27 @@ func TestForwardFailureRetried(t *testing.T) {
 	if n := testutil.ToFloat64(h.m.Exposed); n != 2 {
 		t.Errorf("services_exposed = %v, want 2 (web 8080/tcp, 5353/udp)", n)
 	}
+}
+
+// TestNodeRemoved: when the agent reports the node removed from the mesh,
+// the forward and the services are withdrawn without any container event
+// (at the next re-send), and applied again once the node is back.
+func TestNodeRemoved(t *testing.T) {
+	rec := load(t)
+	h := newHarness(rec.Steps[0].List)
+	h.start(t)
+	h.waitState(t, "web running", rec.Steps[0].List)
+	h.agent.setRemoved(true)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(h.fwd.get()) != 0 || len(h.agent.get()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("node removed: forward %v, agent %v; want both empty", h.fwd.get(), h.agent.get())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(h.m.Exposed); n != 0 {
+		t.Errorf("services_exposed = %v after removal, want 0", n)
+	}
+	h.agent.setRemoved(false)
+	h.waitState(t, "the node back", rec.Steps[0].List)
 }
