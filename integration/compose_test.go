@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,10 @@ func TestComposeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	project := fmt.Sprintf("tmdemo%d", time.Now().UnixNano()%1e6)
-	env := append(os.Environ(), "COMPOSE_PROJECT_NAME="+project)
+	// Prometheus's API on a free host port, so a demo already running on
+	// this machine (on 9090) does not collide with the test's.
+	promPort := freeTCPPort(t)
+	env := append(os.Environ(), "COMPOSE_PROJECT_NAME="+project, "TUNNELMESH_PROMETHEUS_PORT="+promPort)
 	compose := func(ctx context.Context, args ...string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "compose.sh"), args...)
 		cmd.Dir, cmd.Env = root, env
@@ -144,7 +148,7 @@ func TestComposeDemo(t *testing.T) {
 	}
 	live := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^TestLiveMesh$", "-v", "./internal/promrun")
 	live.Dir = filepath.Join(root, "observability")
-	live.Env = append(os.Environ(), "GOWORK=off", "TUNNELMESH_PROMETHEUS_URL=http://127.0.0.1:9090")
+	live.Env = append(os.Environ(), "GOWORK=off", "TUNNELMESH_PROMETHEUS_URL=http://127.0.0.1:"+promPort)
 	lo, err := live.CombinedOutput()
 	if err != nil || !strings.Contains(string(lo), "--- PASS: TestLiveMesh") {
 		t.Fatalf("observability TestLiveMesh against the demo's Prometheus: %v\n%s", err, lo)
@@ -159,4 +163,16 @@ func firstNameserver(conf string) string {
 		}
 	}
 	return ""
+}
+
+// freeTCPPort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func freeTCPPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }

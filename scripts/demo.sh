@@ -65,8 +65,9 @@ case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*)
 	echo
 	echo "== Prometheus (a mesh member) finds every node through the registry: waiting for its targets"
 	# bash's /dev/tcp: the machine may have no HTTP client.
+	prom_port=${TUNNELMESH_PROMETHEUS_PORT:-9090}
 	targets() {
-		exec 3<>/dev/tcp/127.0.0.1/9090 || return 1
+		exec 3<>/dev/tcp/127.0.0.1/"$prom_port" || return 1
 		printf 'GET /api/v1/targets?state=active HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
 		cat <&3
 		exec 3<&-
@@ -77,7 +78,7 @@ case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*)
 		up=$(grep -o '"health":"up"' <<<"$page" | wc -l)
 		all=$(grep -o '"health":"[a-z]*"' <<<"$page" | wc -l)
 		if [ "$all" -gt 0 ] && [ "$up" -eq "$all" ]; then
-			echo "Prometheus: $up of $all targets up: http://127.0.0.1:9090/targets"
+			echo "Prometheus: $up of $all targets up: http://127.0.0.1:$prom_port/targets"
 			break
 		fi
 		if [ $SECONDS -gt $deadline ]; then
