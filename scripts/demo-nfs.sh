@@ -74,11 +74,17 @@ printf '%s\n' "$msg" >"$tmp/$name"
 echo "node1 writes $name"
 echo "  on a node:  nfs-cp $name nfs://nfs.mesh/shared/$name"
 echo "  run here:   nsenter -n -t $node1_pid nfs-cp $name $url/$name"
-as_root nsenter -n -t "$node1_pid" timeout 30 nfs-cp "$tmp/$name" "$url/$name" >/dev/null
+if ! as_root nsenter -n -t "$node1_pid" timeout 30 nfs-cp "$tmp/$name" "$url/$name" >/dev/null; then
+	echo "demo-nfs: nfs-cp to $url/$name from node1 failed" >&2
+	exit 1
+fi
 echo "node3 (on the other network, through the relay) reads it"
 echo "  on a node:  nfs-cat nfs://nfs.mesh/shared/$name"
 echo "  run here:   nsenter -n -t $node3_pid nfs-cat $url/$name"
-got=$(as_root nsenter -n -t "$node3_pid" timeout 30 nfs-cat "$url/$name")
+if ! got=$(as_root nsenter -n -t "$node3_pid" timeout 30 nfs-cat "$url/$name"); then
+	echo "demo-nfs: nfs-cat $url/$name from node3 failed" >&2
+	exit 1
+fi
 if [ "$got" != "$msg" ]; then
 	echo "demo-nfs: node3 read \"$got\", node1 wrote \"$msg\"" >&2
 	exit 1
