@@ -1,14 +1,17 @@
 package integration
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +24,10 @@ import (
 // brings up compose/docker-compose.yml, and fails unless every node reaches
 // every other, and unless node2 reaches node1's labelled web container at
 // web.node1.mesh:8080 through dockerwatch and node3 does not. Then, from
-// outside as a user would: every node's netmap lists
-// the mesh DNS server, meshdns answers node names and reverse lookups, and
-// the monitoring profile's Prometheus scrapes every component over the mesh.
+// outside as a user would: every node's netmap lists the mesh DNS server,
+// meshdns answers node names and reverse lookups, the NFS step wrote a file
+// from node1 and read it from node3 through nfsd (checkDemoNFS), and the
+// monitoring profile's Prometheus scrapes every component over the mesh.
 func TestComposeDemo(t *testing.T) {
 	harness.RequireDocker(t)
 	if _, err := exec.LookPath("dig"); err != nil {
@@ -90,8 +94,8 @@ func TestComposeDemo(t *testing.T) {
 	for _, p := range st.Peers {
 		ips[p.Name] = p.IP
 	}
-	if ips["node2"] == "" || ips["dns"] == "" {
-		t.Fatalf("node1's peers %v lack node2 or dns", ips)
+	if ips["node2"] == "" || ips["dns"] == "" || ips["files"] == "" {
+		t.Fatalf("node1's peers %v lack node2, dns or files", ips)
 	}
 
 	// meshdns answers on the dns node's Docker addresses too: ask it from the host.
@@ -138,6 +142,8 @@ func TestComposeDemo(t *testing.T) {
 		t.Errorf("node1's first nameserver = %q, want the dns node %s:\n%s", first, ips["dns"], conf)
 	}
 
+	checkDemoNFS(ctx, t, compose, out.String(), ips["files"], dig)
+
 	// The monitoring profile: Prometheus, a mesh member, found every target
 	// through the registry (demo.sh waited for that); observability's live
 	// check then runs against it: every target up, every alert rule loaded
@@ -175,4 +181,51 @@ func freeTCPPort(t *testing.T) string {
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
+}
+
+// checkDemoNFS checks the demo's NFS step (scripts/demo-nfs.sh): node3 read
+// back what node1 wrote through libnfs over the mesh, the mount line is
+// printed, meshdns answers nfs.mesh with the files node's address, and the
+// file sits in nfsd's exported volume, owned by nobody (the export's
+// default owner: the client's root is squashed).
+func checkDemoNFS(ctx context.Context, t *testing.T, compose func(context.Context, ...string) ([]byte, error),
+	out, filesIP string, dig func(...string) string) {
+	t.Helper()
+	const mountLine = "mount -t nfs -o vers=3,proto=tcp,mountproto=tcp,nolock nfs.mesh:/shared /mnt"
+	if !strings.Contains(out, mountLine) {
+		t.Errorf("demo output lacks the mount line %q:\n%s", mountLine, out)
+	}
+	m := regexp.MustCompile(`(?m)^NFS: node3 read what node1 wrote: (hello from node1 over the mesh, (\S+))$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("demo output has no NFS read-back by node3:\n%s", out)
+	}
+	msg, name := m[1], "hello-from-node1-"+m[2]+".txt"
+	if got := dig("nfs.mesh"); got != filesIP {
+		t.Errorf("dig nfs.mesh = %q, want the files node %s", got, filesIP)
+	}
+
+	id, err := compose(ctx, "ps", "-q", "nfsd")
+	if err != nil || strings.TrimSpace(string(id)) == "" {
+		t.Fatalf("compose ps nfsd: %v\n%s", err, id)
+	}
+	// The nfsd image is FROM scratch: docker cp (a tar stream) reads the file.
+	arch, err := exec.CommandContext(ctx, "docker", "cp", strings.TrimSpace(string(id))+":/srv/nfs/shared/"+name, "-").Output()
+	if err != nil {
+		t.Fatalf("docker cp nfsd:/srv/nfs/shared/%s: %v", name, err)
+	}
+	tr := tar.NewReader(bytes.NewReader(arch))
+	h, err := tr.Next()
+	if err != nil {
+		t.Fatalf("docker cp of %s: %v", name, err)
+	}
+	body, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatalf("docker cp of %s: %v", name, err)
+	}
+	if string(body) != msg+"\n" {
+		t.Errorf("%s in nfsd's volume = %q, want %q", name, body, msg+"\n")
+	}
+	if h.Uid != 65534 || h.Gid != 65534 {
+		t.Errorf("%s in nfsd's volume owned by %d:%d, want 65534:65534 (squashed to nobody)", name, h.Uid, h.Gid)
+	}
 }

@@ -90,6 +90,8 @@ case ",${COMPOSE_PROFILES-monitoring}," in *,monitoring,*)
 	done
 	;;
 esac
+# NFS: node1 writes a file to the files node's export, node3 reads it (libnfs, over the mesh).
+scripts/demo-nfs.sh
 echo
 echo "The demo mesh is running. Try: $compose exec node2 tunnelmesh status"
 echo "Stop it and remove its state: make demo-down"

@@ -25,6 +25,23 @@ func TestExampleParses(t *testing.T) {
 	}
 }
 
+// TestComposeConfigParses loads the compose demo's nfsd.yaml: the export
+// "shared", read-write for every node, with the agent's credentials file.
+func TestComposeConfigParses(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "..", "compose", "config", "nfsd.yaml"))
+	if err != nil {
+		t.Fatalf("Load(compose/config/nfsd.yaml) = %v", err)
+	}
+	if c.Credentials != "/var/lib/tunnelmesh/credentials.json" || c.Port != 2049 || len(c.Exports) != 1 {
+		t.Fatalf("compose nfsd.yaml: credentials %q, port %d, %d exports; want the agent's credentials.json, 2049, 1",
+			c.Credentials, c.Port, len(c.Exports))
+	}
+	sh := c.Exports[0]
+	if sh.Name != "shared" || sh.ReadOnly || strings.Join(sh.Allow.ReadWrite, ",") != "*" {
+		t.Fatalf("compose export = %+v, want shared read-write for *", sh)
+	}
+}
+
 func TestRelativeCredentials(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "nfsd.yaml")
