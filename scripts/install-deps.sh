@@ -20,6 +20,9 @@ declare -A pkgs=(
   [cloud-init]=cloud-init
   [debootstrap]=debootstrap
   [systemd-analyze]=systemd
+  # S3 clients of the storage lab, by path: a pyenv shim may shadow `aws`.
+  [/usr/bin/aws]=awscli
+  [/usr/bin/s3cmd]=s3cmd
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -91,7 +91,8 @@ type s3creds struct {
 // storage node (tagged storage, --advertise-storage) with tunnelmesh-storage
 // beside its agent; nodes a and b. Each node gets its own credentials with
 // `tunnelmesh storage credentials`; a puts, b gets, sha256-intact, over the
-// mesh, multipart, range and presigned GET; a wrong secret, a tampered
+// mesh, multipart, range and presigned GET, and the same with Debian's
+// awscli and s3cmd (storage_cli_test.go); a wrong secret, a tampered
 // presigned URL and a bucket outside the grant are refused; nothing answers on
 // the storage node's underlay address; b's credentials are refused soon after
 // b is removed; SIGTERM stops the storage service cleanly.
@@ -217,6 +218,7 @@ func TestStorage(t *testing.T) {
 			t.Errorf("presigned URL with a changed expiry = %q, want 403", out)
 		}
 	})
+	t.Run("awscli and s3cmd", func(t *testing.T) { testS3CLIs(t, l, endpoint, s3tool, nodea, nodeb) })
 	t.Run("wrong secret is refused", func(t *testing.T) {
 		bad := ca
 		bad.Secret = "x" + ca.Secret[1:]
