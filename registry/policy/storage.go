@@ -111,6 +111,26 @@ func (p *Policy) StorageActions(n api.Node) []string {
 	return out
 }
 
+// compileStorage sets Filter.Storage on every node that publishes
+// api.ServiceStorageAuth: each member's StorageActions by name.
+func compileStorage(pol *Policy, nodes []api.Node, out map[string]*api.Filter) {
+	var grants map[string][]string
+	for _, n := range nodes {
+		if !slices.ContainsFunc(n.Services, func(s api.Service) bool { return s.Name == api.ServiceStorageAuth }) {
+			continue
+		}
+		if grants == nil {
+			grants = make(map[string][]string, len(nodes))
+			for _, m := range nodes {
+				if a := pol.StorageActions(m); len(a) > 0 {
+					grants[normNode(m.Name)] = a
+				}
+			}
+		}
+		out[normNode(n.Name)].Storage = grants
+	}
+}
+
 // validateBucket checks an S3 bucket name: 3 to 63 characters, lowercase
 // letters, digits, '-' and '.', starting and ending with a letter or digit,
 // no "..".

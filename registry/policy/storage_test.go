@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -146,5 +148,37 @@ func TestStorageParseErrors(t *testing.T) {
 				t.Errorf("Parse(%q) error = %v, want it to contain %q", tc.src, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCompileStorage: a node publishing the storage credentials API gets
+// every member's grants as SeaweedFS actions; other nodes get none.
+func TestCompileStorage(t *testing.T) {
+	pol, err := Parse("p.yaml", []byte(storagePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []api.Node{
+		{Name: "store1", IP: netip.MustParseAddr("100.64.0.1"), Services: []api.Service{{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort}}},
+		{Name: "Web1", IP: netip.MustParseAddr("100.64.0.2"), Tags: []string{"web"}},
+		{Name: "nas", IP: netip.MustParseAddr("100.64.0.3"), Tags: []string{"backup"}},
+	}
+	out := Compile(pol, nodes, 7)
+	b, _ := json.Marshal(out["store1"].Storage)
+	want := `{"nas":["List:logs","List:mesh","Read:backups","Read:logs","Read:mesh","Write:backups","Write:mesh"],` +
+		`"store1":["List:mesh","Read:mesh","Write:mesh"],"web1":["List:mesh","Read:mesh","Write:logs","Write:mesh"]}`
+	if string(b) != want {
+		t.Errorf("store1's Filter.Storage = %s, want %s", b, want)
+	}
+	if out["web1"].Storage != nil || out["nas"].Storage != nil {
+		t.Errorf("nodes without the storage service got grants: %v %v", out["web1"].Storage, out["nas"].Storage)
+	}
+	// No storage section: the default bucket for every member.
+	def, err := Parse("p.yaml", []byte("rules: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Compile(def, nodes, 1)["store1"].Storage["nas"]; strings.Join(got, " ") != "List:mesh Read:mesh Write:mesh" {
+		t.Errorf("default grants of nas = %v", got)
 	}
 }

@@ -253,6 +253,12 @@ type Relay struct {
 type Filter struct {
 	PolicyVersion uint64       `json:"policy_version"`
 	Rules         []FilterRule `json:"rules"`
+	// Storage is set on a node that publishes ServiceStorageAuth: the
+	// policy's storage grants of every member, by node name (normalized),
+	// as SeaweedFS actions ("Read:mesh", "Write:logs"), sorted; a member
+	// with no grant is absent. The storage service on that node gives each
+	// node's S3 identity exactly these actions.
+	Storage map[string][]string `json:"storage,omitempty"`
 }
 
 // FilterRule allows packets from Sources to this node, for Protocol on Ports.
