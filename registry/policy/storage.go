@@ -114,16 +114,16 @@ func (p *Policy) StorageActions(n api.Node) []string {
 // compileStorage sets Filter.Storage on every node that publishes
 // api.ServiceStorageAuth: each member's StorageActions by name.
 func compileStorage(pol *Policy, nodes []api.Node, out map[string]*api.Filter) {
-	var grants map[string][]string
+	var grants *api.StorageGrants
 	for _, n := range nodes {
 		if !slices.ContainsFunc(n.Services, func(s api.Service) bool { return s.Name == api.ServiceStorageAuth }) {
 			continue
 		}
 		if grants == nil {
-			grants = make(map[string][]string, len(nodes))
+			grants = &api.StorageGrants{Nodes: make(map[string][]string, len(nodes))}
 			for _, m := range nodes {
 				if a := pol.StorageActions(m); len(a) > 0 {
-					grants[normNode(m.Name)] = a
+					grants.Nodes[normNode(m.Name)] = a
 				}
 			}
 		}

@@ -165,10 +165,18 @@ func TestCompileStorage(t *testing.T) {
 	}
 	out := Compile(pol, nodes, 7)
 	b, _ := json.Marshal(out["store1"].Storage)
-	want := `{"nas":["List:logs","List:mesh","Read:backups","Read:logs","Read:mesh","Write:backups","Write:mesh"],` +
-		`"store1":["List:mesh","Read:mesh","Write:mesh"],"web1":["List:mesh","Read:mesh","Write:logs","Write:mesh"]}`
+	want := `{"nodes":{"nas":["List:logs","List:mesh","Read:backups","Read:logs","Read:mesh","Write:backups","Write:mesh"],` +
+		`"store1":["List:mesh","Read:mesh","Write:mesh"],"web1":["List:mesh","Read:mesh","Write:logs","Write:mesh"]}}`
 	if string(b) != want {
 		t.Errorf("store1's Filter.Storage = %s, want %s", b, want)
+	}
+	// A policy granting nothing still tells the storage node so.
+	none, err := Parse("p.yaml", []byte("storage:\n  buckets:\n    logs: {read: [nobody]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(Compile(none, nodes, 1)["store1"].Storage); string(b) != `{"nodes":{}}` {
+		t.Errorf("grants of a policy granting nothing = %s, want {\"nodes\":{}}", b)
 	}
 	if out["web1"].Storage != nil || out["nas"].Storage != nil {
 		t.Errorf("nodes without the storage service got grants: %v %v", out["web1"].Storage, out["nas"].Storage)
@@ -178,7 +186,7 @@ func TestCompileStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := Compile(def, nodes, 1)["store1"].Storage["nas"]; strings.Join(got, " ") != "List:mesh Read:mesh Write:mesh" {
+	if got := Compile(def, nodes, 1)["store1"].Storage.Nodes["nas"]; strings.Join(got, " ") != "List:mesh Read:mesh Write:mesh" {
 		t.Errorf("default grants of nas = %v", got)
 	}
 }
