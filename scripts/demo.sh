@@ -46,7 +46,15 @@ trap 'rm -f "$obj" "$got" "$msg"' EXIT
 head -c 1048576 /dev/urandom >"$obj"
 # The first start of SeaweedFS and its first put into a new bucket take a while.
 deadline=$((SECONDS + 300))
-until $compose exec -T node1 tunnelmesh storage put - mesh/demo/random.bin <"$obj" >"$msg" 2>&1; do
+while :; do
+	rc=0
+	$compose exec -T node1 tunnelmesh storage put - mesh/demo/random.bin <"$obj" >"$msg" 2>&1 || rc=$?
+	[ $rc -eq 0 ] && break
+	if [ $rc -eq 2 ]; then
+		echo "demo: the agent image does not know 'tunnelmesh storage put' (rebuild it: scripts/images.sh agent):" >&2
+		cat "$msg" >&2
+		exit 1
+	fi
 	if [ $SECONDS -gt $deadline ]; then
 		echo "demo: node1 could not put into storage after 300 s:" >&2
 		cat "$msg" >&2
