@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-
-	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // The -s3.config format of SeaweedFS (iam_pb.S3ApiConfiguration).
@@ -31,9 +29,9 @@ func (s *Store) Identities(buckets []string) ([]byte, error) {
 }
 
 // GrantedIdentities renders the identities with each node's actions taken
-// from grants (node name, normalized, to SeaweedFS actions); a node grants
-// does not name gets no action. Nil grants: Read, Write and List on each of
-// buckets for every node.
+// from grants (node ID to SeaweedFS actions); a node grants does not name
+// gets no action. Nil grants: Read, Write and List on each of buckets for
+// every node.
 func (s *Store) GrantedIdentities(buckets []string, grants map[string][]string) ([]byte, error) {
 	admin := s.Admin()
 	c := s3Config{Identities: []s3Identity{{
@@ -44,7 +42,7 @@ func (s *Store) GrantedIdentities(buckets []string, grants map[string][]string) 
 	for _, e := range s.Entries() {
 		actions := []string{}
 		if grants != nil {
-			actions = append(actions, grants[api.NormalizeName(e.Name)]...)
+			actions = append(actions, grants[e.NodeID]...)
 		} else {
 			for _, b := range buckets {
 				actions = append(actions, "Read:"+b, "Write:"+b, "List:"+b)

@@ -101,6 +101,16 @@ func TestPolicyGrants(t *testing.T) {
 	if reloads != before {
 		t.Errorf("unchanged grants reloaded SeaweedFS")
 	}
+	// The grants follow a node's current name in the netmap.
+	renamed := netmap(4, &api.StorageGrants{Nodes: map[string][]string{"web1": {"Write:logs"}, "web2": {"Read:logs"}}})
+	renamed.Peers[0].Name = "web2"
+	if err := s.ApplyNetmap(renamed); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{"node-na": "Read:logs", "node-nb": ""}
+	if got := identityActions(t, dir); !mapsEqual(got, want) {
+		t.Errorf("identities after na became web2 = %v, want %v", got, want)
+	}
 	// Granting nothing is not the default.
 	apply(4, &api.StorageGrants{})
 	want = map[string]string{"node-na": "", "node-nb": ""}

@@ -61,7 +61,9 @@ type Service struct {
 	mu      sync.Mutex // guards the fields below
 	members map[string]api.Node
 	version uint64
-	grants  map[string][]string // nil: every member gets Buckets
+	// grants are the policy's SeaweedFS actions by node ID (names resolved
+	// against the netmap that carried them); nil: every member gets Buckets.
+	grants map[string][]string
 	// writeMu serialises identity-file writes and reloads.
 	writeMu sync.Mutex
 }
@@ -103,9 +105,11 @@ func (s *Service) ApplyNetmap(nm *api.Netmap) error {
 	}
 	var grants map[string][]string
 	if nm.Filter != nil && nm.Filter.Storage != nil {
-		grants = nm.Filter.Storage.Nodes
-		if grants == nil {
-			grants = map[string][]string{}
+		grants = make(map[string][]string, len(m))
+		for id, n := range m {
+			if a := nm.Filter.Storage.Nodes[api.NormalizeName(n.Name)]; len(a) > 0 {
+				grants[id] = a
+			}
 		}
 	}
 	s.mu.Lock()
@@ -189,14 +193,14 @@ func (s *Service) AllBuckets() []string {
 	return slices.Compact(all)
 }
 
-// nodeBuckets returns the buckets node name may use.
-func (s *Service) nodeBuckets(name string) []string {
+// nodeBuckets returns the buckets node id may use.
+func (s *Service) nodeBuckets(id string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.grants == nil {
 		return s.Buckets
 	}
-	b := bucketsOf(s.grants[api.NormalizeName(name)])
+	b := bucketsOf(s.grants[id])
 	slices.Sort(b)
 	return slices.Compact(b)
 }
@@ -293,7 +297,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SecretAccessKey: e.Secret,
 		Region:          s.Region,
 		Endpoint:        s.Endpoint,
-		Buckets:         s.nodeBuckets(n.Name),
+		Buckets:         s.nodeBuckets(n.ID),
 	})
 }
 
