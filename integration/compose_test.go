@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,7 +28,8 @@ import (
 // outside as a user would: every node's netmap lists the mesh DNS server,
 // meshdns answers node names and reverse lookups, the NFS step wrote a file
 // from node1 and read it from node3 through nfsd (checkDemoNFS), and the
-// monitoring profile's Prometheus scrapes every component over the mesh.
+// monitoring profile's Prometheus scrapes every component over the mesh;
+// an object demo.sh stored from node1 is intact on node2 and node3.
 func TestComposeDemo(t *testing.T) {
 	harness.RequireDocker(t)
 	if _, err := exec.LookPath("dig"); err != nil {
@@ -144,6 +146,11 @@ func TestComposeDemo(t *testing.T) {
 
 	checkDemoNFS(ctx, t, compose, out.String(), ips["files"], dig)
 
+	// Storage: demo.sh put an object from node1 and got it on node2 (it
+	// compares the sha256 itself); node3, on the other network, gets it too,
+	// and storage.mesh names the storage node.
+	checkComposeStorage(ctx, t, out.String(), ips, dig, compose)
+
 	// The monitoring profile: Prometheus, a mesh member, found every target
 	// through the registry (demo.sh waited for that); observability's live
 	// check then runs against it: every target up, every alert rule loaded
@@ -227,5 +234,47 @@ func checkDemoNFS(ctx context.Context, t *testing.T, compose func(context.Contex
 	}
 	if h.Uid != 65534 || h.Gid != 65534 {
 		t.Errorf("%s in nfsd's volume owned by %d:%d, want 65534:65534 (squashed to nobody)", name, h.Uid, h.Gid)
+	}
+}
+
+// checkComposeStorage checks demo.sh's storage step: its output reports the
+// object put on node1 and got intact on node2 and prints the commands to
+// try; node3 gets the same bytes; meshdns answers storage.mesh with store1's
+// mesh address.
+func checkComposeStorage(ctx context.Context, t *testing.T, out string, ips map[string]string, dig func(...string) string,
+	compose func(context.Context, ...string) ([]byte, error)) {
+	t.Helper()
+	m := regexp.MustCompile(`storage: put on node1, got on node2, sha256 ([0-9a-f]{64}) intact`).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("demo output does not report the storage put and get:\n%s", out)
+		return
+	}
+	for _, want := range []string{"put s3://mesh/demo/random.bin: 1048576 bytes", "tunnelmesh storage get mesh/hello.txt -", "demo/random.bin\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if ips["store1"] == "" {
+		t.Errorf("node1's peers %v lack store1", ips)
+		return
+	}
+	// exec's stdout only: the summary line goes to stderr. --server names
+	// store1's credentials API: node3 (on net-b only) cannot fetch its
+	// netmap by the name "coordinator" once its resolver is meshdns, which
+	// answers that name with the coordinator's net-a address.
+	cid, err := compose(ctx, "ps", "-q", "node3")
+	if err != nil {
+		t.Fatalf("compose ps node3: %v\n%s", err, cid)
+	}
+	cmd := exec.CommandContext(ctx, "docker", "exec", strings.TrimSpace(string(cid)), "tunnelmesh", "storage", "get",
+		"--server", ips["store1"]+":9001", "mesh/demo/random.bin", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if got := fmt.Sprintf("%x", sha256.Sum256(b)); err != nil || got != m[1] {
+		t.Errorf("node3 storage get = %d bytes sha256 %s, %v %s; want sha256 %s", len(b), got, err, stderr.String(), m[1])
+	}
+	if got := dig("storage.mesh"); got != ips["store1"] {
+		t.Errorf("dig storage.mesh = %q, want store1's %s", got, ips["store1"])
 	}
 }

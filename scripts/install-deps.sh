@@ -24,6 +24,9 @@ declare -A pkgs=(
   [nfs-ls]=libnfs-utils   # nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of the nfsd tests
   [qemu-system-x86_64]=qemu-system-x86   # boots Debian's kernel for the nfsd kernel-client test
   [busybox]=busybox-static               # that guest's initramfs (must be the static build)
+  # S3 clients of the storage lab, by path: a pyenv shim may shadow `aws`.
+  [/usr/bin/aws]=awscli
+  [/usr/bin/s3cmd]=s3cmd
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

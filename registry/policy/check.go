@@ -368,7 +368,7 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 	var tests []Test
 	for i, it := range items {
 		p := index(path, i)
-		f, _, ok := ps.mapping(it, p, "name", "from", "accept", "deny")
+		f, _, ok := ps.mapping(it, p, "name", "from", "accept", "deny", "storage_accept", "storage_deny")
 		if f == nil {
 			continue
 		}
@@ -394,9 +394,11 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 			ok = false
 		}
 		for _, side := range []struct {
-			key string
-			dst *[]Target
-		}{{"accept", &t.Accept}, {"deny", &t.Deny}} {
+			key   string
+			dst   *[]Target
+			parse func(string) (Target, error)
+		}{{"accept", &t.Accept, ParseTarget}, {"deny", &t.Deny, ParseTarget},
+			{"storage_accept", &t.StorageAccept, ParseStorageTarget}, {"storage_deny", &t.StorageDeny, ParseStorageTarget}} {
 			fl, has := f[side.key]
 			if !has {
 				continue
@@ -414,7 +416,7 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 					ok = false
 					continue
 				}
-				tg, err := ParseTarget(v)
+				tg, err := side.parse(v)
 				if err != nil {
 					ps.errorf(tn, tp, "%v", err)
 					ok = false
@@ -424,8 +426,8 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 				*side.dst = append(*side.dst, tg)
 			}
 		}
-		if ok && len(t.Accept)+len(t.Deny) == 0 {
-			ps.errorf(it, p, `a test needs "accept" or "deny" targets`)
+		if ok && len(t.Accept)+len(t.Deny)+len(t.StorageAccept)+len(t.StorageDeny) == 0 {
+			ps.errorf(it, p, `a test needs "accept", "deny", "storage_accept" or "storage_deny" targets`)
 			ok = false
 		}
 		if ok {

@@ -17,7 +17,8 @@ import (
 // among its own sources (its traffic to itself does not cross the mesh).
 // Every node in nodes gets a non-nil Filter, with no rules when nothing may
 // reach it. Nodes without a valid IPv4 address get a filter but are never a
-// source.
+// source. A node publishing the storage service's credentials API also gets
+// every member's storage grants (Filter.Storage).
 func Compile(pol *Policy, nodes []api.Node, version uint64) map[string]*api.Filter {
 	out := make(map[string]*api.Filter, len(nodes))
 	for _, n := range nodes {
@@ -61,6 +62,7 @@ func Compile(pol *Policy, nodes []api.Node, version uint64) map[string]*api.Filt
 		}
 	}
 	compileDocker(pol, nodes, out)
+	compileStorage(pol, nodes, out)
 	for _, f := range out {
 		slices.SortFunc(f.Rules, func(a, b api.FilterRule) int {
 			if c := strings.Compare(a.Name, b.Name); c != 0 {

@@ -67,10 +67,21 @@ func (r TestResult) String() string {
 	switch {
 	case r.Err != "":
 		why = r.Err
+	case r.Rule != "" && r.Target.Action != "":
+		why = "allowed by grant " + r.Rule
 	case r.Rule != "":
 		why = "allowed by rule " + r.Rule
+	case r.Target.Action != "":
+		why = "no grant allows it"
 	default:
 		why = "no rule allows it"
+	}
+	if r.Target.Action != "" {
+		verb := "can"
+		if r.Expect == "deny" {
+			verb = "cannot"
+		}
+		return fmt.Sprintf("%s  %s: %s %s %s bucket %s (%s)", verdict, r.Test, r.From, verb, r.Target.Action, r.Target.Bucket, why)
 	}
 	return fmt.Sprintf("%s  %s: %s %s %s (%s)", verdict, r.Test, r.From, r.Expect, r.Target.Spec, why)
 }
@@ -112,6 +123,22 @@ func (p *Policy) RunTests(nodes []api.Node) []TestResult {
 				results = append(results, res)
 			}
 		}
+		for _, side := range []struct {
+			expect  string
+			targets []Target
+		}{{"accept", t.StorageAccept}, {"deny", t.StorageDeny}} {
+			for _, tg := range side.targets {
+				res := TestResult{Test: t.Name, From: t.From, Target: tg, Expect: side.expect, Line: tg.Line}
+				if !srcOK {
+					res.Err = fmt.Sprintf("node %q is neither in the mesh nor under test_nodes", t.From)
+				} else {
+					grant, ok := p.StorageAllowed(src, tg.Action, tg.Bucket)
+					res.Rule = grant
+					res.Pass = ok == (side.expect == "accept")
+				}
+				results = append(results, res)
+			}
+		}
 	}
 	return results
 }
@@ -125,13 +152,24 @@ func (p *Policy) Check(nodes []api.Node) error {
 			continue
 		}
 		msg := fmt.Sprintf("test %q failed: %s should %s %s", r.Test, r.From, r.Expect, r.Target.Spec)
+		if r.Target.Action != "" {
+			msg = fmt.Sprintf("test %q failed: %s should %s %s bucket %s", r.Test, r.From, r.Expect, r.Target.Action, r.Target.Bucket)
+		}
 		switch {
 		case r.Err != "":
 			msg = fmt.Sprintf("test %q: %s", r.Test, r.Err)
+		case r.Rule != "" && r.Target.Action != "":
+			msg += " but grant " + r.Rule + " allows it"
 		case r.Rule != "":
 			msg += " but rule " + r.Rule + " allows it"
+		case r.Target.Action != "":
+			msg += " but no grant allows it"
 		default:
 			msg += " but no rule allows it"
+		}
+		if r.Target.Action != "" {
+			msg = strings.Replace(msg, "should accept", "should be able to", 1)
+			msg = strings.Replace(msg, "should deny", "should not be able to", 1)
 		}
 		msg = strings.Replace(msg, "should accept", "should reach", 1)
 		msg = strings.Replace(msg, "should deny", "should not reach", 1)

@@ -217,7 +217,7 @@ func itemPath(n *yaml.Node, path string, i int) string {
 
 func (ps *parser) policy(root *yaml.Node) *Policy {
 	pol := &Policy{}
-	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes", "docker")
+	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes", "docker", "storage")
 	if f == nil {
 		return pol
 	}
@@ -244,6 +244,9 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 	}
 	if fl, ok := f["docker"]; ok {
 		pol.Docker = ps.docker(pol, fl.val, "docker")
+	}
+	if fl, ok := f["storage"]; ok {
+		pol.Storage = ps.storage(pol, fl.val, "storage")
 	}
 	if fl, ok := f["test_nodes"]; ok {
 		pol.TestNodes = ps.testNodes(fl.val, "test_nodes")

@@ -32,6 +32,9 @@ type Policy struct {
 	TestNodes []TestNode // nodes the tests may name that are not in the mesh
 	// Docker is the docker section (see Docker), nil when there is none.
 	Docker *Docker
+	// Storage is the storage section (see Storage), nil when there is none
+	// (StorageSection then gives the default).
+	Storage *Storage
 
 	file string
 }
@@ -93,15 +96,22 @@ type Test struct {
 	From   string   // node name
 	Accept []Target // From must reach each of these
 	Deny   []Target // From must not reach any of these
-	Line   int
+	// StorageAccept and StorageDeny are storage targets (Action and
+	// Bucket set): From must, or must not, be granted each.
+	StorageAccept []Target
+	StorageDeny   []Target
+	Line          int
 }
 
-// Target is a destination of a test: a node, a protocol and a port.
+// Target is a destination of a test: a node, a protocol and a port; or, for
+// a storage test, an action on a bucket.
 type Target struct {
-	Spec     string // as written, e.g. "db1:5432/tcp"
+	Spec     string // as written, e.g. "db1:5432/tcp" or "write:logs"
 	Node     string
 	Protocol string // tcp, udp or icmp
 	Port     uint16 // 0 for icmp
+	Action   string // storage tests: read, write or list
+	Bucket   string // storage tests
 	Line     int
 }
 

@@ -258,6 +258,17 @@ type Relay struct {
 type Filter struct {
 	PolicyVersion uint64       `json:"policy_version"`
 	Rules         []FilterRule `json:"rules"`
+	// Storage is set on a node that publishes ServiceStorageAuth: the
+	// policy's storage grants (see StorageGrants).
+	Storage *StorageGrants `json:"storage,omitempty"`
+}
+
+// StorageGrants are the policy's storage grants of every member: by node
+// name (normalized), SeaweedFS actions ("Read:mesh", "Write:logs"), sorted;
+// a member with no grant is absent. The storage service gives each node's
+// S3 identity exactly these actions.
+type StorageGrants struct {
+	Nodes map[string][]string `json:"nodes"`
 }
 
 // FilterRule allows packets from Sources to this node, for Protocol on Ports.

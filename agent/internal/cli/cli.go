@@ -31,6 +31,7 @@ func version() string {
 
 // Env is what a command may touch besides its arguments.
 type Env struct {
+	Stdin  io.Reader // nil: os.Stdin
 	Stdout io.Writer
 	Stderr io.Writer
 }
@@ -48,7 +49,7 @@ func commands() []command {
 		{"status", "show this node, its coordinator and its peers", runStatus},
 		{"ping", "ping a peer (name or mesh IP) through its tunnel", runPing},
 		{"version", "print the version", runVersion},
-		{"storage", "print this node's S3 credentials for the mesh's storage service", runStorage},
+		{"storage", "the mesh's S3 storage: this node's credentials; put, get and list objects", runStorage},
 	}
 	return append(cmds, registryCommands()...)
 }

@@ -20,9 +20,21 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
 )
 
+const storageUsage = `Usage:
+  tunnelmesh storage credentials [--env | --json | --aws-profile NAME] [--server HOST:PORT] [--state-dir D]
+  tunnelmesh storage put [flags] FILE|- BUCKET/KEY
+  tunnelmesh storage get [flags] BUCKET/KEY FILE|-
+  tunnelmesh storage ls [flags] BUCKET[/PREFIX]`
+
 func runStorage(ctx context.Context, env Env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "put", "get", "ls":
+			return runStorageS3(ctx, env, args[0], args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "credentials" {
-		fmt.Fprintln(env.Stderr, "Usage: tunnelmesh storage credentials [--env | --json | --aws-profile NAME] [--server HOST:PORT] [--state-dir D]")
+		fmt.Fprintln(env.Stderr, storageUsage)
 		return errUsage
 	}
 	fs := newFlags(env, "storage credentials", "[--env | --json | --aws-profile NAME] [--server HOST:PORT] [--state-dir D]")
@@ -50,7 +62,7 @@ func runStorage(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("storage credentials: %w", err)
 	}
-	sc, err := fetchStorageCredentials(ctx, creds, *server)
+	sc, _, err := fetchStorageCredentials(ctx, creds, *server)
 	if err != nil {
 		return fmt.Errorf("storage credentials: %w", err)
 	}
@@ -85,40 +97,56 @@ func runStorage(ctx context.Context, env Env, args []string) error {
 
 // fetchStorageCredentials asks the storage service for this node's S3
 // credentials, signing the request with the node key. Without server, the
-// service is found in the node's netmap.
-func fetchStorageCredentials(ctx context.Context, creds regclient.Credentials, server string) (*api.StorageCredentials, error) {
+// service is found in the node's netmap: the first node publishing
+// storage-auth, whose S3 address (its storage service, HOST:PORT) is
+// returned too; with server, s3Addr is empty.
+func fetchStorageCredentials(ctx context.Context, creds regclient.Credentials, server string) (sc *api.StorageCredentials, s3Addr string, err error) {
 	rc, err := regclient.New(creds)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer rc.HTTP.CloseIdleConnections()
 	if server == "" {
 		nm, err := rc.Netmap(ctx, 0, 0)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for _, p := range append([]api.Node{nm.Self}, nm.Peers...) {
+			if !p.IP.IsValid() {
+				continue
+			}
+			var auth, s3 string
 			for _, s := range p.Services {
-				if s.Name == api.ServiceStorageAuth && s.Protocol == "tcp" && p.IP.IsValid() {
-					server = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
-					break
+				switch {
+				case s.Protocol != "tcp":
+				case s.Name == api.ServiceStorageAuth:
+					auth = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
+				case s.Name == api.ServiceStorage:
+					s3 = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
 				}
 			}
-			if server != "" {
+			if auth != "" {
+				server, s3Addr = auth, s3
 				break
 			}
 		}
 		if server == "" {
-			return nil, errors.New("no node in the netmap publishes the storage service (is a storage node running, and does the policy let this node reach it?)")
+			return nil, "", errors.New("no node in the netmap publishes the storage service (is a storage node running, and does the policy let this node reach it?)")
 		}
 	}
+	sc, err = askStorageCredentials(ctx, rc.Credential.NodeID, creds, server)
+	return sc, s3Addr, err
+}
+
+// askStorageCredentials POSTs the signed credentials request to server.
+func askStorageCredentials(ctx context.Context, nodeID string, creds regclient.Credentials, server string) (*api.StorageCredentials, error) {
 	body := []byte("{}")
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+server+api.PathStorageCredentials, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	nodeauth.SignPeer(req, body, rc.Credential.NodeID, creds.Key, time.Now())
+	nodeauth.SignPeer(req, body, nodeID, creds.Key, time.Now())
 	hc := &http.Client{Timeout: 45 * time.Second}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -91,7 +91,8 @@ type s3creds struct {
 // storage node (tagged storage, --advertise-storage) with tunnelmesh-storage
 // beside its agent; nodes a and b. Each node gets its own credentials with
 // `tunnelmesh storage credentials`; a puts, b gets, sha256-intact, over the
-// mesh, multipart, range and presigned GET; a wrong secret, a tampered
+// mesh, multipart, range and presigned GET, and the same with Debian's
+// awscli and s3cmd (storage_cli_test.go); a wrong secret, a tampered
 // presigned URL and a bucket outside the grant are refused; nothing answers on
 // the storage node's underlay address; b's credentials are refused soon after
 // b is removed; SIGTERM stops the storage service cleanly.
@@ -217,6 +218,7 @@ func TestStorage(t *testing.T) {
 			t.Errorf("presigned URL with a changed expiry = %q, want 403", out)
 		}
 	})
+	t.Run("awscli and s3cmd", func(t *testing.T) { testS3CLIs(t, l, endpoint, s3tool, nodea, nodeb) })
 	t.Run("wrong secret is refused", func(t *testing.T) {
 		bad := ca
 		bad.Secret = "x" + ca.Secret[1:]
@@ -251,6 +253,57 @@ func TestStorage(t *testing.T) {
 				t.Errorf("storage namespace listens on %s (want loopback or the mesh address %s only)", local, stIP)
 			}
 		}
+	})
+	t.Run("policy grants, live", func(t *testing.T) {
+		apply := func(name, storage string) time.Time {
+			t.Helper()
+			doc := string(policy.DefaultYAML) + storage
+			file := filepath.Join(l.Dir(), name+".yaml")
+			if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := l.Run(cns, time.Minute, l.bin, "policy", "apply", "--config", cfgPath, "-f", file); err != nil {
+				t.Fatalf("policy apply %s: %v\n%s", name, err, out)
+			}
+			return time.Now()
+		}
+		// Bucket logs for nodea only: created by the service, usable by
+		// nodea, refused to nodeb.
+		apply("storage-logs", "  - {name: only nodea writes logs, from: node-a, storage_deny: [write:logs], storage_accept: [write:mesh]}\n"+
+			"storage:\n  buckets:\n    mesh: {read: \"*\", write: \"*\", list: \"*\"}\n    logs: {read: [nodea], write: [nodea], list: [nodea]}\n")
+		waitFor(t, 2*time.Minute, "nodea puts into bucket logs", func() (bool, string) {
+			out, err := s3(nodea, ca, "put", "logs", "a.bin", "1000")
+			return err == nil && len(out) == 64, fmt.Sprintf("%q %v", out, err)
+		})
+		if out, err := s3(nodeb, cb, "put", "logs", "b.bin", "1000"); err == nil || !strings.Contains(out, " 403") {
+			t.Errorf("nodeb put into logs = %q, %v; want 403", out, err)
+		}
+		if out, err := s3(nodeb, cb, "get", "logs", "a.bin"); err == nil || !strings.Contains(out, " 403") {
+			t.Errorf("nodeb get from logs = %q, %v; want 403", out, err)
+		}
+		if _, err := s3(nodeb, cb, "put", "mesh", "b.bin", "1000"); err != nil {
+			t.Errorf("nodeb put into mesh: %v", err)
+		}
+		// nodeb loses write on mesh: refused soon after the apply, while
+		// it may still read.
+		start := apply("storage-readonly", "storage:\n  buckets:\n    mesh: {read: \"*\", write: [nodea], list: \"*\"}\n")
+		waitFor(t, 30*time.Second, "nodeb's write to mesh refused", func() (bool, string) {
+			out, err := s3(nodeb, cb, "put", "mesh", "b2.bin", "1000")
+			return err != nil && strings.Contains(out, " 403"), fmt.Sprintf("%q %v", out, err)
+		})
+		t.Logf("nodeb's write refused %v after policy apply", time.Since(start).Round(time.Millisecond))
+		if _, err := s3(nodeb, cb, "get", "mesh", "b.bin"); err != nil {
+			t.Errorf("nodeb read of mesh after losing write: %v", err)
+		}
+		if _, err := s3(nodea, ca, "put", "mesh", "a2.bin", "1000"); err != nil {
+			t.Errorf("nodea put into mesh: %v", err)
+		}
+		// Back to the default: every member reads and writes mesh.
+		apply("storage-default", "")
+		waitFor(t, 30*time.Second, "nodeb writes mesh again", func() (bool, string) {
+			out, err := s3(nodeb, cb, "put", "mesh", "b3.bin", "1000")
+			return err == nil, fmt.Sprintf("%q %v", out, err)
+		})
 	})
 	t.Run("removed node is refused", func(t *testing.T) {
 		if _, err := s3(nodea, cb, "get", "mesh", "dir/hello.bin"); err != nil {

@@ -308,9 +308,10 @@ func nodesKey(nodes []api.Node) string {
 			b.WriteByte(' ')
 			b.WriteString(t)
 		}
-		// Docker services compile into filter rules (the docker section).
+		// Docker services compile into filter rules (the docker section),
+		// and a storage node gets the storage grants.
 		for _, sv := range n.Services {
-			if sv.Owner != "" {
+			if sv.Owner != "" || sv.Name == api.ServiceStorageAuth {
 				fmt.Fprintf(&b, " svc:%s/%s/%d/%s/%s", sv.Name, sv.Protocol, sv.Port, sv.Owner, sv.Allow)
 			}
 		}

@@ -25,6 +25,14 @@ type s3Credential struct {
 // Identities renders the SeaweedFS identities of the store: the admin
 // identity, and per node Read, Write and List on each of buckets.
 func (s *Store) Identities(buckets []string) ([]byte, error) {
+	return s.GrantedIdentities(buckets, nil)
+}
+
+// GrantedIdentities renders the identities with each node's actions taken
+// from grants (node ID to SeaweedFS actions); a node grants does not name
+// gets no action. Nil grants: Read, Write and List on each of buckets for
+// every node.
+func (s *Store) GrantedIdentities(buckets []string, grants map[string][]string) ([]byte, error) {
 	admin := s.Admin()
 	c := s3Config{Identities: []s3Identity{{
 		Name:        "tunnelmesh-storage",
@@ -32,9 +40,13 @@ func (s *Store) Identities(buckets []string) ([]byte, error) {
 		Actions:     []string{"Admin", "Read", "Write", "List", "Tagging"},
 	}}}
 	for _, e := range s.Entries() {
-		var actions []string
-		for _, b := range buckets {
-			actions = append(actions, "Read:"+b, "Write:"+b, "List:"+b)
+		actions := []string{}
+		if grants != nil {
+			actions = append(actions, grants[e.NodeID]...)
+		} else {
+			for _, b := range buckets {
+				actions = append(actions, "Read:"+b, "Write:"+b, "List:"+b)
+			}
 		}
 		c.Identities = append(c.Identities, s3Identity{
 			Name:        "node-" + e.NodeID,
@@ -52,7 +64,12 @@ func (s *Store) Identities(buckets []string) ([]byte, error) {
 // WriteIdentities writes the identities file (mode 0600) into the data
 // directory and returns its path.
 func (s *Store) WriteIdentities(buckets []string) (string, error) {
-	b, err := s.Identities(buckets)
+	return s.WriteGrantedIdentities(buckets, nil)
+}
+
+// WriteGrantedIdentities writes GrantedIdentities as WriteIdentities does.
+func (s *Store) WriteGrantedIdentities(buckets []string, grants map[string][]string) (string, error) {
+	b, err := s.GrantedIdentities(buckets, grants)
 	if err != nil {
 		return "", err
 	}

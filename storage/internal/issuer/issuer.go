@@ -10,6 +10,12 @@
 // request). When a node leaves the netmap its credentials are revoked: the
 // identities file is rewritten and SeaweedFS reloaded before ApplyNetmap
 // returns.
+//
+// Access: when the node's filter carries the policy's storage grants
+// (api.Filter.Storage), each node's identity gets exactly its granted
+// actions, rewritten and reloaded when the grants change; without them
+// (no policy, or the node does not publish the storage service) every
+// member may read, write and list Buckets.
 package issuer
 
 import (
@@ -19,6 +25,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +61,9 @@ type Service struct {
 	mu      sync.Mutex // guards the fields below
 	members map[string]api.Node
 	version uint64
+	// grants are the policy's SeaweedFS actions by node ID (names resolved
+	// against the netmap that carried them); nil: every member gets Buckets.
+	grants map[string][]string
 	// writeMu serialises identity-file writes and reloads.
 	writeMu sync.Mutex
 }
@@ -92,14 +103,31 @@ func (s *Service) ApplyNetmap(nm *api.Netmap) error {
 		m[n.ID] = n
 		keys[n.ID] = n.PublicKey
 	}
+	var grants map[string][]string
+	if nm.Filter != nil && nm.Filter.Storage != nil {
+		grants = make(map[string][]string, len(m))
+		for id, n := range m {
+			if a := nm.Filter.Storage.Nodes[api.NormalizeName(n.Name)]; len(a) > 0 {
+				grants[id] = a
+			}
+		}
+	}
 	s.mu.Lock()
 	s.members, s.version = m, nm.Version
+	regrant := !sameGrants(s.grants, grants)
+	s.grants = grants
 	s.mu.Unlock()
 	gone, err := s.Store.Prune(keys)
 	if err != nil {
 		return err
 	}
+	if regrant {
+		s.Log.Info("storage grants changed", "netmap_version", nm.Version, "from_policy", grants != nil, "buckets", s.AllBuckets())
+	}
 	if len(gone) == 0 {
+		if regrant {
+			return s.publish()
+		}
 		return nil
 	}
 	s.Metrics.Revoked.Add(float64(len(gone)))
@@ -113,13 +141,79 @@ func (s *Service) ApplyNetmap(nm *api.Netmap) error {
 func (s *Service) publish() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if _, err := s.Store.WriteIdentities(s.Buckets); err != nil {
+	if _, err := s.writeLocked(); err != nil {
 		return err
 	}
 	if s.Reload == nil {
 		return nil
 	}
 	return s.Reload()
+}
+
+// WriteIdentities writes the identities file for the current members and
+// grants and returns its path.
+func (s *Service) WriteIdentities() (string, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.writeLocked()
+}
+
+// writeLocked writes the identities file; writeMu is held.
+func (s *Service) writeLocked() (string, error) {
+	s.mu.Lock()
+	grants := s.grants
+	s.mu.Unlock()
+	return s.Store.WriteGrantedIdentities(s.Buckets, grants)
+}
+
+// sameGrants reports whether a and b grant the same, telling nil (no
+// grants from the policy) from empty (the policy grants nothing).
+func sameGrants(a, b map[string][]string) bool {
+	if (a == nil) != (b == nil) || len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !slices.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// AllBuckets returns Buckets and every bucket the grants name, sorted: the
+// buckets the service creates.
+func (s *Service) AllBuckets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := slices.Clone(s.Buckets)
+	for _, actions := range s.grants {
+		all = append(all, bucketsOf(actions)...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
+}
+
+// nodeBuckets returns the buckets node id may use.
+func (s *Service) nodeBuckets(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grants == nil {
+		return s.Buckets
+	}
+	b := bucketsOf(s.grants[id])
+	slices.Sort(b)
+	return slices.Compact(b)
+}
+
+// bucketsOf returns the buckets of SeaweedFS actions ("Read:logs").
+func bucketsOf(actions []string) []string {
+	var out []string
+	for _, a := range actions {
+		if _, b, ok := strings.Cut(a, ":"); ok && b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (s *Service) member(id string) (api.Node, bool) {
@@ -203,7 +297,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SecretAccessKey: e.Secret,
 		Region:          s.Region,
 		Endpoint:        s.Endpoint,
-		Buckets:         s.Buckets,
+		Buckets:         s.nodeBuckets(n.ID),
 	})
 }
 

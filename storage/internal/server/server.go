@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	svc.Endpoint = fmt.Sprintf("http://%s.%s:%d", api.ServiceStorage, zone, cfg.S3Port)
 	s3Addr := netip.AddrPortFrom(bind, cfg.S3Port)
-	idFile, err := store.WriteIdentities(cfg.Buckets)
+	idFile, err := svc.WriteIdentities()
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			wait := 500 * time.Millisecond
 			if pid := sup.Pid(); pid != 0 {
 				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-				err := ensureBuckets(cctx, s3, store.Admin(), cfg.Buckets, cfg.Region)
+				err := ensureBuckets(cctx, s3, store.Admin(), svc.AllBuckets(), cfg.Region)
 				ccancel()
 				readyMu.Lock()
 				ready = err == nil
@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 					}
 					if readyPid != pid {
 						readyPid = pid
-						log.Info("storage ready", "buckets", cfg.Buckets, "weed_pid", pid)
+						log.Info("storage ready", "buckets", svc.AllBuckets(), "weed_pid", pid)
 					}
 					wait = 5 * time.Second
 				}
@@ -246,7 +246,9 @@ func ensureBuckets(ctx context.Context, s3 func(creds.Key) (*minio.Client, error
 }
 
 // WaitUsable waits until SeaweedFS accepts k (a signed request is not
-// refused for an unknown key).
+// refused for an unknown key). A listing refused with AccessDenied counts:
+// the key is known, and the policy may grant it nothing on buckets[0] (a
+// HEAD would not tell the two apart, its 403 has no body).
 func WaitUsable(ctx context.Context, s3 func(creds.Key) (*minio.Client, error), k creds.Key, buckets []string) error {
 	if len(buckets) == 0 {
 		return nil
@@ -256,8 +258,14 @@ func WaitUsable(ctx context.Context, s3 func(creds.Key) (*minio.Client, error), 
 		return err
 	}
 	for {
-		_, err := c.BucketExists(ctx, buckets[0])
-		if err == nil {
+		var err error
+		lctx, lcancel := context.WithCancel(ctx) // stops the listing's goroutine
+		for o := range c.ListObjects(lctx, buckets[0], minio.ListObjectsOptions{MaxKeys: 1}) {
+			err = o.Err
+			break
+		}
+		lcancel()
+		if err == nil || minio.ToErrorResponse(err).Code == "AccessDenied" {
 			return nil
 		}
 		select {
