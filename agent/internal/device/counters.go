@@ -26,6 +26,7 @@ const (
 	DropNoEndpoint                        // no UDP endpoint known for the peer
 	DropQueueFull                         // a queue was full (overload)
 	DropSendFailed                        // the bind refused a send
+	DropCoDel                             // dropped by the peer queue's CoDel (queue.go): queued too long
 	NumDropReasons
 )
 
@@ -33,6 +34,7 @@ var dropNames = [NumDropReasons]string{
 	"junk", "bad_mac1", "handshake_failed", "unknown_key", "stale_initiation", "rate_limited",
 	"cookie_reply", "unknown_index", "decrypt", "replay", "expired", "allowed_ips",
 	"malformed_inner", "filter", "no_peer", "too_big", "no_endpoint", "queue_full", "send_failed",
+	"codel",
 }
 
 // String returns the reason's metric label, e.g. "bad_mac1".

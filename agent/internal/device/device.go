@@ -45,6 +45,9 @@ type Device struct {
 	mtu            atomic.Int32
 	keepalive      atomic.Int64 // persistent keepalive interval, ns; <= 0 off
 	noSendBatching atomic.Bool
+	// fifo turns the queue discipline (queue.go) off: plain FIFO queues,
+	// as a baseline for the tests that measure it.
+	fifo atomic.Bool
 	filter         atomic.Pointer[func([]byte) bool]
 
 	reconfigMu sync.Mutex // serialises Reconfig and Close

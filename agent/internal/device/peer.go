@@ -75,6 +75,10 @@ type peer struct {
 	rxInflight atomic.Int32
 	rxMu       sync.Mutex
 
+	// tx and rx are the queue discipline of the send and receive queues
+	// (queue.go).
+	tx, rx pqueue
+
 	staged   chan *batch
 	outbound chan *batch
 	inbound  chan *batch

@@ -60,9 +60,9 @@ func toReceiver(bt *batch, kpB *keypair) {
 	}
 }
 
-// TestPacketPathNoAlloc proves the per-packet path (encrypt, decrypt,
-// replay window, allowed-IPs, ping check, filter, TUN write batch) does not
-// allocate.
+// TestPacketPathNoAlloc proves the per-packet path (flow hash, encrypt,
+// queue discipline, decrypt, replay window, allowed-IPs, ping check,
+// filter, TUN write batch) does not allocate.
 func TestPacketPathNoAlloc(t *testing.T) {
 	m, delivered := pairWithSink(t)
 	cfg := m.config(1)
@@ -77,7 +77,12 @@ func TestPacketPathNoAlloc(t *testing.T) {
 	before := delivered.Load()
 	allocs := testing.AllocsPerRun(200, func() {
 		fill(bt, kpA, size)
+		for _, e := range bt.elems {
+			e.flow = uint16(flowBucket(e.packet))
+		}
 		a.encryptBatch(bt, enc)
+		bt.enq = mono()
+		bt.peer.codelDrop(&bt.peer.tx, bt, mono()) // no drop: no sojourn
 		toReceiver(bt, kpB)
 		decryptBatch(bt, dec)
 		pb.receiveBatch(bt)

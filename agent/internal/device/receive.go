@@ -123,16 +123,31 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 		for _, b := range pb.list {
 			p := b.peer
-			if len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
-				// Nothing of this peer is queued: deliver now.
+			if b.sparse || len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
+				// Sparse packets (queue.go) wait for no queue, only for
+				// a delivery in progress; or nothing of this peer is
+				// queued: deliver now.
+				start := mono()
+				if b.sparse {
+					p.rxMu.Lock()
+				}
 				if !p.isStopped() {
 					decryptBatch(b, nonce)
 					p.receiveBatch(b)
 				}
 				p.rxMu.Unlock()
+				p.rx.record(mono()-start, len(b.elems))
 				d.pools.putBatch(b)
 				continue
 			}
+			if !p.rx.admit(len(b.elems), !d.fifo.Load()) {
+				for range b.elems {
+					d.counters.drop(DropQueueFull)
+				}
+				d.pools.putBatch(b)
+				continue
+			}
+			b.q, b.enq = &p.rx, mono()
 			p.rxInflight.Add(1)
 			b.mu.Lock()
 			select {
@@ -193,6 +208,7 @@ func (p *peer) routineSequentialReceiver() {
 		b.mu.Lock()
 		//lint:ignore SA2001 the batch is locked until the decryption worker is done with it
 		b.mu.Unlock()
+		p.codelDrop(&p.rx, b, mono())
 		p.rxMu.Lock()
 		p.receiveBatch(b)
 		p.rxMu.Unlock()
