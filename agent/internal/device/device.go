@@ -47,8 +47,8 @@ type Device struct {
 	noSendBatching atomic.Bool
 	// fifo turns the queue discipline (queue.go) off: plain FIFO queues,
 	// as a baseline for the tests that measure it.
-	fifo atomic.Bool
-	filter         atomic.Pointer[func([]byte) bool]
+	fifo   atomic.Bool
+	filter atomic.Pointer[func([]byte) bool]
 
 	reconfigMu sync.Mutex // serialises Reconfig and Close
 

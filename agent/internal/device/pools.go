@@ -42,7 +42,7 @@ type elem struct {
 	counter  uint64
 	keypair  *keypair
 	endpoint conn.Endpoint
-	ok       bool // set by the decryption worker
+	ok       bool   // set by the decryption worker
 	flow     uint16 // flow bucket of a packet from the TUN (flowBucket)
 	// ref: the elem holds a reference to keypair's keys for its batch
 	// (keypair.acquire), dropped once sealed or opened (releaseRefs).
