@@ -19,8 +19,8 @@ import (
 //     there a datagram of at most sparseMaxWire bytes (pings, TCP ACKs,
 //     DNS, interactive traffic) is sparse.
 //   - The queue is bounded by time, not by count: CoDel watches each
-//     packet's sojourn time (from queueing to leaving the sequential
-//     goroutine) and, once it stayed above codelTarget for codelInterval,
+//     packet's sojourn time (from queueing to the sequential goroutine
+//     taking it, after the crypto workers) and, once it stayed above codelTarget for codelInterval,
 //     drops packets at the rate of its control law until it falls below,
 //     so TCP slows down instead of filling the queue.
 //   - A hard limit of queueMaxPackets per peer and direction (tail drop)

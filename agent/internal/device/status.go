@@ -32,6 +32,9 @@ type PeerStatus struct {
 	RxPackets, TxPackets uint64
 	// RTT is the latest round-trip sample (handshake or Ping); 0 if none.
 	RTT time.Duration
+	// TxQueue and RxQueue are the send and receive queues' sojourn times
+	// and drops (queue.go).
+	TxQueue, RxQueue QueueStats
 }
 
 // Status is a snapshot of the device.
@@ -67,6 +70,7 @@ func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	s.RxPackets, s.TxPackets = p.rxPackets.Load(), p.txPackets.Load()
 	s.RTT = time.Duration(p.rtt.Load())
 	s.PathChanges = p.pathChanges.Load()
+	s.TxQueue, s.RxQueue = p.tx.stats(), p.rx.stats()
 	return s
 }
 

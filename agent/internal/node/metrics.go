@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -66,6 +68,8 @@ var (
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
 	descPeerPathChg   = desc("peer_path_changes_total", "Moves of the peer from one path (transport or address) to another.", "peer")
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
+	descPeerSojourn   = desc("peer_queue_sojourn_seconds", "Time packets spent in the peer's send (tx) or receive (rx) queue; sparse packets skip the queue and count their time from reader to send or delivery.", "peer", "direction")
+	descPeerQDrops    = desc("peer_queue_drops_total", "Packets dropped by the peer queue's discipline: codel (queued too long) or limit (queue full).", "peer", "direction", "discipline")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
 	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: the registry's built-in default policy, or no filter).")
@@ -77,7 +81,7 @@ type planeCollector struct{ n *Node }
 func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
-		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descPeerPathChg, descFilterAccepts, descFilterFlows, descFilterPolicy} {
+		descHSInitiated, descPeerRTT, descPeerLastHS, descPeerPath, descPeerPathChg, descPeerSojourn, descPeerQDrops, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
@@ -97,6 +101,14 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)
+		for _, q := range []struct {
+			dir string
+			st  device.QueueStats
+		}{{"tx", p.TxQueue}, {"rx", p.RxQueue}} {
+			ch <- queueHistogram(p.Name, q.dir, q.st)
+			ch <- prometheus.MustNewConstMetric(descPeerQDrops, prometheus.CounterValue, float64(q.st.CoDelDrops), p.Name, q.dir, "codel")
+			ch <- prometheus.MustNewConstMetric(descPeerQDrops, prometheus.CounterValue, float64(q.st.TailDrops), p.Name, q.dir, "limit")
+		}
 		if p.RTT > 0 {
 			ch <- prometheus.MustNewConstMetric(descPeerRTT, prometheus.GaugeValue, p.RTT.Seconds(), p.Name)
 		}
@@ -120,4 +132,17 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.Filter.Flows))
 	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.Filter.PolicyVersion))
+}
+
+// queueHistogram is one direction of a peer queue's sojourn times as a
+// Prometheus histogram (cumulative buckets).
+func queueHistogram(peer, dir string, st device.QueueStats) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(device.SojournBuckets))
+	var cum uint64
+	for i, le := range device.SojournBuckets {
+		cum += st.Sojourn[i]
+		buckets[le] = cum
+	}
+	cum += st.Sojourn[len(device.SojournBuckets)]
+	return prometheus.MustNewConstHistogram(descPeerSojourn, cum, st.SojournSum.Seconds(), buckets, peer, dir)
 }

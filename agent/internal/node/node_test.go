@@ -71,7 +71,10 @@ func (p *fakePlane) Status() engine.Status {
 	st := engine.Status{Status: device.Status{ListenPort: 51999}, Drops: map[string]uint64{"replay": 3}}
 	for i, peer := range c.Device.Peers {
 		st.Peers = append(st.Peers, device.PeerStatus{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
-			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond})
+			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond,
+			// 2 packets within 100 µs, 1 within 5 ms, 1 above 250 ms.
+			TxQueue: device.QueueStats{Sojourn: [len(device.SojournBuckets) + 1]uint64{0: 2, 5: 1, len(device.SojournBuckets): 1},
+				SojournSum: 300 * time.Millisecond, CoDelDrops: 4, TailDrops: 5}})
 	}
 	return st
 }
@@ -268,6 +271,14 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		`tunnelmesh_agent_peer_rtt_seconds{peer="charlie"} 0.001`,
 		`tunnelmesh_agent_peer_path{path="udp 192.0.2.9:1",peer="charlie",transport="udp"} 1`,
 		`tunnelmesh_agent_reconfigs_total`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.0001"} 2`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.005"} 3`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.25"} 3`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="+Inf"} 4`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_sum{direction="tx",peer="charlie"} 0.3`,
+		`tunnelmesh_agent_peer_queue_sojourn_seconds_count{direction="rx",peer="charlie"} 0`,
+		`tunnelmesh_agent_peer_queue_drops_total{direction="tx",discipline="codel",peer="charlie"} 4`,
+		`tunnelmesh_agent_peer_queue_drops_total{direction="tx",discipline="limit",peer="charlie"} 5`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
