@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -177,6 +178,7 @@ func (d *Device) routineDecryption() {
 	for b := range d.decQueue {
 		decryptBatch(b, nonce)
 		b.mu.Unlock()
+		runtime.Gosched() // see routineEncryption
 	}
 }
 
