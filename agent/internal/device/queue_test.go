@@ -169,6 +169,63 @@ func TestSparseSkipsQueue(t *testing.T) {
 	}
 }
 
+// TestSparseSkipsReceiveQueue: with large datagrams queued for a peer on
+// the receiving side, a small one is delivered before them; the large ones
+// follow in order.
+func TestSparseSkipsReceiveQueue(t *testing.T) {
+	var mu sync.Mutex
+	var got []int
+	m := newMeshStopped(t, 2, fastTiming())
+	m.tunHook = func(i int, tun *faketun.Device) {
+		if i == 1 {
+			tun.Sink = func(pkt []byte) {
+				mu.Lock()
+				got = append(got, len(pkt))
+				mu.Unlock()
+			}
+		}
+	}
+	m.startAll()
+	a, bn := m.nodes[0], m.nodes[1]
+	if _, _, err := a.dev.Ping(t.Context(), bn.ip); err != nil {
+		t.Fatal(err)
+	}
+	received := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	base := len(received())
+	// Hold b's sequential receiver: batches queue behind this one.
+	pb := bn.dev.peerFor(a)
+	hold := bn.dev.pools.getBatch(pb)
+	hold.mu.Lock()
+	var once sync.Once
+	release := func() { once.Do(hold.mu.Unlock) }
+	t.Cleanup(release) // before the devices close
+	pb.rxInflight.Add(1)
+	pb.inbound <- hold
+
+	bulk := packet(a, bn, string(make([]byte, 1000)))
+	small := faketun.UDPPacket(a.ip.As4(), bn.ip.As4(), 3000, 4000, make([]byte, 72))
+	for range 4 {
+		a.tun.Inject(bulk)
+	}
+	waitFor(t, "the large datagrams to queue", 30*time.Second, func() bool { return pb.rx.packets.Load() == 4 })
+	a.tun.Inject(small)
+	waitFor(t, "the small datagram", 30*time.Second, func() bool { return len(received()) > base })
+	if r := received()[base:]; len(r) != 1 || r[0] != len(small) {
+		t.Fatalf("delivered %v while large datagrams were queued, want the small packet (%d bytes) alone", r, len(small))
+	}
+	release()
+	waitFor(t, "the large datagrams", 30*time.Second, func() bool { return len(received()) == base+5 })
+	for _, n := range received()[base+1:] {
+		if n != len(bulk) {
+			t.Fatalf("delivered %v, want the small packet then 4 of %d bytes", received()[base:], len(bulk))
+		}
+	}
+}
+
 // orderBind records the sizes of the datagrams sent, in order.
 type orderBind struct {
 	Bind
