@@ -231,11 +231,11 @@ for i in $(seq 100); do
 done
 [[ -n $TOKEN ]] || { log "coordinator did not start:"; cat "$WORK/coord.log" >&2; exit 1; }
 ip netns exec "$NA" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-a \
-	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn >"$WORK/a.log" 2>&1 &
+	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 >"$WORK/a.log" 2>&1 &
 PIDS+=($!)
 PID_A=$!
 ip netns exec "$NB" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-b \
-	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn >"$WORK/b.log" 2>&1 &
+	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 >"$WORK/b.log" 2>&1 &
 PIDS+=($!)
 TM_B=""
 for i in $(seq 100); do
@@ -260,10 +260,24 @@ if ! kill -0 "$PID_A" 2>/dev/null; then
 	exit 1
 fi
 RSS_AFTER=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
+# The peer queues' drops and sojourn times on both nodes, over all the runs.
+QUEUES=""
+for side in A B; do
+	ns=$NA
+	[[ $side == B ]] && ns=$NB
+	q=$({ ip netns exec "$ns" curl -s --max-time 5 http://127.0.0.1:9101/metrics || true; } | awk -v side="$side" '
+		/^tunnelmesh_agent_peer_queue_drops_total/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+			match($0, /discipline="[a-z]+"/); k = substr($0, RSTART + 12, RLENGTH - 13); drops[d " " k] += $NF }
+		/^tunnelmesh_agent_peer_queue_sojourn_seconds_(sum|count)/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+			if ($1 ~ /_sum/) sum[d] += $NF; else cnt[d] += $NF }
+		END { for (d in cnt) printf "%s %s: %d packets, mean sojourn %.0f us, codel drops %d, limit drops %d; ", side, d, cnt[d],
+			(cnt[d] > 0) ? sum[d] / cnt[d] * 1e6 : 0, drops[d " codel"], drops[d " limit"] }')
+	QUEUES="$QUEUES$q"
+done
 
 # --- table -------------------------------------------------------------------
 # results: NAME 1-stream 1-stream-reverse 4-streams idle-p50 loaded-p50 loaded-p99
-awk -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
+awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
 function median(list,    a, n, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -305,5 +319,6 @@ END {
 	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): idle RTT %+d us over raw veth; tunnelmesh %+d us over the floor\n", m["floor", 5] - m["raw-veth", 5], m["tunnelmesh", 5] - m["floor", 5]
 	if (("floor-busy", 5) in m) printf "floor busy-polling (a CPU per side spinning): idle RTT %+d us over raw veth\n", m["floor-busy", 5] - m["raw-veth", 5]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
+	printf "tunnelmesh peer queues (node A, node B; tx, rx): %s\n", queues
 	printf "targets: 1 stream, B>A and 4 streams >= 1.1x wireguard-go; loaded RTT p50 <= 3000 us, p99 <= 10000 us; idle RTT <= floor + 50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"

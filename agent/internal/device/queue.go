@@ -23,8 +23,8 @@ import (
 //     taking it, after the crypto workers) and, once it stayed above codelTarget for codelInterval,
 //     drops packets at the rate of its control law until it falls below,
 //     so TCP slows down instead of filling the queue.
-//   - A hard limit of queueMaxPackets per peer and direction (tail drop)
-//     bounds what the queue holds when CoDel is not fast enough, and keeps
+//   - A hard limit of queueMaxPackets per peer and direction, and of the
+//     channel's batches (tail drop, never blocking the reader), bounds what the queue holds when CoDel is not fast enough, and keeps
 //     the counters of packets that overtake queued ones within the
 //     receiver's replay window: both directions together stay below
 //     replay.WindowSize.
@@ -32,8 +32,8 @@ import (
 // Every packet's sojourn time is recorded in the peer's histogram
 // (QueueStats).
 const (
-	codelTarget     = 1 * time.Millisecond
-	codelInterval   = 10 * time.Millisecond
+	codelTarget     = 5 * time.Millisecond
+	codelInterval   = 100 * time.Millisecond
 	queueMaxPackets = 2048
 	// sparseMaxWire is the largest sparse datagram on the receive side: an
 	// inner packet of 256 bytes, padded and framed.
@@ -87,6 +87,34 @@ func (q *pqueue) admit(n int, limit bool) bool {
 		return false
 	}
 	return true
+}
+
+// queue puts b, admitted, on ch, p's outbound or inbound channel. A full
+// channel (many small batches) refuses it like a full queue: the reader
+// never blocks behind the queue, or sparse packets would wait in the TUN
+// or the socket. It reports false when b was not queued: refused, or p is
+// stopping.
+func (q *pqueue) queue(p *peer, ch chan *batch, b *batch) bool {
+	select {
+	case ch <- b:
+		return true
+	case <-p.stopCh:
+		return false
+	default:
+	}
+	if p.d.fifo.Load() {
+		select {
+		case ch <- b:
+			return true
+		case <-p.stopCh:
+			return false
+		}
+	}
+	q.tailDr.Add(uint64(len(b.elems)))
+	for range b.elems {
+		p.d.counters.drop(DropQueueFull)
+	}
+	return false
 }
 
 // record counts n packets that spent sojourn nanoseconds in the queue.

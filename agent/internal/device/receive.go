@@ -151,13 +151,13 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 			b.q, b.enq = &p.rx, mono()
 			p.rxInflight.Add(1)
 			b.mu.Lock()
-			select {
-			case p.inbound <- b:
-				d.decQueue <- b
-			case <-p.stopCh:
+			if !p.rx.queue(p, p.inbound, b) {
 				b.mu.Unlock()
+				p.rxInflight.Add(-1)
 				d.pools.putBatch(b)
+				continue
 			}
+			d.decQueue <- b
 		}
 		pb.reset()
 	}

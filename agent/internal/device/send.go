@@ -342,10 +342,9 @@ func (p *peer) sendStaged() {
 		b.q, b.enq = &p.tx, mono()
 		p.txInflight.Add(1)
 		b.mu.Lock()
-		select {
-		case p.outbound <- b:
-		case <-p.stopCh:
+		if !p.tx.queue(p, p.outbound, b) {
 			b.mu.Unlock()
+			p.txInflight.Add(-1)
 			d.pools.putBatch(b)
 			continue
 		}
