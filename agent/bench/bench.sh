@@ -22,7 +22,8 @@
 # BENCH_PINGS (pings for the idle RTT median, default 200), BENCH_ROUNDS
 # (alternating rounds of wireguard-go and TunnelMesh, default 3: the table
 # shows each one's median and every round's ratio), BENCH_BUSY_POLL=1
-# (also measure the forwarder busy-polling: a CPU per side spinning).
+# (also measure the forwarder busy-polling: a CPU per side spinning),
+# BENCH_NODE_FLAGS (more flags for both TunnelMesh nodes, e.g. "--procs 2").
 set -euo pipefail
 
 SECS=${BENCH_SECONDS:-5}
@@ -93,9 +94,18 @@ PIDS+=("$(cat "$WORK/iperf3.pid")")
 
 # throughput DST STREAMS [-R] -> Mbit/s (receiver side); 0 when iperf3 fails.
 # -R: B sends to A (the reverse direction).
+# A failed run (e.g. the server still busy with the previous one) is tried
+# once more; iperf3's complaint goes to the log.
 throughput() {
-	{ ina iperf3 -c "$1" -t "$SECS" -P "$2" ${3:-} -f m 2>>"$WORK/iperf3.err" || true; } |
-		awk '/receiver/ { v = $(NF-2) } END { if (v == "") v = "0"; print v }'
+	local v try
+	for try in 1 2; do
+		v=$({ ina iperf3 -c "$1" -t "$SECS" -P "$2" ${3:-} -f m 2>>"$WORK/iperf3.err" || true; } |
+			awk '/receiver/ { v = $(NF-2) } END { if (v == "") v = "0"; print v }')
+		[[ $v != 0 ]] && break
+		log "iperf3 -c $1 -P $2 ${3:-} failed (try $try): $(tail -1 "$WORK/iperf3.err" 2>/dev/null)"
+		sleep 0.5
+	done
+	echo "$v"
 }
 
 # rtt_stats FILE -> "p50 p99" in microseconds of the ping replies in FILE
@@ -231,11 +241,11 @@ for i in $(seq 100); do
 done
 [[ -n $TOKEN ]] || { log "coordinator did not start:"; cat "$WORK/coord.log" >&2; exit 1; }
 ip netns exec "$NA" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-a \
-	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 >"$WORK/a.log" 2>&1 &
+	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/a.log" 2>&1 &
 PIDS+=($!)
 PID_A=$!
 ip netns exec "$NB" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-b \
-	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 >"$WORK/b.log" 2>&1 &
+	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/b.log" 2>&1 &
 PIDS+=($!)
 TM_B=""
 for i in $(seq 100); do
