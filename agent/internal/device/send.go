@@ -366,8 +366,9 @@ func (d *Device) routineEncryption() {
 		d.encryptBatch(b, nonce)
 		b.mu.Unlock()
 		// Under load the queue never runs dry and a worker never blocks:
-		// without yielding, a reader the netpoller woke (a ping waiting
-		// in the TUN or the socket) would wait for the scheduler's 10 ms
+		// without yielding, a goroutine made runnable meanwhile (the
+		// sequential sender this batch unlocked, a reader the runtime's
+		// network poll woke) would wait for the scheduler's 10 ms
 		// preemption. A batch is a few tens of microseconds of work.
 		runtime.Gosched()
 	}
