@@ -8,9 +8,12 @@ GO           ?= go
 TEST_FLAGS   ?= -count=1 -timeout 20m
 STATICCHECK  := $(shell $(GO) env GOPATH)/bin/staticcheck
 TESTLOGS     := $(CURDIR)/.test-logs
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS      := -s -w -X main.version=$(VERSION) -X github.com/tunnelmesh/tunnelmesh/agent/internal/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images
+.PHONY: all build test test-unit test-deploy lint fmt vet staticcheck bench deps binaries demo demo-down clean tidy images \
+	release terraform-validate cloudinit-check
 
 all: build
 
@@ -28,7 +31,7 @@ binaries:
 	@set -e; for m in $(MODULES); do \
 	  for c in $$m/cmd/*/; do [ -d "$$c" ] || continue; \
 	    echo "== bin/$$(basename $$c)"; \
-	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
+	    (cd $$m && GOWORK=off $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/$$(basename $$c) ./cmd/$$(basename $$c)); \
 	  done; done
 
 ## demo: the main job, a working demo mesh in Docker (see compose/README.md)
@@ -42,8 +45,24 @@ demo-down:
 images:
 	@scripts/images.sh
 
-## test: everything CI runs: deps, lint, then every module's tests (root-only tests run for real as root)
-test: deps lint test-unit
+## release: dist/tunnelmesh-linux-{amd64,arm64}.tar.gz and dist/SHA256SUMS (packaging/README.md)
+release:
+	@VERSION=$(VERSION) OUT=dist scripts/release.sh
+
+## test: everything CI runs: deps, lint, every module's tests (root-only tests run for real as root,
+## agent/internal/releasetest runs the release tarball), then the deployment checks
+test: deps lint test-unit test-deploy
+
+## test-deploy: the Terraform modules (offline) and the droplets' cloud-init (terraform/README.md)
+test-deploy: terraform-validate cloudinit-check
+
+## terraform-validate: fmt, init from ../shared/terraform/mirror, validate, tflint, plan (offline)
+terraform-validate:
+	@scripts/terraform-validate.sh
+
+## cloudinit-check: render cloud-init, cloud-init schema, install in a Debian chroot, units verified (root)
+cloudinit-check:
+	@scripts/cloudinit-check.sh
 
 ## test-unit: every module's tests; go test's ok/FAIL lines and failures as usual, the full
 ## output as JSON in .test-logs/MODULE.json, and at the end every skipped test and why.
@@ -78,4 +97,4 @@ tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,11 @@ import (
 // TestComposeDemo runs the README's main command (make demo, which is
 // scripts/demo.sh) under its own Compose project name: it builds the images,
 // brings up compose/docker-compose.yml, and fails unless every node reaches
-// every other. Then, from outside as a user would: every node's netmap lists
-// the mesh DNS server, and meshdns answers node names and reverse lookups.
+// every other, and unless node2 reaches node1's labelled web container at
+// web.node1.mesh:8080 through dockerwatch and node3 does not. Then, from
+// outside as a user would: every node's netmap lists
+// the mesh DNS server, meshdns answers node names and reverse lookups, and
+// the monitoring profile's Prometheus scrapes every component over the mesh.
 func TestComposeDemo(t *testing.T) {
 	harness.RequireDocker(t)
 	if _, err := exec.LookPath("dig"); err != nil {
@@ -30,7 +34,10 @@ func TestComposeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	project := fmt.Sprintf("tmdemo%d", time.Now().UnixNano()%1e6)
-	env := append(os.Environ(), "COMPOSE_PROJECT_NAME="+project)
+	// Prometheus's API on a free host port, so a demo already running on
+	// this machine (on 9090) does not collide with the test's.
+	promPort := freeTCPPort(t)
+	env := append(os.Environ(), "COMPOSE_PROJECT_NAME="+project, "TUNNELMESH_PROMETHEUS_PORT="+promPort)
 	compose := func(ctx context.Context, args ...string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "compose.sh"), args...)
 		cmd.Dir, cmd.Env = root, env
@@ -57,6 +64,11 @@ func TestComposeDemo(t *testing.T) {
 	t.Logf("demo up and fully reachable in %s", time.Since(start).Round(time.Second))
 	if !strings.Contains(out.String(), "pong from node3") {
 		t.Fatalf("demo output has no ping answer from node3:\n%s", out.String())
+	}
+	// dockerwatch: node2 reached node1's web container by name, node3 (not
+	// in its tunnelmesh.allow) did not.
+	if !strings.Contains(out.String(), "hello from web") || !strings.Contains(out.String(), "node3: refused") {
+		t.Fatalf("demo output lacks node2's answer from web.node1.mesh:8080 or node3's refusal:\n%s", out.String())
 	}
 
 	type status struct {
@@ -125,6 +137,22 @@ func TestComposeDemo(t *testing.T) {
 	if first := firstNameserver(string(conf)); first != ips["dns"] {
 		t.Errorf("node1's first nameserver = %q, want the dns node %s:\n%s", first, ips["dns"], conf)
 	}
+
+	// The monitoring profile: Prometheus, a mesh member, found every target
+	// through the registry (demo.sh waited for that); observability's live
+	// check then runs against it: every target up, every alert rule loaded
+	// and healthy, every dashboard query evaluating, every metric a panel
+	// or alert uses scraped from the real components.
+	if !strings.Contains(out.String(), "Prometheus: ") {
+		t.Fatalf("demo output does not report Prometheus's targets:\n%s", out.String())
+	}
+	live := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^TestLiveMesh$", "-v", "./internal/promrun")
+	live.Dir = filepath.Join(root, "observability")
+	live.Env = append(os.Environ(), "GOWORK=off", "TUNNELMESH_PROMETHEUS_URL=http://127.0.0.1:"+promPort)
+	lo, err := live.CombinedOutput()
+	if err != nil || !strings.Contains(string(lo), "--- PASS: TestLiveMesh") {
+		t.Fatalf("observability TestLiveMesh against the demo's Prometheus: %v\n%s", err, lo)
+	}
 }
 
 func firstNameserver(conf string) string {
@@ -135,4 +163,16 @@ func firstNameserver(conf string) string {
 		}
 	}
 	return ""
+}
+
+// freeTCPPort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func freeTCPPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if err := harness.Setup("agent", "meshdns"); err != nil {
+	if err := harness.Setup("agent", "meshdns", "dockerwatch", "demo-web"); err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		os.Exit(1)
 	}

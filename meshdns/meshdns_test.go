@@ -232,3 +232,45 @@ func TestAnswersAreCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestMeshServiceNames: <service>.<zone> answers every node that publishes
+// the service and holds the tag of the same name (nfs.mesh: the NFS
+// servers), unless a node has that name. A node cannot put itself into
+// nfs.mesh by publishing the service: tags come only from the admin.
+func TestMeshServiceNames(t *testing.T) {
+	nfs := api.Service{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}
+	ip := netip.MustParseAddr
+	nm := &api.Netmap{Version: 3, MeshCIDR: netip.MustParsePrefix("100.64.0.0/10"),
+		Self: api.Node{Name: "dns", IP: ip("100.64.0.1")},
+		Peers: []api.Node{
+			{Name: "files1", IP: ip("100.64.0.2"), Tags: []string{"nfs"}, Services: []api.Service{nfs}},
+			{Name: "files2", IP: ip("100.64.0.3"), Tags: []string{"nfs", "ci"}, Services: []api.Service{nfs, {Name: "NFS", Protocol: "udp", Port: 2049}}},
+			{Name: "rogue", IP: ip("100.64.0.6"), Services: []api.Service{nfs}}, // publishes nfs without the tag
+			{Name: "http", IP: ip("100.64.0.4"), Tags: []string{"http"}},
+			{Name: "web", IP: ip("100.64.0.5"), Tags: []string{"http"}, Services: []api.Service{{Name: "http", Protocol: "tcp", Port: 80}}},
+		}}
+	tb := buildTable(nm, "", 60)
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"nfs.mesh.", []string{"nfs.mesh.\t60\tIN\tA\t100.64.0.2", "nfs.mesh.\t60\tIN\tA\t100.64.0.3"}},
+		{"nfs.rogue.mesh.", []string{"nfs.rogue.mesh.\t60\tIN\tA\t100.64.0.6"}}, // its own name only
+		{"http.mesh.", []string{"http.mesh.\t60\tIN\tA\t100.64.0.4"}},           // the node, not web's service
+	} {
+		e := tb.names[tc.name]
+		var got []string
+		if e != nil {
+			for _, rr := range e.a {
+				got = append(got, rr.String())
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s A = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	nm.Peers = nm.Peers[2:]
+	if e := buildTable(nm, "", 60).names["nfs.mesh."]; e != nil && len(e.a) > 0 {
+		t.Errorf("nfs.mesh with no tagged NFS server: %v", e.a)
+	}
+}

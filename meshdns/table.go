@@ -88,6 +88,7 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	nodes = append(nodes, nm.Self)
 	nodes = append(nodes, nm.Peers...)
 	byIP := make(map[netip.Addr]string, len(nodes))
+	services := map[string][]netip.Addr{} // service name -> addresses of the nodes publishing it
 	for _, n := range nodes {
 		name := api.NormalizeName(n.Name)
 		if api.ValidateName(name) != nil || !n.IP.Is4() {
@@ -112,8 +113,17 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 				e.ptr = append(e.ptr, &dns.PTR{Hdr: t.hdr(rev, dns.TypePTR), Ptr: host})
 			}
 		}
-		t.addServices(host, n, a)
+		for _, svc := range t.addServices(host, n, a) {
+			// Only the admin gives tags: publishing a service alone does
+			// not put a node into the mesh-wide name.
+			if hasTag(n.Tags, svc) && !slices.Contains(services[svc], n.IP) {
+				services[svc] = append(services[svc], n.IP)
+			}
+		}
 	}
+	t.addMeshServices(services)
+
+	t.addMeshWide(nodes)
 
 	for _, ip := range nm.DNS.Servers {
 		if host, ok := byIP[ip]; ok && !slices.Contains(t.ns, host) {
@@ -131,9 +141,34 @@ func buildTable(nm *api.Netmap, zone string, ttl uint32) *table {
 	return t
 }
 
+// addMeshServices adds <service>.<zone> (A) with the address of every node
+// publishing the service and holding the tag of the same name, unless a
+// node has that name (a node's own name wins).
+func (t *table) addMeshServices(services map[string][]netip.Addr) {
+	for svc, ips := range services {
+		name := svc + "." + t.zone
+		if e, ok := t.names[name]; ok && len(e.a) > 0 {
+			continue
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		e := t.add(name, t.zone)
+		for _, ip := range ips {
+			e.a = append(e.a, t.aRecord(name, ip))
+		}
+	}
+}
+
+// hasTag reports whether tags holds tag ("nfs" or "tag:nfs"), ignoring case.
+func hasTag(tags []string, tag string) bool {
+	return slices.ContainsFunc(tags, func(t string) bool {
+		return strings.EqualFold(strings.TrimPrefix(t, "tag:"), tag)
+	})
+}
+
 // addServices adds <service>.<host> (A) and _<service>._<proto>.<host> (SRV)
-// for each valid service of n.
-func (t *table) addServices(host string, n api.Node, a dns.RR) {
+// for each valid service of n, and returns the valid services' names.
+func (t *table) addServices(host string, n api.Node, a dns.RR) []string {
+	var names []string
 	for _, s := range n.Services {
 		svc := api.NormalizeName(s.Name)
 		proto := strings.ToLower(s.Protocol)
@@ -141,6 +176,7 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 			t.skipped++
 			continue
 		}
+		names = append(names, svc)
 		name := svc + "." + host
 		if e := t.add(name, t.zone); len(e.a) == 0 {
 			e.a = []dns.RR{t.aRecord(name, n.IP)}
@@ -153,6 +189,44 @@ func (t *table) addServices(host string, n api.Node, a dns.RR) {
 		e.srv = append(e.srv, &dns.SRV{Hdr: t.hdr(srvName, dns.TypeSRV), Port: s.Port, Target: host})
 		if len(e.extra) == 0 {
 			e.extra = []dns.RR{a}
+		}
+	}
+	return names
+}
+
+// meshWideServices are named directly under the zone as well: <service>.<zone>
+// (A: every node publishing it) and _<service>._<proto>.<zone> (SRV), so
+// clients need not know which node runs them ("storage.mesh").
+var meshWideServices = []string{api.ServiceStorage}
+
+// addMeshWide adds the names of meshWideServices, unless a node holds the
+// name (node names win).
+func (t *table) addMeshWide(nodes []api.Node) {
+	for _, svc := range meshWideServices {
+		name := svc + "." + t.zone
+		if e, ok := t.names[name]; ok && len(e.a) > 0 {
+			continue
+		}
+		for _, n := range nodes {
+			host := api.NormalizeName(n.Name) + "." + t.zone
+			he, ok := t.names[host]
+			if !ok || len(he.a) == 0 || he.a[0].(*dns.A).A.String() != n.IP.String() {
+				continue // left out above
+			}
+			for _, s := range n.Services {
+				proto := strings.ToLower(s.Protocol)
+				if api.NormalizeName(s.Name) != svc || (proto != "tcp" && proto != "udp") || s.Port == 0 {
+					continue
+				}
+				e := t.add(name, t.zone)
+				if !slices.ContainsFunc(e.a, func(r dns.RR) bool { return r.(*dns.A).A.Equal(n.IP.AsSlice()) }) {
+					e.a = append(e.a, t.aRecord(name, n.IP))
+				}
+				srvName := "_" + svc + "._" + proto + "." + t.zone
+				se := t.add(srvName, t.zone)
+				se.srv = append(se.srv, &dns.SRV{Hdr: t.hdr(srvName, dns.TypeSRV), Port: s.Port, Target: host})
+				se.extra = append(se.extra, he.a[0])
+			}
 		}
 	}
 }

@@ -5,10 +5,14 @@
 #   scripts/compose.sh up -d
 #   scripts/compose.sh exec node1 tunnelmesh status
 #   scripts/compose.sh down -v          # -v also removes the volumes (mesh state)
+#   COMPOSE_PROFILES= scripts/compose.sh up -d   # without the monitoring profile
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 file="$root/compose/docker-compose.yml"
+# Every profile of the demo is on unless COMPOSE_PROFILES says otherwise
+# (COMPOSE_PROFILES= for the mesh alone).
+export COMPOSE_PROFILES="${COMPOSE_PROFILES-monitoring}"
 if docker compose version >/dev/null 2>&1; then
 	exec docker compose -f "$file" "$@"
 elif command -v docker-compose >/dev/null 2>&1; then

@@ -16,6 +16,14 @@ declare -A pkgs=(
   [wg]=wireguard-tools
   [promtool]=prometheus   # promtool for the alert rule tests, prometheus for the observability tests
   [dnsperf]=dnsperf
+  [unshare]=util-linux
+  [cloud-init]=cloud-init
+  [debootstrap]=debootstrap
+  [systemd-analyze]=systemd
+  [pg_ctlcluster]=postgresql   # the registry's PostgreSQL store tests (registry/internal/pgtest)
+  [nfs-ls]=libnfs-utils   # nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of the nfsd tests
+  [qemu-system-x86_64]=qemu-system-x86   # boots Debian's kernel for the nfsd kernel-client test
+  [busybox]=busybox-static               # that guest's initramfs (must be the static build)
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
@@ -38,3 +46,9 @@ if [ ! -x "$gobin/staticcheck" ]; then
   echo "install-deps: go install staticcheck"
   GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+# terraform 1.5.7 and tflint (make terraform-validate), each only when missing.
+"$(dirname "$0")/terraform-tools.sh" >/dev/null
+
+# SeaweedFS, which the storage module supervises and its tests run: built from
+# the Go module proxy once per machine (several minutes), then cached.
+"$(dirname "$0")/../storage/scripts/build-weed.sh" >/dev/null

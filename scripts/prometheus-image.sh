@@ -11,7 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=${TAG:-dev}
 bin=/usr/bin/prometheus
-[ -x "$bin" ] || { echo "prometheus-image.sh: $bin not found: apt-get install --no-install-recommends prometheus (scripts/install-deps.sh)" >&2; exit 1; }
+if [ ! -x "$bin" ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "prometheus-image.sh: $bin not found; as root: apt-get install --no-install-recommends prometheus" >&2; exit 1; }
+	echo "prometheus-image.sh: apt-get install prometheus" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 command -v docker >/dev/null || { echo "prometheus-image.sh: docker not found" >&2; exit 1; }
 
 root=bin/prometheus-root

@@ -276,9 +276,9 @@ for side in A B; do
 	ns=$NA
 	[[ $side == B ]] && ns=$NB
 	q=$({ ip netns exec "$ns" curl -s --max-time 5 http://127.0.0.1:9101/metrics || true; } | awk -v side="$side" '
-		/^tunnelmesh_agent_peer_queue_drops_total/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+		/^tunnelmesh_agent_queue_drops_total/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
 			match($0, /discipline="[a-z]+"/); k = substr($0, RSTART + 12, RLENGTH - 13); drops[d " " k] += $NF }
-		/^tunnelmesh_agent_peer_queue_sojourn_seconds_(sum|count)/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+		/^tunnelmesh_agent_queue_sojourn_seconds_(sum|count)/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
 			if ($1 ~ /_sum/) sum[d] += $NF; else cnt[d] += $NF }
 		END { for (d in cnt) printf "%s %s: %d packets, mean sojourn %.0f us, codel drops %d, limit drops %d; ", side, d, cnt[d],
 			(cnt[d] > 0) ? sum[d] / cnt[d] * 1e6 : 0, drops[d " codel"], drops[d " limit"] }')

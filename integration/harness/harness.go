@@ -151,6 +151,13 @@ const DefaultPolicy = `rules:
 // Docker is not reachable.
 func New(t *testing.T, nets ...string) *Env {
 	t.Helper()
+	return NewWithPolicy(t, DefaultPolicy, nets...)
+}
+
+// NewWithPolicy is New with the coordinator's first policy version policy
+// (YAML) instead of DefaultPolicy.
+func NewWithPolicy(t *testing.T, policy string, nets ...string) *Env {
+	t.Helper()
 	RequireDocker(t)
 	if len(nets) == 0 {
 		t.Fatal("harness.New: no networks")
@@ -181,7 +188,7 @@ log_level: debug
 		Cmd:   []string{"coordinator", "--config", coordConfig},
 		Files: []testcontainers.ContainerFile{
 			{Reader: strings.NewReader(cfg), ContainerFilePath: coordConfig, FileMode: 0o644},
-			{Reader: strings.NewReader(DefaultPolicy), ContainerFilePath: coordPolicy, FileMode: 0o644},
+			{Reader: strings.NewReader(policy), ContainerFilePath: coordPolicy, FileMode: 0o644},
 		},
 		ConfigModifier: func(c *container.Config) { c.Hostname = "coordinator" },
 		NetworkAliases: map[string][]string{},

@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Node is a TunnelMesh node in its own container (the agent image, with
@@ -35,6 +37,9 @@ type Status struct {
 	} `json:"coordinator"`
 	NetmapVersion uint64       `json:"netmap_version"`
 	Peers         []PeerStatus `json:"peers"`
+	// Services are the services the node publishes, its own and those
+	// set through its local API (dockerwatch's).
+	Services []api.Service `json:"services"`
 }
 
 // PeerStatus is one peer in Status.
@@ -66,19 +71,36 @@ func (e *Env) AddNode(name string, nets ...string) *Node {
 // AddNodeWithToken is AddNode with a join token of the caller's.
 func (e *Env) AddNodeWithToken(name, token string, nets ...string) *Node {
 	e.t.Helper()
+	return e.AddNodeWith(name, NodeOptions{Token: token}, nets...)
+}
+
+// NodeOptions are AddNodeWith's choices beyond the name and networks.
+type NodeOptions struct {
+	Token   string            // join token; empty: the Env's reusable one
+	Args    []string          // more `tunnelmesh join` flags (--advertise-dns)
+	Sysctls map[string]string // namespaced sysctls of the node's container
+}
+
+// AddNodeWith is AddNode with the options o.
+func (e *Env) AddNodeWith(name string, o NodeOptions, nets ...string) *Node {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if o.Token == "" {
+		o.Token = e.token
+	}
 	req := testcontainers.ContainerRequest{
 		Image: AgentImage,
 		Name:  e.prefix + "-" + name,
-		Cmd:   []string{"join", "--once", "--coordinator", CoordinatorURL, "--name", name, "--log-level", "debug"},
-		Env:   map[string]string{"TUNNELMESH_TOKEN": token},
+		Cmd:   append([]string{"join", "--once", "--coordinator", CoordinatorURL, "--name", name, "--log-level", "debug"}, o.Args...),
+		Env:   map[string]string{"TUNNELMESH_TOKEN": o.Token},
 		ConfigModifier: func(c *container.Config) {
 			c.Hostname = name
 		},
 		HostConfigModifier: func(hc *container.HostConfig) {
 			hc.CapAdd = []string{"NET_ADMIN"}
 			hc.Devices = []container.DeviceMapping{{PathOnHost: "/dev/net/tun", PathInContainer: "/dev/net/tun", CgroupPermissions: "rwm"}}
+			hc.Sysctls = o.Sysctls
 		},
 	}
 	for _, n := range nets {

@@ -33,6 +33,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/replaylog"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/postgres"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/stun"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/tlscert"
@@ -40,6 +41,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -103,13 +105,14 @@ type Options struct {
 type Coordinator struct {
 	cfg      Config
 	log      *slog.Logger
-	st       *sqlite.Store
+	st       store.Store
 	srv      *server.Server
 	httpSrv  *http.Server
 	ln       net.Listener
 	stun     *stun.Server
 	relay    *relayserver.Server // nil when relay.disabled
-	replays  *replaylog.Log
+	replays  nodeauth.Replays
+	replayLg *replaylog.Log // the file of replays, when not shared
 	pin      string
 	adminCrd string
 	meshID   string
@@ -169,21 +172,50 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator: data_dir: %w", err)
 	}
-	cert, pin, err := tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
-	if err != nil {
+	if c.st, err = openStore(ctx, cfg, log); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	var cert tls.Certificate
+	var pin string
+	if sec, ok := c.st.(store.Secrets); ok {
+		// Replicas of a shared store serve one certificate (the pin in
+		// every join token) and accept one admin credential, kept in the
+		// store; configured tls_cert/tls_key files must then be the same
+		// on every replica.
+		if cfg.TLSCert == "" {
+			cert, pin, err = tlscert.LoadShared(cfg.DataDir, hosts, func(create func() ([]byte, error)) ([]byte, error) {
+				return sec.Secret(ctx, secretTLS, create)
+			})
+		} else {
+			cert, pin, err = tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		if c.adminCrd, err = admincred.LoadShared(cfg.DataDir, func(create func() ([]byte, error)) ([]byte, error) {
+			return sec.Secret(ctx, secretAdmin, create)
+		}); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+	} else {
+		if cert, pin, err = tlscert.Load(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, hosts); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		if c.adminCrd, err = admincred.LoadOrCreate(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
 	}
 	c.pin = pin
-	if c.adminCrd, err = admincred.LoadOrCreate(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
-	}
-	if c.st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName)); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
-	}
 	// Signed requests and joins accepted before a restart stay refused
 	// after it (replaylog).
-	if c.replays, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
+	// Replicas of a shared store share it in the store.
+	if sr, ok := c.st.(store.Replays); ok {
+		c.replays = replaylog.NewShared(sr, log)
+	} else {
+		if c.replayLg, err = replaylog.Open(filepath.Join(cfg.DataDir, replaylog.FileName), time.Now(), log); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		c.replays = c.replayLg
 	}
 	mesh, err := c.st.InitMesh(ctx, cfg.Prefix(), time.Now())
 	if err != nil {
@@ -208,7 +240,13 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 				return nil, fmt.Errorf("coordinator: policy_file: %w", err)
 			}
 		}
-		ps, err := policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), initial, 0, log)
+		var ps *policystore.Store
+		if sp, ok := c.st.(store.Policies); ok {
+			// Replicas share the policy versions through the store.
+			ps, err = policystore.OpenBackend(policystore.StoreBackend(sp), initial, 0, log)
+		} else {
+			ps, err = policystore.Open(filepath.Join(cfg.DataDir, PolicyDir), initial, 0, log)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}
@@ -267,7 +305,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	srvRef = c.srv
-	if err := enableServiceDiscovery(c.srv, cfg, cert.Certificate[0], reg, log); err != nil {
+	if err := enableServiceDiscovery(c.srv, c.st, cfg, cert.Certificate[0], reg, log); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c.srv.Handle(api.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -283,6 +321,17 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 	}
 	if c.relay != nil {
 		c.ln = relayserver.TuneListener(c.ln, 0) // socket buffers, TCP_NODELAY
+		if rs, ok := c.st.(store.Relays); ok {
+			// Nodes of the other replicas reach this replica's relay
+			// there; every replica lists it (store.Relays).
+			u := coordinatorRelayURL(cfg)
+			if u == "" {
+				u = "wss://" + c.ln.Addr().String() + api.PathRelay
+			}
+			if _, err := rs.RegisterRelay(ctx, api.Relay{ID: cfg.Relay.ID, URL: u, TLSPin: pin}, time.Now()); err != nil {
+				return nil, fmt.Errorf("coordinator: %w", err)
+			}
+		}
 	}
 	c.ln = connlimit.New(c.ln, cfg.MaxConnsPerSource, func(src netip.Addr) {
 		log.Debug("connection refused: too many from one source", "source", src, "max_conns_per_source", cfg.MaxConnsPerSource)
@@ -357,7 +406,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.srv.Run(ctx)
 	}()
 	c.log.Info("registry started", "listen", c.ln.Addr().String(), "stun", c.stunAddrString(), "mesh_id", c.meshID,
-		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "tls_pin", c.pin)
+		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "store", c.cfg.Store, "tls_pin", c.pin)
 
 	var err error
 	select {
@@ -395,8 +444,8 @@ func (c *Coordinator) Close() error {
 		if c.st != nil {
 			err = c.st.Close()
 		}
-		if c.replays != nil {
-			c.replays.Close()
+		if c.replayLg != nil {
+			c.replayLg.Close()
 		}
 	})
 	return err
@@ -449,7 +498,7 @@ func (c *Coordinator) NetmapVersion() uint64 { return c.srv.Version() }
 // writeBootstrapToken creates a reusable, non-expiring join token with the
 // given tags and writes it to path (mode 0600, atomically), unless path
 // exists already.
-func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string, tags []string, log *slog.Logger) error {
+func writeBootstrapToken(ctx context.Context, st store.Store, pin, path string, tags []string, log *slog.Logger) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -483,6 +532,35 @@ func writeBootstrapToken(ctx context.Context, st *sqlite.Store, pin, path string
 	}
 	log.Info("bootstrap join token written", "token_id", tok.ID, "file", path, "tags", tags)
 	return nil
+}
+
+// Names of the secrets a shared store keeps for every replica.
+const (
+	secretTLS   = "tls_self_signed" // certificate and key, PEM
+	secretAdmin = "admin_credential"
+)
+
+// openStore opens the configured store: SQLite in data_dir, or the
+// PostgreSQL database of postgres_dsn (never logged: it may hold a
+// password).
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store != config.StorePostgres {
+		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqlite.FileName))
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	pw, err := cfg.PostgresPassword()
+	if err != nil {
+		return nil, err
+	}
+	st, err := postgres.Open(ctx, cfg.PostgresDSN, postgres.Options{Password: pw})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store: postgres", "database", st.Where())
+	return st, nil
 }
 
 // coordinatorRelayURL is relay.public_url, or public_url with wss and

@@ -125,7 +125,7 @@ func TestServicesValidation(t *testing.T) {
 		{"port 0", []api.Service{{Name: "dns", Protocol: "udp"}}},
 		{"name", []api.Service{{Name: "Bad_Name", Protocol: "udp", Port: 53}}},
 		{"empty name", []api.Service{{Protocol: "udp", Port: 53}}},
-		{"duplicate", []api.Service{dnsService, {Name: "dns", Protocol: "udp", Port: 5353}}},
+		{"duplicate", []api.Service{dnsService, dnsService}},
 		{"too many", many},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/scrapecred"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/server"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 )
 
 // ScrapeCAFile is the name of the certificate file written beside
@@ -31,8 +32,15 @@ const ScrapeCAFile = "registry.crt"
 //
 // It registers with reg the expiry times Prometheus alerts on: the TLS
 // certificate's and every expiring scrape token's.
-func enableServiceDiscovery(srv *server.Server, cfg Config, certDER []byte, reg prometheus.Registerer, log *slog.Logger) error {
-	creds, err := scrapecred.Open(cfg.DataDir)
+func enableServiceDiscovery(srv *server.Server, st store.Store, cfg Config, certDER []byte, reg prometheus.Registerer, log *slog.Logger) error {
+	var creds *scrapecred.Store
+	var err error
+	if sh, ok := st.(store.ScrapeTokens); ok {
+		// Replicas of a shared store share the scrape tokens.
+		creds, err = scrapecred.OpenShared(sh)
+	} else {
+		creds, err = scrapecred.Open(cfg.DataDir)
+	}
 	if err != nil {
 		return fmt.Errorf("service discovery: %w", err)
 	}

@@ -60,6 +60,7 @@ func Compile(pol *Policy, nodes []api.Node, version uint64) map[string]*api.Filt
 			}
 		}
 	}
+	compileDocker(pol, nodes, out)
 	for _, f := range out {
 		slices.SortFunc(f.Rules, func(a, b api.FilterRule) int {
 			if c := strings.Compare(a.Name, b.Name); c != 0 {

@@ -86,7 +86,7 @@ func TestCompileGolden(t *testing.T) {
 // Allowed must agree on every flow.
 func checkCompiled(t *testing.T, pol *Policy, nodes []api.Node, filters map[string]*api.Filter) {
 	t.Helper()
-	ports := []uint16{1, 22, 53, 80, 443, 514, 5432, 5433, 5440, 5441, 6000, 6432, 9100, 9150, 65535}
+	ports := []uint16{1, 22, 53, 80, 443, 514, 5353, 5432, 5433, 5440, 5441, 6000, 6432, 8080, 8081, 9100, 9150, 9999, 65535}
 	for _, dst := range nodes {
 		f := filters[dst.Name]
 		if f == nil || f.PolicyVersion != 7 {

@@ -11,7 +11,8 @@ import (
 // Allowed reports whether the policy lets src reach dst on proto ("tcp",
 // "udp" or "icmp") and port (ignored for icmp), and names the first rule
 // that does. Nodes are matched by name and tags; their addresses do not
-// matter. A node is never "allowed" to itself: its own traffic does not
+// matter; dst's published docker services count under the docker section.
+// A node is never "allowed" to itself: its own traffic does not
 // cross the mesh, and Compile gives it no rule for it.
 func (p *Policy) Allowed(src, dst api.Node, proto string, port uint16) (rule string, ok bool) {
 	sname, dname := normNode(src.Name), normNode(dst.Name)
@@ -30,7 +31,7 @@ func (p *Policy) Allowed(src, dst api.Node, proto string, port uint16) (rule str
 		}
 		return r.Name, true
 	}
-	return "", false
+	return p.dockerAllowed(src, dst, proto, port)
 }
 
 func portIn(rs []api.PortRange, port uint16) bool {

@@ -217,7 +217,7 @@ func itemPath(n *yaml.Node, path string, i int) string {
 
 func (ps *parser) policy(root *yaml.Node) *Policy {
 	pol := &Policy{}
-	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes")
+	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes", "docker")
 	if f == nil {
 		return pol
 	}
@@ -241,6 +241,9 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 	ps.resolveGroups(pol)
 	if fl, ok := f["rules"]; ok {
 		pol.Rules = ps.rules(pol, fl.val, "rules")
+	}
+	if fl, ok := f["docker"]; ok {
+		pol.Docker = ps.docker(pol, fl.val, "docker")
 	}
 	if fl, ok := f["test_nodes"]; ok {
 		pol.TestNodes = ps.testNodes(fl.val, "test_nodes")

@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", "policy.yaml:1: must be a mapping, not a list"},
 		{"syntax", "rules: [\n", "policy.yaml:1: did not find expected node content"},
 		{"bare star", "rules:\n  - {from: *, to: b, proto: icmp}\n", `policy.yaml:2: did not find expected alphabetic or numeric character (a bare * starts a YAML alias: write "*" in quotes)`},
-		{"unknown top key", "rulez: []\n", "policy.yaml:1: rulez: unknown key (known keys: groups, tags, rules, tests, test_nodes)"},
+		{"unknown top key", "rulez: []\n", "policy.yaml:1: rulez: unknown key (known keys: groups, tags, rules, tests, test_nodes, docker)"},
 		{"two documents", "rules: []\n---\nrules: []\n", "policy.yaml:2: more than one YAML document"},
 		{"bad port range", `
 rules:

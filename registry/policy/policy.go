@@ -30,6 +30,8 @@ type Policy struct {
 	Rules     []Rule     // in file order
 	Tests     []Test     // in file order
 	TestNodes []TestNode // nodes the tests may name that are not in the mesh
+	// Docker is the docker section (see Docker), nil when there is none.
+	Docker *Docker
 
 	file string
 }

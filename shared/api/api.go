@@ -49,7 +49,7 @@ const (
 
 	PathAdminTokens = "/api/v1/admin/tokens" // GET list, POST create; DELETE /{id} revokes
 	PathAdminNodes  = "/api/v1/admin/nodes"  // GET list; DELETE /{name or id} removes
-	PathAdminPolicy = "/api/v1/admin/policy" // GET current, PUT new (issue: policy as code)
+	PathAdminPolicy = "/api/v1/admin/policy" // GET current, PUT new (policy as code, registry/policy)
 
 	PathRelay   = "/relay"   // WebSocket relay served by the coordinator
 	PathMetrics = "/metrics" // Prometheus
@@ -207,16 +207,35 @@ type Node struct {
 	Services []Service `json:"services,omitempty"`
 }
 
-// Service is a named port a node publishes.
+// Service is a named port a node publishes. A name and protocol may be
+// published with several ports (one SRV record each).
 type Service struct {
 	Name     string `json:"name"`
 	Protocol string `json:"protocol"` // "tcp" or "udp"
 	Port     uint16 `json:"port"`
+	// Owner is the process next to the agent that set the service through
+	// its local API (ServiceOwnerDocker), empty for the node's own. The
+	// agent sets it; the policy's docker section applies to
+	// ServiceOwnerDocker services.
+	Owner string `json:"owner,omitempty"`
+	// Allow narrows who may reach a docker service below the policy's
+	// docker ceiling: comma-separated policy selectors ("tag:web,group:devs",
+	// see ValidateSelectors); empty leaves the ceiling.
+	Allow string `json:"allow,omitempty"`
 }
+
+// ServiceOwnerDocker owns the services of containers that
+// tunnelmesh-dockerwatch exposes.
+const ServiceOwnerDocker = "dockerwatch"
 
 // ServiceDNS is the service a mesh DNS server (tunnelmesh-meshdns next to
 // the node's agent) publishes: {Name: ServiceDNS, Protocol: "udp", Port: 53}.
 const ServiceDNS = "dns"
+
+// ServiceNFS is the service tunnelmesh-nfsd next to the node's agent
+// publishes: {Name: ServiceNFS, Protocol: "tcp", Port: 2049} (NFSv3 and
+// MOUNT on one port).
+const ServiceNFS = "nfs"
 
 // DNSConfig tells nodes how mesh names resolve.
 type DNSConfig struct {

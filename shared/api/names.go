@@ -60,3 +60,31 @@ func NormalizeName(s string) string { return strings.ToLower(strings.TrimSpace(s
 func ValidateTag(s string) error {
 	return ValidateName(strings.TrimPrefix(s, "tag:"))
 }
+
+// MaxSelectors bounds the selectors of a Service's Allow.
+const MaxSelectors = 16
+
+// ValidateSelectors checks a comma-separated list of policy selectors: "*",
+// a node name, "tag:NAME" or "group:NAME"; empty items are not allowed.
+func ValidateSelectors(s string) error {
+	items := strings.Split(s, ",")
+	if len(items) > MaxSelectors {
+		return fmt.Errorf("%d selectors, at most %d allowed", len(items), MaxSelectors)
+	}
+	for _, it := range items {
+		if it == "*" {
+			continue
+		}
+		name := it
+		if kind, rest, ok := strings.Cut(it, ":"); ok {
+			if kind != "tag" && kind != "group" {
+				return fmt.Errorf("selector %.40q: want *, a node name, tag:NAME or group:NAME", it)
+			}
+			name = rest
+		}
+		if err := ValidateName(name); err != nil {
+			return fmt.Errorf("selector %.40q: %v", it, err)
+		}
+	}
+	return nil
+}

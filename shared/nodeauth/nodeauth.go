@@ -96,9 +96,13 @@ func (c Credential) SecretMatches(hash []byte) bool {
 }
 
 func payload(method, uri, date, nonce string, body []byte) []byte {
+	return payloadWith(context, method, uri, date, nonce, body)
+}
+
+func payloadWith(ctx, method, uri, date, nonce string, body []byte) []byte {
 	sum := sha256.Sum256(body)
 	var b bytes.Buffer
-	for _, s := range []string{context, method, uri, date, nonce, b64.EncodeToString(sum[:])} {
+	for _, s := range []string{ctx, method, uri, date, nonce, b64.EncodeToString(sum[:])} {
 		b.WriteString(s)
 		b.WriteByte('\n')
 	}
@@ -108,15 +112,18 @@ func payload(method, uri, date, nonce string, body []byte) []byte {
 // Sign adds the node headers to r for the given body (which must be the
 // exact bytes sent).
 func Sign(r *http.Request, body []byte, cred Credential, key nodekey.PrivateKey, now time.Time) {
-	date := strconv.FormatInt(now.UnixMilli(), 10)
-	var n [16]byte
-	rand.Read(n[:])
-	nonce := b64.EncodeToString(n[:])
+	date, nonce := dateNonce(now)
 	sig := key.Sign(payload(r.Method, r.URL.RequestURI(), date, nonce, body))
 	r.Header.Set("Authorization", Scheme+" "+cred.String())
 	r.Header.Set(HeaderDate, date)
 	r.Header.Set(HeaderNonce, nonce)
 	r.Header.Set(HeaderSignature, b64.EncodeToString(sig))
+}
+
+func dateNonce(now time.Time) (date, nonce string) {
+	var n [16]byte
+	rand.Read(n[:])
+	return strconv.FormatInt(now.UnixMilli(), 10), b64.EncodeToString(n[:])
 }
 
 // Request is a parsed, not yet verified, node request.

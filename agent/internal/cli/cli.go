@@ -48,6 +48,7 @@ func commands() []command {
 		{"status", "show this node, its coordinator and its peers", runStatus},
 		{"ping", "ping a peer (name or mesh IP) through its tunnel", runPing},
 		{"version", "print the version", runVersion},
+		{"storage", "print this node's S3 credentials for the mesh's storage service", runStorage},
 	}
 	return append(cmds, registryCommands()...)
 }
@@ -63,6 +64,9 @@ func Main(args []string, env Env) int {
 }
 
 func run(ctx context.Context, args []string, env Env) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(env.Stderr)
 		if len(args) == 0 {

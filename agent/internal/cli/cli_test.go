@@ -89,9 +89,13 @@ func TestRunJoinTokenFromEnvironment(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, Env{Stdout: &out, Stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "tunnelmesh ") {
-		t.Fatalf("version = %d %q", code, out.String())
+	defer func(v string) { Version = v }(Version)
+	Version = "v1.2.3-4-gabcdef0"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		var out bytes.Buffer
+		if code := run(context.Background(), args, Env{Stdout: &out, Stderr: &out}); code != 0 || out.String() != "tunnelmesh v1.2.3-4-gabcdef0\n" {
+			t.Errorf("run(%q) = %d %q, want 0 %q", args, code, out.String(), "tunnelmesh v1.2.3-4-gabcdef0\n")
+		}
 	}
 }
 
@@ -103,8 +107,11 @@ func TestPrintStatus(t *testing.T) {
 		Coordinator: localapi.Coordinator{URL: "https://reg:8443", Reachable: true},
 		Peers: []localapi.Peer{
 			{Name: "bravo", IP: netip.MustParseAddr("100.64.0.2"), Path: "direct 10.0.0.2:41641", LastHandshake: now.Add(-5 * time.Second),
-				RxBytes: 2048, TxBytes: 10, RTT: 1500 * time.Microsecond},
+				RxBytes: 2048, TxBytes: 10, RTT: 1500 * time.Microsecond, RTTP50: 410 * time.Microsecond,
+				RTTP90: 900 * time.Microsecond, RTTP99: 12 * time.Millisecond, Loss: 1.0 / 64, Probes: 64},
 			{Name: "charlie", IP: netip.MustParseAddr("100.64.0.3")},
+			{Name: "delta", IP: netip.MustParseAddr("100.64.0.4"), Path: "relay coord", LastHandshake: now.Add(-time.Second),
+				RTT: 80 * time.Millisecond, Loss: 0.25, Probes: 4},
 		},
 	}
 	var b bytes.Buffer
@@ -113,9 +120,10 @@ func TestPrintStatus(t *testing.T) {
 interface   tunnelmesh0  mtu 1420  udp port 41641
 coordinator https://reg:8443  reachable
 
-PEER     IP          PATH                   HANDSHAKE  RX       TX    RTT
-bravo    100.64.0.2  direct 10.0.0.2:41641  5s ago     2.0 KiB  10 B  1.50 ms
-charlie  100.64.0.3  -                      never      0 B      0 B   -
+PEER     IP          PATH                   HANDSHAKE  RX       TX    RTT p50/p90/p99     LOSS
+bravo    100.64.0.2  direct 10.0.0.2:41641  5s ago     2.0 KiB  10 B  0.41/0.90/12.00 ms  1.6%
+charlie  100.64.0.3  -                      never      0 B      0 B   -                   -
+delta    100.64.0.4  relay coord            1s ago     0 B      0 B   80.00 ms            25%
 `
 	if b.String() != want {
 		t.Fatalf("printStatus =\n%s\nwant\n%s", b.String(), want)

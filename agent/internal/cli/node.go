@@ -48,6 +48,8 @@ type runFlags struct {
 	dnsMode       string
 	resolvConf    string
 	advertiseDNS  bool
+	advertiseS3   bool
+	advertiseNFS  bool
 	procs         int
 }
 
@@ -56,7 +58,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.iface, "interface", "", "TUN interface name (default "+tunif.DefaultName+", or the one saved at join)")
 	fs.UintVar(&f.listenPort, "listen-port", 0, "UDP port for tunnels (default: the one saved at join, else chosen by the system)")
 	fs.IntVar(&f.mtu, "mtu", 0, "tunnel MTU (default: underlay MTU - 80, so 1420 on a 1500 network)")
-	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", node.MetricsOnMesh+"9101", "serve Prometheus metrics at http://ADDR/metrics: mesh:PORT (the node's mesh address, published as the service metrics-agent), HOST:PORT, or off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.tunOffload, "tun-offload", true, "use TUN offloads (TSO/GSO, GRO); -tun-offload=false turns them off")
@@ -73,7 +75,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dnsMode, "dns-mode", string(splitdns.ModeAuto), "how: auto (systemd-resolved when the system uses it, else resolv.conf), resolved, resolvconf or off")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
 	fs.IntVar(&f.procs, "procs", 0, "CPUs the node's own code may use at once (0: half of the CPUs available, at least 1; GOMAXPROCS in the environment replaces that default)")
+	fs.BoolVar(&f.advertiseS3, "advertise-storage", false, "tunnelmesh-storage serves S3 on this node's mesh address (tcp 9000) and its credentials API (tcp 9001): publish both (storage.<node>.<zone>) and its /metrics on 9001 (metrics-storage)")
 	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
+	fs.BoolVar(&f.advertiseNFS, "advertise-nfs", false, "tunnelmesh-nfsd serves on this node's mesh address, tcp/2049: publish the service nfs (nfs.<node>.mesh, nfs.mesh; the default policy opens 2049 on nodes with the nfs tag) and its /metrics on tcp 9108 (metrics-nfsd)")
 }
 
 // dnsSettings returns the DNS mode and the services the node publishes.
@@ -86,7 +90,25 @@ func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
 	if f.advertiseDNS {
 		svcs = append(svcs, api.Service{Name: api.ServiceDNS, Protocol: "udp", Port: 53})
 	}
+	if f.advertiseS3 {
+		svcs = append(svcs, api.Service{Name: api.ServiceStorage, Protocol: "tcp", Port: api.StorageS3Port},
+			api.Service{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort},
+			api.Service{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageAuthPort})
+	}
+	if f.advertiseNFS {
+		svcs = append(svcs, api.Service{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
+			api.Service{Name: api.ServiceMetricsNFSD, Protocol: "tcp", Port: api.NFSDMetricsPort})
+	}
 	return mode, svcs
+}
+
+// metricsListenAddr is --metrics-listen as node.Config.MetricsListen
+// takes it ("" for off).
+func (f *runFlags) metricsListenAddr() string {
+	if f.metricsListen == "off" {
+		return ""
+	}
+	return f.metricsListen
 }
 
 func (f *runFlags) check() error {
@@ -133,6 +155,9 @@ func (f *runFlags) check() error {
 	}
 	if err := checkProcs(f.procs); err != nil {
 		return err
+	}
+	if err := node.CheckMetricsListen(f.metricsListenAddr()); err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
 	}
 	if _, err := splitdns.ParseMode(f.dnsMode); err != nil {
 		return fmt.Errorf("--dns-mode: %w", err)
@@ -327,7 +352,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 	n, err := node.New(node.Config{
 		Dir: dir, State: st, Key: key,
 		Interface: iface, MTU: mtu, ListenPort: port,
-		MetricsListen: rf.metricsListen,
+		MetricsListen: rf.metricsListenAddr(),
 		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,

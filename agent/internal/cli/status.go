@@ -46,13 +46,20 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 		}
 	}
 	fmt.Fprintf(w, "coordinator %s  %s\n", s.Coordinator.URL, reach)
+	if len(s.Services) > 0 {
+		svcs := make([]string, 0, len(s.Services))
+		for _, sv := range s.Services {
+			svcs = append(svcs, fmt.Sprintf("%s %d/%s", sv.Name, sv.Port, sv.Protocol))
+		}
+		fmt.Fprintf(w, "services    %s\n", strings.Join(svcs, ", "))
+	}
 	if len(s.Peers) == 0 {
 		fmt.Fprintf(w, "\nno peers\n")
 		return
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tIP\tPATH\tHANDSHAKE\tRX\tTX\tRTT")
+	fmt.Fprintln(tw, "PEER\tIP\tPATH\tHANDSHAKE\tRX\tTX\tRTT p50/p90/p99\tLOSS")
 	for _, p := range s.Peers {
 		path := p.Path
 		if path == "" {
@@ -62,11 +69,17 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 		if !p.LastHandshake.IsZero() {
 			hs = ago(now.Sub(p.LastHandshake))
 		}
-		rtt := "-"
-		if p.RTT > 0 {
-			rtt = fmtRTT(p.RTT)
+		rtt, loss := "-", "-"
+		switch {
+		case p.RTTP50 > 0:
+			rtt = fmtPercentiles(p.RTTP50, p.RTTP90, p.RTTP99)
+		case p.RTT > 0:
+			rtt = fmtRTT(p.RTT) // one sample (handshake or ping), no probe answered yet
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.IP, path, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes), rtt)
+		if p.Probes > 0 {
+			loss = fmtLoss(p.Loss)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.IP, path, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes), rtt, loss)
 	}
 	tw.Flush()
 }
@@ -86,6 +99,22 @@ func ago(d time.Duration) string {
 
 func fmtRTT(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// fmtPercentiles prints round trip percentiles in milliseconds, e.g.
+// "0.41/0.90/1.20 ms".
+func fmtPercentiles(p50, p90, p99 time.Duration) string {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return fmt.Sprintf("%.2f/%.2f/%.2f ms", ms(p50), ms(p90), ms(p99))
+}
+
+// fmtLoss prints a loss ratio as a percentage: "0%", "1.6%", "25%".
+func fmtLoss(l float64) string {
+	pct := l * 100
+	if pct == 0 || pct >= 10 {
+		return fmt.Sprintf("%.0f%%", pct)
+	}
+	return fmt.Sprintf("%.1f%%", pct)
 }
 
 func bytesStr(b uint64) string {

@@ -48,7 +48,7 @@ func TestIgnoredCrossingInitiationNotReplayable(t *testing.T) {
 		}
 		return false
 	})
-	pa, pb := packet(a, b, "from a"), packet(b, a, "from b")
+	pa, pb := udpPacket(a, b, "from a"), udpPacket(b, a, "from b")
 	a.tun.Inject(pa)
 	b.tun.Inject(pb)
 	expect(t, b, pa, 5*time.Second)
@@ -168,7 +168,7 @@ func TestForgedLowOrderResponse(t *testing.T) {
 		}
 		return true
 	})
-	pa := packet(a, b, "through a forged response")
+	pa := udpPacket(a, b, "through a forged response")
 	a.tun.Inject(pa)
 	waitFor(t, "b's response", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return genuine != nil })
 	mu.Lock()

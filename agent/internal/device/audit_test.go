@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -59,7 +60,7 @@ func TestAllowedIPsMappedIPv6(t *testing.T) {
 	expectNone(t, b, 100*time.Millisecond)
 	// The same way, a packet from a's own IPv4 address arrives: the
 	// test sends what it means to.
-	p := packet(a, b, "v4 source")
+	p := udpPacket(a, b, "v4 source")
 	sendRaw(a, b, p)
 	expect(t, b, p, 5*time.Second)
 }
@@ -91,7 +92,7 @@ func TestPingReplyFromOtherPeer(t *testing.T) {
 	// other), and from b's address (dropped as allowed_ips).
 	var reply [64]byte
 	for _, src := range []netip.Addr{c.ip, b.ip} {
-		n := putICMPEcho(reply[:], icmpEchoReply, src, a.ip, a.dev.ping.id, seq, time.Now().UnixNano())
+		n := putICMPEcho(reply[:], packet.ICMPEchoReply, src, a.ip, a.dev.ping.id, seq, time.Now().UnixNano())
 		sendRaw(c, a, reply[:n])
 	}
 	select {

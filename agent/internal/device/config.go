@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -45,14 +46,28 @@ type Config struct {
 	// (UDP GRO and TUN offloads are chosen when the bind and the TUN are
 	// created; see NewBind.)
 	DisableUDPSendBatching bool
-	// Filter, when set, is called with every decrypted packet (an IP packet
-	// whose source is the sending peer's mesh IP) before it is written to the
-	// TUN; returning false drops it (DropFilter). It runs on the per-packet
-	// path: it must not block and should not allocate. It may be called
-	// concurrently for different peers.
-	Filter func(packet []byte) bool
+	// Filter, when set, is the packet filter of both paths (see Filter).
+	Filter Filter
 	Peers  []PeerConfig
 }
+
+// Filter is the packet filter the device applies; package filter's Filter
+// is one. The device parses each packet once and hands the filter that
+// parse. Both methods run on the per-packet path: they must not block, must
+// not allocate, and may be called concurrently (for different peers, and
+// from the TUN reader); neither may keep p or modify its packet.
+type Filter interface {
+	// Outbound is shown every packet read from the TUN that goes to a
+	// peer, before it is encrypted.
+	Outbound(p *packet.Parsed)
+	// Inbound is asked about every decrypted packet whose source is the
+	// sending peer's mesh IP, before it is written to the TUN; false drops
+	// it (DropFilter).
+	Inbound(p *packet.Parsed) bool
+}
+
+// filterBox holds a Filter for an atomic.Pointer.
+type filterBox struct{ Filter }
 
 // PeerConfig describes one peer.
 type PeerConfig struct {

@@ -16,16 +16,17 @@ const (
 	DropCookieReply                       // cookie reply that does not decrypt or answers nothing
 	DropUnknownIndex                      // message for a receiver index we do not hold (removed peer, old session)
 	DropDecrypt                           // transport AEAD check failed
-	DropReplay                            // transport counter already seen or too old
+	DropReplay                            // transport counter already seen (a duplicate or a replay)
 	DropExpired                           // session past RejectAfterTime or RejectAfterMessages
 	DropAllowedIPs                        // inner source address is not the sending peer's mesh IP
-	DropMalformedInner                    // decrypted payload is not a valid IP packet
+	DropMalformedInner                    // decrypted payload, or packet from the TUN, is not a valid IP packet
 	DropFilter                            // refused by the packet filter
 	DropNoPeer                            // packet from the TUN for an address with no peer
 	DropTooBig                            // packet from the TUN larger than the MTU
 	DropNoEndpoint                        // no UDP endpoint known for the peer
 	DropQueueFull                         // a queue was full (overload)
 	DropSendFailed                        // the bind refused a send
+	DropTooLate                           // transport counter behind the replay window: arrived too late to check
 	DropCoDel                             // dropped by the peer queue's CoDel (queue.go): queued too long
 	NumDropReasons
 )
@@ -33,7 +34,7 @@ const (
 var dropNames = [NumDropReasons]string{
 	"junk", "bad_mac1", "handshake_failed", "unknown_key", "stale_initiation", "rate_limited",
 	"cookie_reply", "unknown_index", "decrypt", "replay", "expired", "allowed_ips",
-	"malformed_inner", "filter", "no_peer", "too_big", "no_endpoint", "queue_full", "send_failed",
+	"malformed_inner", "filter", "no_peer", "too_big", "no_endpoint", "queue_full", "send_failed", "too_late",
 	"codel",
 }
 
@@ -71,6 +72,21 @@ type counters struct {
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
+
+// replayWindow is how far behind the highest counter accepted the replay
+// window (golang.zx2c4.com/wireguard/replay) still tells a new counter from
+// one seen before: its windowSize, (128 - 1) * 64.
+const replayWindow = (128 - 1) * 64
+
+// replayDrop is why the replay window refused counter, highest being the
+// highest counter it accepted: too late (behind the window, so it cannot
+// tell) or a replay (seen before).
+func replayDrop(highest, counter uint64) DropReason {
+	if counter < highest && highest-counter > replayWindow {
+		return DropTooLate
+	}
+	return DropReplay
+}
 
 func (c *counters) snapshot() Counters {
 	s := Counters{

@@ -48,7 +48,7 @@ type Device struct {
 	// fifo turns the queue discipline (queue.go) off: plain FIFO queues,
 	// as a baseline for the tests that measure it.
 	fifo   atomic.Bool
-	filter atomic.Pointer[func([]byte) bool]
+	filter atomic.Pointer[filterBox]
 
 	reconfigMu sync.Mutex // serialises Reconfig and Close
 
@@ -175,8 +175,7 @@ func (d *Device) applyScalars(cfg *Config) {
 	d.keepalive.Store(int64(ka))
 	d.noSendBatching.Store(cfg.DisableUDPSendBatching)
 	if cfg.Filter != nil {
-		f := cfg.Filter
-		d.filter.Store(&f)
+		d.filter.Store(&filterBox{cfg.Filter})
 	} else {
 		d.filter.Store(nil)
 	}

@@ -9,12 +9,14 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 func TestMeshAllPairs(t *testing.T) {
@@ -62,9 +64,9 @@ func TestNoPeerAndTooBig(t *testing.T) {
 	m := newMesh(t, 2, fastTiming())
 	a, b := m.nodes[0], m.nodes[1]
 	stranger := &node{ip: netip.MustParseAddr("100.64.9.9")}
-	a.tun.Inject(packet(a, stranger, "nobody"))
+	a.tun.Inject(udpPacket(a, stranger, "nobody"))
 	waitFor(t, "no_peer drop", 2*time.Second, func() bool { return drops(a, DropNoPeer) == 1 })
-	big := packet(a, b, strings.Repeat("x", DefaultMTU))
+	big := udpPacket(a, b, strings.Repeat("x", DefaultMTU))
 	a.tun.Inject(big) // no DF bit: dropped, no answer due
 	waitFor(t, "too_big drop", 2*time.Second, func() bool { return drops(a, DropTooBig) == 1 })
 	if c := a.dev.Counters(); c.FragNeededSent != 0 {
@@ -74,10 +76,9 @@ func TestNoPeerAndTooBig(t *testing.T) {
 
 	// With DF, the sender's kernel wants ICMP "fragmentation needed" back
 	// through the TUN, from the destination, carrying the tunnel MTU.
-	df := packet(a, b, strings.Repeat("y", DefaultMTU))
+	df := udpPacket(a, b, strings.Repeat("y", DefaultMTU))
 	df[6] |= 0x40
-	binary.BigEndian.PutUint16(df[10:], 0)
-	binary.BigEndian.PutUint16(df[10:], faketun.Checksum(df[:20]))
+	packet.PutIPv4HeaderChecksum(df)
 	a.tun.Inject(df)
 	var answer []byte
 	select {
@@ -90,7 +91,9 @@ func TestNoPeerAndTooBig(t *testing.T) {
 		t.Fatalf("drops too_big = %d, want 2", drops(a, DropTooBig))
 	}
 	want := make([]byte, icmp.MaxIPv6Answer)
-	want = want[:icmp.FragNeeded(want, df, DefaultMTU)]
+	var pp packet.Parsed
+	pp.Parse(df)
+	want = want[:icmp.FragNeeded(want, &pp, DefaultMTU)]
 	if len(want) == 0 || !bytes.Equal(answer, want) {
 		t.Fatalf("TUN got %x, want the icmp.FragNeeded answer %x", answer, want)
 	}
@@ -109,7 +112,7 @@ func TestAllowedIPs(t *testing.T) {
 	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
 	roundTrip(t, b, a, "establish")
 	// b claims to be c: the packet goes through b's tunnel to a.
-	spoof := packet(c, a, "spoofed")
+	spoof := udpPacket(c, a, "spoofed")
 	b.tun.Inject(spoof)
 	waitFor(t, "allowed_ips drop", 2*time.Second, func() bool { return drops(a, DropAllowedIPs) == 1 })
 	expectNone(t, a, 100*time.Millisecond)
@@ -118,15 +121,36 @@ func TestAllowedIPs(t *testing.T) {
 func TestFilterHook(t *testing.T) {
 	m := newMesh(t, 2, fastTiming())
 	a, b := m.nodes[0], m.nodes[1]
-	cfg := m.config(1)
-	cfg.Filter = func(pkt []byte) bool { return !strings.Contains(string(pkt), "blocked") }
-	if err := b.dev.Reconfig(cfg); err != nil {
+	// Both hooks see the device's parse of the packet: b's inbound one
+	// the packets from a, a's outbound one the packets a sends to b.
+	var badIn, sent, badOut atomic.Int32
+	cfgB := m.config(1)
+	cfgB.Filter = funcFilter{in: func(p *packet.Parsed) bool {
+		if p.Src != a.ip || p.Dst != b.ip || p.DstPort != 2000 {
+			badIn.Add(1)
+		}
+		return !strings.Contains(string(p.Buf), "blocked")
+	}}
+	if err := b.dev.Reconfig(cfgB); err != nil {
+		t.Fatal(err)
+	}
+	cfgA := m.config(0)
+	cfgA.Filter = funcFilter{out: func(p *packet.Parsed) {
+		if p.Dst != b.ip || p.Proto != packet.ProtoUDP || p.SrcPort != 1000 {
+			badOut.Add(1)
+		}
+		sent.Add(1)
+	}}
+	if err := a.dev.Reconfig(cfgA); err != nil {
 		t.Fatal(err)
 	}
 	roundTrip(t, a, b, "allowed")
-	a.tun.Inject(packet(a, b, "blocked"))
+	a.tun.Inject(udpPacket(a, b, "blocked"))
 	waitFor(t, "filter drop", 2*time.Second, func() bool { return drops(b, DropFilter) == 1 })
 	roundTrip(t, a, b, "allowed again")
+	if sent.Load() < 3 || badOut.Load() != 0 || badIn.Load() != 0 {
+		t.Fatalf("outbound hook saw %d packets (%d wrong), inbound hook %d wrong; want >= 3 and none wrong", sent.Load(), badOut.Load(), badIn.Load())
+	}
 }
 
 func TestReconfigInvalidChangesNothing(t *testing.T) {
@@ -203,7 +227,7 @@ func TestDisableUDPSendBatching(t *testing.T) {
 			a, b := m.nodes[0], m.nodes[1]
 			var want [][]byte
 			for i := 0; i < 16; i++ {
-				want = append(want, packet(a, b, fmt.Sprintf("burst %02d", i)))
+				want = append(want, udpPacket(a, b, fmt.Sprintf("burst %02d", i)))
 			}
 			// The burst waits in a's TUN before its device starts, so the
 			// first read takes all 16 packets as one batch.

@@ -1,14 +1,16 @@
 // Package device is TunnelMesh's data plane engine: it moves IP packets
 // between a TUN device and the node's peers over UDP, each pair of nodes on
-// its own Noise IKpsk2 session (packages wire, handshake, cookie, replay,
-// ratelimit hold the protocol). Its design follows wireguard-go's device/.
+// its own Noise IKpsk2 session (packages wire, handshake, cookie,
+// ratelimit and wireguard-go's replay hold the protocol; package packet
+// parses the packets). Its design follows wireguard-go's device/.
 //
 // # API
 //
 //	d, err := device.New(tunDev, device.NewBind(true), cfg, logger) // opens UDP, starts
 //	err = d.Reconfig(cfg)                 // declarative: peers added, updated, removed
 //	st := d.Status()                      // per peer: name, IP, endpoint, path, last
-//	                                      // handshake, rx/tx bytes and packets, RTT
+//	                                      // handshake, rx/tx bytes and packets, RTT,
+//	                                      // path latency and loss (PeerLatency)
 //	c := d.Counters()                     // device counters, drops by DropReason
 //	rtt, path, err := d.Ping(ctx, peerIP) // ICMP echo through the tunnel
 //	err = d.Close()
@@ -36,14 +38,22 @@
 // or the probe an idle path gets every 5 s) goes unanswered for pathTimeout
 // (2 s). An idle path is not a failed one: silence alone moves no peer.
 // The rules are in paths.go; Status shows each peer's current path, every
-// path it knows and how often it changed path.
+// path it knows and how often it changed path. The probes on the current
+// path (at least one every pathIdleProbe, idle or busy) measure its round
+// trip times and loss (latency.go, PeerStatus.Latency).
 //
 // # Packet rules
 //
 //   - A decrypted packet is delivered only if its inner source address is the
 //     sending peer's mesh IP (PeerConfig.IP) exactly: an IPv6 packet from the
 //     IPv4-mapped form of it (::ffff:a.b.c.d) is not. Then only if
-//     Config.Filter (if set) accepts it.
+//     Config.Filter (if set) accepts it. A plaintext that is not a valid
+//     IPv4 or IPv6 packet is dropped (DropMalformedInner).
+//   - Each packet is parsed once (package packet), on either path, and
+//     that parse serves the peer lookup, the allowed-IPs check, ping
+//     replies, the filter, TUN GRO and the ICMP answers: the filter is
+//     entered from the device only, Outbound for packets read from the TUN
+//     that go to a peer, Inbound for packets about to be written to it.
 //   - An echo reply completes a Ping only when it came through the session
 //     of the peer that was pinged.
 //   - The replay window moves and the peer's endpoint roams only after the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -138,7 +139,7 @@ func (m *mesh) start(i int, cfg Config) {
 }
 
 // packet builds a UDP packet from a to b carrying payload.
-func packet(a, b *node, payload string) []byte {
+func udpPacket(a, b *node, payload string) []byte {
 	return faketun.UDPPacket(a.ip.As4(), b.ip.As4(), 1000, 2000, []byte(payload))
 }
 
@@ -171,7 +172,7 @@ func expectNone(t testing.TB, b *node, d time.Duration) {
 // roundTrip sends a packet from a to b and checks it arrives.
 func roundTrip(t testing.TB, a, b *node, payload string) {
 	t.Helper()
-	p := packet(a, b, payload)
+	p := udpPacket(a, b, payload)
 	if !a.tun.Inject(p) {
 		t.Fatal("inject failed")
 	}
@@ -232,4 +233,19 @@ func testLogger(name string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// funcFilter is a Filter of two functions; a nil in passes everything, a
+// nil out ignores everything.
+type funcFilter struct {
+	in  func(p *packet.Parsed) bool
+	out func(p *packet.Parsed)
+}
+
+func (f funcFilter) Inbound(p *packet.Parsed) bool { return f.in == nil || f.in(p) }
+
+func (f funcFilter) Outbound(p *packet.Parsed) {
+	if f.out != nil {
+		f.out(p)
+	}
 }

@@ -10,8 +10,9 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"golang.zx2c4.com/wireguard/replay"
+
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
-	"github.com/tunnelmesh/tunnelmesh/agent/internal/replay"
 )
 
 // keypair is one session: the two transport ciphers and their counters.
@@ -19,7 +20,8 @@ type keypair struct {
 	send        cipher.AEAD
 	recv        cipher.AEAD
 	sendCounter atomic.Uint64
-	replay      replay.Filter // used only by the peer's receive goroutine
+	replay      replay.Filter // RFC 6479 window (wireguard-go's); used only by the peer's receive goroutine
+	rxMax       uint64        // highest counter replay accepted (too_late drops); receive goroutine only
 	created     time.Time
 	initiator   bool
 	localIndex  uint32

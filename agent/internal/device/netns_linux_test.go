@@ -20,11 +20,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
 func run(t testing.TB, args ...string) string {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -37,11 +38,14 @@ func TestPrepareGRO(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := d.pools.getBatch(nil)
-			bufs := make([][]byte, len(tt.pkts))
-			for i, p := range tt.pkts {
-				bufs[i] = smallBuf(p)
+			var pp packet.Parsed
+			for _, p := range tt.pkts {
+				pp.Parse(p)
+				b.bufs = append(b.bufs, smallBuf(p))
+				b.gro = append(b.gro, groFlowOf(&pp))
 			}
-			d.prepareGRO(b, bufs)
+			bufs := b.bufs
+			d.prepareGRO(b)
 			var moved []int
 			for i, buf := range bufs {
 				if cap(buf) >= wire.MaxMessageSize {

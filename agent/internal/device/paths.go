@@ -374,6 +374,7 @@ func (p *peer) maintainPaths(now time.Time) {
 	interval, timeout, idle := d.timing.pathProbeInterval, d.timing.pathTimeout, d.timing.pathIdleProbe
 	var probe [maxLearnedPaths + 8]conn.Endpoint
 	targets := probe[:0]
+	var curTarget conn.Endpoint // a probe on the current path (latency.go)
 	p.cfgMu.Lock()
 	// Forget learned paths long silent.
 	kept := p.paths[:0]
@@ -402,13 +403,19 @@ func (p *peer) maintainPaths(now time.Time) {
 			switch {
 			case unansweredFor >= interval/2 && now.Sub(ps.lastProbe) >= interval:
 				ps.lastProbe = now
-				targets = append(targets, ps.ep)
+				curTarget = ps.ep
 			case unansweredFor == 0 && p.learned && now.Sub(ps.lastRx) >= idle && now.Sub(ps.lastProbe) >= idle:
 				// Idle: a probe tells a quiet path from a dead one. It
 				// counts as sent, so that an unanswered one demotes.
 				ps.lastProbe = now
-				targets = append(targets, ps.ep)
+				curTarget = ps.ep
 				p.unanswered.Store(now.UnixNano())
+			case p.learned && now.Sub(ps.lastProbe) >= idle && now.Sub(kp.created) >= idle:
+				// Busy and answered: a probe only for a round trip
+				// sample (latency.go), once the session is settled
+				// (a fresh one has just measured the path).
+				ps.lastProbe = now
+				curTarget = ps.ep
 			}
 		case cur == nil || ps.kind > cur.kind || unansweredFor >= interval/2:
 			if ps.probeDue(now, interval) && len(targets) < cap(targets) {
@@ -419,8 +426,15 @@ func (p *peer) maintainPaths(now time.Time) {
 		}
 	}
 	p.cfgMu.Unlock()
+	if curTarget != nil {
+		stamp := currentStamp(now)
+		p.lat.sentProbe(stamp, now)
+		if !p.sendProbe(curTarget, probeRequest, stamp) {
+			p.lat.unsent(stamp)
+		}
+	}
 	for _, ep := range targets {
-		p.sendProbe(ep, probeRequest, uint64(now.UnixNano()))
+		p.sendProbe(ep, probeRequest, otherStamp(now))
 	}
 }
 
@@ -468,14 +482,15 @@ func (p *peer) probeNow() {
 }
 
 // sendProbe sends a probe message of type typ to ep under the current
-// session. It is not on the data path.
-func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) {
+// session, and reports whether the bind took it. It is not on the data
+// path.
+func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) bool {
 	d := p.d
 	p.sendMu.Lock()
 	kp := p.keypairs.currentKeypair()
 	if p.stopped || kp == nil || kp.dead.Load() || kp.sendCounter.Load() >= d.timing.rejectAfterMessages || !kp.acquire() {
 		p.sendMu.Unlock()
-		return
+		return false
 	}
 	e := d.pools.getElem()
 	pt := e.buf[wire.TransportHeaderSize : wire.TransportHeaderSize+probeSize]
@@ -492,7 +507,8 @@ func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) {
 	d.encryptBatch(b, &p.probeNonce)
 	p.probeMu.Unlock()
 	b.bufs = append(b.bufs, e.packet)
-	if err := d.bind.Send(b.bufs, ep); err != nil {
+	err := d.bind.Send(b.bufs, ep)
+	if err != nil {
 		d.counters.drop(DropSendFailed)
 	} else {
 		n := uint64(len(e.packet))
@@ -502,6 +518,7 @@ func (p *peer) sendProbe(ep conn.Endpoint, typ byte, stamp uint64) {
 		d.counters.txBytes.Add(n)
 	}
 	d.pools.putBatch(b)
+	return err == nil
 }
 
 // receiveProbe handles a decrypted probe from ep; it reports whether pkt
@@ -518,6 +535,7 @@ func (p *peer) receiveProbe(pkt []byte, ep conn.Endpoint, now time.Time) bool {
 	}
 	p.authenticated(ep, rxProbeReply, now)
 	if rtt := now.Sub(time.Unix(0, int64(stamp))); rtt >= 0 && rtt < time.Minute {
+		p.lat.reply(stamp, rtt)
 		p.cfgMu.Lock()
 		if ps := p.findPathLocked(ep); ps != nil {
 			ps.rtt = rtt

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/cookie"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/handshake"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -74,6 +75,7 @@ type peer struct {
 	txInflight atomic.Int32
 	rxInflight atomic.Int32
 	rxMu       sync.Mutex
+	rxParsed   packet.Parsed // guarded by rxMu: receiveBatch's parse of each packet
 
 	// tx and rx are the queue discipline of the send and receive queues
 	// (queue.go).
@@ -91,6 +93,7 @@ type peer struct {
 	rxPackets, txPackets atomic.Uint64
 	lastHandshake        atomic.Int64 // unix nanoseconds
 	rtt                  atomic.Int64 // nanoseconds, last sample
+	lat                  latency      // probes on the current path (latency.go)
 }
 
 func newPeer(d *Device, pc PeerConfig, cands []conn.Endpoint) (*peer, error) {

@@ -2,12 +2,15 @@ package device
 
 import (
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // pairWithSink starts two nodes whose second TUN counts delivered packets
@@ -36,8 +39,8 @@ func testBatch(m *mesh, n, size int) (*batch, *peer, *keypair, *keypair) {
 	pb := b.dev.peerFor(a)
 	kpA := pa.keypairs.currentKeypair()
 	kpB := b.dev.indices.lookup(kpA.remoteIndex).keypair
-	pkt := packet(a, b, string(make([]byte, size-28)))
-	bt := &batch{peer: pa, elems: make([]*elem, n), bufs: make([][]byte, 0, n)}
+	pkt := udpPacket(a, b, string(make([]byte, size-28)))
+	bt := &batch{peer: pa, elems: make([]*elem, n), bufs: make([][]byte, 0, n), gro: make([]groFlow, 0, n)}
 	for i := range bt.elems {
 		e := &elem{buf: make([]byte, smallBufSize)} // as from the TUN or the receive loop
 		copy(e.buf[wire.TransportHeaderSize:], pkt)
@@ -61,26 +64,31 @@ func toReceiver(bt *batch, kpB *keypair) {
 }
 
 // TestPacketPathNoAlloc proves the per-packet path (flow hash, encrypt,
-// queue discipline, decrypt, replay window, allowed-IPs, ping check,
-// filter, TUN write batch) does not allocate.
+// queue discipline, decrypt, replay window, parse, allowed-IPs, ping check,
+// the packet filter of package filter, TUN write batch) does not allocate.
 func TestPacketPathNoAlloc(t *testing.T) {
 	m, delivered := pairWithSink(t)
+	a, b := m.nodes[0], m.nodes[1]
+	flt := filter.New(filter.Config{Self: b.ip})
+	if err := flt.SetFilter(&api.Filter{PolicyVersion: 1, Rules: []api.FilterRule{{Name: "a-udp",
+		Sources: []netip.Prefix{netip.PrefixFrom(a.ip, 32)}, Protocol: "udp"}}}); err != nil {
+		t.Fatal(err)
+	}
 	cfg := m.config(1)
-	cfg.Filter = func(pkt []byte) bool { return len(pkt) > 0 }
+	cfg.Filter = flt
 	if err := m.nodes[1].dev.Reconfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	const n, size = 16, 1400
 	bt, pb, kpA, kpB := testBatch(m, n, size)
 	enc, dec := new([12]byte), new([12]byte)
-	a := m.nodes[0].dev
 	before := delivered.Load()
 	allocs := testing.AllocsPerRun(200, func() {
 		fill(bt, kpA, size)
 		for _, e := range bt.elems {
 			e.flow = uint16(flowBucket(e.packet))
 		}
-		a.encryptBatch(bt, enc)
+		a.dev.encryptBatch(bt, enc)
 		bt.enq = mono()
 		bt.peer.codelDrop(&bt.peer.tx, bt, mono()) // no drop: no sojourn
 		toReceiver(bt, kpB)
@@ -92,6 +100,9 @@ func TestPacketPathNoAlloc(t *testing.T) {
 	}
 	if got := delivered.Load() - before; got != 201*n {
 		t.Fatalf("delivered %d packets, want %d", got, 201*n)
+	}
+	if st := flt.Stats(); st.RuleAccepts["a-udp"] != 201*n {
+		t.Fatalf("filter accepted %d packets, want %d", st.RuleAccepts["a-udp"], 201*n)
 	}
 }
 
@@ -144,7 +155,7 @@ func BenchmarkDevicePair(b *testing.B) {
 			m, delivered := pairWithSink(b)
 			m.net.SetBlocking(true)
 			a, bn := m.nodes[0], m.nodes[1]
-			pkt := packet(a, bn, string(make([]byte, size-28)))
+			pkt := udpPacket(a, bn, string(make([]byte, size-28)))
 			start := delivered.Load()
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
@@ -169,7 +180,7 @@ func BenchmarkDevicePair(b *testing.B) {
 func TestPoolsTrimAfterLoad(t *testing.T) {
 	m, got := pairWithSink(t)
 	a, b := m.nodes[0], m.nodes[1]
-	pkt := packet(a, b, "load")
+	pkt := udpPacket(a, b, "load")
 	idle := func(d *Device) int {
 		return d.pools.small.idle() + d.pools.large.idle() + d.pools.batches.idle()
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -42,21 +43,15 @@ func (pg *pinger) init() {
 	pg.waiters = make(map[uint16]pingWaiter)
 }
 
-// intercept reports whether pkt, which came from peer from, is a reply to
-// one of our pings, and wakes the caller if it still waits and pinged from.
-// It does not allocate.
-func (pg *pinger) intercept(pkt []byte, from *peer, self netip.Addr, now time.Time) bool {
-	if len(pkt) < 28 || pkt[0] != 0x45 || pkt[9] != protoICMP {
+// intercept reports whether pp, a packet that came from peer from, is a
+// reply to one of our pings, and wakes the caller if it still waits and
+// pinged from. It does not allocate.
+func (pg *pinger) intercept(pp *packet.Parsed, from *peer, self netip.Addr) bool {
+	if pp.Version != 4 || pp.Proto != packet.ProtoICMP || !pp.HasICMP ||
+		pp.ICMPType != packet.ICMPEchoReply || pp.SrcPort != pg.id || pp.Dst != self {
 		return false
 	}
-	icmp := pkt[20:]
-	if icmp[0] != icmpEchoReply || binary.BigEndian.Uint16(icmp[4:]) != pg.id {
-		return false
-	}
-	if netip.AddrFrom4([4]byte(pkt[16:20])) != self {
-		return false
-	}
-	seq := binary.BigEndian.Uint16(icmp[6:])
+	seq := pp.EchoSeq
 	pg.mu.Lock()
 	w := pg.waiters[seq]
 	pg.mu.Unlock()
@@ -99,7 +94,7 @@ func (d *Device) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string
 
 	start := time.Now()
 	e := d.pools.getElem()
-	n := putICMPEcho(e.buf[wire.TransportHeaderSize:], icmpEchoRequest, self, ip, d.ping.id, seq, start.UnixNano())
+	n := putICMPEcho(e.buf[wire.TransportHeaderSize:], packet.ICMPEchoRequest, self, ip, d.ping.id, seq, start.UnixNano())
 	e.packet = e.buf[wire.TransportHeaderSize : wire.TransportHeaderSize+n]
 	b := d.pools.getBatch(p)
 	b.elems = append(b.elems, e)
@@ -116,4 +111,26 @@ func (d *Device) Ping(ctx context.Context, ip netip.Addr) (time.Duration, string
 	case <-d.closing:
 		return 0, "", fmt.Errorf("ping %s: %w", ip, ErrClosed)
 	}
+}
+
+// putICMPEcho writes an IPv4 ICMP echo message of the given type into b and
+// returns its length. The payload is 16 bytes: 8 of them carry nanos.
+func putICMPEcho(b []byte, typ uint8, src, dst netip.Addr, id, seq uint16, nanos int64) int {
+	const total = packet.IPv4HeaderLen + packet.ICMPHeaderLen + 16
+	clear(b[:total])
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], total)
+	b[8] = 64 // TTL
+	b[9] = packet.ProtoICMP
+	s, d := src.As4(), dst.As4()
+	copy(b[12:16], s[:])
+	copy(b[16:20], d[:])
+	packet.PutIPv4HeaderChecksum(b)
+	icmp := b[packet.IPv4HeaderLen:total]
+	icmp[0] = typ
+	binary.BigEndian.PutUint16(icmp[4:], id)
+	binary.BigEndian.PutUint16(icmp[6:], seq)
+	binary.BigEndian.PutUint64(icmp[8:], uint64(nanos))
+	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp, 0))
+	return total
 }

@@ -58,6 +58,9 @@ type batch struct {
 	peer  *peer
 	elems []*elem
 	bufs  [][]byte // scratch for bind.Send / tun.Write
+	// gro holds, for each of bufs on the receive path, its TUN GRO flow
+	// (the zero groFlow: none), taken from the packet's one parse.
+	gro []groFlow
 	// scratch holds the large elements prepareGSO borrowed for one send.
 	scratch []*elem
 	// The queue discipline (queue.go): sparse batches skip the queues;
@@ -130,7 +133,7 @@ func (p *pools) init(batchSize int) {
 	p.large.init(maxIdleLarge, func() *elem { return &elem{buf: make([]byte, wire.MaxMessageSize)} })
 	p.batches.init(maxIdleBatches, func() *batch {
 		return &batch{elems: make([]*elem, 0, batchSize), bufs: make([][]byte, 0, batchSize),
-			scratch: make([]*elem, 0, batchSize/2+1)}
+			gro: make([]groFlow, 0, batchSize), scratch: make([]*elem, 0, batchSize/2+1)}
 	})
 }
 
@@ -193,8 +196,10 @@ func (p *pools) putBatch(b *batch) {
 	for i := range b.bufs {
 		b.bufs[i] = nil
 	}
+	clear(b.gro)
 	b.elems = b.elems[:0]
 	b.bufs = b.bufs[:0]
+	b.gro = b.gro[:0]
 	b.peer = nil
 	p.batches.put(b)
 }

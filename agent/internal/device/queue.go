@@ -20,14 +20,16 @@ import (
 //     DNS, interactive traffic) is sparse.
 //   - The queue is bounded by time, not by count: CoDel watches each
 //     packet's sojourn time (from queueing to the sequential goroutine
-//     taking it, after the crypto workers) and, once it stayed above codelTarget for codelInterval,
-//     drops packets at the rate of its control law until it falls below,
-//     so TCP slows down instead of filling the queue.
-//   - A hard limit of queueMaxPackets per peer and direction, and of the
-//     channel's batches (tail drop, never blocking the reader), bounds what the queue holds when CoDel is not fast enough, and keeps
-//     the counters of packets that overtake queued ones within the
-//     receiver's replay window: both directions together stay below
-//     replay.WindowSize.
+//     taking it, after the crypto workers) and, once it stayed above
+//     codelTarget for codelInterval, drops packets at the rate of its
+//     control law until it falls below, so TCP slows down instead of
+//     filling the queue.
+//   - A hard limit of queueMaxPackets per peer and direction, and the
+//     capacity of the peer's channel of batches, refuse what comes beyond
+//     (tail drop, never blocking the reader) when CoDel is not fast
+//     enough. The limit also keeps the counters of packets that overtake
+//     queued ones within the receiver's replay window (8128 counters):
+//     both directions together stay below it.
 //
 // Every packet's sojourn time is recorded in the peer's histogram
 // (QueueStats).

@@ -125,7 +125,7 @@ func TestSparseSkipsQueue(t *testing.T) {
 	p.txInflight.Add(1)
 	p.outbound <- hold
 
-	bulk := packet(a, bn, string(make([]byte, 1000)))
+	bulk := udpPacket(a, bn, string(make([]byte, 1000)))
 	sparse := faketun.UDPPacket(a.ip.As4(), bn.ip.As4(), 3000, 4000, make([]byte, 72))
 	sparseWire := wire.TransportMinSize + wire.PaddedLen(len(sparse), int(d.mtu.Load()))
 	bulkWire := wire.TransportMinSize + wire.PaddedLen(len(bulk), int(d.mtu.Load()))
@@ -206,7 +206,7 @@ func TestSparseSkipsReceiveQueue(t *testing.T) {
 	pb.rxInflight.Add(1)
 	pb.inbound <- hold
 
-	bulk := packet(a, bn, string(make([]byte, 1000)))
+	bulk := udpPacket(a, bn, string(make([]byte, 1000)))
 	small := faketun.UDPPacket(a.ip.As4(), bn.ip.As4(), 3000, 4000, make([]byte, 72))
 	for range 4 {
 		a.tun.Inject(bulk)
@@ -302,7 +302,7 @@ func BenchmarkPeerQueue(b *testing.B) {
 			d.fifo.Store(fifo)
 			bn.dev.fifo.Store(fifo)
 			p := d.peerFor(bn)
-			bulk := packet(a, bn, string(make([]byte, 1400-28)))
+			bulk := udpPacket(a, bn, string(make([]byte, 1400-28)))
 			sparse := faketun.UDPPacket(a.ip.As4(), bn.ip.As4(), 3000, 4000, make([]byte, 72))
 			sb.mu.Lock()
 			sb.sparseSz = wire.TransportMinSize + wire.PaddedLen(len(sparse), int(d.mtu.Load()))

@@ -10,6 +10,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -19,8 +20,9 @@ import (
 //	                                                   + d.decQueue (parallel)
 //	                  --(handshake messages)--> d.hsQueue (bounded, dropped when full)
 //	decryption workers: open the AEAD in place, mark each packet ok or not, unlock
-//	peer's sequential receiver: replay window, roaming, timers, allowed-IPs,
-//	ping replies, filter, then one batched TUN write
+//	peer's sequential receiver: replay window, roaming, timers, then for
+//	each packet one parse (package packet) that allowed-IPs, ping replies,
+//	the filter and TUN GRO all read, then one batched TUN write
 
 // routineReceive reads datagrams from one bind receive func until the bind
 // closes.
@@ -225,12 +227,14 @@ func (p *peer) receiveBatch(b *batch) {
 	ip := p.meshIP()
 	self := d.self()
 	filter := d.filter.Load()
+	pp := &p.rxParsed // rxMu is held
 	var rxPackets, rxBytes uint64
 	dataReceived := false
 	var lastEndpoint conn.Endpoint
 	var lastKeypair *keypair
 	confirmed := false
 	b.bufs = b.bufs[:0]
+	b.gro = b.gro[:0]
 	for _, e := range b.elems {
 		if !e.ok {
 			d.counters.drop(DropDecrypt)
@@ -242,10 +246,11 @@ func (p *peer) receiveBatch(b *batch) {
 			continue
 		}
 		// Only now, with the tag verified, may the window move.
-		if !kp.replay.Accept(e.counter, d.timing.rejectAfterMessages) {
-			d.counters.drop(DropReplay)
+		if !kp.replay.ValidateCounter(e.counter, d.timing.rejectAfterMessages) {
+			d.counters.drop(replayDrop(kp.rxMax, e.counter))
 			continue
 		}
+		kp.rxMax = max(kp.rxMax, e.counter)
 		rxPackets++
 		rxBytes += uint64(len(e.packet) + wire.TransportMinSize)
 		if kp != lastKeypair {
@@ -265,23 +270,27 @@ func (p *peer) receiveBatch(b *batch) {
 		}
 		lastEndpoint = e.endpoint
 		dataReceived = true
-		pkt, src, ok := trimIPPacket(e.packet)
-		if !ok {
+		// The plaintext is padded: the parse cuts it to its IP length. An
+		// IPv6 source stays IPv6 even when it is IPv4-mapped
+		// (::ffff:a.b.c.d), so it never equals a peer's IPv4 mesh address
+		// (WireGuard keeps IPv4 and IPv6 allowed IPs apart the same way).
+		if !pp.Parse(e.packet) {
 			d.counters.drop(DropMalformedInner)
 			continue
 		}
-		if src != ip {
+		if pp.Src != ip {
 			d.counters.drop(DropAllowedIPs)
 			continue
 		}
-		if d.ping.intercept(pkt, p, self, now) {
+		if d.ping.intercept(pp, p, self) {
 			continue
 		}
-		if filter != nil && !(*filter)(pkt) {
+		if filter != nil && !filter.Inbound(pp) {
 			d.counters.drop(DropFilter)
 			continue
 		}
-		b.bufs = append(b.bufs, e.buf[:wire.TransportHeaderSize+len(pkt)])
+		b.bufs = append(b.bufs, e.buf[:wire.TransportHeaderSize+len(pp.Buf)])
+		b.gro = append(b.gro, groFlowOf(pp))
 	}
 	if rxPackets == 0 {
 		return
@@ -309,7 +318,7 @@ func (p *peer) receiveBatch(b *batch) {
 	}
 	if len(b.bufs) > 0 {
 		if len(b.bufs) > 1 {
-			d.prepareGRO(b, b.bufs)
+			d.prepareGRO(b)
 		}
 		if _, err := d.tun.Write(b.bufs, wire.TransportHeaderSize); err != nil && !d.isClosed() {
 			d.log.Debug("write to tun failed", "err", err)
@@ -322,72 +331,42 @@ func (p *peer) receiveBatch(b *batch) {
 	}
 }
 
-const (
-	protoTCP = 6
-	protoUDP = 17
-)
-
-// groFlow is a transport flow, as far as TUN GRO tells flows apart.
+// groFlow is a transport flow, as far as TUN GRO tells flows apart. The
+// zero groFlow is no flow.
 type groFlow struct {
 	src, dst netip.Addr
 	ports    uint32
 	proto    uint8
 }
 
-// groFlowOf returns pkt's TCP or UDP flow.
-func groFlowOf(pkt []byte) (groFlow, bool) {
-	if len(pkt) < 1 {
-		return groFlow{}, false
+// groFlowOf returns the TCP or UDP flow of the parsed packet pp; fragments
+// have none.
+func groFlowOf(pp *packet.Parsed) groFlow {
+	if !pp.HasPorts || pp.FirstFrag || pp.LaterFrag {
+		return groFlow{}
 	}
-	var f groFlow
-	var l4 int
-	switch pkt[0] >> 4 {
-	case 4:
-		l4 = int(pkt[0]&0x0f) * 4
-		if l4 < 20 || len(pkt) < l4+4 || binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 {
-			return groFlow{}, false // short, or a fragment
-		}
-		f.proto = pkt[9]
-		f.src = netip.AddrFrom4([4]byte(pkt[12:16]))
-		f.dst = netip.AddrFrom4([4]byte(pkt[16:20]))
-	case 6:
-		l4 = 40
-		if len(pkt) < l4+4 {
-			return groFlow{}, false
-		}
-		f.proto = pkt[6]
-		f.src = netip.AddrFrom16([16]byte(pkt[8:24]))
-		f.dst = netip.AddrFrom16([16]byte(pkt[24:40]))
-	default:
-		return groFlow{}, false
-	}
-	if f.proto != protoTCP && f.proto != protoUDP {
-		return groFlow{}, false
-	}
-	f.ports = binary.BigEndian.Uint32(pkt[l4:])
-	return f, true
+	return groFlow{src: pp.Src, dst: pp.Dst, ports: uint32(pp.SrcPort)<<16 | uint32(pp.DstPort), proto: pp.Proto}
 }
 
 // groMaxFlows bounds the flows prepareGRO tracks in one write.
 const groMaxFlows = 8
 
-// prepareGRO lets the TUN coalesce bufs (TUN GRO appends each TCP or UDP
+// prepareGRO lets the TUN coalesce b.bufs (TUN GRO appends each TCP or UDP
 // segment to the first packet of its flow in the write, which needs the
 // room): the first packet of every flow with two or more packets moves into
 // a 64 KiB scratch element (one copy per flow), returned after the write.
 // Packets are carried in small elements otherwise.
-func (d *Device) prepareGRO(b *batch, bufs [][]byte) {
-	const offset = wire.TransportHeaderSize
+func (d *Device) prepareGRO(b *batch) {
+	bufs := b.bufs
 	var flows [groMaxFlows]struct {
 		f     groFlow
 		first int
 		n     int
 	}
 	nf := 0
-	for i, buf := range bufs {
-		f, ok := groFlowOf(buf[offset:])
-		if !ok {
-			continue
+	for i, f := range b.gro {
+		if f.proto == 0 {
+			continue // no flow
 		}
 		k := 0
 		for k < nf && flows[k].f != f {

@@ -162,7 +162,7 @@ func TestWrongPSK(t *testing.T) {
 				t.Fatal(err)
 			}
 			from, to := m.nodes[initiator], m.nodes[1-initiator]
-			from.tun.Inject(packet(from, to, "hello"))
+			from.tun.Inject(udpPacket(from, to, "hello"))
 			// The prologue carries a tag of the PSK: the responder cannot
 			// decrypt message 1 and refuses it, without answering.
 			waitFor(t, "responder refuses the initiation", 3*time.Second, func() bool {
@@ -179,7 +179,7 @@ func TestWrongPSK(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "reconnect", 5*time.Second, func() bool {
-				a.tun.Inject(packet(a, b, "retry"))
+				a.tun.Inject(udpPacket(a, b, "retry"))
 				select {
 				case <-b.tun.Outbound():
 					return true
@@ -199,7 +199,7 @@ func TestWrongMesh(t *testing.T) {
 	if err := b.dev.Reconfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	a.tun.Inject(packet(a, b, "x"))
+	a.tun.Inject(udpPacket(a, b, "x"))
 	waitFor(t, "b refuses the initiation", 3*time.Second, func() bool { return drops(b, DropHandshakeFailed) >= 1 })
 	expectNone(t, b, 100*time.Millisecond)
 }
@@ -213,7 +213,7 @@ func TestUnknownKey(t *testing.T) {
 	if err := a.dev.Reconfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	x.tun.Inject(packet(x, a, "let me in"))
+	x.tun.Inject(udpPacket(x, a, "let me in"))
 	waitFor(t, "unknown key drop", 3*time.Second, func() bool { return drops(a, DropUnknownKey) >= 1 })
 	expectNone(t, a, 100*time.Millisecond)
 	if c := x.dev.Counters(); c.HandshakesCompleted != 0 {
@@ -235,17 +235,17 @@ func TestRemovedPeerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b still has its session and sends on it: a refuses at once.
-	b.tun.Inject(packet(b, a, "after removal"))
+	b.tun.Inject(udpPacket(b, a, "after removal"))
 	waitFor(t, "unknown index drop", 2*time.Second, func() bool { return drops(a, DropUnknownIndex) >= 1 })
 	if took := time.Since(removedAt); took > 2*time.Second {
 		t.Fatalf("refusal took %v", took)
 	}
 	expectNone(t, a, 100*time.Millisecond)
 	// a's packets to b have no route; b's new handshakes are refused.
-	a.tun.Inject(packet(a, b, "to removed"))
+	a.tun.Inject(udpPacket(a, b, "to removed"))
 	waitFor(t, "no peer drop", 2*time.Second, func() bool { return drops(a, DropNoPeer) >= 1 })
 	b.dev.peerFor(a).zeroKeys()
-	b.tun.Inject(packet(b, a, "new handshake"))
+	b.tun.Inject(udpPacket(b, a, "new handshake"))
 	waitFor(t, "unknown key drop", 2*time.Second, func() bool { return drops(a, DropUnknownKey) >= 1 })
 	expectNone(t, a, 100*time.Millisecond)
 	a.dev.indices.mu.RLock()
@@ -288,7 +288,7 @@ func TestSimultaneousInitiation(t *testing.T) {
 		}
 		return false
 	})
-	pa, pb := packet(a, b, "from a"), packet(b, a, "from b")
+	pa, pb := udpPacket(a, b, "from a"), udpPacket(b, a, "from b")
 	a.tun.Inject(pa)
 	b.tun.Inject(pb)
 	expect(t, b, pa, 5*time.Second)
@@ -524,7 +524,7 @@ func TestHandshakeRetriesThenGivesUp(t *testing.T) {
 		}
 		return !blackhole.Load()
 	})
-	a.tun.Inject(packet(a, b, "into the void"))
+	a.tun.Inject(udpPacket(a, b, "into the void"))
 	time.Sleep(1200 * time.Millisecond)
 	n := inits.Load()
 	// 0, 50, 150, 350, 550 ms (+jitter): about 5 attempts, then silence.
@@ -563,7 +563,7 @@ func TestPeerAddedLater(t *testing.T) {
 	if err := a.dev.Reconfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	x.tun.Inject(packet(x, a, "refused"))
+	x.tun.Inject(udpPacket(x, a, "refused"))
 	waitFor(t, "unknown key drop", 3*time.Second, func() bool { return drops(a, DropUnknownKey) >= 1 })
 	// The netmap now lists x: a accepts it on x's next attempt.
 	if err := a.dev.Reconfig(m.config(0)); err != nil {
@@ -591,7 +591,7 @@ func TestPeerIPChange(t *testing.T) {
 	roundTrip(t, b, a, "new ip")
 	roundTrip(t, a, b, "to the new ip")
 	old := &node{ip: oldIP}
-	b.tun.Inject(packet(old, a, "old source"))
+	b.tun.Inject(udpPacket(old, a, "old source"))
 	waitFor(t, "old source refused", 2*time.Second, func() bool { return drops(a, DropAllowedIPs) >= 1 })
 	if after := a.dev.Counters().HandshakesCompleted; after != before {
 		t.Fatalf("renumbering needed a handshake (%d -> %d)", before, after)
@@ -609,7 +609,7 @@ func TestReconfigUnderTraffic(t *testing.T) {
 		wg.Add(1)
 		go func(from, to *node) {
 			defer wg.Done()
-			p := packet(from, to, "flow")
+			p := udpPacket(from, to, "flow")
 			for {
 				select {
 				case <-stop:
@@ -665,9 +665,9 @@ func TestUnconfirmedResponderInitiates(t *testing.T) {
 		return !(dropA.Load() && src == a.ul && len(p) > 0 && p[0] == wire.TypeTransport)
 	})
 	dropA.Store(true)
-	a.tun.Inject(packet(a, b, "lost"))
+	a.tun.Inject(udpPacket(a, b, "lost"))
 	waitFor(t, "b answers a's handshake", 2*time.Second, func() bool { return b.dev.Counters().HandshakesCompleted == 1 })
-	pb := packet(b, a, "b has data")
+	pb := udpPacket(b, a, "b has data")
 	b.tun.Inject(pb)
 	dropA.Store(false)
 	expect(t, a, pb, 5*time.Second)

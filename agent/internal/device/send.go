@@ -11,12 +11,15 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
 // The send path, as in wireguard-go:
 //
-//	TUN reader --(per-peer batches)--> peer.staged
+//	TUN reader: one parse per packet (package packet) for the MTU check,
+//	the peer lookup and the filter
+//	  --(per-peer batches)--> peer.staged
 //	  sendStaged: assign keypair and counters, lock the batch, queue it on
 //	  peer.outbound (order) and d.encQueue (parallel)
 //	encryption workers (one per CPU): encrypt in place, unlock the batch
@@ -121,6 +124,7 @@ func (d *Device) routineReadFromTUN() {
 	pb := peerBatches{list: make([]*batch, 0, n)}
 	tb := tooBig{buf: make([]byte, offset+icmp.MaxIPv6Answer), bufs: make([][]byte, 1)}
 	large := len(bufs[0]) != smallBufSize
+	var pp packet.Parsed // one allocation for the reader's life: the filter's interface call makes it escape
 	var backoff time.Duration
 	for {
 		if mtu := int(d.mtu.Load()); (mtu > smallMTUMax) != large {
@@ -135,6 +139,7 @@ func (d *Device) routineReadFromTUN() {
 		}
 		count, err := d.tun.Read(bufs, sizes, offset)
 		mtu := int(d.mtu.Load())
+		filter := d.filter.Load()
 		var lastDst netip.Addr // the lookup cache lives for one read only
 		var lastPeer *peer
 		for i := 0; i < count; i++ {
@@ -149,16 +154,19 @@ func (d *Device) routineReadFromTUN() {
 				continue
 			}
 			pkt := elems[i].buf[offset : offset+size]
+			ok := pp.Parse(pkt)
 			if size > mtu {
 				d.counters.drop(DropTooBig)
-				tb.answer(d, pkt, mtu)
+				if ok {
+					tb.answer(d, &pp, mtu)
+				}
 				continue
 			}
-			dst, ok := dstAddr(pkt)
 			if !ok {
 				d.counters.drop(DropMalformedInner)
 				continue
 			}
+			dst := pp.Dst
 			p := lastPeer // a read's packets mostly go to one peer
 			if dst != lastDst || p == nil {
 				p = d.peerByIP(dst)
@@ -167,6 +175,9 @@ func (d *Device) routineReadFromTUN() {
 			if p == nil {
 				d.counters.drop(DropNoPeer)
 				continue
+			}
+			if filter != nil {
+				filter.Outbound(&pp)
 			}
 			e := elems[i]
 			e.packet = pkt
@@ -225,9 +236,9 @@ type tooBig struct {
 	bufs [][]byte // one slot, for tun.Write
 }
 
-func (tb *tooBig) answer(d *Device, pkt []byte, mtu int) {
+func (tb *tooBig) answer(d *Device, pp *packet.Parsed, mtu int) {
 	const offset = wire.TransportHeaderSize
-	n := icmp.FragNeeded(tb.buf[offset:], pkt, mtu)
+	n := icmp.FragNeeded(tb.buf[offset:], pp, mtu)
 	if n == 0 {
 		return
 	}

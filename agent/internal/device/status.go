@@ -32,6 +32,9 @@ type PeerStatus struct {
 	RxPackets, TxPackets uint64
 	// RTT is the latest round-trip sample (handshake or Ping); 0 if none.
 	RTT time.Duration
+	// Latency is the current path's round trip times and loss, from the
+	// probes (latency.go).
+	Latency PeerLatency
 	// TxQueue and RxQueue are the send and receive queues' sojourn times
 	// and drops (queue.go).
 	TxQueue, RxQueue QueueStats
@@ -70,6 +73,7 @@ func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	s.RxPackets, s.TxPackets = p.rxPackets.Load(), p.txPackets.Load()
 	s.RTT = time.Duration(p.rtt.Load())
 	s.PathChanges = p.pathChanges.Load()
+	s.Latency = p.lat.snapshot(now, p.d.timing.pathTimeout)
 	s.TxQueue, s.RxQueue = p.tx.stats(), p.rx.stats()
 	return s
 }

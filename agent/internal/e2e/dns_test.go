@@ -71,7 +71,7 @@ func (l *lab) withResolvConf(ns, resolvConf string, timeout time.Duration, args 
 	return l.Run(ns, timeout, append(sh, args...)...)
 }
 
-// TestMeshDNS is issue 6's lab: a coordinator with the default policy;
+// TestMeshDNS is the mesh DNS lab: a coordinator with the default policy;
 // node ns1 (tagged dns, --advertise-dns) with tunnelmesh-meshdns beside it
 // in its namespace; nodea, whose agent manages a private resolv.conf
 // (--dns-mode resolvconf); nodeb; later noded. From nodea: dig at the
@@ -196,7 +196,7 @@ func TestMeshDNS(t *testing.T) {
 		if st.IP.String() != dIP {
 			t.Errorf("noded.mesh resolved to %s, noded has %s", dIP, st.IP)
 		}
-		t.Logf("noded.mesh resolved on nodea %v after its join started (issue target: within 2 s)", joined.Round(time.Millisecond))
+		t.Logf("noded.mesh resolved on nodea %v after its join started (target: within 2 s)", joined.Round(time.Millisecond))
 
 		start = time.Now()
 		l.Must("ip", "netns", "exec", cns, l.bin, "admin", "--config", cfgPath, "nodes", "remove", "noded")

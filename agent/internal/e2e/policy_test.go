@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The lab scenario on real namespaces, TUN devices and kernels:
+// The policy lab on real namespaces, TUN devices and kernels:
 // with a policy allowing only A -> B tcp/80, a scan from A of B's other
 // ports and from C of every port of B gets nothing through, while A's
 // request to B:80 and B's replies work; changing the policy opens and

@@ -11,6 +11,7 @@
 //	e, err := engine.New(tunDev, cfg, opts, log) // opts: the node's flags
 //	err = e.Reconfig(cfg)                        // every later netmap
 //	st := e.Status()                             // device.Status + drops by name + filter counters
+//	                                             // (with the TCP handshake histograms)
 //	rtt, path, err := e.Ping(ctx, peerIP)
 //	pub, err := e.PublicAddr(ctx, stunServer)    // STUN on the data plane's own socket
 //	err = e.Close()                              // device (bind, TUN), then transports
@@ -34,9 +35,10 @@
 //
 // # Wiring
 //
-// The filter sees outbound packets through the TUN wrapper
-// (filter.WrapTUN, so it learns the node's flows) and inbound ones through
-// the device's hook (device.Config.Filter = Filter.Inbound), both set up
-// here and nowhere else. Options are the node's flags, fixed for the
+// The filter is the device's (device.Config.Filter, set here and nowhere
+// else): the device parses each packet once (package packet) and calls
+// Filter.Outbound with packets read from the TUN for a peer (so it learns
+// the node's flows) and Filter.Inbound with decrypted ones before the TUN
+// write. Options are the node's flags, fixed for the
 // engine's life; everything else comes with Config.
 package engine

@@ -69,9 +69,8 @@ func New(dev tun.Device, cfg Config, opts Options, log *slog.Logger) (*Engine, e
 	}
 	e.tr = tr
 	tr.Set(cfg.Transport)
-	// Outbound packets pass the filter through the wrapped TUN, inbound
-	// ones through the device's filter hook (deviceConfig).
-	d, err := device.New(filter.WrapTUN(dev, e.flt), tr.Bind, e.deviceConfig(cfg), log)
+	// The device calls the filter on both paths (deviceConfig).
+	d, err := device.New(dev, tr.Bind, e.deviceConfig(cfg), log)
 	if err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("start engine: %w", err)
@@ -83,7 +82,7 @@ func New(dev tun.Device, cfg Config, opts Options, log *slog.Logger) (*Engine, e
 // deviceConfig is cfg.Device with the engine's own settings.
 func (e *Engine) deviceConfig(cfg Config) device.Config {
 	dc := cfg.Device
-	dc.Filter = e.flt.Inbound
+	dc.Filter = e.flt
 	dc.DisableUDPSendBatching = e.opts.DisableUDPSendBatching
 	return dc
 }

@@ -18,6 +18,10 @@ type Status struct {
 	Filter filter.Stats
 }
 
+// FlowRTTBuckets are the upper bounds, in seconds, of the TCP handshake
+// histograms in Status.Filter.FlowRTT (filter.FlowRTTBuckets).
+var FlowRTTBuckets = filter.FlowRTTBuckets
+
 // Status returns a snapshot of the device, its peers and the filter.
 func (e *Engine) Status() Status {
 	s := Status{Status: e.dev.Status(), Filter: e.flt.Stats()}

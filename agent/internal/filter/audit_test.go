@@ -21,7 +21,7 @@ func TestDestinationMustBeSelf(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	if !f.Inbound(tcp(a, self, 40000, 80, syn)) {
+	if !inbound(f, tcp(a, self, 40000, 80, syn)) {
 		t.Fatal("a's allowed packet to the node's own address dropped")
 	}
 	for _, tt := range []struct {
@@ -36,15 +36,15 @@ func TestDestinationMustBeSelf(t *testing.T) {
 		{"any protocol to a LAN host", ip(b, "192.168.1.10", 47, nil)},
 		{"ping to a LAN host", icmp(b, "192.168.1.10", icmpEchoRequest, 1)},
 	} {
-		if f.Inbound(tt.pkt) {
+		if inbound(f, tt.pkt) {
 			t.Errorf("Inbound(%s) = true, want false", tt.name)
 		}
 	}
 	// Reply-shaped packets: the node opened flows to a, replies addressed
 	// elsewhere do not pass.
-	f.Outbound(tcp(self, a, 41000, 443, syn))
-	f.Outbound(udp(self, a, 6000, 5353))
-	f.Outbound(icmp(self, a, icmpEchoRequest, 77))
+	outbound(f, tcp(self, a, 41000, 443, syn))
+	outbound(f, udp(self, a, 6000, 5353))
+	outbound(f, icmp(self, a, icmpEchoRequest, 77))
 	for _, tt := range []struct {
 		name string
 		pkt  []byte
@@ -53,11 +53,11 @@ func TestDestinationMustBeSelf(t *testing.T) {
 		{"udp reply to a 10/8 host", udp(a, "10.0.0.5", 5353, 6000)},
 		{"echo reply to a LAN host", icmp(a, "192.168.1.10", icmpEchoReply, 77)},
 	} {
-		if f.Inbound(tt.pkt) {
+		if inbound(f, tt.pkt) {
 			t.Errorf("Inbound(%s) = true, want false", tt.name)
 		}
 	}
-	if !f.Inbound(tcp(a, self, 443, 41000, synAck)) || !f.Inbound(udp(a, self, 5353, 6000)) || !f.Inbound(icmp(a, self, icmpEchoReply, 77)) {
+	if !inbound(f, tcp(a, self, 443, 41000, synAck)) || !inbound(f, udp(a, self, 5353, 6000)) || !inbound(f, icmp(a, self, icmpEchoReply, 77)) {
 		t.Error("replies to the node's own address dropped")
 	}
 	if got := f.Stats().Drops[DropDestination]; got != 10 {
@@ -65,16 +65,16 @@ func TestDestinationMustBeSelf(t *testing.T) {
 	}
 	// A flow the node sends from another source address (not its mesh
 	// address) is no flow of the node's: its replies do not pass.
-	f.Outbound(udp("192.168.1.10", a, 7000, 53))
-	if f.Inbound(udp(a, "192.168.1.10", 53, 7000)) {
+	outbound(f, udp("192.168.1.10", a, 7000, 53))
+	if inbound(f, udp(a, "192.168.1.10", 53, 7000)) {
 		t.Error("a reply to a flow from another source address passed")
 	}
 	// SetSelf moves the node: the old address no longer receives.
 	f.SetSelf(netip.MustParseAddr("100.64.0.50"))
-	if f.Inbound(tcp(a, self, 40001, 80, syn)) {
+	if inbound(f, tcp(a, self, 40001, 80, syn)) {
 		t.Error("the node's old address still receives after SetSelf")
 	}
-	if !f.Inbound(tcp(a, "100.64.0.50", 40001, 80, syn)) {
+	if !inbound(f, tcp(a, "100.64.0.50", 40001, 80, syn)) {
 		t.Error("the node's new address does not receive after SetSelf")
 	}
 }
@@ -85,7 +85,7 @@ func TestNoSelfDeliversNothing(t *testing.T) {
 	if err := f.SetFilter(testFilter()); err != nil {
 		t.Fatal(err)
 	}
-	if f.Inbound(tcp(b, self, 1, 80, syn)) {
+	if inbound(f, tcp(b, self, 1, 80, syn)) {
 		t.Error("a filter without the node's address accepted a packet")
 	}
 }
@@ -98,8 +98,8 @@ func TestICMPErrorOnlyFromFlowPeer(t *testing.T) {
 	if err := f.SetFilter(&api.Filter{}); err != nil {
 		t.Fatal(err)
 	}
-	f.Outbound(udp(self, b, 5353, 53))
-	f.Outbound(tcp(self, b, 40000, 443, syn))
+	outbound(f, udp(self, b, 5353, 53))
+	outbound(f, tcp(self, b, 40000, 443, syn))
 	quotedUDP := udp(self, b, 5353, 53)[:28]
 	quotedTCP := tcp(self, b, 40000, 443, syn)[:28]
 	for _, tt := range []struct {
@@ -111,12 +111,12 @@ func TestICMPErrorOnlyFromFlowPeer(t *testing.T) {
 		{"time exceeded from a about the node's flow to b", ip(a, self, protoICMP, icmpHdr(icmpTimeExceeded, 0, quotedTCP))},
 		{"error from b to another address", ip(b, "192.168.1.10", protoICMP, icmpHdr(icmpUnreachable, 0, quotedUDP))},
 	} {
-		if f.Inbound(tt.pkt) {
+		if inbound(f, tt.pkt) {
 			t.Errorf("Inbound(%s) = true, want false", tt.name)
 		}
 	}
-	if !f.Inbound(ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quotedUDP))) ||
-		!f.Inbound(ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quotedTCP))) {
+	if !inbound(f, ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quotedUDP))) ||
+		!inbound(f, ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quotedTCP))) {
 		t.Error("an ICMP error from the flow's own peer was dropped")
 	}
 	if got := f.Stats().Related; got != 2 {
@@ -138,20 +138,20 @@ func TestPeerCannotFillFlowTable(t *testing.T) {
 	// The node's own flows with b and c, and one a opened earlier.
 	const own = 100
 	for i := range own {
-		f.Outbound(udp(self, b, uint16(10000+i), 53))
-		f.Outbound(tcp(self, c, uint16(20000+i), 443, syn))
+		outbound(f, udp(self, b, uint16(10000+i), 53))
+		outbound(f, tcp(self, c, uint16(20000+i), 443, syn))
 	}
 	// a floods: a new flow from every source port.
 	for port := 1; port <= 65535; port++ {
-		if !f.Inbound(udp(a, self, uint16(port), 9999)) {
+		if !inbound(f, udp(a, self, uint16(port), 9999)) {
 			t.Fatalf("a's allowed datagram from port %d dropped", port)
 		}
 	}
 	for i := range own {
-		if !f.Inbound(udp(b, self, 53, uint16(10000+i))) {
+		if !inbound(f, udp(b, self, 53, uint16(10000+i))) {
 			t.Fatalf("the node's flow %d with b was evicted by a's flood", i)
 		}
-		if !f.Inbound(tcp(c, self, 443, uint16(20000+i), synAck)) {
+		if !inbound(f, tcp(c, self, 443, uint16(20000+i), synAck)) {
 			t.Fatalf("the node's flow %d with c was evicted by a's flood", i)
 		}
 	}
@@ -165,11 +165,11 @@ func TestPeerCannotFillFlowTable(t *testing.T) {
 	// a's newest flow is tracked as a's (a loses its own oldest flows
 	// first): the node's reply on it does not make it a flow of the
 	// node's, so it stops when the policy no longer allows a.
-	f.Outbound(udp(self, a, 9999, 65535))
+	outbound(f, udp(self, a, 9999, 65535))
 	if err := f.SetFilter(&api.Filter{}); err != nil {
 		t.Fatal(err)
 	}
-	if f.Inbound(udp(a, self, 65535, 9999)) {
+	if inbound(f, udp(a, self, 65535, 9999)) {
 		t.Error("a's newest flow was not tracked as a's")
 	}
 }
@@ -188,17 +188,17 @@ func TestFullTableEvictsHeaviestPeer(t *testing.T) {
 	}
 	const own = 64
 	for i := range own {
-		f.Outbound(udp(self, c, uint16(10000+i), 53))
+		outbound(f, udp(self, c, uint16(10000+i), 53))
 	}
 	// a and b flood later: their flows expire after the node's.
 	clk.advance(time.Second)
 	for port := 1; port <= 20000; port++ {
-		f.Inbound(udp(a, self, uint16(port), 9999))
-		f.Inbound(udp(b, self, uint16(port), 9999))
+		inbound(f, udp(a, self, uint16(port), 9999))
+		inbound(f, udp(b, self, uint16(port), 9999))
 	}
 	lost := 0
 	for i := range own {
-		if !f.Inbound(udp(c, self, 53, uint16(10000+i))) {
+		if !inbound(f, udp(c, self, 53, uint16(10000+i))) {
 			lost++
 		}
 	}

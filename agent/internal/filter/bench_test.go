@@ -41,7 +41,7 @@ func benchFilter(b *testing.B, nRules, nFlows int) (*Filter, [][]byte) {
 		peer := node(2 + rng.IntN(meshSize)).String()
 		sport := uint16(1024 + i%60000)
 		dport := uint16(1 + rng.IntN(65000))
-		f.Outbound(tcp(selfIP, peer, sport, dport, syn))
+		outbound(f, tcp(selfIP, peer, sport, dport, syn))
 		if i%(nFlows/100) == 0 {
 			flows = append(flows, tcp(peer, selfIP, dport, sport, ack))
 		}
@@ -72,26 +72,26 @@ func BenchmarkFilter(b *testing.B) {
 	established := pkts[:100]
 	hits := pkts[100:]
 	for _, p := range established {
-		if !f.Inbound(p) {
+		if !inbound(f, p) {
 			b.Fatal("established packet dropped")
 		}
 	}
 	for _, p := range hits {
-		if !f.Inbound(p) {
+		if !inbound(f, p) {
 			b.Fatal("rule-allowed packet dropped")
 		}
 	}
 	denied := tcp("100.64.9.9", "100.64.0.1", 1, 2, syn)
 	out := tcp("100.64.0.1", "100.64.3.3", 2222, 443, ack)
-	f.Outbound(tcp("100.64.0.1", "100.64.3.3", 2222, 443, syn))
+	outbound(f, tcp("100.64.0.1", "100.64.3.3", 2222, 443, syn))
 	cases := []struct {
 		name string
 		fn   func(i int)
 	}{
-		{"inbound-established", func(i int) { f.Inbound(established[i%len(established)]) }},
-		{"inbound-rule", func(i int) { f.Inbound(hits[i%len(hits)]) }},
-		{"inbound-denied", func(int) { f.Inbound(denied) }},
-		{"outbound", func(int) { f.Outbound(out) }},
+		{"inbound-established", func(i int) { inbound(f, established[i%len(established)]) }},
+		{"inbound-rule", func(i int) { inbound(f, hits[i%len(hits)]) }},
+		{"inbound-denied", func(int) { inbound(f, denied) }},
+		{"outbound", func(int) { outbound(f, out) }},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -108,7 +108,7 @@ func BenchmarkFilter(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			for pb.Next() {
-				f.Inbound(established[i%len(established)])
+				inbound(f, established[i%len(established)])
 				i++
 			}
 		})

@@ -3,6 +3,8 @@ package filter
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 // flowKey identifies a flow from the node's side: the peer's address, the
@@ -17,7 +19,9 @@ type flowKey struct {
 // flow is a tracked flow.
 type flow struct {
 	expires int64 // filter clock, nanoseconds
+	synAt   int64 // filter clock of the node's first SYN not yet answered (flowrtt.go)
 	inbound bool  // opened by the peer (allowed by a rule), not by the node
+	synSent bool  // synAt is set
 }
 
 // numShards spreads the flow table over this many locks.
@@ -106,20 +110,42 @@ func (ct *conntrack) upsert(k flowKey, now, exp int64, inbound, create bool) {
 	s := ct.shardOf(k)
 	s.mu.Lock()
 	f, ok := s.flows[k]
+	// For TCP the node creates a flow with a SYN: the start of its
+	// handshake, unless one is already waiting for its SYN-ACK (a
+	// retransmission).
+	syn := create && !inbound && k.proto == packet.ProtoTCP
 	switch {
 	case ok && f.expires > now:
 		f.expires = exp
+		if syn && !f.inbound && !f.synSent {
+			f.synAt, f.synSent = now, true
+		}
 		s.flows[k] = f
 	case create:
 		if !ok {
 			ct.makeRoomLocked(s, k.peer, now)
 			s.perPeer[k.peer]++
 		}
-		s.flows[k] = flow{expires: exp, inbound: inbound}
+		s.flows[k] = flow{expires: exp, inbound: inbound, synAt: now, synSent: syn}
 	case ok:
 		s.deleteLocked(k)
 	}
 	s.mu.Unlock()
+}
+
+// synAnswered returns when the node sent the SYN that a SYN-ACK on k
+// answers, and forgets it, so that each handshake is measured once.
+func (ct *conntrack) synAnswered(k flowKey) (int64, bool) {
+	s := ct.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flows[k]
+	if !ok || !f.synSent {
+		return 0, false
+	}
+	f.synSent = false
+	s.flows[k] = f
+	return f.synAt, true
 }
 
 func (s *shard) deleteLocked(k flowKey) {

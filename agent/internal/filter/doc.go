@@ -4,13 +4,17 @@
 //
 // # Contract with the data plane
 //
-// The device calls Inbound with every decrypted IP packet before it writes
-// it to the TUN device, and drops the packet when Inbound returns false. It
-// calls Outbound with every packet it reads from the TUN device before
-// encrypting it, so the filter learns the connections the node opens.
-// Both may be called concurrently from any number of goroutines, neither
-// blocks beyond a short per-shard lock, and neither allocates (see
-// TestNoAllocs and the benchmarks). Neither keeps or modifies pkt.
+// A Filter is a device.Filter: the device parses each packet once
+// (packet.Parsed) and hands that parse to the filter. It calls Inbound with
+// every decrypted IP packet whose source is the sending peer's mesh IP,
+// before it writes it to the TUN device, and drops the packet when Inbound
+// returns false. It calls Outbound with every packet it reads from the TUN
+// device for a peer, before encrypting it, so the filter learns the
+// connections the node opens. Both may be called concurrently from any
+// number of goroutines, neither blocks beyond a short per-shard lock, and
+// neither allocates (see TestNoAllocs, the benchmarks and the device's
+// TestPacketPathNoAlloc). Neither keeps or modifies the parse or its
+// packet.
 //
 // # What passes
 //
@@ -45,7 +49,7 @@
 //
 // Before the first SetFilter, and after SetFilter(nil) (the registry has no
 // policy), no rule allows anything: only replies to the node's own
-// connections pass. This is the default deny taken literally; the
+// connections pass: default deny, taken literally. The
 // registry ships a default policy (ICMP and DNS) for meshes that want one.
 //
 // # Policy changes
@@ -68,4 +72,13 @@
 // full first drops its expired flows (at most once a second) and then
 // evicts, among a few sampled flows, one of the peer holding the most
 // flows in the shard, the one closest to expiry.
+//
+// # Handshake round trip times
+//
+// For the TCP connections the node opens, the connection tracker measures
+// the time from the node's SYN to the peer's SYN-ACK, into histograms by
+// peer and destination port with bounded cardinality: ports named by the
+// policy's TCP rules or promoted after a few handshakes, others folded
+// into port 0, and at most a fixed number of (peer, port) pairs
+// (flowrtt.go, Stats.FlowRTT).
 package filter

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
@@ -93,6 +94,7 @@ type Filter struct {
 	self  atomic.Uint64 // selfValid | the node's address; 0 when unknown
 	ct    *conntrack
 	frags fragTable
+	rtt   *flowRTT
 
 	tcpTimeout, udpTimeout, defTimeout int64
 	now                                func() time.Duration
@@ -123,6 +125,7 @@ func New(cfg Config) *Filter {
 	}
 	f := &Filter{
 		ct:           newConntrack(cmpOr(cfg.MaxFlows, DefaultMaxFlows), cfg.MaxFlowsPerPeer),
+		rtt:          newFlowRTT(),
 		tcpTimeout:   pick(cfg.TCPTimeout, TCPTimeout),
 		udpTimeout:   pick(cfg.UDPTimeout, UDPTimeout),
 		defTimeout:   pick(cfg.DefaultTimeout, DefaultTimeout),
@@ -164,6 +167,7 @@ func (f *Filter) SetFilter(af *api.Filter) error {
 	defer f.mu.Unlock()
 	rs, err := compile(af, f.counterLocked)
 	f.rules.Store(rs)
+	f.rtt.setPolicyPorts(rs)
 	return err
 }
 
@@ -197,58 +201,73 @@ func (f *Filter) PolicyVersion() uint64 { return f.rules.Load().version }
 
 func (f *Filter) timeout(proto uint8) int64 {
 	switch proto {
-	case protoTCP:
+	case packet.ProtoTCP:
 		return f.tcpTimeout
-	case protoUDP:
+	case packet.ProtoUDP:
 		return f.udpTimeout
 	}
 	return f.defTimeout
 }
 
-// Inbound reports whether a packet that arrived from the mesh may be
-// delivered to the node. pkt is an IPv4 packet; the filter neither keeps
-// nor modifies it.
-func (f *Filter) Inbound(pkt []byte) bool {
-	var p packet
-	if r := parse(pkt, &p); r != reasonNone {
-		return f.drop(r, &p)
+// Inbound reports whether a packet that arrived from the mesh, parsed into
+// p, may be delivered to the node. The filter neither keeps nor modifies p
+// or its packet.
+func (f *Filter) Inbound(p *packet.Parsed) bool {
+	if r := unjudgeable(p); r != reasonNone {
+		return f.drop(r, p)
 	}
-	if !f.isSelf(p.dst) {
+	src, dst := ip4(p.Src), ip4(p.Dst)
+	if !f.isSelf(dst) {
 		// Only the node's own address: not its other interfaces, nor
 		// what it routes (it would forward the packet there).
-		return f.drop(DropDestination, &p)
+		return f.drop(DropDestination, p)
 	}
 	now := int64(f.now())
-	if p.laterFrag {
-		if f.frags.allowed(fragKey{src: p.src, dst: p.dst, id: p.ipID, proto: p.proto}, now) {
+	if p.LaterFrag {
+		if f.frags.allowed(fragKey{src: src, dst: dst, id: p.ID, proto: p.Proto}, now) {
 			f.fragsPassed.Add(1)
 			return true
 		}
 		rs := f.rules.Load()
-		if id := rs.match(&p); id >= 0 {
+		if id := rs.match(p, src); id >= 0 {
 			rs.count(id)
 			return true
 		}
-		return f.drop(DropFragment, &p)
+		return f.drop(DropFragment, p)
 	}
-	ok := f.inboundFirst(&p, now)
-	if ok && p.firstFrag {
-		f.frags.add(fragKey{src: p.src, dst: p.dst, id: p.ipID, proto: p.proto}, now, now+int64(FragmentTimeout))
+	ok := f.inboundFirst(p, src, dst, now)
+	if ok && p.FirstFrag {
+		f.frags.add(fragKey{src: src, dst: dst, id: p.ID, proto: p.Proto}, now, now+int64(FragmentTimeout))
 	}
 	if !ok {
-		return f.drop(DropNoRule, &p)
+		return f.drop(DropNoRule, p)
 	}
 	return true
 }
 
-func (f *Filter) inboundFirst(p *packet, now int64) bool {
-	key, tracked := inboundKey(p)
-	exp := now + f.timeout(p.proto)
+// unjudgeable returns the reason the filter cannot judge p (not IPv4, or
+// its transport header cut short), or reasonNone.
+func unjudgeable(p *packet.Parsed) Reason {
+	switch {
+	case p.Version == 6:
+		return DropIPv6
+	case p.Version != 4 || p.TransportShort:
+		return DropMalformed
+	}
+	return reasonNone
+}
+
+func (f *Filter) inboundFirst(p *packet.Parsed, src, dst uint32, now int64) bool {
+	key, tracked := inboundKey(p, src, dst)
+	exp := now + f.timeout(p.Proto)
 	known := false // a live peer-opened flow, already refreshed
 	if tracked {
 		found, inbound := f.ct.refresh(key, now, exp)
 		if found && !inbound {
 			f.established.Add(1)
+			if p.Proto == packet.ProtoTCP && p.TCPFlags&(packet.TCPSyn|packet.TCPAck) == packet.TCPSyn|packet.TCPAck {
+				f.synACK(key, now)
+			}
 			return true
 		}
 		// A peer-opened flow is refreshed even when the rules no longer
@@ -256,18 +275,17 @@ func (f *Filter) inboundFirst(p *packet, now int64) bool {
 		// packets on it cannot pass it off as a flow the node opened.
 		known = found
 	}
-	if p.quoted.ok {
+	if q := &p.Quoted; q.OK {
 		// An ICMP error quoting a packet the node sent (src is the node,
 		// dst the peer it sent to), from that peer.
-		q := &p.quoted
-		if q.src == p.dst && q.dst == p.src &&
-			f.ct.exists(flowKey{peer: q.dst, addr: q.src, local: q.sport, remote: q.dport, proto: q.proto}, now) {
+		if q.Src == p.Dst && q.Dst == p.Src &&
+			f.ct.exists(flowKey{peer: src, addr: dst, local: q.SrcPort, remote: q.DstPort, proto: q.Proto}, now) {
 			f.related.Add(1)
 			return true
 		}
 	}
 	rs := f.rules.Load()
-	id := rs.match(p)
+	id := rs.match(p, src)
 	if id < 0 {
 		return false
 	}
@@ -278,55 +296,61 @@ func (f *Filter) inboundFirst(p *packet, now int64) bool {
 	return true
 }
 
-// inboundKey is the flow of an inbound packet, and whether it has one
-// (TCP, UDP and ICMP echo do).
-func inboundKey(p *packet) (flowKey, bool) {
-	switch {
-	case p.hasPorts:
-	case p.proto == protoICMP && (p.icmpType == icmpEchoRequest || p.icmpType == icmpEchoReply):
-	default:
-		return flowKey{}, false
-	}
-	return flowKey{peer: p.src, addr: p.dst, local: p.dport, remote: p.sport, proto: p.proto}, true
+// isEcho reports whether p is an ICMP echo request or reply.
+func isEcho(p *packet.Parsed) bool {
+	return p.Proto == packet.ProtoICMP && p.HasICMP &&
+		(p.ICMPType == packet.ICMPEchoRequest || p.ICMPType == packet.ICMPEchoReply)
 }
 
-// Outbound tells the filter about a packet the node sends into the mesh, so
-// that the replies to the connections it opens pass. A TCP SYN, a UDP
-// datagram or an ICMP echo request opens a flow; other packets only keep
-// tracked flows alive. pkt is neither kept nor modified.
-func (f *Filter) Outbound(pkt []byte) {
-	var p packet
-	if parse(pkt, &p) != reasonNone || p.laterFrag || !f.isSelf(p.src) {
+// inboundKey is the flow of an inbound packet from src to dst, and whether
+// it has one (TCP, UDP and ICMP echo do).
+func inboundKey(p *packet.Parsed, src, dst uint32) (flowKey, bool) {
+	if !p.HasPorts && !isEcho(p) {
+		return flowKey{}, false
+	}
+	return flowKey{peer: src, addr: dst, local: p.DstPort, remote: p.SrcPort, proto: p.Proto}, true
+}
+
+// Outbound tells the filter about a packet the node sends into the mesh,
+// parsed into p, so that the replies to the connections it opens pass. A
+// TCP SYN, a UDP datagram or an ICMP echo request opens a flow; other
+// packets only keep tracked flows alive. Neither p nor its packet is kept
+// or modified.
+func (f *Filter) Outbound(p *packet.Parsed) {
+	if unjudgeable(p) != reasonNone || p.LaterFrag {
+		return
+	}
+	src := ip4(p.Src)
+	if !f.isSelf(src) {
 		// Replies to another source address than the node's would not
 		// pass Inbound: such a packet opens no flow.
 		return
 	}
 	var create bool
 	switch {
-	case p.proto == protoTCP:
-		create = p.tcpFlags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN
-	case p.proto == protoUDP:
+	case p.Proto == packet.ProtoTCP:
+		create = p.TCPFlags&(packet.TCPSyn|packet.TCPAck) == packet.TCPSyn
+	case p.Proto == packet.ProtoUDP:
 		create = true
-	case p.proto == protoICMP && p.icmpType == icmpEchoRequest:
-		create = true
-	case p.proto == protoICMP && p.icmpType == icmpEchoReply:
+	case isEcho(p):
+		create = p.ICMPType == packet.ICMPEchoRequest
 	default:
 		return
 	}
 	now := int64(f.now())
-	key := flowKey{peer: p.dst, addr: p.src, local: p.sport, remote: p.dport, proto: p.proto}
-	f.ct.upsert(key, now, now+f.timeout(p.proto), false, create)
+	key := flowKey{peer: ip4(p.Dst), addr: src, local: p.SrcPort, remote: p.DstPort, proto: p.Proto}
+	f.ct.upsert(key, now, now+f.timeout(p.Proto), false, create)
 }
 
 func (rs *ruleSet) count(id int32) { rs.accepts[id].Add(1) }
 
-func (f *Filter) drop(r Reason, p *packet) bool {
+func (f *Filter) drop(r Reason, p *packet.Parsed) bool {
 	f.drops[r].Add(1)
 	if f.logger != nil && f.logger.Enabled(context.Background(), f.logLevel) && f.logAllowed() {
 		f.logger.Log(context.Background(), f.logLevel, "denied",
 			"reason", r.String(),
-			"src", u32Addr(p.src), "dst", u32Addr(p.dst),
-			"proto", p.proto, "dport", p.dport)
+			"src", p.Src, "dst", p.Dst,
+			"proto", p.Proto, "dport", p.DstPort)
 	}
 	return false
 }
@@ -344,10 +368,6 @@ func (f *Filter) logAllowed() bool {
 	return false
 }
 
-func u32Addr(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
 // Stats is a snapshot of the filter's counters, for metrics. Counters only
 // grow; rule counters outlive the rules they count.
 type Stats struct {
@@ -360,7 +380,8 @@ type Stats struct {
 	Fragments     uint64            // later fragments accepted after their first fragment
 	RuleAccepts   map[string]uint64 // packets accepted by each rule name
 	Drops         map[Reason]uint64
-	LogSuppressed uint64 // denied packets not logged for the rate limit
+	FlowRTT       []FlowRTT // TCP handshake round trip times by peer and port (flowrtt.go)
+	LogSuppressed uint64    // denied packets not logged for the rate limit
 }
 
 // Stats returns the counters. It allocates; call it when scraping.
@@ -376,6 +397,7 @@ func (f *Filter) Stats() Stats {
 		RuleAccepts:   map[string]uint64{},
 		Drops:         map[Reason]uint64{},
 		LogSuppressed: f.logDropped.Load(),
+		FlowRTT:       f.rtt.stats(),
 	}
 	for _, r := range Reasons() {
 		s.Drops[r] = f.drops[r].Load()

@@ -59,7 +59,7 @@ func TestMatch(t *testing.T) {
 		{"a gre (any with ports covers tcp/udp only)", ip(a, self, 47, nil), false},
 		{"a echo reply, no flow", icmp(a, self, icmpEchoReply, 1), true}, // ping rule allows all ICMP
 		{"outside mesh", tcp("10.0.0.1", self, 1, 80, syn), false},
-		{"ipv6", []byte{0x60, 0, 0, 0, 0, 0, 0, 0}, false},
+		{"ipv6", append([]byte{0x60}, make([]byte, 39)...), false},
 	}
 	f := New(Config{Self: selfAddr})
 	if err := f.SetFilter(testFilter()); err != nil {
@@ -67,7 +67,7 @@ func TestMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := f.Inbound(tt.pkt); got != tt.want {
+			if got := inbound(f, tt.pkt); got != tt.want {
 				t.Errorf("Inbound(%s) = %v, want %v", tt.name, got, tt.want)
 			}
 		})
@@ -97,10 +97,10 @@ func TestSetFilterRejectsBadRules(t *testing.T) {
 			t.Errorf("SetFilter error %q does not name %s", err, want)
 		}
 	}
-	if f.Inbound(tcp(a, self, 1, 85, syn)) {
+	if inbound(f, tcp(a, self, 1, 85, syn)) {
 		t.Error("a bad rule allowed a packet")
 	}
-	if !f.Inbound(tcp(b, self, 1, 85, syn)) {
+	if !inbound(f, tcp(b, self, 1, 85, syn)) {
 		t.Error("the good rule beside bad ones does not apply")
 	}
 }
@@ -113,12 +113,12 @@ func TestNoPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if f.Inbound(icmp(a, self, icmpEchoRequest, 1)) || f.Inbound(tcp(a, self, 1, 80, syn)) {
+		if inbound(f, icmp(a, self, icmpEchoRequest, 1)) || inbound(f, tcp(a, self, 1, 80, syn)) {
 			t.Fatalf("no policy (SetFilter called: %v): a new inbound flow passed", set)
 		}
-		f.Outbound(tcp(self, a, 5000+uint16(len(t.Name())), 443, syn))
-		f.Outbound(udp(self, a, 6000, 53))
-		if !f.Inbound(tcp(a, self, 443, 5000+uint16(len(t.Name())), synAck)) || !f.Inbound(udp(a, self, 53, 6000)) {
+		outbound(f, tcp(self, a, 5000+uint16(len(t.Name())), 443, syn))
+		outbound(f, udp(self, a, 6000, 53))
+		if !inbound(f, tcp(a, self, 443, 5000+uint16(len(t.Name())), synAck)) || !inbound(f, udp(a, self, 53, 6000)) {
 			t.Fatalf("no policy (SetFilter called: %v): a reply to the node's own flow was dropped", set)
 		}
 	}
@@ -131,65 +131,65 @@ func TestConntrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// TCP: only a SYN opens a flow.
-	f.Outbound(tcp(self, a, 40000, 443, ack))
-	if f.Inbound(tcp(a, self, 443, 40000, ack)) {
+	outbound(f, tcp(self, a, 40000, 443, ack))
+	if inbound(f, tcp(a, self, 443, 40000, ack)) {
 		t.Error("a non-SYN outbound packet opened a flow")
 	}
-	f.Outbound(tcp(self, a, 40000, 443, syn))
-	if !f.Inbound(tcp(a, self, 443, 40000, synAck)) {
+	outbound(f, tcp(self, a, 40000, 443, syn))
+	if !inbound(f, tcp(a, self, 443, 40000, synAck)) {
 		t.Error("SYN-ACK to the node's SYN dropped")
 	}
-	if f.Inbound(tcp(a, self, 443, 40001, ack)) || f.Inbound(tcp(b, self, 443, 40000, ack)) || f.Inbound(tcp(a, self, 444, 40000, ack)) {
+	if inbound(f, tcp(a, self, 443, 40001, ack)) || inbound(f, tcp(b, self, 443, 40000, ack)) || inbound(f, tcp(a, self, 444, 40000, ack)) {
 		t.Error("a packet of another flow passed")
 	}
-	if f.Inbound(udp(a, self, 443, 40000)) {
+	if inbound(f, udp(a, self, 443, 40000)) {
 		t.Error("UDP passed on a TCP flow")
 	}
 	// UDP.
-	f.Outbound(udp(self, b, 5353, 53))
-	if !f.Inbound(udp(b, self, 53, 5353)) {
+	outbound(f, udp(self, b, 5353, 53))
+	if !inbound(f, udp(b, self, 53, 5353)) {
 		t.Error("UDP reply dropped")
 	}
 	// ICMP echo.
-	f.Outbound(icmp(self, c, icmpEchoRequest, 99))
-	if !f.Inbound(icmp(c, self, icmpEchoReply, 99)) {
+	outbound(f, icmp(self, c, icmpEchoRequest, 99))
+	if !inbound(f, icmp(c, self, icmpEchoReply, 99)) {
 		t.Error("echo reply dropped")
 	}
-	if f.Inbound(icmp(c, self, icmpEchoReply, 98)) {
+	if inbound(f, icmp(c, self, icmpEchoReply, 98)) {
 		t.Error("echo reply with another id passed")
 	}
 	// ICMP errors quoting a tracked flow pass; others do not.
 	quoted := udp(self, b, 5353, 53)[:28]
-	if !f.Inbound(ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quoted))) {
+	if !inbound(f, ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, quoted))) {
 		t.Error("ICMP unreachable for a tracked UDP flow dropped")
 	}
-	if !f.Inbound(ip(a, self, protoICMP, icmpHdr(icmpUnreachable, 0, tcp(self, a, 40000, 443, ack)[:28]))) {
+	if !inbound(f, ip(a, self, protoICMP, icmpHdr(icmpUnreachable, 0, tcp(self, a, 40000, 443, ack)[:28]))) {
 		t.Error("ICMP frag-needed for a tracked TCP flow dropped")
 	}
-	if f.Inbound(ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, udp(self, b, 5354, 53)[:28]))) {
+	if inbound(f, ip(b, self, protoICMP, icmpHdr(icmpUnreachable, 0, udp(self, b, 5354, 53)[:28]))) {
 		t.Error("ICMP error for an untracked flow passed")
 	}
 	// Timeouts: UDP 3m, TCP 12m, ICMP 10m, counted from the last packet.
 	clk.advance(2 * time.Minute)
-	if !f.Inbound(udp(b, self, 53, 5353)) {
+	if !inbound(f, udp(b, self, 53, 5353)) {
 		t.Error("UDP flow expired before its timeout")
 	}
 	clk.advance(UDPTimeout + time.Second)
-	if f.Inbound(udp(b, self, 53, 5353)) {
+	if inbound(f, udp(b, self, 53, 5353)) {
 		t.Error("UDP flow outlived its timeout")
 	}
-	if !f.Inbound(tcp(a, self, 443, 40000, ack)) {
+	if !inbound(f, tcp(a, self, 443, 40000, ack)) {
 		t.Error("TCP flow expired after 5m")
 	}
 	clk.advance(TCPTimeout - time.Second)
-	if !f.Inbound(tcp(a, self, 443, 40000, ack)) {
+	if !inbound(f, tcp(a, self, 443, 40000, ack)) {
 		t.Error("TCP flow expired before its timeout")
 	}
-	if f.Inbound(icmp(c, self, icmpEchoReply, 99)) {
+	if inbound(f, icmp(c, self, icmpEchoReply, 99)) {
 		t.Error("ICMP flow outlived its timeout")
 	}
 	clk.advance(TCPTimeout + time.Second)
-	if f.Inbound(tcp(a, self, 443, 40000, ack)) {
+	if inbound(f, tcp(a, self, 443, 40000, ack)) {
 		t.Error("TCP flow outlived its timeout")
 	}
 	if st := f.Stats(); st.Established == 0 || st.Related != 2 {
@@ -210,14 +210,14 @@ func TestPolicyChange(t *testing.T) {
 	}
 	// a opens HTTP to the node, b opens SSH and a UDP flow, and the node
 	// opens a connection to c.
-	if !f.Inbound(tcp(a, self, 50000, 80, syn)) || !f.Inbound(tcp(b, self, 50001, 22, syn)) || !f.Inbound(udp(b, self, 7000, 9999)) {
+	if !inbound(f, tcp(a, self, 50000, 80, syn)) || !inbound(f, tcp(b, self, 50001, 22, syn)) || !inbound(f, udp(b, self, 7000, 9999)) {
 		t.Fatal("allowed flows dropped")
 	}
-	f.Outbound(tcp(self, a, 80, 50000, synAck))
-	f.Outbound(tcp(self, b, 22, 50001, synAck))
-	f.Outbound(udp(self, b, 9999, 7000))
-	f.Outbound(tcp(self, c, 41000, 5432, syn))
-	if !f.Inbound(tcp(c, self, 5432, 41000, synAck)) {
+	outbound(f, tcp(self, a, 80, 50000, synAck))
+	outbound(f, tcp(self, b, 22, 50001, synAck))
+	outbound(f, udp(self, b, 9999, 7000))
+	outbound(f, tcp(self, c, 41000, 5432, syn))
+	if !inbound(f, tcp(c, self, 5432, 41000, synAck)) {
 		t.Fatal("reply to the node's flow dropped")
 	}
 	// New policy: a's HTTP stays, b loses SSH and UDP.
@@ -227,27 +227,27 @@ func TestPolicyChange(t *testing.T) {
 	if f.PolicyVersion() != 2 {
 		t.Errorf("PolicyVersion = %d, want 2", f.PolicyVersion())
 	}
-	if !f.Inbound(tcp(a, self, 50000, 80, ack)) {
+	if !inbound(f, tcp(a, self, 50000, 80, ack)) {
 		t.Error("a connection that remains allowed was dropped")
 	}
-	if f.Inbound(tcp(b, self, 50001, 22, ack)) {
+	if inbound(f, tcp(b, self, 50001, 22, ack)) {
 		t.Error("a connection that became disallowed still passes")
 	}
-	if !f.Inbound(tcp(c, self, 5432, 41000, ack)) {
+	if !inbound(f, tcp(c, self, 5432, 41000, ack)) {
 		t.Error("the node's own connection was dropped by a policy change")
 	}
 	// The node keeps answering on b's revoked flows: that must not reopen
 	// them as flows of its own.
-	f.Outbound(tcp(self, b, 22, 50001, ack))
-	f.Outbound(udp(self, b, 9999, 7000))
-	if f.Inbound(tcp(b, self, 50001, 22, ack)) || f.Inbound(udp(b, self, 7000, 9999)) {
+	outbound(f, tcp(self, b, 22, 50001, ack))
+	outbound(f, udp(self, b, 9999, 7000))
+	if inbound(f, tcp(b, self, 50001, 22, ack)) || inbound(f, udp(b, self, 7000, 9999)) {
 		t.Error("the node's replies reopened a revoked flow")
 	}
 	// Re-allowing opens the path again at once.
 	if err := f.SetFilter(allowA); err != nil {
 		t.Fatal(err)
 	}
-	if !f.Inbound(tcp(b, self, 50001, 22, ack)) {
+	if !inbound(f, tcp(b, self, 50001, 22, ack)) {
 		t.Error("a re-allowed flow stays blocked")
 	}
 }
@@ -264,26 +264,26 @@ func TestFragments(t *testing.T) {
 	later := func(src string, id uint16) []byte {
 		return fragment(ip(src, self, protoUDP, make([]byte, 16)), id, 185, false)
 	}
-	if f.Inbound(later(a, 7)) {
+	if inbound(f, later(a, 7)) {
 		t.Error("a later fragment passed before its first")
 	}
-	if !f.Inbound(fragment(udp(a, self, 1000, 53), 7, 0, true)) {
+	if !inbound(f, fragment(udp(a, self, 1000, 53), 7, 0, true)) {
 		t.Fatal("allowed first fragment dropped")
 	}
-	if !f.Inbound(later(a, 7)) {
+	if !inbound(f, later(a, 7)) {
 		t.Error("later fragment of an allowed datagram dropped")
 	}
-	if f.Inbound(later(a, 8)) {
+	if inbound(f, later(a, 8)) {
 		t.Error("later fragment of another datagram passed")
 	}
-	if f.Inbound(fragment(udp(a, self, 1000, 54), 9, 0, true)) || f.Inbound(later(a, 9)) {
+	if inbound(f, fragment(udp(a, self, 1000, 54), 9, 0, true)) || inbound(f, later(a, 9)) {
 		t.Error("fragments of a denied datagram passed")
 	}
-	if !f.Inbound(later(b, 1)) {
+	if !inbound(f, later(b, 1)) {
 		t.Error("a later fragment from a source allowed on every port was dropped")
 	}
 	clk.advance(FragmentTimeout + time.Second)
-	if f.Inbound(later(a, 7)) {
+	if inbound(f, later(a, 7)) {
 		t.Error("later fragment passed after the fragment timeout")
 	}
 	if got := f.Stats().Drops[DropFragment]; got != 4 {
@@ -296,7 +296,7 @@ func TestFlowTableBounded(t *testing.T) {
 	const max = 64 * 4
 	f := New(Config{Self: selfAddr, MaxFlows: max, MaxFlowsPerPeer: max, Now: clk.now})
 	for i := range 10 * max {
-		f.Outbound(udp(self, a, uint16(1000+i), 53))
+		outbound(f, udp(self, a, uint16(1000+i), 53))
 	}
 	st := f.Stats()
 	if st.Flows > max {
@@ -306,13 +306,13 @@ func TestFlowTableBounded(t *testing.T) {
 		t.Errorf("Evicted = %d, want at least %d", st.Evicted, 9*max)
 	}
 	// The newest flow survives eviction.
-	if !f.Inbound(udp(a, self, 53, uint16(1000+10*max-1))) {
+	if !inbound(f, udp(a, self, 53, uint16(1000+10*max-1))) {
 		t.Error("the newest flow was evicted")
 	}
 	// Once flows expire, a sweep reclaims them without evicting live ones.
 	clk.advance(UDPTimeout + time.Second)
 	evicted := f.Stats().Evicted
-	f.Outbound(udp(self, b, 1, 53))
+	outbound(f, udp(self, b, 1, 53))
 	if got := f.Stats().Evicted; got != evicted {
 		t.Errorf("Evicted = %d after the flows expired, want %d: expired flows were not swept first", got, evicted)
 	}
@@ -325,10 +325,10 @@ func TestDeniedLogRateLimited(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
 	f := New(Config{Self: selfAddr, Logger: logger, LogPerSecond: 3, Now: clk.now})
 	for range 10 {
-		f.Inbound(tcp(a, self, 1234, 22, syn))
+		inbound(f, tcp(a, self, 1234, 22, syn))
 	}
 	clk.advance(time.Second)
-	f.Inbound(udp(b, self, 1, 161))
+	inbound(f, udp(b, self, 1, 161))
 	mu.Lock()
 	out := buf.String()
 	mu.Unlock()
@@ -350,7 +350,7 @@ func TestDeniedLogLevel(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)) // Info and up
 	f := New(Config{Self: selfAddr, Logger: logger, LogLevel: slog.LevelDebug})
-	f.Inbound(tcp(a, self, 1234, 22, syn))
+	inbound(f, tcp(a, self, 1234, 22, syn))
 	mu.Lock()
 	defer mu.Unlock()
 	if buf.Len() != 0 {
@@ -382,13 +382,19 @@ func TestNoAllocs(t *testing.T) {
 	out := tcp(self, c, 41000, 443, syn)
 	reply := tcp(c, self, 443, 41000, ack)
 	malformed := []byte{0x45, 0}
-	f.Outbound(out)
+	synAckIn := tcp(c, self, 443, 41000, synAck)
+	outbound(f, out)
+	inbound(f, synAckIn) // the handshake histogram exists
 	for name, fn := range map[string]func(){
-		"inbound allowed":   func() { f.Inbound(allowed) },
-		"inbound denied":    func() { f.Inbound(denied) },
-		"inbound reply":     func() { f.Inbound(reply) },
-		"inbound malformed": func() { f.Inbound(malformed) },
-		"outbound":          func() { f.Outbound(out) },
+		"inbound allowed":   func() { inbound(f, allowed) },
+		"inbound denied":    func() { inbound(f, denied) },
+		"inbound reply":     func() { inbound(f, reply) },
+		"inbound malformed": func() { inbound(f, malformed) },
+		"outbound":          func() { outbound(f, out) },
+		"handshake measured": func() {
+			outbound(f, out)
+			inbound(f, synAckIn)
+		},
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", name, n)
@@ -405,12 +411,12 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 2000 {
 				port := uint16(g*10000 + i)
-				f.Outbound(udp(self, a, port, 53))
-				if !f.Inbound(udp(a, self, 53, port)) && f.Stats().Evicted == 0 {
+				outbound(f, udp(self, a, port, 53))
+				if !inbound(f, udp(a, self, 53, port)) && f.Stats().Evicted == 0 {
 					t.Errorf("reply %d dropped without eviction", port)
 					return
 				}
-				f.Inbound(tcp(a, self, port, 80, syn))
+				inbound(f, tcp(a, self, port, 80, syn))
 			}
 		})
 	}

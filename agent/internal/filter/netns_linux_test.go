@@ -22,6 +22,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
@@ -53,37 +54,12 @@ func inNetns(ns string, fn func() error) error {
 	return <-errc
 }
 
-// csum is the Internet checksum of b, starting from sum.
-func csum(sum uint32, b []byte) uint16 {
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
-
 // synTo is a TCP SYN with valid checksums, which a kernel answers.
 func synTo(src, dst netip.Addr, sport, dport uint16) []byte {
 	b := tcpPacket(src, dst, sport, dport, syn)
-	binary.BigEndian.PutUint16(b[10:], 0)
-	binary.BigEndian.PutUint16(b[10:], csum(0, b[:20]))
-	var pseudo [12]byte
-	copy(pseudo[0:4], b[12:16])
-	copy(pseudo[4:8], b[16:20])
-	pseudo[9] = 6
-	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(b)-20))
-	var sum uint32
-	for i := 0; i < 12; i += 2 {
-		sum += uint32(pseudo[i])<<8 | uint32(pseudo[i+1])
-	}
+	packet.PutIPv4HeaderChecksum(b)
 	binary.BigEndian.PutUint16(b[20+14:], 65535) // window
-	binary.BigEndian.PutUint16(b[20+16:], csum(sum, b[20:]))
+	binary.BigEndian.PutUint16(b[20+16:], packet.Checksum(b[20:], packet.PseudoHeaderSum4(b, len(b)-20, packet.ProtoTCP)))
 	return b
 }
 
@@ -156,7 +132,7 @@ func TestLabNetnsNonMeshDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgB := device.Config{PrivateKey: keyB, PSK: psk, MeshID: "lab", ListenPort: ulB.Port(), Self: ipB, PersistentKeepalive: -1,
-		Filter: flt.Inbound, Peers: []device.PeerConfig{{Name: "a", PublicKey: keyA.Public(), IP: ipA, Endpoints: []device.Endpoint{device.UDPEndpoint(ulA)}}}}
+		Filter: flt, Peers: []device.PeerConfig{{Name: "a", PublicKey: keyA.Public(), IP: ipA, Endpoints: []device.Endpoint{device.UDPEndpoint(ulA)}}}}
 	tunName := prefix + "t"
 	var devB *device.Device
 	if err := inNetns(nsB, func() error {
@@ -164,7 +140,7 @@ func TestLabNetnsNonMeshDestination(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		devB, err = device.New(filter.WrapTUN(td, flt), mem.NewBind(ulB.Addr(), 16), cfgB, log)
+		devB, err = device.New(td, mem.NewBind(ulB.Addr(), 16), cfgB, log)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
@@ -67,13 +68,13 @@ func (s *portSet) lookup(port uint16) int32 {
 	return -1
 }
 
-// match returns the id of a rule allowing p, or -1.
-func (rs *ruleSet) match(p *packet) int32 {
+// match returns the id of a rule allowing p, which came from src, or -1.
+func (rs *ruleSet) match(p *packet.Parsed, src uint32) int32 {
 	if rs == nil {
 		return -1
 	}
 	for _, bits := range rs.bits {
-		sr := rs.bySrc[srcKey{addr: p.src & mask(bits), bits: bits}]
+		sr := rs.bySrc[srcKey{addr: src & mask(bits), bits: bits}]
 		if sr == nil {
 			continue
 		}
@@ -81,19 +82,19 @@ func (rs *ruleSet) match(p *packet) int32 {
 			return sr.anyProto
 		}
 		var id int32 = -1
-		switch p.proto {
-		case protoICMP:
+		switch p.Proto {
+		case packet.ProtoICMP:
 			id = sr.icmp
-		case protoTCP:
-			if p.hasPorts {
-				id = sr.tcp.lookup(p.dport)
-			} else if p.laterFrag {
+		case packet.ProtoTCP:
+			if p.HasPorts {
+				id = sr.tcp.lookup(p.DstPort)
+			} else if p.LaterFrag {
 				id = sr.tcp.all
 			}
-		case protoUDP:
-			if p.hasPorts {
-				id = sr.udp.lookup(p.dport)
-			} else if p.laterFrag {
+		case packet.ProtoUDP:
+			if p.HasPorts {
+				id = sr.udp.lookup(p.DstPort)
+			} else if p.LaterFrag {
 				id = sr.udp.all
 			}
 		}

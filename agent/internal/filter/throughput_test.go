@@ -13,6 +13,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/memnet"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -72,17 +73,13 @@ func benchDataPlane(b *testing.B, withFilter bool) {
 				b.Fatal(err)
 			}
 			for j := range 100_000 {
-				e.flt.Outbound(udpPacket(e.ip, netip.AddrFrom4([4]byte{100, 65, byte(j >> 8), byte(j)}), uint16(j), 53, 0))
+				var p packet.Parsed
+				p.Parse(udpPacket(e.ip, netip.AddrFrom4([4]byte{100, 65, byte(j >> 8), byte(j)}), uint16(j), 53, 0))
+				e.flt.Outbound(&p)
 			}
-			cfg.Filter = e.flt.Inbound
+			cfg.Filter = e.flt
 		}
-		var dev *device.Device
-		var err error
-		if withFilter {
-			dev, err = device.New(filter.WrapTUN(tun, e.flt), net.NewBind(e.ul.Addr(), 128), cfg, slog.New(slog.DiscardHandler))
-		} else {
-			dev, err = device.New(tun, net.NewBind(e.ul.Addr(), 128), cfg, slog.New(slog.DiscardHandler))
-		}
+		dev, err := device.New(tun, net.NewBind(e.ul.Addr(), 128), cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -25,13 +25,14 @@
 package handshake
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"golang.zx2c4.com/wireguard/tai64n"
 
 	"golang.org/x/crypto/curve25519"
 
@@ -90,20 +91,20 @@ type Keys struct {
 	Recv [32]byte
 }
 
-// Timestamp is a TAI64N timestamp; a later time compares greater.
-type Timestamp [wire.TimestampSize]byte
+// Timestamp is a TAI64N timestamp, wireguard-go's type: a later time
+// compares greater (Timestamp.After).
+type Timestamp = tai64n.Timestamp
 
 // NewTimestamp returns the TAI64N form of t, with the nanoseconds rounded
-// down to about 16 ms so the timestamp does not leak a precise clock.
+// down to about 16 ms so the timestamp does not leak a precise clock: the
+// encoding of wireguard-go's tai64n.Now, for any time, because handshakes
+// take their clock from the caller (tests, golden vectors).
 func NewTimestamp(t time.Time) Timestamp {
 	var ts Timestamp
 	binary.BigEndian.PutUint64(ts[:], uint64(1)<<62+uint64(t.Unix())+10)
 	binary.BigEndian.PutUint32(ts[8:], uint32(t.Nanosecond())&^(1<<24-1))
 	return ts
 }
-
-// After reports whether ts is later than other.
-func (ts Timestamp) After(other Timestamp) bool { return bytes.Compare(ts[:], other[:]) > 0 }
 
 // Initiator is the initiator's side of one handshake attempt.
 type Initiator struct {

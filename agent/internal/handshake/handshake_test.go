@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/tai64n"
+
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
@@ -196,6 +198,22 @@ func TestTimestampOrder(t *testing.T) {
 	}
 	if NewTimestamp(time.Unix(100, 1)) != a {
 		t.Fatal("timestamp not coarsened")
+	}
+}
+
+// TestTimestampIsTAI64N checks that NewTimestamp encodes as wireguard-go's
+// tai64n does: its String decodes ours to the coarsened time, and a stamp
+// tai64n.Now takes later is not older.
+func TestTimestampIsTAI64N(t *testing.T) {
+	now := time.Now()
+	ts := NewTimestamp(now)
+	later := tai64n.Now()
+	if ts.After(later) {
+		t.Fatalf("NewTimestamp(now) = %x after tai64n.Now() = %x taken later", ts, later)
+	}
+	want := time.Unix(now.Unix(), int64(now.Nanosecond()&^(1<<24-1)))
+	if got := ts.String(); got != want.String() {
+		t.Fatalf("tai64n decodes NewTimestamp(%v) as %s, want %s", now, got, want)
 	}
 }
 

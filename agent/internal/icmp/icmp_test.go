@@ -8,6 +8,8 @@ import (
 	xicmp "golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 // packet4 returns an IPv4 packet of n bytes from 100.64.0.1 to 100.64.0.2.
@@ -20,7 +22,7 @@ func packet4(n int, proto byte, flags uint16, payload0 byte) []byte {
 	p[9] = proto
 	copy(p[12:16], []byte{100, 64, 0, 1})
 	copy(p[16:20], []byte{100, 64, 0, 2})
-	binary.BigEndian.PutUint16(p[10:12], checksum(p[:20], 0))
+	binary.BigEndian.PutUint16(p[10:12], packet.Checksum(p[:20], 0))
 	if n > 20 {
 		p[20] = payload0
 	}
@@ -65,7 +67,7 @@ func TestFragNeeded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := make([]byte, MaxIPv6Answer)
-			n := FragNeeded(dst, tt.pkt, tt.mtu)
+			n := fragNeeded(dst, tt.pkt, tt.mtu)
 			if got := n > 0; got != tt.want {
 				t.Fatalf("FragNeeded(%s) = %d, want answer %v", tt.name, n, tt.want)
 			}
@@ -85,7 +87,7 @@ func checkAnswer(t *testing.T, ans, pkt []byte, mtu int) {
 		if err != nil {
 			t.Fatalf("parse answer header: %v", err)
 		}
-		if checksum(ans[:20], 0) != 0 {
+		if packet.Checksum(ans[:20], 0) != 0 {
 			t.Errorf("ipv4 header checksum does not verify")
 		}
 		if !h.Src.Equal(net.IP(pkt[16:20])) || !h.Dst.Equal(net.IP(pkt[12:16])) {
@@ -95,7 +97,7 @@ func checkAnswer(t *testing.T, ans, pkt []byte, mtu int) {
 			t.Errorf("answer total length %d (len %d), want equal and <= %d", h.TotalLen, len(ans), MaxIPv4Answer)
 		}
 		body := ans[20:]
-		if checksum(body, 0) != 0 {
+		if packet.Checksum(body, 0) != 0 {
 			t.Errorf("icmp checksum does not verify")
 		}
 		m, err := xicmp.ParseMessage(1, body)
@@ -126,8 +128,7 @@ func checkAnswer(t *testing.T, ans, pkt []byte, mtu int) {
 		if h.PayloadLen != len(body) {
 			t.Errorf("payload length %d, want %d", h.PayloadLen, len(body))
 		}
-		sum := sumWords(ans[8:40], 0) + uint32(len(body)) + 58
-		if checksum(body, sum) != 0 {
+		if packet.Checksum(body, packet.PseudoHeaderSum6(ans, len(body), packet.ProtoICMPv6)) != 0 {
 			t.Errorf("icmpv6 checksum does not verify")
 		}
 		m, err := xicmp.ParseMessage(58, body)
@@ -149,7 +150,7 @@ func checkAnswer(t *testing.T, ans, pkt []byte, mtu int) {
 
 func TestFragNeededSmallDst(t *testing.T) {
 	dst := make([]byte, 100)
-	if n := FragNeeded(dst, packet4(1500, 17, 0x4000, 0), 1420); n != 0 {
+	if n := fragNeeded(dst, packet4(1500, 17, 0x4000, 0), 1420); n != 0 {
 		t.Fatalf("FragNeeded(dst too small) = %d, want 0", n)
 	}
 }
@@ -159,8 +160,8 @@ func TestFragNeededNoAlloc(t *testing.T) {
 	p4 := packet4(1500, 17, 0x4000, 0)
 	p6 := packet6(1500, 17, 0)
 	allocs := testing.AllocsPerRun(100, func() {
-		FragNeeded(dst, p4, 1420)
-		FragNeeded(dst, p6, 1420)
+		fragNeeded(dst, p4, 1420)
+		fragNeeded(dst, p6, 1420)
 	})
 	if allocs != 0 {
 		t.Fatalf("FragNeeded allocates %.1f times per call, want 0", allocs)
@@ -174,7 +175,7 @@ func FuzzFragNeeded(f *testing.F) {
 	f.Add([]byte{0x4f}, 0)
 	f.Fuzz(func(t *testing.T, pkt []byte, mtu int) {
 		dst := make([]byte, MaxIPv6Answer)
-		n := FragNeeded(dst, pkt, mtu)
+		n := fragNeeded(dst, pkt, mtu)
 		if n < 0 || n > len(dst) {
 			t.Fatalf("FragNeeded = %d, out of range", n)
 		}
@@ -185,4 +186,11 @@ func FuzzFragNeeded(f *testing.F) {
 			checkAnswer(t, dst[:n], pkt, mtu)
 		}
 	})
+}
+
+// fragNeeded parses pkt, as the device's TUN reader does, and answers it.
+func fragNeeded(dst, pkt []byte, mtu int) int {
+	var p packet.Parsed
+	p.Parse(pkt)
+	return FragNeeded(dst, &p, mtu)
 }

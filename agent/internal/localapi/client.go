@@ -48,7 +48,11 @@ func (c *Client) Ping(ctx context.Context, peer string) (PingResult, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://tunnelmesh"+path, nil)
+	return c.doBody(ctx, method, path, nil, out)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://tunnelmesh"+path, body)
 	if err != nil {
 		return err
 	}

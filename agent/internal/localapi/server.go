@@ -72,6 +72,9 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 			writeJSON(w, http.StatusOK, res)
 		}
 	})
+	if s, ok := b.(ServicesSetter); ok {
+		mux.HandleFunc("PUT "+PathServices, servicesHandler(s))
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

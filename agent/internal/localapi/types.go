@@ -4,6 +4,7 @@
 //
 //	GET  /v1/status              -> Status
 //	POST /v1/ping?peer=NAME|IP   -> PingResult (or Error with 4xx/5xx)
+//	PUT  /v1/services            ServicesRequest -> ServicesRequest (see PathServices)
 //
 // Every body is JSON; errors are {"error": "..."}.
 package localapi
@@ -11,6 +12,8 @@ package localapi
 import (
 	"net/netip"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Paths of the local API.
@@ -34,9 +37,16 @@ type Status struct {
 
 	Coordinator Coordinator `json:"coordinator"`
 
+	// Removed is set while the registry refuses the node (an admin
+	// removed it): it has no peers, and processes next to it withdraw
+	// what they serve through it (tunnelmesh-dockerwatch).
+	Removed       bool             `json:"removed,omitempty"`
 	NetmapVersion uint64           `json:"netmap_version"`
 	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
 	Peers         []Peer           `json:"peers"`
+	// Services are the services the node publishes: its own and those set
+	// through PathServices.
+	Services []api.Service `json:"services,omitempty"`
 	// Drops counts packets the data plane dropped, by reason.
 	Drops map[string]uint64 `json:"drops,omitempty"`
 }
@@ -70,6 +80,20 @@ type Peer struct {
 	RTT time.Duration `json:"rtt_ns"`
 	// PathChanges counts the peer's moves from one path to another.
 	PathChanges uint64 `json:"path_changes"`
+	// RTTP50, RTTP90 and RTTP99 are percentiles of the current path's
+	// round trip times over the last probes (up to 64, about five
+	// minutes); 0 when none was answered.
+	RTTP50 time.Duration `json:"rtt_p50_ns"`
+	RTTP90 time.Duration `json:"rtt_p90_ns"`
+	RTTP99 time.Duration `json:"rtt_p99_ns"`
+	// Loss is the share of those probes, sent at least 2 s ago, that went
+	// unanswered (0 to 1); Probes is how many that is.
+	Loss   float64 `json:"loss"`
+	Probes int     `json:"probes"`
+	// ProbesSent and ProbesAnswered count the current path's probes since
+	// the peer was added.
+	ProbesSent     uint64 `json:"probes_sent"`
+	ProbesAnswered uint64 `json:"probes_answered"`
 }
 
 // PingResult is the answer to a ping.

@@ -250,6 +250,9 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Kill sends SIGKILL and waits. ip netns exec execs the command, so the
 // process is the command itself.
 func (p *Proc) Kill() {

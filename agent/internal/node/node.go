@@ -52,7 +52,7 @@ type Config struct {
 	Interface     string // TUN name; tunif.DefaultName when empty
 	MTU           int    // 0: chosen from the underlay MTU
 	ListenPort    uint16 // 0: the data plane picks one (then saved)
-	MetricsListen string // "" for no metrics server
+	MetricsListen string // "" for no metrics server; "mesh:PORT" for the mesh address; else HOST:PORT
 	NoTUNOffload  bool   // open the TUN without offloads (tunif.Config.NoOffload)
 	Version       string
 
@@ -123,6 +123,8 @@ type Node struct {
 	probes chan []device.PeerConfig // new peers to ping once, see probeLoop
 
 	dns *splitdns.Manager // set by Run before any reader runs
+
+	ext extServices // set through the local API, see services.go
 
 	dnsMu   sync.Mutex // guards the fields below
 	dnsLast splitdns.Config
@@ -197,9 +199,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	defer apiLn.Close()
+	ml, err := parseMetricsListen(n.cfg.MetricsListen, st.IP)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	var metricsLn net.Listener
-	if n.cfg.MetricsListen != "" {
-		metricsLn, err = net.Listen("tcp", n.cfg.MetricsListen)
+	if ml.addr != "" && !ml.onMesh {
+		metricsLn, err = net.Listen("tcp", ml.addr)
 		if err != nil {
 			return fmt.Errorf("node: metrics listen: %w", err)
 		}
@@ -237,6 +243,19 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 	n.dns = dns
+	if ml.onMesh {
+		// The interface has the mesh address now. Not serving metrics
+		// there (the port is taken) does not stop the node.
+		if metricsLn, err = net.Listen("tcp", ml.addr); err != nil {
+			n.log.Warn("metrics not served", "addr", ml.addr, "err", err)
+			ml.publish = 0
+		} else {
+			defer metricsLn.Close()
+		}
+	}
+	if ml.publish != 0 {
+		n.cfg.Services = append(slices.Clone(n.cfg.Services), api.Service{Name: MetricsService, Protocol: "tcp", Port: ml.publish})
+	}
 	first, _ := engine.FromNetmap(nil, n.local())
 	first.Device.ListenPort = n.cfg.ListenPort
 	eng, err := n.cfg.NewEngine(dev, first, n.cfg.Log)
@@ -269,6 +288,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run("netmap watch", n.watch)
 	run("heartbeat", n.heartbeatLoop)
 	run("endpoint reporter", n.endpointLoop)
+	run("services expiry", n.expireLoop)
 	run("prober", n.probeLoop)
 	run("local api", func(ctx context.Context) error { return localapi.Serve(ctx, apiLn, n, n.cfg.Log) })
 	if metricsLn != nil {
@@ -575,9 +595,9 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 	defer stopWatch()
 	for {
 		req := n.discoverEndpoints(ctx)
-		req.Services = n.cfg.Services
+		req.Services = n.services()
 		eps := req.Endpoints
-		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint {
+		if !ok || !slices.Equal(eps, reported.Endpoints) || req.SSHEndpoint != reported.SSHEndpoint || !slices.Equal(req.Services, reported.Services) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := n.client.ReportEndpoints(cctx, req)
 			cancel()
@@ -597,6 +617,7 @@ func (n *Node) endpointLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-n.ext.changedC():
 		case <-changed:
 			n.networkChanged()
 		}
@@ -625,7 +646,9 @@ func (n *Node) Status() localapi.Status {
 			LastOK:    n.lastOK,
 			LastError: n.lastErr,
 		},
+		Removed:   n.removed,
 		Endpoints: slices.Clone(n.endpoints),
+		Services:  n.services(),
 		Drops:     stats.Drops,
 	}
 	online := make(map[nodekey.PublicKey]bool)
@@ -645,20 +668,27 @@ func (n *Node) Status() localapi.Status {
 	for _, p := range peers {
 		ps := byKey[p.PublicKey]
 		s.Peers = append(s.Peers, localapi.Peer{
-			Name:          p.Name,
-			IP:            p.IP,
-			PublicKey:     p.PublicKey.String(),
-			Online:        online[p.PublicKey],
-			Path:          ps.Path,
-			Endpoint:      ps.Endpoint,
-			Endpoints:     udpEndpoints(p),
-			LastHandshake: ps.LastHandshake,
-			RxBytes:       ps.RxBytes,
-			TxBytes:       ps.TxBytes,
-			RxPackets:     ps.RxPackets,
-			TxPackets:     ps.TxPackets,
-			RTT:           ps.RTT,
-			PathChanges:   ps.PathChanges,
+			Name:           p.Name,
+			IP:             p.IP,
+			PublicKey:      p.PublicKey.String(),
+			Online:         online[p.PublicKey],
+			Path:           ps.Path,
+			Endpoint:       ps.Endpoint,
+			Endpoints:      udpEndpoints(p),
+			LastHandshake:  ps.LastHandshake,
+			RxBytes:        ps.RxBytes,
+			TxBytes:        ps.TxBytes,
+			RxPackets:      ps.RxPackets,
+			TxPackets:      ps.TxPackets,
+			RTT:            ps.RTT,
+			PathChanges:    ps.PathChanges,
+			RTTP50:         ps.Latency.P50,
+			RTTP90:         ps.Latency.P90,
+			RTTP99:         ps.Latency.P99,
+			Loss:           ps.Latency.Loss,
+			Probes:         ps.Latency.RecentSent,
+			ProbesSent:     ps.Latency.ProbesSent,
+			ProbesAnswered: ps.Latency.ProbesAnswered,
 		})
 	}
 	return s

@@ -26,6 +26,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/engine"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/filter"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
@@ -72,9 +73,14 @@ func (p *fakePlane) Status() engine.Status {
 	for i, peer := range c.Device.Peers {
 		st.Peers = append(st.Peers, device.PeerStatus{Name: peer.Name, IP: peer.IP, PublicKey: peer.PublicKey,
 			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond,
+			Latency: device.PeerLatency{ProbesSent: 5, ProbesAnswered: 4, RTTCounts: [7]uint64{1, 2, 0, 0, 0, 0, 1},
+				RTTSum: 1500 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond, P99: 1400 * time.Millisecond,
+				RecentSent: 5, Loss: 0.2},
 			// 2 packets within 100 µs, 1 within 5 ms, 1 above 250 ms.
 			TxQueue: device.QueueStats{Sojourn: [len(device.SojournBuckets) + 1]uint64{0: 2, 5: 1, len(device.SojournBuckets): 1},
 				SojournSum: 300 * time.Millisecond, CoDelDrops: 4, TailDrops: 5}})
+		st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: peer.IP, Port: 22,
+			Counts: [filter.NumFlowRTTCounts]uint64{0, 0, 2}, Sum: 20 * time.Millisecond})
 	}
 	return st
 }
@@ -213,6 +219,14 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	}
 	lc := localapi.NewClient(sock)
 	status, err := lc.Status(ctx)
+	if err == nil && len(status.Peers) == 1 {
+		p := status.Peers[0]
+		if p.RTTP50 != 2*time.Millisecond || p.RTTP90 != 3*time.Millisecond || p.RTTP99 != 1400*time.Millisecond ||
+			p.Loss != 0.2 || p.Probes != 5 || p.ProbesSent != 5 || p.ProbesAnswered != 4 {
+			t.Errorf("status peer latency = p50 %v p90 %v p99 %v loss %v probes %d sent %d answered %d, want the plane's",
+				p.RTTP50, p.RTTP90, p.RTTP99, p.Loss, p.Probes, p.ProbesSent, p.ProbesAnswered)
+		}
+	}
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
@@ -258,6 +272,21 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// Services set through the local API reach the registry and the status.
+	web := api.Service{Name: "web", Protocol: "tcp", Port: 8080}
+	if err := lc.SetServices(ctx, "dockerwatch", []api.Service{web}); err != nil {
+		t.Fatalf("SetServices: %v", err)
+	}
+	web.Owner = "dockerwatch" // set by the node
+	waitServices(t, fake, "alpha", []api.Service{web})
+	if status, err := lc.Status(ctx); err != nil || !slices.Equal(status.Services, []api.Service{web}) {
+		t.Errorf("Status.Services = %v, %v; want %v", status.Services, err, web)
+	}
+	if err := lc.SetServices(ctx, "dockerwatch", nil); err != nil {
+		t.Fatalf("SetServices(none): %v", err)
+	}
+	waitServices(t, fake, "alpha", nil)
+
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
@@ -268,17 +297,23 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		`tunnelmesh_agent_peer_rx_bytes_total{peer="charlie"} 100`,
 		`tunnelmesh_agent_drops_total{reason="replay"} 3`,
 		`tunnelmesh_agent_peers 1`,
-		`tunnelmesh_agent_peer_rtt_seconds{peer="charlie"} 0.001`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_bucket{peer="charlie",le="0.004"} 3`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_bucket{peer="charlie",le="+Inf"} 4`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_sum{peer="charlie"} 1.5`,
+		`tunnelmesh_agent_peer_path_rtt_seconds_count{peer="charlie"} 4`,
+		`tunnelmesh_agent_peer_probes_sent_total{peer="charlie"} 5`,
+		`tunnelmesh_agent_peer_tcp_handshake_seconds_bucket{peer="charlie",port="22",le="0.016"} 2`,
+		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="charlie",port="22"} 2`,
 		`tunnelmesh_agent_peer_path{path="udp 192.0.2.9:1",peer="charlie",transport="udp"} 1`,
 		`tunnelmesh_agent_reconfigs_total`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.0001"} 2`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.005"} 3`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="0.25"} 3`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_bucket{direction="tx",peer="charlie",le="+Inf"} 4`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_sum{direction="tx",peer="charlie"} 0.3`,
-		`tunnelmesh_agent_peer_queue_sojourn_seconds_count{direction="rx",peer="charlie"} 0`,
-		`tunnelmesh_agent_peer_queue_drops_total{direction="tx",discipline="codel",peer="charlie"} 4`,
-		`tunnelmesh_agent_peer_queue_drops_total{direction="tx",discipline="limit",peer="charlie"} 5`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.0001"} 2`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.005"} 3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.25"} 3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="+Inf"} 4`,
+		`tunnelmesh_agent_queue_sojourn_seconds_sum{direction="tx"} 0.3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_count{direction="rx"} 0`,
+		`tunnelmesh_agent_queue_drops_total{direction="tx",discipline="codel"} 4`,
+		`tunnelmesh_agent_queue_drops_total{direction="tx",discipline="limit"} 5`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
@@ -301,6 +336,9 @@ func TestNodeFollowsNetmap(t *testing.T) {
 	// Removed by the admin: the node drops every peer.
 	fake.RemoveNode("alpha")
 	plane.waitConfig(t, "all peers dropped", func(c engine.Config) bool { return len(c.Device.Peers) == 0 })
+	if st, err := lc.Status(ctx); err != nil || !st.Removed {
+		t.Errorf("status after removal: removed = %v, %v; want true", st.Removed, err)
+	}
 
 	cancel()
 	select {
@@ -467,5 +505,26 @@ func TestSSHEndpointNotReportedWhenUnreachable(t *testing.T) {
 				t.Errorf("discoverEndpoints().SSHEndpoint = %v, want %v", req.SSHEndpoint, tc.want)
 			}
 		})
+	}
+}
+
+// waitServices waits until the fake registry holds want as name's services.
+func waitServices(t *testing.T, fake *registrytest.Fake, name string, want []api.Service) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var got []api.Service
+		for _, nd := range fake.Nodes() {
+			if nd.Name == name {
+				got = nd.Services
+			}
+		}
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry has services %v for %s, want %v", got, name, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
 )
 
@@ -190,7 +191,9 @@ func TestPMTURoot(t *testing.T) {
 			return
 		}
 		out := make([]byte, offset+icmp.MaxIPv6Answer)
-		n := icmp.FragNeeded(out[offset:], pkt, pathMTU)
+		var pp packet.Parsed
+		pp.Parse(pkt)
+		n := icmp.FragNeeded(out[offset:], &pp, pathMTU)
 		if n == 0 {
 			t.Errorf("FragNeeded gave no answer for a DF packet")
 			return

@@ -1,7 +1,8 @@
 // Package wire holds the TunnelMesh tunnel protocol's message formats and
 // protocol constants. It is pure: no I/O, no clocks, no keys. The
 // cryptography lives in package handshake (Noise IKpsk2) and package cookie
-// (MAC1/MAC2 and cookie replies); the replay window in package replay.
+// (MAC1/MAC2 and cookie replies); the replay window is wireguard-go's
+// (golang.zx2c4.com/wireguard/replay).
 //
 // The design is WireGuard's, with a Noise IKpsk2_25519_ChaChaPoly_BLAKE2s
 // handshake (package handshake, checked byte for byte against

@@ -30,7 +30,7 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
-	// Dashboards no longer generated must not linger in the directory.
+	// Dashboards the generator does not produce must not linger in the directory.
 	old, err := filepath.Glob(filepath.Join(root, dash.DashboardsDir, "*.json"))
 	if err != nil {
 		return fmt.Errorf("list old dashboards: %w", err)

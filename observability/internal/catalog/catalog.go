@@ -6,8 +6,10 @@
 // Sources names each file that defines tunnelmesh_* metrics and the module
 // subsystem its names carry. Read extracts the short names from the
 // constructor calls those files use (Name: "x", desc("x", ...),
-// c("x", ...), opts("x", ...), BuildFQName(ns, sub, "x")); a histogram
-// also yields its _bucket, _sum and _count series. The Go runtime and process collectors' series that
+// c("x", ...), o("x", ...), opts("x", ...), BuildFQName(ns, sub, "x")); a histogram
+// (NewHistogram, NewHistogramVec, or the agent's const histograms declared
+// with histDesc("x", ...)) yields its _bucket, _sum and _count series
+// instead. The Go runtime and process collectors' series that
 // the dashboards use, and Prometheus's own up, are listed in Builtin.
 package catalog
 
@@ -28,7 +30,9 @@ type Source struct {
 }
 
 // Sources are the files that define every tunnelmesh_* metric. sshgw
-// exports none.
+// exports none. SeaweedFS's own SeaweedFS_* series, which
+// tunnelmesh-storage adds to its /metrics when weed.metrics_listen is set,
+// are not defined here and are not listed.
 var Sources = []Source{
 	{"agent/internal/node/metrics.go", "agent"},
 	{"registry/internal/metrics/metrics.go", "registry"},
@@ -36,6 +40,10 @@ var Sources = []Source{
 	{"meshdns/metrics.go", "meshdns"},
 	{"registry/coordinator/sd.go", "registry"},
 	{"registry/internal/scrapecred/metrics.go", "registry"},
+	{"storage/internal/issuer/metrics.go", "storage"},
+	{"storage/internal/server/server.go", "storage"},
+	{"nfsd/internal/server/metrics.go", "nfsd"},
+	{"dockerwatch/internal/reconcile/metrics.go", "dockerwatch"},
 }
 
 // Builtin are series that exist without a tunnelmesh definition: the
@@ -50,8 +58,8 @@ var Builtin = []string{
 }
 
 var (
-	nameRE      = regexp.MustCompile(`(?:\bName:\s*|\bdesc\(|\bc\(|\bopts\(|\bBuildFQName\([^,()]+,[^,()]+,\s*)"([a-z][a-z0-9_]*)"`)
-	histogramRE = regexp.MustCompile(`(?s)NewHistogram(?:Vec)?\(prometheus\.HistogramOpts\{.*?Name:\s*"([a-z][a-z0-9_]*)"`)
+	nameRE      = regexp.MustCompile(`(?:\bName:\s*|\bdesc\(|\bc\(|\bo\(|\bopts\(|\bBuildFQName\([^,()]+,[^,()]+,\s*)"([a-z][a-z0-9_]*)"`)
+	histogramRE = regexp.MustCompile(`(?s)NewHistogram(?:Vec)?\(prometheus\.HistogramOpts\{.*?Name:\s*"([a-z][a-z0-9_]*)"|\bhistDesc\("([a-z][a-z0-9_]*)"`)
 )
 
 // Read returns every metric name the sources under root define, plus
@@ -73,9 +81,11 @@ func Read(root string) ([]string, error) {
 			found++
 		}
 		for _, m := range histogramRE.FindAllStringSubmatch(string(b), -1) {
-			delete(set, prefix+m[1]) // a histogram has no series of its own name
+			name := m[1] + m[2]
+			found++
+			delete(set, prefix+name) // a histogram has no series of its own name
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				set[prefix+m[1]+suffix] = true
+				set[prefix+name+suffix] = true
 			}
 		}
 		if found == 0 {

@@ -21,13 +21,23 @@ func TestReadFindsEveryModule(t *testing.T) {
 		"tunnelmesh_agent_peer_path",                          // desc("...")
 		"tunnelmesh_registry_watchers",                        // Name: "..."
 		"tunnelmesh_registry_request_duration_seconds_bucket", // histogram series
+		"tunnelmesh_agent_peer_path_rtt_seconds_count",        // histDesc("...")
+		"tunnelmesh_agent_peer_tcp_handshake_seconds_bucket",  // histDesc("...")
 		"tunnelmesh_relay_frames_forwarded_total",             // opts("...")
 		"tunnelmesh_meshdns_queries_total",                    // Name: "..."
+		"tunnelmesh_storage_credentials_refused_total",        // Name: "..."
+		"tunnelmesh_storage_weed_restarts_total",              // Name: "..." in the server
+		"tunnelmesh_nfsd_mounts_total",                        // Name: "..."
+		"tunnelmesh_dockerwatch_reconcile_errors_total",       // o("...")
 		"up",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("Read() lacks %s; got:\n%s", want, Describe(names))
 		}
+	}
+	// A histogram has no series of its own name.
+	if slices.Contains(names, "tunnelmesh_agent_peer_path_rtt_seconds") {
+		t.Errorf("Read() lists the histogram tunnelmesh_agent_peer_path_rtt_seconds as a series")
 	}
 }
 

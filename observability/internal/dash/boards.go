@@ -11,14 +11,25 @@ var nodeVar = variable{name: "node", label: "Node", query: "label_values(tunnelm
 
 var peerVar = variable{name: "peer", label: "Peer", query: `label_values(tunnelmesh_agent_peer_path{node=~"$node"}, peer)`, multi: true}
 
+// peerLoss is the share of probes unanswered per node and peer path,
+// over the series that sel selects; topk(10, ...) without a selector.
+func peerLoss(sel string) string {
+	loss := "1 - sum by (node, peer) (rate(tunnelmesh_agent_peer_path_rtt_seconds_count" + sel + rate + "))" +
+		" / sum by (node, peer) (rate(tunnelmesh_agent_peer_probes_sent_total" + sel + rate + "))"
+	if sel == "" {
+		return "topk(10, " + loss + ")"
+	}
+	return loss
+}
+
 func boards() []board {
-	return []board{overview(), nodeDetail(), peerPaths(), relay(), registry(), dns(), filter()}
+	return []board{overview(), nodeDetail(), peerPaths(), relay(), registry(), dns(), filter(), storage(), nfs(), docker()}
 }
 
 func overview() board {
 	return board{
 		file: "mesh-overview", uid: "tunnelmesh-overview", title: "TunnelMesh / Mesh overview",
-		desc: "The whole mesh: nodes, the transport of every peer path, traffic, drops and round trip times.",
+		desc: "The whole mesh: nodes, the transport of every peer path, traffic, drops, round trip times, loss and TCP handshake times.",
 		rows: []row{
 			{title: "Nodes", panels: []panel{
 				st("Registered nodes", "none", "Nodes in the registry.", q("sum(tunnelmesh_registry_nodes)", "")),
@@ -49,11 +60,15 @@ func overview() board {
 					q("sum(rate(tunnelmesh_agent_handshakes_total"+rate+"))", "completed"),
 					q("sum(rate(tunnelmesh_agent_handshake_initiations_total"+rate+"))", "initiated")),
 			}},
-			{title: "Latency", panels: []panel{
-				hmGauge("Peer round trip times", "s", "Distribution of the last measured tunnel round trip time of every peer path in the mesh (a gauge per peer, bucketed by Grafana).",
-					q("tunnelmesh_agent_peer_rtt_seconds", "{{node}} → {{peer}}")),
-				ts("Slowest peer paths", "s", "The ten highest round trip times in the mesh.",
-					q("topk(10, tunnelmesh_agent_peer_rtt_seconds)", "{{node}} → {{peer}}")),
+			{title: "Latency and loss", panels: []panel{
+				hm("Peer path round trip times", "s", "Distribution of the probe round trip times of every peer path in the mesh (each agent probes its peers' current paths at least every 5 s).",
+					q("sum by (le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+rate+"))", "{{le}}")),
+				ts("Slowest peer paths (p90)", "s", "The ten peer paths with the highest 90th percentile probe round trip time.",
+					q("topk(10, histogram_quantile(0.9, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+rate+"))))", "{{node}} → {{peer}}")),
+				ts("Lossiest peer paths", "percentunit", "The ten peer paths with the highest share of probes unanswered (probes on the path that carries the peer's packets).",
+					q(peerLoss("")+" > 0", "{{node}} → {{peer}}")),
+				hm("TCP handshake times", "s", "Distribution of the time from SYN to SYN-ACK of the TCP connections the nodes open through the mesh.",
+					q("sum by (le) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_bucket"+rate+"))", "{{le}}")),
 			}},
 		},
 	}
@@ -111,7 +126,7 @@ func peerPaths() board {
 	sel := `{node=~"$node",peer=~"$peer"}`
 	return board{
 		file: "peer-paths", uid: "tunnelmesh-peers", title: "TunnelMesh / Peer paths",
-		desc: "Every node-to-peer path: its transport, traffic, round trip time and handshake age.",
+		desc: "Every node-to-peer path: its transport, traffic, round trip times, probe loss, handshake age and TCP handshake times.",
 		vars: []variable{nodeVar, peerVar},
 		rows: []row{
 			{title: "Paths", panels: []panel{
@@ -119,10 +134,20 @@ func peerPaths() board {
 					q("tunnelmesh_agent_peer_path"+sel+" == 1", "")),
 				ts("Path transport over time", "none", "The transport carrying each peer path (1 while in use).",
 					q("tunnelmesh_agent_peer_path"+sel, "{{node}} → {{peer}} {{transport}}")),
-				ts("Round trip time", "s", "Last measured round trip time through the tunnel.",
-					q("tunnelmesh_agent_peer_rtt_seconds"+sel, "{{node}} → {{peer}}")),
+				ts("Round trip time p50/p90/p99", "s", "Percentiles of the probe round trip times on the path that carries the peer's packets.",
+					q("histogram_quantile(0.5, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p50"),
+					q("histogram_quantile(0.9, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p90"),
+					q("histogram_quantile(0.99, sum by (node, peer, le) (rate(tunnelmesh_agent_peer_path_rtt_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}} p99")),
+				ts("Probe loss", "percentunit", "Share of the probes on the peer's current path that went unanswered.",
+					q(peerLoss(sel), "{{node}} → {{peer}}")),
 				ts("Time since last handshake", "s", "Seconds since the last completed handshake with the peer (sessions rekey every two minutes while in use).",
 					q("time() - tunnelmesh_agent_peer_last_handshake_timestamp_seconds"+sel, "{{node}} → {{peer}}")),
+			}},
+			{title: "TCP connections", panels: []panel{
+				ts("TCP handshake p90 by port", "s", "90th percentile of SYN to SYN-ACK for the connections the node opens to the peer, by destination port (other: ports no policy rule names and not among the busiest; peer other: pairs beyond the agent's bound).",
+					q("histogram_quantile(0.9, sum by (node, peer, port, le) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_bucket"+sel+rate+")))", "{{node}} → {{peer}}:{{port}}")),
+				ts("TCP handshakes by port", "ops", "Connections the node opened to the peer per second (SYN-ACK received), by destination port.",
+					q("sum by (node, peer, port) (rate(tunnelmesh_agent_peer_tcp_handshake_seconds_count"+sel+rate+"))", "{{node}} → {{peer}}:{{port}}")),
 			}},
 			{title: "Traffic", panels: []panel{
 				ts("Bytes", "Bps", "Bytes per second to and from the peer.",
@@ -245,6 +270,98 @@ func filter() board {
 					q("tunnelmesh_agent_filter_policy_version"+sel, "{{node}}")),
 				tbl("Accepts by rule (total)", "Packets accepted by each rule since the agent started.",
 					q("sum by (node, rule) (tunnelmesh_agent_filter_accepts_total"+sel+")", "")),
+			}},
+		},
+	}
+}
+
+func storage() board {
+	return board{
+		file: "storage", uid: "tunnelmesh-storage", title: "TunnelMesh / Storage",
+		desc: "tunnelmesh-storage (S3 on SeaweedFS) on the nodes that publish metrics-storage: per-node S3 credentials issued, refused and revoked, SeaweedFS restarts.",
+		rows: []row{
+			{title: "Storage", panels: []panel{
+				st("Storage servers up", "none", "tunnelmesh-storage servers whose /metrics answered the last scrape.", q(`sum(up{service="storage"})`, "")),
+				st("Credentials issued (1 h)", "none", "S3 credential requests answered in the last hour, all servers.",
+					q("sum(increase(tunnelmesh_storage_credentials_issued_total[1h]))", "")),
+				st("Credentials refused (1 h)", "none", "Credential requests refused in the last hour, all servers.",
+					q("sum(increase(tunnelmesh_storage_credentials_refused_total[1h])) or vector(0)", "")),
+				st("SeaweedFS restarts (1 h)", "none", "SeaweedFS exits followed by a restart in the last hour, all servers.",
+					q("sum(increase(tunnelmesh_storage_weed_restarts_total[1h]))", "")),
+				ts("Credentials issued", "ops", "Credential requests answered with a node's S3 credentials per second.",
+					q("sum by (node) (rate(tunnelmesh_storage_credentials_issued_total"+rate+"))", "{{node}}")),
+				ts("Credentials refused by reason", "ops", "Credential requests refused per second, by reason (malformed, not_member, bad_signature, stale, replayed): a node outside the mesh or a forged or replayed request.",
+					q("sum by (node, reason) (rate(tunnelmesh_storage_credentials_refused_total"+rate+")) > 0", "{{node}} {{reason}}")),
+				ts("Credentials revoked", "ops", "Node credentials revoked per second because the node left the netmap or changed key.",
+					q("sum by (node) (rate(tunnelmesh_storage_credentials_revoked_total"+rate+"))", "{{node}}")),
+				ts("SeaweedFS restarts", "none", "SeaweedFS exits followed by a restart, per 5 minutes.",
+					q("sum by (node) (increase(tunnelmesh_storage_weed_restarts_total[5m]))", "{{node}}")),
+				ts("Scrape up", "none", "1 when the node's tunnelmesh-storage answered the last scrape.", q(`up{service="storage"}`, "{{node}}")),
+				ts("Memory", "bytes", "Resident memory of tunnelmesh-storage (SeaweedFS is a child process, not counted).",
+					q(`process_resident_memory_bytes{service="storage"}`, "{{node}}")),
+			}},
+		},
+	}
+}
+
+func nfs() board {
+	return board{
+		file: "nfs", uid: "tunnelmesh-nfs", title: "TunnelMesh / NFS",
+		desc: "tunnelmesh-nfsd on the nodes that publish metrics-nfsd: mounts and refusals, NFS operations, traffic.",
+		rows: []row{
+			{title: "Access", panels: []panel{
+				st("NFS servers up", "none", "tunnelmesh-nfsd servers whose /metrics answered the last scrape.", q(`sum(up{service="nfsd"})`, "")),
+				st("Mounts (1 h)", "none", "MOUNT requests granted in the last hour, all servers.",
+					q(`sum(increase(tunnelmesh_nfsd_mounts_total{result="ok"}[1h])) or vector(0)`, "")),
+				st("Refused mounts (1 h)", "none", "MOUNT requests refused (no grant, not a node) in the last hour, all servers.",
+					q(`sum(increase(tunnelmesh_nfsd_mounts_total{result="refused"}[1h])) or vector(0)`, "")),
+				st("Refused connections (1 h)", "none", "Connections refused or closed by the identity check in the last hour, all servers.",
+					q("sum(increase(tunnelmesh_nfsd_refused_connections_total[1h])) or vector(0)", "")),
+				ts("MOUNT requests by result", "ops", "MOUNT requests per second, by result (ok, refused, no_such_export).",
+					q("sum by (node, result) (rate(tunnelmesh_nfsd_mounts_total"+rate+")) > 0", "{{node}} {{result}}")),
+				ts("Refused connections by reason", "ops", "Connections refused or closed by the identity check per second, by reason (outside_mesh, unknown_node, no_netmap, removed).",
+					q("sum by (node, reason) (rate(tunnelmesh_nfsd_refused_connections_total"+rate+")) > 0", "{{node}} {{reason}}")),
+			}},
+			{title: "Operations", panels: []panel{
+				ts("Operations by type", "ops", "RPC requests answered per second, by operation (nfs.read, nfs.write, mount.mnt, ...).",
+					q("sum by (node, op) (rate(tunnelmesh_nfsd_ops_total"+rate+")) > 0", "{{node}} {{op}}")),
+				ts("Operations not ok", "ops", "RPC requests answered with another result than ok per second, by operation and result (an NFS status such as acces, rofs, stale, noent; error, rpc_error, denied).",
+					q(`sum by (node, op, result) (rate(tunnelmesh_nfsd_ops_total{result!="ok"}`+rate+")) > 0", "{{node}} {{op}} {{result}}")),
+				ts("Traffic", "Bps", "Bytes received from (in) and sent to (out) NFS clients per second (RPC records).",
+					q("sum by (node, direction) (rate(tunnelmesh_nfsd_bytes_total"+rate+"))", "{{node}} {{direction}}")),
+				ts("Export lists", "ops", "MOUNT EXPORT requests answered per second.",
+					q("sum by (node) (rate(tunnelmesh_nfsd_export_lists_total"+rate+"))", "{{node}}")),
+			}},
+		},
+	}
+}
+
+func docker() board {
+	return board{
+		file: "docker", uid: "tunnelmesh-docker", title: "TunnelMesh / Docker",
+		desc: "tunnelmesh-dockerwatch on the nodes that publish metrics-dockerwatch: containers exposed to the mesh, the engine's event stream, resyncs and their failures.",
+		rows: []row{
+			{title: "Containers", panels: []panel{
+				st("dockerwatch up", "none", "dockerwatch instances whose /metrics answered the last scrape.", q(`sum(up{service="dockerwatch"})`, "")),
+				st("Services exposed", "none", "Container ports forwarded from the mesh now, all nodes.", q("sum(tunnelmesh_dockerwatch_services_exposed)", "")),
+				st("Containers skipped", "none", "Containers that asked to be exposed and are not (dockerwatch's log says why), all nodes.",
+					q("sum(tunnelmesh_dockerwatch_containers_skipped)", "")),
+				st("Event streams down", "none", "dockerwatch instances whose event stream from the engine is closed.",
+					q("count(tunnelmesh_dockerwatch_event_stream_up == 0) or vector(0)", "")),
+				ts("Services exposed by node", "none", "Container ports each node forwards from the mesh.",
+					q("tunnelmesh_dockerwatch_services_exposed", "{{node}}")),
+				ts("Containers skipped by node", "none", "Containers that asked to be exposed and are not.",
+					q("tunnelmesh_dockerwatch_containers_skipped", "{{node}}")),
+			}},
+			{title: "Reconciling", panels: []panel{
+				ts("Container events by action", "ops", "Container events received from the engine per second, by action.",
+					q("sum by (node, action) (rate(tunnelmesh_dockerwatch_events_total"+rate+")) > 0", "{{node}} {{action}}")),
+				ts("Resyncs", "ops", "Full resyncs from the container list per second (events, the resync timer, retries).",
+					q("sum by (node) (rate(tunnelmesh_dockerwatch_reconciles_total"+rate+"))", "{{node}}")),
+				ts("Resync errors by stage", "ops", "Failed resyncs per second, by stage: list (engine), agent (status), forward (nft), publish (agent's services).",
+					q("sum by (node, stage) (rate(tunnelmesh_dockerwatch_reconcile_errors_total"+rate+")) > 0", "{{node}} {{stage}}")),
+				ts("Event stream up", "none", "1 while the engine's event stream is open.",
+					q("tunnelmesh_dockerwatch_event_stream_up", "{{node}}")),
 			}},
 		},
 	}

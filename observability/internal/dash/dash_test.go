@@ -65,8 +65,8 @@ func committedDashboards(t *testing.T) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(paths) < 7 {
-		t.Fatalf("%d dashboards committed, want 7", len(paths))
+	if len(paths) < 10 {
+		t.Fatalf("%d dashboards committed, want 10", len(paths))
 	}
 	out := make(map[string][]byte, len(paths))
 	for _, p := range paths {

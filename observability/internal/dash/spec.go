@@ -25,9 +25,8 @@ type kind int
 const (
 	kindTimeseries kind = iota
 	kindStat
-	kindTable    // instant queries, one row per series
-	kindHeatmap  // Prometheus histogram buckets (format heatmap)
-	kindHeatmapG // a gauge's values bucketed by Grafana (calculate)
+	kindTable   // instant queries, one row per series
+	kindHeatmap // Prometheus histogram buckets (format heatmap)
 )
 
 // query is one PromQL target of a panel.
@@ -63,10 +62,6 @@ func tbl(title, desc string, qs ...query) panel {
 
 func hm(title, unit, desc string, qs ...query) panel {
 	return panel{kind: kindHeatmap, title: title, unit: unit, desc: desc, queries: qs}
-}
-
-func hmGauge(title, unit, desc string, qs ...query) panel {
-	return panel{kind: kindHeatmapG, title: title, unit: unit, desc: desc, queries: qs}
 }
 
 func datasource() common.DataSourceRef {
@@ -120,10 +115,10 @@ func (p panel) build(id uint32) cog.Builder[dashboard.Panel] {
 		return table.NewPanelBuilder().Id(id).Title(p.title).Description(p.desc).Datasource(datasource()).
 			Span(w).Height(h).Targets(p.targets()).
 			Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"sum"}))
-	case kindHeatmap, kindHeatmapG:
+	case kindHeatmap:
 		b := heatmap.NewPanelBuilder().Id(id).Title(p.title).Description(p.desc).Datasource(datasource()).
 			Span(w).Height(h).Targets(p.targets()).
-			Calculate(p.kind == kindHeatmapG).
+			Calculate(false).
 			YAxis(heatmap.NewYAxisConfigBuilder().Unit(p.unit))
 		return b
 	}

@@ -69,7 +69,7 @@ func (f *fakeSD) remove(node string) {
 // subsystems, in the Prometheus text format, with the labels the
 // dashboards group by.
 func exposition(names []string, subsystems ...string) string {
-	const labels = `peer="peer1",transport="udp",path="udp 192.0.2.7:51820",reason="filter_no_rule",rule="allow-ssh",result="ok",kind="admin",route="join",code="200",server="dns://:53",origin="mesh."`
+	const labels = `peer="peer1",transport="udp",path="udp 192.0.2.7:51820",reason="filter_no_rule",rule="allow-ssh",result="ok",kind="admin",route="join",code="200",server="dns://:53",origin="mesh.",op="nfs.read",direction="in",stage="publish",action="start"`
 	var b strings.Builder
 	for _, n := range names {
 		keep := false
@@ -234,7 +234,7 @@ func TestRealPrometheus(t *testing.T) {
 		groups[i] = g
 	}
 	sd.groups = groups
-	for _, want := range []string{"agent", "meshdns", "relay", "registry"} {
+	for _, want := range []string{"agent", "meshdns", "relay", "registry", "storage", "nfsd", "dockerwatch"} {
 		if !services[want] {
 			t.Fatalf("the registry's golden SD document has no %s target", want)
 		}

@@ -76,3 +76,48 @@ func (c Checker) Check(presented string) bool {
 	h := sha256.Sum256([]byte(presented))
 	return subtle.ConstantTimeCompare(h[:], c.hash[:]) == 1
 }
+
+// New returns a fresh credential.
+func New() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("create admin credential: %w", err)
+	}
+	return "tma1." + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// LoadShared returns the credential every replica of a shared store
+// accepts: the first replica to start stores its own (the one in dataDir,
+// else a new one) through shared; every replica writes the stored one into
+// dataDir (0600) for the admin CLI on its host.
+func LoadShared(dataDir string, shared func(create func() ([]byte, error)) ([]byte, error)) (string, error) {
+	b, err := shared(func() ([]byte, error) {
+		s, err := Load(dataDir)
+		if errors.Is(err, os.ErrNotExist) {
+			s, err = New()
+		}
+		return []byte(s), err
+	})
+	if err != nil {
+		return "", fmt.Errorf("load shared admin credential: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 16 {
+		return "", fmt.Errorf("load shared admin credential: stored credential too short")
+	}
+	if old, err := Load(dataDir); err == nil && old == s {
+		return s, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("load shared admin credential: %w", err)
+	}
+	tmp := Path(dataDir) + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("load shared admin credential: %w", err)
+	}
+	if err := os.Rename(tmp, Path(dataDir)); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("load shared admin credential: %w", err)
+	}
+	return s, nil
+}

@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -60,6 +61,14 @@ type Options struct {
 	Rounds      int    // netmap changes measured
 	Decode      bool   // watchers decode the full netmap JSON
 	CPUProfile  string // file for a CPU profile of the fan-out rounds
+	// PostgresDSN, when set, runs the registry on that PostgreSQL
+	// database (store: postgres; it must be empty) instead of SQLite.
+	PostgresDSN string
+	// Replicas is the number of registry replicas on PostgresDSN (1 when
+	// 0); node i joins and watches through replica i%Replicas, and each
+	// round's change is made through the changing node's replica, so the
+	// fan-out crosses replicas.
+	Replicas int
 }
 
 // Result holds the measured numbers.
@@ -102,18 +111,47 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	// Every client runs here, on one address: the per-source connection
 	// cap is raised to fit them (the output says so).
 	maxConns := max(config.DefaultMaxConnsPerSource, n+conc+16)
-	cfg, err := coordinator.ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\nmax_conns_per_source: %d\ndata_dir: %s\n", maxConns, dir)))
-	if err != nil {
-		return nil, err
+	replicas := max(o.Replicas, 1)
+	if replicas > 1 && o.PostgresDSN == "" {
+		return nil, fmt.Errorf("bench: %d replicas need a PostgreSQL database", replicas)
 	}
-	c, err := coordinator.New(ctx, cfg, coordinator.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return nil, err
+	storeCfg, storeName := "", "sqlite"
+	if o.PostgresDSN != "" {
+		storeCfg = fmt.Sprintf("store: postgres\npostgres_dsn: %q\n", o.PostgresDSN)
+		storeName = fmt.Sprintf("postgres, %d replica(s)", replicas)
 	}
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
-	base := c.URL()
+	coords := make([]*coordinator.Coordinator, replicas)
+	bases := make([]string, replicas)
+	var runWG sync.WaitGroup
+	defer func() { cancel(); runWG.Wait() }()
+	for r := range coords {
+		rdir := filepath.Join(dir, strconv.Itoa(r))
+		rcfg := storeCfg
+		if rcfg != "" {
+			rcfg += fmt.Sprintf("relay: {id: bench-%d}\n", r) // one per replica
+		}
+		cfg, err := coordinator.ParseConfig([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nstun_listen: \"off\"\nonline_timeout: 1h\nmax_conns_per_source: %d\ndata_dir: %s\n%s", maxConns, rdir, rcfg)))
+		if err != nil {
+			return nil, err
+		}
+		c, err := coordinator.New(ctx, cfg, coordinator.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		coords[r], bases[r] = c, c.URL()
+		runWG.Add(1)
+		go func() { defer runWG.Done(); c.Run(ctx) }()
+	}
+	c := coords[0]
+	base := bases[0]
+	// version is the newest netmap version of any replica.
+	version := func() uint64 {
+		var v uint64
+		for _, c := range coords {
+			v = max(v, c.NetmapVersion())
+		}
+		return v
+	}
 
 	// A reusable token through the admin API.
 	admin := regclient.NewHTTPClient(c.Pin())
@@ -157,7 +195,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 					return
 				}
 				t0 := time.Now()
-				r, err := regclient.Join(ctx, joinHC, base, api.JoinRequest{Token: tok.Token, Name: "bench-" + strconv.Itoa(i), PublicKey: keys[i].Public()}, keys[i])
+				r, err := regclient.Join(ctx, joinHC, bases[i%replicas], api.JoinRequest{Token: tok.Token, Name: "bench-" + strconv.Itoa(i), PublicKey: keys[i].Public()}, keys[i])
 				joinLat[i] = time.Since(t0)
 				if err != nil {
 					joinErr.Store(err)
@@ -192,7 +230,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 			defer wwg.Done()
 			var since uint64
 			for wctx.Err() == nil {
-				v, size, err := poll(wctx, base, nd, since, decode)
+				v, size, err := poll(wctx, bases[i%replicas], nd, since, decode)
 				if err != nil {
 					if wctx.Err() == nil {
 						fmt.Fprintln(os.Stderr, "watch:", err)
@@ -218,9 +256,9 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	if err := waitAll(func(i int) bool {
 		watch[i].mu.Lock()
 		defer watch[i].mu.Unlock()
-		_, ok := watch[i].first[c.NetmapVersion()]
+		_, ok := watch[i].first[version()]
 		return ok
-	}, n, 60*time.Second); err != nil {
+	}, n, 120*time.Second); err != nil {
 		return nil, fmt.Errorf("initial netmaps: %w", err)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -239,11 +277,11 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		}
 	}
 	for r := range rounds {
-		before := c.NetmapVersion()
+		before := version()
 		t0 := time.Now()
 		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
 		nd := nodes[r%n]
-		mutator := &regclient.Client{BaseURL: base, HTTP: mutHC, Credential: nd.cred, Key: nd.key}
+		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key}
 		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -287,8 +325,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		LastP50: pctDur(last, 50), LastP99: pctDur(last, 99),
 		NetmapBytes: int(bodyBytes.Load()),
 	}
-	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers decode %s\n",
-		n, conc, rounds, runtime.GOMAXPROCS(0), bodyBytes.Load(), mode)
+	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers decode %s, store %s\n",
+		n, conc, rounds, runtime.GOMAXPROCS(0), bodyBytes.Load(), mode, storeName)
 	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
 		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

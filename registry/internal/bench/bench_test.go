@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
 )
 
 // BenchmarkRegistry runs the whole experiment once (1,000 watchers, 10
@@ -38,6 +40,25 @@ func TestSmallRun(t *testing.T) {
 		t.Fatal("Run with one node succeeded")
 	}
 }
+
+// TestSmallRunPostgres runs the experiment on two replicas sharing a
+// PostgreSQL database: joins and watches spread over both, so each change
+// reaches half the watchers through the other replica.
+func TestSmallRunPostgres(t *testing.T) {
+	var out bytes.Buffer
+	res, err := Run(Options{Nodes: 20, Concurrency: 4, Rounds: 4, Replicas: 2, PostgresDSN: pgtest.NewDB(t)}, &out)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if res.JoinsPerSecond <= 0 || res.LastP99 < res.LastP50 || !strings.Contains(out.String(), "store postgres, 2 replica(s)") {
+		t.Fatalf("Run = %+v\n%s", res, out.String())
+	}
+	if _, err := Run(Options{Nodes: 2, Concurrency: 1, Rounds: 1, Replicas: 2}, &out); err == nil {
+		t.Fatal("Run with two replicas and no database succeeded")
+	}
+}
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // TestSmokeTable runs the benchmark as the README does, small: more rounds
 // than one node may change its endpoints in a burst, and every row of the

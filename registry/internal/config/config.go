@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -39,6 +40,12 @@ const (
 	DefaultPSKRotationOverlap = 5 * time.Minute
 	MinPSKRotationOverlap     = 30 * time.Second
 	MaxPSKRotationOverlap     = 24 * time.Hour
+)
+
+// Store kinds (the store key).
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
 )
 
 // MaxFileSize bounds the configuration file.
@@ -70,6 +77,18 @@ type Config struct {
 	// DataDir holds the database, the admin credential and the generated
 	// TLS certificate.
 	DataDir string `yaml:"data_dir"`
+	// Store is where the registry's state lives: "sqlite" (the default,
+	// registry.db in DataDir, one registry) or "postgres" (PostgresDSN,
+	// shared by several registry replicas).
+	Store string `yaml:"store"`
+	// PostgresDSN is the PostgreSQL database of store: postgres
+	// (postgres://user@host:5432/db?sslmode=verify-full, or key=value
+	// form). A secret when it holds a password: give the password in
+	// PostgresPasswordFile or the environment (PGPASSWORD) instead.
+	PostgresDSN string `yaml:"postgres_dsn"`
+	// PostgresPasswordFile holds the database password (first line); it
+	// replaces the DSN's password, which must then be empty.
+	PostgresPasswordFile string `yaml:"postgres_password_file"`
 	// MeshCIDR is the IPv4 prefix node addresses come from.
 	MeshCIDR string `yaml:"mesh_cidr"`
 	// STUNListen is the STUN responder's UDP address; "off" disables it.
@@ -176,6 +195,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Listen, DefaultListen)
 	def(&c.DataDir, DefaultDataDir)
 	def(&c.MeshCIDR, meshnet.DefaultCIDR.String())
+	def(&c.Store, StoreSQLite)
 	def(&c.STUNListen, DefaultSTUNListen)
 	def(&c.DNSZone, DefaultDNSZone)
 	def(&c.LogLevel, "info")
@@ -308,6 +328,9 @@ func (c *Config) Validate() error {
 	}
 	if err := validateHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if err := c.validateStore(); err != nil {
+		return err
 	}
 	if c.STUNListen != "off" {
 		if err := validateHostPort(c.STUNListen); err != nil {
@@ -472,4 +495,86 @@ func relayURL(s string) error {
 		return fmt.Errorf("%q: want wss://host[:port]/path", s)
 	}
 	return nil
+}
+
+// validateStore checks store, postgres_dsn and postgres_password_file.
+// Errors never show the DSN (it may hold a password).
+func (c *Config) validateStore() error {
+	switch c.Store {
+	case StoreSQLite:
+		if c.PostgresDSN != "" {
+			return fmt.Errorf("postgres_dsn: set, but store is %q (want store: postgres)", c.Store)
+		}
+		if c.PostgresPasswordFile != "" {
+			return fmt.Errorf("postgres_password_file: set, but store is %q (want store: postgres)", c.Store)
+		}
+		return nil
+	case StorePostgres:
+	default:
+		return fmt.Errorf("store: %q: want sqlite or postgres", c.Store)
+	}
+	if c.PostgresDSN == "" {
+		return fmt.Errorf("postgres_dsn: required with store: postgres")
+	}
+	if _, err := pgconn.ParseConfig(c.PostgresDSN); err != nil {
+		// pgconn's parse errors redact the password.
+		return fmt.Errorf("postgres_dsn: %w", err)
+	}
+	if c.PostgresPasswordFile != "" && dsnHasPassword(c.PostgresDSN) {
+		return fmt.Errorf("postgres_password_file: set, but postgres_dsn holds a password too (keep it in one place)")
+	}
+	if !c.Relay.Disabled {
+		// Nodes of other replicas reach this replica's relay by its ID
+		// and URL.
+		if c.Relay.ID == DefaultRelayID {
+			return fmt.Errorf("relay.id: with store: postgres give each replica's relay its own id (not %q), or set relay.disabled", DefaultRelayID)
+		}
+		if c.Relay.PublicURL == "" && c.PublicURL == "" {
+			if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+				if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+					return fmt.Errorf("public_url: required with store: postgres and a wildcard listen address (nodes of other replicas reach this replica's relay there), or set relay.public_url")
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// PostgresPassword reads postgres_password_file (its first line); "" when
+// the key is not set.
+func (c *Config) PostgresPassword() (string, error) {
+	if c.PostgresPasswordFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.PostgresPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("postgres_password_file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimRight(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("postgres_password_file: %s: empty", c.PostgresPasswordFile)
+	}
+	return pw, nil
+}
+
+// dsnHasPassword reports whether a DSN (URL or key=value form) carries a
+// password itself.
+func dsnHasPassword(dsn string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return false
+		}
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+		return u.Query().Has("password")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
+			return true
+		}
+	}
+	return false
 }

@@ -152,3 +152,59 @@ func TestParseRelay(t *testing.T) {
 		t.Fatalf("relay = %+v, extra relays %+v", c.Relay, got)
 	}
 }
+
+func TestStoreKeys(t *testing.T) {
+	const relay = "relay: {id: r1}\npublic_url: https://r1.example:8443\n"
+	c, err := Parse([]byte(relay + "store: postgres\npostgres_dsn: postgres://tm@db.example:5432/tunnelmesh?sslmode=verify-full\n"))
+	if err != nil || c.Store != StorePostgres || c.PostgresDSN == "" {
+		t.Fatalf("Parse postgres = %+v, %v", c, err)
+	}
+	if d := Default(); d.Store != StoreSQLite {
+		t.Fatalf("default store = %q, want sqlite", d.Store)
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("s3cret-pw\nignored\n"), 0o600)
+	c, err = Parse([]byte(relay + "store: postgres\npostgres_dsn: host=db user=tm dbname=tm\npostgres_password_file: " + pwFile + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := c.PostgresPassword(); err != nil || pw != "s3cret-pw" {
+		t.Fatalf("PostgresPassword = %q, %v", pw, err)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"store: mysql\n", `store: "mysql": want sqlite or postgres`},
+		{"store: postgres\n", "postgres_dsn: required with store: postgres"},
+		{"postgres_dsn: postgres://db/x\n", `postgres_dsn: set, but store is "sqlite"`},
+		{"postgres_password_file: /pw\n", `postgres_password_file: set, but store is "sqlite"`},
+		{relay + "store: postgres\npostgres_dsn: postgres://u:hunter2@db/x\npostgres_password_file: /pw\n", "postgres_password_file: set, but postgres_dsn holds a password too"},
+		{relay + "store: postgres\npostgres_dsn: host=db password=hunter2\npostgres_password_file: /pw\n", "postgres_password_file: set, but postgres_dsn holds a password too"},
+		{"store: postgres\npostgres_dsn: postgres://db/x\npublic_url: https://r1.example\n", `relay.id: with store: postgres give each replica's relay its own id`},
+		{"store: postgres\npostgres_dsn: postgres://db/x\nrelay: {id: r1}\n", "public_url: required with store: postgres and a wildcard listen address"},
+		{"store: postgres\npostgres_dsn: \"postgres://u:hunter2@db:notaport/x\"\n", "postgres_dsn: "},
+		{"store: postgres\npostgress_dsn: x\n", `unknown key "postgress_dsn"`},
+	} {
+		_, err := Parse([]byte(tt.in))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want error containing %q", tt.in, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Parse(%q) error shows the password: %v", tt.in, err)
+		}
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	c, _ = Parse([]byte(relay + "store: postgres\npostgres_dsn: postgres://db/x\npostgres_password_file: " + empty + "\n"))
+	if _, err := c.PostgresPassword(); err == nil {
+		t.Fatal("an empty password file was accepted")
+	}
+	for _, ok := range []string{
+		"store: postgres\npostgres_dsn: postgres://db/x\nrelay: {disabled: true}\n",
+		"store: postgres\npostgres_dsn: postgres://db/x\nrelay: {id: r2}\nlisten: 10.0.0.2:8443\n",
+		"store: postgres\npostgres_dsn: postgres://db/x\nrelay: {id: r2, public_url: \"wss://r2.example/relay\"}\n",
+	} {
+		if _, err := Parse([]byte(ok)); err != nil {
+			t.Errorf("Parse(%q) = %v", ok, err)
+		}
+	}
+}

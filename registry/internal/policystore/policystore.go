@@ -47,7 +47,7 @@ const fileExt = ".json"
 
 // Store is the policy store. It is safe for concurrent use.
 type Store struct {
-	dir  string
+	be   Backend
 	keep int
 	log  *slog.Logger
 
@@ -73,45 +73,91 @@ type state struct {
 // and bootstrap is empty, the built-in default policy is in force as
 // version 0 until the first Put. keep <= 0 means DefaultKeep.
 func Open(dir string, bootstrap []byte, keep int, log *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open policy store: %w", err)
+	}
+	return OpenBackend(dirBackend{dir}, bootstrap, keep, log)
+}
+
+// OpenBackend is Open on the versions kept by be. Several stores may share
+// one backend (registry replicas on one database): each sees the others'
+// versions after Reload, and of two racing Puts one fails with
+// ErrConflict.
+func OpenBackend(be Backend, bootstrap []byte, keep int, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open policy store: %w", err)
-	}
-	s := &Store{dir: dir, keep: keep, log: log}
+	s := &Store{be: be, keep: keep, log: log}
 	def, err := builtinDefault()
 	if err != nil {
 		return nil, fmt.Errorf("open policy store: %w", err)
 	}
 	s.state.Store(def)
-	versions, err := s.versions()
+	loaded, err := s.reload()
 	if err != nil {
 		return nil, fmt.Errorf("open policy store: %w", err)
 	}
-	if len(versions) > 0 {
-		v, err := s.read(versions[0])
-		if err != nil {
-			return nil, fmt.Errorf("open policy store: %w", err)
-		}
-		pol, err := policy.Parse(fmt.Sprintf("policy version %d", v.Version), []byte(v.Policy))
-		if err != nil {
-			return nil, fmt.Errorf("open policy store: stored version %d: %w", v.Version, err)
-		}
-		s.state.Store(&state{cur: &v, pol: pol, filters: map[string]*api.Filter{}})
+	if loaded {
 		return s, nil
 	}
 	if len(bytes.TrimSpace(bootstrap)) > 0 {
-		if _, err := s.Put(bootstrap, 0, time.Now()); err != nil {
+		_, err := s.Put(bootstrap, 0, time.Now())
+		if errors.Is(err, ErrConflict) {
+			// Another replica stored its first version meanwhile.
+			_, err = s.reload()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("open policy store: initial policy: %w", err)
 		}
 	} else {
 		log.Info("no policy applied: the built-in default policy is in force (ping between nodes, DNS to nodes tagged dns)")
 	}
 	return s, nil
+}
+
+// Reload makes the newest stored version current when it is newer than
+// the current one (stored by another replica sharing the backend). The
+// server calls it when another replica reports a change.
+func (s *Store) Reload() error {
+	if _, err := s.reload(); err != nil {
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	return nil
+}
+
+// reload loads the newest stored version if it is newer than the current
+// one; it reports whether a stored version is current afterwards.
+func (s *Store) reload() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reloadLocked()
+}
+
+func (s *Store) reloadLocked() (bool, error) {
+	versions, err := s.be.Versions()
+	if err != nil {
+		return false, err
+	}
+	st := s.state.Load()
+	if len(versions) == 0 {
+		return false, nil
+	}
+	if versions[0] <= st.cur.Version {
+		return true, nil
+	}
+	v, err := s.be.Read(versions[0])
+	if err != nil {
+		return false, err
+	}
+	pol, err := policy.Parse(fmt.Sprintf("policy version %d", v.Version), []byte(v.Policy))
+	if err != nil {
+		return false, fmt.Errorf("stored version %d: %w", v.Version, err)
+	}
+	s.state.Store(&state{cur: &v, pol: pol, filters: policy.Compile(pol, s.nodes, v.Version)})
+	return true, nil
 }
 
 // builtinDefault is the state before the first stored version: the
@@ -140,10 +186,7 @@ func (s *Store) Get(v uint64) (policy.Version, error) {
 		cur, _ := s.Current()
 		return cur, nil
 	}
-	out, err := s.read(v)
-	if errors.Is(err, os.ErrNotExist) {
-		return policy.Version{}, fmt.Errorf("get policy version %d: %w", v, ErrNotFound)
-	}
+	out, err := s.be.Read(v)
 	if err != nil {
 		return policy.Version{}, fmt.Errorf("get policy version %d: %w", v, err)
 	}
@@ -152,14 +195,14 @@ func (s *Store) Get(v uint64) (policy.Version, error) {
 
 // Versions lists the kept versions, newest first.
 func (s *Store) Versions() ([]policy.VersionInfo, error) {
-	vs, err := s.versions()
+	vs, err := s.be.Versions()
 	if err != nil {
 		return nil, fmt.Errorf("list policy versions: %w", err)
 	}
 	out := make([]policy.VersionInfo, 0, len(vs))
 	for _, n := range vs {
-		v, err := s.read(n)
-		if errors.Is(err, os.ErrNotExist) {
+		v, err := s.be.Read(n)
+		if errors.Is(err, ErrNotFound) {
 			continue // pruned meanwhile
 		}
 		if err != nil {
@@ -186,6 +229,10 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Another replica may have stored a version since.
+	if _, err := s.reloadLocked(); err != nil {
+		return policy.PutResponse{}, fmt.Errorf("store policy: %w", err)
+	}
 	st := s.state.Load()
 	curVersion := st.cur.Version
 	if ifVersion != 0 && ifVersion != curVersion {
@@ -199,7 +246,10 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 		return policy.PutResponse{Version: curVersion, Changed: false, Tests: len(results)}, nil
 	}
 	v := policy.Version{Version: curVersion + 1, CreatedAt: now.UTC(), Policy: string(doc)}
-	if err := s.write(v); err != nil {
+	if err := s.be.Create(v); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return policy.PutResponse{}, fmt.Errorf("store policy version %d: %w", v.Version, err)
+		}
 		return policy.PutResponse{}, fmt.Errorf("store policy: %w", err)
 	}
 	s.state.Store(&state{cur: &v, pol: pol, filters: policy.Compile(pol, s.nodes, v.Version)})
@@ -210,7 +260,7 @@ func (s *Store) Put(doc []byte, ifVersion uint64, now time.Time) (policy.PutResp
 
 // SetNodes gives the store the mesh's nodes; the server calls it whenever
 // it rebuilds its snapshot. The policy is recompiled only when a node's
-// name, address or tags changed.
+// name, address, tags or docker services changed.
 func (s *Store) SetNodes(nodes []api.Node) {
 	key := nodesKey(nodes)
 	s.mu.Lock()
@@ -258,18 +308,41 @@ func nodesKey(nodes []api.Node) string {
 			b.WriteByte(' ')
 			b.WriteString(t)
 		}
+		// Docker services compile into filter rules (the docker section).
+		for _, sv := range n.Services {
+			if sv.Owner != "" {
+				fmt.Fprintf(&b, " svc:%s/%s/%d/%s/%s", sv.Name, sv.Protocol, sv.Port, sv.Owner, sv.Allow)
+			}
+		}
 		b.WriteByte('\n')
 	}
 	return b.String()
 }
 
-func (s *Store) path(v uint64) string {
-	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", v, fileExt))
+// Backend keeps the policy versions.
+type Backend interface {
+	// Versions lists the stored version numbers, newest first.
+	Versions() ([]uint64, error)
+	// Read returns version v; an error wrapping ErrNotFound when it is
+	// not stored.
+	Read(v uint64) (policy.Version, error)
+	// Create stores v; an error wrapping ErrConflict when version
+	// v.Version is stored already. A stored version never changes.
+	Create(v policy.Version) error
+	// Delete removes version v (pruning).
+	Delete(v uint64) error
 }
 
-// versions lists the stored version numbers, newest first.
-func (s *Store) versions() ([]uint64, error) {
-	ents, err := os.ReadDir(s.dir)
+// dirBackend keeps each version in a file of its own in a directory.
+type dirBackend struct{ dir string }
+
+func (d dirBackend) path(v uint64) string {
+	return filepath.Join(d.dir, fmt.Sprintf("%020d%s", v, fileExt))
+}
+
+// Versions implements Backend.
+func (d dirBackend) Versions() ([]uint64, error) {
+	ents, err := os.ReadDir(d.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -290,29 +363,33 @@ func (s *Store) versions() ([]uint64, error) {
 	return out, nil
 }
 
-func (s *Store) read(v uint64) (policy.Version, error) {
-	data, err := os.ReadFile(s.path(v))
+// Read implements Backend.
+func (d dirBackend) Read(v uint64) (policy.Version, error) {
+	data, err := os.ReadFile(d.path(v))
+	if errors.Is(err, os.ErrNotExist) {
+		return policy.Version{}, fmt.Errorf("%w: %d", ErrNotFound, v)
+	}
 	if err != nil {
 		return policy.Version{}, err
 	}
 	var out policy.Version
 	if err := json.Unmarshal(data, &out); err != nil {
-		return policy.Version{}, fmt.Errorf("%s: %w", s.path(v), err)
+		return policy.Version{}, fmt.Errorf("%s: %w", d.path(v), err)
 	}
 	if out.Version != v {
-		return policy.Version{}, fmt.Errorf("%s: holds version %d", s.path(v), out.Version)
+		return policy.Version{}, fmt.Errorf("%s: holds version %d", d.path(v), out.Version)
 	}
 	return out, nil
 }
 
-// write stores v atomically: a temporary file, synced, renamed into place,
-// and the directory synced. A version file never changes once written.
-func (s *Store) write(v policy.Version) error {
+// Create implements Backend: a temporary file, synced, renamed into
+// place, and the directory synced.
+func (d dirBackend) Create(v policy.Version) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	tmp, err := os.CreateTemp(d.dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -328,28 +405,31 @@ func (s *Store) write(v policy.Version) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(s.path(v.Version)); err == nil {
-		return fmt.Errorf("version %d exists already", v.Version)
+	if _, err := os.Stat(d.path(v.Version)); err == nil {
+		return fmt.Errorf("%w: version %d exists already", ErrConflict, v.Version)
 	}
-	if err := os.Rename(tmp.Name(), s.path(v.Version)); err != nil {
+	if err := os.Rename(tmp.Name(), d.path(v.Version)); err != nil {
 		return err
 	}
-	d, err := os.Open(s.dir)
+	dir, err := os.Open(d.dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer dir.Close()
+	return dir.Sync()
 }
+
+// Delete implements Backend.
+func (d dirBackend) Delete(v uint64) error { return os.Remove(d.path(v)) }
 
 // prune removes versions beyond the newest s.keep.
 func (s *Store) prune() {
-	vs, err := s.versions()
+	vs, err := s.be.Versions()
 	if err != nil || len(vs) <= s.keep {
 		return
 	}
 	for _, v := range vs[s.keep:] {
-		if err := os.Remove(s.path(v)); err != nil {
+		if err := s.be.Delete(v); err != nil {
 			s.log.Warn("prune policy version", "policy_version", v, "err", err)
 		}
 	}

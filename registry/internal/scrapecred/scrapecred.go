@@ -8,11 +8,15 @@
 // hash is compared in constant time. The secret is 32 random bytes, so a
 // plain hash is enough.
 //
-// The file is per registry: replicas that share a PostgreSQL store do not
-// share it.
+// Replicas that share a store (store: postgres) keep the credentials in it
+// instead (OpenShared): a token made on one replica works on all. Each
+// replica caches them and reloads at most every ReloadInterval, and on an
+// unknown ID at most once a second, so a revocation on one replica takes
+// effect on the others within ReloadInterval.
 package scrapecred
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -28,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
@@ -78,10 +83,60 @@ type stored struct {
 
 // Store is the set of credentials. Its methods are safe for concurrent use.
 type Store struct {
-	path string
+	path   string             // the file, when not shared
+	shared store.ScrapeTokens // the shared store, else nil
 
-	mu     sync.Mutex // guards tokens and the file
+	mu     sync.Mutex // guards the fields below and the file
 	tokens map[string]stored
+	loaded time.Time // last load from shared
+	missed time.Time // last load for an unknown ID
+}
+
+// Reload intervals of a shared Store.
+const (
+	ReloadInterval = 10 * time.Second
+	minReload      = time.Second
+)
+
+// sharedTimeout bounds one call to the shared store.
+const sharedTimeout = 10 * time.Second
+
+// OpenShared returns the credentials kept in a store that registry
+// replicas share.
+func OpenShared(st store.ScrapeTokens) (*Store, error) {
+	s := &Store{shared: st, tokens: make(map[string]stored)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadLocked(time.Now()); err != nil {
+		return nil, fmt.Errorf("open scrape tokens: %w", err)
+	}
+	return s, nil
+}
+
+// loadLocked replaces the cache with the shared store's tokens.
+func (s *Store) loadLocked(now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	list, err := s.shared.ScrapeTokens(ctx)
+	if err != nil {
+		return err
+	}
+	tokens := make(map[string]stored, len(list))
+	for _, t := range list {
+		tokens[t.ID] = stored{Info: Info{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}, Hash: t.Hash}
+	}
+	s.tokens, s.loaded = tokens, now
+	return nil
+}
+
+// refreshLocked reloads a shared cache older than maxAge; a failure keeps
+// the cache.
+func (s *Store) refreshLocked(now time.Time, maxAge time.Duration) {
+	if s.shared != nil && now.Sub(s.loaded) >= maxAge {
+		if err := s.loadLocked(now); err != nil {
+			s.loaded = now // retry after maxAge, not on every call
+		}
+	}
 }
 
 // Open reads the credentials in dataDir (none when the file is missing).
@@ -131,6 +186,16 @@ func (s *Store) Create(name string, expiry time.Duration, now time.Time) (string
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		st := store.ScrapeToken{ID: info.ID, Name: info.Name, CreatedAt: info.CreatedAt, ExpiresAt: info.ExpiresAt, Hash: hashHex(sec)}
+		if err := s.shared.CreateScrapeToken(ctx, st, MaxTokens); err != nil {
+			return "", Info{}, fmt.Errorf("create scrape token: %w", err)
+		}
+		s.tokens[info.ID] = stored{Info: info, Hash: st.Hash}
+		return prefix + info.ID + "." + sec, info, nil
+	}
 	if len(s.tokens) >= MaxTokens {
 		return "", Info{}, fmt.Errorf("create scrape token: %d tokens exist, at most %d allowed", len(s.tokens), MaxTokens)
 	}
@@ -146,6 +211,7 @@ func (s *Store) Create(name string, expiry time.Duration, now time.Time) (string
 func (s *Store) List() []Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refreshLocked(time.Now(), minReload)
 	out := make([]Info, 0, len(s.tokens))
 	for _, t := range s.tokens {
 		out = append(out, t.Info)
@@ -163,6 +229,19 @@ func (s *Store) List() []Info {
 func (s *Store) Revoke(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		err := s.shared.DeleteScrapeToken(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke scrape token: %w", err)
+		}
+		delete(s.tokens, id)
+		return nil
+	}
 	t, ok := s.tokens[id]
 	if !ok {
 		return ErrNotFound
@@ -186,7 +265,15 @@ func (s *Store) Check(presented string, now time.Time) bool {
 		return false
 	}
 	s.mu.Lock()
+	s.refreshLocked(now, ReloadInterval)
 	t, found := s.tokens[id]
+	if !found && s.shared != nil && now.Sub(s.missed) >= minReload {
+		// Made on another replica since the last load?
+		s.missed = now
+		if s.loadLocked(now) == nil {
+			t, found = s.tokens[id]
+		}
+	}
 	s.mu.Unlock()
 	if !found {
 		return false

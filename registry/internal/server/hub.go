@@ -85,7 +85,15 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 	if err != nil {
 		return fmt.Errorf("refresh netmap: %w", err)
 	}
-	snap, err := s.buildSnapshot(v, nodes, psks)
+	relays := s.set.Relays
+	if rs, ok := s.st.(store.Relays); ok {
+		registered, err := rs.Relays(ctx)
+		if err != nil {
+			return fmt.Errorf("refresh netmap: %w", err)
+		}
+		relays = mergeRelays(s.set.Relays, registered)
+	}
+	snap, err := s.buildSnapshot(v, nodes, psks, relays)
 	if err != nil {
 		return fmt.Errorf("refresh netmap: %w", err)
 	}
@@ -100,7 +108,20 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 	return nil
 }
 
-func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs) (*snapshot, error) {
+// mergeRelays is the configured relays followed by the other replicas'
+// registered ones (a registered relay whose ID is configured is the
+// configured one).
+func mergeRelays(configured, registered []api.Relay) []api.Relay {
+	out := slices.Clone(configured)
+	for _, r := range registered {
+		if !slices.ContainsFunc(out, func(c api.Relay) bool { return c.ID == r.ID }) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, relays []api.Relay) (*snapshot, error) {
 	now := s.now()
 	prev := s.hub.current()
 	snap := &snapshot{
@@ -176,9 +197,9 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs) (*
 
 	tail := []byte(`,"dns":`)
 	tail = appendJSON(tail, api.DNSConfig{Zone: s.set.DNSZone, Servers: dnsServers(s.set.DNSServers, snap.order)})
-	if len(s.set.Relays) > 0 {
+	if len(relays) > 0 {
 		tail = append(tail, `,"relays":`...)
-		tail = appendJSON(tail, s.set.Relays)
+		tail = appendJSON(tail, relays)
 	}
 	snap.tail = tail
 	// Before publishing: the policy compiles against these nodes.
@@ -189,7 +210,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs) (*
 func sameNode(a, b *store.Node) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
-		a.SSH().Equal(b.SSH()) &&
+		a.SSH().Equal(b.SSH()) && a.HomeRelay == b.HomeRelay &&
 		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
 }
 
@@ -213,6 +234,9 @@ func (s *Server) HasNodeKey(k nodekey.PublicKey) bool {
 }
 
 func apiNode(n store.Node, homeRelay string) api.Node {
+	if n.HomeRelay != "" {
+		homeRelay = n.HomeRelay
+	}
 	return api.Node{
 		HomeRelay:     homeRelay,
 		ID:            n.ID,

@@ -118,7 +118,13 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 	}
 	cred := nodeauth.Credential{NodeID: newID("n"), Secret: newSecret()}
 	credHash := cred.SecretHash()
+	var homeRelay string
+	if _, ok := s.st.(store.Relays); ok {
+		// The node will watch here and listen on this replica's relay.
+		homeRelay = s.set.HomeRelay
+	}
 	res, err := s.st.Join(r.Context(), store.JoinParams{
+		HomeRelay:       homeRelay,
 		TokenID:         tok.ID,
 		TokenSecretHash: tok.SecretHash(),
 		Name:            name,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -20,6 +21,9 @@ func (s *Server) authNode(r *http.Request, body []byte) (*entry, *apiError) {
 		return nil, s.nodeAuthFailed(r, "node_malformed", "", err)
 	}
 	e := s.hub.current().byID[req.Credential.NodeID]
+	if e == nil && s.shared && s.catchUp(r.Context()) {
+		e = s.hub.current().byID[req.Credential.NodeID]
+	}
 	if e == nil {
 		return nil, s.nodeAuthFailed(r, "node_unknown", req.Credential.NodeID, errors.New("unknown or removed node"))
 	}
@@ -31,6 +35,34 @@ func (s *Server) authNode(r *http.Request, body []byte) (*entry, *apiError) {
 		return nil, s.nodeAuthFailed(r, kind, e.node.ID, err)
 	}
 	return e, nil
+}
+
+// catchUpInterval is how often an unknown node may make a replica check
+// the shared store's version.
+const catchUpInterval = 100 * time.Millisecond
+
+// catchUp reloads the snapshot when the shared store holds a newer version
+// (a node that joined through another replica a moment ago, whose change
+// notification is still on its way). It checks at most once per
+// catchUpInterval, so unknown credentials cannot flood the store; it
+// reports whether it reloaded.
+func (s *Server) catchUp(ctx context.Context) bool {
+	s.catchMu.Lock()
+	defer s.catchMu.Unlock()
+	now := time.Now()
+	if now.Sub(s.caughtUp) < catchUpInterval {
+		return false
+	}
+	s.caughtUp = now
+	v, err := s.st.Version(ctx)
+	if err != nil || v <= s.Version() {
+		return false
+	}
+	if err := s.refresh(ctx, v); err != nil {
+		s.log.Warn("catch up with the store", "err", err)
+		return false
+	}
+	return true
 }
 
 // nodeAuthFailed counts and logs (rate-limited) a failed node
@@ -94,6 +126,9 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 	if err := s.markSeen(r.Context(), id, false); err != nil {
 		return internal(err)
 	}
+	if err := s.claimHomeRelay(r.Context(), self); err != nil {
+		return internal(err)
+	}
 	s.met.Watchers.Inc()
 	defer s.met.Watchers.Dec()
 	var timer <-chan time.Time
@@ -132,6 +167,22 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 			return nil
 		}
 	}
+}
+
+// claimHomeRelay records, in a store replicas share, that the node
+// watching here listens on this replica's relay (its netmap names it as
+// its home relay), so netmaps on every replica send its relayed traffic
+// there.
+func (s *Server) claimHomeRelay(ctx context.Context, self *entry) error {
+	rs, ok := s.st.(store.Relays)
+	if !ok || s.set.HomeRelay == "" || self.stored.HomeRelay == s.set.HomeRelay {
+		return nil
+	}
+	v, err := rs.SetHomeRelay(ctx, self.node.ID, s.set.HomeRelay)
+	if err != nil || v == 0 {
+		return err
+	}
+	return s.refresh(ctx, v)
 }
 
 func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiError {

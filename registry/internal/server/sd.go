@@ -15,12 +15,15 @@ import (
 
 // Where each component serves /metrics on a node's mesh address. A node
 // tells the registry by publishing a tcp service named
-// MetricsServicePrefix+component (e.g. "metrics-agent" on 9101); without
+// MetricsServicePrefix+component (e.g. "metrics-agent" on 9101, or
+// "metrics-storage", "metrics-nfsd" and "metrics-dockerwatch", which the
+// agent's --advertise-storage and --advertise-nfs and dockerwatch publish,
+// ports in shared/api/metrics.go); without
 // one, the defaults below apply: the agent on DefaultAgentMetricsPort, and
 // on nodes that publish mesh DNS (api.ServiceDNS) meshdns on
 // DefaultMeshDNSMetricsPort (CoreDNS's prometheus plugin's port).
 const (
-	MetricsServicePrefix      = "metrics-"
+	MetricsServicePrefix      = api.MetricsServicePrefix
 	DefaultAgentMetricsPort   = 9101
 	DefaultMeshDNSMetricsPort = 9153
 )

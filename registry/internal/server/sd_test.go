@@ -66,7 +66,27 @@ func TestSDDocumentGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	relayNode := addNode(t, s, st, "relay1", nil, clock.Now())
-	v, err := st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}})
+	if _, err := st.SetServices(ctx, relayNode.ID, []api.Service{{Name: "metrics-relay", Protocol: "tcp", Port: 9102}}); err != nil {
+		t.Fatal(err)
+	}
+	// A storage and NFS node (the agent's --advertise-storage and
+	// --advertise-nfs) and a node running dockerwatch (its own service set,
+	// published through the agent's local API).
+	files := addNode(t, s, st, "files", []string{"storage", "nfs"}, clock.Now())
+	if _, err := st.SetServices(ctx, files.ID, []api.Service{
+		{Name: api.ServiceStorage, Protocol: "tcp", Port: api.StorageS3Port},
+		{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort},
+		{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageAuthPort},
+		{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
+		{Name: api.ServiceMetricsNFSD, Protocol: "tcp", Port: api.NFSDMetricsPort},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	docker := addNode(t, s, st, "docker1", nil, clock.Now())
+	v, err := st.SetServices(ctx, docker.ID, []api.Service{
+		{Name: "web", Protocol: "tcp", Port: 8080, Owner: api.ServiceOwnerDocker},
+		{Name: api.ServiceMetricsDockerwatch, Protocol: "tcp", Port: api.DockerwatchMetricsPort, Owner: api.ServiceOwnerDocker},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

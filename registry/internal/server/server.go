@@ -6,7 +6,8 @@
 // store after each change (each version bump). Node authentication and
 // netmap rendering read the snapshot; watchers wait on a channel that is
 // closed when the snapshot is replaced, so one change wakes every watcher
-// at once.
+// at once. With a store several replicas share (store.Changes), Run also
+// reloads the snapshot on every change another replica commits.
 package server
 
 import (
@@ -103,8 +104,15 @@ type Server struct {
 	hub       hub
 	mux       *http.ServeMux
 
-	seenMu sync.Mutex           // guards seen
-	seen   map[string]time.Time // node ID -> last heard from
+	// shared: other replicas share the store (store.Changes).
+	shared bool
+
+	catchMu  sync.Mutex // serialises catchUp; guards caughtUp
+	caughtUp time.Time
+
+	seenMu    sync.Mutex           // guards seen and persisted
+	seen      map[string]time.Time // node ID -> last heard from
+	persisted map[string]time.Time // node ID -> last written to a shared store
 }
 
 // New returns a server on st and loads the first snapshot.
@@ -141,7 +149,9 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 		limiter:   ratelimit.ForAddrs(set.JoinFailuresPerMinute, set.JoinFailureBurst),
 		epLimiter: ratelimit.New[string](EndpointChangesPerMinute, EndpointChangeBurst),
 		seen:      make(map[string]time.Time),
+		persisted: make(map[string]time.Time),
 	}
+	_, s.shared = st.(store.Changes)
 	s.hub.init()
 	if err := s.refresh(ctx, 0); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
@@ -160,7 +170,32 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Run does the background work (marking nodes offline when they go quiet)
 // until ctx ends.
+//
+// With a store other replicas share (store.Changes) it also follows their
+// changes: each one reloads the snapshot, so this replica's netmap
+// watchers get it as if the change had been made here.
 func (s *Server) Run(ctx context.Context) error {
+	if ch, ok := s.st.(store.Changes); ok {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			ch.WatchChanges(ctx, func(v uint64) {
+				if v != 0 && s.Version() >= v {
+					return // this replica's own change, or one it has loaded
+				}
+				// The change may be another replica's policy apply.
+				if r, ok := s.set.Policy.(interface{ Reload() error }); ok {
+					if err := r.Reload(); err != nil {
+						s.log.Warn("follow store changes", "version", v, "err", err)
+					}
+				}
+				if err := s.refresh(ctx, v); err != nil && ctx.Err() == nil {
+					s.log.Warn("follow store changes", "version", v, "err", err)
+				}
+			})
+		}()
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -198,10 +233,23 @@ func (s *Server) isOnlineLocked(id string, now time.Time) bool {
 
 // markSeen records that the node was heard from; persist also writes it to
 // the store. A node coming online bumps the version so peers learn it.
+//
+// With a store other replicas share, a node may watch on one replica and
+// be shown by all: its last-seen time is also written when the stored one
+// is older than a third of the online timeout, so every replica knows it
+// is online.
 func (s *Server) markSeen(ctx context.Context, id string, persist bool) error {
 	now := s.now()
 	s.seenMu.Lock()
 	s.seen[id] = now
+	if s.shared {
+		if now.Sub(s.persisted[id]) >= s.set.OnlineTimeout/3 {
+			persist = true
+		}
+		if persist {
+			s.persisted[id] = now
+		}
+	}
 	s.seenMu.Unlock()
 	if persist {
 		if err := s.st.Touch(ctx, id, now); err != nil {
@@ -214,7 +262,7 @@ func (s *Server) markSeen(ctx context.Context, id string, persist bool) error {
 	return nil
 }
 
-func (s *Server) sweepOnline(ctx context.Context) error {
+func (s *Server) sweepOnline(ctx context.Context) (err error) {
 	snap := s.hub.current()
 	now := s.now()
 	changed := false
@@ -228,11 +276,41 @@ func (s *Server) sweepOnline(ctx context.Context) error {
 	for id := range s.seen {
 		if snap.byID[id] == nil {
 			delete(s.seen, id)
+			delete(s.persisted, id)
 		}
 	}
 	s.seenMu.Unlock()
+	if changed && s.shared {
+		// A node this replica thinks went quiet may be talking to another
+		// replica: learn the stored last-seen times before deciding.
+		if changed, err = s.sweepShared(ctx, snap, now); err != nil {
+			return err
+		}
+	}
 	if !changed {
 		return nil
 	}
 	return s.Changed(ctx)
+}
+
+// sweepShared updates the last-seen times from the store and reports
+// whether any node's online state still differs from snap's.
+func (s *Server) sweepShared(ctx context.Context, snap *snapshot, now time.Time) (bool, error) {
+	_, nodes, err := s.st.Nodes(ctx)
+	if err != nil {
+		return false, fmt.Errorf("online sweep: %w", err)
+	}
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	for _, n := range nodes {
+		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
+			s.seen[n.ID] = n.LastSeen
+		}
+	}
+	for id, e := range snap.byID {
+		if s.isOnlineLocked(id, now) != e.node.Online {
+			return true, nil
+		}
+	}
+	return false, nil
 }

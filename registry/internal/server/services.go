@@ -19,7 +19,8 @@ const DNSServerTag = "dns"
 
 // validateServices checks the services a node reports: at most
 // api.MaxServices, each named like a DNS label, protocol tcp or udp, a
-// non-zero port, no (name, protocol) twice. It returns them sorted by name,
+// non-zero port, a valid owner and allow list when set, no (name, protocol,
+// port) twice. It returns them sorted by name,
 // protocol and port, so that the same set always compares equal.
 func validateServices(in []api.Service) ([]api.Service, error) {
 	if len(in) > api.MaxServices {
@@ -39,8 +40,20 @@ func validateServices(in []api.Service) ([]api.Service, error) {
 		if sv.Port == 0 {
 			return nil, fmt.Errorf("[%d].port: must be 1 to 65535", i)
 		}
-		if slices.ContainsFunc(out, func(o api.Service) bool { return o.Name == sv.Name && o.Protocol == sv.Protocol }) {
-			return nil, fmt.Errorf("[%d]: %s/%s listed twice", i, sv.Name, sv.Protocol)
+		if sv.Owner != "" {
+			if err := api.ValidateName(sv.Owner); err != nil {
+				return nil, fmt.Errorf("[%d].owner: %v", i, err)
+			}
+		}
+		if sv.Allow != "" {
+			if err := api.ValidateSelectors(sv.Allow); err != nil {
+				return nil, fmt.Errorf("[%d].allow: %v", i, err)
+			}
+		}
+		if slices.ContainsFunc(out, func(o api.Service) bool {
+			return o.Name == sv.Name && o.Protocol == sv.Protocol && o.Port == sv.Port
+		}) {
+			return nil, fmt.Errorf("[%d]: %s %d/%s listed twice", i, sv.Name, sv.Port, sv.Protocol)
 		}
 		out = append(out, sv)
 	}

@@ -1,7 +1,9 @@
 // Package store is the registry's persistent state behind an interface: the
 // mesh (ID, prefix, pre-shared key, netmap version), join tokens, nodes and
 // their address leases. Package store/sqlite implements it on an embedded
-// database; a PostgreSQL implementation can follow for several replicas.
+// database (one registry), package store/postgres on PostgreSQL (several
+// registry replicas on one database). Package store/storetest is the
+// conformance suite both pass.
 //
 // Every method that changes what any node's netmap may show increments the
 // mesh version in the same transaction and returns the new value.
@@ -74,6 +76,9 @@ type Node struct {
 	TokenID       string        // token it last joined with
 	CreatedAt     time.Time
 	LastSeen      time.Time
+	// HomeRelay is the relay the node listens on, recorded by a store
+	// that replicas share (Relays); empty otherwise (the registry's own).
+	HomeRelay string
 }
 
 // SSH is how peers reach a node over the SSH transport (api.Node's SSH
@@ -117,6 +122,9 @@ type JoinParams struct {
 	// CredentialHash replaces the node's credential secret hash.
 	CredentialHash []byte
 	Now            time.Time
+	// HomeRelay, when set, is recorded as the relay the node listens on
+	// (stores that keep it: Relays).
+	HomeRelay string
 }
 
 // JoinResult is a successful join.
@@ -173,4 +181,96 @@ type Store interface {
 
 	// Close releases the store.
 	Close() error
+}
+
+// Secrets is implemented by stores that several registry replicas share:
+// what a node or an admin must trust on every replica (the admin
+// credential, the TLS key and certificate whose pin is in every join
+// token) lives in the store rather than in each replica's data directory.
+type Secrets interface {
+	// Secret returns the secret called name; when there is none it stores
+	// create's value first. Replicas racing to create one agree on one
+	// value (the first stored).
+	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+}
+
+// Changes is implemented by stores that several registry replicas share.
+type Changes interface {
+	// WatchChanges calls fn with the new mesh version after each change
+	// committed by any replica (this one included), and with 0 when
+	// changes may have been missed (after connecting or reconnecting), so
+	// the caller reloads. It returns when ctx ends.
+	WatchChanges(ctx context.Context, fn func(version uint64)) error
+}
+
+// PolicyDoc is one stored policy version (package policystore's).
+type PolicyDoc struct {
+	Version   uint64
+	CreatedAt time.Time
+	Doc       string // the policy file as uploaded
+}
+
+// Policies is implemented by stores that several registry replicas share:
+// the policy versions live in the store instead of each replica's data
+// directory.
+type Policies interface {
+	// PolicyVersions lists the stored version numbers, newest first.
+	PolicyVersions(ctx context.Context) ([]uint64, error)
+	// PolicyVersion returns version v (ErrNotFound).
+	PolicyVersion(ctx context.Context, v uint64) (PolicyDoc, error)
+	// CreatePolicyVersion stores d (ErrAlreadyExists when its version is
+	// stored already, by another replica).
+	CreatePolicyVersion(ctx context.Context, d PolicyDoc) error
+	// DeletePolicyVersion removes version v (pruning).
+	DeletePolicyVersion(ctx context.Context, v uint64) error
+}
+
+// Replays is implemented by stores that several registry replicas share:
+// the signatures of accepted node requests and joins, so that one accepted
+// by a replica is refused as a replay by every other.
+type Replays interface {
+	// AddReplay records the hash of an accepted signature at the given
+	// time and reports whether it was new (false: some replica recorded
+	// it already).
+	AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error)
+	// PruneReplays forgets the hashes recorded before the given time.
+	PruneReplays(ctx context.Context, before time.Time) error
+}
+
+// ScrapeToken is a stored Prometheus scrape credential (package
+// scrapecred): never its secret, only the secret's SHA-256 in hex.
+type ScrapeToken struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	Hash      string
+}
+
+// ScrapeTokens is implemented by stores that several registry replicas
+// share: a scrape token made on one replica works on every replica.
+type ScrapeTokens interface {
+	// ScrapeTokens lists the stored tokens.
+	ScrapeTokens(ctx context.Context) ([]ScrapeToken, error)
+	// CreateScrapeToken stores t unless max tokens are stored already
+	// (ErrRangeFull) or its ID is taken (ErrAlreadyExists).
+	CreateScrapeToken(ctx context.Context, t ScrapeToken, max int) error
+	// DeleteScrapeToken removes a token (ErrNotFound).
+	DeleteScrapeToken(ctx context.Context, id string) error
+}
+
+// Relays is implemented by stores that several registry replicas share:
+// each replica's relay is registered, every netmap lists them all, and each
+// node's home relay is the relay of the replica it watches, so peers on
+// other replicas reach it there.
+type Relays interface {
+	// RegisterRelay stores (or replaces, by ID) a replica's relay and
+	// bumps the version.
+	RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error)
+	// Relays lists the registered relays by ID.
+	Relays(ctx context.Context) ([]api.Relay, error)
+	// SetHomeRelay records the relay a node listens on; it bumps the
+	// version when that changed and returns 0 when it did not
+	// (ErrNotFound for an unknown node).
+	SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint64, error)
 }

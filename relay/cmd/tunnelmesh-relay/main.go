@@ -2,152 +2,115 @@
 //
 //	tunnelmesh-relay [-config relay.yaml] [-listen :443] [-id NAME]
 //	                 [-tls-cert cert.pem -tls-key key.pem | -state-dir DIR] [-metrics ADDR]
+//	tunnelmesh-relay -version
 //
-// Flags override the configuration file.
+// Flags override the configuration file. The relay itself is
+// internal/relayd; this file is flags, config, logger and signals.
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/config"
-	"github.com/tunnelmesh/tunnelmesh/relay/internal/selfsign"
-	"github.com/tunnelmesh/tunnelmesh/relay/server"
+	"github.com/tunnelmesh/tunnelmesh/relay/internal/relayd"
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
-	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "tunnelmesh-relay:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run() error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, showVersion, err := loadConfig(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		return exitUsage
+	case err != nil:
+		fmt.Fprintln(stderr, "tunnelmesh-relay:", err)
+		return exitError
+	case showVersion:
+		fmt.Fprintln(stdout, "tunnelmesh-relay", version)
+		return exitOK
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintln(stderr, "tunnelmesh-relay:", err)
+		return exitError
+	}
+	if err := relayd.Run(ctx, cfg, log); err != nil {
+		fmt.Fprintln(stderr, "tunnelmesh-relay:", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// usageError is a bad command line; the flag package has printed it.
+type usageError struct{ error }
+
+// loadConfig parses the command line: the -config file over the defaults,
+// then the flags over the file, validated.
+func loadConfig(args []string, stderr io.Writer) (cfg config.Config, showVersion bool, err error) {
+	fs := flag.NewFlagSet("tunnelmesh-relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var (
-		cfgPath  = flag.String("config", "", "YAML configuration file")
-		listen   = flag.String("listen", "", "HTTPS listen address (default :443)")
-		id       = flag.String("id", "", "relay identity (default: host name)")
-		certFile = flag.String("tls-cert", "", "TLS certificate (PEM)")
-		keyFile  = flag.String("tls-key", "", "TLS private key (PEM)")
-		stateDir = flag.String("state-dir", "", "directory of the self-signed certificate")
-		metrics  = flag.String("metrics", "", "Prometheus /metrics listen address (plain HTTP)")
+		cfgPath  = fs.String("config", "", "YAML configuration file")
+		listen   = fs.String("listen", "", "HTTPS listen address (default :443)")
+		id       = fs.String("id", "", "relay identity (default: host name)")
+		certFile = fs.String("tls-cert", "", "TLS certificate (PEM)")
+		keyFile  = fs.String("tls-key", "", "TLS private key (PEM)")
+		stateDir = fs.String("state-dir", "", "directory of the self-signed certificate")
+		metrics  = fs.String("metrics", "", "Prometheus /metrics listen address (plain HTTP)")
+		showVer  = fs.Bool("version", false, "print the version and exit")
 	)
-	flag.Parse()
-	cfg := config.Default()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, false, err
+		}
+		return cfg, false, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
+		return cfg, false, usageError{errors.New("unexpected arguments")}
+	}
+	if *showVer {
+		return cfg, true, nil
+	}
+	cfg = config.Default()
 	if *cfgPath != "" {
-		var err error
 		if cfg, err = config.Load(*cfgPath); err != nil {
-			return err
+			return cfg, false, err
 		}
 	}
-	set := func(dst *string, v string) {
+	for dst, v := range map[*string]string{&cfg.Listen: *listen, &cfg.ID: *id, &cfg.TLS.Cert: *certFile,
+		&cfg.TLS.Key: *keyFile, &cfg.TLS.StateDir: *stateDir, &cfg.Metrics: *metrics} {
 		if v != "" {
 			*dst = v
 		}
 	}
-	set(&cfg.Listen, *listen)
-	set(&cfg.ID, *id)
-	set(&cfg.TLS.Cert, *certFile)
-	set(&cfg.TLS.Key, *keyFile)
-	set(&cfg.TLS.StateDir, *stateDir)
-	set(&cfg.Metrics, *metrics)
 	if err := cfg.Validate(); err != nil {
-		return err
+		return cfg, false, err
 	}
-	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
-	if err != nil {
-		return err
-	}
-	base := log
-	log = logging.Component(log, "relay-main")
-
-	cert, err := loadCert(cfg)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	scfg := server.Config{ID: cfg.ID, QueueLen: cfg.QueueLen, Registerer: reg, Logger: base}
-	keys, _ := cfg.Keys() // validated
-	if len(keys) > 0 {
-		scfg.Authorize = server.AllowList(keys)
-	}
-	relay, err := server.New(scfg)
-	if err != nil {
-		return err
-	}
-
-	mux := http.NewServeMux()
-	mux.Handle(cfg.Path, relay)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	srv := &http.Server{
-		Handler:           mux,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	tl := tls.NewListener(server.TuneListener(l, cfg.SocketBuffer), srv.TLSConfig)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(tl) }()
-	var msrv *http.Server
-	if cfg.Metrics != "" {
-		mmux := http.NewServeMux()
-		mmux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		msrv = &http.Server{Addr: cfg.Metrics, Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- msrv.ListenAndServe() }()
-	}
-	log.Info("relay listening", "addr", l.Addr().String(), "path", cfg.Path, "id", relay.ID(),
-		"tls_pin", tlspin.Fingerprint(cert.Leaf), "allow_keys", len(keys), "metrics", cfg.Metrics)
-
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-errc:
-		err = fmt.Errorf("serve: %w", err)
-	}
-	log.Info("relay shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	srv.Shutdown(shutCtx) // stops accepting; hijacked WebSockets are the relay's
-	relay.Close()
-	if msrv != nil {
-		msrv.Shutdown(shutCtx)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
-}
-
-func loadCert(cfg config.Config) (tls.Certificate, error) {
-	if cfg.TLS.Cert != "" {
-		c, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("tls: %w", err)
-		}
-		return c, nil
-	}
-	return selfsign.LoadOrGenerate(cfg.TLS.StateDir, cfg.TLS.Hosts)
+	return cfg, false, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
@@ -62,11 +63,28 @@ func Default() Config {
 	}
 }
 
+// MaxFileSize bounds a configuration file.
+const MaxFileSize = 1 << 20
+
 // Parse reads a YAML configuration over the defaults. Unknown keys are an
-// error.
+// error that names the key path ("tls.hostz: unknown key (line 14)").
 func Parse(r io.Reader) (Config, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("parse relay config: %w", err)
+	}
+	if len(b) > MaxFileSize {
+		return Config{}, fmt.Errorf("parse relay config: larger than %d bytes", MaxFileSize)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return Config{}, fmt.Errorf("parse relay config: %w", err)
+	}
+	if err := unknownKey(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return Config{}, fmt.Errorf("parse relay config: %w", err)
+	}
 	c := Default()
-	dec := yaml.NewDecoder(r)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse relay config: %w", err)

@@ -35,11 +35,22 @@ func TestEmptyIsDefault(t *testing.T) {
 	}
 }
 
+func TestTooLarge(t *testing.T) {
+	_, err := Parse(strings.NewReader("# " + strings.Repeat("x", MaxFileSize)))
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Parse(large) = %v, want a size error", err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "listn: :443", "field listn not found"},
+		{"unknown key", "listn: :443", "listn: unknown key (line 1)"},
+		{"unknown nested key", "listen: \":443\"\ntls:\n  state_dir: /s\n  hostz: [a]\n", "tls.hostz: unknown key (line 4)"},
+		{"unknown key in log", "log: {level: info, colour: true}", "log.colour: unknown key (line 1)"},
+		{"map in a list of strings", "allow_keys: [{key: x}]", "line 1: cannot unmarshal !!map into string"},
+		{"not yaml", "listen: [", "parse relay config:"},
 		{"bad listen", "listen: nowhere", "listen:"},
 		{"bad path", "path: relay", "path:"},
 		{"half tls", "tls: {cert: /c.pem}", "tls:"},

@@ -5,6 +5,10 @@
 //
 //	tunnelmesh-sshgw -config sshgw.yaml
 //	tunnelmesh-sshgw -credentials /var/lib/tunnelmesh/credentials.json -forward-to 127.0.0.1:7600 [-listen :2222]
+//	tunnelmesh-sshgw -version
+//
+// Flags override the configuration file. The gateway itself is
+// internal/gateway; this file is flags, config, logger and signals.
 package main
 
 import (
@@ -12,110 +16,102 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
-	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
-	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/allowset"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/config"
-	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
+	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/gateway"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "tunnelmesh-sshgw:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run() error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, showVersion, err := loadConfig(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		return exitUsage
+	case err != nil:
+		fmt.Fprintln(stderr, "tunnelmesh-sshgw:", err)
+		return exitError
+	case showVersion:
+		fmt.Fprintln(stdout, "tunnelmesh-sshgw", version)
+		return exitOK
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		fmt.Fprintln(stderr, "tunnelmesh-sshgw:", err)
+		return exitError
+	}
+	if err := gateway.Run(ctx, cfg, log); err != nil {
+		fmt.Fprintln(stderr, "tunnelmesh-sshgw:", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// usageError is a bad command line; the flag package has printed it.
+type usageError struct{ error }
+
+// loadConfig parses the command line: the -config file over the defaults,
+// then the flags over the file, validated.
+func loadConfig(args []string, stderr io.Writer) (cfg config.Config, showVersion bool, err error) {
+	fs := flag.NewFlagSet("tunnelmesh-sshgw", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var (
-		cfgPath   = flag.String("config", "", "YAML configuration file")
-		listen    = flag.String("listen", "", "SSH listen address (default :2222)")
-		creds     = flag.String("credentials", "", "agent credentials file (host key and netmap)")
-		keyFile   = flag.String("key-file", "", "node key file, without a registry")
-		forwardTo = flag.String("forward-to", "", "the agent's packet port, e.g. 127.0.0.1:7600")
+		cfgPath   = fs.String("config", "", "YAML configuration file")
+		listen    = fs.String("listen", "", "SSH listen address (default :2222)")
+		creds     = fs.String("credentials", "", "agent credentials file (host key and netmap)")
+		keyFile   = fs.String("key-file", "", "node key file, without a registry")
+		forwardTo = fs.String("forward-to", "", "the agent's packet port, e.g. 127.0.0.1:7600")
+		showVer   = fs.Bool("version", false, "print the version and exit")
 	)
-	flag.Parse()
-	cfg := config.Default()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, false, err
+		}
+		return cfg, false, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
+		return cfg, false, usageError{errors.New("unexpected arguments")}
+	}
+	if *showVer {
+		return cfg, true, nil
+	}
+	cfg = config.Default()
 	if *cfgPath != "" {
-		var err error
 		if cfg, err = config.Load(*cfgPath); err != nil {
-			return err
+			return cfg, false, err
 		}
 	}
-	for dst, v := range map[*string]string{&cfg.Listen: *listen, &cfg.Credentials: *creds, &cfg.KeyFile: *keyFile, &cfg.ForwardTo: *forwardTo} {
+	for dst, v := range map[*string]string{&cfg.Listen: *listen, &cfg.Credentials: *creds,
+		&cfg.KeyFile: *keyFile, &cfg.ForwardTo: *forwardTo} {
 		if v != "" {
 			*dst = v
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return cfg, false, err
 	}
-	base, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
-	if err != nil {
-		return err
-	}
-	log := logging.Component(base, "sshgw-main")
-
-	var (
-		key nodekey.PrivateKey
-		rc  *regclient.Client
-	)
-	if cfg.Credentials != "" {
-		c, err := regclient.LoadCredentials(cfg.Credentials)
-		if err != nil {
-			return err
-		}
-		key = c.Key
-		if rc, err = regclient.New(c); err != nil {
-			return err
-		}
-	} else if key, err = nodekey.Load(cfg.KeyFile); err != nil {
-		return err
-	}
-	srv, err := server.New(server.Config{HostKey: key, ForwardTo: cfg.ForwardTo, IdleTimeout: cfg.IdleTimeout, Logger: base})
-	if err != nil {
-		return err
-	}
-	if rc == nil {
-		keys, _ := cfg.Keys() // validated
-		srv.SetAllowed(keys)
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(l) }()
-	followDone := make(chan struct{})
-	go func() {
-		defer close(followDone)
-		if rc != nil {
-			if err := allowset.Follow(ctx, rc, srv.SetAllowed, log); err != nil {
-				errc <- fmt.Errorf("follow netmap: %w", err)
-			}
-		}
-	}()
-	log.Info("ssh gateway listening", "addr", l.Addr().String(), "host_key", key.Public().Fingerprint(),
-		"forward_to", cfg.ForwardTo, "netmap", rc != nil)
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	stop()
-	srv.Close()
-	<-followDone
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	log.Info("ssh gateway stopped")
-	return nil
+	return cfg, false, nil
 }

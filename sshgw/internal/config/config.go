@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
@@ -44,11 +45,28 @@ func Default() Config {
 	return Config{Listen: ":2222", IdleTimeout: 60 * time.Second, Log: Log{Level: "info", Format: "text"}}
 }
 
-// Parse reads a YAML configuration over the defaults; unknown keys are an
-// error.
+// MaxFileSize bounds a configuration file.
+const MaxFileSize = 1 << 20
+
+// Parse reads a YAML configuration over the defaults. Unknown keys are an
+// error that names the key path ("log.colour: unknown key (line 9)").
 func Parse(r io.Reader) (Config, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("parse sshgw config: %w", err)
+	}
+	if len(b) > MaxFileSize {
+		return Config{}, fmt.Errorf("parse sshgw config: larger than %d bytes", MaxFileSize)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return Config{}, fmt.Errorf("parse sshgw config: %w", err)
+	}
+	if err := unknownKey(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return Config{}, fmt.Errorf("parse sshgw config: %w", err)
+	}
 	c := Default()
-	dec := yaml.NewDecoder(r)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse sshgw config: %w", err)

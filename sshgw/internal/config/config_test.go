@@ -23,12 +23,21 @@ func TestExampleParses(t *testing.T) {
 	}
 }
 
+func TestTooLarge(t *testing.T) {
+	_, err := Parse(strings.NewReader("# " + strings.Repeat("x", MaxFileSize)))
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Parse(large) = %v, want a size error", err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	const ok = "credentials: /c.json\nforward_to: 127.0.0.1:7600\n"
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", ok + "shell: true", "field shell not found"},
+		{"unknown key", ok + "shell: true", "shell: unknown key (line 3)"},
+		{"unknown nested key", ok + "log:\n  level: info\n  colour: true\n", "log.colour: unknown key (line 5)"},
+		{"not yaml", "listen: [", "parse sshgw config:"},
 		{"no identity", "forward_to: 127.0.0.1:7600", "credentials:"},
 		{"both identities", ok + "key_file: /k", "key_file:"},
 		{"allow keys with credentials", ok + "allow_keys: [x]", "allow_keys:"},

@@ -6,10 +6,14 @@ package faketun
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"os"
 	"sync"
 
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet/packettest"
 )
 
 // Device is a fake TUN. All methods are safe for concurrent use; after Close,
@@ -112,9 +116,11 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	for _, b := range bufs {
 		pkt := b[offset:]
-		if d.AnswerPings && isEchoRequest(pkt) {
-			d.Inject(echoReply(pkt))
-			continue
+		if d.AnswerPings {
+			if r, ok := echoReply(pkt); ok {
+				d.Inject(r)
+				continue
+			}
 		}
 		if d.Sink != nil {
 			d.Sink(pkt)
@@ -137,58 +143,25 @@ func (d *Device) Close() error {
 	return nil
 }
 
-func isEchoRequest(p []byte) bool {
-	return len(p) >= 28 && p[0] == 0x45 && p[9] == 1 && p[20] == 8
-}
-
-// echoReply turns an IPv4 echo request into its reply.
-func echoReply(req []byte) []byte {
-	n := int(binary.BigEndian.Uint16(req[2:4]))
-	if n > len(req) || n < 28 {
-		n = len(req)
+// echoReply returns the reply to pkt if it is an IPv4 echo request.
+func echoReply(pkt []byte) ([]byte, bool) {
+	var p packet.Parsed
+	if !p.Parse(pkt) || p.Version != 4 || !p.HasICMP || p.Proto != packet.ProtoICMP || p.ICMPType != packet.ICMPEchoRequest {
+		return nil, false
 	}
-	r := append([]byte(nil), req[:n]...)
-	copy(r[12:16], req[16:20])
-	copy(r[16:20], req[12:16])
-	r[20] = 0 // echo reply
-	r[22], r[23] = 0, 0
-	binary.BigEndian.PutUint16(r[22:], Checksum(r[20:n]))
-	r[10], r[11] = 0, 0
-	binary.BigEndian.PutUint16(r[10:], Checksum(r[:20]))
-	return r
-}
-
-// Checksum is the Internet checksum of b.
-func Checksum(b []byte) uint16 {
-	var sum uint32
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+	r := append([]byte(nil), p.Buf...)
+	copy(r[12:16], pkt[16:20])
+	copy(r[16:20], pkt[12:16])
+	m := r[p.L4:]
+	m[0] = packet.ICMPEchoReply
+	m[2], m[3] = 0, 0
+	binary.BigEndian.PutUint16(m[2:], packet.Checksum(m, 0))
+	packet.PutIPv4HeaderChecksum(r)
+	return r, true
 }
 
 // UDPPacket builds an IPv4/UDP packet from src to dst carrying payload (for
 // tests).
 func UDPPacket(src, dst [4]byte, sport, dport uint16, payload []byte) []byte {
-	n := 28 + len(payload)
-	p := make([]byte, n)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(n))
-	p[8] = 64
-	p[9] = 17
-	copy(p[12:16], src[:])
-	copy(p[16:20], dst[:])
-	binary.BigEndian.PutUint16(p[10:], Checksum(p[:20]))
-	binary.BigEndian.PutUint16(p[20:], sport)
-	binary.BigEndian.PutUint16(p[22:], dport)
-	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
-	copy(p[28:], payload)
-	return p
+	return packettest.IPv4(netip.AddrFrom4(src), netip.AddrFrom4(dst), packet.ProtoUDP, packettest.UDP(sport, dport, payload))
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 func TestReadWriteEcho(t *testing.T) {
 	d := New("t0", 1420, 8)
 	p := UDPPacket([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, []byte("abc"))
-	if Checksum(p[:20]) != 0 {
+	if packet.Checksum(p[:20], 0) != 0 {
 		t.Fatal("IPv4 header checksum invalid")
 	}
 	d.Inject(p)
@@ -38,7 +40,7 @@ func TestReadWriteEcho(t *testing.T) {
 	d.Write([][]byte{req}, 0)
 	n, _ = d.Read(bufs[:1], sizes, 0)
 	r := bufs[0][:sizes[0]]
-	if n != 1 || r[20] != 0 || r[12] != 10 || r[15] != 2 || Checksum(r[:20]) != 0 || Checksum(r[20:28]) != 0 {
+	if n != 1 || r[20] != 0 || r[12] != 10 || r[15] != 2 || packet.Checksum(r[:20], 0) != 0 || packet.Checksum(r[20:28], 0) != 0 {
 		t.Fatalf("echo reply = %x", r)
 	}
 	d.Close()

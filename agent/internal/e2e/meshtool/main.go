@@ -8,6 +8,7 @@
 //	meshtool scan IP PORTS TIMEOUT       connect to each port (PORTS: 1-1024,8080); print "open P" for
 //	                                     each that connected and greeted, then
 //	                                     "scanned N open=[...] refused=N filtered=N"
+//	meshtool get URL                     HTTP GET; print the body; exit 1 unless 200
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -33,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: meshtool send|recv|ping|serve|scan ARGS"))
+		fail(errors.New("usage: meshtool send|recv|ping|serve|scan|get ARGS"))
 	}
 	var err error
 	switch os.Args[1] {
@@ -47,6 +49,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "scan":
 		err = scan(os.Args[2:])
+	case "get":
+		err = get(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -291,5 +295,24 @@ func scan(args []string) error {
 		fmt.Printf("open %d\n", p)
 	}
 	fmt.Printf("scanned %d open=%v refused=%d filtered=%d silent=%d\n", len(ports), open, counts["refused"], counts["filtered"], counts["silent"])
+	return nil
+}
+
+func get(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: get URL")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", args[0], resp.Status)
+	}
 	return nil
 }

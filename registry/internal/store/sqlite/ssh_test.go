@@ -11,58 +11,6 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
-// A node's OpenSSH endpoint (host key, user, packet port) comes with a join,
-// is replaced as a whole by SetEndpoints (also cleared), and survives a
-// reopen.
-func TestSSHFields(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), FileName)
-	s := open(t, path)
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), now); err != nil {
-		t.Fatal(err)
-	}
-	id, h := token(t, s, true)
-	hk := key(t)
-	want := store.SSH{Endpoint: netip.MustParseAddrPort("192.0.2.7:22"), HostKey: &hk, User: "tunnelmesh", PacketPort: 7600}
-	res, err := s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: h, Name: "b", PublicKey: key(t),
-		NewNodeID: "id-b", CredentialHash: []byte("c"), Now: now,
-		SSHEndpoint: want.Endpoint, SSHHostKey: want.HostKey, SSHUser: want.User, SSHPacketPort: want.PacketPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := res.Node.SSH(); !got.Equal(want) {
-		t.Fatalf("Join().Node.SSH() = %+v, want %+v", got, want)
-	}
-	stored := func() store.SSH {
-		t.Helper()
-		_, nodes, err := s.Nodes(ctx)
-		if err != nil || len(nodes) != 1 {
-			t.Fatalf("Nodes() = %v, %v", nodes, err)
-		}
-		return nodes[0].SSH()
-	}
-	if got := stored(); !got.Equal(want) {
-		t.Fatalf("stored SSH = %+v, want %+v", got, want)
-	}
-	hk2 := key(t)
-	want = store.SSH{Endpoint: netip.MustParseAddrPort("[2001:db8::1]:2222"), HostKey: &hk2, User: "mesh", PacketPort: 65535}
-	if _, err := s.SetEndpoints(ctx, res.Node.ID, nil, want); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = open(t, path)
-	if got := stored(); !got.Equal(want) {
-		t.Fatalf("after SetEndpoints and reopen: SSH = %+v, want %+v", got, want)
-	}
-	sshgw := store.SSH{Endpoint: netip.MustParseAddrPort("192.0.2.7:2222")}
-	if _, err := s.SetEndpoints(ctx, res.Node.ID, nil, sshgw); err != nil {
-		t.Fatal(err)
-	}
-	if got := stored(); !got.Equal(sshgw) || got.HostKey != nil {
-		t.Fatalf("after SetEndpoints to an sshgw endpoint: SSH = %+v, want %+v", got, sshgw)
-	}
-}
-
 // A database of schema version 2 (before ssh_user and ssh_packet_port)
 // opens; its node keeps its host key and gets no user or packet port.
 func TestMigrationAddsSSHUser(t *testing.T) {

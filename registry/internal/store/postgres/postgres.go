@@ -1,0 +1,1008 @@
+// Package postgres implements store.Store on PostgreSQL
+// (github.com/jackc/pgx/v5), for several registry replicas on one
+// database.
+//
+// Every transaction that changes what a netmap may show locks the mesh row
+// (SELECT ... FOR UPDATE) before it reads anything else: such transactions
+// are serialised across all replicas, and each, running at READ COMMITTED,
+// reads the state every earlier one committed (token uses, leases, names).
+// A single-use token therefore admits one join and two joins never get one
+// address, however many replicas race.
+//
+// Each version bump sends a NOTIFY on Channel with the new version in the
+// same transaction (delivered at commit); WatchChanges LISTENs on it, so a
+// change made through any replica reaches every replica's watchers.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/meshnet"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// Channel is the NOTIFY channel of version bumps; the payload is the new
+// version in decimal.
+const Channel = "tunnelmesh_netmap"
+
+// Store is a store.Store on PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  *pgxpool.Config
+}
+
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.Secrets      = (*Store)(nil)
+	_ store.Changes      = (*Store)(nil)
+	_ store.Policies     = (*Store)(nil)
+	_ store.Replays      = (*Store)(nil)
+	_ store.ScrapeTokens = (*Store)(nil)
+	_ store.Relays       = (*Store)(nil)
+)
+
+// Options configure Open.
+type Options struct {
+	// Password, when not empty, replaces the DSN's password (read from a
+	// file by the caller, so the DSN itself need not hold it). Without
+	// either, pgx's usual sources apply (PGPASSWORD, ~/.pgpass).
+	Password string
+	// MaxConns bounds the connection pool (pgxpool's default when 0).
+	MaxConns int32
+}
+
+// Open connects to the database dsn (postgres://... or key=value) and
+// migrates it. Errors never include the DSN's password.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors redact the password; do not wrap the DSN.
+		return nil, fmt.Errorf("open store: postgres_dsn: %w", err)
+	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store: connect to %s: %w", where(cfg), err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return &Store{pool: pool, cfg: cfg}, nil
+}
+
+// where names the database without credentials, for errors and logs.
+func where(cfg *pgxpool.Config) string {
+	return fmt.Sprintf("database %q on %s:%d as %q", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User)
+}
+
+// Where names the database (host, port, name, user; never the password).
+func (s *Store) Where() string { return where(s.cfg) }
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// write runs fn in a READ COMMITTED transaction; when lockMesh is set it
+// first locks the mesh row, which serialises it with every other such
+// transaction on every replica.
+func (s *Store) write(ctx context.Context, lockMesh bool, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if lockMesh {
+			var one int
+			err := tx.QueryRow(ctx, `SELECT id FROM mesh WHERE id = 1 FOR UPDATE`).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("mesh not initialised")
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
+}
+
+// bumpLocked increments the version and notifies every listener at
+// commit.
+func bumpLocked(ctx context.Context, tx pgx.Tx) (uint64, error) {
+	var v int64
+	if err := tx.QueryRow(ctx, `UPDATE mesh SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("mesh not initialised")
+		}
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, strconv.FormatInt(v, 10)); err != nil {
+		return 0, err
+	}
+	return uint64(v), nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// InitMesh implements store.Store.
+func (s *Store) InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) (store.Mesh, error) {
+	if err := meshnet.Validate(cidr); err != nil {
+		return store.Mesh{}, fmt.Errorf("init mesh: %w", err)
+	}
+	psk := make([]byte, api.PSKSize)
+	if _, err := rand.Read(psk); err != nil {
+		return store.Mesh{}, fmt.Errorf("init mesh: %w", err)
+	}
+	var m store.Mesh
+	err := s.write(ctx, false, func(tx pgx.Tx) error {
+		// Replicas starting together: the first insert wins, the others
+		// read its row.
+		if _, err := tx.Exec(ctx, `INSERT INTO mesh (id, mesh_id, cidr, psk, version, created_at) VALUES (1, $1, $2, $3, 1, $4)
+			ON CONFLICT (id) DO NOTHING`, randHex(8), cidr.String(), psk, now.UnixNano()); err != nil {
+			return err
+		}
+		var cidrText string
+		var created int64
+		if err := tx.QueryRow(ctx, `SELECT mesh_id, cidr, psk, created_at FROM mesh WHERE id = 1 FOR UPDATE`).Scan(&m.ID, &cidrText, &m.PSK, &created); err != nil {
+			return err
+		}
+		m.CreatedAt = time.Unix(0, created)
+		old, err := netip.ParsePrefix(cidrText)
+		if err != nil {
+			return fmt.Errorf("stored mesh prefix %q: %w", cidrText, err)
+		}
+		m.CIDR = old
+		if old == cidr {
+			return nil
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM nodes`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: stored %s, configured %s, %d nodes", store.ErrCIDRChanged, old, cidr, n)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM leases`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mesh SET cidr = $1 WHERE id = 1`, cidr.String()); err != nil {
+			return err
+		}
+		m.CIDR = cidr
+		_, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return store.Mesh{}, fmt.Errorf("init mesh: %w", err)
+	}
+	return m, nil
+}
+
+// Version implements store.Store.
+func (s *Store) Version(ctx context.Context) (uint64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM mesh WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read version: %w", err)
+	}
+	return uint64(v), nil
+}
+
+// BumpVersion implements store.Store.
+func (s *Store) BumpVersion(ctx context.Context) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		var err error
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bump version: %w", err)
+	}
+	return v, nil
+}
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	tags, err := json.Marshal(nonNil(t.Tags))
+	if err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, false) ON CONFLICT (id) DO NOTHING`,
+		t.ID, t.SecretHash, t.Reusable, string(tags), t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("create token: %w", store.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// Tokens implements store.Store.
+func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Token
+	for rows.Next() {
+		var t store.Token
+		var tags string
+		var created, expires, uses int64
+		if err := rows.Scan(&t.ID, &t.SecretHash, &t.Reusable, &tags, &created, &expires, &uses, &t.Revoked); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		if err := json.Unmarshal([]byte(tags), &t.Tags); err != nil {
+			return nil, fmt.Errorf("list tokens: token %s tags: %w", t.ID, err)
+		}
+		t.Uses = int(uses)
+		t.CreatedAt = time.Unix(0, created)
+		t.ExpiresAt = timeOrZero(expires)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET revoked = true WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("revoke token %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Join implements store.Store.
+func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult, error) {
+	var res store.JoinResult
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		res = store.JoinResult{}
+		tags, err := consumeTokenLocked(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		cidr, err := meshPrefixLocked(ctx, tx)
+		if err != nil {
+			return err
+		}
+		existing, err := scanNode(tx.QueryRow(ctx, selectNode+` WHERE public_key = $1`, p.PublicKey[:]), cidr)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			existing = nil
+		case err != nil:
+			return err
+		}
+		var otherKey []byte
+		err = tx.QueryRow(ctx, `SELECT public_key FROM nodes WHERE name = $1`, p.Name).Scan(&otherKey)
+		if err == nil && subtle.ConstantTimeCompare(otherKey, p.PublicKey[:]) != 1 {
+			return fmt.Errorf("%w: %q", store.ErrNameTaken, p.Name)
+		}
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		idx, err := allocateLocked(ctx, tx, cidr, p.PublicKey, p.Now)
+		if err != nil {
+			return err
+		}
+		eps, err := json.Marshal(nonNilEps(p.Endpoints))
+		if err != nil {
+			return err
+		}
+		tagsJSON, err := json.Marshal(nonNil(tags))
+		if err != nil {
+			return err
+		}
+		svcs, err := json.Marshal(nonNilSvcs(p.Services))
+		if err != nil {
+			return err
+		}
+		var hostKey []byte
+		if p.SSHHostKey != nil {
+			hostKey = p.SSHHostKey[:]
+		}
+		id := p.NewNodeID
+		created := p.Now
+		homeRelay := p.HomeRelay
+		if existing != nil {
+			id = existing.ID
+			created = existing.CreatedAt
+			if homeRelay == "" {
+				homeRelay = existing.HomeRelay
+			}
+			res.Rejoined = true
+			_, err = tx.Exec(ctx, `UPDATE nodes SET name = $1, ip_index = $2, secret_hash = $3, endpoints = $4, ssh_endpoint = $5,
+				ssh_host_key = $6, ssh_user = $7, ssh_packet_port = $8, tags = $9, services = $10, token_id = $11, last_seen = $12, home_relay = $13 WHERE id = $14`,
+				p.Name, int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), homeRelay, id)
+		} else {
+			_, err = tx.Exec(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
+				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+				id, p.Name, p.PublicKey[:], int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
+				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano(), homeRelay)
+		}
+		if err != nil {
+			return err
+		}
+		ip, err := meshnet.HostAt(cidr, idx)
+		if err != nil {
+			return err
+		}
+		res.Node = store.Node{
+			ID: id, Name: p.Name, IP: ip, PublicKey: p.PublicKey, SecretHash: p.CredentialHash,
+			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
+			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort, Tags: tags,
+			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
+			HomeRelay: homeRelay,
+		}
+		res.Version, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return store.JoinResult{}, fmt.Errorf("join: %w", err)
+	}
+	return res, nil
+}
+
+// consumeTokenLocked checks the token and counts one use (the token's row
+// is locked too); it returns the token's tags.
+func consumeTokenLocked(ctx context.Context, tx pgx.Tx, p store.JoinParams) ([]string, error) {
+	var hash []byte
+	var reusable, revoked bool
+	var expires, uses int64
+	var tagsJSON string
+	err := tx.QueryRow(ctx, `SELECT secret_hash, reusable, revoked, expires_at, uses, tags FROM tokens WHERE id = $1 FOR UPDATE`, p.TokenID).
+		Scan(&hash, &reusable, &revoked, &expires, &uses, &tagsJSON)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrTokenInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case subtle.ConstantTimeCompare(hash, p.TokenSecretHash[:]) != 1:
+		return nil, store.ErrTokenInvalid
+	case revoked:
+		return nil, fmt.Errorf("%w: revoked", store.ErrTokenInvalid)
+	case expires != 0 && p.Now.UnixNano() >= expires:
+		return nil, fmt.Errorf("%w: expired", store.ErrTokenInvalid)
+	case !reusable && uses > 0:
+		return nil, fmt.Errorf("%w: already used", store.ErrTokenInvalid)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1`, p.TokenID); err != nil {
+		return nil, err
+	}
+	var tags []string
+	if err := json.Unmarshal([]byte(tagsJSON), &tags); err != nil {
+		return nil, fmt.Errorf("token tags: %w", err)
+	}
+	return tags, nil
+}
+
+func meshPrefixLocked(ctx context.Context, tx pgx.Tx) (netip.Prefix, error) {
+	var s string
+	if err := tx.QueryRow(ctx, `SELECT cidr FROM mesh WHERE id = 1`).Scan(&s); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return netip.Prefix{}, fmt.Errorf("mesh not initialised")
+		}
+		return netip.Prefix{}, err
+	}
+	return netip.ParsePrefix(s)
+}
+
+// allocateLocked returns the host index leased to key: its old lease, else
+// the lowest free index, else the oldest lease of a key that is no longer
+// a node.
+func allocateLocked(ctx context.Context, tx pgx.Tx, cidr netip.Prefix, key nodekey.PublicKey, now time.Time) (uint32, error) {
+	total := meshnet.HostCount(cidr)
+	var idx int64
+	err := tx.QueryRow(ctx, `SELECT ip_index FROM leases WHERE public_key = $1`, key[:]).Scan(&idx)
+	if err == nil && idx >= 0 && idx < int64(total) {
+		_, err = tx.Exec(ctx, `UPDATE leases SET updated_at = $1 WHERE public_key = $2`, now.UnixNano(), key[:])
+		return uint32(idx), err
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM leases WHERE public_key = $1`, key[:]); err != nil {
+		return 0, err
+	}
+	// The lowest index that is not leased: 0 when free, else the first
+	// lease whose successor is free.
+	var next int64
+	err = tx.QueryRow(ctx, `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM leases WHERE ip_index = 0) THEN 0
+		ELSE (SELECT MIN(l.ip_index) + 1 FROM leases l WHERE NOT EXISTS (SELECT 1 FROM leases m WHERE m.ip_index = l.ip_index + 1)) END`).Scan(&next)
+	if err != nil {
+		return 0, err
+	}
+	free := uint32(next)
+	if next >= int64(total) {
+		// Reclaim the oldest lease of a key that is no longer a node.
+		var oldKey []byte
+		err := tx.QueryRow(ctx, `SELECT l.public_key, l.ip_index FROM leases l
+			LEFT JOIN nodes n ON n.public_key = l.public_key
+			WHERE n.id IS NULL ORDER BY l.updated_at LIMIT 1`).Scan(&oldKey, &idx)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("%w %s (%d addresses)", store.ErrRangeFull, cidr, total)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM leases WHERE public_key = $1`, oldKey); err != nil {
+			return 0, err
+		}
+		free = uint32(idx)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO leases (public_key, ip_index, updated_at) VALUES ($1, $2, $3)`, key[:], int64(free), now.UnixNano()); err != nil {
+		return 0, err
+	}
+	return free, nil
+}
+
+const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay FROM nodes`
+
+func scanNode(r pgx.Row, cidr netip.Prefix) (*store.Node, error) {
+	var n store.Node
+	var key, hostKey []byte
+	var idx int64
+	var eps, sshEP, tags, svcs string
+	var created, seen int64
+	var packetPort int32
+	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen, &n.HomeRelay); err != nil {
+		return nil, err
+	}
+	if packetPort < 0 || packetPort > 65535 {
+		return nil, fmt.Errorf("node %s: stored ssh packet port %d out of range", n.ID, packetPort)
+	}
+	n.SSHPacketPort = uint16(packetPort)
+	if len(key) != nodekey.PublicKeySize {
+		return nil, fmt.Errorf("node %s: stored key has %d bytes", n.ID, len(key))
+	}
+	copy(n.PublicKey[:], key)
+	if len(hostKey) == nodekey.PublicKeySize {
+		var hk nodekey.PublicKey
+		copy(hk[:], hostKey)
+		n.SSHHostKey = &hk
+	}
+	if idx < 0 || idx > int64(^uint32(0)) {
+		return nil, fmt.Errorf("node %s: stored address index %d out of range", n.ID, idx)
+	}
+	ip, err := meshnet.HostAt(cidr, uint32(idx))
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.ID, err)
+	}
+	n.IP = ip
+	if err := json.Unmarshal([]byte(eps), &n.Endpoints); err != nil {
+		return nil, fmt.Errorf("node %s endpoints: %w", n.ID, err)
+	}
+	if len(n.Endpoints) == 0 {
+		n.Endpoints = nil
+	}
+	if sshEP != "" {
+		if n.SSHEndpoint, err = netip.ParseAddrPort(sshEP); err != nil {
+			return nil, fmt.Errorf("node %s ssh endpoint: %w", n.ID, err)
+		}
+	}
+	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
+		return nil, fmt.Errorf("node %s tags: %w", n.ID, err)
+	}
+	if len(n.Tags) == 0 {
+		n.Tags = nil
+	}
+	if err := json.Unmarshal([]byte(svcs), &n.Services); err != nil {
+		return nil, fmt.Errorf("node %s services: %w", n.ID, err)
+	}
+	n.Services = nilIfEmpty(n.Services)
+	n.CreatedAt = time.Unix(0, created)
+	n.LastSeen = timeOrZero(seen)
+	return &n, nil
+}
+
+// Nodes implements store.Store. It reads in one REPEATABLE READ
+// transaction, so the version and the nodes are of one moment.
+func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
+	var v int64
+	var out []store.Node
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		out = nil
+		var cidrText string
+		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
+			return err
+		}
+		cidr, err := netip.ParsePrefix(cidrText)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, selectNode+` ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			n, err := scanNode(rows, cidr)
+			if err != nil {
+				return err
+			}
+			out = append(out, *n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return uint64(v), out, nil
+}
+
+// RemoveNode implements store.Store.
+func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (store.Node, uint64, error) {
+	var n *store.Node
+	var v uint64
+	psk := make([]byte, api.PSKSize)
+	if _, err := rand.Read(psk); err != nil {
+		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
+	}
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		cidr, err := meshPrefixLocked(ctx, tx)
+		if err != nil {
+			return err
+		}
+		where := ` WHERE name = $1`
+		if api.IsNodeID(ref) {
+			where = ` WHERE id = $1`
+		}
+		n, err = scanNode(tx.QueryRow(ctx, selectNode+where, ref), cidr)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM nodes WHERE id = $1`, n.ID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mesh SET prev_psk = psk, prev_psk_until = $1, psk = $2 WHERE id = 1`,
+			prevPSKUntil.UnixNano(), psk); err != nil {
+			return err
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
+	}
+	return *n, v, nil
+}
+
+// PSKs implements store.Store.
+func (s *Store) PSKs(ctx context.Context) (store.PSKs, error) {
+	var p store.PSKs
+	var until int64
+	err := s.pool.QueryRow(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(&p.Current, &p.Previous, &until)
+	if err != nil {
+		return store.PSKs{}, fmt.Errorf("read psks: %w", err)
+	}
+	if len(p.Previous) == 0 {
+		p.Previous = nil
+	} else {
+		p.PreviousUntil = time.Unix(0, until).UTC()
+	}
+	return p, nil
+}
+
+// SetEndpoints implements store.Store.
+func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh store.SSH) (uint64, error) {
+	b, err := json.Marshal(nonNilEps(eps))
+	if err != nil {
+		return 0, fmt.Errorf("set endpoints: %w", err)
+	}
+	var hostKey []byte
+	if ssh.HostKey != nil {
+		hostKey = ssh.HostKey[:]
+	}
+	var v uint64
+	err = s.write(ctx, true, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE nodes SET endpoints = $1, ssh_endpoint = $2, ssh_host_key = $3, ssh_user = $4, ssh_packet_port = $5 WHERE id = $6`,
+			string(b), addrPortText(ssh.Endpoint), hostKey, ssh.User, int32(ssh.PacketPort), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set endpoints of %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// SetServices implements store.Store.
+func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error) {
+	b, err := json.Marshal(nonNilSvcs(svcs))
+	if err != nil {
+		return 0, fmt.Errorf("set services: %w", err)
+	}
+	var v uint64
+	err = s.write(ctx, true, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE nodes SET services = $1 WHERE id = $2`, string(b), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set services of %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// Touch implements store.Store.
+func (s *Store) Touch(ctx context.Context, id string, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE nodes SET last_seen = $1 WHERE id = $2 AND last_seen < $1`, at.UnixNano(), id); err != nil {
+		return fmt.Errorf("touch node %s: %w", id, err)
+	}
+	return nil
+}
+
+// Secret implements store.Secrets: the first replica to store name wins,
+// every other one reads its value.
+func (s *Store) Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
+	var v []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	nv, err := create()
+	if err != nil {
+		return nil, fmt.Errorf("create secret %s: %w", name, err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+		name, nv, time.Now().UnixNano()); err != nil {
+		return nil, fmt.Errorf("store secret %s: %w", name, err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT value FROM secrets WHERE name = $1`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// PolicyVersions implements store.Policies.
+func (s *Store) PolicyVersions(ctx context.Context) ([]uint64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version FROM policy_versions ORDER BY version DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list policy versions: %w", err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("list policy versions: %w", err)
+	}
+	out := make([]uint64, len(vs))
+	for i, v := range vs {
+		out[i] = uint64(v)
+	}
+	return out, nil
+}
+
+// PolicyVersion implements store.Policies.
+func (s *Store) PolicyVersion(ctx context.Context, v uint64) (store.PolicyDoc, error) {
+	d := store.PolicyDoc{Version: v}
+	var created int64
+	err := s.pool.QueryRow(ctx, `SELECT created_at, policy FROM policy_versions WHERE version = $1`, int64(v)).Scan(&created, &d.Doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.PolicyDoc{}, fmt.Errorf("read policy version %d: %w", v, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.PolicyDoc{}, fmt.Errorf("read policy version %d: %w", v, err)
+	}
+	d.CreatedAt = time.Unix(0, created).UTC()
+	return d, nil
+}
+
+// CreatePolicyVersion implements store.Policies.
+func (s *Store) CreatePolicyVersion(ctx context.Context, d store.PolicyDoc) error {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO policy_versions (version, created_at, policy) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING`,
+		int64(d.Version), d.CreatedAt.UnixNano(), d.Doc)
+	if err != nil {
+		return fmt.Errorf("store policy version %d: %w", d.Version, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store policy version %d: %w", d.Version, store.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// DeletePolicyVersion implements store.Policies.
+func (s *Store) DeletePolicyVersion(ctx context.Context, v uint64) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM policy_versions WHERE version = $1`, int64(v)); err != nil {
+		return fmt.Errorf("delete policy version %d: %w", v, err)
+	}
+	return nil
+}
+
+// AddReplay implements store.Replays.
+func (s *Store) AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO replays (hash, at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash[:], at.UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("record signature: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// PruneReplays implements store.Replays.
+func (s *Store) PruneReplays(ctx context.Context, before time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM replays WHERE at < $1`, before.UnixNano()); err != nil {
+		return fmt.Errorf("prune signatures: %w", err)
+	}
+	return nil
+}
+
+// ScrapeTokens implements store.ScrapeTokens.
+func (s *Store) ScrapeTokens(ctx context.Context) ([]store.ScrapeToken, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, created_at, expires_at, hash FROM scrape_tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list scrape tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ScrapeToken
+	for rows.Next() {
+		var t store.ScrapeToken
+		var created, expires int64
+		if err := rows.Scan(&t.ID, &t.Name, &created, &expires, &t.Hash); err != nil {
+			return nil, fmt.Errorf("list scrape tokens: %w", err)
+		}
+		t.CreatedAt = time.Unix(0, created).UTC()
+		if expires != 0 {
+			t.ExpiresAt = time.Unix(0, expires).UTC()
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list scrape tokens: %w", err)
+	}
+	return out, nil
+}
+
+// CreateScrapeToken implements store.ScrapeTokens. The count and the
+// insert are one transaction under a table lock, so replicas racing at the
+// limit store at most max.
+func (s *Store) CreateScrapeToken(ctx context.Context, t store.ScrapeToken, max int) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE scrape_tokens IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM scrape_tokens`).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return fmt.Errorf("%w: %d tokens exist, at most %d allowed", store.ErrRangeFull, n, max)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO scrape_tokens (id, name, created_at, expires_at, hash) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt), t.Hash)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrAlreadyExists
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create scrape token: %w", err)
+	}
+	return nil
+}
+
+// DeleteScrapeToken implements store.ScrapeTokens.
+func (s *Store) DeleteScrapeToken(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM scrape_tokens WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete scrape token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete scrape token %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// RegisterRelay implements store.Relays.
+func (s *Store) RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO relays (id, url, tls_pin, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, tls_pin = EXCLUDED.tls_pin, updated_at = EXCLUDED.updated_at`,
+			r.ID, r.URL, r.TLSPin, now.UnixNano()); err != nil {
+			return err
+		}
+		var err error
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register relay %s: %w", r.ID, err)
+	}
+	return v, nil
+}
+
+// Relays implements store.Relays.
+func (s *Store) Relays(ctx context.Context) ([]api.Relay, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, url, tls_pin FROM relays ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list relays: %w", err)
+	}
+	defer rows.Close()
+	var out []api.Relay
+	for rows.Next() {
+		var r api.Relay
+		if err := rows.Scan(&r.ID, &r.URL, &r.TLSPin); err != nil {
+			return nil, fmt.Errorf("list relays: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list relays: %w", err)
+	}
+	return out, nil
+}
+
+// SetHomeRelay implements store.Relays.
+func (s *Store) SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		var cur string
+		err := tx.QueryRow(ctx, `SELECT home_relay FROM nodes WHERE id = $1`, nodeID).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil || cur == relayID {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE nodes SET home_relay = $1 WHERE id = $2`, relayID, nodeID); err != nil {
+			return err
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set home relay of %s: %w", nodeID, err)
+	}
+	return v, nil
+}
+
+// WatchChanges implements store.Changes: it LISTENs on Channel on a
+// connection of its own and calls fn with each notified version, and with
+// 0 after (re)connecting, since notifications sent while no connection
+// listened are lost. It reconnects after errors and returns when ctx ends.
+func (s *Store) WatchChanges(ctx context.Context, fn func(version uint64)) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listen(ctx, fn, func() { backoff = 100 * time.Millisecond })
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			fn(0)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+func (s *Store) listen(ctx context.Context, fn func(uint64), connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{Channel}.Sanitize()); err != nil {
+		return err
+	}
+	connected()
+	fn(0)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		v, err := strconv.ParseUint(n.Payload, 10, 64)
+		if err != nil {
+			v = 0
+		}
+		fn(v)
+	}
+}
+
+func addrPortText(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOrZero(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilEps(s []netip.AddrPort) []netip.AddrPort {
+	if s == nil {
+		return []netip.AddrPort{}
+	}
+	return s
+}
+
+func nonNilSvcs(s []api.Service) []api.Service {
+	if s == nil {
+		return []api.Service{}
+	}
+	return s
+}
+
+func nilIfEmpty(s []api.Service) []api.Service {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,750 @@
+// Package storetest is the conformance suite of store.Store: every
+// implementation (store/sqlite, store/postgres) runs Run from its tests, so
+// both keep one behaviour.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+)
+
+// Now is the clock of the suite's joins and tokens.
+var Now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// Harness makes stores for the suite.
+type Harness struct {
+	// New returns a fresh, empty store (closed by the suite or when t
+	// ends).
+	New func(t *testing.T) Instance
+}
+
+// Instance is one store under test.
+type Instance struct {
+	Store store.Store
+	// Reopen closes Store and opens the same state again.
+	Reopen func(t *testing.T) store.Store
+	// Replica, when set, opens another store on the same state that may
+	// be used at the same time as Store (another registry replica); the
+	// concurrency tests then spread their work over both.
+	Replica func(t *testing.T) store.Store
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"MeshPersists", testMeshPersists},
+		{"CIDRChange", testCIDRChange},
+		{"JoinAllocation", testJoinAllocation},
+		{"ConcurrentJoins", testConcurrentJoins},
+		{"TokenRules", testTokenRules},
+		{"RemoveNodeRotatesPSK", testRemoveNodeRotatesPSK},
+		{"Services", testServices},
+		{"SSHFields", testSSHFields},
+		{"Touch", testTouch},
+		{"Secrets", testSecrets},
+		{"Changes", testChanges},
+		{"Policies", testPolicies},
+		{"Replays", testReplays},
+		{"ScrapeTokens", testScrapeTokens},
+		{"Relays", testRelays},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+// Token creates a join token valid for an hour and returns its ID and
+// secret hash.
+func Token(t testing.TB, s store.Store, reusable bool) (string, [32]byte) {
+	t.Helper()
+	tok, _ := jointoken.New("pin")
+	h := tok.SecretHash()
+	if err := s.CreateToken(context.Background(), store.Token{ID: tok.ID, SecretHash: h[:], Reusable: reusable, CreatedAt: Now, ExpiresAt: Now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return tok.ID, h
+}
+
+// Join joins a node called name with key.
+func Join(s store.Store, id string, h [32]byte, name string, key nodekey.PublicKey) (store.JoinResult, error) {
+	return s.Join(context.Background(), store.JoinParams{TokenID: id, TokenSecretHash: h, Name: name, PublicKey: key,
+		NewNodeID: TestID(name), CredentialHash: []byte("c"), Now: Now})
+}
+
+// Key returns a fresh node key.
+func Key(t testing.TB) nodekey.PublicKey {
+	k, err := nodekey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+// TestID returns a node ID of the registry's form for a test node.
+func TestID(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return "n" + hex.EncodeToString(h[:10])
+}
+
+func testMeshPersists(t *testing.T, h Harness) {
+	ctx := context.Background()
+	in := h.New(t)
+	s := in.Store
+	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.PSK) != 32 || m.ID == "" {
+		t.Fatalf("mesh = %+v", m)
+	}
+	v, err := s.BumpVersion(ctx)
+	if err != nil || v != 2 {
+		t.Fatalf("BumpVersion = %d, %v; want 2", v, err)
+	}
+	s2 := in.Reopen(t)
+	m2, err := s2.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.ID != m.ID || string(m2.PSK) != string(m.PSK) || !m2.CreatedAt.Equal(m.CreatedAt) {
+		t.Fatalf("mesh after reopen = %+v, want %+v", m2, m)
+	}
+	if v2, _ := s2.Version(ctx); v2 != v {
+		t.Fatalf("version after reopen = %d, want %d", v2, v)
+	}
+}
+
+func testCIDRChange(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t).Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.2.0.0/16"), Now)
+	if err != nil || m.CIDR.String() != "10.2.0.0/16" {
+		t.Fatalf("InitMesh new prefix = %v, %v", m.CIDR, err)
+	}
+	id, hash := Token(t, s, true)
+	res, err := Join(s, id, hash, "a", Key(t))
+	if err != nil || res.Node.IP.String() != "10.2.0.1" {
+		t.Fatalf("join = %v, %v; want 10.2.0.1", res.Node.IP, err)
+	}
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.3.0.0/16"), Now); !errors.Is(err, store.ErrCIDRChanged) {
+		t.Fatalf("InitMesh with nodes and a new prefix = %v, want ErrCIDRChanged", err)
+	}
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.3.0.0/31"), Now); err == nil {
+		t.Fatal("InitMesh accepted an invalid prefix")
+	}
+}
+
+func testJoinAllocation(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t).Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/29"), Now); err != nil { // 6 hosts
+		t.Fatal(err)
+	}
+	id, hash := Token(t, s, true)
+	keys := make([]nodekey.PublicKey, 6)
+	for i := range keys {
+		keys[i] = Key(t)
+		res, err := Join(s, id, hash, fmt.Sprintf("n%d", i), keys[i])
+		if err != nil || res.Node.IP.String() != fmt.Sprintf("10.1.0.%d", i+1) {
+			t.Fatalf("join n%d = %v, %v; want lowest free address", i, res.Node.IP, err)
+		}
+	}
+	if _, err := Join(s, id, hash, "extra", Key(t)); !errors.Is(err, store.ErrRangeFull) {
+		t.Fatalf("join in a full range = %v, want ErrRangeFull", err)
+	}
+	res, err := Join(s, id, hash, "renamed", keys[2])
+	if err != nil || res.Node.IP.String() != "10.1.0.3" || res.Node.ID != TestID("n2") || !res.Rejoined {
+		t.Fatalf("rejoin = %+v, %v", res, err)
+	}
+	if _, err := Join(s, id, hash, "n0", keys[1]); !errors.Is(err, store.ErrNameTaken) {
+		t.Fatalf("join as n0 with n1's key = %v, want ErrNameTaken", err)
+	}
+	toks, _ := s.Tokens(ctx)
+	if toks[0].Uses != 7 {
+		t.Fatalf("uses = %d, want 7 (failed joins do not count)", toks[0].Uses)
+	}
+	if _, _, err := s.RemoveNode(ctx, "n4", Now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Join(s, id, hash, "n4", keys[4])
+	if err != nil || res.Node.IP.String() != "10.1.0.5" {
+		t.Fatalf("rejoin after removal = %v, %v; want 10.1.0.5", res.Node.IP, err)
+	}
+	if _, _, err := s.RemoveNode(ctx, TestID("n5"), Now.Add(time.Minute)); err != nil {
+		t.Fatalf("remove by ID: %v", err)
+	}
+	res, err = Join(s, id, hash, "newcomer", Key(t))
+	if err != nil || res.Node.IP.String() != "10.1.0.6" {
+		t.Fatalf("newcomer in a full range with a removed node = %v, %v; want the removed node's 10.1.0.6", res.Node.IP, err)
+	}
+	if _, _, err := s.RemoveNode(ctx, "nobody", Now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("remove unknown = %v, want ErrNotFound", err)
+	}
+	// A gap in the middle is filled first.
+	if _, _, err := s.RemoveNode(ctx, "n1", Now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	_, nodes, err := s.Nodes(ctx)
+	if err != nil || len(nodes) != 5 {
+		t.Fatalf("Nodes = %d, %v", len(nodes), err)
+	}
+}
+
+// testConcurrentJoins: 200 joins at once (spread over two replicas when the
+// store has them) get 200 distinct addresses, and a single-use token raced
+// by 100 joins admits exactly one.
+func testConcurrentJoins(t *testing.T, h Harness) {
+	ctx := context.Background()
+	in := h.New(t)
+	a := in.Store
+	if _, err := a.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/23"), Now); err != nil {
+		t.Fatal(err)
+	}
+	b := a
+	if in.Replica != nil {
+		b = in.Replica(t)
+		if _, err := b.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/23"), Now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replicas := []store.Store{a, b}
+	id, hash := Token(t, a, true)
+	single, sh := Token(t, b, false)
+	const joins = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ips := map[netip.Addr]string{}
+	singleOK := 0
+	start := make(chan struct{})
+	for i := range joins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			name := fmt.Sprintf("r%d", i)
+			res, err := Join(replicas[i%2], id, hash, name, Key(t))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if other, dup := ips[res.Node.IP]; dup {
+				t.Errorf("%s and %s both got %s", other, name, res.Node.IP)
+			}
+			ips[res.Node.IP] = name
+		}()
+	}
+	for i := range joins / 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := Join(replicas[i%2], single, sh, fmt.Sprintf("s%d", i), Key(t))
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				singleOK++
+			} else if !errors.Is(err, store.ErrTokenInvalid) {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(ips) != joins {
+		t.Fatalf("%d distinct addresses for %d joins", len(ips), joins)
+	}
+	if singleOK != 1 {
+		t.Fatalf("single-use token admitted %d joins, want 1", singleOK)
+	}
+	v, nodes, err := b.Nodes(ctx)
+	if err != nil || len(nodes) != joins+1 || v < joins+2 {
+		t.Fatalf("Nodes = v%d %d nodes %v; want %d nodes, version >= %d", v, len(nodes), err, joins+1, joins+2)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, n := range nodes {
+		if seen[n.IP] {
+			t.Fatalf("stored nodes share %s", n.IP)
+		}
+		seen[n.IP] = true
+	}
+	toks, err := a.Tokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range toks {
+		if tk.ID == single && tk.Uses != 1 {
+			t.Fatalf("single-use token counted %d uses, want 1", tk.Uses)
+		}
+	}
+}
+
+func testTokenRules(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t).Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	id, hash := Token(t, s, true)
+	if err := s.CreateToken(ctx, store.Token{ID: id, SecretHash: hash[:], CreatedAt: Now}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate token id = %v", err)
+	}
+	p := store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "late", PublicKey: Key(t), NewNodeID: "x", CredentialHash: []byte("c"), Now: Now.Add(2 * time.Hour)}
+	if _, err := s.Join(ctx, p); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("expired token = %v", err)
+	}
+	wrong := hash
+	wrong[0] ^= 1
+	if _, err := Join(s, id, wrong, "wrong", Key(t)); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("wrong secret = %v", err)
+	}
+	if _, err := Join(s, "unknown", hash, "unknown", Key(t)); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("unknown token = %v", err)
+	}
+	if err := s.RevokeToken(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Join(s, id, hash, "revoked", Key(t)); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("revoked token = %v", err)
+	}
+	if err := s.RevokeToken(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke unknown = %v", err)
+	}
+	toks, _ := s.Tokens(ctx)
+	if len(toks) != 1 || !toks[0].Revoked || toks[0].Uses != 0 || !toks[0].ExpiresAt.Equal(Now.Add(time.Hour)) {
+		t.Fatalf("tokens = %+v", toks)
+	}
+	_, nodes, _ := s.Nodes(ctx)
+	if len(nodes) != 0 {
+		t.Fatalf("failed joins left nodes: %+v", nodes)
+	}
+}
+
+func testRemoveNodeRotatesPSK(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t).Store
+	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.PSKs(ctx)
+	if err != nil || !bytes.Equal(p.Current, m.PSK) || p.Previous != nil || !p.PreviousUntil.IsZero() {
+		t.Fatalf("PSKs before any removal = %+v, %v; want the mesh PSK alone", p, err)
+	}
+	id, hash := Token(t, s, true)
+	if _, err := Join(s, id, hash, "n0", Key(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RemoveNode(ctx, "nobody", Now.Add(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if p2, _ := s.PSKs(ctx); !bytes.Equal(p2.Current, m.PSK) || p2.Previous != nil {
+		t.Fatalf("failed removal rotated the PSK: %+v", p2)
+	}
+	until := Now.Add(5 * time.Minute)
+	if _, _, err := s.RemoveNode(ctx, "n0", until); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.PSKs(ctx)
+	if err != nil || len(p.Current) != 32 || bytes.Equal(p.Current, m.PSK) || !bytes.Equal(p.Previous, m.PSK) || !p.PreviousUntil.Equal(until) {
+		t.Fatalf("PSKs after removal = %+v, %v; want a fresh current, the old as previous until %v", p, err, until)
+	}
+}
+
+func testServices(t *testing.T, h Harness) {
+	ctx := context.Background()
+	in := h.New(t)
+	s := in.Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
+		t.Fatal(err)
+	}
+	id, hash := Token(t, s, true)
+	k := Key(t)
+	dns := []api.Service{{Name: api.ServiceDNS, Protocol: "udp", Port: 53}}
+	res, err := s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "ns1", PublicKey: k,
+		NewNodeID: "id-ns1", CredentialHash: []byte("c"), Now: Now, Services: dns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Node.Services, dns) {
+		t.Fatalf("Join().Node.Services = %v, want %v", res.Node.Services, dns)
+	}
+	services := func() []api.Service {
+		t.Helper()
+		_, nodes, err := s.Nodes(ctx)
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("Nodes() = %v, %v", nodes, err)
+		}
+		return nodes[0].Services
+	}
+	if got := services(); !reflect.DeepEqual(got, dns) {
+		t.Fatalf("Nodes()[0].Services = %v, want %v", got, dns)
+	}
+	both := append(dns, api.Service{Name: "http", Protocol: "tcp", Port: 80})
+	v0, _ := s.Version(ctx)
+	v, err := s.SetServices(ctx, res.Node.ID, both)
+	if err != nil || v != v0+1 {
+		t.Fatalf("SetServices() = %d, %v; want version %d", v, err, v0+1)
+	}
+	s = in.Reopen(t)
+	if got := services(); !reflect.DeepEqual(got, both) {
+		t.Fatalf("after reopen: Services = %v, want %v", got, both)
+	}
+	if _, err := s.SetServices(ctx, "nope", dns); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetServices(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.SetServices(ctx, res.Node.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := services(); got != nil {
+		t.Fatalf("after SetServices(nil): Services = %v, want none", got)
+	}
+	if _, err := s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "ns1", PublicKey: k,
+		NewNodeID: "id-x", CredentialHash: []byte("c"), Now: Now, Services: dns}); err != nil {
+		t.Fatal(err)
+	}
+	if got := services(); !reflect.DeepEqual(got, dns) {
+		t.Fatalf("after rejoin: Services = %v, want %v", got, dns)
+	}
+}
+
+func testSSHFields(t *testing.T, h Harness) {
+	ctx := context.Background()
+	in := h.New(t)
+	s := in.Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
+		t.Fatal(err)
+	}
+	id, hash := Token(t, s, true)
+	hk := Key(t)
+	want := store.SSH{Endpoint: netip.MustParseAddrPort("192.0.2.7:22"), HostKey: &hk, User: "tunnelmesh", PacketPort: 7600}
+	eps := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.7:51820"), netip.MustParseAddrPort("[2001:db8::7]:51820")}
+	res, err := s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "b", PublicKey: Key(t),
+		NewNodeID: "id-b", CredentialHash: []byte("c"), Now: Now, Endpoints: eps,
+		SSHEndpoint: want.Endpoint, SSHHostKey: want.HostKey, SSHUser: want.User, SSHPacketPort: want.PacketPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Node.SSH(); !got.Equal(want) {
+		t.Fatalf("Join().Node.SSH() = %+v, want %+v", got, want)
+	}
+	stored := func() store.Node {
+		t.Helper()
+		_, nodes, err := s.Nodes(ctx)
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("Nodes() = %v, %v", nodes, err)
+		}
+		return nodes[0]
+	}
+	if got := stored(); !got.SSH().Equal(want) || !reflect.DeepEqual(got.Endpoints, eps) {
+		t.Fatalf("stored SSH, endpoints = %+v, %v; want %+v, %v", got.SSH(), got.Endpoints, want, eps)
+	}
+	hk2 := Key(t)
+	want = store.SSH{Endpoint: netip.MustParseAddrPort("[2001:db8::1]:2222"), HostKey: &hk2, User: "mesh", PacketPort: 65535}
+	if _, err := s.SetEndpoints(ctx, res.Node.ID, nil, want); err != nil {
+		t.Fatal(err)
+	}
+	s = in.Reopen(t)
+	if got := stored(); !got.SSH().Equal(want) || got.Endpoints != nil {
+		t.Fatalf("after SetEndpoints and reopen: SSH, endpoints = %+v, %v; want %+v, none", got.SSH(), got.Endpoints, want)
+	}
+	sshgw := store.SSH{Endpoint: netip.MustParseAddrPort("192.0.2.7:2222")}
+	if _, err := s.SetEndpoints(ctx, res.Node.ID, eps[:1], sshgw); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); !got.SSH().Equal(sshgw) || got.SSHHostKey != nil || !reflect.DeepEqual(got.Endpoints, eps[:1]) {
+		t.Fatalf("after SetEndpoints to an sshgw endpoint: SSH = %+v, want %+v", got.SSH(), sshgw)
+	}
+	if _, err := s.SetEndpoints(ctx, "nope", nil, store.SSH{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetEndpoints(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// testTouch: Touch moves last-seen forward only and changes no version.
+func testTouch(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t).Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	id, hash := Token(t, s, true)
+	res, err := Join(s, id, hash, "a", Key(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := Now.Add(time.Minute)
+	if err := s.Touch(ctx, res.Node.ID, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(ctx, res.Node.ID, Now); err != nil {
+		t.Fatal(err)
+	}
+	v, nodes, err := s.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || !nodes[0].LastSeen.Equal(later) || v != res.Version {
+		t.Fatalf("after Touch: v%d %+v, %v; want last seen %v, version %d", v, nodes, err, later, res.Version)
+	}
+}
+
+// testSecrets: a secret is created once; later calls and other replicas
+// get the stored value.
+func testSecrets(t *testing.T, h Harness) {
+	in := h.New(t)
+	sec, ok := in.Store.(store.Secrets)
+	if !ok {
+		t.Skip("the store keeps no secrets (single registry)")
+	}
+	ctx := context.Background()
+	v, err := sec.Secret(ctx, "admin", func() ([]byte, error) { return []byte("first"), nil })
+	if err != nil || string(v) != "first" {
+		t.Fatalf("Secret = %q, %v; want first", v, err)
+	}
+	other := in.Store
+	if in.Replica != nil {
+		other = in.Replica(t)
+	}
+	v, err = other.(store.Secrets).Secret(ctx, "admin", func() ([]byte, error) { return []byte("second"), nil })
+	if err != nil || string(v) != "first" {
+		t.Fatalf("Secret again = %q, %v; want the stored first", v, err)
+	}
+	if _, err := sec.Secret(ctx, "broken", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
+		t.Fatal("Secret stored nothing and reported no error")
+	}
+	v, err = sec.Secret(ctx, "broken", func() ([]byte, error) { return []byte("ok"), nil })
+	if err != nil || string(v) != "ok" {
+		t.Fatalf("Secret after a failed create = %q, %v", v, err)
+	}
+}
+
+// testChanges: a change made through one replica is reported to a watcher
+// on another.
+func testChanges(t *testing.T, h Harness) {
+	in := h.New(t)
+	ch, ok := in.Store.(store.Changes)
+	if !ok {
+		t.Skip("the store has no change feed (single registry)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := in.Store.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	writer := in.Store
+	if in.Replica != nil {
+		writer = in.Replica(t)
+	}
+	got := make(chan uint64, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ch.WatchChanges(ctx, func(v uint64) { got <- v })
+	}()
+	// The first report (0) says the watch is listening.
+	select {
+	case v := <-got:
+		if v != 0 {
+			t.Fatalf("first report = %d, want 0 (reload)", v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch did not start within 30s")
+	}
+	v, err := writer.BumpVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case gv := <-got:
+		if gv != v {
+			t.Fatalf("reported version %d, want %d", gv, v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("change not reported within 30s")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("WatchChanges did not return after its context ended")
+	}
+}
+
+// testPolicies: policy versions are stored once each, listed newest first,
+// read back and pruned.
+func testPolicies(t *testing.T, h Harness) {
+	in := h.New(t)
+	ps, ok := in.Store.(store.Policies)
+	if !ok {
+		t.Skip("the store keeps no policy versions (single registry: policystore's directory)")
+	}
+	ctx := context.Background()
+	if vs, err := ps.PolicyVersions(ctx); err != nil || len(vs) != 0 {
+		t.Fatalf("PolicyVersions of an empty store = %v, %v", vs, err)
+	}
+	for v := uint64(1); v <= 3; v++ {
+		if err := ps.CreatePolicyVersion(ctx, store.PolicyDoc{Version: v, CreatedAt: Now, Doc: fmt.Sprintf("# v%d\n", v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ps.CreatePolicyVersion(ctx, store.PolicyDoc{Version: 2, CreatedAt: Now, Doc: "other"}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("second create of version 2 = %v, want ErrAlreadyExists", err)
+	}
+	d, err := ps.PolicyVersion(ctx, 2)
+	if err != nil || d.Doc != "# v2\n" || !d.CreatedAt.Equal(Now) {
+		t.Fatalf("PolicyVersion(2) = %+v, %v", d, err)
+	}
+	if err := ps.DeletePolicyVersion(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.PolicyVersion(ctx, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted version = %v, want ErrNotFound", err)
+	}
+	if vs, err := ps.PolicyVersions(ctx); err != nil || !reflect.DeepEqual(vs, []uint64{3, 2}) {
+		t.Fatalf("PolicyVersions = %v, %v; want [3 2]", vs, err)
+	}
+}
+
+// testReplays: a signature hash is new once across replicas, and pruned
+// hashes are forgotten.
+func testReplays(t *testing.T, h Harness) {
+	in := h.New(t)
+	r, ok := in.Store.(store.Replays)
+	if !ok {
+		t.Skip("the store keeps no replay cache (single registry: replaylog's file)")
+	}
+	other := r
+	if in.Replica != nil {
+		other = in.Replica(t).(store.Replays)
+	}
+	ctx := context.Background()
+	h1, h2 := sha256.Sum256([]byte("sig1")), sha256.Sum256([]byte("sig2"))
+	if fresh, err := r.AddReplay(ctx, h1, Now); err != nil || !fresh {
+		t.Fatalf("first AddReplay = %v, %v; want new", fresh, err)
+	}
+	if fresh, err := other.AddReplay(ctx, h1, Now.Add(time.Second)); err != nil || fresh {
+		t.Fatalf("AddReplay of a recorded hash on another replica = %v, %v; want a replay", fresh, err)
+	}
+	if fresh, err := other.AddReplay(ctx, h2, Now.Add(time.Minute)); err != nil || !fresh {
+		t.Fatalf("AddReplay of another hash = %v, %v; want new", fresh, err)
+	}
+	if err := r.PruneReplays(ctx, Now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := r.AddReplay(ctx, h1, Now.Add(2*time.Minute)); err != nil || !fresh {
+		t.Fatalf("AddReplay after its hash was pruned = %v, %v; want new", fresh, err)
+	}
+	if fresh, err := r.AddReplay(ctx, h2, Now.Add(2*time.Minute)); err != nil || fresh {
+		t.Fatalf("AddReplay of a hash younger than the prune = %v, %v; want a replay", fresh, err)
+	}
+}
+
+// testScrapeTokens: scrape tokens are stored up to the limit, listed and
+// deleted.
+func testScrapeTokens(t *testing.T, h Harness) {
+	in := h.New(t)
+	st, ok := in.Store.(store.ScrapeTokens)
+	if !ok {
+		t.Skip("the store keeps no scrape tokens (single registry: scrapecred's file)")
+	}
+	ctx := context.Background()
+	a := store.ScrapeToken{ID: "a1", Name: "prom", CreatedAt: Now, Hash: "h1"}
+	b := store.ScrapeToken{ID: "b2", CreatedAt: Now.Add(time.Second), ExpiresAt: Now.Add(time.Hour), Hash: "h2"}
+	if err := st.CreateScrapeToken(ctx, a, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateScrapeToken(ctx, a, 2); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate ID = %v, want ErrAlreadyExists", err)
+	}
+	if err := st.CreateScrapeToken(ctx, b, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateScrapeToken(ctx, store.ScrapeToken{ID: "c3", CreatedAt: Now, Hash: "h3"}, 2); !errors.Is(err, store.ErrRangeFull) {
+		t.Fatalf("create over the limit = %v, want ErrRangeFull", err)
+	}
+	list, err := st.ScrapeTokens(ctx)
+	if err != nil || len(list) != 2 || list[0] != a || !list[1].ExpiresAt.Equal(b.ExpiresAt) || list[1].Hash != "h2" {
+		t.Fatalf("ScrapeTokens = %+v, %v", list, err)
+	}
+	if err := st.DeleteScrapeToken(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteScrapeToken(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete twice = %v, want ErrNotFound", err)
+	}
+}
+
+// testRelays: replicas' relays are registered (replaced by ID) with a
+// version bump; a node's home relay is recorded, bumping the version only
+// when it changes, and kept across a rejoin.
+func testRelays(t *testing.T, h Harness) {
+	in := h.New(t)
+	rs, ok := in.Store.(store.Relays)
+	if !ok {
+		t.Skip("the store keeps no relays (single registry)")
+	}
+	ctx := context.Background()
+	s := in.Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := s.Version(ctx)
+	for _, r := range []api.Relay{{ID: "r-b", URL: "wss://b/relay", TLSPin: "pb"}, {ID: "r-a", URL: "wss://old/relay"}, {ID: "r-a", URL: "wss://a/relay", TLSPin: "pa"}} {
+		if _, err := rs.RegisterRelay(ctx, r, Now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := rs.Relays(ctx)
+	want := []api.Relay{{ID: "r-a", URL: "wss://a/relay", TLSPin: "pa"}, {ID: "r-b", URL: "wss://b/relay", TLSPin: "pb"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Relays = %+v, %v; want %+v", got, err, want)
+	}
+	if v, _ := s.Version(ctx); v != v0+3 {
+		t.Fatalf("version after 3 registrations = %d, want %d", v, v0+3)
+	}
+	id, hash := Token(t, s, true)
+	k := Key(t)
+	res, err := Join(s, id, hash, "a", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rs.SetHomeRelay(ctx, res.Node.ID, "r-b")
+	if err != nil || v != res.Version+1 {
+		t.Fatalf("SetHomeRelay = %d, %v; want version %d", v, err, res.Version+1)
+	}
+	if v, err := rs.SetHomeRelay(ctx, res.Node.ID, "r-b"); err != nil || v != 0 {
+		t.Fatalf("SetHomeRelay unchanged = %d, %v; want 0", v, err)
+	}
+	if _, err := rs.SetHomeRelay(ctx, "nope", "r-b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetHomeRelay(unknown) = %v, want ErrNotFound", err)
+	}
+	res, err = Join(s, id, hash, "a", k)
+	if err != nil || res.Node.HomeRelay != "r-b" {
+		t.Fatalf("rejoin: home relay %q, %v; want r-b kept", res.Node.HomeRelay, err)
+	}
+	res, err = s.Join(ctx, store.JoinParams{TokenID: id, TokenSecretHash: hash, Name: "b", PublicKey: Key(t),
+		NewNodeID: TestID("b"), CredentialHash: []byte("c"), Now: Now, HomeRelay: "r-a"})
+	if err != nil || res.Node.HomeRelay != "r-a" {
+		t.Fatalf("join with a home relay: %q, %v; want r-a", res.Node.HomeRelay, err)
+	}
+	if _, nodes, _ := s.Nodes(ctx); len(nodes) != 2 || nodes[0].HomeRelay != "r-b" || nodes[1].HomeRelay != "r-a" {
+		t.Fatalf("stored home relays = %+v", nodes)
+	}
+}
