@@ -59,6 +59,16 @@ func TestCoDel(t *testing.T) {
 	}
 }
 
+// TestQueueLimitWithinReplayWindow: a sparse packet overtakes at most the
+// packets queued on both sides plus one read, all within the receiver's
+// replay window.
+func TestQueueLimitWithinReplayWindow(t *testing.T) {
+	const window = (1<<7 - 1) * 64 // golang.zx2c4.com/wireguard/replay's windowSize
+	if most := 2*queueMaxPackets + conn.IdealBatchSize; most >= window {
+		t.Fatalf("a sparse packet may overtake %d packets, beyond the replay window of %d", most, window)
+	}
+}
+
 func TestFlowBucket(t *testing.T) {
 	src, dst := [4]byte{100, 64, 0, 1}, [4]byte{100, 64, 0, 2}
 	a := faketun.UDPPacket(src, dst, 1000, 2000, []byte("one"))
