@@ -4,20 +4,26 @@
 #
 #   sudo agent/bench/bench.sh            (from anywhere in the repository)
 #
-# Besides the three paths it measures the ping RTT of a floor: forwarder/,
-# a TUN<->UDP forwarder with no encryption and one blocked OS thread per
-# direction, i.e. the cost of the kernel waking a userspace process at every
-# hop, which no userspace tunnel (wireguard-go, TunnelMesh) can go below
-# without busy-polling.
+# For every path: iperf3 with 1 stream A->B and B->A (-R) and 4 streams
+# A->B, the idle ping RTT (median), and the ping RTT during the 4-stream
+# transfer (median and p99: how long a sparse flow waits behind a bulk one,
+# i.e. bufferbloat).
+#
+# Besides the three paths it measures a floor: forwarder/, a TUN<->UDP
+# forwarder with no encryption and one blocked OS thread per direction, i.e.
+# the cost of the kernel waking a userspace process at every hop, which no
+# userspace tunnel (wireguard-go, TunnelMesh) can go below without
+# busy-polling.
 #
 # Needs root, Go, and iproute2. Installs iperf3 and wireguard-tools with
 # apt-get when missing, and builds wireguard-go from the Go module proxy.
 # Every address lives inside the two namespaces it creates; everything is
 # removed on exit. Environment: BENCH_SECONDS (iperf3 -t, default 5),
-# BENCH_PINGS (pings for the RTT median, default 200), BENCH_ROUNDS
+# BENCH_PINGS (pings for the idle RTT median, default 200), BENCH_ROUNDS
 # (alternating rounds of wireguard-go and TunnelMesh, default 3: the table
 # shows each one's median and every round's ratio), BENCH_BUSY_POLL=1
-# (also measure the forwarder busy-polling: a CPU per side spinning).
+# (also measure the forwarder busy-polling: a CPU per side spinning),
+# BENCH_NODE_FLAGS (more flags for both TunnelMesh nodes, e.g. "--procs 2").
 set -euo pipefail
 
 SECS=${BENCH_SECONDS:-5}
@@ -86,32 +92,67 @@ inb iperf3 -s -D -I "$WORK/iperf3.pid" >/dev/null
 sleep 0.3
 PIDS+=("$(cat "$WORK/iperf3.pid")")
 
-# throughput DST STREAMS -> Mbit/s (receiver side); 0 when iperf3 fails
+# throughput DST STREAMS [-R] -> Mbit/s (receiver side); 0 when iperf3 fails.
+# -R: B sends to A (the reverse direction).
+# A failed run (e.g. the server still busy with the previous one) is tried
+# once more; iperf3's complaint goes to the log.
 throughput() {
-	{ ina iperf3 -c "$1" -t "$SECS" -P "$2" -f m 2>>"$WORK/iperf3.err" || true; } |
-		awk '/receiver/ { v = $(NF-2) } END { if (v == "") v = "0"; print v }'
+	local v try
+	for try in 1 2; do
+		v=$({ ina iperf3 -c "$1" -t "$SECS" -P "$2" ${3:-} -f m 2>>"$WORK/iperf3.err" || true; } |
+			awk '/receiver/ { v = $(NF-2) } END { if (v == "") v = "0"; print v }')
+		[[ $v != 0 ]] && break
+		log "iperf3 -c $1 -P $2 ${3:-} failed (try $try): $(tail -1 "$WORK/iperf3.err" 2>/dev/null)"
+		sleep 0.5
+	done
+	echo "$v"
 }
 
-# rtt_median DST -> microseconds
-rtt_median() {
-	{ ina ping -n -c "$PINGS" -i 0.005 -W 1 "$1" 2>/dev/null || true; } |
-		sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | sort -g |
-		awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
-			m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f\n", m * 1000 }'
+# rtt_stats FILE -> "p50 p99" in microseconds of the ping replies in FILE
+# ("nan nan" when there are none). p99 is the nearest rank.
+rtt_stats() {
+	sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' "$1" | sort -g |
+		awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan nan"; exit }
+			m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2
+			r = int(NR * 0.99 + 0.999999); if (r > NR) r = NR
+			printf "%.0f %.0f\n", m * 1000, a[r] * 1000 }'
 }
 
-measure() { # NAME DST [rtt-only]
+# rtt_idle DST -> median microseconds with nothing else running
+rtt_idle() {
+	{ ina ping -n -c "$PINGS" -i 0.005 -W 1 "$1" 2>/dev/null || true; } >"$WORK/ping.idle"
+	rtt_stats "$WORK/ping.idle" | cut -d' ' -f1
+}
+
+# loaded DST -> "Mbit/s p50 p99": the 4-stream iperf3 A->B and, while it runs
+# (after a ramp of 0.3 s), pings every 10 ms along the same path: the
+# latency a sparse flow sees behind a bulk transfer. A lost ping counts as
+# the 1 s timeout in the percentiles.
+loaded() {
+	local n=$(((SECS * 1000 - 500) / 10))
+	((n >= 20)) || n=20
+	throughput "$1" 4 >"$WORK/t4" &
+	local tp=$!
+	sleep 0.3
+	{ ina ping -n -c "$n" -i 0.01 -W 1 "$1" 2>/dev/null || true; } >"$WORK/ping.loaded"
+	local got
+	got=$(grep -c 'time=' "$WORK/ping.loaded" || true)
+	for ((i = got; i < n; i++)); do echo "time=1000 ms" >>"$WORK/ping.loaded"; done
+	wait "$tp"
+	echo "$(cat "$WORK/t4") $(rtt_stats "$WORK/ping.loaded")"
+}
+
+measure() { # NAME DST
 	ina ping -n -c 3 -i 0.2 -W 2 "$2" >/dev/null 2>&1 || true
-	local t1=- t4=- rtt
-	if [[ -z ${3:-} ]]; then
-		log "measuring $1 ($SECS s x 2 + $PINGS pings)"
-		t1=$(throughput "$2" 1)
-		t4=$(throughput "$2" 4)
-	else
-		log "measuring $1 ($PINGS pings)"
-	fi
-	rtt=$(rtt_median "$2")
-	echo "$1 $t1 $t4 $rtt" >>"$WORK/results"
+	log "measuring $1 ($SECS s x 3 + $PINGS pings)"
+	local t1 t1r load rtt
+	t1=$(throughput "$2" 1)
+	t1r=$(throughput "$2" 1 -R)
+	load=$(loaded "$2")
+	rtt=$(rtt_idle "$2")
+	# NAME 1-stream 1-stream-reverse 4-streams idle-p50 loaded-p50 loaded-p99
+	set -- "$1" "$t1" "$t1r" $load
+	echo "$1 $2 $3 $4 $rtt $5 $6" >>"$WORK/results"
 }
 
 # --- raw veth ----------------------------------------------------------------
@@ -128,7 +169,7 @@ for i in $(seq 50); do
 	ina ping -n -c 1 -W 0.2 10.201.0.2 >/dev/null 2>&1 && break
 	sleep 0.1
 done
-measure "floor" 10.201.0.2 rtt-only
+measure "floor" 10.201.0.2
 kill "$FWD_A" "$FWD_B" 2>/dev/null || true
 if [[ ${BENCH_BUSY_POLL:-} == 1 ]]; then
 	sleep 0.3
@@ -142,7 +183,7 @@ if [[ ${BENCH_BUSY_POLL:-} == 1 ]]; then
 		ina ping -n -c 1 -W 0.2 10.202.0.2 >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	measure "floor-busy" 10.202.0.2 rtt-only
+	measure "floor-busy" 10.202.0.2
 	kill "$FWD_A" "$FWD_B" 2>/dev/null || true
 fi
 
@@ -200,11 +241,11 @@ for i in $(seq 100); do
 done
 [[ -n $TOKEN ]] || { log "coordinator did not start:"; cat "$WORK/coord.log" >&2; exit 1; }
 ip netns exec "$NA" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-a \
-	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn >"$WORK/a.log" 2>&1 &
+	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/a.log" 2>&1 &
 PIDS+=($!)
 PID_A=$!
 ip netns exec "$NB" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-b \
-	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn >"$WORK/b.log" 2>&1 &
+	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/b.log" 2>&1 &
 PIDS+=($!)
 TM_B=""
 for i in $(seq 100); do
@@ -229,47 +270,65 @@ if ! kill -0 "$PID_A" 2>/dev/null; then
 	exit 1
 fi
 RSS_AFTER=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
+# The peer queues' drops and sojourn times on both nodes, over all the runs.
+QUEUES=""
+for side in A B; do
+	ns=$NA
+	[[ $side == B ]] && ns=$NB
+	q=$({ ip netns exec "$ns" curl -s --max-time 5 http://127.0.0.1:9101/metrics || true; } | awk -v side="$side" '
+		/^tunnelmesh_agent_queue_drops_total/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+			match($0, /discipline="[a-z]+"/); k = substr($0, RSTART + 12, RLENGTH - 13); drops[d " " k] += $NF }
+		/^tunnelmesh_agent_queue_sojourn_seconds_(sum|count)/ { match($0, /direction="[a-z]+"/); d = substr($0, RSTART + 11, 2)
+			if ($1 ~ /_sum/) sum[d] += $NF; else cnt[d] += $NF }
+		END { for (d in cnt) printf "%s %s: %d packets, mean sojourn %.0f us, codel drops %d, limit drops %d; ", side, d, cnt[d],
+			(cnt[d] > 0) ? sum[d] / cnt[d] * 1e6 : 0, drops[d " codel"], drops[d " limit"] }')
+	QUEUES="$QUEUES$q"
+done
 
 # --- table -------------------------------------------------------------------
-awk -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" '
+# results: NAME 1-stream 1-stream-reverse 4-streams idle-p50 loaded-p50 loaded-p99
+awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
 function median(list,    a, n, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
 	if (n == 0) return "nan"
 	return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
 }
+function ratio(a, b) { return (b > 0) ? a / b : 0 }
 {
 	if (!($1 in seen)) { seen[$1] = 1; order[++names] = $1 }
-	t1s[$1] = t1s[$1] " " $2; t4s[$1] = t4s[$1] " " $3; rtts[$1] = rtts[$1] " " $4
-	n[$1]++; r1[$1, n[$1]] = $2; r4[$1, n[$1]] = $3; rr[$1, n[$1]] = $4
+	n[$1]++
+	for (c = 2; c <= 7; c++) { col[$1, c] = col[$1, c] " " $c; r[$1, c, n[$1]] = $c }
 }
 END {
-	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs, iperf3 -t %d, %d pings, %d alternating rounds (medians)\n\n", cpus, secs, pings, rounds
-	printf "%-14s %16s %16s %16s\n", "path", "1 stream Mbit/s", "4 streams Mbit/s", "ping median us"
+	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs (load average %s at the end), iperf3 -t %d, %d idle pings, %d alternating rounds (medians)\n\n", cpus, load, secs, pings, rounds
+	printf "%-14s %12s %12s %12s %12s %12s %12s\n", "path", "1-stream", "1-stream-B>A", "4-streams", "idle-p50", "loaded-p50", "loaded-p99"
+	printf "%-14s %12s %12s %12s %12s %12s %12s\n", "", "Mbit/s", "Mbit/s", "Mbit/s", "us", "us", "us"
 	for (i = 1; i <= names; i++) {
 		k = order[i]
-		if (t1s[k] ~ /-/) { t1[k] = "-"; t4[k] = "-" } else { t1[k] = median(t1s[k]); t4[k] = median(t4s[k]) }
-		rtt[k] = median(rtts[k])
-		printf "%-14s %16s %16s %16s\n", k, (t1[k] == "-") ? "-" : sprintf("%.0f", t1[k]), (t4[k] == "-") ? "-" : sprintf("%.0f", t4[k]), sprintf("%.0f", rtt[k])
+		line = sprintf("%-14s", k)
+		for (c = 2; c <= 7; c++) { m[k, c] = median(col[k, c]); line = line sprintf(" %12.0f", m[k, c]) }
+		print line
 	}
 	printf "\n"
 	split("raw-veth wireguard-go", base, " ")
 	for (i = 1; i <= 2; i++) {
 		b = base[i]
-		q1 = (t1[b] > 0) ? t1["tunnelmesh"] / t1[b] : 0
-		q4 = (t4[b] > 0) ? t4["tunnelmesh"] / t4[b] : 0
-		printf "tunnelmesh / %-13s 1 stream %.2fx   4 streams %.2fx   RTT %+d us\n", b, q1, q4, rtt["tunnelmesh"] - rtt[b]
+		printf "tunnelmesh / %-13s 1 stream %.2fx   B>A %.2fx   4 streams %.2fx   idle RTT %+d us   loaded p50 %+d us  p99 %+d us\n", b,
+			ratio(m["tunnelmesh", 2], m[b, 2]), ratio(m["tunnelmesh", 3], m[b, 3]), ratio(m["tunnelmesh", 4], m[b, 4]),
+			m["tunnelmesh", 5] - m[b, 5], m["tunnelmesh", 6] - m[b, 6], m["tunnelmesh", 7] - m[b, 7]
 	}
 	if (rounds > 1) {
-		printf "per round, tunnelmesh / wireguard-go:"
+		printf "per round, tunnelmesh / wireguard-go (1 stream, B>A, 4 streams; loaded p99 tunnelmesh / wireguard-go us):\n"
 		for (j = 1; j <= n["tunnelmesh"]; j++) {
-			w1 = r1["wireguard-go", j]; w4 = r4["wireguard-go", j]
-			printf "  [%d] %.2fx %.2fx %+d us", j, (w1 > 0) ? r1["tunnelmesh", j] / w1 : 0, (w4 > 0) ? r4["tunnelmesh", j] / w4 : 0, rr["tunnelmesh", j] - rr["wireguard-go", j]
+			printf "  [%d] %.2fx %.2fx %.2fx   %d / %d\n", j,
+				ratio(r["tunnelmesh", 2, j], r["wireguard-go", 2, j]), ratio(r["tunnelmesh", 3, j], r["wireguard-go", 3, j]),
+				ratio(r["tunnelmesh", 4, j], r["wireguard-go", 4, j]), r["tunnelmesh", 7, j], r["wireguard-go", 7, j]
 		}
-		printf "  (1 stream, 4 streams, RTT)\n"
 	}
-	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): RTT %+d us over raw veth\n", rtt["floor"] - rtt["raw-veth"]
-	if ("floor-busy" in rtt) printf "floor busy-polling (a CPU per side spinning): RTT %+d us over raw veth\n", rtt["floor-busy"] - rtt["raw-veth"]
+	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): idle RTT %+d us over raw veth; tunnelmesh %+d us over the floor\n", m["floor", 5] - m["raw-veth", 5], m["tunnelmesh", 5] - m["floor", 5]
+	if (("floor-busy", 5) in m) printf "floor busy-polling (a CPU per side spinning): idle RTT %+d us over raw veth\n", m["floor-busy", 5] - m["raw-veth", 5]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
-	printf "targets: 1 stream >= 1.0x wireguard-go; RTT over raw veth <= +50 us; idle RSS < 30 MB\n"
+	printf "tunnelmesh peer queues (node A, node B; tx, rx): %s\n", queues
+	printf "targets: 1 stream, B>A and 4 streams >= 1.1x wireguard-go; loaded RTT p50 <= 3000 us, p99 <= 10000 us; idle RTT <= floor + 50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"

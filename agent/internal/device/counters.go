@@ -27,6 +27,7 @@ const (
 	DropQueueFull                         // a queue was full (overload)
 	DropSendFailed                        // the bind refused a send
 	DropTooLate                           // transport counter behind the replay window: arrived too late to check
+	DropCoDel                             // dropped by the peer queue's CoDel (queue.go): queued too long
 	NumDropReasons
 )
 
@@ -34,6 +35,7 @@ var dropNames = [NumDropReasons]string{
 	"junk", "bad_mac1", "handshake_failed", "unknown_key", "stale_initiation", "rate_limited",
 	"cookie_reply", "unknown_index", "decrypt", "replay", "expired", "allowed_ips",
 	"malformed_inner", "filter", "no_peer", "too_big", "no_endpoint", "queue_full", "send_failed", "too_late",
+	"codel",
 }
 
 // String returns the reason's metric label, e.g. "bad_mac1".

@@ -45,7 +45,10 @@ type Device struct {
 	mtu            atomic.Int32
 	keepalive      atomic.Int64 // persistent keepalive interval, ns; <= 0 off
 	noSendBatching atomic.Bool
-	filter         atomic.Pointer[filterBox]
+	// fifo turns the queue discipline (queue.go) off: plain FIFO queues,
+	// as a baseline for the tests that measure it.
+	fifo   atomic.Bool
+	filter atomic.Pointer[filterBox]
 
 	reconfigMu sync.Mutex // serialises Reconfig and Close
 

@@ -254,7 +254,9 @@ func TestDisableUDPSendBatching(t *testing.T) {
 			for _, p := range want {
 				expect(t, b, p, 5*time.Second)
 			}
-			wantMax := int32(16)
+			// The flow's first packet is sparse (queue.go) and goes out
+			// alone, ahead of the other 15.
+			wantMax := int32(15)
 			if disable {
 				wantMax = 1
 			}

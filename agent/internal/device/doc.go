@@ -101,6 +101,10 @@
 // free lists (pools.go) that survive garbage collections: packets travel in
 // 2 KiB buffers; 64 KiB ones are the UDP read slots (GRO) and the heads that
 // UDP GSO runs and TUN GRO flows are coalesced into.
+// The peer queues run FQ-CoDel (queue.go): packets of a flow with nothing
+// queued (on receive: small datagrams) skip them, CoDel bounds them by
+// sojourn time and a hard limit by count; PeerStatus.TxQueue and RxQueue
+// hold their sojourn histograms and drops.
 // The per-packet path does not allocate (TestPacketPathNoAlloc); the first
 // quiet half second after load empties the lists and returns memory to the OS.
 // Close stops everything in the order written on it.

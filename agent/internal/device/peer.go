@@ -77,6 +77,10 @@ type peer struct {
 	rxMu       sync.Mutex
 	rxParsed   packet.Parsed // guarded by rxMu: receiveBatch's parse of each packet
 
+	// tx and rx are the queue discipline of the send and receive queues
+	// (queue.go).
+	tx, rx pqueue
+
 	staged   chan *batch
 	outbound chan *batch
 	inbound  chan *batch

@@ -63,9 +63,9 @@ func toReceiver(bt *batch, kpB *keypair) {
 	}
 }
 
-// TestPacketPathNoAlloc proves the per-packet path (encrypt, decrypt,
-// replay window, parse, allowed-IPs, ping check, the packet filter of
-// package filter, TUN write batch) does not allocate.
+// TestPacketPathNoAlloc proves the per-packet path (flow hash, encrypt,
+// queue discipline, decrypt, replay window, parse, allowed-IPs, ping check,
+// the packet filter of package filter, TUN write batch) does not allocate.
 func TestPacketPathNoAlloc(t *testing.T) {
 	m, delivered := pairWithSink(t)
 	a, b := m.nodes[0], m.nodes[1]
@@ -85,7 +85,12 @@ func TestPacketPathNoAlloc(t *testing.T) {
 	before := delivered.Load()
 	allocs := testing.AllocsPerRun(200, func() {
 		fill(bt, kpA, size)
+		for _, e := range bt.elems {
+			e.flow = uint16(flowBucket(e.packet))
+		}
 		a.dev.encryptBatch(bt, enc)
+		bt.enq = mono()
+		bt.peer.codelDrop(&bt.peer.tx, bt, mono()) // no drop: no sojourn
 		toReceiver(bt, kpB)
 		decryptBatch(bt, dec)
 		pb.receiveBatch(bt)

@@ -42,7 +42,8 @@ type elem struct {
 	counter  uint64
 	keypair  *keypair
 	endpoint conn.Endpoint
-	ok       bool // set by the decryption worker
+	ok       bool   // set by the decryption worker
+	flow     uint16 // flow bucket of a packet from the TUN (flowBucket)
 	// ref: the elem holds a reference to keypair's keys for its batch
 	// (keypair.acquire), dropped once sealed or opened (releaseRefs).
 	ref bool
@@ -62,6 +63,14 @@ type batch struct {
 	gro []groFlow
 	// scratch holds the large elements prepareGSO borrowed for one send.
 	scratch []*elem
+	// The queue discipline (queue.go): sparse batches skip the queues;
+	// q is the queue whose packet count holds b's elements (nil: none),
+	// enq when b entered it (mono); flows: the elements are counted in
+	// peer.tx.flows.
+	sparse bool
+	flows  bool
+	q      *pqueue
+	enq    int64
 }
 
 // freeList is a bounded LIFO of idle objects (LIFO: the most recently used
@@ -153,6 +162,7 @@ func (p *pools) putElem(e *elem) {
 	e.keypair = nil
 	e.endpoint = nil
 	e.ok = false
+	e.flow = 0
 	if len(e.buf) == smallBufSize {
 		p.small.put(e)
 	} else {
@@ -166,8 +176,19 @@ func (p *pools) getBatch(peer *peer) *batch {
 	return b
 }
 
-// putBatch returns b and all its elements.
+// putBatch returns b and all its elements, which leave the queue counts.
 func (p *pools) putBatch(b *batch) {
+	if b.q != nil {
+		b.q.packets.Add(-int32(len(b.elems)))
+		b.q = nil
+	}
+	if b.flows {
+		for _, e := range b.elems {
+			b.peer.tx.flows[e.flow].Add(-1)
+		}
+		b.flows = false
+	}
+	b.sparse = false
 	for i, e := range b.elems {
 		p.putElem(e)
 		b.elems[i] = nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -125,25 +126,40 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 		for _, b := range pb.list {
 			p := b.peer
-			if len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
-				// Nothing of this peer is queued: deliver now.
+			if b.sparse || len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
+				// Sparse packets (queue.go) wait for no queue, only for
+				// a delivery in progress; or nothing of this peer is
+				// queued: deliver now.
+				start := mono()
+				if b.sparse {
+					p.rxMu.Lock()
+				}
 				if !p.isStopped() {
 					decryptBatch(b, nonce)
 					p.receiveBatch(b)
 				}
 				p.rxMu.Unlock()
+				p.rx.record(mono()-start, len(b.elems))
 				d.pools.putBatch(b)
 				continue
 			}
+			if !p.rx.admit(len(b.elems), !d.fifo.Load()) {
+				for range b.elems {
+					d.counters.drop(DropQueueFull)
+				}
+				d.pools.putBatch(b)
+				continue
+			}
+			b.q, b.enq = &p.rx, mono()
 			p.rxInflight.Add(1)
 			b.mu.Lock()
-			select {
-			case p.inbound <- b:
-				d.decQueue <- b
-			case <-p.stopCh:
+			if !p.rx.queue(p, p.inbound, b) {
 				b.mu.Unlock()
+				p.rxInflight.Add(-1)
 				d.pools.putBatch(b)
+				continue
 			}
+			d.decQueue <- b
 		}
 		pb.reset()
 	}
@@ -164,6 +180,7 @@ func (d *Device) routineDecryption() {
 	for b := range d.decQueue {
 		decryptBatch(b, nonce)
 		b.mu.Unlock()
+		runtime.Gosched() // see routineEncryption
 	}
 }
 
@@ -195,6 +212,7 @@ func (p *peer) routineSequentialReceiver() {
 		b.mu.Lock()
 		//lint:ignore SA2001 the batch is locked until the decryption worker is done with it
 		b.mu.Unlock()
+		p.codelDrop(&p.rx, b, mono())
 		p.rxMu.Lock()
 		p.receiveBatch(b)
 		p.rxMu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
@@ -28,30 +29,44 @@ import (
 // queues with. Bigger batches go through the parallel crypto workers.
 const inlineMax = 4
 
-// peerBatches groups the packets of one read by peer without allocating.
+// peerBatches groups the packets of one read by peer and class (sparse or
+// not: queue.go) without allocating.
 type peerBatches struct {
 	list []*batch
 }
 
-func (pb *peerBatches) add(d *Device, p *peer, e *elem) {
+// find returns the batch of p and class sparse, creating it.
+func (pb *peerBatches) find(d *Device, p *peer, sparse bool) *batch {
 	for _, b := range pb.list {
-		if b.peer == p {
-			b.elems = append(b.elems, e)
-			return
+		if b.peer == p && b.sparse == sparse {
+			return b
 		}
 	}
 	b := d.pools.getBatch(p)
-	b.elems = append(b.elems, e)
+	b.sparse = sparse
 	pb.list = append(pb.list, b)
+	return b
+}
+
+// addFlow adds e, a packet from the TUN for p, counting it in its flow's
+// bucket: it is sparse when no other packet of its flow is queued.
+func (pb *peerBatches) addFlow(d *Device, p *peer, e *elem) {
+	fb := flowBucket(e.packet)
+	e.flow = uint16(fb)
+	b := pb.find(d, p, p.tx.flows[fb].Add(1) == 1 && !d.fifo.Load())
+	b.flows = true
+	b.elems = append(b.elems, e)
 }
 
 // addHeld adds e, a received packet for keypair kp, to p's batch, taking a
 // reference to kp's keys unless the batch already holds one. It reports
 // false, adding nothing, when kp's keys are gone (retired and wiped).
+// A datagram of at most sparseMaxWire bytes goes into p's sparse batch.
 func (pb *peerBatches) addHeld(d *Device, p *peer, e *elem, kp *keypair) bool {
+	sparse := len(e.packet) <= sparseMaxWire && !d.fifo.Load()
 	var b *batch
 	for _, x := range pb.list {
-		if x.peer == p {
+		if x.peer == p && x.sparse == sparse {
 			b = x
 			break
 		}
@@ -77,6 +92,7 @@ func (pb *peerBatches) addHeld(d *Device, p *peer, e *elem, kp *keypair) bool {
 	e.keypair = kp
 	if b == nil {
 		b = d.pools.getBatch(p)
+		b.sparse = sparse
 		pb.list = append(pb.list, b)
 	}
 	b.elems = append(b.elems, e)
@@ -165,16 +181,11 @@ func (d *Device) routineReadFromTUN() {
 			}
 			e := elems[i]
 			e.packet = pkt
-			pb.add(d, p, e)
+			pb.addFlow(d, p, e)
 			elems[i] = d.pools.getElemMTU(mtu)
 			bufs[i] = elems[i].buf
 		}
-		for _, b := range pb.list {
-			p := b.peer // b belongs to the peer's queues once staged
-			p.stage(b)
-			p.sendStaged()
-		}
-		pb.reset()
+		d.sendRead(&pb)
 		if err != nil {
 			if errors.Is(err, tun.ErrTooManySegments) {
 				d.counters.drop(DropTooBig)
@@ -197,6 +208,24 @@ func (d *Device) routineReadFromTUN() {
 		}
 		backoff = 0
 	}
+}
+
+// sendRead stages and sends the batches of one TUN read and resets pb.
+// Sparse batches go first: their packets leave before the queued ones of
+// the read, and each is its flow's first.
+func (d *Device) sendRead(pb *peerBatches) {
+	for _, sparse := range [2]bool{true, false} {
+		for i, b := range pb.list {
+			if b == nil || b.sparse != sparse {
+				continue
+			}
+			pb.list[i] = nil // b belongs to the peer's queues once staged
+			p := b.peer
+			p.stage(b)
+			p.sendStaged()
+		}
+	}
+	pb.reset()
 }
 
 // tooBig answers packets too big for the tunnel with ICMP "fragmentation
@@ -303,21 +332,30 @@ func (p *peer) sendStaged() {
 			kp.refs.Add(1) // cannot be the first: this loop holds one
 			b.elems[0].ref = true
 		}
-		if len(b.elems) <= inlineMax && p.txInflight.Load() == 0 {
-			// Nothing of this peer is queued: send now, saving two
-			// goroutine hand-offs of latency. sendMu keeps later batches
-			// behind this one.
+		if b.sparse || len(b.elems) <= inlineMax && p.txInflight.Load() == 0 {
+			// Sparse packets (queue.go), or nothing of this peer is
+			// queued: send now, saving two goroutine hand-offs of
+			// latency. sendMu keeps later batches behind this one.
+			start := mono()
 			d.encryptBatch(b, &p.inlineNonce)
 			p.sendBatch(b)
+			p.tx.record(mono()-start, len(b.elems))
 			d.pools.putBatch(b)
 			continue
 		}
+		if !p.tx.admit(len(b.elems), !d.fifo.Load()) {
+			for range b.elems {
+				d.counters.drop(DropQueueFull)
+			}
+			d.pools.putBatch(b)
+			continue
+		}
+		b.q, b.enq = &p.tx, mono()
 		p.txInflight.Add(1)
 		b.mu.Lock()
-		select {
-		case p.outbound <- b:
-		case <-p.stopCh:
+		if !p.tx.queue(p, p.outbound, b) {
 			b.mu.Unlock()
+			p.txInflight.Add(-1)
 			d.pools.putBatch(b)
 			continue
 		}
@@ -338,6 +376,12 @@ func (d *Device) routineEncryption() {
 	for b := range d.encQueue {
 		d.encryptBatch(b, nonce)
 		b.mu.Unlock()
+		// Under load the queue never runs dry and a worker never blocks:
+		// without yielding, a goroutine made runnable meanwhile (the
+		// sequential sender this batch unlocked, a reader the runtime's
+		// network poll woke) would wait for the scheduler's 10 ms
+		// preemption. A batch is a few tens of microseconds of work.
+		runtime.Gosched()
 	}
 }
 
@@ -382,6 +426,7 @@ func (p *peer) routineSequentialSender() {
 		b.mu.Lock()
 		//lint:ignore SA2001 the batch is locked until the encryption worker is done with it
 		b.mu.Unlock()
+		p.codelDrop(&p.tx, b, mono())
 		p.sendBatch(b)
 		d.pools.putBatch(b)
 		p.txInflight.Add(-1)

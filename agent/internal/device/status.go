@@ -35,6 +35,9 @@ type PeerStatus struct {
 	// Latency is the current path's round trip times and loss, from the
 	// probes (latency.go).
 	Latency PeerLatency
+	// TxQueue and RxQueue are the send and receive queues' sojourn times
+	// and drops (queue.go).
+	TxQueue, RxQueue QueueStats
 }
 
 // Status is a snapshot of the device.
@@ -71,6 +74,7 @@ func (p *peer) status(now time.Time, rejectAfter time.Duration) PeerStatus {
 	s.RTT = time.Duration(p.rtt.Load())
 	s.PathChanges = p.pathChanges.Load()
 	s.Latency = p.lat.snapshot(now, p.d.timing.pathTimeout)
+	s.TxQueue, s.RxQueue = p.tx.stats(), p.rx.stats()
 	return s
 }
 

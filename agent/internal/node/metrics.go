@@ -142,6 +142,8 @@ var (
 	descPeerLastHS    = desc("peer_last_handshake_timestamp_seconds", "Unix time of the last completed handshake with the peer.", "peer")
 	descPeerPathChg   = desc("peer_path_changes_total", "Moves of the peer from one path (transport or address) to another.", "peer")
 	descPeerPath      = desc("peer_path", "1 for the transport that carries the peer's packets now (udp, ssh or relay), with the path as status shows it.", "peer", "transport", "path")
+	descQueueSojourn  = histDesc("queue_sojourn_seconds", "Time packets spent in the peers' send (tx) or receive (rx) queues, all peers together; sparse packets skip the queue and count their time from reader to send or delivery.", "direction")
+	descQueueDrops    = desc("queue_drops_total", "Packets dropped by the peer queues' discipline, all peers together: codel (queued too long) or limit (queue full).", "direction", "discipline")
 	descFilterAccepts = desc("filter_accepts_total", "Packets from the mesh accepted by each rule of the node's policy (replies to the node's own flows are not counted here).", "rule")
 	descFilterFlows   = desc("filter_flows", "Flows in the packet filter's connection table.")
 	descFilterPolicy  = desc("filter_policy_version", "Version of the policy the packet filter enforces (0: the registry's built-in default policy, or no filter).")
@@ -156,7 +158,7 @@ func (c *planeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRxBytes, descTxBytes, descRxPackets, descTxPackets,
 		descHandshakes, descDrops, descPeerRxBytes, descPeerTxBytes, descPeerRxPackets, descPeerTxPackets,
 		descHSInitiated, descHSPreviousPSK, descPeerLastHS, descPeerPath, descPeerPathChg, descPeerPathRTT, descPeerProbes,
-		descPeerTCPHS, descFilterAccepts, descFilterFlows, descFilterPolicy} {
+		descPeerTCPHS, descQueueSojourn, descQueueDrops, descFilterAccepts, descFilterFlows, descFilterPolicy} {
 		ch <- d
 	}
 }
@@ -180,6 +182,7 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	names := make(map[netip.Addr]string, len(st.Peers))
+	var tx, rx queueSum // the peer queues, all peers together
 	for _, p := range st.Peers {
 		names[p.IP] = p.Name
 		l := &p.Latency
@@ -194,10 +197,14 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPeerTxBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerRxPackets, prometheus.CounterValue, float64(p.RxPackets), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPeerTxPackets, prometheus.CounterValue, float64(p.TxPackets), p.Name)
+		tx.add(p.TxQueue)
+		rx.add(p.RxQueue)
 		if !p.LastHandshake.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descPeerLastHS, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, p.Name)
 		}
 	}
+	tx.collect(ch, "tx")
+	rx.collect(ch, "rx")
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(st.Peers)))
 	ch <- prometheus.MustNewConstMetric(descRxBytes, prometheus.CounterValue, float64(st.Counters.RxBytes))
 	ch <- prometheus.MustNewConstMetric(descTxBytes, prometheus.CounterValue, float64(st.Counters.TxBytes))
@@ -226,4 +233,31 @@ func (c *planeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descFilterFlows, prometheus.GaugeValue, float64(st.Filter.Flows))
 	ch <- prometheus.MustNewConstMetric(descFilterPolicy, prometheus.GaugeValue, float64(st.Filter.PolicyVersion))
+}
+
+// queueSum adds up the peer queues of one direction.
+type queueSum device.QueueStats
+
+func (q *queueSum) add(st device.QueueStats) {
+	for i, n := range st.Sojourn {
+		q.Sojourn[i] += n
+	}
+	q.SojournSum += st.SojournSum
+	q.CoDelDrops += st.CoDelDrops
+	q.TailDrops += st.TailDrops
+}
+
+// collect sends the sum as the sojourn histogram (cumulative buckets) and
+// the drop counters of direction dir.
+func (q *queueSum) collect(ch chan<- prometheus.Metric, dir string) {
+	buckets := make(map[float64]uint64, len(device.SojournBuckets))
+	var cum uint64
+	for i, le := range device.SojournBuckets {
+		cum += q.Sojourn[i]
+		buckets[le] = cum
+	}
+	cum += q.Sojourn[len(device.SojournBuckets)]
+	ch <- prometheus.MustNewConstHistogram(descQueueSojourn, cum, q.SojournSum.Seconds(), buckets, dir)
+	ch <- prometheus.MustNewConstMetric(descQueueDrops, prometheus.CounterValue, float64(q.CoDelDrops), dir, "codel")
+	ch <- prometheus.MustNewConstMetric(descQueueDrops, prometheus.CounterValue, float64(q.TailDrops), dir, "limit")
 }

@@ -75,7 +75,10 @@ func (p *fakePlane) Status() engine.Status {
 			Path: "udp 192.0.2.9:1", RxBytes: uint64(100 * (i + 1)), TxBytes: 7, RTT: time.Millisecond,
 			Latency: device.PeerLatency{ProbesSent: 5, ProbesAnswered: 4, RTTCounts: [7]uint64{1, 2, 0, 0, 0, 0, 1},
 				RTTSum: 1500 * time.Millisecond, P50: 2 * time.Millisecond, P90: 3 * time.Millisecond, P99: 1400 * time.Millisecond,
-				RecentSent: 5, Loss: 0.2}})
+				RecentSent: 5, Loss: 0.2},
+			// 2 packets within 100 µs, 1 within 5 ms, 1 above 250 ms.
+			TxQueue: device.QueueStats{Sojourn: [len(device.SojournBuckets) + 1]uint64{0: 2, 5: 1, len(device.SojournBuckets): 1},
+				SojournSum: 300 * time.Millisecond, CoDelDrops: 4, TailDrops: 5}})
 		st.Filter.FlowRTT = append(st.Filter.FlowRTT, filter.FlowRTT{Peer: peer.IP, Port: 22,
 			Counts: [filter.NumFlowRTTCounts]uint64{0, 0, 2}, Sum: 20 * time.Millisecond})
 	}
@@ -303,6 +306,14 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		`tunnelmesh_agent_peer_tcp_handshake_seconds_count{peer="charlie",port="22"} 2`,
 		`tunnelmesh_agent_peer_path{path="udp 192.0.2.9:1",peer="charlie",transport="udp"} 1`,
 		`tunnelmesh_agent_reconfigs_total`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.0001"} 2`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.005"} 3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="0.25"} 3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_bucket{direction="tx",le="+Inf"} 4`,
+		`tunnelmesh_agent_queue_sojourn_seconds_sum{direction="tx"} 0.3`,
+		`tunnelmesh_agent_queue_sojourn_seconds_count{direction="rx"} 0`,
+		`tunnelmesh_agent_queue_drops_total{direction="tx",discipline="codel"} 4`,
+		`tunnelmesh_agent_queue_drops_total{direction="tx",discipline="limit"} 5`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
