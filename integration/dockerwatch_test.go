@@ -259,11 +259,16 @@ func nftTable(t *testing.T, pid int) string {
 	return string(out)
 }
 
-// services is what node1 publishes, as "name port/proto", sorted.
+// services is what node1 publishes for containers, as "name port/proto",
+// sorted: the components' own metrics services (metrics-agent,
+// metrics-dockerwatch) are left out.
 func services(t *testing.T, n *harness.Node) []string {
 	t.Helper()
 	var out []string
 	for _, s := range n.Status().Services {
+		if strings.HasPrefix(s.Name, "metrics-") {
+			continue
+		}
 		out = append(out, fmt.Sprintf("%s %d/%s", s.Name, s.Port, s.Protocol))
 	}
 	slices.Sort(out)
