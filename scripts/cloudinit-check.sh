@@ -69,9 +69,12 @@ echo "== tarball $version sha256 $sha; rootfs $rootfs"
 rel=/var/cache/tunnelmesh-release/tunnelmesh-linux-amd64.tar.gz
 weedrel=/var/cache/tunnelmesh-release/weed-linux-amd64.gz
 mkdir -p "$work/render"
+# A relative source: Terraform uses the module in place (an absolute path is
+# copied into .terraform/, away from ../observability, which it reads).
+modsrc=$(realpath --relative-to="$work/render" "$root/terraform/modules/cloudinit")
 cat >"$work/render/main.tf" <<EOT
 module "coordinator" {
-  source         = "$root/terraform/modules/cloudinit"
+  source         = "$modsrc"
   role           = "coordinator"
   release_url    = "file://$rel"
   release_sha256 = "$sha"
@@ -79,7 +82,7 @@ module "coordinator" {
   policy         = file("$root/registry/policy/default.yaml")
 }
 module "node" {
-  source          = "$root/terraform/modules/cloudinit"
+  source          = "$modsrc"
   role            = "node"
   release_url     = "file://$rel"
   release_sha256  = "$sha"
@@ -88,7 +91,7 @@ module "node" {
   listen_port     = 51820
 }
 module "storage" {
-  source          = "$root/terraform/modules/cloudinit"
+  source          = "$modsrc"
   role            = "storage"
   release_url     = "file://$rel"
   release_sha256  = "$sha"
@@ -99,7 +102,7 @@ module "storage" {
   storage_buckets = ["mesh", "backups"]
 }
 module "nfsd" {
-  source          = "$root/terraform/modules/cloudinit"
+  source          = "$modsrc"
   role            = "nfsd"
   release_url     = "file://$rel"
   release_sha256  = "$sha"
@@ -107,7 +110,7 @@ module "nfsd" {
   join_token      = "tmj1-nfs-token"
 }
 module "monitoring" {
-  source          = "$root/terraform/modules/cloudinit"
+  source          = "$modsrc"
   role            = "monitoring"
   release_url     = "file://$rel"
   release_sha256  = "$sha"
@@ -117,7 +120,7 @@ module "monitoring" {
   registry_ca     = file("$work/registry.crt")
 }
 module "badsum" {
-  source          = "$root/terraform/modules/cloudinit"
+  source          = "$modsrc"
   role            = "node"
   release_url     = "file://$rel"
   release_sha256  = "$(printf '%064d' 0)"
@@ -294,8 +297,8 @@ node_dropin "$m" ""
 grep -q 'url: https://203.0.113.10:8443/api/v1/sd/prometheus?service=agent' "$m/etc/prometheus/prometheus.yml" ||
 	fail "prometheus.yml does not point at the coordinator"
 cmp -s "$m/etc/prometheus/rules/tunnelmesh.yml" observability/alerts/tunnelmesh.yml || fail "alert rules not installed"
-[ "$(stat -c '%a %U:%G' "$m/etc/prometheus/tunnelmesh/scrape.token")" = "640 root:prometheus" ] ||
-	fail "scrape.token: $(stat -c '%a %U:%G' "$m/etc/prometheus/tunnelmesh/scrape.token"), want 640 root:prometheus"
+got=$(chroot "$m" stat -c '%a %U:%G' /etc/prometheus/tunnelmesh/scrape.token) # the root's user names
+[ "$got" = "640 root:prometheus" ] || fail "scrape.token: $got, want 640 root:prometheus"
 [ "$(cat "$m/etc/prometheus/tunnelmesh/scrape.token")" = tmscrape-test ] || fail "scrape.token holds the wrong token"
 [ ! -e "$m/etc/tunnelmesh/prometheus/scrape.token" ] || fail "the scrape token's copy from the user data was left behind"
 cmp -s "$m/etc/prometheus/tunnelmesh/registry.crt" "$work/registry.crt" || fail "registry.crt is not the certificate given"
