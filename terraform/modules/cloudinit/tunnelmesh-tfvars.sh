@@ -45,36 +45,41 @@ until create >/dev/null 2>&1; do # the coordinator answers (the token is wasted:
 	fi
 	sleep 0.5
 done
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# Every token first (an assignment stops the script when a command fails),
+# then the JSON. Tokens and the PEM certificate hold no character JSON must
+# escape but the certificate's newlines.
+token() { # [--tag T]
+	t=$(create "$@")
+	[ -n "$t" ] || { echo "tunnelmesh-tfvars: empty token" >&2; exit 1; }
+	printf '"%s"' "$t"
+}
+nodes=
 i=0
 while [ "$i" -lt "$n" ]; do
-	echo "node $(create)" >>"$out"
+	t=$(token)
+	nodes="$nodes${nodes:+, }$t"
 	i=$((i + 1))
 done
-if [ "$storage" = true ]; then echo "storage $(create --tag storage)" >>"$out"; fi
-if [ "$nfsd" = true ]; then echo "nfsd $(create --tag nfs)" >>"$out"; fi
-if [ "$monitoring" = true ]; then
-	echo "monitoring $(create --tag monitoring)" >>"$out"
-	echo "scrape $(tunnelmesh admin --config "$conf" scrape-tokens create --name "prometheus-$(date -u +%Y%m%d%H%M%S)" --expiry 8760h)" >>"$out"
+extra=
+if [ "$storage" = true ]; then
+	t=$(token --tag storage)
+	extra="$extra,
+  \"storage_join_token\": $t"
 fi
-python3 - "$out" "$n" "$storage" "$nfsd" "$monitoring" <<'EOP'
-import json, sys
-path, n, storage, nfsd, monitoring = sys.argv[1], int(sys.argv[2]), *(a == "true" for a in sys.argv[3:6])
-toks = {"node": [], "storage": [], "nfsd": [], "monitoring": [], "scrape": []}
-for line in open(path):
-    kind, tok = line.split()
-    toks[kind].append(tok)
-v = {"node_count": n, "join_tokens": toks["node"],
-     "storage_enabled": storage, "nfsd_enabled": nfsd, "monitoring_enabled": monitoring}
-if storage:
-    v["storage_join_token"] = toks["storage"][0]
-if nfsd:
-    v["nfsd_join_token"] = toks["nfsd"][0]
-if monitoring:
-    v["monitoring_join_token"] = toks["monitoring"][0]
-    v["scrape_token"] = toks["scrape"][0]
-    v["registry_ca"] = open("/var/lib/tunnelmesh/registry/tls.crt").read()
-json.dump(v, sys.stdout, indent=2)
-print()
-EOP
+if [ "$nfsd" = true ]; then
+	t=$(token --tag nfs)
+	extra="$extra,
+  \"nfsd_join_token\": $t"
+fi
+if [ "$monitoring" = true ]; then
+	t=$(token --tag monitoring)
+	scrape=$(tunnelmesh admin --config "$conf" scrape-tokens create --name "prometheus-$(date -u +%Y%m%d%H%M%S)" --expiry 8760h)
+	[ -n "$scrape" ] || { echo "tunnelmesh-tfvars: empty scrape token" >&2; exit 1; }
+	ca=$(awk '{ printf "%s\\n", $0 }' /var/lib/tunnelmesh/registry/tls.crt)
+	extra="$extra,
+  \"monitoring_join_token\": $t,
+  \"scrape_token\": \"$scrape\",
+  \"registry_ca\": \"$ca\""
+fi
+printf '{\n  "node_count": %d,\n  "join_tokens": [%s],\n  "storage_enabled": %s,\n  "nfsd_enabled": %s,\n  "monitoring_enabled": %s%s\n}\n' \
+	"$n" "$nodes" "$storage" "$nfsd" "$monitoring" "$extra"
