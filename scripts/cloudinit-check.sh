@@ -314,6 +314,7 @@ got=$(unshare --net --fork sh -c '
 	pid=$!
 	out=$(chroot "$1" /usr/local/sbin/tunnelmesh-tokens 2 2>"$2/tokens.err") || true # waits for the coordinator
 	chroot "$1" /usr/local/sbin/tunnelmesh-tfvars 2 storage nfsd monitoring >"$2/tfvars.json" 2>"$2/tfvars.err" || true
+	chroot "$1" /usr/local/bin/tunnelmesh admin --config /etc/tunnelmesh/coordinator.yaml tokens list --json >"$2/tokens.json" 2>>"$2/tfvars.err" || true
 	kill $pid; wait $pid 2>/dev/null
 	printf "%s" "$out"' sh "$c" "$work") || true
 python3 -c '
@@ -323,7 +324,7 @@ assert isinstance(toks, list) and len(toks) == 2 and all(isinstance(t, str) and 
 ' "$got" || { cat "$work/coordinator.log" "$work/tokens.err" >&2; fail "tunnelmesh-tokens 2 printed $(wc -c <<<"$got") bytes, want a JSON list of two tokens"; }
 echo "   two tokens, JSON list"
 # tunnelmesh-tfvars: every key a variable of examples/mesh, tokens distinct.
-python3 - "$work/tfvars.json" terraform/examples/mesh/variables.tf <<'EOP2' || { cat "$work/tfvars.err" >&2; fail "tunnelmesh-tfvars 2 storage nfsd monitoring: $(head -c 300 "$work/tfvars.json")"; }
+python3 - "$work/tfvars.json" terraform/examples/mesh/variables.tf "$work/tokens.json" <<'EOP2' || { cat "$work/tfvars.err" >&2; fail "tunnelmesh-tfvars 2 storage nfsd monitoring: $(head -c 300 "$work/tfvars.json")"; }
 import json, re, sys
 v = json.load(open(sys.argv[1]))
 declared = set(re.findall(r'^variable "([a-z_0-9]+)"', open(sys.argv[2]).read(), re.M))
@@ -333,6 +334,11 @@ assert v["storage_enabled"] and v["nfsd_enabled"] and v["monitoring_enabled"], v
 toks = v["join_tokens"] + [v["storage_join_token"], v["nfsd_join_token"], v["monitoring_join_token"], v["scrape_token"]]
 assert all(isinstance(t, str) and len(t) > 20 for t in toks) and len(set(toks)) == len(toks), toks
 assert v["registry_ca"].startswith("-----BEGIN CERTIFICATE-----"), v["registry_ca"][:40]
+# Each service's token carries the service's tag (the registry lists tags, not tokens).
+listed = json.load(open(sys.argv[3]))
+tags = sorted(",".join(sorted(t.get("tags") or [])) for t in listed)
+for tag in ("storage", "nfs", "monitoring"):
+    assert tags.count(tag) == 1, (tag, tags)
 EOP2
 echo "   tunnelmesh-tfvars: 2 node tokens, a token per service, a scrape token, the registry's certificate"
 
