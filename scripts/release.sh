@@ -4,14 +4,22 @@
 # `./tunnelmesh` works right after extracting it, as the getting-started says):
 #
 #   tunnelmesh tunnelmesh-registry tunnelmesh-relay tunnelmesh-sshgw tunnelmesh-meshdns
+#   tunnelmesh-storage tunnelmesh-nfsd tunnelmesh-dockerwatch
 #                     static binaries (CGO_ENABLED=0), version stamped from git
 #   systemd/          units for the coordinator, the node and each service
 #   examples/         commented example configs
 #   README.md LICENSE VERSION
 #
+# SeaweedFS's `weed`, which tunnelmesh-storage runs, is not in the tarball
+# (164 MB static, ten times the rest): with WEED=1 it is a release asset of
+# its own, dist/weed-linux-<arch>.gz (gzip of the binary built and cached by
+# storage/scripts/build-weed.sh), with its line in SHA256SUMS. build-weed.sh
+# builds for the machine's own architecture only, so WEED=1 covers that one.
+#
 #   scripts/release.sh                       # amd64 and arm64 into dist/
 #   ARCHES=amd64 OUT=/tmp/rel scripts/release.sh
 #   VERSION=v1.0.0 scripts/release.sh        # default: git describe --tags --always --dirty
+#   WEED=1 scripts/release.sh                # and dist/weed-linux-<host arch>.gz
 #
 # The archives are reproducible: sorted names, owner root, mtime of the last
 # commit, gzip without a timestamp.
@@ -33,6 +41,9 @@ BINARIES=(
 	"tunnelmesh-relay    relay    main.version"
 	"tunnelmesh-sshgw    sshgw    main.version"
 	"tunnelmesh-meshdns  meshdns  main.version"
+	"tunnelmesh-storage  storage  main.version"
+	"tunnelmesh-nfsd     nfsd     main.version"
+	"tunnelmesh-dockerwatch dockerwatch main.version"
 )
 
 stage=$(mktemp -d)
@@ -54,6 +65,9 @@ for arch in $ARCHES; do
 	install -m 0644 sshgw/internal/config/example.yaml "$dir/examples/sshgw.example.yaml"
 	install -m 0644 packaging/examples/Corefile "$dir/examples/Corefile"
 	install -m 0644 registry/policy/default.yaml "$dir/examples/policy.example.yaml"
+	install -m 0644 storage/internal/config/example.yaml "$dir/examples/storage.example.yaml"
+	install -m 0644 nfsd/nfsd.example.yaml "$dir/examples/nfsd.example.yaml"
+	install -m 0644 dockerwatch/dockerwatch.example.yaml "$dir/examples/dockerwatch.example.yaml"
 	install -m 0644 packaging/README.md "$dir/README.md"
 	install -m 0644 LICENSE "$dir/LICENSE"
 	echo "$VERSION" >"$dir/VERSION"
@@ -63,6 +77,19 @@ for arch in $ARCHES; do
 		gzip -9n >"$OUT/$name.tar.gz"
 	tarballs+=("$name.tar.gz")
 done
+if [ -n "${WEED:-}" ]; then
+	host=$("$GO" env GOARCH)
+	for arch in $ARCHES; do
+		if [ "$arch" != "$host" ]; then
+			echo "== weed-linux-$arch: not built (storage/scripts/build-weed.sh builds for $host only)" >&2
+			continue
+		fi
+		weed=$(storage/scripts/build-weed.sh)
+		echo "== weed-linux-$arch.gz ($weed)" >&2
+		gzip -9n <"$weed" >"$OUT/weed-linux-$arch.gz"
+		tarballs+=("weed-linux-$arch.gz")
+	done
+fi
 (cd "$OUT" && sha256sum "${tarballs[@]}" >SHA256SUMS)
 echo "== $OUT/SHA256SUMS" >&2
 cat "$OUT/SHA256SUMS"

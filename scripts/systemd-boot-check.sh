@@ -10,16 +10,30 @@
 #                                    token: joins (TUN, address), then restarts
 #                                    from its state, then runs `up` without the drop-in
 #   tunnelmesh-relay/-sshgw/-meshdns with configs from the installed examples
+#   tunnelmesh-nfsd.service          an export for every node: NFS (2049) and the
+#                                    port mapper (111) answer on the mesh address
+#   tunnelmesh-storage.service       the installed example, with the weed binary
+#                                    storage/scripts/build-weed.sh cached:
+#                                    /healthz on the mesh address says ready
+#   tunnelmesh-dockerwatch.service   the installed example against the host's
+#                                    Docker engine (its socket mounted): the event
+#                                    stream is up (its metric)
 #   tunnelmesh-registry.service      replaces the coordinator (Conflicts=)
 #
 # The image is imported from the directory (FROM scratch); the container has
-# no network but loopback.
+# no network but loopback. dockerwatch only lists the host's containers and
+# reads their events; none of them is on a network of the container, so it
+# forwards nothing. The container's net.ipv4.ip_forward is set by docker
+# (/proc/sys is read-only in a container).
 #
 #   scripts/systemd-boot-check.sh ROOTDIR
 set -euo pipefail
 rootdir=${1:?usage: systemd-boot-check.sh ROOTDIR}
 command -v docker >/dev/null || { echo "systemd-boot-check: docker not found" >&2; exit 1; }
 [ -x "$rootdir/usr/local/bin/tunnelmesh" ] || { echo "systemd-boot-check: $rootdir has no /usr/local/bin/tunnelmesh" >&2; exit 1; }
+weed=$("$(dirname "$0")/../storage/scripts/build-weed.sh" --print-path)
+[ -x "$weed" ] || { echo "systemd-boot-check: $weed missing: run storage/scripts/build-weed.sh (scripts/install-deps.sh does)" >&2; exit 1; }
+[ -S /var/run/docker.sock ] || { echo "systemd-boot-check: /var/run/docker.sock missing (dockerwatch needs a Docker engine)" >&2; exit 1; }
 
 tag="tunnelmesh-systemd-boot-check:$$"
 name="tunnelmesh-systemd-boot-check-$$"
@@ -42,6 +56,7 @@ docker run -d --name "$name" --network none \
 	--cap-add IPC_LOCK --cap-add DAC_READ_SEARCH --cap-add LINUX_IMMUTABLE \
 	--security-opt seccomp=unconfined --security-opt apparmor=unconfined \
 	--device /dev/net/tun --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+	--sysctl net.ipv4.ip_forward=1 -v /var/run/docker.sock:/var/run/docker.sock:ro \
 	-v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host \
 	"$tag" /lib/systemd/systemd >/dev/null
 dx() { docker exec "$name" "$@"; }
@@ -113,13 +128,53 @@ for u in tunnelmesh-relay.service tunnelmesh-sshgw.service tunnelmesh-meshdns.se
 	active "$u" # still up a second later
 done
 echo "   tunnelmesh-relay, -sshgw, -meshdns active"
+
+# nfsd, storage and dockerwatch beside the joined node.
+meship=$(dx sed -n 's/.*"ip": *"\([0-9.]*\)".*/\1/p' /var/lib/tunnelmesh/node.json)
+[ -n "$meship" ] || fail "no mesh address in node.json"
+docker cp "$weed" "$name:/usr/local/bin/weed" >/dev/null || fail "docker cp weed"
+dx sh -c 'd=/usr/local/share/doc/tunnelmesh/examples
+	install -d -m 0755 /srv/nfs/shared
+	printf "credentials: /var/lib/tunnelmesh/credentials.json\nexports:\n  - name: shared\n    dir: /srv/nfs/shared\n    allow:\n      read_write: [\"*\"]\n" >/etc/tunnelmesh/nfsd.yaml
+	cp $d/storage.example.yaml /etc/tunnelmesh/storage.yaml
+	cp $d/dockerwatch.example.yaml /etc/tunnelmesh/dockerwatch.yaml
+	systemctl start tunnelmesh-nfsd.service tunnelmesh-storage.service tunnelmesh-dockerwatch.service' ||
+	fail "start nfsd, storage, dockerwatch"
+listening() { # port: wait up to 60 s for a TCP connect to the mesh address
+	for _ in $(seq 1 120); do
+		dx bash -c 'exec 3<>/dev/tcp/$1/$2' sh "$meship" "$1" 2>/dev/null && return 0
+		sleep 0.5
+	done
+	fail "nothing answers on $meship:$1"
+}
+active tunnelmesh-nfsd.service
+listening 2049
+listening 111
+echo "   tunnelmesh-nfsd active, NFS and the port mapper on $meship"
+active tunnelmesh-dockerwatch.service
+for _ in $(seq 1 60); do
+	up=$(dx curl -fsS http://127.0.0.1:9102/metrics 2>/dev/null | sed -n 's/^tunnelmesh_dockerwatch_event_stream_up //p')
+	[ "$up" = 1 ] && break
+	sleep 0.5
+done
+[ "$up" = 1 ] || fail "tunnelmesh-dockerwatch: event stream not up (tunnelmesh_dockerwatch_event_stream_up = $up)"
+echo "   tunnelmesh-dockerwatch active, the engine's event stream up"
+active tunnelmesh-storage.service
+ready=
+for _ in $(seq 1 240); do # weed's first start is slow on a busy machine
+	ready=$(dx curl -fsS "http://$meship:9001/healthz" 2>/dev/null) && break
+	sleep 0.5
+done
+[ -n "$ready" ] || fail "tunnelmesh-storage: /healthz on $meship:9001 not ready within 120 s"
+echo "   tunnelmesh-storage active, SeaweedFS ready ($ready)"
 dx systemctl start tunnelmesh-registry.service
 active tunnelmesh-registry.service
 [ "$(dx systemctl is-active tunnelmesh-coordinator.service || true)" != active ] || fail "tunnelmesh-registry.service did not stop the coordinator (Conflicts=)"
 echo "   tunnelmesh-registry.service active, the coordinator stopped"
 # None of them crashed and came back (Restart=on-failure would hide it).
 sleep 3
-for u in tunnelmesh.service tunnelmesh-relay.service tunnelmesh-sshgw.service tunnelmesh-meshdns.service tunnelmesh-registry.service; do
+for u in tunnelmesh.service tunnelmesh-relay.service tunnelmesh-sshgw.service tunnelmesh-meshdns.service tunnelmesh-registry.service \
+	tunnelmesh-nfsd.service tunnelmesh-storage.service tunnelmesh-dockerwatch.service; do
 	n=$(dx systemctl show -p NRestarts --value "$u")
 	[ "$n" = 0 ] || fail "$u restarted $n times"
 	active "$u"

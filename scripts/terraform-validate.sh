@@ -3,7 +3,8 @@
 # filesystem mirror ../shared/terraform/mirror beside the repository),
 # validate and tflint for every module and the example, and plan of the
 # example with a dummy DigitalOcean token (no data source is read, so
-# nothing reaches the network), with and without nodes.
+# nothing reaches the network): the coordinator alone, with nodes, and with
+# nodes and the optional services (storage, nfsd, monitoring).
 #
 #   scripts/terraform-validate.sh                 # terraform 1.5.7 from GOPATH/bin (installed when missing)
 #   TERRAFORM=/path/to/tofu scripts/terraform-validate.sh   # the same checks with OpenTofu
@@ -46,14 +47,18 @@ unset TF_DATA_DIR
 # The provider is unpacked once and linked into each directory.
 export TF_PLUGIN_CACHE_DIR="$work/plugin-cache"
 mkdir -p "$TF_PLUGIN_CACHE_DIR"
-# A copy, so that .terraform/ and lock files never land in the work tree.
+# A copy, so that .terraform/ and lock files never land in the work tree;
+# the monitoring role reads ../observability beside it.
 cp -r terraform "$work/terraform"
+mkdir -p "$work/observability/prometheus" "$work/observability/alerts"
+cp observability/prometheus/prometheus.yml "$work/observability/prometheus/"
+cp observability/alerts/tunnelmesh.yml "$work/observability/alerts/"
 
 echo "== $("$TF" version | head -1)"
 echo "== fmt -check"
 "$TF" fmt -check -recursive -diff "$work/terraform"
 
-for dir in modules/cloudinit modules/coordinator modules/node examples/mesh; do
+for dir in modules/cloudinit modules/coordinator modules/node modules/storage modules/nfsd modules/monitoring examples/mesh; do
 	echo "== $dir: init, validate, tflint"
 	(
 		cd "$work/terraform/$dir"
@@ -63,7 +68,7 @@ for dir in modules/cloudinit modules/coordinator modules/node examples/mesh; do
 	)
 done
 
-echo "== examples/mesh: plan -var do_token=dummy (coordinator only, then 2 nodes)"
+echo "== examples/mesh: plan -var do_token=dummy (coordinator only, 2 nodes, 2 nodes and every service)"
 sha=$(printf '%064d' 0)
 cd "$work/terraform/examples/mesh"
 plan() {
@@ -79,4 +84,25 @@ if grep -q 'token-1' plan.log; then
 	echo "terraform-validate: a join token shows in the plan output" >&2
 	exit 1
 fi
+# Each service is a droplet and its firewall.
+plan -var node_count=2 -var 'join_tokens=["token-1","token-2"]' \
+	-var storage_enabled=true -var storage_join_token=token-storage -var weed_sha256="$sha" \
+	-var nfsd_enabled=true -var nfsd_join_token=token-nfs \
+	-var monitoring_enabled=true -var monitoring_join_token=token-monitoring -var scrape_token=scrape-secret \
+	-var 'registry_ca=-----BEGIN CERTIFICATE-----'
+grep -q '^Plan: 14 to add' plan.log || { echo "terraform-validate: want 14 resources with 2 nodes and 3 services"; cat plan.log; exit 1; }
+for secret in token-1 token-storage token-nfs token-monitoring scrape-secret; do
+	if grep -q "$secret" plan.log; then
+		echo "terraform-validate: $secret shows in the plan output" >&2
+		exit 1
+	fi
+done
+for m in storage nfsd monitoring; do
+	grep -q "module.$m\[0\].module.node.digitalocean_droplet.node will be created" plan.log ||
+		{ echo "terraform-validate: no $m droplet in the plan"; cat plan.log; exit 1; }
+done
+# A service without its inputs is refused by the example's checks.
+if plan -var storage_enabled=true -var storage_join_token=token-storage 2>/dev/null; then :; fi
+grep -q 'storage_enabled needs weed_sha256' plan.log ||
+	{ echo "terraform-validate: storage without weed_sha256 was not warned about"; cat plan.log; exit 1; }
 echo "terraform-validate: ok"

@@ -31,9 +31,11 @@ const (
 )
 
 var (
-	binaries = []string{"tunnelmesh", "tunnelmesh-registry", "tunnelmesh-relay", "tunnelmesh-sshgw", "tunnelmesh-meshdns"}
-	units    = []string{"tunnelmesh.service", "tunnelmesh-coordinator.service", "tunnelmesh-registry.service",
-		"tunnelmesh-relay.service", "tunnelmesh-sshgw.service", "tunnelmesh-meshdns.service"}
+	binaries = []string{"tunnelmesh", "tunnelmesh-registry", "tunnelmesh-relay", "tunnelmesh-sshgw", "tunnelmesh-meshdns",
+		"tunnelmesh-storage", "tunnelmesh-nfsd", "tunnelmesh-dockerwatch"}
+	units = []string{"tunnelmesh.service", "tunnelmesh-coordinator.service", "tunnelmesh-registry.service",
+		"tunnelmesh-relay.service", "tunnelmesh-sshgw.service", "tunnelmesh-meshdns.service",
+		"tunnelmesh-storage.service", "tunnelmesh-nfsd.service", "tunnelmesh-dockerwatch.service"}
 )
 
 // repoRoot is the repository root: this package is agent/internal/releasetest.
@@ -141,7 +143,8 @@ func TestTarball(t *testing.T) {
 	}
 	want := append(slices.Clone(binaries), "LICENSE", "README.md", "VERSION",
 		"examples/coordinator.example.yaml", "examples/relay.example.yaml", "examples/sshgw.example.yaml",
-		"examples/Corefile", "examples/policy.example.yaml")
+		"examples/Corefile", "examples/policy.example.yaml", "examples/storage.example.yaml",
+		"examples/nfsd.example.yaml", "examples/dockerwatch.example.yaml")
 	for _, u := range units {
 		want = append(want, "systemd/"+u)
 	}

@@ -18,10 +18,18 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/config"
 )
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	path := flag.String("config", "", "configuration file (YAML); empty: the defaults")
 	check := flag.Bool("check", false, "check the configuration and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("tunnelmesh-dockerwatch", version)
+		return
+	}
 	c := config.Default()
 	if *path != "" {
 		var err error

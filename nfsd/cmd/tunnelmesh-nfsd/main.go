@@ -26,6 +26,9 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
 )
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "tunnelmesh-nfsd:", err)
@@ -40,7 +43,12 @@ func run() error {
 	level := flag.String("log-level", "info", "debug, info, warn or error")
 	format := flag.String("log-format", "text", "text or json")
 	check := flag.Bool("check", false, "check the configuration file and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("tunnelmesh-nfsd", version)
+		return nil
+	}
 
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -16,13 +16,21 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/storage/internal/weed"
 )
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	weed.MaybeExec() // the supervisor's re-execution that starts weed with a private /tmp
 	cfgPath := flag.String("config", "", "configuration file (YAML); defaults apply without one")
 	example := flag.Bool("example-config", false, "print a commented example configuration and exit")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	logFormat := flag.String("log-format", "text", "text or json")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("tunnelmesh-storage", version)
+		return
+	}
 	if *example {
 		os.Stdout.Write(config.Example)
 		return

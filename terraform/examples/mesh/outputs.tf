@@ -15,3 +15,12 @@ output "nodes" {
     ipv6 = n.ipv6_address
   } }
 }
+
+output "services" {
+  description = "The optional services' droplets: name and public IPv4 address (null when off)."
+  value = {
+    storage    = try({ name = module.storage[0].name, ipv4 = module.storage[0].ipv4_address }, null)
+    nfsd       = try({ name = module.nfsd[0].name, ipv4 = module.nfsd[0].ipv4_address }, null)
+    monitoring = try({ name = module.monitoring[0].name, ipv4 = module.monitoring[0].ipv4_address }, null)
+  }
+}

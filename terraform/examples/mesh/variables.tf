@@ -84,3 +84,85 @@ variable "name_prefix" {
   type        = string
   default     = "tunnelmesh"
 }
+
+variable "storage_enabled" {
+  description = "Add a storage droplet (tunnelmesh-storage: S3 over the mesh, SeaweedFS). Needs storage_join_token and weed_sha256."
+  type        = bool
+  default     = false
+}
+
+variable "storage_join_token" {
+  description = "Single-use join token tagged storage for the storage droplet (tunnelmesh-tfvars N storage)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "storage_size" {
+  description = "Droplet size of the storage node."
+  type        = string
+  default     = "s-1vcpu-2gb"
+}
+
+variable "weed_url" {
+  description = "URL of weed-linux-amd64.gz (SeaweedFS's weed, a release asset); empty: the GitHub release of release_version."
+  type        = string
+  default     = ""
+}
+
+variable "weed_sha256" {
+  description = "SHA-256 of weed-linux-amd64.gz: its line in the release's SHA256SUMS (storage only)."
+  type        = string
+  default     = ""
+}
+
+variable "nfsd_enabled" {
+  description = "Add an NFS server droplet (tunnelmesh-nfsd, /srv/nfs/shared for every node). Needs nfsd_join_token."
+  type        = bool
+  default     = false
+}
+
+variable "nfsd_join_token" {
+  description = "Single-use join token tagged nfs for the NFS droplet (tunnelmesh-tfvars N nfsd)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "nfsd_size" {
+  description = "Droplet size of the NFS server."
+  type        = string
+  default     = "s-1vcpu-1gb"
+}
+
+variable "monitoring_enabled" {
+  description = "Add a monitoring droplet (Debian's Prometheus with the repository's configuration and alert rules). Needs monitoring_join_token, scrape_token and registry_ca."
+  type        = bool
+  default     = false
+}
+
+variable "monitoring_join_token" {
+  description = "Single-use join token tagged monitoring for the monitoring droplet (tunnelmesh-tfvars N monitoring)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "scrape_token" {
+  description = "Prometheus's scrape token for the registry's service discovery (tunnelmesh-tfvars N monitoring)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "registry_ca" {
+  description = "The registry's TLS certificate, PEM (tunnelmesh-tfvars N monitoring prints it)."
+  type        = string
+  default     = ""
+}
+
+variable "monitoring_size" {
+  description = "Droplet size of the monitoring node."
+  type        = string
+  default     = "s-1vcpu-2gb"
+}

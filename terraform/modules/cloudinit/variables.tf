@@ -1,9 +1,9 @@
 variable "role" {
-  description = "What the machine runs: \"coordinator\" (tunnelmesh-coordinator.service) or \"node\" (tunnelmesh.service)."
+  description = "What the machine runs: \"coordinator\" (tunnelmesh-coordinator.service), \"node\" (tunnelmesh.service), or a node with a service: \"storage\" (tunnelmesh-storage.service, SeaweedFS), \"nfsd\" (tunnelmesh-nfsd.service), \"monitoring\" (Debian's prometheus)."
   type        = string
   validation {
-    condition     = contains(["coordinator", "node"], var.role)
-    error_message = "role must be \"coordinator\" or \"node\"."
+    condition     = contains(["coordinator", "node", "storage", "nfsd", "monitoring"], var.role)
+    error_message = "role must be \"coordinator\", \"node\", \"storage\", \"nfsd\" or \"monitoring\"."
   }
 }
 
@@ -68,4 +68,45 @@ variable "listen_port" {
   description = "Node only: the UDP port of the node's tunnels (opened in its firewall)."
   type        = number
   default     = 51820
+}
+
+variable "service_config" {
+  description = "storage and nfsd only: the service's YAML (/etc/tunnelmesh/storage.yaml or nfsd.yaml); empty: the defaults (storage: buckets from storage_buckets; nfsd: /srv/nfs/shared read-write for every node)."
+  type        = string
+  default     = ""
+}
+
+variable "storage_buckets" {
+  description = "storage only, with the default service_config: buckets created at start, which every node may read and write."
+  type        = list(string)
+  default     = ["mesh"]
+}
+
+variable "weed_url" {
+  description = "storage only: URL of weed-linux-amd64.gz, SeaweedFS's weed binary (a release asset beside the tarball, scripts/release.sh WEED=1)."
+  type        = string
+  default     = ""
+}
+
+variable "weed_sha256" {
+  description = "storage only: SHA-256 of weed-linux-amd64.gz (its line in SHA256SUMS)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.weed_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.weed_sha256))
+    error_message = "weed_sha256 must be 64 lowercase hex digits (a line of SHA256SUMS)."
+  }
+}
+
+variable "scrape_token" {
+  description = "monitoring only: a Prometheus scrape token (tunnelmesh admin scrape-tokens create) for the registry's service discovery."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "registry_ca" {
+  description = "monitoring only: the registry's TLS certificate (PEM; data_dir/tls.crt on the coordinator), trusted by Prometheus for the discovery calls."
+  type        = string
+  default     = ""
 }

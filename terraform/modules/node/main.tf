@@ -1,5 +1,7 @@
 # A TunnelMesh node on a droplet: tunnelmesh.service, joined at first boot
-# with a single-use token, and a firewall that opens its tunnel port.
+# with a single-use token, and a firewall that opens its tunnel port. The
+# storage, nfsd and monitoring modules are this module with the user data
+# of their role (user_data).
 
 module "cloudinit" {
   source          = "../cloudinit"
@@ -21,7 +23,7 @@ resource "digitalocean_droplet" "node" {
   ipv6       = true
   monitoring = true
   tags       = concat(["tunnelmesh", "tunnelmesh-node"], var.tags)
-  user_data  = module.cloudinit.user_data
+  user_data  = var.user_data != null ? var.user_data : module.cloudinit.user_data
 
   lifecycle {
     # The token is spent at first boot: a new token (or none) in a later

@@ -71,3 +71,10 @@ variable "listen_port" {
   type        = number
   default     = 51820
 }
+
+variable "user_data" {
+  description = "The droplet's cloud-init user data, rendered by modules/cloudinit for a node with a service (the storage, nfsd and monitoring modules); null: a plain node's, from the variables above."
+  type        = string
+  default     = null
+  sensitive   = true
+}
