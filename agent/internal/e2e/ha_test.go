@@ -129,7 +129,7 @@ func TestHAKillOneCoordinator(t *testing.T) {
 	}
 	ips := map[string]string{}
 	for _, h := range hosts {
-		s := l.waitStatus(nodes[h], 30*time.Second, "three peers and both replicas", func(s localapi.Status) bool {
+		s := l.waitStatus(nodes[h], 30*time.Second, "three peers", func(s localapi.Status) bool {
 			return len(s.Peers) == 3
 		})
 		ips[h] = s.IP.String()
