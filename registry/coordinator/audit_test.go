@@ -356,8 +356,7 @@ func TestAuthFailuresLogged(t *testing.T) {
 	if _, err := tc.joinReq(ctx, badTok, "beta", newKey(t)); apiCode(err) != api.CodeTokenInvalid {
 		t.Fatalf("join with a bad token = %v, want token_invalid", err)
 	}
-	stolen := *a.client
-	stolen.Key = newKey(t)
+	stolen := &regclient.Client{BaseURL: a.client.BaseURL, HTTP: a.client.HTTP, Credential: a.client.Credential, Key: newKey(t)}
 	if err := stolen.Heartbeat(ctx); apiStatus(err) != http.StatusUnauthorized {
 		t.Fatalf("heartbeat signed by another key = %v, want 401", err)
 	}

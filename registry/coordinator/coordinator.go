@@ -333,6 +333,17 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 			}
 		}
 	}
+	if rs, ok := c.st.(store.Registries); ok {
+		// Every netmap lists every replica's URL: nodes fail over to
+		// this one by themselves.
+		if u := registryURL(cfg, c.ln.Addr()); u != "" {
+			if _, err := rs.RegisterRegistry(ctx, u, time.Now()); err != nil {
+				return nil, fmt.Errorf("coordinator: %w", err)
+			}
+		} else {
+			log.Warn("nodes cannot fail over to this replica: set public_url (the listen address is a wildcard)", "listen", c.ln.Addr().String())
+		}
+	}
 	c.ln = connlimit.New(c.ln, cfg.MaxConnsPerSource, func(src netip.Addr) {
 		log.Debug("connection refused: too many from one source", "source", src, "max_conns_per_source", cfg.MaxConnsPerSource)
 	})
@@ -579,6 +590,22 @@ func coordinatorRelayURL(cfg Config) string {
 	}
 	u.Scheme, u.Path = "wss", api.PathRelay
 	return u.String()
+}
+
+// registryURL is the URL nodes reach this replica's API at: public_url,
+// else the listen address when it is not a wildcard, else "".
+func registryURL(cfg Config, ln net.Addr) string {
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err == nil && u.Host != "" {
+			return "https://" + u.Host
+		}
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(ln.String())
+	if err != nil || ap.Addr().IsUnspecified() {
+		return ""
+	}
+	return "https://" + ap.String()
 }
 
 // relayQueueLen is the coordinator relay's per-node send queue: a bulk

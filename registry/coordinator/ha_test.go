@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -497,6 +498,88 @@ func TestHARelayAcrossReplicas(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
 			t.Fatal("x's datagram through B's relay did not reach y within 30s")
+		}
+	}
+}
+
+// A node knows every replica from its netmap and fails over by itself:
+// the replica it joined through and watches stops, and its watch gets
+// netmaps from the other within 5 s (the other replica makes itself the
+// node's home relay at the first watch, a change the node sees at once).
+func TestHANodeFailsOverToOtherReplica(t *testing.T) {
+	a, b := startReplicas(t)
+	tok := a.token(t, api.CreateTokenRequest{Reusable: true})
+	n := joinWithTokenPin(t, a, tok, "roamer")
+	b.join(t, tok, "stayer")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type got struct {
+		nm *api.Netmap
+		at time.Time
+	}
+	netmaps := make(chan got, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- n.client.Watch(ctx, 0, func(nm *api.Netmap) error {
+			netmaps <- got{nm, time.Now()}
+			return nil
+		}, func(err error) { t.Logf("watch: %v", err) })
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	want := []string{strings.TrimSuffix(a.URL(), "/"), strings.TrimSuffix(b.URL(), "/")}
+	slices.Sort(want)
+	var homeA string
+	for homeA == "" {
+		select {
+		case g := <-netmaps:
+			if slices.Equal(g.nm.Registries, want) && g.nm.Self.HomeRelay != "" {
+				homeA = g.nm.Self.HomeRelay
+			}
+		case <-ctx.Done():
+			t.Fatalf("no netmap listing both replicas %v", want)
+		}
+	}
+	if got := n.client.Replicas(); len(got) != 2 || got[0] != a.URL() {
+		t.Fatalf("client replicas = %v, want A first, then B", got)
+	}
+
+	stopped := time.Now()
+	a.stop()
+	for {
+		select {
+		case g := <-netmaps:
+			if g.nm.Self.HomeRelay == homeA {
+				continue // answered by A before it stopped
+			}
+			took := g.at.Sub(stopped)
+			t.Logf("netmap from the other replica %v after the node's replica stopped", took.Round(time.Millisecond))
+			if n.client.Current() != b.URL() {
+				t.Fatalf("client uses %s, want B %s", n.client.Current(), b.URL())
+			}
+			if took > 5*time.Second {
+				t.Fatalf("netmap from the other replica %v after the stop, want within 5s", took)
+			}
+			if _, ok := peerNames(g.nm)["stayer"]; !ok {
+				t.Fatalf("netmap from B lacks the peer stayer: %+v", g.nm.Peers)
+			}
+			// Changes made on B keep reaching the node.
+			b.join(t, tok, "newcomer")
+			for {
+				select {
+				case g := <-netmaps:
+					if _, ok := peerNames(g.nm)["newcomer"]; ok {
+						return
+					}
+				case <-ctx.Done():
+					t.Fatal("a join on B did not reach the failed-over node")
+				}
+			}
+		case <-ctx.Done():
+			t.Fatal("no netmap from the other replica after the node's replica stopped")
 		}
 	}
 }

@@ -172,6 +172,13 @@ type Netmap struct {
 	Peers  []Node    `json:"peers"`
 	DNS    DNSConfig `json:"dns"`
 	Relays []Relay   `json:"relays,omitempty"`
+	// Registries are the URLs ("https://host:port") of the registry
+	// replicas that share this mesh (one database), in a stable order. A
+	// node keeps them and turns to the next when the one it uses fails
+	// (shared/regclient); every replica serves the same TLS key, so the
+	// node's pin holds for all. Empty: a single registry, only the one
+	// the node joined through.
+	Registries []string `json:"registries,omitempty"`
 	// Filter holds the node's compiled inbound rules. When Filter is nil the
 	// registry has no policy for the mesh.
 	Filter *Filter `json:"filter,omitempty"`

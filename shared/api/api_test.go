@@ -37,8 +37,9 @@ func TestNetmapGolden(t *testing.T) {
 		Peers: []Node{{ID: "n2", Name: "beta", IP: netip.MustParseAddr("100.64.0.2"), PublicKey: fixedKey(t, 2),
 			SSHEndpoint: netip.MustParseAddrPort("192.0.2.2:2222"), HomeRelay: "r1", Tags: []string{"tag:web"},
 			Services: []Service{{Name: "http", Protocol: "tcp", Port: 80}}}},
-		DNS:    DNSConfig{Zone: "mesh", Servers: []netip.Addr{netip.MustParseAddr("100.64.0.3")}},
-		Relays: []Relay{{ID: "r1", URL: "wss://coord.example:8443/relay"}},
+		DNS:        DNSConfig{Zone: "mesh", Servers: []netip.Addr{netip.MustParseAddr("100.64.0.3")}},
+		Relays:     []Relay{{ID: "r1", URL: "wss://coord.example:8443/relay"}},
+		Registries: []string{"https://coord.example:8443", "https://coord2.example:8443"},
 		Filter: &Filter{PolicyVersion: 3, Rules: []FilterRule{{Name: "web", Sources: []netip.Prefix{netip.MustParsePrefix("100.64.0.2/32")},
 			Protocol: "tcp", Ports: []PortRange{{First: 80, Last: 80}, {First: 8000, Last: 8999}}}}},
 	}

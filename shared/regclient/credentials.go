@@ -17,6 +17,9 @@ type Credentials struct {
 	Pin         string `json:"pin"`         // TLS key pin, see tlspin
 	Credential  string `json:"credential"`  // "<node id>.<secret>"
 	KeyFile     string `json:"key_file"`    // OpenSSH ed25519 private key
+	// Registries are the other registry replicas' URLs (from the netmap),
+	// tried when Coordinator fails (Client.SetReplicas).
+	Registries []string `json:"registries,omitempty"`
 
 	Key nodekey.PrivateKey `json:"-"` // loaded from KeyFile by LoadCredentials
 }

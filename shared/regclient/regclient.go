@@ -2,6 +2,19 @@
 // authenticated calls (netmap watch, endpoint reports, heartbeats, leave).
 // The agent, meshdns and sshgw use it; the registry's fake in
 // registrytest speaks the same API.
+//
+// # Failover
+//
+// Several registry replicas may serve one mesh (registry store: postgres);
+// every netmap lists their URLs (api.Netmap.Registries) and a Client takes
+// them from each netmap it fetches (SetReplicas). A node call goes to the
+// replica in use; when that replica fails (no connection, a connection
+// lost, no answer within Client.AttemptTimeout, or for a watch within its wait
+// plus that, a TLS failure, a 5xx answer) the call is made again, signed
+// afresh, on the next replica, each replica at most once per call, and the
+// replica that answers stays in use. Any other answer (4xx, 304) is the
+// mesh's answer and is returned as it is. Replicas serve one TLS key, so
+// the client's pin holds for all of them.
 package regclient
 
 import (
@@ -11,10 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -48,6 +63,8 @@ func NewHTTPClient(pin string) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlspin.ClientConfig(pin)
 	tr.MaxIdleConnsPerHost = 4
+	// A replica that accepts no connection within this is failed over.
+	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext
 	return &http.Client{Transport: tr}
 }
 
@@ -75,14 +92,25 @@ func Info(ctx context.Context, hc *http.Client, baseURL string) (*api.Info, erro
 	return &info, nil
 }
 
-// Client makes authenticated node calls.
+// Client makes authenticated node calls, failing over between the
+// registry's replicas (see Failover in the package doc). Its methods may be
+// called concurrently; set the exported fields before the first call.
 type Client struct {
+	// BaseURL is the registry the node joined through ("https://host:port"),
+	// tried first.
 	BaseURL    string
 	HTTP       *http.Client
 	Credential nodeauth.Credential
 	Key        nodekey.PrivateKey
 	// Now is the clock used to date requests; time.Now when nil.
 	Now func() time.Time
+	// AttemptTimeout bounds one attempt on one replica (a netmap watch's:
+	// its wait plus this); DefaultAttemptTimeout when zero.
+	AttemptTimeout time.Duration
+
+	mu       sync.Mutex // guards the fields below
+	replicas []string   // the other replicas, see SetReplicas
+	cur      string     // the replica in use; BaseURL when not listed
 }
 
 // New returns a client for the node credentials in c.
@@ -91,7 +119,9 @@ func New(c Credentials) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node credential: %w", err)
 	}
-	return &Client{BaseURL: c.Coordinator, HTTP: NewHTTPClient(c.Pin), Credential: cred, Key: c.Key}, nil
+	cl := &Client{BaseURL: c.Coordinator, HTTP: NewHTTPClient(c.Pin), Credential: cred, Key: c.Key}
+	cl.SetReplicas(c.Registries)
+	return cl, nil
 }
 
 func (c *Client) sign(r *http.Request, body []byte) {
@@ -103,7 +133,8 @@ func (c *Client) sign(r *http.Request, body []byte) {
 }
 
 // Netmap fetches the node's netmap once the mesh version is above since,
-// waiting up to wait. It returns ErrNotModified when nothing changed.
+// waiting up to wait. It returns ErrNotModified when nothing changed. A
+// netmap that lists registry replicas sets the client's (SetReplicas).
 func (c *Client) Netmap(ctx context.Context, since uint64, wait time.Duration) (*api.Netmap, error) {
 	q := url.Values{}
 	q.Set("since", strconv.FormatUint(since, 10))
@@ -111,18 +142,32 @@ func (c *Client) Netmap(ctx context.Context, since uint64, wait time.Duration) (
 		q.Set("wait", wait.String())
 	}
 	var nm api.Netmap
-	if err := do(ctx, c.HTTP, c.BaseURL, http.MethodGet, api.PathNetmap+"?"+q.Encode(), nil, &nm, c.sign); err != nil {
+	err := c.call(ctx, wait, func(ctx context.Context, base string) error {
+		nm = api.Netmap{}
+		return do(ctx, c.HTTP, base, http.MethodGet, api.PathNetmap+"?"+q.Encode(), nil, &nm, c.sign)
+	})
+	if err != nil {
 		if errors.Is(err, ErrNotModified) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("fetch netmap: %w", err)
 	}
+	if len(nm.Registries) > 0 {
+		c.SetReplicas(nm.Registries)
+	}
 	return &nm, nil
+}
+
+// nodeCall makes one signed node call with failover.
+func (c *Client) nodeCall(ctx context.Context, method, path string, in any) error {
+	return c.call(ctx, 0, func(ctx context.Context, base string) error {
+		return do(ctx, c.HTTP, base, method, path, in, nil, c.sign)
+	})
 }
 
 // ReportEndpoints tells the registry the node's candidate endpoints.
 func (c *Client) ReportEndpoints(ctx context.Context, req api.EndpointsRequest) error {
-	if err := do(ctx, c.HTTP, c.BaseURL, http.MethodPost, api.PathEndpoints, req, nil, c.sign); err != nil {
+	if err := c.nodeCall(ctx, http.MethodPost, api.PathEndpoints, req); err != nil {
 		return fmt.Errorf("report endpoints: %w", err)
 	}
 	return nil
@@ -130,7 +175,7 @@ func (c *Client) ReportEndpoints(ctx context.Context, req api.EndpointsRequest) 
 
 // Heartbeat tells the registry the node is alive.
 func (c *Client) Heartbeat(ctx context.Context) error {
-	if err := do(ctx, c.HTTP, c.BaseURL, http.MethodPost, api.PathHeartbeat, struct{}{}, nil, c.sign); err != nil {
+	if err := c.nodeCall(ctx, http.MethodPost, api.PathHeartbeat, struct{}{}); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
@@ -138,7 +183,7 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 
 // Leave removes the node from the mesh.
 func (c *Client) Leave(ctx context.Context) error {
-	if err := do(ctx, c.HTTP, c.BaseURL, http.MethodPost, api.PathLeave, struct{}{}, nil, c.sign); err != nil {
+	if err := c.nodeCall(ctx, http.MethodPost, api.PathLeave, struct{}{}); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	return nil
@@ -200,13 +245,22 @@ func do(ctx context.Context, hc *http.Client, baseURL, method, path string, in, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err // the caller's deadline or cancel (see Client.call)
+		}
+		return &failoverError{err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
 		return ErrNotModified
 	}
-	return DecodeResponse(resp, 16<<20, out)
+	err = DecodeResponse(resp, 16<<20, out)
+	var ae *APIError
+	if err != nil && ctx.Err() == nil && (!errors.As(err, &ae) || ae.Status >= 500) {
+		// A body cut short, or the replica failing (5xx).
+		return &failoverError{err}
+	}
+	return err
 }
 
 // DecodeResponse reads an answer of the registry API, at most limit bytes

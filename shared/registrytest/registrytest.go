@@ -60,6 +60,7 @@ type Fake struct {
 	tokens      map[string]bool      // token secret hash (hex) -> reusable
 	dns         api.DNSConfig
 	relays      []api.Relay
+	registries  []string
 	filters     map[string]*api.Filter // by node name
 	unavailable bool
 	next        uint32 // next host index
@@ -229,6 +230,14 @@ func (f *Fake) SetRelays(r []api.Relay) {
 	f.bumpLocked()
 }
 
+// SetRegistries sets the registry replica URLs every netmap carries.
+func (f *Fake) SetRegistries(urls []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.registries = slices.Clone(urls)
+	f.bumpLocked()
+}
+
 // Nodes returns every node.
 func (f *Fake) Nodes() []api.Node {
 	f.mu.Lock()
@@ -322,15 +331,16 @@ func (f *Fake) netmapLocked(self *fakeNode) api.Netmap {
 		psk.Previous, psk.PreviousUntil = slices.Clone(f.prevPSK), f.prevUntil
 	}
 	nm := api.Netmap{
-		Version:  f.version,
-		MeshID:   f.meshID,
-		MeshCIDR: f.cidr,
-		PSK:      psk,
-		Self:     self.node,
-		DNS:      f.dns,
-		Relays:   slices.Clone(f.relays),
-		Filter:   f.filters[self.node.Name],
-		Peers:    []api.Node{},
+		Version:    f.version,
+		MeshID:     f.meshID,
+		MeshCIDR:   f.cidr,
+		PSK:        psk,
+		Self:       self.node,
+		DNS:        f.dns,
+		Relays:     slices.Clone(f.relays),
+		Filter:     f.filters[self.node.Name],
+		Registries: slices.Clone(f.registries),
+		Peers:      []api.Node{},
 	}
 	for _, n := range f.nodes {
 		if n != self {

@@ -80,14 +80,15 @@ func (n *Node) discoverEndpoints(ctx context.Context) api.EndpointsRequest {
 	return req
 }
 
-// stunServer is Config.STUN, or the coordinator's host on DefaultSTUNPort.
+// stunServer is Config.STUN, or the host of the registry replica in use on
+// DefaultSTUNPort.
 func (n *Node) stunServer() (netip.AddrPort, bool) {
 	s := n.cfg.STUN
 	switch s {
 	case "off":
 		return netip.AddrPort{}, false
 	case "":
-		u, err := url.Parse(n.cfg.State.Coordinator)
+		u, err := url.Parse(n.client.Current())
 		if err != nil || u.Hostname() == "" {
 			return netip.AddrPort{}, false
 		}

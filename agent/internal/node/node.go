@@ -117,8 +117,10 @@ type Node struct {
 	removed   bool
 	endpoints []netip.AddrPort
 	psk       api.MeshPSK // the netmap's, once one carried it (else State.PSK)
-	savedPSK  []byte      // the PSK in the saved state, when it differs from State.PSK
 	m         *metrics
+
+	stMu  sync.Mutex // guards saved and the state files
+	saved state.Node // cfg.State with the changes saved since (rotated PSK, registries)
 
 	probes chan []device.PeerConfig // new peers to ping once, see probeLoop
 
@@ -176,7 +178,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return &Node{cfg: cfg, log: cfg.Log.With("component", "node"), client: client, m: newMetrics(),
-		probes: make(chan []device.PeerConfig, 16)}, nil
+		probes: make(chan []device.PeerConfig, 16), saved: cfg.State}, nil
 }
 
 func openTUN(c tunif.Config) (tun.Device, func() error, error) {
@@ -315,6 +317,56 @@ func (n *Node) saveSettings() {
 		return
 	}
 	n.cfg.State = st
+	n.stMu.Lock()
+	n.saved = st
+	n.stMu.Unlock()
+}
+
+// updateState applies edit to the saved node state and, when edit reports
+// a change, saves it (in memory only without a state directory).
+func (n *Node) updateState(what string, edit func(*state.Node) bool) {
+	n.stMu.Lock()
+	defer n.stMu.Unlock()
+	st := n.saved
+	st.PSK = slices.Clone(st.PSK)
+	st.Registries = slices.Clone(st.Registries)
+	if !edit(&st) {
+		return
+	}
+	if n.cfg.Dir != "" {
+		if err := n.cfg.Dir.SaveNode(st); err != nil {
+			n.log.Warn("save "+what, "err", err)
+			return
+		}
+	}
+	n.saved = st
+}
+
+// applyRegistries keeps the registry replicas a netmap lists: the client
+// fails over to them, and they are saved for the next start.
+func (n *Node) applyRegistries(urls []string) {
+	if len(urls) == 0 {
+		return
+	}
+	var valid []string
+	for _, u := range urls {
+		nu, err := NormalizeCoordinator(u)
+		if err != nil || !strings.HasPrefix(u, "https://") {
+			n.log.Warn("netmap registry url ignored", "url", u, "err", err)
+			continue
+		}
+		if !slices.Contains(valid, nu) {
+			valid = append(valid, nu)
+		}
+	}
+	n.updateState("registry replicas", func(st *state.Node) bool {
+		if slices.Equal(st.Registries, valid) {
+			return false
+		}
+		n.log.Info("registry replicas", "urls", valid)
+		st.Registries = valid
+		return true
+	})
 }
 
 func coordinatorAddr(coord string) netip.Addr {
@@ -365,27 +417,15 @@ func (n *Node) applyPSK(p *api.MeshPSK) {
 	}
 	n.mu.Lock()
 	n.psk = api.MeshPSK{Current: slices.Clone(p.Current), Previous: slices.Clone(p.Previous), PreviousUntil: p.PreviousUntil}
-	saved := n.savedPSK
-	if saved == nil {
-		saved = n.cfg.State.PSK
-	}
 	n.mu.Unlock()
-	if bytes.Equal(saved, p.Current) {
-		return
-	}
-	n.log.Info("mesh psk rotated", "previous_accepted_until", p.PreviousUntil)
-	if n.cfg.Dir == "" {
-		return
-	}
-	st := n.cfg.State // a copy: other goroutines read n.cfg.State
-	st.PSK = slices.Clone(p.Current)
-	if err := n.cfg.Dir.SaveNode(st); err != nil {
-		n.log.Warn("save rotated psk", "err", err)
-		return
-	}
-	n.mu.Lock()
-	n.savedPSK = st.PSK
-	n.mu.Unlock()
+	n.updateState("rotated psk", func(st *state.Node) bool {
+		if bytes.Equal(st.PSK, p.Current) {
+			return false
+		}
+		n.log.Info("mesh psk rotated", "previous_accepted_until", p.PreviousUntil)
+		st.PSK = slices.Clone(p.Current)
+		return true
+	})
 }
 
 func (n *Node) watch(ctx context.Context) error {
@@ -404,6 +444,7 @@ func (n *Node) watch(ctx context.Context) error {
 // apply turns a netmap into the data plane's configuration.
 func (n *Node) apply(nm *api.Netmap) {
 	n.applyPSK(nm.PSK)
+	n.applyRegistries(nm.Registries)
 	cfg, skipped := engine.FromNetmap(nm, n.local())
 	for _, s := range skipped {
 		n.log.Warn("netmap peer skipped", "peer", s)
@@ -641,7 +682,7 @@ func (n *Node) Status() localapi.Status {
 		PublicKey:  n.cfg.Key.Public().String(),
 		Version:    n.cfg.Version,
 		Coordinator: localapi.Coordinator{
-			URL:       st.Coordinator,
+			URL:       n.client.Current(),
 			Reachable: n.lastErr == "" && !n.lastOK.IsZero() && time.Since(n.lastOK) < reachableWindow,
 			LastOK:    n.lastOK,
 			LastError: n.lastErr,

@@ -333,6 +333,30 @@ func TestNodeFollowsNetmap(t *testing.T) {
 		t.Fatalf("saved psk after rotation = %x, %v; want the new one", saved.PSK, err)
 	}
 
+	// The netmap lists the registry replicas: the node saves them (with
+	// the rotated PSK kept) for the next start, and its client turns to
+	// them when the one in use fails.
+	replicas := []string{fake.URL, "https://192.0.2.7:8443"}
+	fake.SetRegistries(append(slices.Clone(replicas), "http://plain.example:80"))
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		saved, err := dir.LoadNode()
+		if err == nil && slices.Equal(saved.Registries, replicas) {
+			if !bytes.Equal(saved.PSK, newPSK) {
+				t.Fatalf("saving the registries lost the rotated psk")
+			}
+			creds, err := regclient.LoadCredentials(dir.Path(state.CredentialsFile))
+			if err != nil || !slices.Equal(creds.Registries, replicas) {
+				t.Fatalf("credentials registries = %v, %v; want %v", creds.Registries, err, replicas)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saved registries = %v, %v; want %v", saved.Registries, err, replicas)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	// Removed by the admin: the node drops every peer.
 	fake.RemoveNode("alpha")
 	plane.waitConfig(t, "all peers dropped", func(c engine.Config) bool { return len(c.Device.Peers) == 0 })

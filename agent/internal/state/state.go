@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,6 +64,10 @@ type Node struct {
 	// KeyFile is the node key's path (absolute, or relative to the state
 	// directory).
 	KeyFile string `json:"key_file"`
+	// Registries are the registry replicas' URLs the last netmap listed
+	// (api.Netmap.Registries): the node turns to them when Coordinator
+	// fails, also right after a restart.
+	Registries []string `json:"registries,omitempty"`
 
 	// Settings the node was joined with, reused by `tunnelmesh up`.
 	Interface  string `json:"interface,omitempty"`
@@ -110,12 +116,18 @@ func (n Node) Validate() error {
 	if _, err := nodeauth.ParseCredential(n.Credential); err != nil {
 		return fmt.Errorf("credential: %w", err)
 	}
+	for i, r := range n.Registries {
+		if u, err := url.Parse(r); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("registries[%d]: %q: want https://HOST:PORT", i, r)
+		}
+	}
 	return nil
 }
 
 // Credentials returns the registry credentials for n.
 func (n Node) Credentials() regclient.Credentials {
-	return regclient.Credentials{Coordinator: n.Coordinator, Pin: n.Pin, Credential: n.Credential, KeyFile: n.KeyFile}
+	return regclient.Credentials{Coordinator: n.Coordinator, Pin: n.Pin, Credential: n.Credential, KeyFile: n.KeyFile,
+		Registries: slices.Clone(n.Registries)}
 }
 
 // PSKArray returns the PSK as a fixed array (Validate checks its length).

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +26,7 @@ func sample(keyFile string) Node {
 		Credential:  "n1.c2VjcmV0",
 		KeyFile:     keyFile,
 		Interface:   "tm1",
+		Registries:  []string{"https://127.0.0.1:8443", "https://127.0.0.2:8443"},
 	}
 }
 
@@ -61,15 +63,16 @@ func TestSaveLoadNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadNode: %v", err)
 	}
-	if got.Name != n.Name || got.IP != n.IP || got.Credential != n.Credential || got.Interface != "tm1" || string(got.PSK) != string(n.PSK) {
+	if got.Name != n.Name || got.IP != n.IP || got.Credential != n.Credential || got.Interface != "tm1" || string(got.PSK) != string(n.PSK) ||
+		!slices.Equal(got.Registries, n.Registries) {
 		t.Fatalf("LoadNode = %+v, want %+v", got, n)
 	}
 	c, err := regclient.LoadCredentials(d.Path(CredentialsFile))
 	if err != nil {
 		t.Fatalf("LoadCredentials: %v", err)
 	}
-	if c.Key.Public() != key.Public() || c.Credential != n.Credential {
-		t.Fatalf("credentials file does not name the node's key and credential")
+	if c.Key.Public() != key.Public() || c.Credential != n.Credential || !slices.Equal(c.Registries, n.Registries) {
+		t.Fatalf("credentials file does not name the node's key, credential and registry replicas")
 	}
 }
 
@@ -84,6 +87,7 @@ func TestSaveNodeRejectsBad(t *testing.T) {
 		{"cidr", "mesh_cidr:", func(n *Node) { n.MeshCIDR = netip.Prefix{} }},
 		{"credential", "credential:", func(n *Node) { n.Credential = "nodot" }},
 		{"name", "name:", func(n *Node) { n.Name = "" }},
+		{"registry url", "registries[1]:", func(n *Node) { n.Registries = []string{"https://a:1", "http://b:2"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,7 +26,7 @@ type snapshot struct {
 	psk api.MeshPSK
 	// head is the netmap JSON up to "self": version, mesh ID and prefix, PSK.
 	head []byte
-	// tail is the JSON of dns and relays, after "peers".
+	// tail is the JSON of dns, relays and registries, after "peers".
 	tail []byte
 	// peers is every node's JSON, comma-separated, in order.
 	peers []byte
@@ -93,7 +93,13 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 		}
 		relays = mergeRelays(s.set.Relays, registered)
 	}
-	snap, err := s.buildSnapshot(v, nodes, psks, relays)
+	var registries []string
+	if rs, ok := s.st.(store.Registries); ok {
+		if registries, err = rs.Registries(ctx); err != nil {
+			return fmt.Errorf("refresh netmap: %w", err)
+		}
+	}
+	snap, err := s.buildSnapshot(v, nodes, psks, relays, registries)
 	if err != nil {
 		return fmt.Errorf("refresh netmap: %w", err)
 	}
@@ -121,7 +127,7 @@ func mergeRelays(configured, registered []api.Relay) []api.Relay {
 	return out
 }
 
-func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, relays []api.Relay) (*snapshot, error) {
+func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, relays []api.Relay, registries []string) (*snapshot, error) {
 	now := s.now()
 	prev := s.hub.current()
 	snap := &snapshot{
@@ -200,6 +206,10 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 	if len(relays) > 0 {
 		tail = append(tail, `,"relays":`...)
 		tail = appendJSON(tail, relays)
+	}
+	if len(registries) > 0 {
+		tail = append(tail, `,"registries":`...)
+		tail = appendJSON(tail, registries)
 	}
 	snap.tail = tail
 	// Before publishing: the policy compiles against these nodes.

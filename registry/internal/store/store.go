@@ -259,6 +259,18 @@ type ScrapeTokens interface {
 	DeleteScrapeToken(ctx context.Context, id string) error
 }
 
+// Registries is implemented by stores that several registry replicas
+// share: each replica registers the URL nodes reach its API at, and every
+// netmap lists them all (api.Netmap.Registries), so a node turns to
+// another replica by itself when its own fails.
+type Registries interface {
+	// RegisterRegistry stores a replica's URL; it bumps the version when
+	// the URL is new and returns 0 when it was registered already.
+	RegisterRegistry(ctx context.Context, url string, now time.Time) (uint64, error)
+	// Registries lists the registered URLs, sorted.
+	Registries(ctx context.Context) ([]string, error)
+}
+
 // Relays is implemented by stores that several registry replicas share:
 // each replica's relay is registered, every netmap lists them all, and each
 // node's home relay is the relay of the replica it watches, so peers on

@@ -89,6 +89,11 @@ var migrations = []string{
 		updated_at BIGINT NOT NULL
 	);
 	ALTER TABLE nodes ADD COLUMN home_relay TEXT NOT NULL DEFAULT '';`,
+	// 6: every replica's API URL, listed in netmaps for node failover.
+	`CREATE TABLE registries (
+		url           TEXT   PRIMARY KEY,
+		registered_at BIGINT NOT NULL
+	);`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

@@ -887,6 +887,37 @@ func (s *Store) Relays(ctx context.Context) ([]api.Relay, error) {
 	return out, nil
 }
 
+// RegisterRegistry implements store.Registries.
+func (s *Store) RegisterRegistry(ctx context.Context, url string, now time.Time) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO registries (url, registered_at) VALUES ($1, $2) ON CONFLICT (url) DO NOTHING`,
+			url, now.UnixNano())
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("register registry %s: %w", url, err)
+	}
+	return v, nil
+}
+
+// Registries implements store.Registries.
+func (s *Store) Registries(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT url FROM registries ORDER BY url`)
+	if err != nil {
+		return nil, fmt.Errorf("list registries: %w", err)
+	}
+	urls, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list registries: %w", err)
+	}
+	return urls, nil
+}
+
 // SetHomeRelay implements store.Relays.
 func (s *Store) SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint64, error) {
 	var v uint64

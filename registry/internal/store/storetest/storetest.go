@@ -64,6 +64,7 @@ func Run(t *testing.T, h Harness) {
 		{"Replays", testReplays},
 		{"ScrapeTokens", testScrapeTokens},
 		{"Relays", testRelays},
+		{"Registries", testRegistries},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -688,6 +689,42 @@ func testScrapeTokens(t *testing.T, h Harness) {
 	}
 	if err := st.DeleteScrapeToken(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice = %v, want ErrNotFound", err)
+	}
+}
+
+// testRegistries: replicas' URLs are registered once each, sorted, with a
+// version bump only for a new one.
+func testRegistries(t *testing.T, h Harness) {
+	in := h.New(t)
+	rs, ok := in.Store.(store.Registries)
+	if !ok {
+		t.Skip("the store keeps no registry URLs (single registry)")
+	}
+	ctx := context.Background()
+	s := in.Store
+	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
+		t.Fatal(err)
+	}
+	v0, _ := s.Version(ctx)
+	if got, err := rs.Registries(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Registries before any = %v, %v; want none", got, err)
+	}
+	for i, u := range []string{"https://b.example:8443", "https://a.example:8443"} {
+		v, err := rs.RegisterRegistry(ctx, u, Now)
+		if err != nil || v != v0+uint64(i)+1 {
+			t.Fatalf("RegisterRegistry(%s) = %d, %v; want version %d", u, v, err, v0+uint64(i)+1)
+		}
+	}
+	if v, err := rs.RegisterRegistry(ctx, "https://b.example:8443", Now); err != nil || v != 0 {
+		t.Fatalf("RegisterRegistry again = %d, %v; want 0 (no change)", v, err)
+	}
+	got, err := rs.Registries(ctx)
+	want := []string{"https://a.example:8443", "https://b.example:8443"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Registries = %v, %v; want %v", got, err, want)
+	}
+	if v, _ := s.Version(ctx); v != v0+2 {
+		t.Fatalf("version after 2 new registrations = %d, want %d", v, v0+2)
 	}
 }
 
