@@ -69,7 +69,7 @@ cloudinit-check:
 ## With CI=true (.ci/run) a test that lacks root, Docker or a tool fails instead of skipping.
 test-unit:
 	@mkdir -p $(BIN) $(TESTLOGS) && rm -f $(TESTLOGS)/*.json
-	@cd shared && GOWORK=off $(GO) build -o $(BIN)/testreport ./testenv/testreport
+	@cd testkit && GOWORK=off $(GO) build -o $(BIN)/testreport ./testenv/testreport
 	@set -o pipefail; rc=0; for m in $(MODULES); do echo "== test $$m"; \
 	  (cd $$m && GOWORK=off $(GO) test -json $(TEST_FLAGS) ./... 2>&1) | $(BIN)/testreport -log $(TESTLOGS)/$$m.json || rc=1; \
 	done; \

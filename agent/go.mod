@@ -48,6 +48,7 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rs/xid v1.6.0 // indirect
 	github.com/tinylib/msgp v1.6.4 // indirect
+	github.com/tunnelmesh/tunnelmesh/testkit v0.0.0-00010101000000-000000000000
 	github.com/zeebo/xxh3 v1.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sync v0.25.0 // indirect
@@ -69,3 +70,5 @@ replace github.com/tunnelmesh/tunnelmesh/relay => ../relay
 replace github.com/tunnelmesh/tunnelmesh/sshgw => ../sshgw
 
 replace golang.zx2c4.com/wireguard => ../third_party/wireguard-go
+
+replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit

@@ -37,6 +37,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/tunnelmesh/tunnelmesh/testkit v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/auto/sdk v1.1.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.60.0 // indirect
 	go.opentelemetry.io/otel v1.35.0 // indirect
@@ -49,3 +50,5 @@ require (
 )
 
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
+
+replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit

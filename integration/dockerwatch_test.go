@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/integration/harness"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // dockerwatchPolicy: ping and DNS for everyone; node1's containers (the

@@ -48,6 +48,7 @@ require (
 	github.com/stretchr/testify v1.12.1 // indirect
 	github.com/tklauser/go-sysconf v0.4.0 // indirect
 	github.com/tklauser/numcpus v0.12.0 // indirect
+	github.com/tunnelmesh/tunnelmesh/testkit v0.0.0-00010101000000-000000000000
 	github.com/yusufpapurcu/wmi v1.2.4 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.69.0 // indirect
@@ -60,3 +61,5 @@ require (
 )
 
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
+
+replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit

@@ -38,6 +38,7 @@ require (
 	github.com/prometheus/procfs v0.21.1 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect
 	github.com/quic-go/quic-go v0.64.1 // indirect
+	github.com/tunnelmesh/tunnelmesh/testkit v0.0.0-00010101000000-000000000000
 	go.uber.org/automaxprocs v1.6.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/crypto v0.59.0 // indirect
@@ -53,3 +54,5 @@ require (
 )
 
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
+
+replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit

@@ -14,7 +14,10 @@ require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
 	github.com/kr/text v0.2.0 // indirect
+	github.com/tunnelmesh/tunnelmesh/testkit v0.0.0-00010101000000-000000000000
 	golang.org/x/sys v0.50.0 // indirect
 )
 
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
+
+replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit

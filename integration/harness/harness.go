@@ -33,7 +33,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // Images the suite runs; scripts/images.sh builds them.
@@ -103,7 +103,7 @@ func Setup(services ...string) error {
 }
 
 // RequireDocker skips t when Setup found no reachable Docker engine; in CI
-// it fails t instead (shared/testenv).
+// it fails t instead (testkit/testenv).
 func RequireDocker(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // TestBenchScript runs bench.sh briefly (100 names, one round of 1 s per

@@ -10,7 +10,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 

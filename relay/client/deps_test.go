@@ -1,7 +1,7 @@
 package client
 
 import (
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 	"os/exec"
 	"strings"
 	"testing"

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"

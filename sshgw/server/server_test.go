@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/server"

@@ -25,7 +25,7 @@ import (
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 func run(t testing.TB, args ...string) string {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // startPostgres runs Debian's PostgreSQL for the test as registry

@@ -11,7 +11,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 const sshdPath = "/usr/sbin/sshd"

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // logTail is how much of each process log a failed test prints; set
@@ -31,7 +31,7 @@ import (
 const logTail = 8000
 
 // NeedRoot skips t unless it runs as root (why says what the lab needs root
-// for; in CI it fails instead, see shared/testenv) and fails it when one of
+// for; in CI it fails instead, see testkit/testenv) and fails it when one of
 // the commands cmds is not installed.
 func NeedRoot(t testing.TB, why string, cmds ...string) {
 	t.Helper()

@@ -23,7 +23,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 func TestDNSConfig(t *testing.T) {

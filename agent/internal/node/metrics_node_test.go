@@ -20,7 +20,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/state"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/tunif"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 // runMetricsNode runs a node joined to fake with MetricsListen listen and

@@ -34,7 +34,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/jointoken"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 // fakePlane records configurations and answers pings for known peers.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/dns/dnsmessage"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/icmp"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // inNetns runs fn on a locked OS thread inside a new, private network

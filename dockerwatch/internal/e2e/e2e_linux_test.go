@@ -27,7 +27,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/enginetest"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 const meshIP = "100.64.0.5"

@@ -1,4 +1,4 @@
-// Command fakereg runs the fake registry (shared/registrytest) for
+// Command fakereg runs the fake registry (testkit/registrytest) for
 // bench.sh: it registers meshdns's node ("dns") and N more nodes, writes
 // the credentials meshdns needs, a hosts file with the same names for
 // CoreDNS's hosts plugin, a dnsperf query file and two free ports for the
@@ -24,7 +24,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/shared/logging"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 func main() {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // TestBinaryAnswersDig builds tunnelmesh-meshdns, runs it against the fake

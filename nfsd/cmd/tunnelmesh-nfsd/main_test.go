@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 // needTools fails under CI (which installs them with scripts/install-deps.sh)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 func TestListenWaitsForTheAddress(t *testing.T) {

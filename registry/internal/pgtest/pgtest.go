@@ -5,7 +5,7 @@
 //
 // A package that uses it calls Main from its TestMain. When the server
 // binaries are missing the test is skipped, and fails under CI=true
-// (shared/testenv); scripts/install-deps.sh installs them.
+// (testkit/testenv); scripts/install-deps.sh installs them.
 //
 // As root the server runs as the postgres user (initdb and postgres refuse
 // root); otherwise as the current user.
@@ -30,7 +30,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // EnvBinDir names a directory holding initdb and postgres; without it the

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/relay/client"
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"

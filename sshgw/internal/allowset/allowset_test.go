@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/shared/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 )
 

@@ -6,7 +6,7 @@ package daemontest
 
 import (
 	"bytes"
-	"github.com/tunnelmesh/tunnelmesh/shared/testenv"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"

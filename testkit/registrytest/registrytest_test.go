@@ -14,7 +14,7 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
-	"github.com/tunnelmesh/tunnelmesh/shared/registrytest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 func mustKey(t *testing.T) nodekey.PrivateKey {
