@@ -10,8 +10,8 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 // BenchmarkRelay sends datagrams from one node to another through a real

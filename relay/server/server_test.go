@@ -10,10 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tunnelmesh/tunnelmesh/relay/internal/relaytest"
 	"github.com/tunnelmesh/tunnelmesh/relay/server"
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/relaywire"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 func newKey(t *testing.T) nodekey.PrivateKey {

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 type packet struct {

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/frame"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 func start(t *testing.T, cfg packetport.Config) *packetport.Listener {

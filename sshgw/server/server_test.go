@@ -10,10 +10,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/server"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 func clientConfig(t *testing.T, s *sshtest.Server, auth ...ssh.AuthMethod) *ssh.ClientConfig {

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/relay/client"
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/tlspin"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 func freeAddr(t *testing.T) string {

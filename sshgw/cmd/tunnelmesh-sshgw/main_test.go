@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/dialer"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/packetport"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 )
 
 // The built binary, configured with a key file and a fixed allow list,

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
-	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 	"github.com/tunnelmesh/tunnelmesh/sshgw/internal/sshtest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/daemontest"
+	"github.com/tunnelmesh/tunnelmesh/testkit/registrytest"
 )
 
 func TestFollowTracksTheNetmap(t *testing.T) {
