@@ -26,7 +26,7 @@ func TestValidateSelectors(t *testing.T) {
 }
 
 // TestDockerServiceWire pins the JSON of a container's service: owner and
-// allow are sent only when set, so the node's own services read as before.
+// allow are sent only when set, so a node's own services carry neither.
 func TestDockerServiceWire(t *testing.T) {
 	s := Service{Name: "web", Protocol: "tcp", Port: 8080, Owner: ServiceOwnerDocker, Allow: "group:devs,tag:web"}
 	got, err := json.Marshal(s)
