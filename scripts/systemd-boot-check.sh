@@ -153,7 +153,7 @@ listening 111
 echo "   tunnelmesh-nfsd active, NFS and the port mapper on $meship"
 active tunnelmesh-dockerwatch.service
 for _ in $(seq 1 60); do
-	up=$(dx curl -fsS http://127.0.0.1:9102/metrics 2>/dev/null | sed -n 's/^tunnelmesh_dockerwatch_event_stream_up //p')
+	up=$(dx curl -fsS "http://$meship:9103/metrics" 2>/dev/null | sed -n 's/^tunnelmesh_dockerwatch_event_stream_up //p' || true)
 	[ "$up" = 1 ] && break
 	sleep 0.5
 done
