@@ -41,14 +41,15 @@ var rateRE = regexp.MustCompile(`([0-9.]+) MB/s`)
 // in node1's own network namespace (port 8090: the mesh without the
 // forward). Each round downloads TUNNELMESH_DOCKERWATCH_BENCH_MB megabytes
 // (default 256) with the demo image's client in node2's namespace; it
-// prints a table, the medians and the load average. A benchmark, not a
-// check: run it with TUNNELMESH_DOCKERWATCH_BENCH=1 (rounds:
-// TUNNELMESH_DOCKERWATCH_BENCH_ROUNDS, default 6).
+// prints a table, the medians and the load average. The benchmark runs
+// with TUNNELMESH_DOCKERWATCH_BENCH=1 (rounds:
+// TUNNELMESH_DOCKERWATCH_BENCH_ROUNDS, default 6); without it, a smoke run
+// of the same code (two rounds of 4 MB) keeps it working.
 func TestDockerwatchBench(t *testing.T) {
-	if os.Getenv("TUNNELMESH_DOCKERWATCH_BENCH") != "1" {
-		t.Skip("a benchmark: set TUNNELMESH_DOCKERWATCH_BENCH=1")
-	}
 	rounds, mb := benchEnv(t, "TUNNELMESH_DOCKERWATCH_BENCH_ROUNDS", 6), benchEnv(t, "TUNNELMESH_DOCKERWATCH_BENCH_MB", 256)
+	if os.Getenv("TUNNELMESH_DOCKERWATCH_BENCH") != "1" {
+		rounds, mb = 2, 4
+	}
 	env := harness.NewWithPolicy(t, benchPolicy, "mesh", "containers")
 	n1 := env.AddNodeWith("node1", harness.ForwardingNode, "mesh", "containers")
 	n2 := env.AddNode("node2", "mesh")
@@ -81,7 +82,10 @@ func TestDockerwatchBench(t *testing.T) {
 		if m == nil {
 			t.Fatalf("no rate in %q", out)
 		}
-		r, _ := strconv.ParseFloat(m[1], 64)
+		r, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || !(r > 0) {
+			t.Fatalf("rate %q in %q: want a positive number", m[1], out)
+		}
 		return r
 	}
 	var fw, dr []float64
