@@ -116,6 +116,10 @@ type Coordinator struct {
 	pin      string
 	adminCrd string
 	meshID   string
+	// ownURL and ownRelay are what this replica lists of itself in a
+	// shared store (refreshReplica); empty and nil when it lists nothing.
+	ownURL   string
+	ownRelay *api.Relay
 
 	closeOnce sync.Once
 }
@@ -328,7 +332,8 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 			if u == "" {
 				u = "wss://" + c.ln.Addr().String() + api.PathRelay
 			}
-			if _, err := rs.RegisterRelay(ctx, api.Relay{ID: cfg.Relay.ID, URL: u, TLSPin: pin}, time.Now()); err != nil {
+			c.ownRelay = &api.Relay{ID: cfg.Relay.ID, URL: u, TLSPin: pin}
+			if _, err := rs.RegisterRelay(ctx, *c.ownRelay, time.Now()); err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
 			}
 		}
@@ -337,6 +342,7 @@ func New(ctx context.Context, cfg Config, opts Options) (c *Coordinator, err err
 		// Every netmap lists every replica's URL: nodes fail over to
 		// this one by themselves.
 		if u := registryURL(cfg, c.ln.Addr()); u != "" {
+			c.ownURL = u
 			if _, err := rs.RegisterRegistry(ctx, u, time.Now()); err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
 			}
@@ -416,6 +422,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.srv.Run(ctx)
 	}()
+	if rs, ok := c.st.(store.Registries); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.refreshReplica(ctx, rs, time.Duration(c.cfg.ReplicaExpiry))
+		}()
+	}
 	c.log.Info("registry started", "listen", c.ln.Addr().String(), "stun", c.stunAddrString(), "mesh_id", c.meshID,
 		"mesh_cidr", c.cfg.MeshCIDR, "data_dir", c.cfg.DataDir, "store", c.cfg.Store, "tls_pin", c.pin)
 
@@ -437,6 +450,40 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	wg.Wait()
 	c.log.Info("registry stopped")
 	return err
+}
+
+// refreshReplica keeps this replica's URL and relay listed: it registers
+// them again every quarter of expiry, and removes those of replicas that
+// have not done so for expiry (gone for good: nodes stop trying them),
+// until ctx ends.
+func (c *Coordinator) refreshReplica(ctx context.Context, rs store.Registries, expiry time.Duration) {
+	t := time.NewTicker(expiry / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if c.ownURL != "" {
+			if _, err := rs.RegisterRegistry(ctx, c.ownURL, now); err != nil && ctx.Err() == nil {
+				c.log.Warn("replica refresh failed", "err", err)
+			}
+		}
+		if rel, ok := c.st.(store.Relays); ok && c.ownRelay != nil {
+			if _, err := rel.RegisterRelay(ctx, *c.ownRelay, now); err != nil && ctx.Err() == nil {
+				c.log.Warn("replica relay refresh failed", "err", err)
+			}
+		}
+		if v, err := rs.ExpireReplicas(ctx, now.Add(-expiry)); err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("replica expiry failed", "err", err)
+			}
+		} else if v != 0 {
+			c.log.Info("replicas not seen for replica_expiry are no longer listed", "replica_expiry", expiry, "version", v)
+		}
+	}
 }
 
 // Close releases the listeners and the store. Run calls it on return.

@@ -590,3 +590,39 @@ func TestHANodeFailsOverToOtherReplica(t *testing.T) {
 		}
 	}
 }
+
+// A replica stopped for good leaves the netmaps' registries and relays
+// after replica_expiry; when it returns it is listed again.
+func TestHAStoppedReplicaExpires(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfgA, cfgB := haConfig(t, dsn), haConfig(t, dsn)
+	cfgA.ReplicaExpiry = config.Duration(2 * time.Second)
+	cfgB.ReplicaExpiry = config.Duration(2 * time.Second)
+	a := start(t, cfgA, coordinator.Options{})
+	b := start(t, cfgB, coordinator.Options{})
+	tok := b.token(t, api.CreateTokenRequest{Reusable: true})
+	n := b.join(t, tok, "watcher")
+	lists := func(nm *api.Netmap, url, relayID string) (bool, bool) {
+		urlListed, relayListed := slices.Contains(nm.Registries, url), false
+		for _, r := range nm.Relays {
+			relayListed = relayListed || r.ID == relayID
+		}
+		return urlListed, relayListed
+	}
+	aURL, aRelay := a.URL(), cfgA.Relay.ID
+	// Both replicas keep refreshing: A stays listed past several expiries.
+	time.Sleep(3 * time.Duration(cfgA.ReplicaExpiry))
+	nm := n.waitNetmap(t, 0, func(*api.Netmap) bool { return true })
+	if u, r := lists(nm, aURL, aRelay); !u || !r {
+		t.Fatalf("running replica A dropped from the netmap (url listed %v, relay listed %v): %v %+v", u, r, nm.Registries, nm.Relays)
+	}
+	a.stop()
+	t0 := time.Now()
+	n.waitNetmap(t, 0, func(nm *api.Netmap) bool { u, r := lists(nm, aURL, aRelay); return !u && !r })
+	t.Logf("stopped replica unlisted after %v (replica_expiry %v)", time.Since(t0).Round(time.Millisecond), time.Duration(cfgA.ReplicaExpiry))
+	if u, _ := lists(n.waitNetmap(t, 0, func(*api.Netmap) bool { return true }), b.URL(), cfgB.Relay.ID); !u {
+		t.Fatal("the running replica B was unlisted too")
+	}
+	a2 := start(t, cfgA, coordinator.Options{})
+	n.waitNetmap(t, 0, func(nm *api.Netmap) bool { u, r := lists(nm, a2.URL(), aRelay); return u && r })
+}

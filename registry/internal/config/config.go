@@ -32,6 +32,7 @@ const (
 	DefaultDNSZone            = "mesh"
 	DefaultTokenExpiry        = 24 * time.Hour
 	DefaultOnlineTimeout      = 90 * time.Second
+	DefaultReplicaExpiry      = 10 * time.Minute
 	DefaultJoinFailuresPerMin = 30
 	DefaultJoinFailureBurst   = 10
 	DefaultRequestBodyTimeout = 30 * time.Second
@@ -101,6 +102,10 @@ type Config struct {
 	TokenDefaultExpiry Duration `yaml:"token_default_expiry"`
 	// OnlineTimeout: a node not heard from for this long is offline.
 	OnlineTimeout Duration `yaml:"online_timeout"`
+	// ReplicaExpiry (store: postgres): a replica that has not refreshed its
+	// API URL and relay in the store for this long is no longer listed in
+	// netmaps; each replica refreshes its own every quarter of it.
+	ReplicaExpiry Duration `yaml:"replica_expiry"`
 	// PSKRotationOverlap: removing a node rotates the mesh PSK; for this
 	// long afterwards the previous PSK is still accepted, so nodes that
 	// have not fetched the new netmap yet keep connecting (30s to 24h).
@@ -215,6 +220,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.PSKRotationOverlap == 0 {
 		c.PSKRotationOverlap = Duration(DefaultPSKRotationOverlap)
+	}
+	if c.ReplicaExpiry == 0 {
+		c.ReplicaExpiry = Duration(DefaultReplicaExpiry)
 	}
 	if c.JoinFailuresPerMinute == 0 {
 		c.JoinFailuresPerMinute = DefaultJoinFailuresPerMin
@@ -360,6 +368,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenDefaultExpiry < 0 {
 		return fmt.Errorf("token_default_expiry: must be positive")
+	}
+	if c.ReplicaExpiry < Duration(2*time.Second) {
+		return fmt.Errorf("replica_expiry: must be at least 2s")
 	}
 	if c.OnlineTimeout < Duration(5*time.Second) {
 		return fmt.Errorf("online_timeout: must be at least 5s")

@@ -61,6 +61,7 @@ func TestParseErrors(t *testing.T) {
 		{"short body timeout", "request_body_timeout: 10ms\n", `request_body_timeout: must be between 1s and 5m0s`},
 		{"negative conns", "max_conns_per_source: -1\n", `max_conns_per_source: must not be negative`},
 		{"short online timeout", "online_timeout: 1s\n", `online_timeout: must be at least 5s`},
+		{"short replica expiry", "replica_expiry: 1s\n", `replica_expiry: must be at least 2s`},
 		{"short psk overlap", "psk_rotation_overlap: 10s\n", `psk_rotation_overlap: 10s: must be from 30s to 24h0m0s`},
 		{"long psk overlap", "psk_rotation_overlap: 48h\n", `psk_rotation_overlap: 48h0m0s: must be from 30s to 24h0m0s`},
 		{"cert without key", "tls_cert: /c.pem\n", `tls_cert, tls_key: set both or neither`},

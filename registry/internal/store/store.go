@@ -264,11 +264,16 @@ type ScrapeTokens interface {
 // netmap lists them all (api.Netmap.Registries), so a node turns to
 // another replica by itself when its own fails.
 type Registries interface {
-	// RegisterRegistry stores a replica's URL; it bumps the version when
-	// the URL is new and returns 0 when it was registered already.
+	// RegisterRegistry stores a replica's URL, seen at now; it bumps the
+	// version when the URL is new and returns 0 when it was registered
+	// already (refreshing when it was seen).
 	RegisterRegistry(ctx context.Context, url string, now time.Time) (uint64, error)
 	// Registries lists the registered URLs, sorted.
 	Registries(ctx context.Context) ([]string, error)
+	// ExpireReplicas removes the registry URLs and relays last registered
+	// before seenBefore (replicas gone for good), bumping the version once
+	// when it removed any; it returns 0 when it removed none.
+	ExpireReplicas(ctx context.Context, seenBefore time.Time) (uint64, error)
 }
 
 // Relays is implemented by stores that several registry replicas share:
@@ -276,8 +281,9 @@ type Registries interface {
 // node's home relay is the relay of the replica it watches, so peers on
 // other replicas reach it there.
 type Relays interface {
-	// RegisterRelay stores (or replaces, by ID) a replica's relay and
-	// bumps the version.
+	// RegisterRelay stores (or replaces, by ID) a replica's relay, seen at
+	// now; it bumps the version when the relay is new or changed and
+	// returns 0 when it was registered as it is already.
 	RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error)
 	// Relays lists the registered relays by ID.
 	Relays(ctx context.Context) ([]api.Relay, error)

@@ -94,6 +94,12 @@ var migrations = []string{
 		url           TEXT   PRIMARY KEY,
 		registered_at BIGINT NOT NULL
 	);`,
+	// 7: when each replica last registered its URL and relay, so that
+	// replicas gone for good expire.
+	`ALTER TABLE registries ADD COLUMN seen_at BIGINT NOT NULL DEFAULT 0;
+	UPDATE registries SET seen_at = registered_at;
+	ALTER TABLE relays ADD COLUMN seen_at BIGINT NOT NULL DEFAULT 0;
+	UPDATE relays SET seen_at = updated_at;`,
 }
 
 // migrateLockID is the advisory lock that serialises migrations of

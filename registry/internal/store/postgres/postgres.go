@@ -851,12 +851,16 @@ func (s *Store) DeleteScrapeToken(ctx context.Context, id string) error {
 func (s *Store) RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (uint64, error) {
 	var v uint64
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO relays (id, url, tls_pin, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, tls_pin = EXCLUDED.tls_pin, updated_at = EXCLUDED.updated_at`,
+		tag, err := tx.Exec(ctx, `UPDATE relays SET seen_at = $4 WHERE id = $1 AND url = $2 AND tls_pin = $3`,
+			r.ID, r.URL, r.TLSPin, now.UnixNano())
+		if err != nil || tag.RowsAffected() == 1 {
+			return err // registered as it is: refreshed
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO relays (id, url, tls_pin, updated_at, seen_at) VALUES ($1, $2, $3, $4, $4)
+			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, tls_pin = EXCLUDED.tls_pin, updated_at = EXCLUDED.updated_at, seen_at = EXCLUDED.seen_at`,
 			r.ID, r.URL, r.TLSPin, now.UnixNano()); err != nil {
 			return err
 		}
-		var err error
 		v, err = bumpLocked(ctx, tx)
 		return err
 	})
@@ -891,9 +895,11 @@ func (s *Store) Relays(ctx context.Context) ([]api.Relay, error) {
 func (s *Store) RegisterRegistry(ctx context.Context, url string, now time.Time) (uint64, error) {
 	var v uint64
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO registries (url, registered_at) VALUES ($1, $2) ON CONFLICT (url) DO NOTHING`,
-			url, now.UnixNano())
-		if err != nil || tag.RowsAffected() == 0 {
+		var isNew bool
+		err := tx.QueryRow(ctx, `INSERT INTO registries (url, registered_at, seen_at) VALUES ($1, $2, $2)
+			ON CONFLICT (url) DO UPDATE SET seen_at = EXCLUDED.seen_at RETURNING (xmax = 0)`,
+			url, now.UnixNano()).Scan(&isNew)
+		if err != nil || !isNew {
 			return err
 		}
 		v, err = bumpLocked(ctx, tx)
@@ -916,6 +922,27 @@ func (s *Store) Registries(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list registries: %w", err)
 	}
 	return urls, nil
+}
+
+// ExpireReplicas implements store.Registries.
+func (s *Store) ExpireReplicas(ctx context.Context, seenBefore time.Time) (uint64, error) {
+	var v uint64
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		regs, err := tx.Exec(ctx, `DELETE FROM registries WHERE seen_at < $1`, seenBefore.UnixNano())
+		if err != nil {
+			return err
+		}
+		rels, err := tx.Exec(ctx, `DELETE FROM relays WHERE seen_at < $1`, seenBefore.UnixNano())
+		if err != nil || regs.RowsAffected()+rels.RowsAffected() == 0 {
+			return err
+		}
+		v, err = bumpLocked(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire replicas seen before %s: %w", seenBefore.UTC().Format(time.RFC3339), err)
+	}
+	return v, nil
 }
 
 // SetHomeRelay implements store.Relays.

@@ -726,6 +726,44 @@ func testRegistries(t *testing.T, h Harness) {
 	if v, _ := s.Version(ctx); v != v0+2 {
 		t.Fatalf("version after 2 new registrations = %d, want %d", v, v0+2)
 	}
+
+	// Replicas that stop registering expire, with their relays; the
+	// others stay.
+	rel, ok := s.(store.Relays)
+	if !ok {
+		t.Fatal("a store that keeps registry URLs keeps relays too")
+	}
+	if _, err := rel.RegisterRelay(ctx, api.Relay{ID: "r-a", URL: "wss://a.example:8443/relay"}, Now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rel.RegisterRelay(ctx, api.Relay{ID: "r-b", URL: "wss://b.example:8443/relay"}, Now); err != nil {
+		t.Fatal(err)
+	}
+	later := Now.Add(time.Hour)
+	if v, err := rs.RegisterRegistry(ctx, "https://b.example:8443", later); err != nil || v != 0 {
+		t.Fatalf("refresh of a registered URL = %d, %v; want 0 (no change)", v, err)
+	}
+	if v, err := rel.RegisterRelay(ctx, api.Relay{ID: "r-b", URL: "wss://b.example:8443/relay"}, later); err != nil || v != 0 {
+		t.Fatalf("refresh of a registered relay = %d, %v; want 0 (no change)", v, err)
+	}
+	if v, err := rs.ExpireReplicas(ctx, Now); err != nil || v != 0 {
+		t.Fatalf("ExpireReplicas(before every registration) = %d, %v; want 0 (none removed)", v, err)
+	}
+	vBefore, _ := s.Version(ctx)
+	v, err := rs.ExpireReplicas(ctx, later.Add(-time.Minute))
+	if err != nil || v != vBefore+1 {
+		t.Fatalf("ExpireReplicas = %d, %v; want version %d (one bump)", v, err, vBefore+1)
+	}
+	if got, err := rs.Registries(ctx); err != nil || !reflect.DeepEqual(got, []string{"https://b.example:8443"}) {
+		t.Fatalf("Registries after expiry = %v, %v; want only the refreshed one", got, err)
+	}
+	if got, err := rel.Relays(ctx); err != nil || len(got) != 1 || got[0].ID != "r-b" {
+		t.Fatalf("Relays after expiry = %+v, %v; want only r-b", got, err)
+	}
+	// An expired replica that comes back is listed again.
+	if v, err := rs.RegisterRegistry(ctx, "https://a.example:8443", later); err != nil || v == 0 {
+		t.Fatalf("RegisterRegistry after expiry = %d, %v; want a new version", v, err)
+	}
 }
 
 // testRelays: replicas' relays are registered (replaced by ID) with a
