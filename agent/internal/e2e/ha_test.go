@@ -97,18 +97,15 @@ func startPostgres(t *testing.T) string {
 	return "postgres://postgres@/postgres?host=" + dir + "&sslmode=disable"
 }
 
-// Two coordinators on one PostgreSQL database, nodes spread over them;
-// one coordinator is killed with SIGKILL. Every node keeps its tunnels,
-// the nodes of the killed one get netmaps from the other within 5 s, a
-// join and a removal on the survivor reach every node, and the killed
-// coordinator returns and serves what it missed.
-func TestHAKillOneCoordinator(t *testing.T) {
-	l := newLab(t)
+// startHACoordinators starts two coordinators (c1 at 10.99.0.1, c2 at
+// 10.99.0.2, relays relay-1 and relay-2) on one fresh PostgreSQL database
+// and returns their namespaces, URLs, config files, processes, and a
+// reusable join token made on c2 (it works on both).
+func startHACoordinators(t *testing.T, l *lab) (cnss, urls, cfgs []string, coords []*netnslab.Proc, tok string) {
+	t.Helper()
 	dsn := startPostgres(t)
-	cnss := []string{l.addHost("c1", 1), l.addHost("c2", 2)}
-	urls := []string{"https://10.99.0.1:8443", "https://10.99.0.2:8443"}
-	var cfgs []string
-	var coords []*netnslab.Proc
+	cnss = []string{l.addHost("c1", 1), l.addHost("c2", 2)}
+	urls = []string{"https://10.99.0.1:8443", "https://10.99.0.2:8443"}
 	for i := range 2 {
 		name := fmt.Sprintf("coord%d", i+1)
 		extra := fmt.Sprintf("store: postgres\npostgres_dsn: %q\npublic_url: %s\nrelay: {id: relay-%d}\n", dsn, urls[i], i+1)
@@ -119,7 +116,54 @@ func TestHAKillOneCoordinator(t *testing.T) {
 			l.token(cnss[0], cfg) // the first has created the mesh
 		}
 	}
-	tok := l.token(cnss[1], cfgs[1]) // made on the second, works on both
+	return cnss, urls, cfgs, coords, l.token(cnss[1], cfgs[1])
+}
+
+// Two nodes that reach each other only through the relays (every packet
+// between their underlay addresses is dropped), each watching its own
+// coordinator and listening on that coordinator's relay; the first one's
+// coordinator is killed. The node fails over to the other coordinator,
+// whose relay becomes its home relay, and the pair talks again through it.
+func TestHARelayedPairSurvivesCoordinatorKill(t *testing.T) {
+	l := newLab(t)
+	_, urls, _, coords, tok := startHACoordinators(t, l)
+	ns1, ns2 := l.addHost("n1", 11), l.addHost("n2", 12)
+	for _, rule := range [][]string{{"OUTPUT", "-d"}, {"INPUT", "-s"}} {
+		l.Must("ip", "netns", "exec", ns1, "iptables", "-A", rule[0], rule[1], "10.99.0.12", "-j", "DROP")
+	}
+	n1 := l.join(ns1, "n1", "n1", "", urls[0], tok)
+	n2 := l.join(ns2, "n2", "n2", "", urls[1], tok)
+	relayed := func(want string) func(s localapi.Status) bool {
+		return func(s localapi.Status) bool {
+			return len(s.Peers) == 1 && s.Peers[0].Path == "relay "+want
+		}
+	}
+	s1 := l.waitStatus(n1, 60*time.Second, "n2 through relay-2 (n2's home relay)", relayed("relay-2"))
+	s2 := l.waitStatus(n2, 60*time.Second, "n1 through relay-1 (n1's home relay)", relayed("relay-1"))
+	if err := l.ping(ns1, s2.IP.String(), 30*time.Second); err != nil {
+		t.Fatalf("ping n1 -> n2 through the relays: %v", err)
+	}
+
+	killed := time.Now()
+	coords[0].Kill()
+	l.waitStatus(n2, 60*time.Second, "n1 through relay-2 (n1 failed over to c2)", relayed("relay-2"))
+	if err := l.ping(ns2, s1.IP.String(), 60*time.Second); err != nil {
+		t.Fatalf("ping n2 -> n1 after c1 (n1's coordinator and relay) was killed: %v", err)
+	}
+	if err := l.ping(ns1, s2.IP.String(), 30*time.Second); err != nil {
+		t.Fatalf("ping n1 -> n2 after c1 was killed: %v", err)
+	}
+	t.Logf("the relayed pair talked again %v after c1 was killed", time.Since(killed).Round(time.Millisecond))
+}
+
+// Two coordinators on one PostgreSQL database, nodes spread over them;
+// one coordinator is killed with SIGKILL. Every node keeps its tunnels,
+// the nodes of the killed one get netmaps from the other within 5 s, a
+// join and a removal on the survivor reach every node, and the killed
+// coordinator returns and serves what it missed.
+func TestHAKillOneCoordinator(t *testing.T) {
+	l := newLab(t)
+	cnss, urls, cfgs, coords, tok := startHACoordinators(t, l)
 	hosts := []string{"n1", "n2", "n3", "n4"}
 	nss := map[string]string{}
 	nodes := map[string]*node{}
