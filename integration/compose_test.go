@@ -258,16 +258,16 @@ func checkComposeStorage(ctx context.Context, t *testing.T, out string, ips map[
 		t.Errorf("node1's peers %v lack store1", ips)
 		return
 	}
-	// exec's stdout only: the summary line goes to stderr. --server names
-	// store1's credentials API: node3 (on net-b only) cannot fetch its
-	// netmap by the name "coordinator" once its resolver is meshdns, which
-	// answers that name with the coordinator's net-a address.
+	// exec's stdout only: the summary line goes to stderr. node3 is on
+	// net-b only and its resolver is meshdns first: it finds the storage
+	// node by asking the coordinator, by that name, which only its own
+	// Docker resolver answers with an address on net-b.
 	cid, err := compose(ctx, "ps", "-q", "node3")
 	if err != nil {
 		t.Fatalf("compose ps node3: %v\n%s", err, cid)
 	}
 	cmd := exec.CommandContext(ctx, "docker", "exec", strings.TrimSpace(string(cid)), "tunnelmesh", "storage", "get",
-		"--server", ips["store1"]+":9001", "mesh/demo/random.bin", "-")
+		"mesh/demo/random.bin", "-")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
