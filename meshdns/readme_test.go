@@ -264,3 +264,39 @@ func TestReadyPlugin(t *testing.T) {
 	ms.fake.SetOnline("dns", true)
 	waitFor(t, "/ready = 200 after the outage", func() bool { code, _ := ready(); return code == http.StatusOK })
 }
+
+// TestComposeCorefile runs the compose demo's Corefile: mesh names and the
+// mesh prefix's reverse zones answered, every other name refused (so that
+// nodes ask their own resolvers next).
+func TestComposeCorefile(t *testing.T) {
+	b, err := os.ReadFile("../compose/config/Corefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := newMesh(t, netip.Prefix{})
+	ms.addNode(t, "db1")
+	corefile := strings.NewReplacer(
+		"/var/lib/tunnelmesh/credentials.json", ms.credsPath,
+		":8181", freeTCP(t),
+		":9153", freeTCP(t),
+	).Replace(string(b))
+	port := startCoreDNS(t, corefile)
+	for _, c := range []struct {
+		qname string
+		qtype uint16
+		want  string
+	}{
+		{"db1.mesh.", dns.TypeA, "100.64.0.2"},
+		{"2.0.64.100.in-addr.arpa.", dns.TypePTR, "db1.mesh."},
+		{"2.0.127.100.in-addr.arpa.", dns.TypePTR, "NXDOMAIN"}, // the prefix's last /16
+		{"coordinator.", dns.TypeA, "REFUSED"},
+		{"example.org.", dns.TypeA, "REFUSED"},
+		{"2.0.128.100.in-addr.arpa.", dns.TypePTR, "REFUSED"}, // outside the prefix
+	} {
+		var got string
+		waitFor(t, fmt.Sprintf("%s %s = %s", c.qname, dns.TypeToString[c.qtype], c.want), func() bool {
+			got = exchange(t, port, c.qname, c.qtype)
+			return got == c.want
+		})
+	}
+}
