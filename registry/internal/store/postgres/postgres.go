@@ -237,19 +237,8 @@ func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		var row sqlstore.TokenRow
-		if err := rows.Scan(row.Dest()...); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		t, err := row.Token()
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanToken)
+	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
@@ -294,8 +283,8 @@ func meshPrefixLocked(ctx context.Context, tx pgx.Tx) (netip.Prefix, error) {
 
 const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay FROM nodes`
 
-// scanNode scans a selectNode row.
-func scanNode(r pgx.Row, cidr netip.Prefix) (store.Node, error) {
+// scanNode decodes a selectNode row.
+func scanNode(r sqlstore.Scanner, cidr netip.Prefix) (store.Node, error) {
 	var row sqlstore.NodeRow
 	if err := r.Scan(append(row.Dest(), &row.HomeRelay)...); err != nil {
 		return store.Node{}, err
@@ -309,7 +298,6 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 	var v int64
 	var out []store.Node
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		out = nil
 		var cidrText string
 		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
 			return err
@@ -323,14 +311,8 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			n, err := scanNode(rows, cidr)
-			if err != nil {
-				return err
-			}
-			out = append(out, n)
-		}
-		return rows.Err()
+		out, err = sqlstore.Collect(rows, func(r sqlstore.Scanner) (store.Node, error) { return scanNode(r, cidr) })
+		return err
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)

@@ -214,19 +214,8 @@ func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		var row sqlstore.TokenRow
-		if err := rows.Scan(row.Dest()...); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		t, err := row.Token()
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanToken)
+	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
@@ -278,9 +267,8 @@ func meshPrefixLocked(ctx context.Context, tx *sql.Tx) (netip.Prefix, error) {
 
 const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen FROM nodes`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanNode(r rowScanner, cidr netip.Prefix) (store.Node, error) {
+// scanNode decodes a selectNode row.
+func scanNode(r sqlstore.Scanner, cidr netip.Prefix) (store.Node, error) {
 	var row sqlstore.NodeRow
 	if err := r.Scan(row.Dest()...); err != nil {
 		return store.Node{}, err
@@ -309,15 +297,8 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Node
-	for rows.Next() {
-		n, err := scanNode(rows, cidr)
-		if err != nil {
-			return 0, nil, fmt.Errorf("list nodes: %w", err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, func(r sqlstore.Scanner) (store.Node, error) { return scanNode(r, cidr) })
+	if err != nil {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return v, out, nil
