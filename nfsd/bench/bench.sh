@@ -269,6 +269,12 @@ END {
 		}
 		printf "mesh / underlay:"
 		for (k = 1; k <= nw; k++) printf "  %s %.2fx", whats[k], ratio(med[f, "mesh", whats[k]], med[f, "underlay", whats[k]])
+		printf "\nNFS / TCP capacity of the path:"
+		for (i = 1; i <= 2; i++) {
+			p = paths[i]
+			printf "  %s", p
+			for (k = 2; k <= nw; k++) if (whats[k] != "meta") printf " %s %.2f", whats[k], ratio(med[f, p, whats[k]] * 8.388608, med[f, p, "tcp"])
+		}
 		printf "\nper round, mesh / underlay:"
 		for (j = 1; j <= n[f, "mesh", "write"]; j++) {
 			printf "  [%d]", j

@@ -59,7 +59,7 @@ func TestBenchScript(t *testing.T) {
 				}
 			}
 		}
-		for _, want := range []string{"mesh / underlay:  tcp ", "per round, mesh / underlay:  [1]"} {
+		for _, want := range []string{"mesh / underlay:  tcp ", "NFS / TCP capacity of the path:  underlay write ", "per round, mesh / underlay:  [1]"} {
 			if !strings.Contains(block.text, want) {
 				t.Errorf("%s: no %q in:\n%s", block.name, want, block.text)
 			}
