@@ -54,8 +54,12 @@ type Table struct {
 	Self    Node
 	// NFS is the policy's nfs grants from this node's filter; nil when the
 	// policy has no nfs section.
-	NFS  *api.NFSGrants
-	byIP map[netip.Addr]*Node
+	NFS *api.NFSGrants
+	// Publishing says whether this node publishes the nfs service
+	// (--advertise-nfs): the registry sends the policy's nfs grants only
+	// to a node that does.
+	Publishing bool
+	byIP       map[netip.Addr]*Node
 }
 
 // FromNetmap builds the Table of nm.
@@ -75,6 +79,7 @@ func FromNetmap(nm *api.Netmap) *Table {
 	if nm.Filter != nil {
 		t.NFS = nm.Filter.NFS
 	}
+	t.Publishing = slices.ContainsFunc(nm.Self.Services, func(s api.Service) bool { return s.Name == api.ServiceNFS })
 	if s := add(nm.Self); s != nil {
 		t.Self = *s
 	}

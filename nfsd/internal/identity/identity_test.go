@@ -129,4 +129,11 @@ func TestTableGrants(t *testing.T) {
 	if got := FromNetmap(nm).NFS.Level("Build1", "shared"); got != api.NFSReadWrite {
 		t.Errorf("Level(build1, shared) = %q, want rw", got)
 	}
+	if FromNetmap(nm).Publishing {
+		t.Error("Publishing without the nfs service")
+	}
+	nm.Self.Services = []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}
+	if !FromNetmap(nm).Publishing {
+		t.Error("not Publishing with the nfs service")
+	}
 }

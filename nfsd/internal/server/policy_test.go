@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/config"
@@ -131,4 +135,50 @@ func TestPolicyCeiling(t *testing.T) {
 	if _, err := b.Create("x", 0o644); err == nil {
 		t.Error("build1 wrote to the read-only export backups")
 	}
+}
+
+// TestGrantSourceLogged: nfsd says where its grants come from, and warns
+// when its node does not publish nfs (the registry then sends no grants)
+// or an export has no allow list and the policy no nfs section.
+func TestGrantSourceLogged(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.Exports = append([]config.Export(nil), cfg.Exports...)
+	cfg.Exports[0].Allow = config.Allow{}
+	var buf syncBuffer
+	ids := identity.NewWatcher()
+	srv, err := New(cfg, ids, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ids.Apply(testNetmap(1))
+	for _, want := range []string{"this node does not publish the nfs service", `msg="nobody may mount the export`, "export=shared"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, buf.String())
+		}
+	}
+	nm := withGrants(2, nil)
+	nm.Self.Services = []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}
+	ids.Apply(nm)
+	if want := "grants from the policy's nfs section"; !strings.Contains(buf.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

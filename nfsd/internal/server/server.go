@@ -47,8 +47,9 @@ type Server struct {
 
 	mu         sync.Mutex // guards the fields below
 	conns      map[*conn]struct{}
-	grantsSeen bool // a netmap has been seen; fromPolicy says where grants come from
+	grantsSeen bool // a netmap has been seen; the two below say where grants come from
 	fromPolicy bool
+	publishing bool
 }
 
 // New opens the exports of cfg. Close the Server to close them.
@@ -163,8 +164,8 @@ func (s *Server) closeAll() {
 func (s *Server) netmapChanged(t *identity.Table) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if fromPolicy := t.NFS != nil; !s.grantsSeen || fromPolicy != s.fromPolicy {
-		s.grantsSeen, s.fromPolicy = true, fromPolicy
+	if fromPolicy := t.NFS != nil; !s.grantsSeen || fromPolicy != s.fromPolicy || t.Publishing != s.publishing {
+		s.grantsSeen, s.fromPolicy, s.publishing = true, fromPolicy, t.Publishing
 		s.logGrantSourceLocked()
 	}
 	for c := range s.conns {
@@ -181,7 +182,11 @@ func (s *Server) logGrantSourceLocked() {
 		s.log.Info("grants from the policy's nfs section, narrowed by the exports' allow lists where set")
 		return
 	}
-	s.log.Info("the policy has no nfs section: grants from the exports' allow lists")
+	if !s.publishing {
+		s.log.Warn("this node does not publish the nfs service (run its agent with --advertise-nfs): the policy's nfs grants, if any, do not reach nfsd; grants from the exports' allow lists")
+	} else {
+		s.log.Info("the policy has no nfs section: grants from the exports' allow lists")
+	}
 	for _, e := range s.exports {
 		if !e.hasAllow() {
 			s.log.Warn("nobody may mount the export: it has no allow list and the policy has no nfs section", "export", e.name)
