@@ -41,6 +41,10 @@ type Config struct {
 	// Reachable returns the IPv4 networks of the node's namespace; nil:
 	// LocalPrefixes.
 	Reachable func() ([]netip.Prefix, error)
+	// Gateway returns the namespace's IPv4 default gateway, through which
+	// containers on other networks are reached at their published host
+	// ports (the zero Addr: none); nil: DefaultGateway.
+	Gateway func() (netip.Addr, error)
 	// Resync is the full resync interval without events; default 1 min.
 	Resync time.Duration
 	// Debounce is how long events are gathered before a resync; default
@@ -90,6 +94,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Reachable == nil {
 		cfg.Reachable = LocalPrefixes
+	}
+	if cfg.Gateway == nil {
+		cfg.Gateway = DefaultGateway
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Minute
@@ -209,7 +216,11 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	if err != nil {
 		return r.fail("list", fmt.Errorf("local networks: %w", err))
 	}
-	svcs, skips := desired.Compute(list, desired.Options{AutoPublish: r.cfg.AutoPublish, Reachable: reach})
+	gw, err := r.cfg.Gateway()
+	if err != nil {
+		return r.fail("list", err)
+	}
+	svcs, skips := desired.Compute(list, desired.Options{AutoPublish: r.cfg.AutoPublish, Reachable: reach, Host: gw})
 	res.Services, res.Skips = svcs, skips
 	r.logSkips(skips)
 	r.m.Skipped.Set(float64(len(skips)))

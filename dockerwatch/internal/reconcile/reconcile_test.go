@@ -138,6 +138,7 @@ func (h *harness) start(t *testing.T) (stop func()) {
 	r, err := New(Config{
 		Source: h.replay, Forward: h.fwd, Agent: h.agent,
 		Reachable: func() ([]netip.Prefix, error) { return []netip.Prefix{recordedNet}, nil },
+		Gateway:   func() (netip.Addr, error) { return netip.Addr{}, nil },
 		Debounce:  20 * time.Millisecond, Retry: 50 * time.Millisecond, Republish: 100 * time.Millisecond,
 		Resync: time.Hour, Metrics: h.m,
 	})
