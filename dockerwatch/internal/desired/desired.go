@@ -263,8 +263,8 @@ func publishedAt(c container.Summary, private uint16, proto string) (container.P
 }
 
 // bindings returns c's tcp and udp ports published on the host, one per
-// host port and protocol, an IPv4 binding where there is one, sorted by
-// host port and protocol.
+// host port and protocol (the binding the namespace reaches best, see
+// reach), sorted by host port and protocol.
 func bindings(c container.Summary) []container.PortSummary {
 	var out []container.PortSummary
 	for _, p := range c.Ports {
@@ -275,7 +275,7 @@ func bindings(c container.Summary) []container.PortSummary {
 		switch {
 		case i < 0:
 			out = append(out, p)
-		case !out[i].IP.Is4() && p.IP.Is4():
+		case reach(p.IP) > reach(out[i].IP):
 			out[i] = p
 		}
 	}
@@ -283,6 +283,21 @@ func bindings(c container.Summary) []container.PortSummary {
 		return cmp.Or(cmp.Compare(a.PublicPort, b.PublicPort), cmp.Compare(a.Type, b.Type))
 	})
 	return out
+}
+
+// reach ranks a published port's host address by how well the node's
+// namespace reaches it through the host: every IPv4 address or one that is
+// not loopback, then IPv4 loopback, then IPv6 (none of these two).
+func reach(a netip.Addr) int {
+	switch {
+	case a.Is4() && !a.IsLoopback():
+		return 3
+	case !a.IsValid():
+		return 2 // Docker lists no address: every address
+	case a.Is4():
+		return 1
+	}
+	return 0
 }
 
 func containerName(c container.Summary) string {

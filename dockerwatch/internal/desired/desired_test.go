@@ -124,6 +124,8 @@ func TestThroughHost(t *testing.T) {
 			"pub 8081/tcp->172.18.0.1:8081 [] auto_publish; pub 5353/udp->172.18.0.1:5353 [] auto_publish"},
 		{"auto_publish: one host address", published(other("a", "pub", nil), "192.0.2.7", 8081, 80, "tcp"),
 			"pub 8081/tcp->192.0.2.7:8081 [] auto_publish"},
+		{"auto_publish: loopback and one host address, same host port", published(published(other("a", "pub", nil), "127.0.0.1", 8081, 80, "tcp"), "192.0.2.7", 8081, 80, "tcp"),
+			"pub 8081/tcp->192.0.2.7:8081 [] auto_publish"},
 		{"auto_publish: loopback only", published(other("a", "pub", nil), "127.0.0.1", 8081, 80, "tcp"),
 			"skip pub: " + notOn + "port 80/tcp is published on the host's loopback only (127.0.0.1:8081), which the namespace cannot reach"},
 		{"auto_publish: IPv6 only", published(other("a", "pub", nil), "::", 8081, 80, "tcp"),
