@@ -73,6 +73,7 @@ type Reconciler struct {
 	forwardOK   bool // applied is installed
 	records     []api.Service
 	skips       map[string]string // container -> reason last logged
+	gatewayErr  string            // the last failure to read the gateway, logged once
 	failures    int               // consecutive failed resyncs
 	// removedWithdrawn: the node is removed from the mesh and the forward
 	// and services are withdrawn.
@@ -216,10 +217,7 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	if err != nil {
 		return r.fail("list", fmt.Errorf("local networks: %w", err))
 	}
-	gw, err := r.cfg.Gateway()
-	if err != nil {
-		return r.fail("list", err)
-	}
+	gw := r.gateway()
 	svcs, skips := desired.Compute(list, desired.Options{AutoPublish: r.cfg.AutoPublish, Reachable: reach, Host: gw})
 	res.Services, res.Skips = svcs, skips
 	r.logSkips(skips)
@@ -250,6 +248,23 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	}
 	r.records = recs
 	return nil
+}
+
+// gateway returns the namespace's default gateway; when it cannot be
+// read, the zero Addr (containers on other networks are then skipped,
+// those on the namespace's networks are not held up), logging the failure
+// once.
+func (r *Reconciler) gateway() netip.Addr {
+	gw, err := r.cfg.Gateway()
+	if err != nil {
+		if err.Error() != r.gatewayErr {
+			r.log.Warn("containers on other networks not exposed", "err", err)
+		}
+		r.gatewayErr = err.Error()
+		return netip.Addr{}
+	}
+	r.gatewayErr = ""
+	return gw
 }
 
 // republish re-sends the records to the agent (which expires a set not
