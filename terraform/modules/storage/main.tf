@@ -3,7 +3,8 @@
 # (SeaweedFS's weed, downloaded from weed_url and checksum verified) with S3
 # on its mesh address. Nodes get credentials with
 # `tunnelmesh storage credentials`; the default policy lets every node reach
-# tcp 9000 and 9001 on nodes tagged storage.
+# tcp 9000 and 9001 on nodes tagged storage, and nodes tagged monitoring its
+# /metrics on tcp 9104.
 
 module "cloudinit" {
   source          = "../cloudinit"
