@@ -81,3 +81,13 @@ func TestExampleClusterParses(t *testing.T) {
 		t.Errorf("Parse(example with cluster).Cluster = %+v", c.Cluster)
 	}
 }
+
+func TestComposeClusterConfigParses(t *testing.T) {
+	c, err := Load("../../../compose/config/storage-cluster.yaml")
+	if err != nil {
+		t.Fatalf("compose/config/storage-cluster.yaml: %v", err)
+	}
+	if !c.Cluster.Enabled() || len(c.Cluster.Peers) != 3 || !c.Cluster.CreateSecret || c.Cluster.Replication != "001" {
+		t.Errorf("compose cluster config = %+v", c.Cluster)
+	}
+}
