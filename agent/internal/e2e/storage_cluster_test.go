@@ -238,6 +238,29 @@ func TestStorageCluster(t *testing.T) {
 	}
 	waitAcked(20, "20 puts before the kill")
 	before := read()
+	// Replication 001: every volume of bucket mesh is on exactly two nodes,
+	// and the node to be killed holds some (so the reads below through
+	// the third node need the copies).
+	copies := map[string][]string{} // volume file to the nodes holding it
+	for _, n := range names {
+		files, _ := filepath.Glob(filepath.Join(l.Dir(), "storage-data-"+n, "weed", "data", "mesh_*.dat"))
+		for _, f := range files {
+			copies[filepath.Base(f)] = append(copies[filepath.Base(f)], n)
+		}
+	}
+	onLeader := 0
+	for v, on := range copies {
+		if len(on) != 2 {
+			t.Errorf("volume %s on %v, want 2 nodes (replication 001)", v, on)
+		}
+		if slicesContains(on, leader) {
+			onLeader++
+		}
+	}
+	if len(copies) == 0 || onLeader == 0 {
+		t.Fatalf("volumes of bucket mesh: %v; want some on %s", copies, leader)
+	}
+	t.Logf("%d volumes of bucket mesh, each on 2 nodes; %d on %s", len(copies), onLeader, leader)
 	killedAt := time.Now()
 	if err := procs[leader].Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
