@@ -97,45 +97,70 @@ func runStorage(ctx context.Context, env Env, args []string) error {
 
 // fetchStorageCredentials asks the storage service for this node's S3
 // credentials, signing the request with the node key. Without server, the
-// service is found in the node's netmap: the first node publishing
-// storage-auth, whose S3 address (its storage service, HOST:PORT) is
-// returned too; with server, s3Addr is empty.
+// service is found in the node's netmap: the nodes publishing storage-auth
+// (several for a storage cluster, whose nodes all answer the same), asked
+// in netmap order until one answers; its S3 address (its storage service,
+// HOST:PORT) is returned too. With server, s3Addr is empty.
 func fetchStorageCredentials(ctx context.Context, creds regclient.Credentials, server string) (sc *api.StorageCredentials, s3Addr string, err error) {
 	rc, err := regclient.New(creds)
 	if err != nil {
 		return nil, "", err
 	}
 	defer rc.HTTP.CloseIdleConnections()
-	if server == "" {
-		nm, err := rc.Netmap(ctx, 0, 0)
-		if err != nil {
-			return nil, "", err
+	if server != "" {
+		sc, err = askStorageCredentials(ctx, rc.Credential.NodeID, creds, server)
+		return sc, "", err
+	}
+	nm, err := rc.Netmap(ctx, 0, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	return askAnyStorage(ctx, rc.Credential.NodeID, creds, storageServers(nm))
+}
+
+// storageServer is a storage node's credentials API and S3 address.
+type storageServer struct{ auth, s3 string }
+
+// storageServers lists the nodes of nm publishing storage-auth, in netmap
+// order (this node first).
+func storageServers(nm *api.Netmap) []storageServer {
+	var out []storageServer
+	for _, p := range append([]api.Node{nm.Self}, nm.Peers...) {
+		if !p.IP.IsValid() {
+			continue
 		}
-		for _, p := range append([]api.Node{nm.Self}, nm.Peers...) {
-			if !p.IP.IsValid() {
-				continue
-			}
-			var auth, s3 string
-			for _, s := range p.Services {
-				switch {
-				case s.Protocol != "tcp":
-				case s.Name == api.ServiceStorageAuth:
-					auth = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
-				case s.Name == api.ServiceStorage:
-					s3 = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
-				}
-			}
-			if auth != "" {
-				server, s3Addr = auth, s3
-				break
+		var ss storageServer
+		for _, s := range p.Services {
+			switch {
+			case s.Protocol != "tcp":
+			case s.Name == api.ServiceStorageAuth:
+				ss.auth = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
+			case s.Name == api.ServiceStorage:
+				ss.s3 = net.JoinHostPort(p.IP.String(), strconv.Itoa(int(s.Port)))
 			}
 		}
-		if server == "" {
-			return nil, "", errors.New("no node in the netmap publishes the storage service (is a storage node running, and does the policy let this node reach it?)")
+		if ss.auth != "" {
+			out = append(out, ss)
 		}
 	}
-	sc, err = askStorageCredentials(ctx, rc.Credential.NodeID, creds, server)
-	return sc, s3Addr, err
+	return out
+}
+
+// askAnyStorage asks each of servers in turn until one answers, and
+// returns its answer and S3 address; failing all, every error.
+func askAnyStorage(ctx context.Context, nodeID string, creds regclient.Credentials, servers []storageServer) (*api.StorageCredentials, string, error) {
+	if len(servers) == 0 {
+		return nil, "", errors.New("no node in the netmap publishes the storage service (is a storage node running, and does the policy let this node reach it?)")
+	}
+	var errs []error
+	for _, ss := range servers {
+		sc, err := askStorageCredentials(ctx, nodeID, creds, ss.auth)
+		if err == nil {
+			return sc, ss.s3, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", errors.Join(errs...)
 }
 
 // askStorageCredentials POSTs the signed credentials request to server.
@@ -147,7 +172,10 @@ func askStorageCredentials(ctx context.Context, nodeID string, creds regclient.C
 	}
 	req.Header.Set("Content-Type", "application/json")
 	nodeauth.SignPeer(req, body, nodeID, creds.Key, time.Now())
-	hc := &http.Client{Timeout: 45 * time.Second}
+	// A storage node that is down costs the dial timeout before the next
+	// one is asked.
+	hc := &http.Client{Timeout: 45 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}}
+	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("ask %s: %w", server, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +100,44 @@ func TestStorageCredentials(t *testing.T) {
 	}
 	if _, code := cmd("--json", "--env"); code != 2 {
 		t.Errorf("--json --env: code %d, want 2", code)
+	}
+}
+
+// TestStorageCredentialsFailover: of a storage cluster's nodes, one that
+// is down is passed over for the next in the netmap.
+func TestStorageCredentialsFailover(t *testing.T) {
+	dir, k := nodeState(t, "n1")
+	creds, err := regclient.LoadCredentials(filepath.Join(dir, state.CredentialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	downAddr := strings.TrimPrefix(down.URL, "http://")
+	down.Close()
+	up := strings.TrimPrefix(fakeStorage(t, "n1", k.Public()).URL, "http://")
+
+	nm := &api.Netmap{
+		Self: api.Node{ID: "n1", IP: netip.MustParseAddr("100.64.0.1")},
+		Peers: []api.Node{
+			{ID: "s1", IP: netip.MustParseAddr("100.64.0.2"), Services: []api.Service{{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: 9001}, {Name: api.ServiceStorage, Protocol: "tcp", Port: 9000}}},
+			{ID: "x", IP: netip.MustParseAddr("100.64.0.3")},
+			{ID: "s2", IP: netip.MustParseAddr("100.64.0.4"), Services: []api.Service{{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: 9001}}},
+		},
+	}
+	servers := storageServers(nm)
+	if len(servers) != 2 || servers[0] != (storageServer{"100.64.0.2:9001", "100.64.0.2:9000"}) || servers[1].auth != "100.64.0.4:9001" {
+		t.Fatalf("storageServers = %+v", servers)
+	}
+
+	sc, s3, err := askAnyStorage(context.Background(), "n1", creds, []storageServer{{downAddr, "down:9000"}, {up, "up:9000"}})
+	if err != nil || sc.AccessKeyID != "TMKEY" || s3 != "up:9000" {
+		t.Fatalf("askAnyStorage(down, up) = %+v, %q, %v; want the second's answer", sc, s3, err)
+	}
+	_, _, err = askAnyStorage(context.Background(), "n1", creds, []storageServer{{downAddr, ""}})
+	if err == nil || !strings.Contains(err.Error(), downAddr) {
+		t.Errorf("askAnyStorage(down) = %v, want an error naming %s", err, downAddr)
+	}
+	if _, _, err := askAnyStorage(context.Background(), "n1", creds, nil); err == nil || !strings.Contains(err.Error(), "no node in the netmap publishes") {
+		t.Errorf("askAnyStorage(none) = %v", err)
 	}
 }

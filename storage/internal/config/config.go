@@ -71,6 +71,10 @@ type Config struct {
 	Buckets []string `yaml:"buckets"`
 	// Weed configures the supervised SeaweedFS server.
 	Weed WeedConfig `yaml:"weed"`
+	// Cluster, when it names peers, makes this node one of several storage
+	// nodes forming one SeaweedFS cluster over the mesh (see ClusterConfig).
+	// Without it the node serves a SeaweedFS of its own.
+	Cluster ClusterConfig `yaml:"cluster"`
 }
 
 // WeedConfig configures the `weed server` child process.
@@ -134,6 +138,7 @@ func (c *Config) applyDefaults() {
 	if c.Weed.MaxBackoff == 0 {
 		c.Weed.MaxBackoff = Duration(DefaultMaxBackoff)
 	}
+	c.Cluster.applyDefaults()
 }
 
 // Load reads and validates the configuration file at path.
@@ -303,7 +308,7 @@ func (c *Config) Validate() error {
 	if c.Weed.MaxBackoff < Duration(time.Second) {
 		return fmt.Errorf("weed.max_backoff: %s: want at least 1s", time.Duration(c.Weed.MaxBackoff))
 	}
-	return nil
+	return c.Cluster.validate()
 }
 
 // ValidateBucket checks an S3 bucket name: 3 to 63 lowercase letters,

@@ -12,6 +12,11 @@
 // drops every node no longer in it and the identities file is rewritten and
 // reloaded within the netmap watch's latency.
 //
+// A store opened with OpenDerived (a storage cluster's node) draws nothing
+// at random and saves nothing: a Deriver computes every key from the
+// cluster's secret, and Sync gives every member of the netmap its key at
+// once, so that every node of the cluster accepts a key another one issued.
+//
 // Identities (the -s3.config JSON): the supervisor's own admin identity, and
 // one identity per node allowed Read, Write and List on each shared bucket
 // and nothing else.

@@ -117,7 +117,7 @@ func (s *Service) ApplyNetmap(nm *api.Netmap) error {
 	regrant := !sameGrants(s.grants, grants)
 	s.grants = grants
 	s.mu.Unlock()
-	gone, err := s.Store.Prune(keys)
+	gone, changed, err := s.Store.Sync(keys, s.Now())
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (s *Service) ApplyNetmap(nm *api.Netmap) error {
 		s.Log.Info("storage grants changed", "netmap_version", nm.Version, "from_policy", grants != nil, "buckets", s.AllBuckets())
 	}
 	if len(gone) == 0 {
-		if regrant {
+		if regrant || changed {
 			return s.publish()
 		}
 		return nil

@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	client.HTTP.Timeout = watchTimeout
 	defer client.HTTP.CloseIdleConnections()
 
-	store, err := creds.Open(cfg.DataDir)
+	store, err := openStore(cfg)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -70,8 +70,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	svc := &issuer.Service{Store: store, Buckets: cfg.Buckets, Region: cfg.Region, Reload: sup.Reload,
 		Log: log.With("component", "issuer"), Metrics: issuer.NewMetrics(reg)}
 
-	// The first netmap gives the mesh address and zone.
-	first := make(chan *api.Netmap, 1)
+	// The first netmap gives the mesh address and zone; a cluster node
+	// reads later ones until its peers are in it. The channel holds the
+	// latest netmap not read yet.
+	netmaps := make(chan *api.Netmap, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: every goroutine below ends with ctx
@@ -80,21 +82,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sent := false
 		watchErr <- client.Watch(ctx, 0, func(nm *api.Netmap) error {
 			if err := svc.ApplyNetmap(nm); err != nil {
 				log.Error("apply netmap", "version", nm.Version, "err", err)
 			}
-			if !sent {
-				sent = true
-				first <- nm
+			select {
+			case <-netmaps: // replaced by nm
+			default:
 			}
+			netmaps <- nm
 			return nil
 		}, func(err error) { log.Warn("netmap watch", "err", err) })
 	}()
 	var nm *api.Netmap
 	select {
-	case nm = <-first:
+	case nm = <-netmaps:
 	case <-ctx.Done():
 		return nil
 	}
@@ -115,6 +117,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	sup.Opts = weed.Options{
 		Binary: cfg.Weed.Binary, Dir: filepath.Join(cfg.DataDir, "weed"), S3Addr: s3Addr, IdentitiesFile: idFile,
 		VolumeMax: cfg.Weed.VolumeMax, VolumeSizeMB: cfg.Weed.VolumeSizeMB,
+	}
+	if cfg.Cluster.Enabled() {
+		peers, err := masterPeers(ctx, cfg.Cluster, nm, netmaps, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("storage: %w", err)
+		}
+		sup.Opts.IP, sup.Opts.MasterPeers, sup.Opts.Replication = bind, peers, cfg.Cluster.Replication
 	}
 	if cfg.Weed.MetricsListen != "" {
 		sup.Opts.MetricsAddr = netip.MustParseAddrPort(cfg.Weed.MetricsListen)

@@ -25,6 +25,17 @@ type Options struct {
 	// MetricsAddr serves SeaweedFS's Prometheus metrics; invalid (zero)
 	// disables them.
 	MetricsAddr netip.AddrPort
+	// IP is the address the master, volume server and filer listen on and
+	// advertise, and the source of their outgoing connections; invalid
+	// (zero) means 127.0.0.1 (a single node). A cluster node sets its mesh
+	// address: the other nodes reach it there.
+	IP netip.Addr
+	// MasterPeers is -master.peers (every master of the cluster as
+	// IP:port, this one included); empty for a single node.
+	MasterPeers string
+	// Replication is -master.defaultReplication ("001"); empty leaves
+	// SeaweedFS's default (no copy).
+	Replication string
 }
 
 func orDefault(p, d uint16) int {
@@ -39,10 +50,14 @@ func orDefault(p, d uint16) int {
 func (o Options) Args() []string {
 	itoa := strconv.Itoa
 	s3ip := o.S3Addr.Addr().String()
+	ip := "127.0.0.1"
+	if o.IP.IsValid() {
+		ip = o.IP.String()
+	}
 	args := []string{
 		"server",
-		"-ip=127.0.0.1",
-		"-ip.bind=127.0.0.1",
+		"-ip=" + ip,
+		"-ip.bind=" + ip,
 		"-dir=" + filepath.Join(o.Dir, "data"),
 		"-master.dir=" + filepath.Join(o.Dir, "master"),
 		"-master.port=" + itoa(orDefault(o.MasterPort, 9333)),
@@ -61,6 +76,12 @@ func (o Options) Args() []string {
 		"-s3.iam=false",
 		"-s3.localSocket=" + filepath.Join(o.Dir, "s3.sock"),
 		"-s3.config=" + o.IdentitiesFile,
+	}
+	if o.MasterPeers != "" {
+		args = append(args, "-master.peers="+o.MasterPeers)
+	}
+	if o.Replication != "" {
+		args = append(args, "-master.defaultReplication="+o.Replication)
 	}
 	if o.MetricsAddr.IsValid() {
 		args = append(args,
@@ -81,6 +102,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("weed options: S3 address %s: want a specific IP and port", o.S3Addr)
 	case o.IdentitiesFile == "":
 		return fmt.Errorf("weed options: no identities file")
+	case o.IP.IsValid() && o.IP.IsUnspecified():
+		return fmt.Errorf("weed options: IP %s: want a specific address", o.IP)
 	case o.VolumeMax < 0:
 		return fmt.Errorf("weed options: negative volume max")
 	}

@@ -33,3 +33,28 @@ func TestArgsBindEveryListener(t *testing.T) {
 		}
 	}
 }
+
+func TestArgsCluster(t *testing.T) {
+	o := Options{Binary: "weed", Dir: "/d", S3Addr: netip.MustParseAddrPort("100.64.0.5:9000"), IdentitiesFile: "/d/id.json",
+		IP: netip.MustParseAddr("100.64.0.5"), MasterPeers: "100.64.0.5:9333,100.64.0.6:9333,100.64.0.7:9333", Replication: "001"}
+	got := strings.Join(o.Args(), " ")
+	for _, want := range []string{
+		"-ip=100.64.0.5", "-ip.bind=100.64.0.5", "-s3.ip.bind=100.64.0.5",
+		"-master.peers=100.64.0.5:9333,100.64.0.6:9333,100.64.0.7:9333", "-master.defaultReplication=001",
+	} {
+		if !strings.Contains(" "+got+" ", " "+want+" ") {
+			t.Errorf("Args() = %s\nlacks %s", got, want)
+		}
+	}
+	if strings.Contains(got, "127.0.0.1") || strings.Contains(got, "0.0.0.0") {
+		t.Errorf("cluster Args() bind loopback or a wildcard: %s", got)
+	}
+	single := strings.Join(Options{Binary: "weed", Dir: "/d", S3Addr: netip.MustParseAddrPort("100.64.0.5:9000"), IdentitiesFile: "x"}.Args(), " ")
+	if strings.Contains(single, "-master.peers") || strings.Contains(single, "defaultReplication") {
+		t.Errorf("single-node Args() = %s, want no peers or replication", single)
+	}
+	o.IP = netip.MustParseAddr("0.0.0.0")
+	if o.Validate() == nil {
+		t.Errorf("Validate(IP 0.0.0.0) = nil, want an error")
+	}
+}

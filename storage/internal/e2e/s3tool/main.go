@@ -20,6 +20,11 @@
 //	s3tool ENDPOINT stall-multipart BUCKET KEY PARTS
 //	                                            a multipart upload: PARTS parts of 5 MiB, then a part that
 //	                                            stops after 1 MiB: prints "stalled UPLOAD-ID" and waits to be killed
+//	s3tool ENDPOINT stream BUCKET PREFIX SIZE OUT STOP
+//	                                            PUTs PREFIX0, PREFIX1, ... of SIZE random bytes until the file STOP
+//	                                            exists; appends "ok N SHA256" per acknowledged put and "fail N ERROR"
+//	                                            per failed attempt to OUT; a failed put is retried (one request per
+//	                                            attempt, 1 s apart) and abandoned after 3 minutes (exit 1)
 //	s3tool - fetch URL                          plain HTTP GET (no credentials), prints the body's sha256
 //	s3tool - cat URL                            plain HTTP GET, prints the body
 //	s3tool - gen SIZE SEED                      writes SIZE pseudo-random bytes determined by SEED to stdout,
@@ -71,6 +76,10 @@ func main() {
 		fail(err)
 	}
 	a := os.Args[2:]
+	if a[0] == "stream" && len(a) == 6 {
+		stream(c, a[1], a[2], a[3], a[4], a[5])
+		return
+	}
 	switch {
 	case a[0] == "put" && len(a) == 4, a[0] == "multipart" && len(a) == 4:
 		n, err := strconv.ParseInt(a[3], 10, 64)
@@ -298,4 +307,45 @@ func fail(err error) {
 	}
 	fmt.Fprintln(os.Stderr, "s3tool:", err)
 	os.Exit(1)
+}
+
+// stream is the stream command: its own clock (it runs until STOP exists),
+// one request per attempt, every outcome in OUT as it happens.
+func stream(c *minio.Client, bucket, prefix, sizeArg, outPath, stopPath string) {
+	size, err := strconv.Atoi(sizeArg)
+	if err != nil || size <= 0 {
+		fail(fmt.Errorf("stream: SIZE %q: want bytes above 0", sizeArg))
+	}
+	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		fail(err)
+	}
+	defer out.Close()
+	minio.MaxRetry = 1 // every failure is reported, none hidden by the client's own retries
+	buf := make([]byte, size)
+	for i := 0; ; i++ {
+		if _, err := os.Stat(stopPath); err == nil {
+			return
+		}
+		if _, err := rand.Read(buf); err != nil {
+			fail(err)
+		}
+		sum := sha256.Sum256(buf)
+		key := fmt.Sprintf("%s%d", prefix, i)
+		giveUp := time.Now().Add(3 * time.Minute)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := c.PutObject(ctx, bucket, key, bytes.NewReader(buf), int64(size), minio.PutObjectOptions{ContentType: "application/octet-stream"})
+			cancel()
+			if err == nil {
+				fmt.Fprintf(out, "ok %d %s\n", i, hex.EncodeToString(sum[:]))
+				break
+			}
+			fmt.Fprintf(out, "fail %d %s %q\n", i, time.Now().UTC().Format(time.RFC3339Nano), err.Error())
+			if time.Now().After(giveUp) {
+				fail(fmt.Errorf("stream: put %s failed for 3 minutes: %w", key, err))
+			}
+			time.Sleep(time.Second)
+		}
+	}
 }
