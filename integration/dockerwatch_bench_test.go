@@ -14,8 +14,8 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/integration/harness"
 )
 
-// benchPolicy: node2 may reach node1's containers on 8080 (docker section)
-// and node1's own tcp 8090 (an ordinary rule).
+// benchPolicy: node2 may reach node1's containers on 8080 and 8081
+// (docker section) and node1's own tcp 8090 (an ordinary rule).
 const benchPolicy = `rules:
   - name: ping
     from: "*"
@@ -29,17 +29,19 @@ const benchPolicy = `rules:
 docker:
   from: [node2]
   to: [node1]
-  ports: [8080]
+  ports: [8080, 8081]
 `
 
 var rateRE = regexp.MustCompile(`([0-9.]+) MB/s`)
 
 // TestDockerwatchBench measures TCP throughput from node2 over the mesh to
-// the same HTTP server (tunnelmesh/demo-web) two ways, in alternating
+// the same HTTP server (tunnelmesh/demo-web) three ways, in alternating
 // rounds: in a container on node1's Docker network, through dockerwatch's
-// forward (node1's mesh address, port 8080, DNAT to the container), and
-// in node1's own network namespace (port 8090: the mesh without the
-// forward). Each round downloads TUNNELMESH_DOCKERWATCH_BENCH_MB megabytes
+// forward (node1's mesh address, port 8080, DNAT to the container); in
+// node1's own network namespace (port 8090: the mesh without the
+// forward); and in a container on a network node1 is not on, through the
+// forward to the Docker host's published port (8081, DNAT to the host,
+// which hands it to docker-proxy). Each round downloads TUNNELMESH_DOCKERWATCH_BENCH_MB megabytes
 // (default 256) with the demo image's client in node2's namespace; it
 // prints a table, the medians and the load average. The benchmark runs
 // with TUNNELMESH_DOCKERWATCH_BENCH=1 (rounds:
@@ -50,7 +52,7 @@ func TestDockerwatchBench(t *testing.T) {
 	if os.Getenv("TUNNELMESH_DOCKERWATCH_BENCH") != "1" {
 		rounds, mb = 2, 4
 	}
-	env := harness.NewWithPolicy(t, benchPolicy, "mesh", "containers")
+	env := harness.NewWithPolicy(t, benchPolicy, "mesh", "containers", "apps")
 	n1 := env.AddNodeWith("node1", harness.ForwardingNode, "mesh", "containers")
 	n2 := env.AddNode("node2", "mesh")
 	n2.WaitPeers(joinTimeout, "node1")
@@ -59,9 +61,12 @@ func TestDockerwatchBench(t *testing.T) {
 	env.AddDockerwatch(n1)
 	env.AddWeb("web", "containers", map[string]string{"tunnelmesh.expose": "8080/tcp", "tunnelmesh.name": "web"})
 	env.AddWebIn(n1, "direct", "--listen", ":8090")
+	env.AddWebWith("far", harness.WebOptions{Net: "apps", Args: []string{"--listen", ":8081"}, Publish: []string{"8081/tcp"},
+		Labels: map[string]string{"tunnelmesh.expose": "8081/tcp", "tunnelmesh.name": "far"}})
 	paths := []struct{ name, url string }{
 		{"forward", fmt.Sprintf("http://%s:8080/", ip1)},
 		{"direct", fmt.Sprintf("http://%s:8090/", ip1)},
+		{"via host", fmt.Sprintf("http://%s:8081/", ip1)},
 	}
 	for _, p := range paths {
 		if _, err := waitGet(client, p.url, 90*time.Second); err != nil {
@@ -88,21 +93,25 @@ func TestDockerwatchBench(t *testing.T) {
 		}
 		return r
 	}
-	var fw, dr []float64
+	// Rounds alternate the order: forward, direct, via host; then the
+	// reverse.
+	var fw, dr, vh []float64
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-6s %14s %14s %7s\n", "round", "forward MB/s", "direct MB/s", "ratio")
+	fmt.Fprintf(&table, "%-6s %14s %14s %7s %15s %7s\n", "round", "forward MB/s", "direct MB/s", "ratio", "via host MB/s", "ratio")
 	for i := range rounds {
-		var f, d float64
-		if i%2 == 0 {
-			f, d = rate(paths[0].url), rate(paths[1].url)
-		} else {
-			d, f = rate(paths[1].url), rate(paths[0].url)
+		var r [3]float64
+		order := []int{0, 1, 2}
+		if i%2 == 1 {
+			order = []int{2, 1, 0}
 		}
-		fw, dr = append(fw, f), append(dr, d)
-		fmt.Fprintf(&table, "%-6d %14.1f %14.1f %7.2f\n", i+1, f, d, f/d)
+		for _, j := range order {
+			r[j] = rate(paths[j].url)
+		}
+		fw, dr, vh = append(fw, r[0]), append(dr, r[1]), append(vh, r[2])
+		fmt.Fprintf(&table, "%-6d %14.1f %14.1f %7.2f %15.1f %7.2f\n", i+1, r[0], r[1], r[0]/r[1], r[2], r[2]/r[1])
 	}
-	mf, md := median(fw), median(dr)
-	fmt.Fprintf(&table, "%-6s %14.1f %14.1f %7.2f\n", "median", mf, md, mf/md)
+	mf, md, mv := median(fw), median(dr), median(vh)
+	fmt.Fprintf(&table, "%-6s %14.1f %14.1f %7.2f %15.1f %7.2f\n", "median", mf, md, mf/md, mv, mv/md)
 	t.Logf("TCP throughput node2 -> node1 over the mesh, %d MB per round, load average %s before, %s after (%d CPUs shared):\n%s",
 		mb, loadBefore, load(), runtime.NumCPU(), table.String())
 }

@@ -32,6 +32,12 @@ missing=()
 for cmd in "${!pkgs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkgs[$cmd]}")
 done
+# Libraries, by package: libtirpc3 runs the showmount that the nfsd tests fetch
+# from nfs-common (nfsd/scripts/fetch-showmount.sh; nfs-common itself is not
+# installed: its rpcbind would take port 111).
+for lib in libtirpc3; do
+  dpkg -s "$lib" >/dev/null 2>&1 || missing+=("$lib")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need root to install: ${missing[*]}" >&2

@@ -119,8 +119,26 @@ func (c *Container) Remove() {
 // must be a ForwardingNode.
 func (e *Env) AddDockerwatch(n *Node) *Container {
 	e.t.Helper()
+	return e.AddDockerwatchWith(n, "")
+}
+
+// dockerwatchConfig is where AddDockerwatchWith puts its configuration.
+const dockerwatchConfig = "/etc/tunnelmesh/dockerwatch.yaml"
+
+// AddDockerwatchWith is AddDockerwatch with the configuration file config
+// (dockerwatch.yaml's YAML; empty: the image's defaults).
+func (e *Env) AddDockerwatchWith(n *Node, config string) *Container {
+	e.t.Helper()
+	var cmd []string
+	var files []testcontainers.ContainerFile
+	if config != "" {
+		cmd = []string{"--config", dockerwatchConfig}
+		files = []testcontainers.ContainerFile{{Reader: strings.NewReader(config), ContainerFilePath: dockerwatchConfig, FileMode: 0o644}}
+	}
 	return e.startContainer("dockerwatch-"+n.Name, testcontainers.ContainerRequest{
 		Image: DockerwatchImage,
+		Cmd:   cmd,
+		Files: files,
 		ConfigModifier: func(c *container.Config) {
 			c.User = "0"
 		},
@@ -138,18 +156,64 @@ func (e *Env) AddDockerwatch(n *Node) *Container {
 // network net, with labels.
 func (e *Env) AddWeb(name, net string, labels map[string]string, args ...string) *Container {
 	e.t.Helper()
-	nw, ok := e.nets[net]
-	if !ok {
-		e.t.Fatalf("AddWeb %s: no network %q in this Env", name, net)
-	}
-	return e.startContainer(name, testcontainers.ContainerRequest{
-		Image:    DemoWebImage,
-		Cmd:      args,
-		Env:      map[string]string{"NAME": name},
-		Labels:   labels,
-		Networks: []string{nw.Name},
-	})
+	return e.AddWebWith(name, WebOptions{Net: net, Labels: labels, Args: args})
 }
+
+// WebOptions say how AddWebWith runs a demo-web container.
+type WebOptions struct {
+	Net    string            // the Env's network to attach it to; "host": the host's network
+	Labels map[string]string // its labels
+	// Publish are container ports ("8080/tcp") to publish on the host, on
+	// a host port the engine picks (docker run -p 8080/tcp); HostPort
+	// tells which.
+	Publish []string
+	Args    []string // its command line (e.g. --listen :8081)
+}
+
+// AddWebWith starts a demo-web container (HTTP "hello from NAME" on
+// :8080, or on the --listen address in o.Args) named name, as o says.
+func (e *Env) AddWebWith(name string, o WebOptions) *Container {
+	e.t.Helper()
+	req := testcontainers.ContainerRequest{
+		Image:        DemoWebImage,
+		Cmd:          o.Args,
+		Env:          map[string]string{"NAME": name},
+		Labels:       o.Labels,
+		ExposedPorts: o.Publish,
+	}
+	if o.Net == "host" {
+		req.HostConfigModifier = func(hc *container.HostConfig) { hc.NetworkMode = "host" }
+	} else {
+		nw, ok := e.nets[o.Net]
+		if !ok {
+			e.t.Fatalf("AddWeb %s: no network %q in this Env", name, o.Net)
+		}
+		req.Networks = []string{nw.Name}
+	}
+	return e.startContainer(name, req)
+}
+
+// HostPort is the host port that the engine published the container's
+// port (e.g. "8080/tcp") on.
+func (c *Container) HostPort(port string) int {
+	c.env.t.Helper()
+	out, err := exec.Command("docker", "port", c.ID(), port).Output()
+	if err != nil {
+		c.env.t.Fatalf("docker port %s %s: %v", c.Name, port, err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		i := strings.LastIndex(l, ":")
+		var p int
+		if _, err := fmt.Sscan(l[i+1:], &p); i >= 0 && err == nil && p > 0 {
+			return p
+		}
+	}
+	c.env.t.Fatalf("docker port %s %s: no host port in %q", c.Name, port, out)
+	return 0
+}
+
+// Log is the container's log so far.
+func (c *Container) Log() string { return containerLog(c.c) }
 
 // HTTPClient is an HTTP client in a node's network namespace: it resolves
 // through the node's resolver (meshdns, when the mesh has one) and its

@@ -368,7 +368,7 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 	var tests []Test
 	for i, it := range items {
 		p := index(path, i)
-		f, _, ok := ps.mapping(it, p, "name", "from", "accept", "deny", "storage_accept", "storage_deny")
+		f, _, ok := ps.mapping(it, p, "name", "from", "accept", "deny", "storage_accept", "storage_deny", "nfs_accept", "nfs_deny")
 		if f == nil {
 			continue
 		}
@@ -398,7 +398,8 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 			dst   *[]Target
 			parse func(string) (Target, error)
 		}{{"accept", &t.Accept, ParseTarget}, {"deny", &t.Deny, ParseTarget},
-			{"storage_accept", &t.StorageAccept, ParseStorageTarget}, {"storage_deny", &t.StorageDeny, ParseStorageTarget}} {
+			{"storage_accept", &t.StorageAccept, ParseStorageTarget}, {"storage_deny", &t.StorageDeny, ParseStorageTarget},
+			{"nfs_accept", &t.NFSAccept, ParseNFSTarget}, {"nfs_deny", &t.NFSDeny, ParseNFSTarget}} {
 			fl, has := f[side.key]
 			if !has {
 				continue
@@ -426,8 +427,8 @@ func (ps *parser) tests(pol *Policy, n *yaml.Node, path string) []Test {
 				*side.dst = append(*side.dst, tg)
 			}
 		}
-		if ok && len(t.Accept)+len(t.Deny)+len(t.StorageAccept)+len(t.StorageDeny) == 0 {
-			ps.errorf(it, p, `a test needs "accept", "deny", "storage_accept" or "storage_deny" targets`)
+		if ok && len(t.Accept)+len(t.Deny)+len(t.StorageAccept)+len(t.StorageDeny)+len(t.NFSAccept)+len(t.NFSDeny) == 0 {
+			ps.errorf(it, p, `a test needs "accept", "deny", "storage_accept", "storage_deny", "nfs_accept" or "nfs_deny" targets`)
 			ok = false
 		}
 		if ok {

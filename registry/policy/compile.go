@@ -18,7 +18,9 @@ import (
 // Every node in nodes gets a non-nil Filter, with no rules when nothing may
 // reach it. Nodes without a valid IPv4 address get a filter but are never a
 // source. A node publishing the storage service's credentials API also gets
-// every member's storage grants (Filter.Storage).
+// every member's storage grants (Filter.Storage), and a node publishing
+// NFS every member's nfs grants (Filter.NFS) when the policy has an nfs
+// section.
 func Compile(pol *Policy, nodes []api.Node, version uint64) map[string]*api.Filter {
 	out := make(map[string]*api.Filter, len(nodes))
 	for _, n := range nodes {
@@ -63,6 +65,7 @@ func Compile(pol *Policy, nodes []api.Node, version uint64) map[string]*api.Filt
 	}
 	compileDocker(pol, nodes, out)
 	compileStorage(pol, nodes, out)
+	compileNFS(pol, nodes, out)
 	for _, f := range out {
 		slices.SortFunc(f.Rules, func(a, b api.FilterRule) int {
 			if c := strings.Compare(a.Name, b.Name); c != 0 {

@@ -63,6 +63,9 @@ func (r TestResult) String() string {
 	if !r.Pass {
 		verdict = "FAIL"
 	}
+	if r.Target.Export != "" {
+		return r.nfsString(verdict)
+	}
 	var why string
 	switch {
 	case r.Err != "":
@@ -139,6 +142,7 @@ func (p *Policy) RunTests(nodes []api.Node) []TestResult {
 				results = append(results, res)
 			}
 		}
+		results = append(results, p.nfsResults(t, src, srcOK)...)
 	}
 	return results
 }
@@ -149,6 +153,10 @@ func (p *Policy) Check(nodes []api.Node) error {
 	var errs Errors
 	for _, r := range p.RunTests(nodes) {
 		if r.Pass {
+			continue
+		}
+		if r.Target.Export != "" {
+			errs = append(errs, &Error{File: p.file, Line: r.Line, Msg: r.nfsFailure()})
 			continue
 		}
 		msg := fmt.Sprintf("test %q failed: %s should %s %s", r.Test, r.From, r.Expect, r.Target.Spec)

@@ -11,7 +11,7 @@ import (
 // error must be Errors, and a policy it accepts must compile, run its tests
 // and diff without panicking, with well-formed output.
 func FuzzParse(f *testing.F) {
-	for _, file := range []string{"example.yaml", "default.yaml", "testdata/compile/nested-groups.yaml", "testdata/diff/tighten.old.yaml"} {
+	for _, file := range []string{"example.yaml", "default.yaml", "testdata/compile/nested-groups.yaml", "testdata/diff/tighten.old.yaml", "testdata/nfs/nfs.yaml"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -25,7 +25,7 @@ func FuzzParse(f *testing.F) {
 	nodes := []api.Node{
 		{Name: "a", IP: mustAddr("100.64.0.1"), Tags: []string{"web"}},
 		{Name: "b", IP: mustAddr("100.64.0.2"), Tags: []string{"db"}},
-		{Name: "n1", IP: mustAddr("100.64.0.3")},
+		{Name: "n1", IP: mustAddr("100.64.0.3"), Services: []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}},
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pol, err := Parse("fuzz.yaml", data)
@@ -46,6 +46,15 @@ func FuzzParse(f *testing.F) {
 				for _, p := range r.Ports {
 					if p.First == 0 || p.First > p.Last {
 						t.Fatalf("rule %s: bad port range %v", r.Name, p)
+					}
+				}
+			}
+		}
+		if g := Compile(pol, nodes, 1)["n1"].NFS; g != nil {
+			for node, exports := range g.Nodes {
+				for e, level := range exports {
+					if level != api.NFSReadOnly && level != api.NFSReadWrite {
+						t.Fatalf("nfs grant of %s on %s = %q", node, e, level)
 					}
 				}
 			}

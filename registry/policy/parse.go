@@ -217,7 +217,7 @@ func itemPath(n *yaml.Node, path string, i int) string {
 
 func (ps *parser) policy(root *yaml.Node) *Policy {
 	pol := &Policy{}
-	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes", "docker", "storage")
+	f, _, _ := ps.mapping(root, "", "groups", "tags", "rules", "tests", "test_nodes", "docker", "storage", "nfs")
 	if f == nil {
 		return pol
 	}
@@ -247,6 +247,9 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 	}
 	if fl, ok := f["storage"]; ok {
 		pol.Storage = ps.storage(pol, fl.val, "storage")
+	}
+	if fl, ok := f["nfs"]; ok {
+		pol.NFS = ps.nfs(pol, fl.val, "nfs")
 	}
 	if fl, ok := f["test_nodes"]; ok {
 		pol.TestNodes = ps.testNodes(fl.val, "test_nodes")

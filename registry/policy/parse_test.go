@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", "policy.yaml:1: must be a mapping, not a list"},
 		{"syntax", "rules: [\n", "policy.yaml:1: did not find expected node content"},
 		{"bare star", "rules:\n  - {from: *, to: b, proto: icmp}\n", `policy.yaml:2: did not find expected alphabetic or numeric character (a bare * starts a YAML alias: write "*" in quotes)`},
-		{"unknown top key", "rulez: []\n", "policy.yaml:1: rulez: unknown key (known keys: groups, tags, rules, tests, test_nodes, docker, storage)"},
+		{"unknown top key", "rulez: []\n", "policy.yaml:1: rulez: unknown key (known keys: groups, tags, rules, tests, test_nodes, docker, storage, nfs)"},
 		{"two documents", "rules: []\n---\nrules: []\n", "policy.yaml:2: more than one YAML document"},
 		{"bad port range", `
 rules:
@@ -48,7 +48,7 @@ rules:
 		{"duplicate rule name", "rules:\n  - {name: x, from: a, to: b, proto: tcp}\n  - {name: x, from: a, to: b, proto: udp}\n", `policy.yaml:3: rules[1]: rule name "x" is already used by rules[0]`},
 		{"duplicate key", "rules: []\nrules: []\n", `policy.yaml:2: rules: duplicate key`},
 		{"alias", "groups:\n  a: &x [n1]\n  b: *x\n", `policy.yaml:3: groups.b: YAML aliases are not supported`},
-		{"test without targets", "tests:\n  - {from: a}\n", `policy.yaml:2: tests[0]: a test needs "accept", "deny", "storage_accept" or "storage_deny" targets`},
+		{"test without targets", "tests:\n  - {from: a}\n", `policy.yaml:2: tests[0]: a test needs "accept", "deny", "storage_accept", "storage_deny", "nfs_accept" or "nfs_deny" targets`},
 		{"bad target", "tests:\n  - {from: a, accept: [b:22/sctp]}\n", `policy.yaml:2: tests[0].accept[0]: invalid target "b:22/sctp": protocol must be tcp, udp or icmp`},
 		{"icmp target with port", "tests:\n  - {from: a, deny: b:7/icmp}\n", `policy.yaml:2: tests[0].deny: invalid target "b:7/icmp": icmp has no port (write NODE/icmp)`},
 		{"target without port", "tests:\n  - {from: a, deny: [b]}\n", `policy.yaml:2: tests[0].deny[0]: invalid target "b": want NODE:PORT[/tcp|/udp] or NODE/icmp`},

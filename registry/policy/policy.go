@@ -35,6 +35,8 @@ type Policy struct {
 	// Storage is the storage section (see Storage), nil when there is none
 	// (StorageSection then gives the default).
 	Storage *Storage
+	// NFS is the nfs section (see NFS), nil when there is none.
+	NFS *NFS
 
 	file string
 }
@@ -100,7 +102,11 @@ type Test struct {
 	// Bucket set): From must, or must not, be granted each.
 	StorageAccept []Target
 	StorageDeny   []Target
-	Line          int
+	// NFSAccept and NFSDeny are nfs targets (Action and Export set): From
+	// must, or must not, be granted each.
+	NFSAccept []Target
+	NFSDeny   []Target
+	Line      int
 }
 
 // Target is a destination of a test: a node, a protocol and a port; or, for
@@ -110,8 +116,9 @@ type Target struct {
 	Node     string
 	Protocol string // tcp, udp or icmp
 	Port     uint16 // 0 for icmp
-	Action   string // storage tests: read, write or list
+	Action   string // storage tests: read, write or list; nfs tests: mount or write
 	Bucket   string // storage tests
+	Export   string // nfs tests
 	Line     int
 }
 

@@ -268,6 +268,9 @@ type Filter struct {
 	// Storage is set on a node that publishes ServiceStorageAuth: the
 	// policy's storage grants (see StorageGrants).
 	Storage *StorageGrants `json:"storage,omitempty"`
+	// NFS is set on a node that publishes ServiceNFS when the policy has
+	// an nfs section: who may mount which export (see NFSGrants).
+	NFS *NFSGrants `json:"nfs,omitempty"`
 }
 
 // StorageGrants are the policy's storage grants of every member: by node

@@ -8,9 +8,10 @@ package api
 const (
 	MetricsServicePrefix = "metrics-"
 
-	// tunnelmesh-storage serves /metrics on its credentials API
-	// (StorageAuthPort), with SeaweedFS's own metrics when configured.
+	// tunnelmesh-storage: metrics_port (StorageMetricsPort) on its mesh
+	// address, with SeaweedFS's own metrics when configured.
 	ServiceMetricsStorage = MetricsServicePrefix + "storage"
+	StorageMetricsPort    = 9104
 	// tunnelmesh-nfsd: -metrics-listen mesh:NFSDMetricsPort by default.
 	ServiceMetricsNFSD = MetricsServicePrefix + "nfsd"
 	NFSDMetricsPort    = 9108

@@ -75,7 +75,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dnsMode, "dns-mode", string(splitdns.ModeAuto), "how: auto (systemd-resolved when the system uses it, else resolv.conf), resolved, resolvconf or off")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the file --dns-mode resolvconf manages (default "+splitdns.DefaultResolvConf+")")
 	fs.IntVar(&f.procs, "procs", 0, "CPUs the node's own code may use at once (0: half of the CPUs available, at least 1; GOMAXPROCS in the environment replaces that default)")
-	fs.BoolVar(&f.advertiseS3, "advertise-storage", false, "tunnelmesh-storage serves S3 on this node's mesh address (tcp 9000) and its credentials API (tcp 9001): publish both (storage.<node>.<zone>) and its /metrics on 9001 (metrics-storage)")
+	fs.BoolVar(&f.advertiseS3, "advertise-storage", false, "tunnelmesh-storage serves S3 on this node's mesh address (tcp 9000) and its credentials API (tcp 9001): publish both (storage.<node>.<zone>) and its /metrics on tcp 9104 (metrics-storage; the default policy opens 9104 to nodes tagged monitoring)")
 	fs.BoolVar(&f.advertiseDNS, "advertise-dns", false, "tunnelmesh-meshdns answers on this node's mesh address, port 53: publish it (nodes with the dns tag become the mesh's DNS servers)")
 	fs.BoolVar(&f.advertiseNFS, "advertise-nfs", false, "tunnelmesh-nfsd serves on this node's mesh address, tcp/2049: publish the service nfs (nfs.<node>.mesh, nfs.mesh; the default policy opens 2049 on nodes with the nfs tag) and its /metrics on tcp 9108 (metrics-nfsd)")
 }
@@ -93,7 +93,7 @@ func (f *runFlags) dnsSettings() (splitdns.Mode, []api.Service) {
 	if f.advertiseS3 {
 		svcs = append(svcs, api.Service{Name: api.ServiceStorage, Protocol: "tcp", Port: api.StorageS3Port},
 			api.Service{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort},
-			api.Service{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageAuthPort})
+			api.Service{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageMetricsPort})
 	}
 	if f.advertiseNFS {
 		svcs = append(svcs, api.Service{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},

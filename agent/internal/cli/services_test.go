@@ -22,7 +22,7 @@ func TestAdvertisedServices(t *testing.T) {
 			{Name: api.ServiceDNS, Protocol: "udp", Port: 53}, {Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
 			{Name: "metrics-nfsd", Protocol: "tcp", Port: 9108}}},
 		{[]string{"--advertise-storage"}, []api.Service{{Name: "storage", Protocol: "tcp", Port: 9000},
-			{Name: "storage-auth", Protocol: "tcp", Port: 9001}, {Name: "metrics-storage", Protocol: "tcp", Port: 9001}}},
+			{Name: "storage-auth", Protocol: "tcp", Port: 9001}, {Name: "metrics-storage", Protocol: "tcp", Port: 9104}}},
 	} {
 		var f runFlags
 		fs := flag.NewFlagSet("run", flag.ContinueOnError)

@@ -53,9 +53,9 @@ func buildNFSD(t *testing.T) string {
 	return nfsdBin
 }
 
-// buildQemuGuest builds (or finds cached) the kernel-client guest of
-// nfsd/qemu: $TUNNELMESH_CACHE_DIR/nfsd-qemu, else the user cache directory.
-func buildQemuGuest(t *testing.T) (kernel, initrd string) {
+// cacheDir is $TUNNELMESH_CACHE_DIR/name, else name in the user cache
+// directory's tunnelmesh.
+func cacheDir(t *testing.T, name string) string {
 	t.Helper()
 	cache := os.Getenv("TUNNELMESH_CACHE_DIR")
 	if cache == "" {
@@ -65,7 +65,29 @@ func buildQemuGuest(t *testing.T) (kernel, initrd string) {
 		}
 		cache = filepath.Join(d, "tunnelmesh")
 	}
-	cache = filepath.Join(cache, "nfsd-qemu")
+	return filepath.Join(cache, name)
+}
+
+// fetchShowmount fetches (or finds cached) Debian's showmount with
+// nfsd/scripts/fetch-showmount.sh, in cacheDir "nfs-common".
+func fetchShowmount(t *testing.T) string {
+	t.Helper()
+	cache := cacheDir(t, "nfs-common")
+	script, err := filepath.Abs(filepath.Join("..", "..", "..", "nfsd", "scripts", "fetch-showmount.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(script, cache).CombinedOutput(); err != nil {
+		t.Fatalf("fetch showmount: %v\n%s", err, out)
+	}
+	return filepath.Join(cache, "showmount")
+}
+
+// buildQemuGuest builds (or finds cached) the kernel-client guest of
+// nfsd/qemu: cacheDir "nfsd-qemu".
+func buildQemuGuest(t *testing.T) (kernel, initrd string) {
+	t.Helper()
+	cache := cacheDir(t, "nfsd-qemu")
 	script, err := filepath.Abs(filepath.Join("..", "..", "..", "nfsd", "qemu", "build-guest.sh"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,10 +100,11 @@ func buildQemuGuest(t *testing.T) (kernel, initrd string) {
 
 // TestNFSOverMesh is issue 15's mesh lab: a coordinator with the default
 // policy; node files (tagged nfs, --advertise-nfs) with tunnelmesh-nfsd
-// beside it in its namespace, exporting "shared" read-write to build1;
-// build1 and phone. Debian's libnfs-utils run in the clients' namespaces
+// beside it in its namespace, exporting "shared" with grants from the
+// policy's nfs section (read-write to build1); build1 and phone. Debian's libnfs-utils run in the clients' namespaces
 // against nfs://<files' mesh IP>/shared: build1 copies a file up and back
-// intact, phone (no grant) is refused, Debian's kernel NFSv3 client (under
+// intact, phone (no grant) is refused, showmount -e lists each node's
+// exports, a policy apply grants and revokes phone's access live, Debian's kernel NFSv3 client (under
 // qemu in build1's namespace) mounts and works on the export, and build1
 // is refused once removed from the mesh.
 func TestNFSOverMesh(t *testing.T) {
@@ -127,8 +150,6 @@ exports:
   - name: shared
     dir: %s
     owner: {uid: 1000, gid: 1000}
-    allow:
-      read_write: [build1]
 `, filepath.Join(files.stateDir, "credentials.json"), export)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +167,23 @@ exports:
 			return false
 		})
 	}
+
+	// The policy's nfs section grants: no allow list in nfsd's config.
+	applyNFS := func(name, tests, grants string) time.Time {
+		t.Helper()
+		doc := string(policy.DefaultYAML) + tests + "nfs:\n  exports:\n    shared:\n" + grants
+		file := filepath.Join(l.Dir(), name+".yaml")
+		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := l.Run(cns, time.Minute, l.bin, "policy", "apply", "--config", cfgPath, "-f", file); err != nil {
+			t.Fatalf("policy apply %s: %v\n%s", name, err, out)
+		}
+		return time.Now()
+	}
+	const onlyBuild1 = "  - {name: build1 can write export shared, from: build1, nfs_accept: write:shared}\n" +
+		"  - {name: phone cannot mount export shared, from: phone, nfs_deny: mount:shared}\n"
+	applyNFS("nfs-build1", onlyBuild1, "      read_write: [build1]\n")
 
 	url := func(p string) string { return "nfs://" + filesIP + "/shared" + p + "?nfsport=2049&mountport=2049" }
 	in := func(ns string, args ...string) (string, error) { return l.Run(ns, 60*time.Second, args...) }
@@ -202,6 +240,57 @@ exports:
 		logs, _ := os.ReadFile(nfsdProc.Log)
 		if !bytes.Contains(logs, []byte(`msg="mount refused"`)) || !bytes.Contains(logs, []byte("remote="+phoneIP+" export=shared")) {
 			t.Fatalf("nfsd did not log refusing phone's mount (%s)", phoneIP)
+		}
+	})
+	// showmount -e asks files' port mapper for MOUNT, then MOUNT EXPORT:
+	// each node sees only what it may mount.
+	showmount := fetchShowmount(t)
+	exportsOf := func(ns string) string {
+		t.Helper()
+		out, err := in(ns, showmount, "-e", filesIP)
+		if err != nil || !strings.Contains(out, "Export list for "+filesIP) {
+			t.Fatalf("showmount -e %s: %v\n%s", filesIP, err, out)
+		}
+		return out
+	}
+	t.Run("showmount lists the asker's exports", func(t *testing.T) {
+		if out := exportsOf(nss["build1"]); !strings.Contains(out, "\n/shared ") {
+			t.Errorf("showmount -e from build1 does not list /shared:\n%s", out)
+		}
+		if out := exportsOf(nss["phone"]); strings.Contains(out, "/shared") {
+			t.Errorf("showmount -e from phone (no grant) lists /shared:\n%s", out)
+		}
+	})
+	t.Run("policy grants, live", func(t *testing.T) {
+		// phone gets a read-only grant: it lists and reads, cannot write.
+		applyNFS("nfs-phone-ro", "  - {name: phone reads shared, from: phone, nfs_accept: mount:shared, nfs_deny: write:shared}\n",
+			"      read_write: [build1]\n      read_only: [phone]\n")
+		waitFor(t, 30*time.Second, "phone lists shared", func() (bool, string) {
+			out, err := in(nss["phone"], "nfs-ls", url(""))
+			return err == nil && strings.Contains(out, "up.bin"), fmt.Sprintf("%s %v", out, err)
+		})
+		if out := exportsOf(nss["phone"]); !strings.Contains(out, "\n/shared ") {
+			t.Errorf("showmount -e from phone (read-only grant) does not list /shared:\n%s", out)
+		}
+		src := filepath.Join(l.Dir(), "phone.bin")
+		if err := os.WriteFile(src, []byte("from phone\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := in(nss["phone"], "nfs-cp", src, url("/phone.bin")); err == nil {
+			t.Errorf("phone wrote with a read-only grant: %s", out)
+		}
+		if _, err := os.Stat(filepath.Join(export, "phone.bin")); err == nil {
+			t.Error("phone.bin exists in the export")
+		}
+		// Revoked: phone is refused again within the 2 s target.
+		start := applyNFS("nfs-revoke", onlyBuild1, "      read_write: [build1]\n")
+		waitFor(t, 20*time.Second, "phone refused after the revoke", func() (bool, string) {
+			out, err := l.Run(nss["phone"], 5*time.Second, "nfs-ls", url(""))
+			return err != nil, out
+		})
+		t.Logf("phone's mounts refused %v after the policy apply returned (issue target: within 2 s)", time.Since(start).Round(time.Millisecond))
+		if out := exportsOf(nss["phone"]); strings.Contains(out, "/shared") {
+			t.Errorf("showmount -e from phone after the revoke lists /shared:\n%s", out)
 		}
 	})
 	// The kernel client keeps a mount open across build1's removal: after its

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,11 +14,17 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
+	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
 // TestStorageBench is storage/bench: S3 PUT and GET from a node to one
 // SeaweedFS reached over the mesh and over the underlay, in the same run,
-// alternating which goes first each round; it prints a table. With
+// alternating which goes first each round; it prints a table. Each round
+// measures twice: on the bare veth pair (no limit, no crypto: faster than
+// any NIC) and with both veths shaped by tc tbf to
+// TUNNELMESH_STORAGE_BENCH_RATE (tc's syntax, default 1gbit, "off" for
+// none), what a real network gives; each time with iperf3's TCP throughput
+// over both paths beside the S3 numbers, the tunnel's raw capacity. With
 // TUNNELMESH_STORAGE_BENCH=1 (storage/bench/run.sh sets it) it is the
 // benchmark; without, a smoke run of the same code (one round, small
 // objects) that keeps the benchmark working and checks every row has
@@ -91,8 +100,74 @@ func TestStorageBench(t *testing.T) {
 		}
 	}
 
+	// iperf3 on the storage node, on 9001: a port the default policy opens
+	// to every member (tunnelmesh-storage, whose port it is, is not
+	// running here), so the mesh's filter lets it through.
+	testenv.NeedCommand(t, "iperf3", "apt-get install iperf3 (scripts/install-deps.sh)")
+	l.Start(stNS, "iperf3", "iperf3", "-s", "-p", "9001")
+
+	iperfSecs := "5"
+	if smoke {
+		iperfSecs = "1"
+	}
+	iperf := func(addr string, reverse bool) (float64, error) {
+		args := []string{"iperf3", "-c", addr, "-p", "9001", "-t", iperfSecs, "-J"}
+		if reverse {
+			args = append(args, "-R")
+		}
+		var last string
+		for try := 0; try < 5; try++ { // the server answers one client at a time; busy right after a run
+			out, err := l.Run(aNS, 2*time.Minute, args...)
+			var r struct {
+				End struct {
+					SumReceived struct {
+						BitsPerSecond float64 `json:"bits_per_second"`
+					} `json:"sum_received"`
+				} `json:"end"`
+			}
+			if err == nil && json.Unmarshal([]byte(out), &r) == nil && r.End.SumReceived.BitsPerSecond > 0 {
+				return r.End.SumReceived.BitsPerSecond / 8 / 1e6, nil
+			}
+			last = fmt.Sprintf("%.300q %v", out, err)
+			time.Sleep(time.Second)
+		}
+		return 0, fmt.Errorf("iperf3 %s: %s", strings.Join(args, " "), last)
+	}
+
+	// Shaping: the veth of the client and of the storage node (both
+	// directions; the mesh's UDP and the underlay's TCP alike) limited to
+	// rate by tbf, as a real NIC would be.
+	rate := os.Getenv("TUNNELMESH_STORAGE_BENCH_RATE")
+	if rate == "" {
+		rate = "1gbit"
+	}
+	shape := func(rate string) {
+		for _, ns := range []string{aNS, stNS} {
+			if rate == "" {
+				_, _ = l.Run(ns, 10*time.Second, "tc", "qdisc", "del", "dev", "eth0", "root")
+				continue
+			}
+			if out, err := l.Run(ns, 10*time.Second, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
+				"rate", rate, "burst", "1mb", "latency", "10ms"); err != nil {
+				t.Fatalf("tc tbf rate %s in %s: %v %s", rate, ns, err, out)
+			}
+		}
+	}
+	conditions := []string{"none"}
+	if rate != "off" {
+		conditions = append(conditions, rate)
+	}
+
 	type result struct{ put, get []float64 }
-	res := map[string]map[string]*result{} // path -> workload -> results
+	type rowKey struct{ cond, path, work string }
+	res := map[rowKey]*result{}
+	add := func(k rowKey, put, get float64) {
+		if res[k] == nil {
+			res[k] = &result{}
+		}
+		res[k].put = append(res[k].put, put)
+		res[k].get = append(res[k].get, get)
+	}
 	workloads := []struct {
 		name        string
 		size, count string
@@ -101,39 +176,61 @@ func TestStorageBench(t *testing.T) {
 		workloads[0].name, workloads[0].size, workloads[0].count = "1MiB", strconv.Itoa(1<<20), "1"
 		workloads[1].count = "10"
 	}
-	paths := []struct{ name, addr string }{{"mesh", stIP + ":9000"}, {"underlay", stUnderlay + ":9000"}}
+	load0, _ := os.ReadFile("/proc/loadavg")
+	paths := []struct{ name, addr string }{{"mesh", stIP}, {"underlay", stUnderlay}}
 	for r := range rounds {
-		order := paths
+		order, conds := paths, conditions
 		if r%2 == 1 {
 			order = []struct{ name, addr string }{paths[1], paths[0]}
+			conds = slices.Clone(conditions)
+			slices.Reverse(conds)
 		}
-		for _, w := range workloads {
+		for _, cond := range conds {
+			if cond == "none" {
+				shape("")
+			} else {
+				shape(cond)
+			}
 			for _, p := range order {
-				out, err := s3(p.addr, "bench", "bench", w.size, w.count)
-				var put, get float64
-				if _, serr := fmt.Sscanf(out, "%f %f", &put, &get); err != nil || serr != nil || !(put > 0) || !(get > 0) {
-					t.Fatalf("bench %s %s: %q %v", p.name, w.name, out, err)
+				up, err1 := iperf(p.addr, false)
+				down, err2 := iperf(p.addr, true)
+				if err := errors.Join(err1, err2); err != nil {
+					t.Fatal(err)
 				}
-				if res[p.name] == nil {
-					res[p.name] = map[string]*result{}
+				add(rowKey{cond, p.name, "iperf3"}, up, down)
+			}
+			for _, w := range workloads {
+				for _, p := range order {
+					out, err := s3(p.addr+":9000", "bench", "bench", w.size, w.count)
+					var put, get float64
+					if _, serr := fmt.Sscanf(out, "%f %f", &put, &get); err != nil || serr != nil || !(put > 0) || !(get > 0) {
+						t.Fatalf("bench %s %s shaping %s: %q %v", p.name, w.name, cond, out, err)
+					}
+					add(rowKey{cond, p.name, w.name}, put, get)
 				}
-				if res[p.name][w.name] == nil {
-					res[p.name][w.name] = &result{}
-				}
-				res[p.name][w.name].put = append(res[p.name][w.name].put, put)
-				res[p.name][w.name].get = append(res[p.name][w.name].get, get)
 			}
 		}
 	}
+	shape("")
+	load1, _ := os.ReadFile("/proc/loadavg")
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-10s %-6s %12s %12s   (MB/s, mean of %d rounds)\n", "path", "object", "PUT", "GET", rounds)
+	fmt.Fprintf(&b, "\nMB/s, mean of %d rounds; iperf3 is TCP (1 stream, %s s; PUT = client to storage, GET = -R); load average %s at the start, %s at the end\n",
+		rounds, iperfSecs, strings.Join(strings.Fields(string(load0))[:3], " "), strings.Join(strings.Fields(string(load1))[:3], " "))
+	fmt.Fprintf(&b, "| %-8s | %-10s | %-6s | %9s | %9s |\n", "shaping", "path", "object", "PUT", "GET")
+	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 8), strings.Repeat("-", 10)+":", strings.Repeat("-", 10)+":")
+	rows := []string{"iperf3"}
 	for _, w := range workloads {
-		for _, p := range paths {
-			r := res[p.name][w.name]
-			fmt.Fprintf(&b, "%-10s %-6s %12.1f %12.1f\n", p.name, w.name, mean(r.put), mean(r.get))
+		rows = append(rows, w.name)
+	}
+	for _, cond := range conditions {
+		for _, w := range rows {
+			for _, p := range paths {
+				r := res[rowKey{cond, p.name, w}]
+				fmt.Fprintf(&b, "| %-8s | %-10s | %-6s | %9.1f | %9.1f |\n", cond, p.name, w, mean(r.put), mean(r.get))
+			}
+			m, u := res[rowKey{cond, "mesh", w}], res[rowKey{cond, "underlay", w}]
+			fmt.Fprintf(&b, "| %-8s | %-10s | %-6s | %8.2fx | %8.2fx |\n", cond, "mesh/under", w, mean(m.put)/mean(u.put), mean(m.get)/mean(u.get))
 		}
-		m, u := res["mesh"][w.name], res["underlay"][w.name]
-		fmt.Fprintf(&b, "%-10s %-6s %11.2fx %11.2fx\n", "mesh/under", w.name, mean(m.put)/mean(u.put), mean(m.get)/mean(u.get))
 	}
 	t.Log(b.String())
 }

@@ -55,6 +55,11 @@ func newS3CLI(t *testing.T, l *lab, endpoint string) *s3CLI {
 // (n == nil: no credentials at all); $AWS and $S3CMD are the clients with
 // their endpoint options.
 func (c *s3CLI) run(n *node, ns, script string) (string, error) {
+	return c.runFor(n, ns, 5*time.Minute, script)
+}
+
+// runFor is run with a time limit of its own.
+func (c *s3CLI) runFor(n *node, ns string, timeout time.Duration, script string) (string, error) {
 	pre := fmt.Sprintf("set -euo pipefail\nexport HOME=%[1]s AWS_CONFIG_FILE=%[1]s/aws-config AWS_SHARED_CREDENTIALS_FILE=%[1]s/aws-credentials AWS_PAGER=\n"+
 		"unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ENDPOINT_URL AWS_PROFILE\n"+
 		"AWS=\"%[2]s --endpoint-url http://%[3]s\"\nS3CMD=\"%[4]s -c %[1]s/s3cfg\"\n",
@@ -62,7 +67,7 @@ func (c *s3CLI) run(n *node, ns, script string) (string, error) {
 	if n != nil {
 		pre += fmt.Sprintf("eval \"$(%s storage credentials --env --state-dir %s)\"\n", c.l.bin, n.stateDir)
 	}
-	return c.l.Run(ns, 5*time.Minute, "bash", "-c", pre+script)
+	return c.l.Run(ns, timeout, "bash", "-c", pre+script)
 }
 
 func fileSHA256(t *testing.T, path string) string {
@@ -85,7 +90,8 @@ func randomFile(t *testing.T, path string, size int) string {
 }
 
 // testS3CLIs: awscli and s3cmd on node a put, on node b get, sha256-intact
-// (aws's 9 MiB upload is multipart); a presigned GET made by aws on a,
+// (aws's 9 MiB upload is multipart); 1 GiB streamed through aws (multipart,
+// 128 parts) on a, fetched on b, sha256-intact; a presigned GET made by aws on a,
 // fetched on b with no credentials; the same URL expired: 403; an unsigned
 // request: 403.
 func testS3CLIs(t *testing.T, l *lab, endpoint, s3tool string, a, b *node) {
@@ -144,6 +150,36 @@ func testS3CLIs(t *testing.T, l *lab, endpoint, s3tool string, a, b *node) {
 		time.Sleep(3 * time.Second)
 		if out, _ := l.Run(b.ns, time.Minute, s3tool, "-", "fetch", expiring); !strings.Contains(out, "fetch 403") {
 			t.Errorf("expired presigned GET on %s = %q, want 403", b.name, out)
+		}
+	})
+	t.Run("aws 1 GiB multipart, put on a, get on b", func(t *testing.T) {
+		// Streamed: deterministic pseudo-random data from s3tool, never a
+		// file; aws splits stdin into 8 MiB parts.
+		const size = 1 << 30
+		sumFile := filepath.Join(dir, "1g.sha256")
+		start := time.Now()
+		if out, err := c.runFor(a, a.ns, 20*time.Minute, fmt.Sprintf("%s - gen %d tunnelmesh-1g 2>%s | $AWS s3 cp --only-show-errors --expected-size %d - s3://mesh/cli/1g.bin",
+			s3tool, size, sumFile, size)); err != nil {
+			t.Fatalf("aws s3 cp of 1 GiB on %s: %v %s", a.name, err, out)
+		}
+		put := time.Since(start)
+		b0, err := os.ReadFile(sumFile)
+		want := strings.TrimSpace(string(b0))
+		if err != nil || len(want) != 64 {
+			t.Fatalf("sha256 of the generated 1 GiB: %q %v", b0, err)
+		}
+		etag, err := c.run(b, b.ns, "$AWS s3api head-object --bucket mesh --key cli/1g.bin --query '[ContentLength,ETag]' --output text")
+		if f := strings.Fields(etag); err != nil || len(f) != 2 || f[0] != fmt.Sprint(size) || !strings.Contains(f[1], "-") {
+			t.Errorf("head-object cli/1g.bin on %s = %q, %v; want %d bytes and a multipart ETag (md5-N)", b.name, etag, err, size)
+		}
+		start = time.Now()
+		got, err := c.runFor(b, b.ns, 20*time.Minute, "$AWS s3 cp --only-show-errors s3://mesh/cli/1g.bin - | sha256sum")
+		if f := strings.Fields(got); err != nil || len(f) == 0 || f[0] != want {
+			t.Fatalf("aws get of 1 GiB on %s: sha256 %q, %v; put %s", b.name, got, err, want)
+		}
+		t.Logf("1 GiB with awscli over the mesh: put %v, get %v", put.Round(time.Second), time.Since(start).Round(time.Second))
+		if out, err := c.run(b, b.ns, "$AWS s3 rm --only-show-errors s3://mesh/cli/1g.bin"); err != nil {
+			t.Errorf("aws s3 rm cli/1g.bin: %v %s", err, out)
 		}
 	})
 	t.Run("unsigned request refused", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
 	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 )
 
@@ -95,7 +96,10 @@ type s3creds struct {
 // awscli and s3cmd (storage_cli_test.go); a wrong secret, a tampered
 // presigned URL and a bucket outside the grant are refused; nothing answers on
 // the storage node's underlay address; b's credentials are refused soon after
-// b is removed; SIGTERM stops the storage service cleanly.
+// b is removed; only a node tagged monitoring reads the metrics; kill -9 of
+// the storage service (supervisor and SeaweedFS) during a put and during a
+// multipart upload leaves no partial object and the completed ones intact;
+// SIGTERM stops the storage service cleanly.
 func TestStorage(t *testing.T) {
 	weed := weedBinary(t)
 	l := newLab(t)
@@ -103,7 +107,7 @@ func TestStorage(t *testing.T) {
 
 	cns := l.addHost("c", 1)
 	nss := map[string]string{}
-	for i, h := range []string{"sta", "nodea", "nodeb"} {
+	for i, h := range []string{"sta", "nodea", "nodeb", "mon"} {
 		nss[h] = l.addHost(h, 11+i)
 	}
 	stUnderlay := "10.99.0.11"
@@ -120,12 +124,13 @@ func TestStorage(t *testing.T) {
 	l.Start(cns, "coord-st", l.bin, "coordinator", "--config", cfgPath)
 	tok := l.adminToken(cns, cfgPath)
 	stTok := l.adminToken(cns, cfgPath, "--tag", "storage")
+	monTok := l.adminToken(cns, cfgPath, "--tag", "monitoring")
 
 	st := l.join(nss["sta"], "sta", "sta", "", coordURL, stTok, "--advertise-storage", "--dns=false")
 	stIP := l.waitStatus(st, 20*time.Second, "joined", func(s localapi.Status) bool { return s.IP.IsValid() }).IP.String()
 	stCfg := filepath.Join(l.Dir(), "storage.yaml")
 	if err := os.WriteFile(stCfg, []byte(fmt.Sprintf(
-		"credentials: %s\ndata_dir: %s\nweed:\n  binary: %s\n  volume_max: 16\n  volume_size_mb: 64\n",
+		"credentials: %s\ndata_dir: %s\nweed:\n  binary: %s\n  volume_max: 24\n  volume_size_mb: 256\n",
 		filepath.Join(st.stateDir, "credentials.json"), filepath.Join(l.Dir(), "storage-data"), weed)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +138,8 @@ func TestStorage(t *testing.T) {
 
 	nodea := l.join(nss["nodea"], "nodea", "nodea", "", coordURL, tok, "--dns=false")
 	nodeb := l.join(nss["nodeb"], "nodeb", "nodeb", "", coordURL, tok, "--dns=false")
-	for _, n := range []*node{nodea, nodeb} {
+	mon := l.join(nss["mon"], "mon", "mon", "", coordURL, monTok, "--dns=false")
+	for _, n := range []*node{nodea, nodeb, mon} {
 		l.waitStatus(n, 30*time.Second, "sees the storage node", func(s localapi.Status) bool { return slicesContains(peerNames(s), "sta") })
 	}
 
@@ -176,6 +182,7 @@ func TestStorage(t *testing.T) {
 		t.Errorf("credentials endpoint %q region %q, want http://storage.mesh:9000 us-east-1", ca.URL, ca.Region)
 	}
 
+	completed := map[string]string{} // key in bucket mesh -> sha256, checked after kill -9
 	t.Run("put on a, get on b", func(t *testing.T) {
 		var sum string
 		waitFor(t, 2*time.Minute, "put from nodea", func() (bool, string) {
@@ -183,6 +190,7 @@ func TestStorage(t *testing.T) {
 			sum = out
 			return err == nil && len(out) == 64, fmt.Sprintf("%q %v", out, err)
 		})
+		completed["dir/hello.bin"] = sum
 		got, err := s3(nodeb, cb, "get", "mesh", "dir/hello.bin")
 		if err != nil || got != sum {
 			t.Fatalf("get on nodeb = %q, %v; want sha256 %s", got, err, sum)
@@ -196,6 +204,7 @@ func TestStorage(t *testing.T) {
 		if err != nil || len(sum) != 64 {
 			t.Fatalf("multipart put on nodea = %q, %v", sum, err)
 		}
+		completed["big.bin"] = sum
 		if got, err := s3(nodeb, cb, "get", "mesh", "big.bin"); err != nil || got != sum {
 			t.Errorf("get on nodeb = %q, %v; want %s", got, err, sum)
 		}
@@ -234,7 +243,7 @@ func TestStorage(t *testing.T) {
 		}
 	})
 	t.Run("nothing on the underlay", func(t *testing.T) {
-		for _, port := range []string{"9000", "9001", "19000", "8888", "9333", "8080"} {
+		for _, port := range []string{"9000", "9001", "9104", "19000", "8888", "9333", "8080"} {
 			if out, err := l.Run(nss["nodea"], 10*time.Second, "bash", "-c", "exec 3<>/dev/tcp/"+stUnderlay+"/"+port); err == nil {
 				t.Errorf("connect to the storage node's underlay %s:%s succeeded: %s", stUnderlay, port, out)
 			}
@@ -322,10 +331,13 @@ func TestStorage(t *testing.T) {
 		}
 	})
 	t.Run("metrics and health", func(t *testing.T) {
-		out, err := l.Run(nss["nodea"], time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/metrics")
-		if err != nil {
-			t.Fatalf("metrics: %v", err)
-		}
+		metricsURL := "http://" + stIP + ":9104/metrics"
+		var out string
+		waitFor(t, time.Minute, "mon (tag:monitoring) reads the storage metrics", func() (bool, string) {
+			var err error
+			out, err = l.Run(mon.ns, 20*time.Second, s3tool, "-", "cat", metricsURL)
+			return err == nil, fmt.Sprintf("%q %v", out, err)
+		})
 		for _, want := range []string{
 			"tunnelmesh_storage_credentials_issued_total ",
 			"tunnelmesh_storage_credentials_revoked_total 1",
@@ -344,6 +356,22 @@ func TestStorage(t *testing.T) {
 		if out, err := l.Run(nss["nodea"], time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/healthz"); err != nil || strings.TrimSpace(out) != "ok" {
 			t.Errorf("healthz = %q, %v", out, err)
 		}
+		// A member without tag:monitoring: its SYN to 9104 is dropped by the
+		// storage node's filter, and the credentials API has no /metrics.
+		if out, err := l.Run(nodea.ns, 10*time.Second, s3tool, "-", "cat", metricsURL); err == nil || strings.Contains(out, "tunnelmesh_storage_") {
+			t.Errorf("nodea (no tag:monitoring) read %s: %q, %v", metricsURL, out, err)
+		}
+		if out, err := l.Run(nodea.ns, time.Minute, s3tool, "-", "cat", "http://"+stIP+":9001/metrics"); err == nil || !strings.Contains(out, "fetch 404") {
+			t.Errorf("nodea GET :9001/metrics = %q, %v; want 404", out, err)
+		}
+	})
+	t.Run("kill -9 during a put and a multipart upload", func(t *testing.T) {
+		stProc = testStorageKill9(t, l, storageKill{ns: nss["sta"], stIP: stIP, bin: storageBin, cfg: stCfg, s3tool: s3tool,
+			proc: stProc, s3: func(args ...string) (string, error) { return s3(nodea, ca, args...) },
+			runClient: func(name string, args ...string) *netnslab.Proc {
+				return l.Start(nodea.ns, name, append([]string{"env", "AWS_ACCESS_KEY_ID=" + ca.ID, "AWS_SECRET_ACCESS_KEY=" + ca.Secret,
+					"AWS_REGION=" + ca.Region, s3tool, endpoint}, args...)...)
+			}}, completed)
 	})
 
 	// Idle RSS of the storage node's processes, for the storage README.

@@ -12,26 +12,8 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
-// PathServices is where a process next to the node (tunnelmesh-dockerwatch)
-// sets the services it runs:
-//
-//	PUT /v1/services  ServicesRequest -> ServicesRequest (as stored)
-//
-// The node publishes them, with its own, in its next report to the
-// registry. Each owner's set replaces that owner's previous one; an empty
-// set withdraws them; a set not set again within node.ServicesTTL (20 s)
-// is withdrawn, so an owner re-sends its set to keep it.
-const PathServices = "/v1/services"
-
-// ServicesRequest is the body of PUT /v1/services.
-type ServicesRequest struct {
-	// Owner names the process (a DNS label, e.g. "dockerwatch").
-	Owner    string        `json:"owner"`
-	Services []api.Service `json:"services"`
-}
-
 // ServicesSetter is the part of a Backend that accepts services from other
-// processes. A Backend without it answers PUT /v1/services with 404.
+// processes (tunnelmesh-dockerwatch) through PUT PathServices. A Backend without it answers PUT /v1/services with 404.
 type ServicesSetter interface {
 	// SetServices replaces owner's services. An error wrapping
 	// ErrBadServices is answered with 400 and changes nothing.

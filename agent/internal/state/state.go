@@ -27,6 +27,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/meshnet"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeapi"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 	"github.com/tunnelmesh/tunnelmesh/shared/regclient"
@@ -40,7 +41,7 @@ const (
 	KeyFile         = "node.key"
 	NodeFile        = "node.json"
 	CredentialsFile = "credentials.json"
-	SocketFile      = "tunnelmesh.sock"
+	SocketFile      = nodeapi.SocketFile
 	LockFile        = "lock"
 )
 

@@ -44,6 +44,12 @@ type Options struct {
 	// Reachable are the networks of the node's namespace (its interfaces'
 	// prefixes): a container is forwarded to its address in one of them.
 	Reachable []netip.Prefix
+	// Host is the Docker host as the node's namespace reaches it: the
+	// namespace's IPv4 default gateway, which on a Docker bridge network is
+	// the host's address on that network. A container on no network in
+	// Reachable is forwarded through the host, to the host port it
+	// publishes; invalid: no such forward.
+	Host netip.Addr
 }
 
 // Compute returns the services of the running containers in list, sorted
@@ -140,12 +146,48 @@ func services(c container.Summary, o Options) ([]Service, string) {
 	}
 	addr, ok := reachableAddr(c, o.Reachable)
 	if !ok {
-		return nil, "not on a network the node's namespace is attached to (networks: " + strings.Join(networkNames(c), ", ") + ")"
+		return throughHost(c, ports, labelled, o.Host, name, allow, via)
 	}
 	out := make([]Service, 0, len(ports))
 	for _, p := range ports {
 		out = append(out, Service{
 			Name: name, Proto: p.Proto, Port: p.Port, Target: netip.AddrPortFrom(addr, p.Container),
+			Allow: allow, Container: c.ID, Via: via,
+		})
+	}
+	return out, ""
+}
+
+// throughHost returns the services of c, which is on no network of the
+// node's namespace, forwarded to the host ports it publishes on host: each
+// of ports must be published on an IPv4 address the namespace reaches
+// through the host (every address, or a specific non-loopback one), else
+// c gets none and the reason.
+func throughHost(c container.Summary, ports []Port, labelled bool, host netip.Addr, name string, allow []string, via string) ([]Service, string) {
+	notOn := "not attached to a network the agent's namespace is on (networks: " + strings.Join(networkNames(c), ", ") + ")"
+	if !host.Is4() {
+		return nil, notOn + ", and the namespace has no IPv4 default gateway to reach the host's published ports through"
+	}
+	out := make([]Service, 0, len(ports))
+	for _, p := range ports {
+		b, ok := p.binding, !labelled
+		if labelled {
+			b, ok = publishedAt(c, p.Container, p.Proto)
+		}
+		if !ok {
+			return nil, fmt.Sprintf("%s, and port %d/%s is not published on the host (docker run -p)", notOn, p.Container, p.Proto)
+		}
+		target := host
+		switch {
+		case b.IP.Is4() && b.IP.IsLoopback():
+			return nil, fmt.Sprintf("%s, and port %d/%s is published on the host's loopback only (%s), which the namespace cannot reach", notOn, p.Container, p.Proto, netip.AddrPortFrom(b.IP, b.PublicPort))
+		case b.IP.IsValid() && !b.IP.Is4():
+			return nil, fmt.Sprintf("%s, and port %d/%s is published on IPv6 only (%s)", notOn, p.Container, p.Proto, netip.AddrPortFrom(b.IP, b.PublicPort))
+		case b.IP.Is4() && !b.IP.IsUnspecified():
+			target = b.IP // published on one of the host's addresses only
+		}
+		out = append(out, Service{
+			Name: name, Proto: p.Proto, Port: p.Port, Target: netip.AddrPortFrom(target, b.PublicPort),
 			Allow: allow, Container: c.ID, Via: via,
 		})
 	}
@@ -159,6 +201,9 @@ type Port struct {
 	// Container is the container's port: Port for a label, the private
 	// port of a port published on the host under auto_publish.
 	Container uint16
+	// binding is where a port published on the host (auto_publish) is
+	// bound.
+	binding container.PortSummary
 }
 
 // ParseExpose parses a tunnelmesh.expose label: comma-separated PORT/PROTO
@@ -196,19 +241,63 @@ func ParseExpose(s string) ([]Port, error) {
 
 // publishedPorts returns the ports that c publishes on the host: under
 // auto_publish the same port on the node's mesh address forwards to the
-// container's port.
+// container's port. One per host port and protocol (Docker lists a port
+// published on every address once per address family): the IPv4 binding.
 func publishedPorts(c container.Summary) []Port {
 	var out []Port
+	for _, b := range bindings(c) {
+		out = append(out, Port{Port: b.PublicPort, Proto: b.Type, Container: b.PrivatePort, binding: b})
+	}
+	return out
+}
+
+// publishedAt returns the binding of c's port private/proto on the host
+// (the lowest host port when it is published on several).
+func publishedAt(c container.Summary, private uint16, proto string) (container.PortSummary, bool) {
+	for _, b := range bindings(c) {
+		if b.PrivatePort == private && b.Type == proto {
+			return b, true
+		}
+	}
+	return container.PortSummary{}, false
+}
+
+// bindings returns c's tcp and udp ports published on the host, one per
+// host port and protocol (the binding the namespace reaches best, see
+// reach), sorted by host port and protocol.
+func bindings(c container.Summary) []container.PortSummary {
+	var out []container.PortSummary
 	for _, p := range c.Ports {
 		if p.PublicPort == 0 || (p.Type != "tcp" && p.Type != "udp") {
 			continue
 		}
-		pp := Port{Port: p.PublicPort, Proto: p.Type, Container: p.PrivatePort}
-		if !slices.Contains(out, pp) { // once per address family
-			out = append(out, pp)
+		i := slices.IndexFunc(out, func(o container.PortSummary) bool { return o.PublicPort == p.PublicPort && o.Type == p.Type })
+		switch {
+		case i < 0:
+			out = append(out, p)
+		case reach(p.IP) > reach(out[i].IP):
+			out[i] = p
 		}
 	}
+	slices.SortFunc(out, func(a, b container.PortSummary) int {
+		return cmp.Or(cmp.Compare(a.PublicPort, b.PublicPort), cmp.Compare(a.Type, b.Type))
+	})
 	return out
+}
+
+// reach ranks a published port's host address by how well the node's
+// namespace reaches it through the host: every IPv4 address or one that is
+// not loopback, then IPv4 loopback, then IPv6 (none of these two).
+func reach(a netip.Addr) int {
+	switch {
+	case a.Is4() && !a.IsLoopback():
+		return 3
+	case !a.IsValid():
+		return 2 // Docker lists no address: every address
+	case a.Is4():
+		return 1
+	}
+	return 0
 }
 
 func containerName(c container.Summary) string {

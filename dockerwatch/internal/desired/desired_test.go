@@ -78,9 +78,86 @@ func TestUnreachableNetworkIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := render(Compute(rec.Steps[0].List, Options{Reachable: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")}}))
-	want := "skip dwrec-web: not on a network the node's namespace is attached to (networks: dwrec-net)"
+	want := "skip dwrec-web: not attached to a network the agent's namespace is on (networks: dwrec-net), and the namespace has no IPv4 default gateway to reach the host's published ports through"
 	if got != want {
 		t.Errorf("Compute = %s, want %s", got, want)
+	}
+	// Through the host: the recorded pub publishes on the host's loopback
+	// only (-p 127.0.0.1::8080), which the namespace cannot reach; web
+	// publishes nothing. Both stay out, each with its reason.
+	got = render(Compute(rec.Steps[3].List, Options{AutoPublish: true, Reachable: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")}, Host: netip.MustParseAddr("10.99.0.1")}))
+	want = "skip dwrec-hostnet: host network: the container shares the host's ports, there is no container address to forward to; " +
+		"skip dwrec-pub: not attached to a network the agent's namespace is on (networks: dwrec-net), and port 8080/tcp is published on the host's loopback only (127.0.0.1:32768), which the namespace cannot reach; " +
+		"skip dwrec-web: not attached to a network the agent's namespace is on (networks: dwrec-net), and port 8080/tcp is not published on the host (docker run -p)"
+	if got != want {
+		t.Errorf("Compute through the host =\n %s\nwant\n %s", got, want)
+	}
+}
+
+// published adds to c a port published on the host: private/proto at
+// hostIP:public.
+func published(c container.Summary, hostIP string, public, private uint16, proto string) container.Summary {
+	var ip netip.Addr
+	if hostIP != "" {
+		ip = netip.MustParseAddr(hostIP)
+	}
+	c.Ports = append(c.Ports, container.PortSummary{IP: ip, PublicPort: public, PrivatePort: private, Type: proto})
+	return c
+}
+
+// TestThroughHost: containers on a network the node's namespace is not
+// on are forwarded to the host ports they publish, through the host.
+func TestThroughHost(t *testing.T) {
+	o := Options{AutoPublish: true, Reachable: []netip.Prefix{netip.MustParsePrefix("172.18.0.0/16")}, Host: netip.MustParseAddr("172.18.0.1")}
+	other := func(id, name string, labels map[string]string) container.Summary {
+		return running(id, name, 10, labels, "172.30.0.2")
+	}
+	const notOn = "not attached to a network the agent's namespace is on (networks: net), and "
+	for _, tc := range []struct {
+		name string
+		c    container.Summary
+		want string
+	}{
+		{"auto_publish: every address, both families", published(published(other("a", "pub", nil), "::", 8081, 80, "tcp"), "0.0.0.0", 8081, 80, "tcp"),
+			"pub 8081/tcp->172.18.0.1:8081 [] auto_publish"},
+		{"auto_publish: tcp and udp", published(published(other("a", "pub", nil), "0.0.0.0", 5353, 53, "udp"), "0.0.0.0", 8081, 80, "tcp"),
+			"pub 8081/tcp->172.18.0.1:8081 [] auto_publish; pub 5353/udp->172.18.0.1:5353 [] auto_publish"},
+		{"auto_publish: one host address", published(other("a", "pub", nil), "192.0.2.7", 8081, 80, "tcp"),
+			"pub 8081/tcp->192.0.2.7:8081 [] auto_publish"},
+		{"auto_publish: loopback and one host address, same host port", published(published(other("a", "pub", nil), "127.0.0.1", 8081, 80, "tcp"), "192.0.2.7", 8081, 80, "tcp"),
+			"pub 8081/tcp->192.0.2.7:8081 [] auto_publish"},
+		{"auto_publish: loopback only", published(other("a", "pub", nil), "127.0.0.1", 8081, 80, "tcp"),
+			"skip pub: " + notOn + "port 80/tcp is published on the host's loopback only (127.0.0.1:8081), which the namespace cannot reach"},
+		{"auto_publish: IPv6 only", published(other("a", "pub", nil), "::", 8081, 80, "tcp"),
+			"skip pub: " + notOn + "port 80/tcp is published on IPv6 only ([::]:8081)"},
+		{"label: its port published", published(other("a", "web", map[string]string{LabelExpose: "8080", LabelAllow: "node2"}), "0.0.0.0", 49153, 8080, "tcp"),
+			"web 8080/tcp->172.18.0.1:49153 [node2] label"},
+		{"label: lowest of two host ports", published(published(other("a", "web", map[string]string{LabelExpose: "8080"}), "0.0.0.0", 49160, 8080, "tcp"), "0.0.0.0", 49153, 8080, "tcp"),
+			"web 8080/tcp->172.18.0.1:49153 [] label"},
+		{"label: another port published, not its own", published(other("a", "web", map[string]string{LabelExpose: "8080"}), "0.0.0.0", 8081, 80, "tcp"),
+			"skip web: " + notOn + "port 8080/tcp is not published on the host (docker run -p)"},
+		{"label: one of two ports not published", published(other("a", "web", map[string]string{LabelExpose: "8080,5353/udp"}), "0.0.0.0", 8080, 8080, "tcp"),
+			"skip web: " + notOn + "port 5353/udp is not published on the host (docker run -p)"},
+		{"label: udp published as tcp only", published(other("a", "dns", map[string]string{LabelExpose: "53/udp"}), "0.0.0.0", 5353, 53, "tcp"),
+			"skip dns: " + notOn + "port 53/udp is not published on the host (docker run -p)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := render(Compute([]container.Summary{tc.c}, o)); got != tc.want {
+				t.Errorf("Compute =\n %s\nwant\n %s", got, tc.want)
+			}
+		})
+	}
+	// Without a default gateway nothing goes through the host.
+	c := published(other("a", "pub", nil), "0.0.0.0", 8081, 80, "tcp")
+	got := render(Compute([]container.Summary{c}, Options{AutoPublish: true, Reachable: o.Reachable}))
+	if want := "skip pub: not attached to a network the agent's namespace is on (networks: net), and the namespace has no IPv4 default gateway to reach the host's published ports through"; got != want {
+		t.Errorf("Compute without a gateway = %s, want %s", got, want)
+	}
+	// On a reachable network the container's own address is used, never
+	// the host's published port.
+	c = published(running("a", "pub", 10, nil, "172.18.0.5"), "0.0.0.0", 8081, 80, "tcp")
+	if got, want := render(Compute([]container.Summary{c}, o)), "pub 8081/tcp->172.18.0.5:80 [] auto_publish"; got != want {
+		t.Errorf("Compute on a reachable network = %s, want %s", got, want)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/desired"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeapi"
 )
 
 // Paths and owners on the agent's local API. Owner's services are the
@@ -30,8 +31,8 @@ import (
 // apart so that the docker section never opens the metrics port (the
 // policy's metrics rule does, to nodes tagged monitoring).
 const (
-	PathStatus   = "/v1/status"
-	PathServices = "/v1/services"
+	PathStatus   = nodeapi.PathStatus
+	PathServices = nodeapi.PathServices
 	Owner        = api.ServiceOwnerDocker
 	MetricsOwner = "dockerwatch-metrics"
 )
@@ -58,10 +59,7 @@ var ErrNodeRemoved = errors.New("node removed from the mesh")
 // MeshAddr returns the node's mesh address; ErrNodeRemoved while the node
 // is removed.
 func (a *Agent) MeshAddr(ctx context.Context) (netip.Addr, error) {
-	var st struct {
-		IP      netip.Addr `json:"ip"`
-		Removed bool       `json:"removed"`
-	}
+	var st nodeapi.Status
 	if err := a.do(ctx, http.MethodGet, PathStatus, nil, &st); err != nil {
 		return netip.Addr{}, fmt.Errorf("agent status: %w", err)
 	}
@@ -84,10 +82,7 @@ func (a *Agent) PublishAs(ctx context.Context, owner string, svcs []api.Service)
 	if svcs == nil {
 		svcs = []api.Service{}
 	}
-	body, err := json.Marshal(struct {
-		Owner    string        `json:"owner"`
-		Services []api.Service `json:"services"`
-	}{owner, svcs})
+	body, err := json.Marshal(nodeapi.ServicesRequest{Owner: owner, Services: svcs})
 	if err != nil {
 		return fmt.Errorf("publish services: %w", err)
 	}
@@ -116,9 +111,7 @@ func (a *Agent) do(ctx context.Context, method, path string, body []byte, out an
 		return fmt.Errorf("local api %s: %w", a.Socket, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e nodeapi.Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			return fmt.Errorf("local api %s: %s: %s", a.Socket, resp.Status, e.Error)
 		}

@@ -1,12 +1,15 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/dockerwatch/internal/desired"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
+	"github.com/tunnelmesh/tunnelmesh/shared/nodeapi"
 )
 
 func TestRecords(t *testing.T) {
@@ -44,10 +48,7 @@ func TestAgentWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got struct {
-		Owner    string        `json:"owner"`
-		Services []api.Service `json:"services"`
-	}
+	var got nodeapi.ServicesRequest
 	mux := http.NewServeMux()
 	var removed atomic.Bool
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -103,5 +104,66 @@ func TestAgentWire(t *testing.T) {
 	}
 	if _, err := New(filepath.Join(t.TempDir(), "none.sock")).MeshAddr(ctx); err == nil || !strings.Contains(err.Error(), "none.sock") {
 		t.Errorf("MeshAddr with no agent = %v, want an error naming the socket", err)
+	}
+}
+
+// TestRecordedWire runs the client against bodies recorded from the
+// agent's local API (shared/nodeapi/testdata): the PUT it sends is the
+// recorded request byte for byte, and it reads the recorded status and
+// error answers.
+func TestRecordedWire(t *testing.T) {
+	rec := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "nodeapi", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sock := filepath.Join(t.TempDir(), "tunnelmesh.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var put atomic.Value
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { w.Write(rec("status_minimal.json")) })
+	mux.HandleFunc("PUT /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		put.Store(b)
+		if r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write(rec("error.json"))
+			return
+		}
+		w.Write(b)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	a := New(sock)
+	ctx := context.Background()
+	if ip, err := a.MeshAddr(ctx); err != nil || ip != netip.MustParseAddr("100.64.0.5") {
+		t.Errorf("MeshAddr = %v, %v; want 100.64.0.5 from the recorded status", ip, err)
+	}
+	svcs := []api.Service{{Name: "web", Protocol: "tcp", Port: 8080, Allow: "node2"}, {Name: "web", Protocol: "udp", Port: 5353}}
+	if err := a.Publish(ctx, svcs); err != nil {
+		t.Fatal(err)
+	}
+	// The recorded request ends with the encoder's newline; the client
+	// sends the object alone.
+	want := bytes.TrimSuffix(rec("services_request.json"), []byte("\n"))
+	if got, _ := put.Load().([]byte); !bytes.Equal(got, want) {
+		t.Errorf("PUT body =\n%s\nwant (recorded)\n%s", got, want)
+	}
+	if err := a.Publish(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := put.Load().([]byte), bytes.TrimSuffix(rec("services_request_empty.json"), []byte("\n")); !bytes.Equal(got, want) {
+		t.Errorf("PUT body (withdraw) = %s, want (recorded) %s", got, want)
+	}
+	err = a.do(ctx, http.MethodPut, PathServices+"?fail=1", []byte(`{}`), nil)
+	if err == nil || !strings.Contains(err.Error(), "dns/udp is already published") {
+		t.Errorf("a refused PUT = %v, want the recorded error's text", err)
 	}
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// Reachable returns the IPv4 networks of the node's namespace; nil:
 	// LocalPrefixes.
 	Reachable func() ([]netip.Prefix, error)
+	// Gateway returns the namespace's IPv4 default gateway, through which
+	// containers on other networks are reached at their published host
+	// ports (the zero Addr: none); nil: DefaultGateway.
+	Gateway func() (netip.Addr, error)
 	// Resync is the full resync interval without events; default 1 min.
 	Resync time.Duration
 	// Debounce is how long events are gathered before a resync; default
@@ -69,6 +73,7 @@ type Reconciler struct {
 	forwardOK   bool // applied is installed
 	records     []api.Service
 	skips       map[string]string // container -> reason last logged
+	gatewayErr  string            // the last failure to read the gateway, logged once
 	failures    int               // consecutive failed resyncs
 	// removedWithdrawn: the node is removed from the mesh and the forward
 	// and services are withdrawn.
@@ -90,6 +95,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Reachable == nil {
 		cfg.Reachable = LocalPrefixes
+	}
+	if cfg.Gateway == nil {
+		cfg.Gateway = DefaultGateway
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Minute
@@ -209,7 +217,8 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	if err != nil {
 		return r.fail("list", fmt.Errorf("local networks: %w", err))
 	}
-	svcs, skips := desired.Compute(list, desired.Options{AutoPublish: r.cfg.AutoPublish, Reachable: reach})
+	gw := r.gateway()
+	svcs, skips := desired.Compute(list, desired.Options{AutoPublish: r.cfg.AutoPublish, Reachable: reach, Host: gw})
 	res.Services, res.Skips = svcs, skips
 	r.logSkips(skips)
 	r.m.Skipped.Set(float64(len(skips)))
@@ -239,6 +248,23 @@ func (r *Reconciler) resync(ctx context.Context) (err error) {
 	}
 	r.records = recs
 	return nil
+}
+
+// gateway returns the namespace's default gateway; when it cannot be
+// read, the zero Addr (containers on other networks are then skipped,
+// those on the namespace's networks are not held up), logging the failure
+// once.
+func (r *Reconciler) gateway() netip.Addr {
+	gw, err := r.cfg.Gateway()
+	if err != nil {
+		if err.Error() != r.gatewayErr {
+			r.log.Warn("containers on other networks not exposed", "err", err)
+		}
+		r.gatewayErr = err.Error()
+		return netip.Addr{}
+	}
+	r.gatewayErr = ""
+	return gw
 }
 
 // republish re-sends the records to the agent (which expires a set not

@@ -130,14 +130,21 @@ type harness struct {
 	fwd    *fakeForward
 	agent  *fakeAgent
 	m      *Metrics
+	// gateway, when set, replaces "no default gateway".
+	gateway func() (netip.Addr, error)
 }
 
 // start runs a reconciler on h until the test ends.
 func (h *harness) start(t *testing.T) (stop func()) {
 	t.Helper()
+	gw := h.gateway
+	if gw == nil {
+		gw = func() (netip.Addr, error) { return netip.Addr{}, nil }
+	}
 	r, err := New(Config{
 		Source: h.replay, Forward: h.fwd, Agent: h.agent,
 		Reachable: func() ([]netip.Prefix, error) { return []netip.Prefix{recordedNet}, nil },
+		Gateway:   gw,
 		Debounce:  20 * time.Millisecond, Retry: 50 * time.Millisecond, Republish: 100 * time.Millisecond,
 		Resync: time.Hour, Metrics: h.m,
 	})
@@ -224,6 +231,28 @@ func TestRecordedStream(t *testing.T) {
 	// The recording exposes web and later site; both were seen.
 	if n := testutil.ToFloat64(h.m.Events.WithLabelValues("start")); n < 5 {
 		t.Errorf("events_total{action=start} = %v, want the recording's 5 starts", n)
+	}
+}
+
+// TestGatewayUnreadable: a default gateway that cannot be read holds up
+// no container on the namespace's networks, and counts no failed resync.
+func TestGatewayUnreadable(t *testing.T) {
+	rec := load(t)
+	h := newHarness(rec.Initial)
+	h.gateway = func() (netip.Addr, error) {
+		return netip.Addr{}, errors.New("default gateway: /proc/net/route: permission denied")
+	}
+	h.start(t)
+	h.waitStream(t)
+	h.waitState(t, "initial", rec.Initial)
+	st := rec.Steps[0]
+	if wf, _ := want(st.List); len(wf) == 0 {
+		t.Fatal("the recording's first step exposes nothing: the test checks nothing")
+	}
+	h.replay.Play(st)
+	h.waitState(t, "step 0 ("+string(st.Action)+")", st.List)
+	if n := testutil.ToFloat64(h.m.ReconcileErrors.WithLabelValues("list")); n != 0 {
+		t.Errorf("reconcile_errors_total{stage=list} = %v, want 0", n)
 	}
 }
 

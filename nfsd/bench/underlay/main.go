@@ -29,6 +29,7 @@ func main() {
 	client := flag.String("client", "", "the client's underlay IP (the one node allowed)")
 	prefix := flag.String("prefix", "", "underlay prefix holding both addresses")
 	flag.Parse()
+	server.TuneGC() // as tunnelmesh-nfsd does
 	if err := run(*listen, *dir, *client, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "underlay:", err)
 		os.Exit(1)

@@ -64,6 +64,7 @@ func run() error {
 	}
 	log = logging.Component(log, "nfsd")
 	server.SetLibraryLogger(log)
+	server.TuneGC()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

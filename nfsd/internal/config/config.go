@@ -60,7 +60,9 @@ type Export struct {
 	// Owner is who files belong to: every client's uid/gid is squashed to
 	// it. Default: nobody (65534:65534).
 	Owner *Owner `yaml:"owner"`
-	// Allow lists who may mount the export.
+	// Allow lists who may mount the export. When the policy has an nfs
+	// section it can only narrow the policy's grants; without one it is
+	// the grant, and an export without it is mounted by nobody.
 	Allow Allow `yaml:"allow"`
 }
 
@@ -246,9 +248,6 @@ func (c *Config) Validate() error {
 		}
 		if e.Owner.UID < 0 || e.Owner.GID < 0 {
 			return fmt.Errorf("%s.owner: uid and gid must not be negative", p)
-		}
-		if len(e.Allow.ReadWrite) == 0 && len(e.Allow.ReadOnly) == 0 {
-			return fmt.Errorf("%s.allow: nobody may mount the export: list nodes under read_write or read_only", p)
 		}
 		if e.ReadOnly && len(e.Allow.ReadWrite) > 0 {
 			return fmt.Errorf("%s.allow.read_write: the export is read_only; list the nodes under allow.read_only", p)

@@ -58,6 +58,18 @@ func TestRelativeCredentials(t *testing.T) {
 	}
 }
 
+// TestNoAllowList: an export may leave its grants to the policy's nfs
+// section.
+func TestNoAllowList(t *testing.T) {
+	c, err := Parse([]byte("credentials: /c\nexports:\n- {name: a, dir: /srv/a}\n"))
+	if err != nil {
+		t.Fatalf("Parse of an export without allow = %v", err)
+	}
+	if a := c.Exports[0].Allow; len(a.ReadWrite)+len(a.ReadOnly) != 0 {
+		t.Errorf("Allow = %+v, want empty", a)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	const head = "credentials: /c\n"
 	const ok = "exports:\n- name: a\n  dir: /srv/a\n  allow: {read_only: ['*']}\n"
@@ -73,7 +85,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad name", head + "exports:\n- {name: ../x, dir: /srv/a, allow: {read_only: ['*']}}\n", "exports[0].name: \"../x\""},
 		{"dup name", head + "exports:\n- {name: a, dir: /srv/a, allow: {read_only: ['*']}}\n- {name: a, dir: /srv/b, allow: {read_only: ['*']}}\n", "exports[1].name: \"a\" is also exports[0].name"},
 		{"relative dir", head + "exports:\n- {name: a, dir: srv/a, allow: {read_only: ['*']}}\n", "exports[0].dir: \"srv/a\""},
-		{"nobody allowed", head + "exports:\n- {name: a, dir: /srv/a}\n", "exports[0].allow: nobody may mount"},
 		{"rw on ro export", head + "exports:\n- {name: a, dir: /srv/a, read_only: true, allow: {read_write: [x]}}\n", "exports[0].allow.read_write: the export is read_only"},
 		{"bad selector", head + "exports:\n- {name: a, dir: /srv/a, allow: {read_only: [x, 'Bad Name']}}\n", "exports[0].allow.read_only[1]: \"Bad Name\""},
 		{"bad tag", head + "exports:\n- {name: a, dir: /srv/a, allow: {read_only: ['tag:']}}\n", "exports[0].allow.read_only[0]: \"tag:\""},

@@ -46,12 +46,20 @@ type Node struct {
 // HasTag reports whether n carries tag.
 func (n *Node) HasTag(tag string) bool { return slices.Contains(n.Tags, tag) }
 
-// Table is one netmap's view: the mesh prefix and every node by address.
+// Table is one netmap's view: the mesh prefix, every node by address, and
+// the policy's nfs grants.
 type Table struct {
 	Version uint64
 	Prefix  netip.Prefix
 	Self    Node
-	byIP    map[netip.Addr]*Node
+	// NFS is the policy's nfs grants from this node's filter; nil when the
+	// policy has no nfs section.
+	NFS *api.NFSGrants
+	// Publishing says whether this node publishes the nfs service
+	// (--advertise-nfs): the registry sends the policy's nfs grants only
+	// to a node that does.
+	Publishing bool
+	byIP       map[netip.Addr]*Node
 }
 
 // FromNetmap builds the Table of nm.
@@ -68,6 +76,10 @@ func FromNetmap(nm *api.Netmap) *Table {
 		t.byIP[v.IP] = v
 		return v
 	}
+	if nm.Filter != nil {
+		t.NFS = nm.Filter.NFS
+	}
+	t.Publishing = slices.ContainsFunc(nm.Self.Services, func(s api.Service) bool { return s.Name == api.ServiceNFS })
 	if s := add(nm.Self); s != nil {
 		t.Self = *s
 	}

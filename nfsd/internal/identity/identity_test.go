@@ -117,3 +117,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTableGrants: the policy's nfs grants come with the node's filter;
+// none without an nfs section.
+func TestTableGrants(t *testing.T) {
+	nm := &api.Netmap{MeshCIDR: netip.MustParsePrefix("100.64.0.0/10"), Filter: &api.Filter{Rules: []api.FilterRule{}}}
+	if g := FromNetmap(nm).NFS; g != nil {
+		t.Errorf("NFS of a filter without grants = %+v, want nil", g)
+	}
+	nm.Filter.NFS = &api.NFSGrants{Nodes: map[string]map[string]string{"build1": {"shared": api.NFSReadWrite}}}
+	if got := FromNetmap(nm).NFS.Level("Build1", "shared"); got != api.NFSReadWrite {
+		t.Errorf("Level(build1, shared) = %q, want rw", got)
+	}
+	if FromNetmap(nm).Publishing {
+		t.Error("Publishing without the nfs service")
+	}
+	nm.Self.Services = []api.Service{{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049}}
+	if !FromNetmap(nm).Publishing {
+		t.Error("not Publishing with the nfs service")
+	}
+}

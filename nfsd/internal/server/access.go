@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tunnelmesh/tunnelmesh/nfsd/internal/identity"
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
 // Level is what a node may do with an export.
@@ -39,13 +40,48 @@ func matches(sel []string, n *identity.Node) bool {
 	return false
 }
 
-// levelOf returns n's grant on e.
-func (e *export) levelOf(n *identity.Node) Level {
+// hasAllow reports whether the configuration lists who may mount e.
+func (e *export) hasAllow() bool { return len(e.rw)+len(e.ro) > 0 }
+
+// localLevel is n's grant on e by the configuration's allow lists.
+func (e *export) localLevel(n *identity.Node) Level {
 	switch {
-	case !e.readOnly && matches(e.rw, n):
+	case matches(e.rw, n):
 		return ReadWrite
-	case matches(e.ro, n) || matches(e.rw, n):
+	case matches(e.ro, n):
 		return ReadOnly
 	}
 	return None
+}
+
+// policyLevel is n's grant on e by the policy's nfs grants.
+func policyLevel(g *api.NFSGrants, n *identity.Node, export string) Level {
+	switch g.Level(n.Name, export) {
+	case api.NFSReadWrite:
+		return ReadWrite
+	case api.NFSReadOnly:
+		return ReadOnly
+	}
+	return None
+}
+
+// levelOf returns n's grant on e under the policy's nfs grants g (nil: the
+// policy has no nfs section). With grants, the policy is the ceiling and
+// the export's allow lists, when the configuration has them, narrow it;
+// without, the allow lists alone decide. A read-only export caps every
+// grant at ReadOnly.
+func (e *export) levelOf(n *identity.Node, g *api.NFSGrants) Level {
+	var l Level
+	switch {
+	case g == nil:
+		l = e.localLevel(n)
+	case e.hasAllow():
+		l = min(policyLevel(g, n, e.name), e.localLevel(n))
+	default:
+		l = policyLevel(g, n, e.name)
+	}
+	if e.readOnly {
+		l = min(l, ReadOnly)
+	}
+	return l
 }

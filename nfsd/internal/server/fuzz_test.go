@@ -34,7 +34,7 @@ func FuzzFromHandle(f *testing.F) {
 			t.Fatalf("FromHandle served %s, which is not a node: %v", a, lerr)
 		}
 		e := fx.srv.byFS[fs.(*rootfs.FS)]
-		if e == nil || e.levelOf(n) == None {
+		if e == nil || e.levelOf(n, fx.ids.Current().NFS) == None {
 			t.Fatalf("FromHandle served %s without a grant (path %q)", n.Name, p)
 		}
 	})

@@ -45,8 +45,11 @@ type Server struct {
 	verifier [8]byte // write verifier: one per process, new at every start
 	listings listings
 
-	mu    sync.Mutex // guards conns
-	conns map[*conn]struct{}
+	mu         sync.Mutex // guards the fields below
+	conns      map[*conn]struct{}
+	grantsSeen bool // a netmap has been seen; the two below say where grants come from
+	fromPolicy bool
+	publishing bool
 }
 
 // New opens the exports of cfg. Close the Server to close them.
@@ -155,15 +158,38 @@ func (s *Server) closeAll() {
 	}
 }
 
-// netmapChanged closes the connections of sources the new netmap refuses.
+// netmapChanged closes the connections of sources the new netmap refuses,
+// and logs where the grants come from when that changes. Grants themselves
+// are read from the current Table on every request.
 func (s *Server) netmapChanged(t *identity.Table) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if fromPolicy := t.NFS != nil; !s.grantsSeen || fromPolicy != s.fromPolicy || t.Publishing != s.publishing {
+		s.grantsSeen, s.fromPolicy, s.publishing = true, fromPolicy, t.Publishing
+		s.logGrantSourceLocked()
+	}
 	for c := range s.conns {
 		if _, err := t.Lookup(c.addr); err != nil {
 			s.log.Info("closing the connection of a node no longer in the mesh", "remote", c.addr.String(), "err", err)
 			refusedConns.WithLabelValues("removed").Inc()
 			c.Close()
+		}
+	}
+}
+
+func (s *Server) logGrantSourceLocked() {
+	if s.fromPolicy {
+		s.log.Info("grants from the policy's nfs section, narrowed by the exports' allow lists where set")
+		return
+	}
+	if !s.publishing {
+		s.log.Warn("this node does not publish the nfs service (run its agent with --advertise-nfs): the policy's nfs grants, if any, do not reach nfsd; grants from the exports' allow lists")
+	} else {
+		s.log.Info("the policy has no nfs section: grants from the exports' allow lists")
+	}
+	for _, e := range s.exports {
+		if !e.hasAllow() {
+			s.log.Warn("nobody may mount the export: it has no allow list and the policy has no nfs section", "export", e.name)
 		}
 	}
 }
@@ -185,11 +211,12 @@ var ErrNoGrant = errors.New("no grant on the export")
 
 // access returns the view of e the connection's node may use now.
 func (s *Server) access(addr netip.Addr, e *export) (*rootfs.FS, *identity.Node, error) {
-	n, err := s.ids.Current().Lookup(addr)
+	t := s.ids.Current()
+	n, err := t.Lookup(addr)
 	if err != nil {
 		return nil, nil, err
 	}
-	switch e.levelOf(n) {
+	switch e.levelOf(n, t.NFS) {
 	case ReadWrite:
 		return e.fs, n, nil
 	case ReadOnly:

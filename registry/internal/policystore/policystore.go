@@ -309,9 +309,10 @@ func nodesKey(nodes []api.Node) string {
 			b.WriteString(t)
 		}
 		// Docker services compile into filter rules (the docker section),
-		// and a storage node gets the storage grants.
+		// a storage node gets the storage grants and an NFS node the nfs
+		// grants.
 		for _, sv := range n.Services {
-			if sv.Owner != "" || sv.Name == api.ServiceStorageAuth {
+			if sv.Owner != "" || sv.Name == api.ServiceStorageAuth || sv.Name == api.ServiceNFS {
 				fmt.Fprintf(&b, " svc:%s/%s/%d/%s/%s", sv.Name, sv.Protocol, sv.Port, sv.Owner, sv.Allow)
 			}
 		}

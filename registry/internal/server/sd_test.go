@@ -76,7 +76,7 @@ func TestSDDocumentGolden(t *testing.T) {
 	if _, err := st.SetServices(ctx, files.ID, []api.Service{
 		{Name: api.ServiceStorage, Protocol: "tcp", Port: api.StorageS3Port},
 		{Name: api.ServiceStorageAuth, Protocol: "tcp", Port: api.StorageAuthPort},
-		{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageAuthPort},
+		{Name: api.ServiceMetricsStorage, Protocol: "tcp", Port: api.StorageMetricsPort},
 		{Name: api.ServiceNFS, Protocol: "tcp", Port: 2049},
 		{Name: api.ServiceMetricsNFSD, Protocol: "tcp", Port: api.NFSDMetricsPort},
 	}); err != nil {

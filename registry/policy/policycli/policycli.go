@@ -253,7 +253,7 @@ func (c *cmd) validate() int {
 	}
 	targets := 0
 	for _, t := range pol.Tests {
-		targets += len(t.Accept) + len(t.Deny)
+		targets += len(t.Accept) + len(t.Deny) + len(t.StorageAccept) + len(t.StorageDeny) + len(t.NFSAccept) + len(t.NFSDeny)
 	}
 	fmt.Fprintf(c.stdout, "%s: valid (%d tags, %d groups, %d rules, %d tests with %d targets)\n",
 		c.file, len(pol.Tags), len(pol.Groups), len(pol.Rules), len(pol.Tests), targets)

@@ -47,6 +47,12 @@ func TestOffline(t *testing.T) {
   {"name": "web2", "ip": "100.64.0.4", "tags": ["web"]}
 ]`)
 	example, _ := filepath.Abs("../example.yaml")
+	nfsPolicy, _ := filepath.Abs("../testdata/nfs/nfs.yaml")
+	nfsFailing := write(t, dir, "nfs-failing.yaml", strings.Replace(goodPolicy, "tests:", `nfs:
+  exports:
+    backups: {read_only: [tag:db]}
+tests:
+  - {name: phone cannot mount export backups, from: web1, nfs_deny: mount:backups, nfs_accept: mount:backups}`, 1))
 
 	tests := []struct {
 		name     string
@@ -65,6 +71,10 @@ func TestOffline(t *testing.T) {
 		{"test good", []string{"test", "-f", good}, ExitOK, "2 passed, 0 failed", ""},
 		{"test failing", []string{"test", "-f", failing}, ExitPolicy, "FAIL  tests[1]: web1 deny db1:5432 (allowed by rule web-db)", ""},
 		{"test with nodes", []string{"test", "-f", good, "--nodes", nodes}, ExitOK, "PASS  tests[0]: web1 accept db1:5432 (allowed by rule web-db)", ""},
+		{"validate nfs", []string{"validate", "-f", nfsPolicy}, ExitOK, "valid (2 tags, 1 groups, 0 rules, 3 tests with 7 targets)", ""},
+		{"test nfs", []string{"test", "-f", nfsPolicy}, ExitOK, "PASS  build1 can write export artifacts: build1 can write export artifacts (allowed by grant nfs.exports.artifacts.read_write)", ""},
+		{"test nfs deny", []string{"test", "-f", nfsPolicy}, ExitOK, "PASS  phone cannot mount export backups: phone cannot mount export backups (no grant allows it)", ""},
+		{"test nfs failing", []string{"test", "-f", nfsFailing}, ExitPolicy, "FAIL  phone cannot mount export backups: web1 can mount export backups (no grant allows it)", ""},
 		{"test live and nodes", []string{"test", "-f", good, "--live", "--nodes", nodes}, ExitUsage, "", "exclude each other"},
 		{"diff offline", []string{"diff", "-f", wider, "--old", good}, ExitOK, "db1:\n  ~ web-db: tcp/5432 -> tcp/5432,6432\n", ""},
 		{"diff offline exit code", []string{"diff", "-f", wider, "--old", good, "--exit-code"}, ExitPolicy, "~ web-db", ""},

@@ -23,6 +23,7 @@ const (
 	DefaultCredentials = "/var/lib/tunnelmesh/credentials.json"
 	DefaultS3Port      = 9000
 	DefaultAuthPort    = 9001
+	DefaultMetricsPort = 9104
 	DefaultRegion      = "us-east-1"
 	DefaultBucket      = "mesh"
 	DefaultVolumeMax   = 64
@@ -57,9 +58,12 @@ type Config struct {
 	// Listen is the address S3 and the credentials API bind to: "mesh" (the
 	// node's mesh address from its netmap, the default) or an IP address.
 	Listen string `yaml:"listen"`
-	// S3Port serves S3; AuthPort the credentials API, /metrics and /healthz.
-	S3Port   uint16 `yaml:"s3_port"`
-	AuthPort uint16 `yaml:"auth_port"`
+	// S3Port serves S3; AuthPort the credentials API and /healthz;
+	// MetricsPort /metrics (a port of its own, so that the policy can open
+	// it to monitoring nodes only).
+	S3Port      uint16 `yaml:"s3_port"`
+	AuthPort    uint16 `yaml:"auth_port"`
+	MetricsPort uint16 `yaml:"metrics_port"`
 	// Region is the AWS region clients are told to use.
 	Region string `yaml:"region"`
 	// Buckets are created at start; every member may read, write and list
@@ -108,6 +112,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AuthPort == 0 {
 		c.AuthPort = DefaultAuthPort
+	}
+	if c.MetricsPort == 0 {
+		c.MetricsPort = DefaultMetricsPort
 	}
 	if c.Region == "" {
 		c.Region = DefaultRegion
@@ -268,6 +275,10 @@ func (c *Config) Validate() error {
 	}
 	if int(c.S3Port)+10000 > 65535 {
 		return fmt.Errorf("s3_port: %d: SeaweedFS also opens port+10000 for gRPC, which must be below 65536", c.S3Port)
+	}
+	switch c.MetricsPort {
+	case c.S3Port, c.AuthPort, c.S3Port + 10000:
+		return fmt.Errorf("metrics_port: %d: already used by s3_port, auth_port or S3's gRPC port (s3_port+10000)", c.MetricsPort)
 	}
 	if strings.TrimSpace(c.Region) == "" {
 		return fmt.Errorf("region: empty")

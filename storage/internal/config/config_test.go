@@ -11,7 +11,7 @@ func TestExampleParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(example) = %v", err)
 	}
-	if c.S3Port != 9000 || c.AuthPort != 9001 || c.Listen != "mesh" || c.Weed.MetricsListen != "127.0.0.1:9327" {
+	if c.S3Port != 9000 || c.AuthPort != 9001 || c.MetricsPort != 9104 || c.Listen != "mesh" || c.Weed.MetricsListen != "127.0.0.1:9327" {
 		t.Errorf("Parse(example) = %+v", c)
 	}
 }
@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(%q) = %v", in, err)
 		}
-		if c.S3Port != DefaultS3Port || c.DataDir != DefaultDataDir || len(c.Buckets) != 1 || c.Buckets[0] != "mesh" ||
+		if c.S3Port != DefaultS3Port || c.MetricsPort != DefaultMetricsPort || c.DataDir != DefaultDataDir || len(c.Buckets) != 1 || c.Buckets[0] != "mesh" ||
 			c.Weed.VolumeMax != DefaultVolumeMax || time.Duration(c.Weed.MaxBackoff) != DefaultMaxBackoff {
 			t.Errorf("Parse(%q) = %+v, want defaults", in, c)
 		}
@@ -42,6 +42,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"listen: eth0\n", "listen: \"eth0\""},
 		{"auth_port: 9000\n", "auth_port: 9000"},
 		{"s3_port: 60000\n", "s3_port: 60000"},
+		{"metrics_port: 9001\n", "metrics_port: 9001: already used"},
+		{"s3_port: 9200\nmetrics_port: 9200\n", "metrics_port: 9200: already used"},
+		{"metrics_port: 19000\n", "metrics_port: 19000: already used"},
+		{"metrics_port: 70000\n", "metrics_port:"},
 		{"buckets: [mesh, Bad_Name]\n", "buckets[1]: bucket \"Bad_Name\""},
 		{"weed:\n  metrics_listen: :9327\n", "weed.metrics_listen"},
 		{"weed:\n  metrics_listen: 192.0.2.7:9327\n", `weed.metrics_listen: "192.0.2.7:9327": want a loopback IP:PORT`},

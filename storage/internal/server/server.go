@@ -130,11 +130,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(api.PathStorageCredentials, svc)
-	var gather prometheus.Gatherer = reg
-	if cfg.Weed.MetricsListen != "" {
-		gather = prometheus.Gatherers{reg, newWeedGatherer(cfg.Weed.MetricsListen, log)}
-	}
-	mux.Handle(api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	ready := false
 	var readyMu sync.Mutex
 	mux.HandleFunc(api.PathHealth, func(w http.ResponseWriter, r *http.Request) {
@@ -147,19 +142,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	ln, err := net.Listen("tcp", net.JoinHostPort(bind.String(), strconv.Itoa(int(cfg.AuthPort))))
+	authAddr, err := serveHTTP(ctx, &wg, bind, cfg.AuthPort, mux)
 	if err != nil {
 		return fmt.Errorf("storage: listen credentials api: %w", err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = hs.Serve(ln) }()
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = hs.Shutdown(sctx)
-	}()
-	log.Info("storage serving", "s3", s3Addr.String(), "credentials_api", ln.Addr().String(), "endpoint", svc.Endpoint)
+	// /metrics on a port of its own: the credentials API is open to every
+	// member, the metrics only to monitoring nodes (the default policy).
+	var gather prometheus.Gatherer = reg
+	if cfg.Weed.MetricsListen != "" {
+		gather = prometheus.Gatherers{reg, newWeedGatherer(cfg.Weed.MetricsListen, log)}
+	}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle(api.PathMetrics, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	metricsAddr, err := serveHTTP(ctx, &wg, bind, cfg.MetricsPort, metricsMux)
+	if err != nil {
+		return fmt.Errorf("storage: listen metrics: %w", err)
+	}
+	log.Info("storage serving", "s3", s3Addr.String(), "credentials_api", authAddr, "metrics", metricsAddr, "endpoint", svc.Endpoint)
 
 	// Health: a child is ready once the buckets exist (created with the
 	// admin key); only then does it get SIGHUPs (see weed.Supervisor.SetReady).
@@ -274,4 +273,29 @@ func WaitUsable(ctx context.Context, s3 func(creds.Key) (*minio.Client, error), 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// serveHTTP serves h on bind:port until ctx ends (then shuts the server down
+// within 5 s); the goroutine is counted in wg. It returns the bound address.
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, bind netip.Addr, port uint16, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(bind.String(), strconv.Itoa(int(port))))
+	if err != nil {
+		return "", err
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = hs.Serve(ln)
+		}()
+		<-ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+		<-done
+	}()
+	return ln.Addr().String(), nil
 }

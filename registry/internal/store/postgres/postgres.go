@@ -16,10 +16,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,9 +26,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlstore"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/meshnet"
-	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // Channel is the NOTIFY channel of version bumps; the payload is the new
@@ -117,7 +113,7 @@ func (s *Store) write(ctx context.Context, lockMesh bool, fn func(tx pgx.Tx) err
 			var one int
 			err := tx.QueryRow(ctx, `SELECT id FROM mesh WHERE id = 1 FOR UPDATE`).Scan(&one)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("mesh not initialised")
+				return sqlstore.ErrNoMesh
 			}
 			if err != nil {
 				return err
@@ -133,7 +129,7 @@ func bumpLocked(ctx context.Context, tx pgx.Tx) (uint64, error) {
 	var v int64
 	if err := tx.QueryRow(ctx, `UPDATE mesh SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, fmt.Errorf("mesh not initialised")
+			return 0, sqlstore.ErrNoMesh
 		}
 		return 0, err
 	}
@@ -143,49 +139,37 @@ func bumpLocked(ctx context.Context, tx pgx.Tx) (uint64, error) {
 	return uint64(v), nil
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // InitMesh implements store.Store.
 func (s *Store) InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) (store.Mesh, error) {
 	if err := meshnet.Validate(cidr); err != nil {
 		return store.Mesh{}, fmt.Errorf("init mesh: %w", err)
 	}
-	psk := make([]byte, api.PSKSize)
-	if _, err := rand.Read(psk); err != nil {
+	psk, err := sqlstore.NewPSK()
+	if err != nil {
 		return store.Mesh{}, fmt.Errorf("init mesh: %w", err)
 	}
 	var m store.Mesh
-	err := s.write(ctx, false, func(tx pgx.Tx) error {
+	err = s.write(ctx, false, func(tx pgx.Tx) error {
 		// Replicas starting together: the first insert wins, the others
 		// read its row.
 		if _, err := tx.Exec(ctx, `INSERT INTO mesh (id, mesh_id, cidr, psk, version, created_at) VALUES (1, $1, $2, $3, 1, $4)
-			ON CONFLICT (id) DO NOTHING`, randHex(8), cidr.String(), psk, now.UnixNano()); err != nil {
+			ON CONFLICT (id) DO NOTHING`, sqlstore.NewMeshID(), cidr.String(), psk, now.UnixNano()); err != nil {
 			return err
 		}
-		var cidrText string
-		var created int64
-		if err := tx.QueryRow(ctx, `SELECT mesh_id, cidr, psk, created_at FROM mesh WHERE id = 1 FOR UPDATE`).Scan(&m.ID, &cidrText, &m.PSK, &created); err != nil {
+		var row sqlstore.MeshRow
+		if err := tx.QueryRow(ctx, `SELECT mesh_id, cidr, psk, created_at FROM mesh WHERE id = 1 FOR UPDATE`).Scan(row.Dest()...); err != nil {
 			return err
 		}
-		m.CreatedAt = time.Unix(0, created)
-		old, err := netip.ParsePrefix(cidrText)
-		if err != nil {
-			return fmt.Errorf("stored mesh prefix %q: %w", cidrText, err)
-		}
-		m.CIDR = old
-		if old == cidr {
-			return nil
+		var err error
+		if m, err = row.Mesh(); err != nil || m.CIDR == cidr {
+			return err
 		}
 		var n int
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM nodes`).Scan(&n); err != nil {
 			return err
 		}
-		if n > 0 {
-			return fmt.Errorf("%w: stored %s, configured %s, %d nodes", store.ErrCIDRChanged, old, cidr, n)
+		if err := sqlstore.CheckCIDRChange(m.CIDR, cidr, n); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM leases`); err != nil {
 			return err
@@ -228,13 +212,13 @@ func (s *Store) BumpVersion(ctx context.Context) (uint64, error) {
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	tags, err := json.Marshal(nonNil(t.Tags))
+	row, err := sqlstore.EncodeToken(t)
 	if err != nil {
 		return fmt.Errorf("create token: %w", err)
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked)
 		VALUES ($1, $2, $3, $4, $5, $6, 0, false) ON CONFLICT (id) DO NOTHING`,
-		t.ID, t.SecretHash, t.Reusable, string(tags), t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt))
+		row.ID, row.SecretHash, row.Reusable, row.Tags, row.CreatedAt, row.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("create token: %w", err)
 	}
@@ -244,30 +228,17 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	return nil
 }
 
+const selectToken = `SELECT id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked FROM tokens`
+
 // Tokens implements store.Store.
 func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked FROM tokens ORDER BY created_at, id`)
+	rows, err := s.pool.Query(ctx, selectToken+` ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		var t store.Token
-		var tags string
-		var created, expires, uses int64
-		if err := rows.Scan(&t.ID, &t.SecretHash, &t.Reusable, &tags, &created, &expires, &uses, &t.Revoked); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		if err := json.Unmarshal([]byte(tags), &t.Tags); err != nil {
-			return nil, fmt.Errorf("list tokens: token %s tags: %w", t.ID, err)
-		}
-		t.Uses = int(uses)
-		t.CreatedAt = time.Unix(0, created)
-		t.ExpiresAt = timeOrZero(expires)
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanToken)
+	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
@@ -289,86 +260,8 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult, error) {
 	var res store.JoinResult
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
-		res = store.JoinResult{}
-		tags, err := consumeTokenLocked(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		cidr, err := meshPrefixLocked(ctx, tx)
-		if err != nil {
-			return err
-		}
-		existing, err := scanNode(tx.QueryRow(ctx, selectNode+` WHERE public_key = $1`, p.PublicKey[:]), cidr)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			existing = nil
-		case err != nil:
-			return err
-		}
-		var otherKey []byte
-		err = tx.QueryRow(ctx, `SELECT public_key FROM nodes WHERE name = $1`, p.Name).Scan(&otherKey)
-		if err == nil && subtle.ConstantTimeCompare(otherKey, p.PublicKey[:]) != 1 {
-			return fmt.Errorf("%w: %q", store.ErrNameTaken, p.Name)
-		}
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		idx, err := allocateLocked(ctx, tx, cidr, p.PublicKey, p.Now)
-		if err != nil {
-			return err
-		}
-		eps, err := json.Marshal(nonNilEps(p.Endpoints))
-		if err != nil {
-			return err
-		}
-		tagsJSON, err := json.Marshal(nonNil(tags))
-		if err != nil {
-			return err
-		}
-		svcs, err := json.Marshal(nonNilSvcs(p.Services))
-		if err != nil {
-			return err
-		}
-		var hostKey []byte
-		if p.SSHHostKey != nil {
-			hostKey = p.SSHHostKey[:]
-		}
-		id := p.NewNodeID
-		created := p.Now
-		homeRelay := p.HomeRelay
-		if existing != nil {
-			id = existing.ID
-			created = existing.CreatedAt
-			if homeRelay == "" {
-				homeRelay = existing.HomeRelay
-			}
-			res.Rejoined = true
-			_, err = tx.Exec(ctx, `UPDATE nodes SET name = $1, ip_index = $2, secret_hash = $3, endpoints = $4, ssh_endpoint = $5,
-				ssh_host_key = $6, ssh_user = $7, ssh_packet_port = $8, tags = $9, services = $10, token_id = $11, last_seen = $12, home_relay = $13 WHERE id = $14`,
-				p.Name, int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), homeRelay, id)
-		} else {
-			_, err = tx.Exec(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
-				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-				id, p.Name, p.PublicKey[:], int64(idx), p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int32(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano(), homeRelay)
-		}
-		if err != nil {
-			return err
-		}
-		ip, err := meshnet.HostAt(cidr, idx)
-		if err != nil {
-			return err
-		}
-		res.Node = store.Node{
-			ID: id, Name: p.Name, IP: ip, PublicKey: p.PublicKey, SecretHash: p.CredentialHash,
-			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
-			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort, Tags: tags,
-			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
-			HomeRelay: homeRelay,
-		}
-		res.Version, err = bumpLocked(ctx, tx)
+		var err error
+		res, err = sqlstore.Join(ctx, writeTx{tx}, p)
 		return err
 	})
 	if err != nil {
@@ -377,158 +270,26 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 	return res, nil
 }
 
-// consumeTokenLocked checks the token and counts one use (the token's row
-// is locked too); it returns the token's tags.
-func consumeTokenLocked(ctx context.Context, tx pgx.Tx, p store.JoinParams) ([]string, error) {
-	var hash []byte
-	var reusable, revoked bool
-	var expires, uses int64
-	var tagsJSON string
-	err := tx.QueryRow(ctx, `SELECT secret_hash, reusable, revoked, expires_at, uses, tags FROM tokens WHERE id = $1 FOR UPDATE`, p.TokenID).
-		Scan(&hash, &reusable, &revoked, &expires, &uses, &tagsJSON)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, store.ErrTokenInvalid
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case subtle.ConstantTimeCompare(hash, p.TokenSecretHash[:]) != 1:
-		return nil, store.ErrTokenInvalid
-	case revoked:
-		return nil, fmt.Errorf("%w: revoked", store.ErrTokenInvalid)
-	case expires != 0 && p.Now.UnixNano() >= expires:
-		return nil, fmt.Errorf("%w: expired", store.ErrTokenInvalid)
-	case !reusable && uses > 0:
-		return nil, fmt.Errorf("%w: already used", store.ErrTokenInvalid)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1`, p.TokenID); err != nil {
-		return nil, err
-	}
-	var tags []string
-	if err := json.Unmarshal([]byte(tagsJSON), &tags); err != nil {
-		return nil, fmt.Errorf("token tags: %w", err)
-	}
-	return tags, nil
-}
-
 func meshPrefixLocked(ctx context.Context, tx pgx.Tx) (netip.Prefix, error) {
 	var s string
 	if err := tx.QueryRow(ctx, `SELECT cidr FROM mesh WHERE id = 1`).Scan(&s); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return netip.Prefix{}, fmt.Errorf("mesh not initialised")
+			return netip.Prefix{}, sqlstore.ErrNoMesh
 		}
 		return netip.Prefix{}, err
 	}
 	return netip.ParsePrefix(s)
 }
 
-// allocateLocked returns the host index leased to key: its old lease, else
-// the lowest free index, else the oldest lease of a key that is no longer
-// a node.
-func allocateLocked(ctx context.Context, tx pgx.Tx, cidr netip.Prefix, key nodekey.PublicKey, now time.Time) (uint32, error) {
-	total := meshnet.HostCount(cidr)
-	var idx int64
-	err := tx.QueryRow(ctx, `SELECT ip_index FROM leases WHERE public_key = $1`, key[:]).Scan(&idx)
-	if err == nil && idx >= 0 && idx < int64(total) {
-		_, err = tx.Exec(ctx, `UPDATE leases SET updated_at = $1 WHERE public_key = $2`, now.UnixNano(), key[:])
-		return uint32(idx), err
-	}
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, err
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM leases WHERE public_key = $1`, key[:]); err != nil {
-		return 0, err
-	}
-	// The lowest index that is not leased: 0 when free, else the first
-	// lease whose successor is free.
-	var next int64
-	err = tx.QueryRow(ctx, `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM leases WHERE ip_index = 0) THEN 0
-		ELSE (SELECT MIN(l.ip_index) + 1 FROM leases l WHERE NOT EXISTS (SELECT 1 FROM leases m WHERE m.ip_index = l.ip_index + 1)) END`).Scan(&next)
-	if err != nil {
-		return 0, err
-	}
-	free := uint32(next)
-	if next >= int64(total) {
-		// Reclaim the oldest lease of a key that is no longer a node.
-		var oldKey []byte
-		err := tx.QueryRow(ctx, `SELECT l.public_key, l.ip_index FROM leases l
-			LEFT JOIN nodes n ON n.public_key = l.public_key
-			WHERE n.id IS NULL ORDER BY l.updated_at LIMIT 1`).Scan(&oldKey, &idx)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, fmt.Errorf("%w %s (%d addresses)", store.ErrRangeFull, cidr, total)
-		}
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM leases WHERE public_key = $1`, oldKey); err != nil {
-			return 0, err
-		}
-		free = uint32(idx)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO leases (public_key, ip_index, updated_at) VALUES ($1, $2, $3)`, key[:], int64(free), now.UnixNano()); err != nil {
-		return 0, err
-	}
-	return free, nil
-}
-
 const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen, home_relay FROM nodes`
 
-func scanNode(r pgx.Row, cidr netip.Prefix) (*store.Node, error) {
-	var n store.Node
-	var key, hostKey []byte
-	var idx int64
-	var eps, sshEP, tags, svcs string
-	var created, seen int64
-	var packetPort int32
-	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen, &n.HomeRelay); err != nil {
-		return nil, err
+// scanNode decodes a selectNode row.
+func scanNode(r sqlstore.Scanner, cidr netip.Prefix) (store.Node, error) {
+	var row sqlstore.NodeRow
+	if err := r.Scan(append(row.Dest(), &row.HomeRelay)...); err != nil {
+		return store.Node{}, err
 	}
-	if packetPort < 0 || packetPort > 65535 {
-		return nil, fmt.Errorf("node %s: stored ssh packet port %d out of range", n.ID, packetPort)
-	}
-	n.SSHPacketPort = uint16(packetPort)
-	if len(key) != nodekey.PublicKeySize {
-		return nil, fmt.Errorf("node %s: stored key has %d bytes", n.ID, len(key))
-	}
-	copy(n.PublicKey[:], key)
-	if len(hostKey) == nodekey.PublicKeySize {
-		var hk nodekey.PublicKey
-		copy(hk[:], hostKey)
-		n.SSHHostKey = &hk
-	}
-	if idx < 0 || idx > int64(^uint32(0)) {
-		return nil, fmt.Errorf("node %s: stored address index %d out of range", n.ID, idx)
-	}
-	ip, err := meshnet.HostAt(cidr, uint32(idx))
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", n.ID, err)
-	}
-	n.IP = ip
-	if err := json.Unmarshal([]byte(eps), &n.Endpoints); err != nil {
-		return nil, fmt.Errorf("node %s endpoints: %w", n.ID, err)
-	}
-	if len(n.Endpoints) == 0 {
-		n.Endpoints = nil
-	}
-	if sshEP != "" {
-		if n.SSHEndpoint, err = netip.ParseAddrPort(sshEP); err != nil {
-			return nil, fmt.Errorf("node %s ssh endpoint: %w", n.ID, err)
-		}
-	}
-	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
-		return nil, fmt.Errorf("node %s tags: %w", n.ID, err)
-	}
-	if len(n.Tags) == 0 {
-		n.Tags = nil
-	}
-	if err := json.Unmarshal([]byte(svcs), &n.Services); err != nil {
-		return nil, fmt.Errorf("node %s services: %w", n.ID, err)
-	}
-	n.Services = nilIfEmpty(n.Services)
-	n.CreatedAt = time.Unix(0, created)
-	n.LastSeen = timeOrZero(seen)
-	return &n, nil
+	return row.Node(cidr)
 }
 
 // Nodes implements store.Store. It reads in one REPEATABLE READ
@@ -537,7 +298,6 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 	var v int64
 	var out []store.Node
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		out = nil
 		var cidrText string
 		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
 			return err
@@ -551,14 +311,8 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			n, err := scanNode(rows, cidr)
-			if err != nil {
-				return err
-			}
-			out = append(out, *n)
-		}
-		return rows.Err()
+		out, err = sqlstore.Collect(rows, func(r sqlstore.Scanner) (store.Node, error) { return scanNode(r, cidr) })
+		return err
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
@@ -568,13 +322,13 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 
 // RemoveNode implements store.Store.
 func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (store.Node, uint64, error) {
-	var n *store.Node
+	var n store.Node
 	var v uint64
-	psk := make([]byte, api.PSKSize)
-	if _, err := rand.Read(psk); err != nil {
+	psk, err := sqlstore.NewPSK()
+	if err != nil {
 		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
 	}
-	err := s.write(ctx, true, func(tx pgx.Tx) error {
+	err = s.write(ctx, true, func(tx pgx.Tx) error {
 		cidr, err := meshPrefixLocked(ctx, tx)
 		if err != nil {
 			return err
@@ -603,48 +357,26 @@ func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Ti
 	if err != nil {
 		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
 	}
-	return *n, v, nil
+	return n, v, nil
 }
 
 // PSKs implements store.Store.
 func (s *Store) PSKs(ctx context.Context) (store.PSKs, error) {
-	var p store.PSKs
-	var until int64
-	err := s.pool.QueryRow(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(&p.Current, &p.Previous, &until)
-	if err != nil {
+	var row sqlstore.PSKRow
+	if err := s.pool.QueryRow(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(row.Dest()...); err != nil {
 		return store.PSKs{}, fmt.Errorf("read psks: %w", err)
 	}
-	if len(p.Previous) == 0 {
-		p.Previous = nil
-	} else {
-		p.PreviousUntil = time.Unix(0, until).UTC()
-	}
-	return p, nil
+	return row.PSKs(), nil
 }
 
 // SetEndpoints implements store.Store.
 func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh store.SSH) (uint64, error) {
-	b, err := json.Marshal(nonNilEps(eps))
-	if err != nil {
+	row := sqlstore.NodeRow{ID: id}
+	if err := row.PutEndpoints(eps, ssh); err != nil {
 		return 0, fmt.Errorf("set endpoints: %w", err)
 	}
-	var hostKey []byte
-	if ssh.HostKey != nil {
-		hostKey = ssh.HostKey[:]
-	}
-	var v uint64
-	err = s.write(ctx, true, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE nodes SET endpoints = $1, ssh_endpoint = $2, ssh_host_key = $3, ssh_user = $4, ssh_packet_port = $5 WHERE id = $6`,
-			string(b), addrPortText(ssh.Endpoint), hostKey, ssh.User, int32(ssh.PacketPort), id)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return store.ErrNotFound
-		}
-		v, err = bumpLocked(ctx, tx)
-		return err
-	})
+	v, err := s.updateNode(ctx, `UPDATE nodes SET endpoints = $1, ssh_endpoint = $2, ssh_host_key = $3, ssh_user = $4, ssh_packet_port = $5 WHERE id = $6`,
+		row.Endpoints, row.SSHEndpoint, row.SSHHostKey, row.SSHUser, row.SSHPacketPort, id)
 	if err != nil {
 		return 0, fmt.Errorf("set endpoints of %s: %w", id, err)
 	}
@@ -653,13 +385,23 @@ func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPor
 
 // SetServices implements store.Store.
 func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error) {
-	b, err := json.Marshal(nonNilSvcs(svcs))
+	text, err := sqlstore.EncodeList(svcs)
 	if err != nil {
 		return 0, fmt.Errorf("set services: %w", err)
 	}
+	v, err := s.updateNode(ctx, `UPDATE nodes SET services = $1 WHERE id = $2`, text, id)
+	if err != nil {
+		return 0, fmt.Errorf("set services of %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// updateNode runs an update of one node and bumps the version
+// (store.ErrNotFound when the update matched no node).
+func (s *Store) updateNode(ctx context.Context, query string, args ...any) (uint64, error) {
 	var v uint64
-	err = s.write(ctx, true, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE nodes SET services = $1 WHERE id = $2`, string(b), id)
+	err := s.write(ctx, true, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -669,10 +411,7 @@ func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) 
 		v, err = bumpLocked(ctx, tx)
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("set services of %s: %w", id, err)
-	}
-	return v, nil
+	return v, err
 }
 
 // Touch implements store.Store.
@@ -820,7 +559,7 @@ func (s *Store) CreateScrapeToken(ctx context.Context, t store.ScrapeToken, max 
 			return fmt.Errorf("%w: %d tokens exist, at most %d allowed", store.ErrRangeFull, n, max)
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO scrape_tokens (id, name, created_at, expires_at, hash) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt), t.Hash)
+			ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.CreatedAt.UnixNano(), sqlstore.UnixNano(t.ExpiresAt), t.Hash)
 		if err != nil {
 			return err
 		}
@@ -1014,53 +753,4 @@ func (s *Store) listen(ctx context.Context, fn func(uint64), connected func()) e
 		}
 		fn(v)
 	}
-}
-
-func addrPortText(a netip.AddrPort) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-func unixOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func timeOrZero(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nonNilEps(s []netip.AddrPort) []netip.AddrPort {
-	if s == nil {
-		return []netip.AddrPort{}
-	}
-	return s
-}
-
-func nonNilSvcs(s []api.Service) []api.Service {
-	if s == nil {
-		return []api.Service{}
-	}
-	return s
-}
-
-func nilIfEmpty(s []api.Service) []api.Service {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
 }

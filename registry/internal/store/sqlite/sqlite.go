@@ -6,11 +6,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"database/sql"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -22,9 +18,9 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlstore"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/meshnet"
-	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
 )
 
 // FileName is the database file's name in the data directory.
@@ -105,17 +101,11 @@ func bumpLocked(ctx context.Context, tx *sql.Tx) (uint64, error) {
 	var v uint64
 	if err := tx.QueryRowContext(ctx, `UPDATE mesh SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("mesh not initialised")
+			return 0, sqlstore.ErrNoMesh
 		}
 		return 0, err
 	}
 	return v, nil
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // InitMesh implements store.Store.
@@ -125,15 +115,14 @@ func (s *Store) InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) 
 	}
 	var m store.Mesh
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var cidrText string
-		var created int64
-		err := tx.QueryRowContext(ctx, `SELECT mesh_id, cidr, psk, created_at FROM mesh WHERE id = 1`).Scan(&m.ID, &cidrText, &m.PSK, &created)
+		var row sqlstore.MeshRow
+		err := tx.QueryRowContext(ctx, `SELECT mesh_id, cidr, psk, created_at FROM mesh WHERE id = 1`).Scan(row.Dest()...)
 		if errors.Is(err, sql.ErrNoRows) {
-			psk := make([]byte, api.PSKSize)
-			if _, err := rand.Read(psk); err != nil {
+			psk, err := sqlstore.NewPSK()
+			if err != nil {
 				return err
 			}
-			m = store.Mesh{ID: randHex(8), CIDR: cidr, PSK: psk, CreatedAt: now}
+			m = store.Mesh{ID: sqlstore.NewMeshID(), CIDR: cidr, PSK: psk, CreatedAt: now}
 			_, err = tx.ExecContext(ctx, `INSERT INTO mesh (id, mesh_id, cidr, psk, version, created_at) VALUES (1, ?, ?, ?, 1, ?)`,
 				m.ID, cidr.String(), psk, now.UnixNano())
 			return err
@@ -141,21 +130,15 @@ func (s *Store) InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) 
 		if err != nil {
 			return err
 		}
-		m.CreatedAt = time.Unix(0, created)
-		old, err := netip.ParsePrefix(cidrText)
-		if err != nil {
-			return fmt.Errorf("stored mesh prefix %q: %w", cidrText, err)
-		}
-		m.CIDR = old
-		if old == cidr {
-			return nil
+		if m, err = row.Mesh(); err != nil || m.CIDR == cidr {
+			return err
 		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes`).Scan(&n); err != nil {
 			return err
 		}
-		if n > 0 {
-			return fmt.Errorf("%w: stored %s, configured %s, %d nodes", store.ErrCIDRChanged, old, cidr, n)
+		if err := sqlstore.CheckCIDRChange(m.CIDR, cidr, n); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM leases`); err != nil {
 			return err
@@ -199,7 +182,7 @@ func (s *Store) BumpVersion(ctx context.Context) (uint64, error) {
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	tags, err := json.Marshal(nonNil(t.Tags))
+	row, err := sqlstore.EncodeToken(t)
 	if err != nil {
 		return fmt.Errorf("create token: %w", err)
 	}
@@ -213,7 +196,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked)
 			VALUES (?, ?, ?, ?, ?, ?, 0, 0)`,
-			t.ID, t.SecretHash, t.Reusable, string(tags), t.CreatedAt.UnixNano(), unixOrZero(t.ExpiresAt))
+			row.ID, row.SecretHash, row.Reusable, row.Tags, row.CreatedAt, row.ExpiresAt)
 		return err
 	})
 	if err != nil {
@@ -222,29 +205,17 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	return nil
 }
 
+const selectToken = `SELECT id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked FROM tokens`
+
 // Tokens implements store.Store.
 func (s *Store) Tokens(ctx context.Context) ([]store.Token, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, secret_hash, reusable, tags, created_at, expires_at, uses, revoked FROM tokens ORDER BY created_at, id`)
+	rows, err := s.db.QueryContext(ctx, selectToken+` ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		var t store.Token
-		var tags string
-		var created, expires int64
-		if err := rows.Scan(&t.ID, &t.SecretHash, &t.Reusable, &tags, &created, &expires, &t.Uses, &t.Revoked); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		if err := json.Unmarshal([]byte(tags), &t.Tags); err != nil {
-			return nil, fmt.Errorf("list tokens: token %s tags: %w", t.ID, err)
-		}
-		t.CreatedAt = time.Unix(0, created)
-		t.ExpiresAt = timeOrZero(expires)
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanToken)
+	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
@@ -268,85 +239,13 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// Join implements store.Store.
+// Join implements store.Store. This store keeps no home relay.
 func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult, error) {
+	p.HomeRelay = ""
 	var res store.JoinResult
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		tags, err := consumeTokenLocked(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		cidr, err := meshPrefixLocked(ctx, tx)
-		if err != nil {
-			return err
-		}
-		// The node this key already is, if any.
-		existing, err := scanNode(tx.QueryRowContext(ctx, selectNode+` WHERE public_key = ?`, p.PublicKey[:]), cidr)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			existing = nil
-		case err != nil:
-			return err
-		}
-		// The name must be free or already this key's.
-		var otherKey []byte
-		err = tx.QueryRowContext(ctx, `SELECT public_key FROM nodes WHERE name = ?`, p.Name).Scan(&otherKey)
-		if err == nil && subtle.ConstantTimeCompare(otherKey, p.PublicKey[:]) != 1 {
-			return fmt.Errorf("%w: %q", store.ErrNameTaken, p.Name)
-		}
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		idx, err := allocateLocked(ctx, tx, cidr, p.PublicKey, p.Now)
-		if err != nil {
-			return err
-		}
-		eps, err := json.Marshal(nonNilEps(p.Endpoints))
-		if err != nil {
-			return err
-		}
-		tagsJSON, err := json.Marshal(nonNil(tags))
-		if err != nil {
-			return err
-		}
-		svcs, err := json.Marshal(nonNilSvcs(p.Services))
-		if err != nil {
-			return err
-		}
-		var hostKey []byte
-		if p.SSHHostKey != nil {
-			hostKey = p.SSHHostKey[:]
-		}
-		id := p.NewNodeID
-		created := p.Now
-		if existing != nil {
-			id = existing.ID
-			created = existing.CreatedAt
-			res.Rejoined = true
-			_, err = tx.ExecContext(ctx, `UPDATE nodes SET name = ?, ip_index = ?, secret_hash = ?, endpoints = ?, ssh_endpoint = ?,
-				ssh_host_key = ?, ssh_user = ?, ssh_packet_port = ?, tags = ?, services = ?, token_id = ?, last_seen = ? WHERE id = ?`,
-				p.Name, idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int64(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), id)
-		} else {
-			_, err = tx.ExecContext(ctx, `INSERT INTO nodes (id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint,
-				ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				id, p.Name, p.PublicKey[:], idx, p.CredentialHash, string(eps), addrPortText(p.SSHEndpoint), hostKey, p.SSHUser, int64(p.SSHPacketPort),
-				string(tagsJSON), string(svcs), p.TokenID, p.Now.UnixNano(), p.Now.UnixNano())
-		}
-		if err != nil {
-			return err
-		}
-		ip, err := meshnet.HostAt(cidr, idx)
-		if err != nil {
-			return err
-		}
-		res.Node = store.Node{
-			ID: id, Name: p.Name, IP: ip, PublicKey: p.PublicKey, SecretHash: p.CredentialHash,
-			Endpoints: p.Endpoints, SSHEndpoint: p.SSHEndpoint, SSHHostKey: p.SSHHostKey,
-			SSHUser: p.SSHUser, SSHPacketPort: p.SSHPacketPort, Tags: tags,
-			Services: nilIfEmpty(p.Services), TokenID: p.TokenID, CreatedAt: created, LastSeen: p.Now,
-		}
-		res.Version, err = bumpLocked(ctx, tx)
+		var err error
+		res, err = sqlstore.Join(ctx, writeTx{tx}, p)
 		return err
 	})
 	if err != nil {
@@ -355,178 +254,26 @@ func (s *Store) Join(ctx context.Context, p store.JoinParams) (store.JoinResult,
 	return res, nil
 }
 
-// consumeTokenLocked checks the token and counts one use; it returns the
-// token's tags.
-func consumeTokenLocked(ctx context.Context, tx *sql.Tx, p store.JoinParams) ([]string, error) {
-	var hash []byte
-	var reusable, revoked bool
-	var expires int64
-	var uses int
-	var tagsJSON string
-	err := tx.QueryRowContext(ctx, `SELECT secret_hash, reusable, revoked, expires_at, uses, tags FROM tokens WHERE id = ?`, p.TokenID).
-		Scan(&hash, &reusable, &revoked, &expires, &uses, &tagsJSON)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, store.ErrTokenInvalid
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case subtle.ConstantTimeCompare(hash, p.TokenSecretHash[:]) != 1:
-		return nil, store.ErrTokenInvalid
-	case revoked:
-		return nil, fmt.Errorf("%w: revoked", store.ErrTokenInvalid)
-	case expires != 0 && p.Now.UnixNano() >= expires:
-		return nil, fmt.Errorf("%w: expired", store.ErrTokenInvalid)
-	case !reusable && uses > 0:
-		return nil, fmt.Errorf("%w: already used", store.ErrTokenInvalid)
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = ?`, p.TokenID); err != nil {
-		return nil, err
-	}
-	var tags []string
-	if err := json.Unmarshal([]byte(tagsJSON), &tags); err != nil {
-		return nil, fmt.Errorf("token tags: %w", err)
-	}
-	return tags, nil
-}
-
 func meshPrefixLocked(ctx context.Context, tx *sql.Tx) (netip.Prefix, error) {
 	var s string
 	if err := tx.QueryRowContext(ctx, `SELECT cidr FROM mesh WHERE id = 1`).Scan(&s); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return netip.Prefix{}, fmt.Errorf("mesh not initialised")
+			return netip.Prefix{}, sqlstore.ErrNoMesh
 		}
 		return netip.Prefix{}, err
 	}
 	return netip.ParsePrefix(s)
 }
 
-// allocateLocked returns the host index leased to key: its old lease, else
-// the lowest free index, else the oldest lease of a key that is no longer
-// a node.
-func allocateLocked(ctx context.Context, tx *sql.Tx, cidr netip.Prefix, key nodekey.PublicKey, now time.Time) (uint32, error) {
-	total := meshnet.HostCount(cidr)
-	var idx int64
-	err := tx.QueryRowContext(ctx, `SELECT ip_index FROM leases WHERE public_key = ?`, key[:]).Scan(&idx)
-	if err == nil && idx >= 0 && idx < int64(total) {
-		_, err = tx.ExecContext(ctx, `UPDATE leases SET updated_at = ? WHERE public_key = ?`, now.UnixNano(), key[:])
-		return uint32(idx), err
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE public_key = ?`, key[:]); err != nil {
-		return 0, err
-	}
-	free, ok, err := lowestFreeLocked(ctx, tx, total)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		// Reclaim the oldest lease of a key that is no longer a node.
-		var oldKey []byte
-		err := tx.QueryRowContext(ctx, `SELECT l.public_key, l.ip_index FROM leases l
-			LEFT JOIN nodes n ON n.public_key = l.public_key
-			WHERE n.id IS NULL ORDER BY l.updated_at LIMIT 1`).Scan(&oldKey, &idx)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("%w %s (%d addresses)", store.ErrRangeFull, cidr, total)
-		}
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE public_key = ?`, oldKey); err != nil {
-			return 0, err
-		}
-		free = uint32(idx)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO leases (public_key, ip_index, updated_at) VALUES (?, ?, ?)`, key[:], free, now.UnixNano()); err != nil {
-		return 0, err
-	}
-	return free, nil
-}
-
-func lowestFreeLocked(ctx context.Context, tx *sql.Tx, total uint32) (uint32, bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT ip_index FROM leases ORDER BY ip_index`)
-	if err != nil {
-		return 0, false, err
-	}
-	defer rows.Close()
-	var next int64
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx); err != nil {
-			return 0, false, err
-		}
-		if idx > next {
-			break
-		}
-		next = idx + 1
-	}
-	if err := rows.Err(); err != nil {
-		return 0, false, err
-	}
-	if next >= int64(total) {
-		return 0, false, nil
-	}
-	return uint32(next), true, nil
-}
-
 const selectNode = `SELECT id, name, public_key, ip_index, secret_hash, endpoints, ssh_endpoint, ssh_host_key, ssh_user, ssh_packet_port, tags, services, token_id, created_at, last_seen FROM nodes`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanNode(r rowScanner, cidr netip.Prefix) (*store.Node, error) {
-	var n store.Node
-	var key, hostKey []byte
-	var idx int64
-	var eps, sshEP, tags, svcs string
-	var created, seen, packetPort int64
-	if err := r.Scan(&n.ID, &n.Name, &key, &idx, &n.SecretHash, &eps, &sshEP, &hostKey, &n.SSHUser, &packetPort, &tags, &svcs, &n.TokenID, &created, &seen); err != nil {
-		return nil, err
+// scanNode decodes a selectNode row.
+func scanNode(r sqlstore.Scanner, cidr netip.Prefix) (store.Node, error) {
+	var row sqlstore.NodeRow
+	if err := r.Scan(row.Dest()...); err != nil {
+		return store.Node{}, err
 	}
-	if packetPort < 0 || packetPort > 65535 {
-		return nil, fmt.Errorf("node %s: stored ssh packet port %d out of range", n.ID, packetPort)
-	}
-	n.SSHPacketPort = uint16(packetPort)
-	if len(key) != nodekey.PublicKeySize {
-		return nil, fmt.Errorf("node %s: stored key has %d bytes", n.ID, len(key))
-	}
-	copy(n.PublicKey[:], key)
-	if len(hostKey) == nodekey.PublicKeySize {
-		var hk nodekey.PublicKey
-		copy(hk[:], hostKey)
-		n.SSHHostKey = &hk
-	}
-	ip, err := meshnet.HostAt(cidr, uint32(idx))
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", n.ID, err)
-	}
-	n.IP = ip
-	if err := json.Unmarshal([]byte(eps), &n.Endpoints); err != nil {
-		return nil, fmt.Errorf("node %s endpoints: %w", n.ID, err)
-	}
-	if len(n.Endpoints) == 0 {
-		n.Endpoints = nil
-	}
-	if sshEP != "" {
-		if n.SSHEndpoint, err = netip.ParseAddrPort(sshEP); err != nil {
-			return nil, fmt.Errorf("node %s ssh endpoint: %w", n.ID, err)
-		}
-	}
-	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
-		return nil, fmt.Errorf("node %s tags: %w", n.ID, err)
-	}
-	if len(n.Tags) == 0 {
-		n.Tags = nil
-	}
-	if err := json.Unmarshal([]byte(svcs), &n.Services); err != nil {
-		return nil, fmt.Errorf("node %s services: %w", n.ID, err)
-	}
-	n.Services = nilIfEmpty(n.Services)
-	n.CreatedAt = time.Unix(0, created)
-	n.LastSeen = timeOrZero(seen)
-	return &n, nil
+	return row.Node(cidr)
 }
 
 // Nodes implements store.Store.
@@ -550,15 +297,8 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Node
-	for rows.Next() {
-		n, err := scanNode(rows, cidr)
-		if err != nil {
-			return 0, nil, fmt.Errorf("list nodes: %w", err)
-		}
-		out = append(out, *n)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, func(r sqlstore.Scanner) (store.Node, error) { return scanNode(r, cidr) })
+	if err != nil {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return v, out, nil
@@ -566,7 +306,7 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 
 // RemoveNode implements store.Store.
 func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (store.Node, uint64, error) {
-	var n *store.Node
+	var n store.Node
 	var v uint64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		cidr, err := meshPrefixLocked(ctx, tx)
@@ -589,8 +329,8 @@ func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Ti
 		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, n.ID); err != nil {
 			return err
 		}
-		psk := make([]byte, api.PSKSize)
-		if _, err := rand.Read(psk); err != nil {
+		psk, err := sqlstore.NewPSK()
+		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE mesh SET prev_psk = psk, prev_psk_until = ?, psk = ? WHERE id = 1`,
@@ -603,48 +343,26 @@ func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Ti
 	if err != nil {
 		return store.Node{}, 0, fmt.Errorf("remove node %q: %w", ref, err)
 	}
-	return *n, v, nil
+	return n, v, nil
 }
 
 // PSKs implements store.Store.
 func (s *Store) PSKs(ctx context.Context) (store.PSKs, error) {
-	var p store.PSKs
-	var until int64
-	err := s.db.QueryRowContext(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(&p.Current, &p.Previous, &until)
-	if err != nil {
+	var row sqlstore.PSKRow
+	if err := s.db.QueryRowContext(ctx, `SELECT psk, prev_psk, prev_psk_until FROM mesh WHERE id = 1`).Scan(row.Dest()...); err != nil {
 		return store.PSKs{}, fmt.Errorf("read psks: %w", err)
 	}
-	if len(p.Previous) == 0 {
-		p.Previous = nil
-	} else {
-		p.PreviousUntil = time.Unix(0, until).UTC()
-	}
-	return p, nil
+	return row.PSKs(), nil
 }
 
 // SetEndpoints implements store.Store.
 func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPort, ssh store.SSH) (uint64, error) {
-	b, err := json.Marshal(nonNilEps(eps))
-	if err != nil {
+	row := sqlstore.NodeRow{ID: id}
+	if err := row.PutEndpoints(eps, ssh); err != nil {
 		return 0, fmt.Errorf("set endpoints: %w", err)
 	}
-	var v uint64
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		var hostKey []byte
-		if ssh.HostKey != nil {
-			hostKey = ssh.HostKey[:]
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET endpoints = ?, ssh_endpoint = ?, ssh_host_key = ?, ssh_user = ?, ssh_packet_port = ? WHERE id = ?`,
-			string(b), addrPortText(ssh.Endpoint), hostKey, ssh.User, int64(ssh.PacketPort), id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.ErrNotFound
-		}
-		v, err = bumpLocked(ctx, tx)
-		return err
-	})
+	v, err := s.updateNode(ctx, `UPDATE nodes SET endpoints = ?, ssh_endpoint = ?, ssh_host_key = ?, ssh_user = ?, ssh_packet_port = ? WHERE id = ?`,
+		row.Endpoints, row.SSHEndpoint, row.SSHHostKey, row.SSHUser, row.SSHPacketPort, id)
 	if err != nil {
 		return 0, fmt.Errorf("set endpoints of %s: %w", id, err)
 	}
@@ -653,13 +371,23 @@ func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPor
 
 // SetServices implements store.Store.
 func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) (uint64, error) {
-	b, err := json.Marshal(nonNilSvcs(svcs))
+	text, err := sqlstore.EncodeList(svcs)
 	if err != nil {
 		return 0, fmt.Errorf("set services: %w", err)
 	}
+	v, err := s.updateNode(ctx, `UPDATE nodes SET services = ? WHERE id = ?`, text, id)
+	if err != nil {
+		return 0, fmt.Errorf("set services of %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// updateNode runs an update of one node and bumps the version
+// (store.ErrNotFound when the update matched no node).
+func (s *Store) updateNode(ctx context.Context, query string, args ...any) (uint64, error) {
 	var v uint64
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET services = ? WHERE id = ?`, string(b), id)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -669,73 +397,17 @@ func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) 
 		v, err = bumpLocked(ctx, tx)
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("set services of %s: %w", id, err)
-	}
-	return v, nil
+	return v, err
 }
 
 // Touch implements store.Store.
 func (s *Store) Touch(ctx context.Context, id string, at time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET last_seen = ? WHERE id = ? AND last_seen < ?`, at.UnixNano(), id, at.UnixNano())
-		if err != nil {
-			return err
-		}
-		_ = res
-		return nil
+		_, err := tx.ExecContext(ctx, `UPDATE nodes SET last_seen = ? WHERE id = ? AND last_seen < ?`, at.UnixNano(), id, at.UnixNano())
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("touch node %s: %w", id, err)
 	}
 	return nil
-}
-
-func addrPortText(a netip.AddrPort) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-func unixOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func timeOrZero(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nonNilEps(s []netip.AddrPort) []netip.AddrPort {
-	if s == nil {
-		return []netip.AddrPort{}
-	}
-	return s
-}
-
-func nonNilSvcs(s []api.Service) []api.Service {
-	if s == nil {
-		return []api.Service{}
-	}
-	return s
-}
-
-func nilIfEmpty(s []api.Service) []api.Service {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
 }

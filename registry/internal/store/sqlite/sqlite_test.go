@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +23,24 @@ func open(t *testing.T, path string) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// openOld writes a database of an older schema with stmts (after creating
+// schema_migrations) and opens it, migrating it.
+func openOld(t *testing.T, stmts ...string) *Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), FileName)
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range append([]string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`}, stmts...) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	return open(t, path)
 }
 
 // TestConformance runs the store suite on SQLite (one registry: no

@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"net/netip"
-	"path/filepath"
 	"testing"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
@@ -15,24 +13,12 @@ import (
 // opens; its node keeps its host key and gets no user or packet port.
 func TestMigrationAddsSSHUser(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), FileName)
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
-		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+	s := openOld(t,
 		migrations[0], migrations[1],
 		`INSERT INTO schema_migrations VALUES (1, 0), (2, 0)`,
 		`INSERT INTO mesh VALUES (1, 'm', '10.1.0.0/16', x'00', 7, 0)`,
-		`INSERT INTO nodes VALUES ('n1', 'old', x'` + hex32 + `', 1, x'00', '[]', '192.0.2.1:22', x'` + hex32 + `', '[]', 't', 0, 0, '[]')`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-	s := open(t, path)
+		`INSERT INTO nodes VALUES ('n1', 'old', x'`+hex32+`', 1, x'00', '[]', '192.0.2.1:22', x'`+hex32+`', '[]', 't', 0, 0, '[]')`,
+	)
 	_, nodes, err := s.Nodes(ctx)
 	if err != nil || len(nodes) != 1 {
 		t.Fatalf("Nodes() after migration = %+v, %v", nodes, err)

@@ -103,6 +103,55 @@ func TestID(name string) string {
 	return "n" + hex.EncodeToString(h[:10])
 }
 
+// initMesh initialises s's mesh on prefix.
+func initMesh(t testing.TB, s store.Store, prefix string) store.Mesh {
+	t.Helper()
+	m, err := s.InitMesh(context.Background(), netip.MustParsePrefix(prefix), Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// newMesh returns a fresh instance with its mesh initialised on prefix.
+func newMesh(t *testing.T, h Harness, prefix string) Instance {
+	t.Helper()
+	in := h.New(t)
+	initMesh(t, in.Store, prefix)
+	return in
+}
+
+// onlyNode returns the one node s holds.
+func onlyNode(t testing.TB, s store.Store) store.Node {
+	t.Helper()
+	_, nodes, err := s.Nodes(context.Background())
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("Nodes() = %v, %v; want one node", nodes, err)
+	}
+	return nodes[0]
+}
+
+// optional returns in.Store as T, an interface that only stores replicas
+// share implement, and skips the test when it is not one (why: where a
+// single registry keeps that state instead).
+func optional[T any](t *testing.T, in Instance, why string) T {
+	t.Helper()
+	v, ok := in.Store.(T)
+	if !ok {
+		t.Skip(why)
+	}
+	return v
+}
+
+// other returns another replica on in's state, or in.Store itself when
+// the store has no replicas.
+func (in Instance) other(t *testing.T) store.Store {
+	if in.Replica == nil {
+		return in.Store
+	}
+	return in.Replica(t)
+}
+
 func testMeshPersists(t *testing.T, h Harness) {
 	ctx := context.Background()
 	in := h.New(t)
@@ -133,10 +182,7 @@ func testMeshPersists(t *testing.T, h Harness) {
 
 func testCIDRChange(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := h.New(t).Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
-		t.Fatal(err)
-	}
+	s := newMesh(t, h, "10.1.0.0/16").Store
 	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.2.0.0/16"), Now)
 	if err != nil || m.CIDR.String() != "10.2.0.0/16" {
 		t.Fatalf("InitMesh new prefix = %v, %v", m.CIDR, err)
@@ -156,10 +202,7 @@ func testCIDRChange(t *testing.T, h Harness) {
 
 func testJoinAllocation(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := h.New(t).Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/29"), Now); err != nil { // 6 hosts
-		t.Fatal(err)
-	}
+	s := newMesh(t, h, "10.1.0.0/29").Store // 6 hosts
 	id, hash := Token(t, s, true)
 	keys := make([]nodekey.PublicKey, 6)
 	for i := range keys {
@@ -217,16 +260,9 @@ func testConcurrentJoins(t *testing.T, h Harness) {
 	ctx := context.Background()
 	in := h.New(t)
 	a := in.Store
-	if _, err := a.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/23"), Now); err != nil {
-		t.Fatal(err)
-	}
-	b := a
-	if in.Replica != nil {
-		b = in.Replica(t)
-		if _, err := b.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/23"), Now); err != nil {
-			t.Fatal(err)
-		}
-	}
+	initMesh(t, a, "10.1.0.0/23")
+	b := in.other(t)
+	initMesh(t, b, "10.1.0.0/23")
 	replicas := []store.Store{a, b}
 	id, hash := Token(t, a, true)
 	single, sh := Token(t, b, false)
@@ -302,10 +338,7 @@ func testConcurrentJoins(t *testing.T, h Harness) {
 
 func testTokenRules(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := h.New(t).Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
-		t.Fatal(err)
-	}
+	s := newMesh(t, h, "10.1.0.0/24").Store
 	id, hash := Token(t, s, true)
 	if err := s.CreateToken(ctx, store.Token{ID: id, SecretHash: hash[:], CreatedAt: Now}); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Fatalf("duplicate token id = %v", err)
@@ -344,10 +377,7 @@ func testTokenRules(t *testing.T, h Harness) {
 func testRemoveNodeRotatesPSK(t *testing.T, h Harness) {
 	ctx := context.Background()
 	s := h.New(t).Store
-	m, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := initMesh(t, s, "10.1.0.0/24")
 	p, err := s.PSKs(ctx)
 	if err != nil || !bytes.Equal(p.Current, m.PSK) || p.Previous != nil || !p.PreviousUntil.IsZero() {
 		t.Fatalf("PSKs before any removal = %+v, %v; want the mesh PSK alone", p, err)
@@ -374,11 +404,8 @@ func testRemoveNodeRotatesPSK(t *testing.T, h Harness) {
 
 func testServices(t *testing.T, h Harness) {
 	ctx := context.Background()
-	in := h.New(t)
+	in := newMesh(t, h, "10.1.0.0/16")
 	s := in.Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
-		t.Fatal(err)
-	}
 	id, hash := Token(t, s, true)
 	k := Key(t)
 	dns := []api.Service{{Name: api.ServiceDNS, Protocol: "udp", Port: 53}}
@@ -390,14 +417,7 @@ func testServices(t *testing.T, h Harness) {
 	if !reflect.DeepEqual(res.Node.Services, dns) {
 		t.Fatalf("Join().Node.Services = %v, want %v", res.Node.Services, dns)
 	}
-	services := func() []api.Service {
-		t.Helper()
-		_, nodes, err := s.Nodes(ctx)
-		if err != nil || len(nodes) != 1 {
-			t.Fatalf("Nodes() = %v, %v", nodes, err)
-		}
-		return nodes[0].Services
-	}
+	services := func() []api.Service { t.Helper(); return onlyNode(t, s).Services }
 	if got := services(); !reflect.DeepEqual(got, dns) {
 		t.Fatalf("Nodes()[0].Services = %v, want %v", got, dns)
 	}
@@ -431,11 +451,8 @@ func testServices(t *testing.T, h Harness) {
 
 func testSSHFields(t *testing.T, h Harness) {
 	ctx := context.Background()
-	in := h.New(t)
+	in := newMesh(t, h, "10.1.0.0/16")
 	s := in.Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/16"), Now); err != nil {
-		t.Fatal(err)
-	}
 	id, hash := Token(t, s, true)
 	hk := Key(t)
 	want := store.SSH{Endpoint: netip.MustParseAddrPort("192.0.2.7:22"), HostKey: &hk, User: "tunnelmesh", PacketPort: 7600}
@@ -449,14 +466,7 @@ func testSSHFields(t *testing.T, h Harness) {
 	if got := res.Node.SSH(); !got.Equal(want) {
 		t.Fatalf("Join().Node.SSH() = %+v, want %+v", got, want)
 	}
-	stored := func() store.Node {
-		t.Helper()
-		_, nodes, err := s.Nodes(ctx)
-		if err != nil || len(nodes) != 1 {
-			t.Fatalf("Nodes() = %v, %v", nodes, err)
-		}
-		return nodes[0]
-	}
+	stored := func() store.Node { t.Helper(); return onlyNode(t, s) }
 	if got := stored(); !got.SSH().Equal(want) || !reflect.DeepEqual(got.Endpoints, eps) {
 		t.Fatalf("stored SSH, endpoints = %+v, %v; want %+v, %v", got.SSH(), got.Endpoints, want, eps)
 	}
@@ -484,10 +494,7 @@ func testSSHFields(t *testing.T, h Harness) {
 // testTouch: Touch moves last-seen forward only and changes no version.
 func testTouch(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := h.New(t).Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
-		t.Fatal(err)
-	}
+	s := newMesh(t, h, "10.1.0.0/24").Store
 	id, hash := Token(t, s, true)
 	res, err := Join(s, id, hash, "a", Key(t))
 	if err != nil {
@@ -510,20 +517,13 @@ func testTouch(t *testing.T, h Harness) {
 // get the stored value.
 func testSecrets(t *testing.T, h Harness) {
 	in := h.New(t)
-	sec, ok := in.Store.(store.Secrets)
-	if !ok {
-		t.Skip("the store keeps no secrets (single registry)")
-	}
+	sec := optional[store.Secrets](t, in, "the store keeps no secrets (single registry)")
 	ctx := context.Background()
 	v, err := sec.Secret(ctx, "admin", func() ([]byte, error) { return []byte("first"), nil })
 	if err != nil || string(v) != "first" {
 		t.Fatalf("Secret = %q, %v; want first", v, err)
 	}
-	other := in.Store
-	if in.Replica != nil {
-		other = in.Replica(t)
-	}
-	v, err = other.(store.Secrets).Secret(ctx, "admin", func() ([]byte, error) { return []byte("second"), nil })
+	v, err = in.other(t).(store.Secrets).Secret(ctx, "admin", func() ([]byte, error) { return []byte("second"), nil })
 	if err != nil || string(v) != "first" {
 		t.Fatalf("Secret again = %q, %v; want the stored first", v, err)
 	}
@@ -540,19 +540,11 @@ func testSecrets(t *testing.T, h Harness) {
 // on another.
 func testChanges(t *testing.T, h Harness) {
 	in := h.New(t)
-	ch, ok := in.Store.(store.Changes)
-	if !ok {
-		t.Skip("the store has no change feed (single registry)")
-	}
+	ch := optional[store.Changes](t, in, "the store has no change feed (single registry)")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := in.Store.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
-		t.Fatal(err)
-	}
-	writer := in.Store
-	if in.Replica != nil {
-		writer = in.Replica(t)
-	}
+	initMesh(t, in.Store, "10.1.0.0/24")
+	writer := in.other(t)
 	got := make(chan uint64, 16)
 	done := make(chan struct{})
 	go func() {
@@ -592,10 +584,7 @@ func testChanges(t *testing.T, h Harness) {
 // read back and pruned.
 func testPolicies(t *testing.T, h Harness) {
 	in := h.New(t)
-	ps, ok := in.Store.(store.Policies)
-	if !ok {
-		t.Skip("the store keeps no policy versions (single registry: policystore's directory)")
-	}
+	ps := optional[store.Policies](t, in, "the store keeps no policy versions (single registry: policystore's directory)")
 	ctx := context.Background()
 	if vs, err := ps.PolicyVersions(ctx); err != nil || len(vs) != 0 {
 		t.Fatalf("PolicyVersions of an empty store = %v, %v", vs, err)
@@ -627,14 +616,8 @@ func testPolicies(t *testing.T, h Harness) {
 // hashes are forgotten.
 func testReplays(t *testing.T, h Harness) {
 	in := h.New(t)
-	r, ok := in.Store.(store.Replays)
-	if !ok {
-		t.Skip("the store keeps no replay cache (single registry: replaylog's file)")
-	}
-	other := r
-	if in.Replica != nil {
-		other = in.Replica(t).(store.Replays)
-	}
+	r := optional[store.Replays](t, in, "the store keeps no replay cache (single registry: replaylog's file)")
+	other := in.other(t).(store.Replays)
 	ctx := context.Background()
 	h1, h2 := sha256.Sum256([]byte("sig1")), sha256.Sum256([]byte("sig2"))
 	if fresh, err := r.AddReplay(ctx, h1, Now); err != nil || !fresh {
@@ -661,10 +644,7 @@ func testReplays(t *testing.T, h Harness) {
 // deleted.
 func testScrapeTokens(t *testing.T, h Harness) {
 	in := h.New(t)
-	st, ok := in.Store.(store.ScrapeTokens)
-	if !ok {
-		t.Skip("the store keeps no scrape tokens (single registry: scrapecred's file)")
-	}
+	st := optional[store.ScrapeTokens](t, in, "the store keeps no scrape tokens (single registry: scrapecred's file)")
 	ctx := context.Background()
 	a := store.ScrapeToken{ID: "a1", Name: "prom", CreatedAt: Now, Hash: "h1"}
 	b := store.ScrapeToken{ID: "b2", CreatedAt: Now.Add(time.Second), ExpiresAt: Now.Add(time.Hour), Hash: "h2"}
@@ -696,15 +676,10 @@ func testScrapeTokens(t *testing.T, h Harness) {
 // version bump only for a new one.
 func testRegistries(t *testing.T, h Harness) {
 	in := h.New(t)
-	rs, ok := in.Store.(store.Registries)
-	if !ok {
-		t.Skip("the store keeps no registry URLs (single registry)")
-	}
+	rs := optional[store.Registries](t, in, "the store keeps no registry URLs (single registry)")
 	ctx := context.Background()
 	s := in.Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
-		t.Fatal(err)
-	}
+	initMesh(t, s, "10.1.0.0/24")
 	v0, _ := s.Version(ctx)
 	if got, err := rs.Registries(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("Registries before any = %v, %v; want none", got, err)
@@ -771,15 +746,10 @@ func testRegistries(t *testing.T, h Harness) {
 // when it changes, and kept across a rejoin.
 func testRelays(t *testing.T, h Harness) {
 	in := h.New(t)
-	rs, ok := in.Store.(store.Relays)
-	if !ok {
-		t.Skip("the store keeps no relays (single registry)")
-	}
+	rs := optional[store.Relays](t, in, "the store keeps no relays (single registry)")
 	ctx := context.Background()
 	s := in.Store
-	if _, err := s.InitMesh(ctx, netip.MustParsePrefix("10.1.0.0/24"), Now); err != nil {
-		t.Fatal(err)
-	}
+	initMesh(t, s, "10.1.0.0/24")
 	v0, _ := s.Version(ctx)
 	for _, r := range []api.Relay{{ID: "r-b", URL: "wss://b/relay", TLSPin: "pb"}, {ID: "r-a", URL: "wss://old/relay"}, {ID: "r-a", URL: "wss://a/relay", TLSPin: "pa"}} {
 		if _, err := rs.RegisterRelay(ctx, r, Now); err != nil {

@@ -13,13 +13,23 @@
 //	                                            GETs the object and the range, prints "ok N" when the range is the slice
 //	s3tool ENDPOINT mb BUCKET                   creates the bucket
 //	s3tool ENDPOINT bench BUCKET SIZE COUNT     PUTs then GETs COUNT objects of SIZE bytes, prints "put MB/s get MB/s"
+//	s3tool ENDPOINT stat BUCKET KEY             prints the object's size (HEAD)
+//	s3tool ENDPOINT stall-put BUCKET KEY SIZE SENT
+//	                                            a single streaming PUT of SIZE bytes that stops after SENT:
+//	                                            prints "stalled" and waits to be killed (durability tests)
+//	s3tool ENDPOINT stall-multipart BUCKET KEY PARTS
+//	                                            a multipart upload: PARTS parts of 5 MiB, then a part that
+//	                                            stops after 1 MiB: prints "stalled UPLOAD-ID" and waits to be killed
 //	s3tool - fetch URL                          plain HTTP GET (no credentials), prints the body's sha256
 //	s3tool - cat URL                            plain HTTP GET, prints the body
+//	s3tool - gen SIZE SEED                      writes SIZE pseudo-random bytes determined by SEED to stdout,
+//	                                            then their sha256 to stderr
 //
 // A refused request exits 3 and prints "s3 error: <code> <status>".
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -28,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -46,6 +57,10 @@ func main() {
 	defer cancel()
 	if os.Args[1] == "-" && len(os.Args) == 4 && (os.Args[2] == "fetch" || os.Args[2] == "cat") {
 		fetch(ctx, os.Args[3], os.Args[2] == "cat")
+		return
+	}
+	if os.Args[1] == "-" && len(os.Args) == 5 && os.Args[2] == "gen" {
+		gen(os.Args[3], os.Args[4])
 		return
 	}
 	c, err := minio.New(os.Args[1], &minio.Options{
@@ -152,6 +167,40 @@ func main() {
 			fail(err)
 		}
 		fmt.Println(u.String())
+	case a[0] == "stat" && len(a) == 3:
+		info, err := c.StatObject(ctx, a[1], a[2], minio.StatObjectOptions{})
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(info.Size)
+	case a[0] == "stall-put" && len(a) == 5:
+		size, err1 := strconv.ParseInt(a[3], 10, 64)
+		sent, err2 := strconv.ParseInt(a[4], 10, 64)
+		if err := errors.Join(err1, err2); err != nil || sent >= size {
+			fail(fmt.Errorf("stall-put: want SENT below SIZE"))
+		}
+		_, err := c.PutObject(ctx, a[1], a[2], io.MultiReader(io.LimitReader(rand.Reader, sent), stall("stalled")), size,
+			minio.PutObjectOptions{DisableMultipart: true})
+		fail(fmt.Errorf("stall-put ended: %v", err))
+	case a[0] == "stall-multipart" && len(a) == 4:
+		parts, err := strconv.Atoi(a[3])
+		if err != nil || parts < 1 {
+			fail(fmt.Errorf("stall-multipart: want PARTS above 0"))
+		}
+		core := &minio.Core{Client: c}
+		id, err := core.NewMultipartUpload(ctx, a[1], a[2], minio.PutObjectOptions{})
+		if err != nil {
+			fail(err)
+		}
+		const part = 5 << 20
+		for i := 1; i <= parts; i++ {
+			if _, err := core.PutObjectPart(ctx, a[1], a[2], id, i, io.LimitReader(rand.Reader, part), part, minio.PutObjectPartOptions{}); err != nil {
+				fail(err)
+			}
+		}
+		_, err = core.PutObjectPart(ctx, a[1], a[2], id, parts+1, io.MultiReader(io.LimitReader(rand.Reader, 1<<20), stall("stalled "+id)), part,
+			minio.PutObjectPartOptions{})
+		fail(fmt.Errorf("stall-multipart: part %d ended: %v", parts+1, err))
 	case a[0] == "list" && len(a) == 2:
 		for o := range c.ListObjects(ctx, a[1], minio.ListObjectsOptions{Recursive: true}) {
 			if o.Err != nil {
@@ -163,6 +212,43 @@ func main() {
 		fmt.Fprintln(os.Stderr, "s3tool: bad arguments")
 		os.Exit(2)
 	}
+}
+
+// stall is a reader that prints line once it is first read (the data before
+// it has been handed to the client) and then blocks until the process is
+// killed.
+func stall(line string) io.Reader { return &stallReader{line: line} }
+
+type stallReader struct{ line string }
+
+func (r *stallReader) Read([]byte) (int, error) {
+	fmt.Println(r.line)
+	select {}
+}
+
+// gen writes size bytes of ChaCha8 output keyed by sha256(seed) to stdout
+// and their sha256 to stderr.
+func gen(sizeArg, seed string) {
+	size, err := strconv.ParseInt(sizeArg, 10, 64)
+	if err != nil || size < 0 {
+		fail(fmt.Errorf("gen: SIZE %q: want a byte count", sizeArg))
+	}
+	src := mrand.NewChaCha8(sha256.Sum256([]byte(seed)))
+	h := sha256.New()
+	w := bufio.NewWriterSize(io.MultiWriter(os.Stdout, h), 1<<20)
+	buf := make([]byte, 1<<20)
+	for size > 0 {
+		k := int(min(size, int64(len(buf))))
+		_, _ = src.Read(buf[:k])
+		if _, err := w.Write(buf[:k]); err != nil {
+			fail(fmt.Errorf("gen: %w", err))
+		}
+		size -= int64(k)
+	}
+	if err := w.Flush(); err != nil {
+		fail(fmt.Errorf("gen: %w", err))
+	}
+	fmt.Fprintln(os.Stderr, hex.EncodeToString(h.Sum(nil)))
 }
 
 func getAll(ctx context.Context, c *minio.Client, bucket, key string, opts minio.GetObjectOptions) []byte {

@@ -1,0 +1,280 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tunnelmesh/tunnelmesh/shared/api"
+)
+
+// Actions an nfs test target names: mount (a read-only or read-write
+// grant) and write (a read-write grant).
+const (
+	NFSMount = "mount"
+	NFSWrite = "write"
+)
+
+// NFS is the policy's nfs section: who may mount which export of the
+// mesh's NFS servers (tunnelmesh-nfsd), read-only or read-write. Export
+// names are the names nfsd's configuration gives its exports, the same on
+// every NFS server of the mesh. Without an nfs section the grants are
+// those of each nfsd's own configuration; with one, the section is the
+// ceiling and an export's allow lists in nfsd's configuration can only
+// narrow it (nfsd/README.md).
+//
+//	nfs:
+//	  exports:
+//	    artifacts:
+//	      read_write: [tag:ci]
+//	      read_only: ["*"]
+//	    backups:
+//	      read_only: [group:admins]
+type NFS struct {
+	Exports []NFSExport // in file order
+	Line    int
+}
+
+// NFSExport is one export's grants. A node in both lists may write.
+type NFSExport struct {
+	Name      string
+	ReadWrite []Selector
+	ReadOnly  []Selector
+	Line      int
+
+	rw, ro nodeSet
+}
+
+// nfsExportName is an export name as nfsd's configuration accepts it: one
+// path component of letters, digits, '.', '_' and '-', not starting with '.'.
+var nfsExportName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$`)
+
+func validateExportName(s string) error {
+	if !nfsExportName.MatchString(s) {
+		return fmt.Errorf("export name %q: want 1 to 63 letters, digits, '.', '_' or '-', not starting with '.'", s)
+	}
+	return nil
+}
+
+// NFSLevel returns node n's grant on export (api.NFSReadWrite,
+// api.NFSReadOnly or "") and names the grant that gives it
+// ("nfs.exports.artifacts.read_write"). Without an nfs section nothing is
+// granted by the policy.
+func (p *Policy) NFSLevel(n api.Node, export string) (level, grant string) {
+	if p.NFS == nil {
+		return "", ""
+	}
+	name := normNode(n.Name)
+	for i := range p.NFS.Exports {
+		e := &p.NFS.Exports[i]
+		if e.Name != export {
+			continue
+		}
+		if e.rw.contains(name, n.Tags) {
+			return api.NFSReadWrite, "nfs.exports." + e.Name + ".read_write"
+		}
+		if e.ro.contains(name, n.Tags) {
+			return api.NFSReadOnly, "nfs.exports." + e.Name + ".read_only"
+		}
+	}
+	return "", ""
+}
+
+// NFSAllowed reports whether n may perform action (mount or write) on
+// export, and names the grant that allows it.
+func (p *Policy) NFSAllowed(n api.Node, action, export string) (grant string, ok bool) {
+	level, grant := p.NFSLevel(n, export)
+	switch {
+	case level == api.NFSReadWrite, level == api.NFSReadOnly && action == NFSMount:
+		return grant, true
+	}
+	return "", false
+}
+
+// NFSExports returns n's grants by export name; nil when it has none.
+func (p *Policy) NFSExports(n api.Node) map[string]string {
+	var out map[string]string
+	if p.NFS == nil {
+		return nil
+	}
+	for _, e := range p.NFS.Exports {
+		if level, _ := p.NFSLevel(n, e.Name); level != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[e.Name] = level
+		}
+	}
+	return out
+}
+
+// compileNFS sets Filter.NFS on every node that publishes api.ServiceNFS,
+// when the policy has an nfs section: each member's NFSExports by name.
+func compileNFS(pol *Policy, nodes []api.Node, out map[string]*api.Filter) {
+	if pol.NFS == nil {
+		return
+	}
+	var grants *api.NFSGrants
+	for _, n := range nodes {
+		if !slices.ContainsFunc(n.Services, func(s api.Service) bool { return s.Name == api.ServiceNFS }) {
+			continue
+		}
+		if grants == nil {
+			grants = &api.NFSGrants{Nodes: make(map[string]map[string]string, len(nodes))}
+			for _, m := range nodes {
+				if g := pol.NFSExports(m); g != nil {
+					grants.Nodes[normNode(m.Name)] = g
+				}
+			}
+		}
+		out[normNode(n.Name)].NFS = grants
+	}
+}
+
+var nfsLevels = []string{"read_write", "read_only"}
+
+func (ps *parser) nfs(pol *Policy, n *yaml.Node, path string) *NFS {
+	f, _, ok := ps.mapping(n, path, "exports")
+	if f == nil {
+		return nil
+	}
+	s := &NFS{Line: n.Line}
+	fl, has := f["exports"]
+	if !has {
+		ps.errorf(n, path, `missing "exports"`)
+		return nil
+	}
+	ep := join(path, "exports")
+	ef, order, good := ps.mapping(fl.val, ep)
+	if ef == nil {
+		return nil
+	}
+	ok = ok && good
+	for _, name := range order {
+		efl := ef[name]
+		p := join(ep, name)
+		if err := validateExportName(name); err != nil {
+			ps.errorf(efl.key, p, "%v", err)
+			ok = false
+			continue
+		}
+		e := NFSExport{Name: name, Line: efl.key.Line}
+		lf, _, good := ps.mapping(efl.val, p, nfsLevels...)
+		if lf == nil || !good {
+			ok = false
+			continue
+		}
+		if len(lf) == 0 {
+			ps.errorf(efl.val, p, "grants nothing: name read_write or read_only")
+			ok = false
+			continue
+		}
+		for _, level := range nfsLevels {
+			lfl, has := lf[level]
+			if !has {
+				continue
+			}
+			lp := join(p, level)
+			items, good := ps.list(lfl.val, lp, true)
+			if !good {
+				ok = false
+				continue
+			}
+			if len(items) == 0 {
+				ps.errorf(lfl.val, lp, "must name at least one node, tag or group")
+				ok = false
+			}
+			var sels []Selector
+			for j, it := range items {
+				sel, good := ps.selector(it, itemPath(lfl.val, lp, j))
+				if !good {
+					ok = false
+					continue
+				}
+				sels = append(sels, sel)
+			}
+			if level == "read_write" {
+				e.ReadWrite, e.rw = sels, resolve(pol, sels)
+			} else {
+				e.ReadOnly, e.ro = sels, resolve(pol, sels)
+			}
+		}
+		s.Exports = append(s.Exports, e)
+	}
+	if !ok {
+		return nil
+	}
+	return s
+}
+
+// ParseNFSTarget parses an nfs test target "ACTION:EXPORT"
+// ("write:artifacts", "mount:backups").
+func ParseNFSTarget(s string) (Target, error) {
+	action, export, found := strings.Cut(s, ":")
+	action = strings.ToLower(strings.TrimSpace(action))
+	if !found || (action != NFSMount && action != NFSWrite) {
+		return Target{}, fmt.Errorf("invalid nfs target %q: want mount:EXPORT or write:EXPORT", s)
+	}
+	if err := validateExportName(export); err != nil {
+		return Target{}, fmt.Errorf("invalid nfs target %q: %v", s, err)
+	}
+	return Target{Spec: s, Action: action, Export: export}, nil
+}
+
+// nfsResults evaluates t's nfs targets for src (srcOK false: src is in
+// neither the mesh nor test_nodes).
+func (p *Policy) nfsResults(t Test, src api.Node, srcOK bool) []TestResult {
+	var results []TestResult
+	for _, side := range []struct {
+		expect  string
+		targets []Target
+	}{{"accept", t.NFSAccept}, {"deny", t.NFSDeny}} {
+		for _, tg := range side.targets {
+			res := TestResult{Test: t.Name, From: t.From, Target: tg, Expect: side.expect, Line: tg.Line}
+			if !srcOK {
+				res.Err = fmt.Sprintf("node %q is neither in the mesh nor under test_nodes", t.From)
+			} else {
+				grant, ok := p.NFSAllowed(src, tg.Action, tg.Export)
+				res.Rule = grant
+				res.Pass = ok == (side.expect == "accept")
+			}
+			results = append(results, res)
+		}
+	}
+	return results
+}
+
+// nfsString is TestResult.String for an nfs target.
+func (r TestResult) nfsString(verdict string) string {
+	why := "no grant allows it"
+	switch {
+	case r.Err != "":
+		why = r.Err
+	case r.Rule != "":
+		why = "allowed by grant " + r.Rule
+	}
+	verb := "can"
+	if r.Expect == "deny" {
+		verb = "cannot"
+	}
+	return fmt.Sprintf("%s  %s: %s %s %s export %s (%s)", verdict, r.Test, r.From, verb, r.Target.Action, r.Target.Export, why)
+}
+
+// nfsFailure is the message of Check for a failed nfs target.
+func (r TestResult) nfsFailure() string {
+	if r.Err != "" {
+		return fmt.Sprintf("test %q: %s", r.Test, r.Err)
+	}
+	verb := "should be able to"
+	if r.Expect == "deny" {
+		verb = "should not be able to"
+	}
+	msg := fmt.Sprintf("test %q failed: %s %s %s export %s", r.Test, r.From, verb, r.Target.Action, r.Target.Export)
+	if r.Rule != "" {
+		return msg + " but grant " + r.Rule + " allows it"
+	}
+	return msg + " but no grant allows it"
+}
