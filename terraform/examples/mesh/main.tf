@@ -40,11 +40,12 @@ check "join_tokens" {
   }
 }
 
-# Optional services, each a droplet that joins the mesh as a node with a
-# token of its tag (tunnelmesh-tfvars on the coordinator prints them all).
+# Optional services: each a node (modules/node) running one service on a
+# droplet of its own, joined with a token of the service's tag
+# (tunnelmesh-tfvars on the coordinator prints them all).
 
 module "storage" {
-  source               = "../../modules/storage"
+  source               = "../../modules/node"
   count                = var.storage_enabled ? 1 : 0
   name                 = "${var.name_prefix}-storage"
   region               = var.region
@@ -53,14 +54,16 @@ module "storage" {
   ssh_source_addresses = var.ssh_source_addresses
   release_url          = local.release_url
   release_sha256       = var.release_sha256
-  weed_url             = local.weed_url
-  weed_sha256          = var.weed_sha256
   coordinator_url      = module.coordinator.url
   join_token           = var.storage_join_token
+  storage = {
+    weed_url    = local.weed_url
+    weed_sha256 = var.weed_sha256
+  }
 }
 
 module "nfsd" {
-  source               = "../../modules/nfsd"
+  source               = "../../modules/node"
   count                = var.nfsd_enabled ? 1 : 0
   name                 = "${var.name_prefix}-nfs"
   region               = var.region
@@ -71,10 +74,11 @@ module "nfsd" {
   release_sha256       = var.release_sha256
   coordinator_url      = module.coordinator.url
   join_token           = var.nfsd_join_token
+  nfsd                 = {}
 }
 
 module "monitoring" {
-  source               = "../../modules/monitoring"
+  source               = "../../modules/node"
   count                = var.monitoring_enabled ? 1 : 0
   name                 = "${var.name_prefix}-monitoring"
   region               = var.region
@@ -85,17 +89,36 @@ module "monitoring" {
   release_sha256       = var.release_sha256
   coordinator_url      = module.coordinator.url
   join_token           = var.monitoring_join_token
-  scrape_token         = var.scrape_token
-  registry_ca          = var.registry_ca
+  monitoring = {
+    scrape_token = var.scrape_token
+    registry_ca  = var.registry_ca
+  }
 }
 
-check "services" {
-  assert {
-    condition     = !var.storage_enabled || can(regex("^[0-9a-f]{64}$", var.weed_sha256))
-    error_message = "storage_enabled needs weed_sha256: the line of weed-linux-amd64.gz in the release's SHA256SUMS."
-  }
-  assert {
-    condition     = !var.monitoring_enabled || (nonsensitive(var.scrape_token != "") && var.registry_ca != "")
-    error_message = "monitoring_enabled needs scrape_token and registry_ca (tunnelmesh-tfvars ... monitoring prints both)."
-  }
+# The services' droplets were modules/storage, nfsd and monitoring wrapping
+# modules/node: the same machines, moved rather than replaced (a storage or
+# NFS droplet holds data). modules/node moves them on into modules/droplet.
+moved {
+  from = module.storage[0].module.node.digitalocean_droplet.node
+  to   = module.storage[0].digitalocean_droplet.node
+}
+moved {
+  from = module.storage[0].module.node.digitalocean_firewall.node
+  to   = module.storage[0].digitalocean_firewall.node
+}
+moved {
+  from = module.nfsd[0].module.node.digitalocean_droplet.node
+  to   = module.nfsd[0].digitalocean_droplet.node
+}
+moved {
+  from = module.nfsd[0].module.node.digitalocean_firewall.node
+  to   = module.nfsd[0].digitalocean_firewall.node
+}
+moved {
+  from = module.monitoring[0].module.node.digitalocean_droplet.node
+  to   = module.monitoring[0].digitalocean_droplet.node
+}
+moved {
+  from = module.monitoring[0].module.node.digitalocean_firewall.node
+  to   = module.monitoring[0].digitalocean_firewall.node
 }

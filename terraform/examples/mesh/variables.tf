@@ -13,6 +13,10 @@ variable "region" {
 variable "release_version" {
   description = "TunnelMesh release to install, e.g. v0.1.0 (used in the default release URL)."
   type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._+-]*$", var.release_version))
+    error_message = "release_version must be a release tag such as v0.1.0."
+  }
 }
 
 variable "release_url" {
@@ -83,6 +87,10 @@ variable "name_prefix" {
   description = "Prefix of droplet names: <prefix>-coordinator, <prefix>-node-1, ..."
   type        = string
   default     = "tunnelmesh"
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$", var.name_prefix))
+    error_message = "name_prefix must be 1 to 42 lowercase letters, digits and hyphens, not starting or ending with a hyphen (droplet names are <prefix>-coordinator, <prefix>-node-N, ...: DNS labels)."
+  }
 }
 
 variable "storage_enabled" {

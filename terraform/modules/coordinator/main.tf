@@ -1,6 +1,9 @@
 # A TunnelMesh coordinator on a droplet: registry with relay and STUN
 # (tunnelmesh-coordinator.service), reached at a reserved IP (and optionally
-# a DNS name) that outlives the droplet.
+# a DNS name) that outlives the droplet. The droplet (modules/droplet) opens
+# the API and STUN ports besides SSH; its user data runs at first boot only:
+# the coordinator's state (mesh, nodes, the TLS key every token pins) lives
+# on its disk, and a changed release or config is rolled out on the machine.
 
 locals {
   host = var.dns_domain == "" ? digitalocean_reserved_ip.coordinator.ip_address : "${var.dns_name}.${var.dns_domain}"
@@ -23,29 +26,28 @@ module "cloudinit" {
   mesh_cidr      = var.mesh_cidr
 }
 
-resource "digitalocean_droplet" "coordinator" {
-  name       = var.name
-  region     = var.region
-  size       = var.size
-  image      = var.image
-  ssh_keys   = var.ssh_keys
-  vpc_uuid   = var.vpc_uuid
-  ipv6       = true
-  monitoring = true
-  tags       = concat(["tunnelmesh", "tunnelmesh-coordinator"], var.tags)
-  user_data  = module.cloudinit.user_data
-
-  lifecycle {
-    # The coordinator's state (mesh, nodes, TLS key pinned by every token)
-    # lives on its disk: a changed release or config is rolled out on the
-    # machine, never by replacing it.
-    ignore_changes = [user_data, image]
-  }
+module "droplet" {
+  source               = "../droplet"
+  name                 = var.name
+  region               = var.region
+  size                 = var.size
+  image                = var.image
+  ssh_keys             = var.ssh_keys
+  ssh_source_addresses = var.ssh_source_addresses
+  vpc_uuid             = var.vpc_uuid
+  tags                 = concat(["tunnelmesh", "tunnelmesh-coordinator"], var.tags)
+  user_data            = module.cloudinit.user_data
+  # The registry API and the relay (WebSocket at /relay on the same
+  # listener); STUN, where nodes learn their public UDP address.
+  open_ports = [
+    { protocol = "tcp", port = var.api_port },
+    { protocol = "udp", port = var.stun_port },
+  ]
 }
 
 resource "digitalocean_reserved_ip_assignment" "coordinator" {
   ip_address = digitalocean_reserved_ip.coordinator.ip_address
-  droplet_id = digitalocean_droplet.coordinator.id
+  droplet_id = module.droplet.id
 }
 
 resource "digitalocean_record" "coordinator" {
@@ -57,44 +59,12 @@ resource "digitalocean_record" "coordinator" {
   ttl    = 300
 }
 
-resource "digitalocean_firewall" "coordinator" {
-  name        = "${var.name}-fw"
-  droplet_ids = [digitalocean_droplet.coordinator.id]
+moved {
+  from = digitalocean_droplet.coordinator
+  to   = module.droplet.digitalocean_droplet.this
+}
 
-  # Registry API and the relay (WebSocket at /relay on the same listener).
-  inbound_rule {
-    protocol         = "tcp"
-    port_range       = tostring(var.api_port)
-    source_addresses = ["0.0.0.0/0", "::/0"]
-  }
-  # STUN: nodes learn their public UDP address.
-  inbound_rule {
-    protocol         = "udp"
-    port_range       = tostring(var.stun_port)
-    source_addresses = ["0.0.0.0/0", "::/0"]
-  }
-  inbound_rule {
-    protocol         = "tcp"
-    port_range       = "22"
-    source_addresses = var.ssh_source_addresses
-  }
-  inbound_rule {
-    protocol         = "icmp"
-    source_addresses = ["0.0.0.0/0", "::/0"]
-  }
-
-  outbound_rule {
-    protocol              = "tcp"
-    port_range            = "1-65535"
-    destination_addresses = ["0.0.0.0/0", "::/0"]
-  }
-  outbound_rule {
-    protocol              = "udp"
-    port_range            = "1-65535"
-    destination_addresses = ["0.0.0.0/0", "::/0"]
-  }
-  outbound_rule {
-    protocol              = "icmp"
-    destination_addresses = ["0.0.0.0/0", "::/0"]
-  }
+moved {
+  from = digitalocean_firewall.coordinator
+  to   = module.droplet.digitalocean_firewall.this
 }

@@ -10,10 +10,10 @@ output "ip_address" {
 
 output "droplet_id" {
   description = "ID of the coordinator droplet."
-  value       = digitalocean_droplet.coordinator.id
+  value       = module.droplet.id
 }
 
 output "droplet_ipv4" {
   description = "The droplet's own public IPv4 address (SSH works on it and on the reserved IP)."
-  value       = digitalocean_droplet.coordinator.ipv4_address
+  value       = module.droplet.ipv4_address
 }

@@ -1,3 +1,7 @@
+# Where and how the droplet runs (name to tags) is checked in modules/droplet;
+# the release, ports, mesh prefix and policy in modules/cloudinit: a bad
+# value is refused at plan time with that module's message.
+
 variable "name" {
   description = "Droplet name (and host name) of the coordinator."
   type        = string
@@ -28,7 +32,7 @@ variable "ssh_keys" {
 }
 
 variable "ssh_source_addresses" {
-  description = "Addresses allowed to reach SSH (22/tcp) on the coordinator."
+  description = "Addresses allowed to reach SSH (22/tcp) on the coordinator (tunnelmesh-tokens and tunnelmesh-tfvars run there); empty: SSH closed."
   type        = list(string)
   default     = ["0.0.0.0/0", "::/0"]
 }
@@ -40,7 +44,7 @@ variable "vpc_uuid" {
 }
 
 variable "tags" {
-  description = "Extra DigitalOcean tags of the droplet."
+  description = "Extra DigitalOcean tags of the droplet (it always has tunnelmesh and tunnelmesh-coordinator)."
   type        = list(string)
   default     = []
 }
@@ -83,10 +87,18 @@ variable "dns_domain" {
   description = "A domain managed in DigitalOcean DNS; with dns_name, an A record for the coordinator is made and used in its URL. Empty: no record, the URL uses the reserved IP."
   type        = string
   default     = ""
+  validation {
+    condition     = var.dns_domain == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.dns_domain))
+    error_message = "dns_domain must be a domain name such as example.com (managed in DigitalOcean DNS), or empty."
+  }
 }
 
 variable "dns_name" {
   description = "Record name in dns_domain, e.g. \"mesh\" for mesh.example.com."
   type        = string
   default     = "mesh"
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.dns_name))
+    error_message = "dns_name must be one DNS label such as mesh."
+  }
 }
