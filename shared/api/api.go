@@ -23,6 +23,7 @@
 // holds the request until it is, up to wait (at most MaxWatchWait), then
 // answers 304 Not Modified. A node loops on it with since set to the last
 // Version it saw, so it resumes after a reconnect without missing a change.
+// With &delta= it may get only what changed (see NetmapDelta).
 package api
 
 import (

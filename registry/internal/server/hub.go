@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,15 @@ type snapshot struct {
 	gz gzChunks
 	// changed is closed when a newer snapshot replaces this one.
 	changed chan struct{}
+
+	// hist is the bounded history of the changes that led here, oldest
+	// first, the last one ending at version (see delta.go).
+	hist []*change
+	// view is the policy's ViewVersion when the snapshot was built;
+	// viewSince the version since which it has not changed.
+	view, viewSince uint64
+	// deltas caches, by base version, the peers changed since then.
+	deltas sync.Map // uint64 -> *peerChanges
 }
 
 type entry struct {
@@ -43,9 +53,16 @@ type entry struct {
 	json       []byte // node's JSON as peers see it
 	start, end int    // span of json in snapshot.peers
 	pos        int    // index in snapshot.order
+	// since is the version since which node (and json) did not change.
+	since uint64
 
-	filterOnce sync.Once
-	filterJSON []byte // see filter
+	// filterJSON is `,"filter":{...}` for the node's compiled filter
+	// (nil when the policy has none for it); filter is what the policy
+	// returned; filterSince is the version since which filterJSON did
+	// not change.
+	filterJSON  []byte
+	filter      *api.Filter
+	filterSince uint64
 }
 
 // hub publishes snapshots.
@@ -137,6 +154,15 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 		order:   make([]*entry, 0, len(nodes)),
 		changed: make(chan struct{}),
 	}
+	// Peers are listed by name, then ID, in Go's byte order whatever the
+	// store's collation, so that a client applying deltas
+	// (api.ApplyDelta) keeps the same order.
+	slices.SortFunc(nodes, func(a, b store.Node) int {
+		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	s.seenMu.Lock()
 	for _, n := range nodes {
 		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
@@ -148,14 +174,14 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 		}
 		// Reuse the previous encoding when nothing about the node changed.
 		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n) {
-			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json}
+			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json, since: old.since}
 			snap.byID[n.ID] = e
 			snap.order = append(snap.order, e)
 			continue
 		}
 		// The netmap shows the stored last-seen time (heartbeats, endpoint
 		// reports, joins), so that polls alone do not change it.
-		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay)}
+		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay), since: v}
 		e.node.Online = online
 		b, err := json.Marshal(&e.node)
 		if err != nil {
@@ -214,7 +240,40 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 	snap.tail = tail
 	// Before publishing: the policy compiles against these nodes.
 	s.policySetNodes(snap)
+	if err := s.setFilters(snap, prev); err != nil {
+		return nil, err
+	}
+	s.recordChanges(snap, prev)
 	return snap, nil
+}
+
+// setFilters encodes each node's compiled filter, reusing the previous
+// snapshot's encoding while the policy returns the same filter.
+func (s *Server) setFilters(snap, prev *snapshot) error {
+	pol := s.set.Policy
+	if pol == nil {
+		return nil
+	}
+	for _, e := range snap.order {
+		f := pol.Filter(&e.node)
+		old := prev.byID[e.node.ID]
+		e.filter, e.filterSince = f, snap.version
+		if old != nil && old.filter == f {
+			e.filterJSON, e.filterSince = old.filterJSON, old.filterSince
+			continue
+		}
+		if f != nil {
+			b, err := json.Marshal(f)
+			if err != nil {
+				return fmt.Errorf("encode filter of %s: %w", e.node.Name, err)
+			}
+			e.filterJSON = append([]byte(`,"filter":`), b...)
+		}
+		if old != nil && bytes.Equal(old.filterJSON, e.filterJSON) {
+			e.filterJSON, e.filterSince = old.filterJSON, old.filterSince
+		}
+	}
+	return nil
 }
 
 func sameNode(a, b *store.Node) bool {
@@ -286,11 +345,7 @@ func (s *Server) netmapParts(snap *snapshot, self *entry) ([][]byte, int) {
 	} else {
 		before = visiblePeers(pol, snap, self)
 	}
-	var filter []byte
-	if pol != nil {
-		filter = self.filter(pol)
-	}
-	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, filter, docClose}
+	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, self.filterJSON, docClose}
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -319,17 +374,6 @@ func visiblePeers(pol Policy, snap *snapshot, self *entry) []byte {
 		b = append(b, e.json...)
 	}
 	return b
-}
-
-// filter returns `,"filter":{...}` for the node's compiled filter (nothing
-// when the policy has none for it), encoded once per snapshot.
-func (e *entry) filter(pol Policy) []byte {
-	e.filterOnce.Do(func() {
-		if f := pol.Filter(&e.node); f != nil {
-			e.filterJSON = appendJSON([]byte(`,"filter":`), f)
-		}
-	})
-	return e.filterJSON
 }
 
 var (
