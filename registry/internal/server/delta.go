@@ -21,10 +21,15 @@ import (
 // back to V. Its peers are the peers changed since V that it may see now;
 // its removed IDs are the peers changed since V that it could see at V and
 // no longer can (or that left). Peers that did not change keep, in the
-// node's copy, what it could see of them at V; that holds when the policy's
-// view (PolicyViews) and the node's own record are unchanged since V. When
-// either changed, or with a Policy that is not a PolicyViews, the node gets
-// a whole netmap.
+// node's copy, what it could see of them at V; that holds while the
+// policy's view (PolicyViews) is unchanged since V. When the node's own
+// record changed since V (its tags, say), what it may see of every peer is
+// compared with what it could see at V, with its record and theirs at V
+// taken from the history. When the view changed, or with a Policy that is
+// not a PolicyViews, the node gets a whole netmap; so it does when the
+// changes since V are most of a large mesh. Everything else of the netmap
+// (self, PSK, DNS, relays, registries) is small and always sent whole; the
+// filter is sent when it changed since V.
 
 // PolicyViews is implemented by a Policy whose Visible answers for
 // records that did not change change only when ViewVersion does. With a
@@ -92,6 +97,7 @@ func (s *Server) recordChanges(snap, prev *snapshot) {
 type peerChanges struct {
 	ids []string
 	old []*api.Node
+	idx map[string]int // ID -> index in ids
 }
 
 // changesSince returns the peers changed since version from, or false when
@@ -118,8 +124,10 @@ func (snap *snapshot) changesSince(from uint64) (*peerChanges, bool) {
 	}
 	slices.Sort(pc.ids)
 	pc.old = make([]*api.Node, len(pc.ids))
+	pc.idx = make(map[string]int, len(pc.ids))
 	for i, id := range pc.ids {
 		pc.old[i] = seen[id]
+		pc.idx[id] = i
 	}
 	got, _ := snap.deltas.LoadOrStore(from, pc)
 	return got.(*peerChanges), true
@@ -134,14 +142,13 @@ func (s *Server) deltaParts(snap *snapshot, self *entry, from uint64) ([][]byte,
 	}
 	pol := s.set.Policy
 	if pol != nil {
+		// The node's copy holds the peers it could see at from: the
+		// policy must still answer as it did then.
 		vv, ok := pol.(PolicyViews)
-		// The node's copy holds the peers it could see at from: they are
-		// still the ones it may see only when neither the view nor
-		// self's record changed since.
-		if !ok || snap.viewSince > from || vv.ViewVersion() != snap.view || self.since > from {
+		if !ok || snap.viewSince > from || vv.ViewVersion() != snap.view {
 			return nil, 0, false
 		}
-		if self.filterSince > from && self.filterJSON == nil {
+		if self.filter != nil && self.filter.since > from && self.filterJSON() == nil {
 			return nil, 0, false // a delta cannot say "no filter"
 		}
 	}
@@ -151,24 +158,63 @@ func (s *Server) deltaParts(snap *snapshot, self *entry, from uint64) ([][]byte,
 	if !ok || (len(pc.ids) > 32 && 2*len(pc.ids) > len(snap.order)) {
 		return nil, 0, false
 	}
-	visible := func(peer *api.Node) bool { return pol == nil || pol.Visible(&self.node, peer) }
 	var peers, removed []byte
-	for i, id := range pc.ids {
-		if id == self.node.ID {
-			continue
+	addPeer := func(e *entry) {
+		if len(peers) > 0 {
+			peers = append(peers, ',')
 		}
-		if e := snap.byID[id]; e != nil && visible(&e.node) {
-			if len(peers) > 0 {
-				peers = append(peers, ',')
-			}
-			peers = append(peers, e.json...)
-			continue
+		peers = append(peers, e.json...)
+	}
+	removePeer := func(id string) {
+		if len(removed) > 0 {
+			removed = append(removed, ',')
 		}
-		if old := pc.old[i]; old != nil && visible(old) {
-			if len(removed) > 0 {
-				removed = append(removed, ',')
+		removed = appendJSON(removed, id)
+	}
+	i, selfChanged := pc.idx[self.node.ID]
+	switch {
+	case pol == nil || !selfChanged:
+		// Self's view of the peers that did not change is as at from:
+		// the changed ones are all there is to send.
+		for i, id := range pc.ids {
+			if id == self.node.ID {
+				continue
 			}
-			removed = appendJSON(removed, id)
+			if e := snap.byID[id]; e != nil && (pol == nil || pol.Visible(&self.node, &e.node)) {
+				addPeer(e)
+			} else if old := pc.old[i]; old != nil && (pol == nil || pol.Visible(&self.node, old)) {
+				removePeer(id)
+			}
+		}
+	default:
+		// Self's own record changed (its tags, say): what it may see of
+		// every peer is compared with what it could see at from.
+		oldSelf := pc.old[i]
+		if oldSelf == nil {
+			return nil, 0, false // not in the mesh at from
+		}
+		for _, e := range snap.order {
+			if e == self {
+				continue
+			}
+			old := &e.node
+			j, changed := pc.idx[e.node.ID]
+			if changed {
+				old = pc.old[j]
+			}
+			was := old != nil && pol.Visible(oldSelf, old)
+			now := pol.Visible(&self.node, &e.node)
+			switch {
+			case now && (changed || !was):
+				addPeer(e)
+			case !now && was:
+				removePeer(e.node.ID)
+			}
+		}
+		for j, id := range pc.ids {
+			if old := pc.old[j]; snap.byID[id] == nil && old != nil && pol.Visible(oldSelf, old) {
+				removePeer(id)
+			}
 		}
 	}
 	// snap.head is {"version":V,"mesh_id":...,"self":
@@ -178,8 +224,8 @@ func (s *Server) deltaParts(snap *snapshot, self *entry, from uint64) ([][]byte,
 	if len(removed) > 0 {
 		removedOpen, removedClose = removedOpenJSON, peersClose
 	}
-	if self.filterSince > from {
-		filter = self.filterJSON
+	if self.filter != nil && self.filter.since > from {
+		filter = self.filterJSON()
 	}
 	parts := [][]byte{head, rest, self.json, peersOpen, peers, peersClose, removedOpen, removed, removedClose, snap.tail, filter, docClose}
 	n := 0

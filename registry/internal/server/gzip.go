@@ -149,7 +149,7 @@ func (s *Server) netmapGzip(snap *snapshot, self *entry) [][]byte {
 		out = append(out, buf.Bytes())
 	}
 	var tail bytes.Buffer
-	deflate(&tail, &fastWriters, peersClose, snap.tail, self.filterJSON, docClose)
+	deflate(&tail, &fastWriters, peersClose, snap.tail, self.filterJSON(), docClose)
 	out = append(out, tail.Bytes(), finalBlock, trailer)
 	return out
 }

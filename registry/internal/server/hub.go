@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -56,13 +57,32 @@ type entry struct {
 	// since is the version since which node (and json) did not change.
 	since uint64
 
-	// filterJSON is `,"filter":{...}` for the node's compiled filter
-	// (nil when the policy has none for it); filter is what the policy
-	// returned; filterSince is the version since which filterJSON did
-	// not change.
-	filterJSON  []byte
-	filter      *api.Filter
-	filterSince uint64
+	// filter is the node's compiled filter (nil without a policy), shared
+	// with the previous snapshot's entry while it is the same.
+	filter *filterDoc
+}
+
+// filterDoc is a node's compiled filter, encoded on first use.
+type filterDoc struct {
+	filter *api.Filter
+	since  uint64 // the version since which the filter did not change
+	once   sync.Once
+	json   []byte // `,"filter":{...}`; nil for a nil filter
+}
+
+// filterJSON returns `,"filter":{...}` for the node's compiled filter
+// (nothing when the policy has none for it).
+func (e *entry) filterJSON() []byte {
+	d := e.filter
+	if d == nil {
+		return nil
+	}
+	d.once.Do(func() {
+		if d.filter != nil {
+			d.json = appendJSON([]byte(`,"filter":`), d.filter)
+		}
+	})
+	return d.json
 }
 
 // hub publishes snapshots.
@@ -240,40 +260,26 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 	snap.tail = tail
 	// Before publishing: the policy compiles against these nodes.
 	s.policySetNodes(snap)
-	if err := s.setFilters(snap, prev); err != nil {
-		return nil, err
-	}
+	s.setFilters(snap, prev)
 	s.recordChanges(snap, prev)
 	return snap, nil
 }
 
-// setFilters encodes each node's compiled filter, reusing the previous
-// snapshot's encoding while the policy returns the same filter.
-func (s *Server) setFilters(snap, prev *snapshot) error {
+// setFilters gives each node its compiled filter, keeping the previous
+// snapshot's (and its encoding) while the policy's is equal to it.
+func (s *Server) setFilters(snap, prev *snapshot) {
 	pol := s.set.Policy
 	if pol == nil {
-		return nil
+		return
 	}
 	for _, e := range snap.order {
 		f := pol.Filter(&e.node)
-		old := prev.byID[e.node.ID]
-		e.filter, e.filterSince = f, snap.version
-		if old != nil && old.filter == f {
-			e.filterJSON, e.filterSince = old.filterJSON, old.filterSince
+		if old := prev.byID[e.node.ID]; old != nil && old.filter != nil && (old.filter.filter == f || reflect.DeepEqual(old.filter.filter, f)) {
+			e.filter = old.filter
 			continue
 		}
-		if f != nil {
-			b, err := json.Marshal(f)
-			if err != nil {
-				return fmt.Errorf("encode filter of %s: %w", e.node.Name, err)
-			}
-			e.filterJSON = append([]byte(`,"filter":`), b...)
-		}
-		if old != nil && bytes.Equal(old.filterJSON, e.filterJSON) {
-			e.filterJSON, e.filterSince = old.filterJSON, old.filterSince
-		}
+		e.filter = &filterDoc{filter: f, since: snap.version}
 	}
-	return nil
 }
 
 func sameNode(a, b *store.Node) bool {
@@ -345,7 +351,7 @@ func (s *Server) netmapParts(snap *snapshot, self *entry) ([][]byte, int) {
 	} else {
 		before = visiblePeers(pol, snap, self)
 	}
-	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, self.filterJSON, docClose}
+	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, self.filterJSON(), docClose}
 	n := 0
 	for _, p := range parts {
 		n += len(p)
