@@ -85,9 +85,9 @@ type Result struct {
 	FanoutP50        time.Duration // change to one watcher knowing it
 	FanoutP99        time.Duration
 	LastP50, LastP99 time.Duration // change to the last watcher knowing it
-	NetmapBytes      int // the first (whole) netmap, gzip
-	AnswerBytes      int // the last answer (a delta unless Whole), gzip
-	Deltas, Wholes   int // netmap answers by kind, in the fan-out rounds
+	NetmapBytes      int           // the first (whole) netmap, gzip
+	AnswerBytes      int           // the last answer (a delta unless Whole), gzip
+	Deltas, Wholes   int           // netmap answers by kind, in the fan-out rounds
 }
 
 type node struct {

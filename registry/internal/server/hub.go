@@ -193,14 +193,18 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 			snap.online++
 		}
 		// Reuse the previous encoding when nothing about the node changed.
-		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n) {
+		// The last-seen time of a node online is the one it had when it
+		// came online (or last changed otherwise): heartbeats of every
+		// node must not change every netmap, and so every delta.
+		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n, online) {
 			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json, since: old.since}
 			snap.byID[n.ID] = e
 			snap.order = append(snap.order, e)
 			continue
 		}
 		// The netmap shows the stored last-seen time (heartbeats, endpoint
-		// reports, joins), so that polls alone do not change it.
+		// reports, joins), so that polls alone do not change it; see above
+		// for a node online.
 		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay), since: v}
 		e.node.Online = online
 		b, err := json.Marshal(&e.node)
@@ -282,11 +286,13 @@ func (s *Server) setFilters(snap, prev *snapshot) {
 	}
 }
 
-func sameNode(a, b *store.Node) bool {
+// sameNode reports whether a and b are the same record, ignoring the
+// last-seen time when ignoreSeen is set.
+func sameNode(a, b *store.Node, ignoreSeen bool) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
 		a.SSH().Equal(b.SSH()) && a.HomeRelay == b.HomeRelay &&
-		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
+		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && (ignoreSeen || a.LastSeen.Equal(b.LastSeen))
 }
 
 func appendJSON(b []byte, v any) []byte {
