@@ -77,10 +77,24 @@ func wholeNetmap(t *testing.T, tc *testCoord, n *testNode) *api.Netmap {
 // updates, a policy apply, a removal, a leave) and hands out, each time,
 // the same netmap a client fetching it whole gets.
 func TestRegclientAppliesDeltas(t *testing.T) {
-	ctx := context.Background()
 	tc := startDefault(t)
+	checkDeltas(t, tc, tc)
+}
+
+// Two replicas: a node watching on B gets, as deltas, the changes made
+// through A (B's history is built from what it reloads on A's
+// notifications), and they add up to B's whole netmap.
+func TestHADeltasAcrossReplicas(t *testing.T) {
+	a, b := startReplicas(t)
+	checkDeltas(t, b, a)
+}
+
+// checkDeltas makes changes through tc and checks that a node watching on
+// on gets each as deltas adding up to its whole netmap there.
+func checkDeltas(t *testing.T, on, tc *testCoord) {
+	ctx := context.Background()
 	tok := tc.token(t, api.CreateTokenRequest{Reusable: true, Tags: []string{"web"}})
-	watcher := tc.join(t, tok, "watcher")
+	watcher := on.join(t, tok, "watcher")
 	log := &answerLog{next: watcher.client.HTTP.Transport}
 	watcher.client.HTTP = &http.Client{Transport: log}
 	others := []*testNode{tc.join(t, tok, "bravo"), tc.join(t, tok, "charlie")}
@@ -120,12 +134,20 @@ func TestRegclientAppliesDeltas(t *testing.T) {
 		}},
 	}
 	for _, c := range changes {
+		t0 := time.Now()
 		c.do()
 		// Wait for the change (and whatever else the registry changed
-		// meanwhile, such as a node coming online) to settle, then
-		// compare with the whole netmap at the same version.
+		// meanwhile, such as a node coming online) to reach the watcher's
+		// registry and settle, then compare with the whole netmap at the
+		// same version.
+		for deadline := time.Now().Add(10 * time.Second); on.NetmapVersion() < tc.NetmapVersion(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the watcher's registry is at version %d, the changed one at %d", c.name, on.NetmapVersion(), tc.NetmapVersion())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		for {
-			nm, err := watcher.client.Netmap(ctx, held.Version, 200*time.Millisecond)
+			nm, err := watcher.client.Netmap(ctx, held.Version, 300*time.Millisecond)
 			if errors.Is(err, regclient.ErrNotModified) {
 				break
 			}
@@ -134,7 +156,8 @@ func TestRegclientAppliesDeltas(t *testing.T) {
 			}
 			held = nm
 		}
-		want := wholeNetmap(t, tc, watcher)
+		t.Logf("%s: reached the watcher in %v", c.name, time.Since(t0))
+		want := wholeNetmap(t, on, watcher)
 		if want.Version != held.Version {
 			t.Fatalf("%s: whole netmap at version %d, watcher holds %d", c.name, want.Version, held.Version)
 		}

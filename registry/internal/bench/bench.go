@@ -10,7 +10,8 @@
 //     Options.Rounds rounds. "last watcher" is the latency until the last of
 //     all watchers knows the change, one sample per round.
 //
-// Netmaps travel gzip-compressed, as Go clients ask for. Watchers ask for
+// Netmaps travel gzip-compressed, as Go clients ask for (small deltas
+// uncompressed). Watchers ask for
 // deltas on the netmap they hold, as package regclient does (see
 // api.NetmapDelta): after the first, whole, netmap each change reaches them
 // as the changed peers only; Options.Whole makes them ask for whole netmaps
@@ -97,6 +98,7 @@ type node struct {
 	buf  bytes.Buffer // reused for netmap bodies
 	base string       // api.NetmapBaseHeader of the last answer
 	held *api.Netmap  // with Decode: the netmap held
+	zr   gzip.Reader  // reused for gzip answers
 }
 
 // Run runs the experiment and prints its table to w.
@@ -355,7 +357,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	if o.Whole {
 		kind = "whole netmaps"
 	}
-	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers ask for %s (answers: %d deltas of %d bytes gzip, %d whole), watchers decode %s, store %s\n",
+	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers ask for %s (answers: %d deltas, the last %d bytes, %d whole), watchers decode %s, store %s\n",
 		n, conc, rounds, runtime.GOMAXPROCS(0), res.NetmapBytes, kind, res.Deltas, res.AnswerBytes, res.Wholes, mode, storeName)
 	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
 		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
@@ -400,11 +402,15 @@ func poll(ctx context.Context, base string, nd *node, since uint64, decode, delt
 		return 0, 0, false, fmt.Errorf("netmap: %d %s", resp.StatusCode, b)
 	}
 	nd.base = resp.Header.Get(api.NetmapBaseHeader)
-	// The body is gzip (see the registry's netmap encoding): the transfer
-	// is complete here; decompress what is needed.
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("netmap: %w", err)
+	// The body is gzip (see the registry's netmap encoding; small deltas
+	// go uncompressed): the transfer is complete here; decompress what is
+	// needed.
+	var zr io.Reader = bytes.NewReader(b)
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if err := nd.zr.Reset(zr); err != nil {
+			return 0, 0, false, fmt.Errorf("netmap: %w", err)
+		}
+		zr = &nd.zr
 	}
 	if decode {
 		var d api.NetmapDelta

@@ -166,6 +166,10 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 	}
 }
 
+// gzipDeltaOver is the size above which deltas are sent compressed (to
+// clients that accept gzip).
+const gzipDeltaOver = 4 << 10
+
 // writeNetmap answers a watch with self's netmap: a delta on version since
 // when the client holds that version as served by this process (base) and
 // one can be made, else the whole netmap.
@@ -174,7 +178,9 @@ func (s *Server) writeNetmap(w http.ResponseWriter, r *http.Request, snap *snaps
 	if base == s.netmapBase {
 		if parts, n, ok := s.deltaParts(snap, self, since); ok {
 			s.met.NetmapAnswers.WithLabelValues(metrics.NetmapDelta).Inc()
-			if acceptsGzip(r) {
+			// A small delta goes as it is: compressing it (a compressor
+			// per answer) costs more CPU than its bytes cost to send.
+			if n > gzipDeltaOver && acceptsGzip(r) {
 				writeGzip(w, gzipWhole(parts))
 			} else {
 				writeParts(w, parts, n)
