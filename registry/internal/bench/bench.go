@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -89,6 +90,18 @@ type Result struct {
 	NetmapBytes      int           // the first (whole) netmap, gzip
 	AnswerBytes      int           // the last answer (a delta unless Whole), gzip
 	Deltas, Wholes   int           // netmap answers by kind, in the fan-out rounds
+	// CPUPerChange is the process's CPU time (user and system: registry
+	// and watchers) during the fan-out rounds, per round.
+	CPUPerChange time.Duration
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type node struct {
@@ -302,6 +315,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		}
 	}
 	measuring.Store(true)
+	cpu0 := cpuTime()
+	var roundsWall time.Duration
 	for r := range rounds {
 		before := version()
 		t0 := time.Now()
@@ -329,12 +344,14 @@ func Run(o Options, w io.Writer) (*Result, error) {
 			worst = max(worst, d)
 		}
 		last = append(last, worst)
+		roundsWall += time.Since(t0)
 		time.Sleep(200 * time.Millisecond)
 	}
 	if o.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	measuring.Store(false)
+	cpu := cpuTime() - cpu0
 	wcancel()
 	wwg.Wait()
 
@@ -352,6 +369,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		LastP50: pctDur(last, 50), LastP99: pctDur(last, 99),
 		NetmapBytes: int(firstBytes.Load()), AnswerBytes: int(bodyBytes.Load()),
 		Deltas: int(deltas.Load()), Wholes: int(wholes.Load()),
+		CPUPerChange: cpu / time.Duration(rounds),
 	}
 	kind := "deltas"
 	if o.Whole {
@@ -359,6 +377,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	}
 	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers ask for %s (answers: %d deltas, the last %d bytes, %d whole), watchers decode %s, store %s\n",
 		n, conc, rounds, runtime.GOMAXPROCS(0), res.NetmapBytes, kind, res.Deltas, res.AnswerBytes, res.Wholes, mode, storeName)
+	fmt.Fprintf(w, "registry-bench: CPU of this process (registry and watchers) per change %s, %.0f µs per watcher; it had %.2f of the machine's %d CPUs while changes fanned out\n",
+		res.CPUPerChange.Round(time.Millisecond), float64(res.CPUPerChange.Microseconds())/float64(n), cpu.Seconds()/roundsWall.Seconds(), runtime.NumCPU())
 	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
 		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
