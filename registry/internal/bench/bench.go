@@ -322,7 +322,8 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		t0 := time.Now()
 		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
 		nd := nodes[r%n]
-		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key}
+		// A loaded machine may take longer than the default attempt timeout.
+		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key, AttemptTimeout: 2 * time.Minute}
 		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
