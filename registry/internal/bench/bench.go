@@ -251,21 +251,36 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	var wwg sync.WaitGroup
+	// Watchers connect (TLS handshake and first, whole netmap) at most
+	// connectAtOnce at a time, and back off after a failed poll as
+	// regclient.Watch does: thousands of handshakes at once on a loaded
+	// machine time out and retry for ever. Connecting is not measured.
+	const connectAtOnce = 64
+	connecting := make(chan struct{}, connectAtOnce)
 	for i, nd := range nodes {
 		watch[i] = &seen{first: map[uint64]time.Time{}}
 		wwg.Add(1)
 		go func() {
 			defer wwg.Done()
 			var since uint64
+			backoff := 100 * time.Millisecond
 			for wctx.Err() == nil {
+				if since == 0 {
+					connecting <- struct{}{}
+				}
 				v, size, delta, err := poll(wctx, bases[i%replicas], nd, since, decode, !o.Whole)
+				if since == 0 {
+					<-connecting
+				}
 				if err != nil {
 					if wctx.Err() == nil {
 						fmt.Fprintln(os.Stderr, "watch:", err)
-						time.Sleep(100 * time.Millisecond)
+						time.Sleep(backoff)
+						backoff = min(2*backoff, 5*time.Second)
 					}
 					continue
 				}
+				backoff = 100 * time.Millisecond
 				if v == 0 {
 					continue // 304
 				}
@@ -296,7 +311,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		defer watch[i].mu.Unlock()
 		_, ok := watch[i].first[version()]
 		return ok
-	}, n, 120*time.Second); err != nil {
+	}, n, 10*time.Minute); err != nil {
 		return nil, fmt.Errorf("initial netmaps: %w", err)
 	}
 	time.Sleep(500 * time.Millisecond)
