@@ -393,7 +393,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	}
 	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers ask for %s (answers: %d deltas, the last %d bytes, %d whole), watchers decode %s, store %s\n",
 		n, conc, rounds, runtime.GOMAXPROCS(0), res.NetmapBytes, kind, res.Deltas, res.AnswerBytes, res.Wholes, mode, storeName)
-	fmt.Fprintf(w, "registry-bench: CPU of this process (registry and watchers) per change %s, %.0f µs per watcher; it had %.2f of the machine's %d CPUs while changes fanned out\n",
+	fmt.Fprintf(w, "registry-bench: CPU of this process (registry and watchers) per change %s, %.0f µs per watcher; CPU time over fan-out time %.2f on %d CPUs (re-polls after a round count too, so it can exceed them)\n",
 		res.CPUPerChange.Round(time.Millisecond), float64(res.CPUPerChange.Microseconds())/float64(n), cpu.Seconds()/roundsWall.Seconds(), runtime.NumCPU())
 	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
 		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
