@@ -23,6 +23,7 @@
 // holds the request until it is, up to wait (at most MaxWatchWait), then
 // answers 304 Not Modified. A node loops on it with since set to the last
 // Version it saw, so it resumes after a reconnect without missing a change.
+// With &delta= it may get only what changed (see NetmapDelta).
 package api
 
 import (
@@ -205,10 +206,14 @@ type Node struct {
 	SSHUser       string `json:"ssh_user,omitempty"`
 	SSHPacketPort uint16 `json:"ssh_packet_port,omitempty"`
 	// HomeRelay is the ID of the relay (in Netmap.Relays) the node listens on.
-	HomeRelay string    `json:"home_relay,omitempty"`
-	Tags      []string  `json:"tags,omitempty"`
-	Online    bool      `json:"online"`
-	LastSeen  time.Time `json:"last_seen,omitzero"`
+	HomeRelay string   `json:"home_relay,omitempty"`
+	Tags      []string `json:"tags,omitempty"`
+	Online    bool     `json:"online"`
+	// LastSeen is when the registry last heard from the node, as of the
+	// node's last change (of its record or of Online): while the node
+	// stays online it is not updated, so that heartbeats do not change
+	// every netmap.
+	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Services are names published by the node (for DNS SRV and
 	// <service>.<node>.<zone> names).
 	Services []Service `json:"services,omitempty"`

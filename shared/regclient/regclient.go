@@ -15,6 +15,14 @@
 // replica that answers stays in use. Any other answer (4xx, 304) is the
 // mesh's answer and is returned as it is. Replicas serve one TLS key, so
 // the client's pin holds for all of them.
+//
+// # Incremental netmaps
+//
+// A Client keeps the last netmap it fetched. Asked for the netmap after
+// that version, it asks the registry for only what changed
+// (api.NetmapDelta) and applies it to its copy; a delta that does not apply
+// (a version gap, another base) makes it fetch the whole netmap at once.
+// Callers always get a whole netmap.
 package regclient
 
 import (
@@ -27,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +120,8 @@ type Client struct {
 	mu       sync.Mutex // guards the fields below
 	replicas []string   // the other replicas, see SetReplicas
 	cur      string     // the replica in use; BaseURL when not listed
+	held     *api.Netmap
+	heldBase string // api.NetmapBaseHeader of the answer held came from
 }
 
 // New returns a client for the node credentials in c.
@@ -135,27 +146,68 @@ func (c *Client) sign(r *http.Request, body []byte) {
 // Netmap fetches the node's netmap once the mesh version is above since,
 // waiting up to wait. It returns ErrNotModified when nothing changed. A
 // netmap that lists registry replicas sets the client's (SetReplicas).
+//
+// When since is the version of the netmap the client fetched last, it asks
+// for a delta on it (see Incremental netmaps in the package doc). The
+// netmap returned is the caller's; the records of its peers share their
+// slices with the client's copy and must not be modified.
 func (c *Client) Netmap(ctx context.Context, since uint64, wait time.Duration) (*api.Netmap, error) {
-	q := url.Values{}
-	q.Set("since", strconv.FormatUint(since, 10))
-	if wait > 0 {
-		q.Set("wait", wait.String())
+	c.mu.Lock()
+	held, heldBase := c.held, c.heldBase
+	c.mu.Unlock()
+	if held == nil || held.Version != since || since == 0 {
+		held, heldBase = nil, ""
 	}
-	var nm api.Netmap
-	err := c.call(ctx, wait, func(ctx context.Context, base string) error {
-		nm = api.Netmap{}
-		return do(ctx, c.HTTP, base, http.MethodGet, api.PathNetmap+"?"+q.Encode(), nil, &nm, c.sign)
-	})
+	nm, base, err := c.fetchNetmap(ctx, since, wait, held, heldBase)
+	if errors.Is(err, api.ErrDeltaBase) {
+		// Since 0 answers at once with the whole netmap.
+		nm, base, err = c.fetchNetmap(ctx, 0, 0, nil, "")
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotModified) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("fetch netmap: %w", err)
 	}
+	c.mu.Lock()
+	c.held, c.heldBase = nm, base
+	c.mu.Unlock()
 	if len(nm.Registries) > 0 {
 		c.SetReplicas(nm.Registries)
 	}
-	return &nm, nil
+	out := *nm
+	out.Peers = slices.Clone(nm.Peers)
+	out.Relays = slices.Clone(nm.Relays)
+	out.Registries = slices.Clone(nm.Registries)
+	return &out, nil
+}
+
+// fetchNetmap makes one netmap watch, asking for a delta on held when
+// heldBase is set, and returns the whole netmap and the answer's
+// api.NetmapBaseHeader.
+func (c *Client) fetchNetmap(ctx context.Context, since uint64, wait time.Duration, held *api.Netmap, heldBase string) (*api.Netmap, string, error) {
+	q := url.Values{}
+	q.Set("since", strconv.FormatUint(since, 10))
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	if heldBase != "" {
+		q.Set(api.NetmapDeltaParam, heldBase)
+	}
+	var d api.NetmapDelta
+	var hdr http.Header
+	err := c.call(ctx, wait, func(ctx context.Context, base string) error {
+		d = api.NetmapDelta{}
+		return doHeader(ctx, c.HTTP, base, http.MethodGet, api.PathNetmap+"?"+q.Encode(), nil, &d, c.sign, &hdr)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	nm, err := api.ApplyDelta(held, &d)
+	if err != nil {
+		return nil, "", err
+	}
+	return nm, hdr.Get(api.NetmapBaseHeader), nil
 }
 
 // nodeCall makes one signed node call with failover.
@@ -224,6 +276,11 @@ func (c *Client) Watch(ctx context.Context, since uint64, fn func(*api.Netmap) e
 }
 
 func do(ctx context.Context, hc *http.Client, baseURL, method, path string, in, out any, sign func(*http.Request, []byte)) error {
+	return doHeader(ctx, hc, baseURL, method, path, in, out, sign, nil)
+}
+
+// doHeader is do that also stores the answer's header in hdr, if not nil.
+func doHeader(ctx context.Context, hc *http.Client, baseURL, method, path string, in, out any, sign func(*http.Request, []byte), hdr *http.Header) error {
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -251,6 +308,9 @@ func do(ctx context.Context, hc *http.Client, baseURL, method, path string, in, 
 		return &failoverError{err}
 	}
 	defer resp.Body.Close()
+	if hdr != nil {
+		*hdr = resp.Header
+	}
 	if resp.StatusCode == http.StatusNotModified {
 		return ErrNotModified
 	}

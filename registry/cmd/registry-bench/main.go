@@ -4,11 +4,14 @@
 //
 //	go run ./registry/cmd/registry-bench -nodes 1000 -rounds 20
 //
+// Watchers ask for netmap deltas, as nodes do; -whole makes them ask for
+// whole netmaps every time.
+//
 // With -store postgres it runs the registry on PostgreSQL with -replicas
 // replicas (nodes spread over them), on -postgres-dsn or, without one, on
 // a throwaway server it starts (Debian's postgresql, see
-// registry/internal/pgtest); -store both runs SQLite on one registry, then
-// PostgreSQL, one table each.
+// registry/internal/pgtest); -store both runs SQLite on one registry and
+// PostgreSQL, one table each, -runs times, alternating which goes first.
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/bench"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
@@ -26,50 +30,75 @@ func main() {
 	flag.IntVar(&o.Nodes, "nodes", 1000, "nodes to join; each one watches the netmap")
 	flag.IntVar(&o.Concurrency, "concurrency", 32, "parallel joins")
 	flag.IntVar(&o.Rounds, "rounds", 20, "netmap changes to measure")
-	flag.BoolVar(&o.Decode, "decode", false, "watchers decode the full netmap JSON")
+	flag.BoolVar(&o.Decode, "decode", false, "watchers decode the full netmap JSON (and apply deltas)")
+	flag.BoolVar(&o.Whole, "whole", false, "watchers ask for whole netmaps, not deltas")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the fan-out rounds to this file")
 	storeKind := flag.String("store", "sqlite", "sqlite, postgres, or both (one run each)")
-	dsn := flag.String("postgres-dsn", "", "an empty PostgreSQL database for -store postgres (default: start a throwaway server)")
+	dsn := flag.String("postgres-dsn", "", "an empty PostgreSQL database for -store postgres, one run (default: start a throwaway server)")
 	flag.IntVar(&o.Replicas, "replicas", 2, "registry replicas with -store postgres")
+	runs := flag.Int("runs", 1, "with -store both: pairs of runs, alternating which store goes first")
 	flag.Parse()
-	if err := run(o, *storeKind, *dsn); err != nil {
+	if err := run(o, *storeKind, *dsn, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "registry-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o bench.Options, storeKind, dsn string) error {
+func run(o bench.Options, storeKind, dsn string, runs int) error {
+	var order []string
 	switch storeKind {
-	case "sqlite", "postgres", "both":
+	case "sqlite", "postgres":
+		order = []string{storeKind}
+	case "both":
+		if runs < 1 {
+			return fmt.Errorf("-runs %d: want at least 1", runs)
+		}
+		for r := range runs {
+			if r%2 == 0 {
+				order = append(order, "sqlite", "postgres")
+			} else {
+				order = append(order, "postgres", "sqlite")
+			}
+		}
 	default:
 		return fmt.Errorf("-store %q: want sqlite, postgres or both", storeKind)
 	}
-	if storeKind != "postgres" {
-		so := o
-		so.Replicas = 1
-		if _, err := bench.Run(so, os.Stdout); err != nil {
-			return err
-		}
-		if storeKind == "sqlite" {
-			return nil
-		}
-		fmt.Println()
+	if dsn != "" && len(order) > 2 {
+		return fmt.Errorf("-postgres-dsn holds one run's database: use -runs 1")
 	}
-	if dsn == "" {
-		bin, err := pgtest.BinDir()
-		if err != nil {
-			return err
+	var srv *pgtest.Server
+	for i, kind := range order {
+		if i > 0 {
+			fmt.Println()
 		}
-		srv, err := pgtest.Start(bin)
-		if err != nil {
-			return err
+		ro := o
+		if kind == "sqlite" {
+			ro.Replicas = 1
+			if _, err := bench.Run(ro, os.Stdout); err != nil {
+				return err
+			}
+			continue
 		}
-		defer srv.Stop()
-		if dsn, err = srv.CreateDB(context.Background(), "bench"); err != nil {
+		ro.PostgresDSN = dsn
+		if ro.PostgresDSN == "" {
+			if srv == nil {
+				bin, err := pgtest.BinDir()
+				if err != nil {
+					return err
+				}
+				if srv, err = pgtest.Start(bin); err != nil {
+					return err
+				}
+				defer srv.Stop()
+			}
+			var err error
+			if ro.PostgresDSN, err = srv.CreateDB(context.Background(), "bench"+strconv.Itoa(i)); err != nil {
+				return err
+			}
+		}
+		if _, err := bench.Run(ro, os.Stdout); err != nil {
 			return err
 		}
 	}
-	o.PostgresDSN = dsn
-	_, err := bench.Run(o, os.Stdout)
-	return err
+	return nil
 }

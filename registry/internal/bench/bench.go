@@ -10,10 +10,16 @@
 //     Options.Rounds rounds. "last watcher" is the latency until the last of
 //     all watchers knows the change, one sample per round.
 //
-// Netmaps travel gzip-compressed, as Go clients ask for. By default watchers
-// read the whole compressed netmap but decompress and decode only its
-// version; Options.Decode decompresses and decodes it fully, which on a
-// small machine measures the watchers' CPU as much as the registry's.
+// Netmaps travel gzip-compressed, as Go clients ask for (small deltas
+// uncompressed). Watchers ask for
+// deltas on the netmap they hold, as package regclient does (see
+// api.NetmapDelta): after the first, whole, netmap each change reaches them
+// as the changed peers only; Options.Whole makes them ask for whole netmaps
+// every time, as clients without deltas do. By default watchers read the
+// whole compressed answer but decompress and decode only its version;
+// Options.Decode decompresses and decodes it fully and applies deltas
+// (api.ApplyDelta), which on a small machine measures the watchers' CPU as
+// much as the registry's.
 //
 // Round r's change is made by node r%Nodes, so that no node exceeds the
 // registry's per-node limit on endpoint changes; the registry runs with its
@@ -34,6 +40,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,6 +49,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -60,6 +68,7 @@ type Options struct {
 	Concurrency int    // parallel joins
 	Rounds      int    // netmap changes measured
 	Decode      bool   // watchers decode the full netmap JSON
+	Whole       bool   // watchers ask for whole netmaps, not deltas
 	CPUProfile  string // file for a CPU profile of the fan-out rounds
 	// PostgresDSN, when set, runs the registry on that PostgreSQL
 	// database (store: postgres; it must be empty) instead of SQLite.
@@ -78,7 +87,21 @@ type Result struct {
 	FanoutP50        time.Duration // change to one watcher knowing it
 	FanoutP99        time.Duration
 	LastP50, LastP99 time.Duration // change to the last watcher knowing it
-	NetmapBytes      int
+	NetmapBytes      int           // the first (whole) netmap, gzip
+	AnswerBytes      int           // the last answer (a delta unless Whole), gzip
+	Deltas, Wholes   int           // netmap answers by kind, in the fan-out rounds
+	// CPUPerChange is the process's CPU time (user and system: registry
+	// and watchers) during the fan-out rounds, per round.
+	CPUPerChange time.Duration
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type node struct {
@@ -86,6 +109,9 @@ type node struct {
 	cred nodeauth.Credential
 	hc   *http.Client
 	buf  bytes.Buffer // reused for netmap bodies
+	base string       // api.NetmapBaseHeader of the last answer
+	held *api.Netmap  // with Decode: the netmap held
+	zr   gzip.Reader  // reused for gzip answers
 }
 
 // Run runs the experiment and prints its table to w.
@@ -219,25 +245,42 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		first map[uint64]time.Time
 	}
 	watch := make([]*seen, n)
-	var bodyBytes atomic.Int64
+	var bodyBytes, firstBytes atomic.Int64
+	var measuring atomic.Bool
+	var deltas, wholes atomic.Int64
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	var wwg sync.WaitGroup
+	// Watchers connect (TLS handshake and first, whole netmap) at most
+	// connectAtOnce at a time, and back off after a failed poll as
+	// regclient.Watch does: thousands of handshakes at once on a loaded
+	// machine time out and retry for ever. Connecting is not measured.
+	const connectAtOnce = 64
+	connecting := make(chan struct{}, connectAtOnce)
 	for i, nd := range nodes {
 		watch[i] = &seen{first: map[uint64]time.Time{}}
 		wwg.Add(1)
 		go func() {
 			defer wwg.Done()
 			var since uint64
+			backoff := 100 * time.Millisecond
 			for wctx.Err() == nil {
-				v, size, err := poll(wctx, bases[i%replicas], nd, since, decode)
+				if since == 0 {
+					connecting <- struct{}{}
+				}
+				v, size, delta, err := poll(wctx, bases[i%replicas], nd, since, decode, !o.Whole)
+				if since == 0 {
+					<-connecting
+				}
 				if err != nil {
 					if wctx.Err() == nil {
 						fmt.Fprintln(os.Stderr, "watch:", err)
-						time.Sleep(100 * time.Millisecond)
+						time.Sleep(backoff)
+						backoff = min(2*backoff, 5*time.Second)
 					}
 					continue
 				}
+				backoff = 100 * time.Millisecond
 				if v == 0 {
 					continue // 304
 				}
@@ -247,7 +290,17 @@ func Run(o Options, w io.Writer) (*Result, error) {
 					watch[i].first[v] = now
 				}
 				watch[i].mu.Unlock()
+				if since == 0 {
+					firstBytes.Store(int64(size))
+				}
 				bodyBytes.Store(int64(size))
+				if measuring.Load() {
+					if delta {
+						deltas.Add(1)
+					} else {
+						wholes.Add(1)
+					}
+				}
 				since = v
 			}
 		}()
@@ -258,7 +311,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		defer watch[i].mu.Unlock()
 		_, ok := watch[i].first[version()]
 		return ok
-	}, n, 120*time.Second); err != nil {
+	}, n, 10*time.Minute); err != nil {
 		return nil, fmt.Errorf("initial netmaps: %w", err)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -276,12 +329,16 @@ func Run(o Options, w io.Writer) (*Result, error) {
 			return nil, err
 		}
 	}
+	measuring.Store(true)
+	cpu0 := cpuTime()
+	var roundsWall time.Duration
 	for r := range rounds {
 		before := version()
 		t0 := time.Now()
 		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
 		nd := nodes[r%n]
-		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key}
+		// A loaded machine may take longer than the default attempt timeout.
+		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key, AttemptTimeout: 2 * time.Minute}
 		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -303,11 +360,14 @@ func Run(o Options, w io.Writer) (*Result, error) {
 			worst = max(worst, d)
 		}
 		last = append(last, worst)
+		roundsWall += time.Since(t0)
 		time.Sleep(200 * time.Millisecond)
 	}
 	if o.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
+	measuring.Store(false)
+	cpu := cpuTime() - cpu0
 	wcancel()
 	wwg.Wait()
 
@@ -323,10 +383,18 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		JoinP50:        pctDur(joinLat, 50), JoinP99: pctDur(joinLat, 99),
 		FanoutP50: pctDur(all, 50), FanoutP99: pctDur(all, 99),
 		LastP50: pctDur(last, 50), LastP99: pctDur(last, 99),
-		NetmapBytes: int(bodyBytes.Load()),
+		NetmapBytes: int(firstBytes.Load()), AnswerBytes: int(bodyBytes.Load()),
+		Deltas: int(deltas.Load()), Wholes: int(wholes.Load()),
+		CPUPerChange: cpu / time.Duration(rounds),
 	}
-	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers decode %s, store %s\n",
-		n, conc, rounds, runtime.GOMAXPROCS(0), bodyBytes.Load(), mode, storeName)
+	kind := "deltas"
+	if o.Whole {
+		kind = "whole netmaps"
+	}
+	fmt.Fprintf(w, "registry-bench: %d nodes, %d join clients, %d fan-out rounds, GOMAXPROCS=%d, netmap %d bytes gzip, watchers ask for %s (answers: %d deltas, the last %d bytes, %d whole), watchers decode %s, store %s\n",
+		n, conc, rounds, runtime.GOMAXPROCS(0), res.NetmapBytes, kind, res.Deltas, res.AnswerBytes, res.Wholes, mode, storeName)
+	fmt.Fprintf(w, "registry-bench: CPU of this process (registry and watchers) per change %s, %.0f µs per watcher; CPU time over fan-out time %.2f on %d CPUs (re-polls after a round count too, so it can exceed them)\n",
+		res.CPUPerChange.Round(time.Millisecond), float64(res.CPUPerChange.Microseconds())/float64(n), cpu.Seconds()/roundsWall.Seconds(), runtime.NumCPU())
 	fmt.Fprintf(w, "registry config: max_conns_per_source %d (default %d; all clients share 127.0.0.1); each round's change by another node (per-node endpoint change limit: burst %d, %d/min)\n\n",
 		maxConns, config.DefaultMaxConnsPerSource, server.EndpointChangeBurst, server.EndpointChangesPerMinute)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -338,59 +406,75 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	return res, tw.Flush()
 }
 
-// poll does one netmap long-poll; it returns version 0 for 304.
-func poll(ctx context.Context, base string, nd *node, since uint64, decode bool) (uint64, int, error) {
+// poll does one netmap long-poll, asking for a delta on the netmap held
+// when deltas is set; it returns version 0 for 304, the answer's size and
+// whether it was a delta.
+func poll(ctx context.Context, base string, nd *node, since uint64, decode, deltas bool) (uint64, int, bool, error) {
 	uri := api.PathNetmap + "?since=" + strconv.FormatUint(since, 10) + "&wait=30s"
+	if deltas && since != 0 && nd.base != "" {
+		uri += "&" + api.NetmapDeltaParam + "=" + url.QueryEscape(nd.base)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+uri, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	// Asking for gzip ourselves keeps the transport from decompressing.
 	req.Header.Set("Accept-Encoding", "gzip")
 	nodeauth.Sign(req, nil, nd.cred, nd.key, time.Now())
 	resp, err := nd.hc.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
-		return 0, 0, nil
+		return 0, 0, false, nil
 	}
 	nd.buf.Reset()
 	if _, err := nd.buf.ReadFrom(resp.Body); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	b := nd.buf.Bytes()
 	if resp.StatusCode != 200 {
-		return 0, 0, fmt.Errorf("netmap: %d %s", resp.StatusCode, b)
+		return 0, 0, false, fmt.Errorf("netmap: %d %s", resp.StatusCode, b)
 	}
-	// The body is gzip (see the registry's netmap encoding): the transfer
-	// is complete here; decompress what is needed.
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return 0, 0, fmt.Errorf("netmap: %w", err)
+	nd.base = resp.Header.Get(api.NetmapBaseHeader)
+	// The body is gzip (see the registry's netmap encoding; small deltas
+	// go uncompressed): the transfer is complete here; decompress what is
+	// needed.
+	var zr io.Reader = bytes.NewReader(b)
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if err := nd.zr.Reset(zr); err != nil {
+			return 0, 0, false, fmt.Errorf("netmap: %w", err)
+		}
+		zr = &nd.zr
 	}
 	if decode {
-		var nm api.Netmap
-		if err := json.NewDecoder(zr).Decode(&nm); err != nil {
-			return 0, 0, err
+		var d api.NetmapDelta
+		if err := json.NewDecoder(zr).Decode(&d); err != nil {
+			return 0, 0, false, err
 		}
-		return nm.Version, len(b), nil
+		nm, err := api.ApplyDelta(nd.held, &d)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		nd.held = nm
+		return nm.Version, len(b), d.DeltaFrom != 0, nil
 	}
-	// The document starts {"version":N, (see the registry's renderer).
-	var start [48]byte
+	// The document starts {"version":N, and a delta goes on with
+	// "delta_from": (see the registry's renderer).
+	var start [64]byte
 	m, _ := io.ReadFull(zr, start[:])
 	const prefix = `{"version":`
 	if !bytes.HasPrefix(start[:m], []byte(prefix)) {
-		return 0, 0, fmt.Errorf("netmap: unexpected start %.20q", start[:m])
+		return 0, 0, false, fmt.Errorf("netmap: unexpected start %.20q", start[:m])
 	}
 	rest := start[len(prefix):m]
 	end := bytes.IndexByte(rest, ',')
 	if end < 0 {
-		return 0, 0, fmt.Errorf("netmap: no version")
+		return 0, 0, false, fmt.Errorf("netmap: no version")
 	}
 	v, err := strconv.ParseUint(string(rest[:end]), 10, 64)
-	return v, len(b), err
+	return v, len(b), bytes.HasPrefix(rest[end+1:], []byte(`"delta_from":`)), err
 }
 
 func waitAll(done func(i int) bool, n int, timeout time.Duration) error {

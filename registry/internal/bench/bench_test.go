@@ -26,15 +26,30 @@ func BenchmarkRegistry(b *testing.B) {
 }
 
 // TestSmallRun checks the experiment end to end on a few nodes (the numbers
-// themselves are not asserted).
+// themselves are not asserted): with deltas (every watcher gets each change
+// as a delta), with deltas decoded and applied, and with whole netmaps.
 func TestSmallRun(t *testing.T) {
 	var out nopWriter
-	res, err := Run(Options{Nodes: 20, Concurrency: 4, Rounds: 2}, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.NetmapBytes == 0 || res.JoinsPerSecond <= 0 || res.LastP99 < res.LastP50 {
-		t.Fatalf("Run = %+v", res)
+	const nodes, rounds = 20, 2
+	for _, o := range []Options{{}, {Decode: true}, {Whole: true}} {
+		o.Nodes, o.Concurrency, o.Rounds = nodes, 4, rounds
+		res, err := Run(o, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.NetmapBytes == 0 || res.JoinsPerSecond <= 0 || res.LastP99 < res.LastP50 {
+			t.Fatalf("Run(%+v) = %+v", o, res)
+		}
+		wantDeltas, wantWholes := rounds*nodes, 0
+		if o.Whole {
+			wantDeltas, wantWholes = 0, rounds*nodes
+		}
+		if res.Deltas != wantDeltas || res.Wholes != wantWholes {
+			t.Fatalf("Run(%+v): %d deltas and %d whole netmaps, want %d and %d", o, res.Deltas, res.Wholes, wantDeltas, wantWholes)
+		}
+		if !o.Whole && res.AnswerBytes >= res.NetmapBytes {
+			t.Fatalf("Run(%+v): deltas of %d bytes, whole netmap %d", o, res.AnswerBytes, res.NetmapBytes)
+		}
 	}
 	if _, err := Run(Options{Nodes: 1, Concurrency: 1, Rounds: 1}, &out); err == nil {
 		t.Fatal("Run with one node succeeded")

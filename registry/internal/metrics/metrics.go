@@ -23,12 +23,19 @@ const (
 	JoinError        = "error"
 )
 
+// Netmap answer kinds, the values of the netmap_answers_total "kind" label.
+const (
+	NetmapFull  = "full"
+	NetmapDelta = "delta"
+)
+
 // Metrics are the registry's collectors.
 type Metrics struct {
 	Nodes           prometheus.Gauge
 	NodesOnline     prometheus.Gauge
 	NetmapVersion   prometheus.Gauge
 	Watchers        prometheus.Gauge
+	NetmapAnswers   *prometheus.CounterVec
 	Joins           *prometheus.CounterVec
 	RequestDuration *prometheus.HistogramVec
 	AuthFailures    *prometheus.CounterVec
@@ -54,6 +61,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Subsystem: subsystem, Name: "watchers",
 			Help: "Netmap long-poll requests currently waiting.",
 		}),
+		NetmapAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "netmap_answers_total",
+			Help: "Netmaps sent to watchers by kind (full, delta).",
+		}, []string{"kind"}),
 		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "joins_total",
 			Help: "Join attempts by result.",
@@ -72,10 +83,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "STUN packets by result (ok, malformed, unknown_attribute).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.Nodes, m.NodesOnline, m.NetmapVersion, m.Watchers, m.Joins, m.RequestDuration, m.AuthFailures, m.STUNRequests} {
+	for _, c := range []prometheus.Collector{m.Nodes, m.NodesOnline, m.NetmapVersion, m.Watchers, m.NetmapAnswers, m.Joins, m.RequestDuration, m.AuthFailures, m.STUNRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, k := range []string{NetmapFull, NetmapDelta} {
+		m.NetmapAnswers.WithLabelValues(k)
 	}
 	for _, r := range []string{JoinOK, JoinTokenInvalid, JoinConflict, JoinRangeFull, JoinBadRequest, JoinProofInvalid, JoinRateLimited, JoinError} {
 		m.Joins.WithLabelValues(r)

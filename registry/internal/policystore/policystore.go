@@ -286,6 +286,10 @@ func (s *Store) Nodes() []api.Node {
 // key to answer it).
 func (s *Store) Visible(self, peer *api.Node) bool { return true }
 
+// ViewVersion is constant: Visible never changes its answer (the
+// registry's server.PolicyViews, which lets it send netmap deltas).
+func (s *Store) ViewVersion() uint64 { return 0 }
+
 // Filter returns self's compiled inbound filter under the current policy
 // (the built-in default while none is stored).
 func (s *Store) Filter(self *api.Node) *api.Filter {

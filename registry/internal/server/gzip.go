@@ -104,28 +104,13 @@ func acceptsGzip(r *http.Request) bool {
 // their document compressed whole.
 func (s *Server) netmapGzip(snap *snapshot, self *entry) [][]byte {
 	parts, _ := s.netmapParts(snap, self)
-	crc := uint32(0)
-	size := 0
-	for _, p := range parts {
-		crc = crc32.Update(crc, crc32.IEEETable, p)
-		size += len(p)
-	}
-	var trailer [8]byte
-	binary.LittleEndian.PutUint32(trailer[:4], crc)
-	binary.LittleEndian.PutUint32(trailer[4:], uint32(size))
-
 	pol := s.set.Policy
 	if pol != nil && !allVisible(pol, snap, self) {
-		var buf bytes.Buffer
-		deflate(&buf, &fastWriters, parts...)
-		return [][]byte{gzHeader, buf.Bytes(), finalBlock, trailer[:]}
+		return gzipWhole(parts)
 	}
+	trailer := gzTrailer(parts)
 
 	snap.gz.build(snap)
-	var filter []byte
-	if pol != nil {
-		filter = self.filter(pol)
-	}
 	pos := self.pos
 	selfChunk := pos / gzChunk
 	a, b := selfChunk*gzChunk, min((selfChunk+1)*gzChunk, len(snap.order))
@@ -164,9 +149,31 @@ func (s *Server) netmapGzip(snap *snapshot, self *entry) [][]byte {
 		out = append(out, buf.Bytes())
 	}
 	var tail bytes.Buffer
-	deflate(&tail, &fastWriters, peersClose, snap.tail, filter, docClose)
-	out = append(out, tail.Bytes(), finalBlock, trailer[:])
+	deflate(&tail, &fastWriters, peersClose, snap.tail, self.filterJSON(), docClose)
+	out = append(out, tail.Bytes(), finalBlock, trailer)
 	return out
+}
+
+// gzTrailer returns the gzip trailer (CRC-32 and size) of the
+// concatenated parts.
+func gzTrailer(parts [][]byte) []byte {
+	crc := uint32(0)
+	size := 0
+	for _, p := range parts {
+		crc = crc32.Update(crc, crc32.IEEETable, p)
+		size += len(p)
+	}
+	trailer := make([]byte, 8)
+	binary.LittleEndian.PutUint32(trailer[:4], crc)
+	binary.LittleEndian.PutUint32(trailer[4:], uint32(size))
+	return trailer
+}
+
+// gzipWhole returns the concatenated parts compressed as one gzip member.
+func gzipWhole(parts [][]byte) [][]byte {
+	var buf bytes.Buffer
+	deflate(&buf, &fastWriters, parts...)
+	return [][]byte{gzHeader, buf.Bytes(), finalBlock, gzTrailer(parts)}
 }
 
 // writeGzip writes a 200 gzip-encoded JSON answer made of pieces, joined

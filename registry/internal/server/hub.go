@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,6 +36,15 @@ type snapshot struct {
 	gz gzChunks
 	// changed is closed when a newer snapshot replaces this one.
 	changed chan struct{}
+
+	// hist is the bounded history of the changes that led here, oldest
+	// first, the last one ending at version (see delta.go).
+	hist []*change
+	// view is the policy's ViewVersion when the snapshot was built;
+	// viewSince the version since which it has not changed.
+	view, viewSince uint64
+	// deltas caches, by base version, the peers changed since then.
+	deltas sync.Map // uint64 -> *peerChanges
 }
 
 type entry struct {
@@ -43,9 +54,35 @@ type entry struct {
 	json       []byte // node's JSON as peers see it
 	start, end int    // span of json in snapshot.peers
 	pos        int    // index in snapshot.order
+	// since is the version since which node (and json) did not change.
+	since uint64
 
-	filterOnce sync.Once
-	filterJSON []byte // see filter
+	// filter is the node's compiled filter (nil without a policy), shared
+	// with the previous snapshot's entry while it is the same.
+	filter *filterDoc
+}
+
+// filterDoc is a node's compiled filter, encoded on first use.
+type filterDoc struct {
+	filter *api.Filter
+	since  uint64 // the version since which the filter did not change
+	once   sync.Once
+	json   []byte // `,"filter":{...}`; nil for a nil filter
+}
+
+// filterJSON returns `,"filter":{...}` for the node's compiled filter
+// (nothing when the policy has none for it).
+func (e *entry) filterJSON() []byte {
+	d := e.filter
+	if d == nil {
+		return nil
+	}
+	d.once.Do(func() {
+		if d.filter != nil {
+			d.json = appendJSON([]byte(`,"filter":`), d.filter)
+		}
+	})
+	return d.json
 }
 
 // hub publishes snapshots.
@@ -137,6 +174,15 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 		order:   make([]*entry, 0, len(nodes)),
 		changed: make(chan struct{}),
 	}
+	// Peers are listed by name, then ID, in Go's byte order whatever the
+	// store's collation, so that a client applying deltas
+	// (api.ApplyDelta) keeps the same order.
+	slices.SortFunc(nodes, func(a, b store.Node) int {
+		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	s.seenMu.Lock()
 	for _, n := range nodes {
 		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
@@ -147,15 +193,19 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 			snap.online++
 		}
 		// Reuse the previous encoding when nothing about the node changed.
-		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n) {
-			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json}
+		// The last-seen time of a node online is the one it had when it
+		// came online (or last changed otherwise): heartbeats of every
+		// node must not change every netmap, and so every delta.
+		if old := prev.byID[n.ID]; old != nil && old.node.Online == online && sameNode(&old.stored, &n, online) {
+			e := &entry{stored: n, secretHash: n.SecretHash, node: old.node, json: old.json, since: old.since}
 			snap.byID[n.ID] = e
 			snap.order = append(snap.order, e)
 			continue
 		}
 		// The netmap shows the stored last-seen time (heartbeats, endpoint
-		// reports, joins), so that polls alone do not change it.
-		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay)}
+		// reports, joins), so that polls alone do not change it; see above
+		// for a node online.
+		e := &entry{stored: n, secretHash: n.SecretHash, node: apiNode(n, s.set.HomeRelay), since: v}
 		e.node.Online = online
 		b, err := json.Marshal(&e.node)
 		if err != nil {
@@ -214,14 +264,35 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 	snap.tail = tail
 	// Before publishing: the policy compiles against these nodes.
 	s.policySetNodes(snap)
+	s.setFilters(snap, prev)
+	s.recordChanges(snap, prev)
 	return snap, nil
 }
 
-func sameNode(a, b *store.Node) bool {
+// setFilters gives each node its compiled filter, keeping the previous
+// snapshot's (and its encoding) while the policy's is equal to it.
+func (s *Server) setFilters(snap, prev *snapshot) {
+	pol := s.set.Policy
+	if pol == nil {
+		return
+	}
+	for _, e := range snap.order {
+		f := pol.Filter(&e.node)
+		if old := prev.byID[e.node.ID]; old != nil && old.filter != nil && (old.filter.filter == f || reflect.DeepEqual(old.filter.filter, f)) {
+			e.filter = old.filter
+			continue
+		}
+		e.filter = &filterDoc{filter: f, since: snap.version}
+	}
+}
+
+// sameNode reports whether a and b are the same record, ignoring the
+// last-seen time when ignoreSeen is set.
+func sameNode(a, b *store.Node, ignoreSeen bool) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.IP == b.IP && a.PublicKey == b.PublicKey &&
 		bytes.Equal(a.SecretHash, b.SecretHash) && slices.Equal(a.Endpoints, b.Endpoints) &&
 		a.SSH().Equal(b.SSH()) && a.HomeRelay == b.HomeRelay &&
-		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && a.LastSeen.Equal(b.LastSeen)
+		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Services, b.Services) && (ignoreSeen || a.LastSeen.Equal(b.LastSeen))
 }
 
 func appendJSON(b []byte, v any) []byte {
@@ -286,11 +357,7 @@ func (s *Server) netmapParts(snap *snapshot, self *entry) ([][]byte, int) {
 	} else {
 		before = visiblePeers(pol, snap, self)
 	}
-	var filter []byte
-	if pol != nil {
-		filter = self.filter(pol)
-	}
-	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, filter, docClose}
+	parts := [][]byte{snap.head, self.json, peersOpen, before, sep, after, peersClose, snap.tail, self.filterJSON(), docClose}
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -319,17 +386,6 @@ func visiblePeers(pol Policy, snap *snapshot, self *entry) []byte {
 		b = append(b, e.json...)
 	}
 	return b
-}
-
-// filter returns `,"filter":{...}` for the node's compiled filter (nothing
-// when the policy has none for it), encoded once per snapshot.
-func (e *entry) filter(pol Policy) []byte {
-	e.filterOnce.Do(func() {
-		if f := pol.Filter(&e.node); f != nil {
-			e.filterJSON = appendJSON([]byte(`,"filter":`), f)
-		}
-	})
-	return e.filterJSON
 }
 
 var (

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodeauth"
@@ -103,6 +104,7 @@ func internal(err error) *apiError {
 func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError {
 	q := r.URL.Query()
 	var since uint64
+	base := q.Get(api.NetmapDeltaParam)
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -141,12 +143,7 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 		// A since above the current version means the registry was reset
 		// or restored: answer at once so the node resynchronises.
 		if snap.version != since {
-			if acceptsGzip(r) {
-				writeGzip(w, s.netmapGzip(snap, self))
-			} else {
-				parts, n := s.netmapParts(snap, self)
-				writeParts(w, parts, n)
-			}
+			s.writeNetmap(w, r, snap, self, since, base)
 			return nil
 		}
 		if timer == nil {
@@ -166,6 +163,37 @@ func (s *Server) handleNetmap(w http.ResponseWriter, r *http.Request) *apiError 
 		case <-r.Context().Done():
 			return nil
 		}
+	}
+}
+
+// gzipDeltaOver is the size above which deltas are sent compressed (to
+// clients that accept gzip).
+const gzipDeltaOver = 4 << 10
+
+// writeNetmap answers a watch with self's netmap: a delta on version since
+// when the client holds that version as served by this process (base) and
+// one can be made, else the whole netmap.
+func (s *Server) writeNetmap(w http.ResponseWriter, r *http.Request, snap *snapshot, self *entry, since uint64, base string) {
+	w.Header().Set(api.NetmapBaseHeader, s.netmapBase)
+	if base == s.netmapBase {
+		if parts, n, ok := s.deltaParts(snap, self, since); ok {
+			s.met.NetmapAnswers.WithLabelValues(metrics.NetmapDelta).Inc()
+			// A small delta goes as it is: compressing it (a compressor
+			// per answer) costs more CPU than its bytes cost to send.
+			if n > gzipDeltaOver && acceptsGzip(r) {
+				writeGzip(w, gzipWhole(parts))
+			} else {
+				writeParts(w, parts, n)
+			}
+			return
+		}
+	}
+	s.met.NetmapAnswers.WithLabelValues(metrics.NetmapFull).Inc()
+	if acceptsGzip(r) {
+		writeGzip(w, s.netmapGzip(snap, self))
+	} else {
+		parts, n := s.netmapParts(snap, self)
+		writeParts(w, parts, n)
 	}
 }
 

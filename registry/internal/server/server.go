@@ -12,6 +12,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -103,6 +105,10 @@ type Server struct {
 	epLimiter *ratelimit.Limiter[string]
 	hub       hub
 	mux       *http.ServeMux
+	// netmapBase names this process's netmap history (api.NetmapBaseHeader):
+	// a client holding a netmap from another process, or from before a
+	// restart, gets a whole one.
+	netmapBase string
 
 	// shared: other replicas share the store (store.Changes).
 	shared bool
@@ -152,6 +158,11 @@ func New(ctx context.Context, st store.Store, set Settings) (*Server, error) {
 		persisted: make(map[string]time.Time),
 	}
 	_, s.shared = st.(store.Changes)
+	var b [9]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	s.netmapBase = base64.RawURLEncoding.EncodeToString(b[:])
 	s.hub.init()
 	if err := s.refresh(ctx, 0); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)

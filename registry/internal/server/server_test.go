@@ -37,12 +37,15 @@ func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 type openPolicy struct{}
 
 func (openPolicy) Visible(self, peer *api.Node) bool { return true }
+func (openPolicy) ViewVersion() uint64               { return 0 }
 func (openPolicy) Filter(self *api.Node) *api.Filter {
 	return &api.Filter{PolicyVersion: 3, Rules: []api.FilterRule{{Name: "all-" + self.Name, Protocol: "tcp",
 		Ports: []api.PortRange{{First: 22, Last: 22}}, Sources: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/16")}}}}
 }
 
 type testPolicy struct{}
+
+func (testPolicy) ViewVersion() uint64 { return 0 }
 
 // Nodes see only peers sharing a tag; each gets a filter naming itself.
 func (testPolicy) Visible(self, peer *api.Node) bool {
