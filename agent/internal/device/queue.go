@@ -25,15 +25,14 @@ import (
 //     control law until it falls below, so TCP slows down instead of
 //     filling the queue.
 //   - A hard limit of queueMaxPackets per peer and direction, and the
-//     capacity of the peer's channel of batches, bound the queue when
-//     CoDel is not fast enough. A batch that finds the queue full waits
-//     for room at most queueWaitMax (a burst drains in that time at
-//     tunnel speeds, so it is not lost), then is refused (tail drop): the
-//     reader never waits longer, or sparse packets would wait in the TUN
-//     or the socket behind it. The limit also keeps the counters of
-//     packets that overtake queued ones within the receiver's replay
-//     window (replayWindow): both directions together, plus one read,
-//     stay below it.
+//     capacity of the peer's channel of batches, refuse what comes beyond
+//     (tail drop, never blocking the reader) when CoDel is not fast
+//     enough. A reader that waited would leave packets, sparse ones among
+//     them, in the TUN's queue (TSO super-packets of up to 64 KiB) or the
+//     socket's receive buffer (megabytes) behind the bulk. The limit is
+//     the most the receiver's replay window (replayWindow) allows: the
+//     counters of packets that overtake queued ones, both directions
+//     together plus one read, stay within it.
 //
 // Every packet's sojourn time is recorded in the peer's histogram
 // (QueueStats).
@@ -41,13 +40,8 @@ const (
 	codelTarget   = 5 * time.Millisecond
 	codelInterval = 100 * time.Millisecond
 	// queueMaxPackets is the most the replay window allows: half of it,
-	// less one read of conn.IdealBatchSize (128) packets, rounded down to
-	// whole reads.
+	// less one read of conn.IdealBatchSize (128) packets, in whole reads.
 	queueMaxPackets = (replayWindow/2/128 - 1) * 128
-	// queueWaitMax is how long a batch waits for room in a full queue
-	// before it is dropped; queueWaitStep how often it looks.
-	queueWaitMax  = 500 * time.Microsecond
-	queueWaitStep = 50 * time.Microsecond
 	// sparseMaxWire is the largest sparse datagram on the receive side: an
 	// inner packet of 256 bytes, padded and framed.
 	sparseMaxWire = 256 + 32
@@ -94,22 +88,12 @@ type pqueue struct {
 // them as tail drops instead) when limit is set and the queue cannot take
 // them.
 func (q *pqueue) admit(n int, limit bool) bool {
-	if q.packets.Add(int32(n)) <= queueMaxPackets || !limit {
-		return true
-	}
-	q.packets.Add(-int32(n))
-	for deadline := mono() + int64(queueWaitMax); mono() < deadline; {
-		time.Sleep(queueWaitStep)
-		if q.packets.Load()+int32(n) > queueMaxPackets {
-			continue
-		}
-		if q.packets.Add(int32(n)) <= queueMaxPackets {
-			return true
-		}
+	if q.packets.Add(int32(n)) > queueMaxPackets && limit {
 		q.packets.Add(-int32(n))
+		q.tailDr.Add(uint64(n))
+		return false
 	}
-	q.tailDr.Add(uint64(n))
-	return false
+	return true
 }
 
 // queue puts b, admitted, on ch, p's outbound or inbound channel. A full
