@@ -277,10 +277,13 @@ PID_A=$TM_PID
 if [[ -n ${BENCH_BASE_REV:-} ]]; then
 	tm_mesh "$WORK/tunnelmesh-base" "-base" 8444 100.97.0.0/16 tmbase0 9102
 	TM_BASE_B=$TM_IP
+	PID_BASE=$TM_PID
 fi
 sleep 2
 [[ $(readlink "/proc/$PID_A/exe") == "$WORK/tunnelmesh" ]] || { log "pid $PID_A is not the node"; exit 1; }
 RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
+RSS_BASE=""
+[[ -z ${PID_BASE:-} ]] || RSS_BASE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_BASE/status")
 for round in $(seq "$ROUNDS"); do
 	log "round $round of $ROUNDS"
 	measure "wireguard-go" 10.200.0.2
@@ -311,7 +314,7 @@ done
 
 # --- table -------------------------------------------------------------------
 # results: NAME 1-stream 1-stream-reverse 4-streams idle-p50 loaded-p50 loaded-p99
-awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
+awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v rss_base="$RSS_BASE" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
 function median(list,    a, n, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -362,6 +365,7 @@ END {
 	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): idle RTT %+d us over raw veth; tunnelmesh %+d us over the floor\n", m["floor", 5] - m["raw-veth", 5], m["tunnelmesh", 5] - m["floor", 5]
 	if (("floor-busy", 5) in m) printf "floor busy-polling (a CPU per side spinning): idle RTT %+d us over raw veth\n", m["floor-busy", 5] - m["raw-veth", 5]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
+	if (rss_base != "") printf "tunnelmesh@base node RSS: %.1f MB idle\n", rss_base / 1024
 	printf "tunnelmesh peer queues (node A, node B; tx, rx): %s\n", queues
 	printf "targets: 1 stream, B>A and 4 streams >= 1.1x wireguard-go; loaded RTT p50 <= 3000 us, p99 <= 10000 us; idle RTT <= floor + 50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"

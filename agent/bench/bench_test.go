@@ -52,7 +52,7 @@ func TestBenchScript(t *testing.T) {
 			t.Errorf("%s row: loaded p50 %v above loaded p99 %v\n%s", name, v[5], v[6], text)
 		}
 	}
-	for _, want := range []string{"tunnelmesh / wireguard-go    1 stream", "tunnelmesh / tunnelmesh@base 1 stream", "B>A", "loaded p50", "load average", "A tx: ", "B rx: ", "tunnelmesh node RSS:", "floor (TUN<->UDP forwarder"} {
+	for _, want := range []string{"tunnelmesh / wireguard-go    1 stream", "tunnelmesh / tunnelmesh@base 1 stream", "B>A", "loaded p50", "load average", "A tx: ", "B rx: ", "tunnelmesh node RSS:", "tunnelmesh@base node RSS:", "floor (TUN<->UDP forwarder"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in:\n%s", want, text)
 		}
