@@ -23,7 +23,11 @@
 # (alternating rounds of wireguard-go and TunnelMesh, default 3: the table
 # shows each one's median and every round's ratio), BENCH_BUSY_POLL=1
 # (also measure the forwarder busy-polling: a CPU per side spinning),
-# BENCH_NODE_FLAGS (more flags for both TunnelMesh nodes, e.g. "--procs 2").
+# BENCH_NODE_FLAGS (more flags for both TunnelMesh nodes, e.g. "--procs 2"),
+# BENCH_BASE_REV (a git revision: TunnelMesh built at that revision is
+# measured too, as "tunnelmesh@base", in the same alternating rounds, on a
+# mesh of its own; the table adds its ratios: a change against the tree
+# before it, in one run).
 set -euo pipefail
 
 SECS=${BENCH_SECONDS:-5}
@@ -69,6 +73,12 @@ fi
 log "building tunnelmesh, the forwarder and wireguard-go"
 (cd "$AGENT" && CGO_ENABLED=0 go build -o "$WORK/tunnelmesh" ./cmd/tunnelmesh)
 (cd "$AGENT" && CGO_ENABLED=0 go build -o "$WORK/forwarder" ./bench/forwarder)
+if [[ -n ${BENCH_BASE_REV:-} ]]; then
+	log "building tunnelmesh at $BENCH_BASE_REV"
+	mkdir "$WORK/base-src"
+	git -C "$AGENT/.." archive "$BENCH_BASE_REV" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src/agent" && CGO_ENABLED=0 go build -o "$WORK/tunnelmesh-base" ./cmd/tunnelmesh)
+fi
 WGVER=$(cd "$AGENT" && go list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 (cd "$WORK" && GOBIN="$WORK" GOFLAGS=-mod=mod GOWORK=off go install "golang.zx2c4.com/wireguard@$WGVER")
 WGGO="$WORK/wireguard"
@@ -222,46 +232,63 @@ cat >"$WORK/allow-all.yaml" <<POLICY
 rules:
   - {name: all, from: "*", to: "*", proto: any}
 POLICY
-cat >"$WORK/coordinator.yaml" <<CFG
-listen: 10.98.0.1:8443
-data_dir: $WORK/coord
-mesh_cidr: 100.96.0.0/16
+# tm_mesh BIN TAG PORT CIDR IFACE METRICS: a coordinator (in A, on PORT) and
+# two nodes (interface IFACE, metrics on 127.0.0.1:METRICS) of BIN; sets
+# TM_IP (node B's mesh address) and TM_PID (node A's process).
+tm_mesh() {
+	local bin=$1 tag=$2 port=$3 cidr=$4 iface=$5 metrics=$6
+	cat >"$WORK/coordinator$tag.yaml" <<CFG
+listen: 10.98.0.1:$port
+data_dir: $WORK/coord$tag
+mesh_cidr: $cidr
 stun_listen: "off"
 log_level: warn
 policy_file: $WORK/allow-all.yaml
 CFG
-# Long-running processes are started with ip netns exec directly (not through
-# a shell function), so that $! is the process itself.
-ip netns exec "$NA" "$WORK/tunnelmesh" coordinator --config "$WORK/coordinator.yaml" >"$WORK/coord.log" 2>&1 &
-PIDS+=($!)
-TOKEN=""
-for i in $(seq 100); do
-	TOKEN=$(ina "$WORK/tunnelmesh" admin --config "$WORK/coordinator.yaml" tokens create --reusable 2>/dev/null) && break
-	sleep 0.1
-done
-[[ -n $TOKEN ]] || { log "coordinator did not start:"; cat "$WORK/coord.log" >&2; exit 1; }
-ip netns exec "$NA" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-a \
-	--state-dir "$WORK/a" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/a.log" 2>&1 &
-PIDS+=($!)
-PID_A=$!
-ip netns exec "$NB" "$WORK/tunnelmesh" join --coordinator https://10.98.0.1:8443 --token "$TOKEN" --name bench-b \
-	--state-dir "$WORK/b" --interface tmbench0 --dns=false --log-level warn --metrics-listen 127.0.0.1:9101 ${BENCH_NODE_FLAGS:-} >"$WORK/b.log" 2>&1 &
-PIDS+=($!)
-TM_B=""
-for i in $(seq 100); do
-	TM_B=$("$WORK/tunnelmesh" status --json --state-dir "$WORK/b" 2>/dev/null | sed -n 's/^  "ip": "\(.*\)",$/\1/p') || true
-	peers=$("$WORK/tunnelmesh" status --json --state-dir "$WORK/a" 2>/dev/null | grep -c '"name": "bench-b"' || true)
-	[[ -n $TM_B && $peers == 1 ]] && break
-	sleep 0.1
-done
-[[ -n $TM_B ]] || { log "tunnelmesh nodes did not come up:"; cat "$WORK/a.log" "$WORK/b.log" >&2; exit 1; }
+	# Long-running processes are started with ip netns exec directly (not
+	# through a shell function), so that $! is the process itself.
+	ip netns exec "$NA" "$bin" coordinator --config "$WORK/coordinator$tag.yaml" >"$WORK/coord$tag.log" 2>&1 &
+	PIDS+=($!)
+	local token="" i peers
+	for i in $(seq 100); do
+		token=$(ina "$bin" admin --config "$WORK/coordinator$tag.yaml" tokens create --reusable 2>/dev/null) && break
+		sleep 0.1
+	done
+	[[ -n $token ]] || { log "coordinator$tag did not start:"; cat "$WORK/coord$tag.log" >&2; exit 1; }
+	ip netns exec "$NA" "$bin" join --coordinator "https://10.98.0.1:$port" --token "$token" --name "bench-a$tag" \
+		--state-dir "$WORK/a$tag" --interface "$iface" --dns=false --log-level warn --metrics-listen "127.0.0.1:$metrics" ${BENCH_NODE_FLAGS:-} >"$WORK/a$tag.log" 2>&1 &
+	PIDS+=($!)
+	TM_PID=$!
+	ip netns exec "$NB" "$bin" join --coordinator "https://10.98.0.1:$port" --token "$token" --name "bench-b$tag" \
+		--state-dir "$WORK/b$tag" --interface "$iface" --dns=false --log-level warn --metrics-listen "127.0.0.1:$metrics" ${BENCH_NODE_FLAGS:-} >"$WORK/b$tag.log" 2>&1 &
+	PIDS+=($!)
+	TM_IP=""
+	for i in $(seq 100); do
+		TM_IP=$("$bin" status --json --state-dir "$WORK/b$tag" 2>/dev/null | sed -n 's/^  "ip": "\(.*\)",$/\1/p') || true
+		peers=$("$bin" status --json --state-dir "$WORK/a$tag" 2>/dev/null | grep -c "\"name\": \"bench-b$tag\"" || true)
+		[[ -n $TM_IP && $peers == 1 ]] && break
+		sleep 0.1
+	done
+	[[ -n $TM_IP ]] || { log "tunnelmesh$tag nodes did not come up:"; cat "$WORK/a$tag.log" "$WORK/b$tag.log" >&2; exit 1; }
+}
+tm_mesh "$WORK/tunnelmesh" "" 8443 100.96.0.0/16 tmbench0 9101
+TM_B=$TM_IP
+PID_A=$TM_PID
+if [[ -n ${BENCH_BASE_REV:-} ]]; then
+	tm_mesh "$WORK/tunnelmesh-base" "-base" 8444 100.97.0.0/16 tmbase0 9102
+	TM_BASE_B=$TM_IP
+	PID_BASE=$TM_PID
+fi
 sleep 2
 [[ $(readlink "/proc/$PID_A/exe") == "$WORK/tunnelmesh" ]] || { log "pid $PID_A is not the node"; exit 1; }
 RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_A/status")
+RSS_BASE=""
+[[ -z ${PID_BASE:-} ]] || RSS_BASE=$(awk '/VmRSS/ { print $2 }' "/proc/$PID_BASE/status")
 for round in $(seq "$ROUNDS"); do
 	log "round $round of $ROUNDS"
 	measure "wireguard-go" 10.200.0.2
 	measure "tunnelmesh" "$TM_B"
+	[[ -z ${BENCH_BASE_REV:-} ]] || measure "tunnelmesh@base" "$TM_BASE_B"
 done
 sleep 2
 if ! kill -0 "$PID_A" 2>/dev/null; then
@@ -287,7 +314,7 @@ done
 
 # --- table -------------------------------------------------------------------
 # results: NAME 1-stream 1-stream-reverse 4-streams idle-p50 loaded-p50 loaded-p99
-awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
+awk -v queues="$QUEUES" -v secs="$SECS" -v pings="$PINGS" -v rounds="$ROUNDS" -v rss_idle="$RSS_IDLE" -v rss_after="$RSS_AFTER" -v rss_base="$RSS_BASE" -v cpus="$(nproc)" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
 function median(list,    a, n, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
@@ -302,19 +329,20 @@ function ratio(a, b) { return (b > 0) ? a / b : 0 }
 }
 END {
 	printf "\nTunnelMesh benchmark: two namespaces over a veth pair, %d CPUs (load average %s at the end), iperf3 -t %d, %d idle pings, %d alternating rounds (medians)\n\n", cpus, load, secs, pings, rounds
-	printf "%-14s %12s %12s %12s %12s %12s %12s\n", "path", "1-stream", "1-stream-B>A", "4-streams", "idle-p50", "loaded-p50", "loaded-p99"
-	printf "%-14s %12s %12s %12s %12s %12s %12s\n", "", "Mbit/s", "Mbit/s", "Mbit/s", "us", "us", "us"
+	printf "%-16s %12s %12s %12s %12s %12s %12s\n", "path", "1-stream", "1-stream-B>A", "4-streams", "idle-p50", "loaded-p50", "loaded-p99"
+	printf "%-16s %12s %12s %12s %12s %12s %12s\n", "", "Mbit/s", "Mbit/s", "Mbit/s", "us", "us", "us"
 	for (i = 1; i <= names; i++) {
 		k = order[i]
-		line = sprintf("%-14s", k)
+		line = sprintf("%-16s", k)
 		for (c = 2; c <= 7; c++) { m[k, c] = median(col[k, c]); line = line sprintf(" %12.0f", m[k, c]) }
 		print line
 	}
 	printf "\n"
-	split("raw-veth wireguard-go", base, " ")
-	for (i = 1; i <= 2; i++) {
+	nb = split("raw-veth wireguard-go", base, " ")
+	if ("tunnelmesh@base" in seen) base[++nb] = "tunnelmesh@base"
+	for (i = 1; i <= nb; i++) {
 		b = base[i]
-		printf "tunnelmesh / %-13s 1 stream %.2fx   B>A %.2fx   4 streams %.2fx   idle RTT %+d us   loaded p50 %+d us  p99 %+d us\n", b,
+		printf "tunnelmesh / %-15s 1 stream %.2fx   B>A %.2fx   4 streams %.2fx   idle RTT %+d us   loaded p50 %+d us  p99 %+d us\n", b,
 			ratio(m["tunnelmesh", 2], m[b, 2]), ratio(m["tunnelmesh", 3], m[b, 3]), ratio(m["tunnelmesh", 4], m[b, 4]),
 			m["tunnelmesh", 5] - m[b, 5], m["tunnelmesh", 6] - m[b, 6], m["tunnelmesh", 7] - m[b, 7]
 	}
@@ -325,10 +353,19 @@ END {
 				ratio(r["tunnelmesh", 2, j], r["wireguard-go", 2, j]), ratio(r["tunnelmesh", 3, j], r["wireguard-go", 3, j]),
 				ratio(r["tunnelmesh", 4, j], r["wireguard-go", 4, j]), r["tunnelmesh", 7, j], r["wireguard-go", 7, j]
 		}
+		if ("tunnelmesh@base" in seen) {
+			printf "per round, tunnelmesh / tunnelmesh@base (1 stream, B>A, 4 streams; loaded p99 tunnelmesh / tunnelmesh@base us):\n"
+			for (j = 1; j <= n["tunnelmesh"]; j++) {
+				printf "  [%d] %.2fx %.2fx %.2fx   %d / %d\n", j,
+					ratio(r["tunnelmesh", 2, j], r["tunnelmesh@base", 2, j]), ratio(r["tunnelmesh", 3, j], r["tunnelmesh@base", 3, j]),
+					ratio(r["tunnelmesh", 4, j], r["tunnelmesh@base", 4, j]), r["tunnelmesh", 7, j], r["tunnelmesh@base", 7, j]
+			}
+		}
 	}
 	printf "floor (TUN<->UDP forwarder, no crypto, one thread sleeping in poll): idle RTT %+d us over raw veth; tunnelmesh %+d us over the floor\n", m["floor", 5] - m["raw-veth", 5], m["tunnelmesh", 5] - m["floor", 5]
 	if (("floor-busy", 5) in m) printf "floor busy-polling (a CPU per side spinning): idle RTT %+d us over raw veth\n", m["floor-busy", 5] - m["raw-veth", 5]
 	printf "tunnelmesh node RSS: %.1f MB idle, %.1f MB after the runs\n", rss_idle / 1024, rss_after / 1024
+	if (rss_base != "") printf "tunnelmesh@base node RSS: %.1f MB idle\n", rss_base / 1024
 	printf "tunnelmesh peer queues (node A, node B; tx, rx): %s\n", queues
 	printf "targets: 1 stream, B>A and 4 streams >= 1.1x wireguard-go; loaded RTT p50 <= 3000 us, p99 <= 10000 us; idle RTT <= floor + 50 us; idle RSS < 30 MB\n"
 }' "$WORK/results"

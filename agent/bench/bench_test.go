@@ -20,10 +20,12 @@ import (
 // how large the numbers are.
 func TestBenchScript(t *testing.T) {
 	netnslab.NeedRoot(t, "bench.sh builds network namespaces and TUN devices", "ip", "iperf3", "wg", "ping")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "bench.sh")
-	cmd.Env = append(os.Environ(), "BENCH_SECONDS=1", "BENCH_PINGS=20", "BENCH_ROUNDS=1")
+	// BENCH_BASE_REV=HEAD: the committed tree as the base, so that the
+	// base build and its mesh are exercised too.
+	cmd.Env = append(os.Environ(), "BENCH_SECONDS=1", "BENCH_PINGS=20", "BENCH_ROUNDS=1", "BENCH_BASE_REV=HEAD")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench.sh: %v\n%s", err, out)
@@ -32,7 +34,7 @@ func TestBenchScript(t *testing.T) {
 	// Every row: 1 stream, 1 stream B>A, 4 streams, idle p50, loaded p50,
 	// loaded p99; the loaded percentiles are ordered.
 	const cols = 6
-	for _, name := range []string{"raw-veth", "floor", "wireguard-go", "tunnelmesh"} {
+	for _, name := range []string{"raw-veth", "floor", "wireguard-go", "tunnelmesh", "tunnelmesh@base"} {
 		m := regexp.MustCompile(`(?m)^` + name + strings.Repeat(`\s+(\S+)`, cols) + `$`).FindStringSubmatch(text)
 		if m == nil {
 			t.Errorf("no %s row with %d columns in:\n%s", name, cols, text)
@@ -50,7 +52,7 @@ func TestBenchScript(t *testing.T) {
 			t.Errorf("%s row: loaded p50 %v above loaded p99 %v\n%s", name, v[5], v[6], text)
 		}
 	}
-	for _, want := range []string{"tunnelmesh / wireguard-go  1 stream", "B>A", "loaded p50", "load average", "A tx: ", "B rx: ", "tunnelmesh node RSS:", "floor (TUN<->UDP forwarder"} {
+	for _, want := range []string{"tunnelmesh / wireguard-go    1 stream", "tunnelmesh / tunnelmesh@base 1 stream", "B>A", "loaded p50", "load average", "A tx: ", "B rx: ", "tunnelmesh node RSS:", "tunnelmesh@base node RSS:", "floor (TUN<->UDP forwarder"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in:\n%s", want, text)
 		}

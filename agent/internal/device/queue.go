@@ -27,16 +27,21 @@ import (
 //   - A hard limit of queueMaxPackets per peer and direction, and the
 //     capacity of the peer's channel of batches, refuse what comes beyond
 //     (tail drop, never blocking the reader) when CoDel is not fast
-//     enough. The limit also keeps the counters of packets that overtake
-//     queued ones within the receiver's replay window (8128 counters):
-//     both directions together stay below it.
+//     enough. A reader that waited would leave packets, sparse ones among
+//     them, in the TUN's queue (TSO super-packets of up to 64 KiB) or the
+//     socket's receive buffer (megabytes) behind the bulk. The limit is
+//     the most the receiver's replay window (replayWindow) allows: the
+//     counters of packets that overtake queued ones, both directions
+//     together plus one read, stay within it.
 //
 // Every packet's sojourn time is recorded in the peer's histogram
 // (QueueStats).
 const (
-	codelTarget     = 5 * time.Millisecond
-	codelInterval   = 100 * time.Millisecond
-	queueMaxPackets = 2048
+	codelTarget   = 5 * time.Millisecond
+	codelInterval = 100 * time.Millisecond
+	// queueMaxPackets is the most the replay window allows: half of it,
+	// less one read of conn.IdealBatchSize (128) packets, in whole reads.
+	queueMaxPackets = (replayWindow/2/128 - 1) * 128
 	// sparseMaxWire is the largest sparse datagram on the receive side: an
 	// inner packet of 256 bytes, padded and framed.
 	sparseMaxWire = 256 + 32
