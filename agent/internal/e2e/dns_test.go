@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,6 +56,40 @@ func buildMeshDNS(t *testing.T) string {
 }
 
 // adminToken creates a reusable join token with extra flags (e.g. --tag).
+// defaultPolicyCoordinator starts coordinator name in ns, listening on
+// ip:8443 (STUN on ip:3478) with the built-in default policy as its first
+// policy version, and returns its config file.
+func (l *lab) defaultPolicyCoordinator(ns, name, ip, logLevel string) string {
+	l.t.Helper()
+	polPath := filepath.Join(l.Dir(), name+"-policy.yaml")
+	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	cfgPath := filepath.Join(l.Dir(), name+".yaml")
+	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: %s\npolicy_file: %s\n",
+		ip, filepath.Join(l.Dir(), name), ip, logLevel, polPath)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	l.Start(ns, name, l.bin, "coordinator", "--config", cfgPath)
+	return cfgPath
+}
+
+// applyDefaultPolicyWith applies, through the coordinator of cfgPath in
+// ns, the built-in default policy followed by more (YAML sections), as the
+// file name.yaml, and returns when the apply returned.
+func (l *lab) applyDefaultPolicyWith(ns, cfgPath, name, more string) time.Time {
+	l.t.Helper()
+	file := filepath.Join(l.Dir(), name+".yaml")
+	if err := os.WriteFile(file, append(slices.Clip(policy.DefaultYAML), more...), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	if out, err := l.Run(ns, time.Minute, l.bin, "policy", "apply", "--config", cfgPath, "-f", file); err != nil {
+		l.t.Fatalf("policy apply %s: %v\n%s", name, err, out)
+	}
+	return time.Now()
+}
+
 func (l *lab) adminToken(ns, cfgPath string, extra ...string) string {
 	l.t.Helper()
 	return l.JoinToken(ns, l.bin, cfgPath, extra...)
@@ -93,17 +128,7 @@ func TestMeshDNS(t *testing.T) {
 	for i, h := range []string{"nodea", "nodeb", "ns1", "noded"} {
 		nss[h] = l.addHost(h, 11+i)
 	}
-	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
-	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.Dir(), "coord-dns.yaml")
-	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.Dir(), "coord-dns"), coordIP, polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.Start(cns, "coord-dns", l.bin, "coordinator", "--config", cfgPath)
+	cfgPath := l.defaultPolicyCoordinator(cns, "coord-dns", coordIP, "debug")
 	tok := l.adminToken(cns, cfgPath)
 	dnsTok := l.adminToken(cns, cfgPath, "--tag", "dns")
 

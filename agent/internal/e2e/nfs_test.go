@@ -15,7 +15,6 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
-	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 )
 
 var (
@@ -124,17 +123,7 @@ func TestNFSOverMesh(t *testing.T) {
 	for i, h := range []string{"files", "build1", "phone"} {
 		nss[h] = l.addHost(h, 21+i)
 	}
-	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
-	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.Dir(), "coord-nfs.yaml")
-	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.Dir(), "coord-nfs"), coordIP, polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.Start(cns, "coord-nfs", l.bin, "coordinator", "--config", cfgPath)
+	cfgPath := l.defaultPolicyCoordinator(cns, "coord-nfs", coordIP, "debug")
 	tok := l.adminToken(cns, cfgPath)
 	nfsTok := l.adminToken(cns, cfgPath, "--tag", "nfs")
 
@@ -171,15 +160,7 @@ exports:
 	// The policy's nfs section grants: no allow list in nfsd's config.
 	applyNFS := func(name, tests, grants string) time.Time {
 		t.Helper()
-		doc := string(policy.DefaultYAML) + tests + "nfs:\n  exports:\n    shared:\n" + grants
-		file := filepath.Join(l.Dir(), name+".yaml")
-		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := l.Run(cns, time.Minute, l.bin, "policy", "apply", "--config", cfgPath, "-f", file); err != nil {
-			t.Fatalf("policy apply %s: %v\n%s", name, err, out)
-		}
-		return time.Now()
+		return l.applyDefaultPolicyWith(cns, cfgPath, name, tests+"nfs:\n  exports:\n    shared:\n"+grants)
 	}
 	const onlyBuild1 = "  - {name: build1 can write export shared, from: build1, nfs_accept: write:shared}\n" +
 		"  - {name: phone cannot mount export shared, from: phone, nfs_deny: mount:shared}\n"

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
-	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 	"github.com/tunnelmesh/tunnelmesh/testkit/testenv"
 )
 
@@ -44,17 +43,7 @@ func TestStorageBench(t *testing.T) {
 	cns := l.addHost("c", 1)
 	stNS, aNS := l.addHost("stb", 21), l.addHost("benchc", 22)
 	stUnderlay := "10.99.0.21"
-	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
-	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.Dir(), "coord-sb.yaml")
-	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: info\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.Dir(), "coord-sb"), coordIP, polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.Start(cns, "coord-sb", l.bin, "coordinator", "--config", cfgPath)
+	cfgPath := l.defaultPolicyCoordinator(cns, "coord-sb", coordIP, "info")
 	tok := l.adminToken(cns, cfgPath)
 	stTok := l.adminToken(cns, cfgPath, "--tag", "storage")
 	st := l.join(stNS, "stb", "stb", "", coordURL, stTok, "--advertise-storage", "--dns=false", "--log-level", "info")

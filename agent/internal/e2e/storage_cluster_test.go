@@ -14,7 +14,6 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
-	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 )
 
 // TestStorageCluster is issue 14's distributed lab: a coordinator with the
@@ -41,17 +40,7 @@ func TestStorageCluster(t *testing.T) {
 	for i, h := range append(names, "client") {
 		nss[h] = l.addHost(h, 21+i)
 	}
-	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
-	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.Dir(), "coord-stc.yaml")
-	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.Dir(), "coord-stc"), coordIP, polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.Start(cns, "coord-stc", l.bin, "coordinator", "--config", cfgPath)
+	cfgPath := l.defaultPolicyCoordinator(cns, "coord-stc", coordIP, "debug")
 	tok := l.adminToken(cns, cfgPath)
 	stTok := l.adminToken(cns, cfgPath, "--tag", "storage")
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/localapi"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/netnslab"
-	"github.com/tunnelmesh/tunnelmesh/registry/policy"
 )
 
 var (
@@ -111,17 +110,7 @@ func TestStorage(t *testing.T) {
 		nss[h] = l.addHost(h, 11+i)
 	}
 	stUnderlay := "10.99.0.11"
-	polPath := filepath.Join(l.Dir(), "default-policy.yaml")
-	if err := os.WriteFile(polPath, policy.DefaultYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(l.Dir(), "coord-st.yaml")
-	cfg := fmt.Sprintf("listen: %s:8443\ndata_dir: %s\nmesh_cidr: 100.64.0.0/16\nstun_listen: %s:3478\nlog_level: debug\npolicy_file: %s\n",
-		coordIP, filepath.Join(l.Dir(), "coord-st"), coordIP, polPath)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l.Start(cns, "coord-st", l.bin, "coordinator", "--config", cfgPath)
+	cfgPath := l.defaultPolicyCoordinator(cns, "coord-st", coordIP, "debug")
 	tok := l.adminToken(cns, cfgPath)
 	stTok := l.adminToken(cns, cfgPath, "--tag", "storage")
 	monTok := l.adminToken(cns, cfgPath, "--tag", "monitoring")
@@ -266,15 +255,7 @@ func TestStorage(t *testing.T) {
 	t.Run("policy grants, live", func(t *testing.T) {
 		apply := func(name, storage string) time.Time {
 			t.Helper()
-			doc := string(policy.DefaultYAML) + storage
-			file := filepath.Join(l.Dir(), name+".yaml")
-			if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if out, err := l.Run(cns, time.Minute, l.bin, "policy", "apply", "--config", cfgPath, "-f", file); err != nil {
-				t.Fatalf("policy apply %s: %v\n%s", name, err, out)
-			}
-			return time.Now()
+			return l.applyDefaultPolicyWith(cns, cfgPath, name, storage)
 		}
 		// Bucket logs for nodea only: created by the service, usable by
 		// nodea, refused to nodeb.
