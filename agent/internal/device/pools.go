@@ -66,9 +66,11 @@ type batch struct {
 	// The queue discipline (queue.go): sparse batches skip the queues;
 	// q is the queue whose packet count holds b's elements (nil: none),
 	// enq when b entered it (mono); flows: the elements are counted in
-	// peer.tx.flows.
+	// peer.tx.flows; opened: received elements already decrypted (small
+	// datagrams that keep their place behind the queue: receiveSparse).
 	sparse bool
 	flows  bool
+	opened bool
 	q      *pqueue
 	enq    int64
 }
@@ -188,7 +190,7 @@ func (p *pools) putBatch(b *batch) {
 		}
 		b.flows = false
 	}
-	b.sparse = false
+	b.sparse, b.opened = false, false
 	for i, e := range b.elems {
 		p.putElem(e)
 		b.elems[i] = nil

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
 )
 
 // The queue discipline of a peer's send and receive queues (the batches
@@ -13,11 +15,19 @@ import (
 //
 //   - Sparse packets skip the queue. On the send side a packet is sparse
 //     when its flow (hash of addresses, protocol and ports: flowBucket) has
-//     no packet queued: the reader encrypts and sends it at once, so a
-//     ping or a keystroke never waits behind a bulk transfer, and no flow
-//     is reordered. The receive side cannot see flows before decryption:
-//     there a datagram of at most sparseMaxWire bytes (pings, TCP ACKs,
-//     DNS, interactive traffic) is sparse.
+//     no packet queued and no other packet in the same TUN read: the
+//     reader encrypts and sends it at once, so a ping or a keystroke never
+//     waits behind a bulk transfer, and no flow is reordered. A burst
+//     stays whole (one GSO send, one TUN GRO write at the other end)
+//     instead of its first packet leaving alone. The receive side cannot see flows before decryption:
+//     there the reader opens every datagram of at most sparseMaxWire
+//     bytes itself and delivers at once those that no packet of their
+//     flow can be behind in a way that matters (overtakes: keepalives,
+//     probes, ICMP such as pings, TCP segments without data such as
+//     ACKs); the others (small data: a segment ending a burst, DNS) keep
+//     their place behind the queue, since a segment overtaking the rest
+//     of its burst looks like loss to TCP (duplicate ACKs, a halved
+//     window) and to QUIC.
 //   - The queue is bounded by time, not by count: CoDel watches each
 //     packet's sojourn time (from queueing to the sequential goroutine
 //     taking it, after the crypto workers) and, once it stayed above
@@ -120,6 +130,29 @@ func (q *pqueue) queue(p *peer, ch chan *batch, b *batch) bool {
 	q.tailDr.Add(uint64(len(b.elems)))
 	for range b.elems {
 		p.d.counters.drop(DropQueueFull)
+	}
+	return false
+}
+
+// overtakes reports whether pkt, the plaintext of a small datagram, may be
+// delivered ahead of its peer's queued packets (queue.go's discipline):
+// everything that is not an IP packet (keepalives, probes; malformed
+// packets are dropped later anyway), ICMP, and TCP segments that carry no
+// data, FIN or RST. pp is scratch.
+func overtakes(pp *packet.Parsed, pkt []byte) bool {
+	if len(pkt) == 0 || !pp.Parse(pkt) {
+		return true
+	}
+	switch pp.Proto {
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		return true
+	case packet.ProtoTCP:
+		if !pp.HasPorts {
+			return true
+		}
+		tcp := pp.Buf[pp.L4:]
+		const fin, rst = 0x01, 0x04
+		return len(tcp) <= int(tcp[12]>>4)*4 && pp.TCPFlags&(fin|rst) == 0
 	}
 	return false
 }

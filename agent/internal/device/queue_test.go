@@ -9,6 +9,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/device/faketun"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet"
+	"github.com/tunnelmesh/tunnelmesh/agent/internal/packet/packettest"
 	"github.com/tunnelmesh/tunnelmesh/agent/internal/wire"
 )
 
@@ -148,18 +150,19 @@ func TestSparseSkipsQueue(t *testing.T) {
 		}
 		d.sendRead(&pb)
 	}
-	// The bulk flow's first packet is sparse too: nothing of it was queued.
+	// Nothing of the bulk flow was queued, but the read holds a burst of
+	// it: the burst stays whole, none of it goes out alone.
 	read(bulk, bulk, bulk, bulk, bulk)
 	read(bulk, sparse, bulk)
-	if got, want := sent.sizes()[base:], []int{bulkWire, sparseWire}; !slices.Equal(got, want) {
+	if got, want := sent.sizes()[base:], []int{sparseWire}; !slices.Equal(got, want) {
 		t.Fatalf("sent %v while the bulk flow was queued, want %v", got, want)
 	}
-	if q := p.tx.packets.Load(); q != 6 {
-		t.Fatalf("%d packets queued, want 6", q)
+	if q := p.tx.packets.Load(); q != 7 {
+		t.Fatalf("%d packets queued, want 7", q)
 	}
 	release()
 	waitFor(t, "the bulk packets to leave", 30*time.Second, func() bool { return len(sent.sizes()) >= base+8 })
-	for i, n := range sent.sizes()[base+2:] {
+	for i, n := range sent.sizes()[base+1:] {
 		if n != bulkWire {
 			t.Fatalf("datagram %d after the sparse one is %d bytes, want the bulk flow's %d: %v", i, n, bulkWire, sent.sizes())
 		}
@@ -182,15 +185,20 @@ func TestSparseSkipsQueue(t *testing.T) {
 // TestSparseSkipsReceiveQueue: with large datagrams queued for a peer on
 // the receiving side, a small one is delivered before them; the large ones
 // follow in order.
+// TestSparseSkipsReceiveQueue holds B's sequential receiver with bulk
+// datagrams queued behind it, then sends small packets: those that no
+// packet of their flow can be hurt by (a TCP ACK, a ping) are delivered at
+// once; small data (a UDP datagram, a TCP segment with data, a FIN) keeps
+// its place behind the bulk, in order.
 func TestSparseSkipsReceiveQueue(t *testing.T) {
 	var mu sync.Mutex
-	var got []int
+	var got []string
 	m := newMeshStopped(t, 2, fastTiming())
 	m.tunHook = func(i int, tun *faketun.Device) {
 		if i == 1 {
 			tun.Sink = func(pkt []byte) {
 				mu.Lock()
-				got = append(got, len(pkt))
+				got = append(got, kindOf(pkt))
 				mu.Unlock()
 			}
 		}
@@ -200,7 +208,7 @@ func TestSparseSkipsReceiveQueue(t *testing.T) {
 	if _, _, err := a.dev.Ping(t.Context(), bn.ip); err != nil {
 		t.Fatal(err)
 	}
-	received := func() []int {
+	received := func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(got)
@@ -217,23 +225,55 @@ func TestSparseSkipsReceiveQueue(t *testing.T) {
 	pb.inbound <- hold
 
 	bulk := udpPacket(a, bn, string(make([]byte, 1000)))
-	small := faketun.UDPPacket(a.ip.As4(), bn.ip.As4(), 3000, 4000, make([]byte, 72))
 	for range 4 {
 		a.tun.Inject(bulk)
 	}
 	waitFor(t, "the large datagrams to queue", 30*time.Second, func() bool { return pb.rx.packets.Load() == 4 })
-	a.tun.Inject(small)
-	waitFor(t, "the small datagram", 30*time.Second, func() bool { return len(received()) > base })
-	if r := received()[base:]; len(r) != 1 || r[0] != len(small) {
-		t.Fatalf("delivered %v while large datagrams were queued, want the small packet (%d bytes) alone", r, len(small))
+	src, dst := a.ip, bn.ip
+	const ack, psh, fin = 0x10, 0x08, 0x01
+	small := [][]byte{
+		packettest.IPv4(src, dst, packet.ProtoUDP, packettest.UDP(3000, 4000, make([]byte, 72))),
+		packettest.IPv4(src, dst, packet.ProtoTCP, packettest.TCP(5000, 22, ack)),
+		packettest.IPv4(src, dst, packet.ProtoTCP, append(packettest.TCP(5001, 22, ack|psh), make([]byte, 20)...)),
+		packettest.IPv4(src, dst, packet.ProtoICMP, packettest.ICMP(packet.ICMPEchoReply, bn.dev.ping.id+1, 1, make([]byte, 8))),
+		packettest.IPv4(src, dst, packet.ProtoTCP, packettest.TCP(5002, 22, ack|fin)),
 	}
+	for _, pkt := range small {
+		a.tun.Inject(pkt)
+	}
+	waitFor(t, "the ACK and the ping", 30*time.Second, func() bool { return len(received()) >= base+2 })
+	if r := received()[base:]; !slices.Equal(r, []string{"tcp-ack", "icmp"}) {
+		t.Fatalf("delivered %v while large datagrams were queued, want [tcp-ack icmp]", r)
+	}
+	waitFor(t, "the small data packets to queue", 30*time.Second, func() bool { return pb.rx.packets.Load() == 4+3 })
 	release()
-	waitFor(t, "the large datagrams", 30*time.Second, func() bool { return len(received()) == base+5 })
-	for _, n := range received()[base+1:] {
-		if n != len(bulk) {
-			t.Fatalf("delivered %v, want the small packet then 4 of %d bytes", received()[base:], len(bulk))
-		}
+	want := []string{"tcp-ack", "icmp", "bulk", "bulk", "bulk", "bulk", "udp-small", "tcp-data", "tcp-fin"}
+	waitFor(t, "everything", 30*time.Second, func() bool { return len(received()) >= base+len(want) })
+	if r := received()[base:]; !slices.Equal(r, want) {
+		t.Fatalf("delivered %v, want %v", r, want)
 	}
+}
+
+// kindOf names a test packet for TestSparseSkipsReceiveQueue.
+func kindOf(pkt []byte) string {
+	var p packet.Parsed
+	switch {
+	case !p.Parse(pkt):
+		return "malformed"
+	case p.Proto == packet.ProtoICMP:
+		return "icmp"
+	case p.Proto == packet.ProtoUDP && len(pkt) > 500:
+		return "bulk"
+	case p.Proto == packet.ProtoUDP:
+		return "udp-small"
+	case p.Proto == packet.ProtoTCP && p.TCPFlags&0x01 != 0:
+		return "tcp-fin"
+	case p.Proto == packet.ProtoTCP && len(pkt) > 40:
+		return "tcp-data"
+	case p.Proto == packet.ProtoTCP:
+		return "tcp-ack"
+	}
+	return "other"
 }
 
 // orderBind records the sizes of the datagrams sent, in order.

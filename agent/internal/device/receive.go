@@ -44,6 +44,7 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 	}()
 	pb := peerBatches{list: make([]*batch, 0, n)}
 	nonce := new([12]byte)
+	var pp packet.Parsed // receiveSparse's parse of small plaintexts
 	var backoff time.Duration
 	for {
 		count, err := fn(bufs, sizes, eps)
@@ -126,16 +127,20 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 		for _, b := range pb.list {
 			p := b.peer
-			if b.sparse || len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
-				// Sparse packets (queue.go) wait for no queue, only for
-				// a delivery in progress; or nothing of this peer is
-				// queued: deliver now.
-				start := mono()
-				if b.sparse {
-					p.rxMu.Lock()
+			if b.sparse {
+				// Small datagrams: what may overtake the queue is
+				// delivered now, the rest keeps its place.
+				if b = d.receiveSparse(p, b, nonce, &pp); b == nil {
+					continue
 				}
+			}
+			if len(b.elems) <= inlineMax && p.rxInflight.Load() == 0 && p.rxMu.TryLock() {
+				// Nothing of this peer is queued: deliver now.
+				start := mono()
 				if !p.isStopped() {
-					decryptBatch(b, nonce)
+					if !b.opened {
+						decryptBatch(b, nonce)
+					}
 					p.receiveBatch(b)
 				}
 				p.rxMu.Unlock()
@@ -152,6 +157,14 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 			}
 			b.q, b.enq = &p.rx, mono()
 			p.rxInflight.Add(1)
+			if b.opened {
+				// Decrypted already: only the order is left to keep.
+				if !p.rx.queue(p, p.inbound, b) {
+					p.rxInflight.Add(-1)
+					d.pools.putBatch(b)
+				}
+				continue
+			}
 			b.mu.Lock()
 			if !p.rx.queue(p, p.inbound, b) {
 				b.mu.Unlock()
@@ -163,6 +176,41 @@ func (d *Device) routineReceive(fn conn.ReceiveFunc) {
 		}
 		pb.reset()
 	}
+}
+
+// receiveSparse opens b, p's small datagrams of one read, and delivers at
+// once those that may overtake p's queued packets (overtakes), waiting
+// only for a delivery in progress. It returns the others, opened, in a
+// batch of their own that keeps its place behind the queue, or nil. pp is
+// the caller's scratch parse.
+func (d *Device) receiveSparse(p *peer, b *batch, nonce *[12]byte, pp *packet.Parsed) *batch {
+	start := mono()
+	decryptBatch(b, nonce)
+	var late *batch
+	kept := b.elems[:0]
+	for _, e := range b.elems {
+		if !e.ok || overtakes(pp, e.packet) {
+			kept = append(kept, e)
+			continue
+		}
+		if late == nil {
+			late = d.pools.getBatch(p)
+			late.opened = true
+		}
+		late.elems = append(late.elems, e)
+	}
+	clear(b.elems[len(kept):])
+	b.elems = kept
+	if len(b.elems) > 0 {
+		p.rxMu.Lock()
+		if !p.isStopped() {
+			p.receiveBatch(b)
+		}
+		p.rxMu.Unlock()
+		p.rx.record(mono()-start, len(b.elems))
+	}
+	d.pools.putBatch(b)
+	return late
 }
 
 // recycle returns e, a copy the receive loop made of slot's datagram, to

@@ -49,13 +49,43 @@ func (pb *peerBatches) find(d *Device, p *peer, sparse bool) *batch {
 }
 
 // addFlow adds e, a packet from the TUN for p, counting it in its flow's
-// bucket: it is sparse when no other packet of its flow is queued.
+// bucket: it is sparse when no other packet of its flow is queued or in
+// this read. The second packet of a flow in one read takes the first out
+// of the sparse batch: a burst leaves as one batch (one GSO send, one TUN
+// GRO write at the other end), not as a lone packet and the rest.
 func (pb *peerBatches) addFlow(d *Device, p *peer, e *elem) {
 	fb := flowBucket(e.packet)
 	e.flow = uint16(fb)
-	b := pb.find(d, p, p.tx.flows[fb].Add(1) == 1 && !d.fifo.Load())
+	n := p.tx.flows[fb].Add(1)
+	if d.fifo.Load() {
+		n = 2
+	}
+	b := pb.find(d, p, n == 1)
 	b.flows = true
+	if n == 2 {
+		pb.unspare(p, uint16(fb), b)
+	}
 	b.elems = append(b.elems, e)
+}
+
+// unspare moves the packet of flow bucket fb in p's sparse batch of this
+// read, if there is one, to the end of b, p's batch of queued packets.
+func (pb *peerBatches) unspare(p *peer, fb uint16, b *batch) {
+	for _, s := range pb.list {
+		if s.peer != p || !s.sparse {
+			continue
+		}
+		for i, e := range s.elems {
+			if e.flow == fb {
+				b.elems = append(b.elems, e)
+				copy(s.elems[i:], s.elems[i+1:])
+				s.elems[len(s.elems)-1] = nil
+				s.elems = s.elems[:len(s.elems)-1]
+				return
+			}
+		}
+		return
+	}
 }
 
 // addHeld adds e, a received packet for keypair kp, to p's batch, taking a
@@ -219,7 +249,11 @@ func (d *Device) sendRead(pb *peerBatches) {
 			if b == nil || b.sparse != sparse {
 				continue
 			}
-			pb.list[i] = nil // b belongs to the peer's queues once staged
+			pb.list[i] = nil       // b belongs to the peer's queues once staged
+			if len(b.elems) == 0 { // a sparse batch whose packets unspare moved
+				d.pools.putBatch(b)
+				continue
+			}
 			p := b.peer
 			p.stage(b)
 			p.sendStaged()
