@@ -774,9 +774,16 @@ func (n *Node) findPeer(s string) (device.PeerConfig, bool) {
 	return device.PeerConfig{}, false
 }
 
+// debugHandlers, when set (by a build with -tags pprof), adds debugging
+// endpoints to the metrics listener.
+var debugHandlers func(*http.ServeMux)
+
 func (n *Node) serveMetrics(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle(api.PathMetrics, n.m.handler(n))
+	if debugHandlers != nil {
+		debugHandlers(mux)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
