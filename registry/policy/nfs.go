@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -48,12 +47,25 @@ type NFSExport struct {
 	rw, ro nodeSet
 }
 
-// nfsExportName is an export name as nfsd's configuration accepts it: one
-// path component of letters, digits, '.', '_' and '-', not starting with '.'.
-var nfsExportName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$`)
+// isExportName reports whether s is an export name as nfsd's configuration
+// accepts it: one path component of 1 to 63 letters, digits, '.', '_' and
+// '-', not starting with '.'. A loop rather than a regexp: the package is
+// linked into every node, where a regexp compiled at init holds 59 KB.
+func isExportName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func validateExportName(s string) error {
-	if !nfsExportName.MatchString(s) {
+	if !isExportName(s) {
 		return fmt.Errorf("export name %q: want 1 to 63 letters, digits, '.', '_' or '-', not starting with '.'", s)
 	}
 	return nil

@@ -146,3 +146,25 @@ func TestCompileNFS(t *testing.T) {
 		t.Errorf("grants of a section granting nothing = %s, want {\"nodes\":{}}", b)
 	}
 }
+
+func TestIsExportName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"data", true},
+		{"-x_1.2", true},
+		{"a.", true},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("a", 64), false},
+		{"", false},
+		{".hidden", false},
+		{"a/b", false},
+		{"a b", false},
+		{"ü", false},
+	} {
+		if got := isExportName(tc.in); got != tc.want {
+			t.Errorf("isExportName(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
