@@ -38,14 +38,29 @@ const (
 
 type conn struct {
 	*Server
-	writeSerializer chan []byte
+	writeSerializer chan outgoing
 	net.Conn
+}
+
+// outgoing is a reply ready to be written: the record mark and the whole
+// reply in b, which is held by reply or by data, released once written.
+type outgoing struct {
+	b     []byte
+	reply *bytes.Buffer
+	data  *bulk
+}
+
+func (o outgoing) release() {
+	if o.reply != nil {
+		releaseReply(o.reply)
+	}
+	o.data.release()
 }
 
 func (c *conn) serve(ctx context.Context) {
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c.writeSerializer = make(chan []byte, 1)
+	c.writeSerializer = make(chan outgoing, 1)
 	go c.serializeWrites(connCtx)
 
 	bio := bufio.NewReader(c.Conn)
@@ -76,11 +91,9 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
+// serializeWrites writes the replies in the order they were finished, each
+// (record mark and reply) in one write.
 func (c *conn) serializeWrites(ctx context.Context) {
-	// todo: maybe don't need the extra buffer
-	writer := bufio.NewWriter(c.Conn)
-	var fragmentBuf [4]byte
-	var fragmentInt uint32
 	for {
 		select {
 		case <-ctx.Done():
@@ -89,22 +102,9 @@ func (c *conn) serializeWrites(ctx context.Context) {
 			if !ok {
 				return
 			}
-			// prepend the fragmentation header
-			fragmentInt = uint32(len(msg))
-			fragmentInt |= (1 << 31)
-			binary.BigEndian.PutUint32(fragmentBuf[:], fragmentInt)
-			n, err := writer.Write(fragmentBuf[:])
-			if n < 4 || err != nil {
-				return
-			}
-			n, err = writer.Write(msg)
+			_, err := c.Conn.Write(msg.b)
+			msg.release()
 			if err != nil {
-				return
-			}
-			if n < len(msg) {
-				panic("todo: ensure writes complete fully.")
-			}
-			if err = writer.Flush(); err != nil {
 				return
 			}
 		}
@@ -164,6 +164,10 @@ func (c *conn) err(ctx context.Context, w *response, err error) error {
 	return w.Write(body)
 }
 
+// recordMarkRoom is where a reply's record mark goes, set when it is
+// finished.
+var recordMarkRoom [4]byte
+
 type request struct {
 	xid uint32
 	rpc.Header
@@ -181,7 +185,12 @@ func (r *request) String() string {
 
 type response struct {
 	*conn
-	writer    *bytes.Buffer
+	// writer holds 4 bytes of room for the record mark, then the reply.
+	writer *bytes.Buffer
+	// data, when set, holds the reply's last dataLen bytes after its
+	// headroom, which the bytes in writer are to precede.
+	data      *bulk
+	dataLen   int
 	responded bool
 	err       error
 	errorFmt  func(error) RPCError
@@ -250,6 +259,24 @@ func (w *response) Write(dat []byte) error {
 	return nil
 }
 
+// writeData appends the first n bytes of data (and their XDR padding, which
+// it zeroes) to the reply: the reply takes the buffer, and releases it once
+// written. Nothing can be written to the reply after it.
+func (w *response) writeData(data *bulk, n int) error {
+	if !w.responded {
+		if err := w.writeHeader(ResponseCodeSuccess); err != nil {
+			return err
+		}
+	}
+	pad := xdrPad(n)
+	d := data.data(n)
+	for i := n; i < n+pad; i++ {
+		d[i] = 0
+	}
+	w.data, w.dataLen = data, n+pad
+	return nil
+}
+
 // drain reads the rest of the request frame if not consumed by the handler.
 func (w *response) drain(ctx context.Context) error {
 	if reader, ok := w.req.Body.(*io.LimitedReader); ok {
@@ -267,10 +294,23 @@ func (w *response) drain(ctx context.Context) error {
 }
 
 func (w *response) finish(ctx context.Context) error {
+	msg := outgoing{b: w.writer.Bytes(), reply: w.writer}
+	if w.data != nil {
+		msg.data = w.data
+		if head := w.writer.Bytes(); len(head) <= replyHeadroom {
+			msg.b = w.data.buf[replyHeadroom-len(head) : replyHeadroom+w.dataLen]
+			copy(msg.b, head)
+		} else {
+			msg.b = append(head, w.data.data(w.dataLen)[:w.dataLen]...)
+		}
+	}
+	binary.BigEndian.PutUint32(msg.b, uint32(len(msg.b)-4)|1<<31)
+	w.writer, w.data = nil, nil
 	select {
-	case w.conn.writeSerializer <- w.writer.Bytes():
+	case w.conn.writeSerializer <- msg:
 		return nil
 	case <-ctx.Done():
+		msg.release()
 		return ctx.Err()
 	}
 }
@@ -321,8 +361,8 @@ func (c *conn) readRequestHeader(ctx context.Context, reader *bufio.Reader) (w *
 		conn:     c,
 		req:      &req,
 		errorFmt: basicErrorFormatter,
-		// TODO: use a pool for these.
-		writer: bytes.NewBuffer([]byte{}),
+		writer:   getReply(),
 	}
+	w.writer.Write(recordMarkRoom[:])
 	return w, nil
 }

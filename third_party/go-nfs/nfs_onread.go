@@ -1,8 +1,8 @@
 package nfs
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -19,7 +19,6 @@ type nfsReadArgs struct {
 type nfsReadResponse struct {
 	Count uint32
 	EOF   uint32
-	Data  []byte
 }
 
 // MaxRead is the advertised largest buffer the server is willing to read
@@ -64,31 +63,46 @@ func onRead(ctx context.Context, w *response, userHandle Handler) error {
 	if obj.Count > MaxRead {
 		obj.Count = MaxRead
 	}
-	resp.Data = make([]byte, obj.Count)
+	var data *bulk
+	buf := []byte{}
+	if obj.Count > 0 {
+		data = getBulk(int(obj.Count))
+		buf = data.data(int(obj.Count))[:obj.Count]
+	}
 	// todo: multiple reads if size isn't full
-	cnt, err := fh.ReadAt(resp.Data, int64(obj.Offset))
+	cnt, err := fh.ReadAt(buf, int64(obj.Offset))
 	if err != nil && !errors.Is(err, io.EOF) {
+		data.release()
 		return &NFSStatusError{NFSStatusIO, err}
 	}
 	resp.Count = uint32(cnt)
-	resp.Data = resp.Data[:resp.Count]
 	if errors.Is(err, io.EOF) || setEOF {
 		resp.EOF = 1
 	}
 
-	writer := bytes.NewBuffer([]byte{})
-	if err := xdr.Write(writer, uint32(NFSStatusOk)); err != nil {
+	// The results up to the data's length are encoded here; the data
+	// follows them in the reply from its own buffer, not copied.
+	results := getReply()
+	defer releaseReply(results)
+	if err := xdr.Write(results, uint32(NFSStatusOk)); err != nil {
+		data.release()
 		return &NFSStatusError{NFSStatusServerFault, err}
 	}
-	if err := WritePostOpAttrs(writer, ToFileAttribute(info, fullPath)); err != nil {
+	if err := WritePostOpAttrs(results, ToFileAttribute(info, fullPath)); err != nil {
+		data.release()
 		return &NFSStatusError{NFSStatusServerFault, err}
 	}
-
-	if err := xdr.Write(writer, resp); err != nil {
+	var counts [12]byte
+	binary.BigEndian.PutUint32(counts[0:], resp.Count)
+	binary.BigEndian.PutUint32(counts[4:], resp.EOF)
+	binary.BigEndian.PutUint32(counts[8:], resp.Count) // the data's length
+	results.Write(counts[:])
+	if err := w.Write(results.Bytes()); err != nil {
+		data.release()
 		return &NFSStatusError{NFSStatusServerFault, err}
 	}
-	if err := w.Write(writer.Bytes()); err != nil {
-		return &NFSStatusError{NFSStatusServerFault, err}
+	if data != nil {
+		return w.writeData(data, cnt)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package nfs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -20,12 +21,36 @@ const (
 	fileSync writeStability = 2
 )
 
+// writeArgs is WRITE3args up to the data, which readWriteData reads.
 type writeArgs struct {
 	Handle []byte
 	Offset uint64
 	Count  uint32
 	How    uint32
-	Data   []byte
+}
+
+// readWriteData reads the data (opaque<>) that ends WRITE3args from body
+// into a buffer of the pool, and returns the buffer and the data's length.
+// Data longer than what is left of the request is refused before any
+// buffer is taken.
+func readWriteData(body io.Reader) (*bulk, int, error) {
+	n, err := xdr.ReadUint32(body)
+	if err != nil {
+		return nil, 0, err
+	}
+	padded := int64(n) + int64(xdrPad(int(n)))
+	if lr, ok := body.(*io.LimitedReader); ok && padded > lr.N {
+		return nil, 0, fmt.Errorf("write data of %d bytes: %w", n, io.ErrUnexpectedEOF)
+	}
+	if n > math.MaxInt32 {
+		return nil, 0, fmt.Errorf("write data of %d bytes: too long", n)
+	}
+	data := getBulk(int(n))
+	if _, err := io.ReadFull(body, data.data(int(n))[:padded]); err != nil {
+		data.release()
+		return nil, 0, err
+	}
+	return data, int(n), nil
 }
 
 func onWrite(ctx context.Context, w *response, userHandle Handler) error {
@@ -34,6 +59,11 @@ func onWrite(ctx context.Context, w *response, userHandle Handler) error {
 	if err := xdr.Read(w.req.Body, &req); err != nil {
 		return &NFSStatusError{NFSStatusInval, err}
 	}
+	data, dataLen, err := readWriteData(w.req.Body)
+	if err != nil {
+		return &NFSStatusError{NFSStatusInval, err}
+	}
+	defer data.release()
 
 	fs, path, err := userHandle.FromHandle(req.Handle)
 	if err != nil {
@@ -42,7 +72,7 @@ func onWrite(ctx context.Context, w *response, userHandle Handler) error {
 	if !billy.CapabilityCheck(fs, billy.WriteCapability) {
 		return &NFSStatusError{NFSStatusROFS, os.ErrPermission}
 	}
-	if len(req.Data) > math.MaxInt32 || req.Count > math.MaxInt32 {
+	if req.Count > math.MaxInt32 {
 		return &NFSStatusError{NFSStatusFBig, os.ErrInvalid}
 	}
 	if req.How != uint32(unstable) && req.How != uint32(dataSync) && req.How != uint32(fileSync) {
@@ -74,10 +104,10 @@ func onWrite(ctx context.Context, w *response, userHandle Handler) error {
 		}
 	}
 	end := req.Count
-	if len(req.Data) < int(end) {
-		end = uint32(len(req.Data))
+	if dataLen < int(end) {
+		end = uint32(dataLen)
 	}
-	writtenCount, err := file.Write(req.Data[:end])
+	writtenCount, err := file.Write(data.data(dataLen)[:end])
 	if err != nil {
 		Log.Errorf("Error writing: %v", err)
 		return &NFSStatusError{statusFromWriteError(err), err}
