@@ -31,3 +31,5 @@ require (
 replace github.com/tunnelmesh/tunnelmesh/shared => ../shared
 
 replace github.com/tunnelmesh/tunnelmesh/testkit => ../testkit
+
+replace github.com/willscott/go-nfs => ../third_party/go-nfs

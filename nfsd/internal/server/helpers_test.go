@@ -229,10 +229,15 @@ var errRejected = errors.New("rpc call not accepted")
 // call sends one call and returns the reply's results (after accept_stat
 // SUCCESS).
 func (r *rawConn) call(prog, vers, proc uint32, args []byte) ([]byte, error) {
+	return r.callInto(prog, vers, proc, args, nil, nil)
+}
+
+// callInto is call building the call in out and reading the reply into rec
+// when they are large enough (a benchmark's client reuses them).
+func (r *rawConn) callInto(prog, vers, proc uint32, args, out, rec []byte) ([]byte, error) {
 	r.xid++
-	var b []byte
-	b = binary.BigEndian.AppendUint32(b, 0) // record mark, set below
-	for _, v := range []uint32{r.xid, 0, 2, prog, vers, proc, 0, 0, 0, 0} {
+	b := binary.BigEndian.AppendUint32(out[:0], 0) // record mark, set below
+	for _, v := range [...]uint32{r.xid, 0, 2, prog, vers, proc, 0, 0, 0, 0} {
 		b = binary.BigEndian.AppendUint32(b, v)
 	}
 	b = append(b, args...)
@@ -245,7 +250,11 @@ func (r *rawConn) call(prog, vers, proc uint32, args []byte) ([]byte, error) {
 	if _, err := io.ReadFull(r.r, mark[:]); err != nil {
 		return nil, err
 	}
-	rec := make([]byte, binary.BigEndian.Uint32(mark[:])&^(1<<31))
+	n := int(binary.BigEndian.Uint32(mark[:]) &^ (1 << 31))
+	if cap(rec) < n {
+		rec = make([]byte, n)
+	}
+	rec = rec[:n]
 	if _, err := io.ReadFull(r.r, rec); err != nil {
 		return nil, err
 	}
