@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,13 @@ const Channel = "tunnelmesh_netmap"
 type Store struct {
 	pool *pgxpool.Pool
 	cfg  *pgxpool.Config
+
+	// replays feeds the goroutine that records signatures in batches
+	// (recordReplays); quit stops it, replaysDone is closed when it has.
+	replays     chan *replayReq
+	quit        chan struct{}
+	replaysDone chan struct{}
+	closeOnce   sync.Once
 }
 
 var (
@@ -87,7 +95,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &Store{pool: pool, cfg: cfg}, nil
+	s := &Store{pool: pool, cfg: cfg, replays: make(chan *replayReq, replayBatch), quit: make(chan struct{}), replaysDone: make(chan struct{})}
+	go s.recordReplays()
+	return s, nil
 }
 
 // where names the database without credentials, for errors and logs.
@@ -98,9 +108,13 @@ func where(cfg *pgxpool.Config) string {
 // Where names the database (host, port, name, user; never the password).
 func (s *Store) Where() string { return where(s.cfg) }
 
-// Close implements store.Store.
+// Close implements store.Store. Calls after the first do nothing.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.replaysDone
+		s.pool.Close()
+	})
 	return nil
 }
 
@@ -498,15 +512,6 @@ func (s *Store) DeletePolicyVersion(ctx context.Context, v uint64) error {
 		return fmt.Errorf("delete policy version %d: %w", v, err)
 	}
 	return nil
-}
-
-// AddReplay implements store.Replays.
-func (s *Store) AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO replays (hash, at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash[:], at.UnixNano())
-	if err != nil {
-		return false, fmt.Errorf("record signature: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // PruneReplays implements store.Replays.

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -637,6 +639,41 @@ func testReplays(t *testing.T, h Harness) {
 	}
 	if fresh, err := r.AddReplay(ctx, h2, Now.Add(2*time.Minute)); err != nil || fresh {
 		t.Fatalf("AddReplay of a hash younger than the prune = %v, %v; want a replay", fresh, err)
+	}
+
+	// Many at once, on both replicas: each of 50 hashes is added 4 times
+	// (twice through each replica); exactly one of its adds is new.
+	const hashes, each = 50, 4
+	var freshCount [hashes]atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, hashes*each)
+	for i := range hashes * each {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via := r
+			if i%2 == 1 {
+				via = other
+			}
+			fresh, err := via.AddReplay(ctx, sha256.Sum256([]byte("burst"+strconv.Itoa(i%hashes))), Now.Add(3*time.Minute))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if fresh {
+				freshCount[i%hashes].Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent AddReplay: %v", err)
+	}
+	for i := range freshCount {
+		if n := freshCount[i].Load(); n != 1 {
+			t.Fatalf("hash %d added %d times at once: %d adds were new, want 1", i, each, n)
+		}
 	}
 }
 
