@@ -2,12 +2,14 @@
 // store.Store: join, the node calls (netmap watch, endpoints, heartbeat,
 // leave) and the admin calls (tokens, nodes).
 //
-// The server keeps an in-memory snapshot of every node, rebuilt from the
-// store after each change (each version bump). Node authentication and
-// netmap rendering read the snapshot; watchers wait on a channel that is
-// closed when the snapshot is replaced, so one change wakes every watcher
-// at once. With a store several replicas share (store.Changes), Run also
-// reloads the snapshot on every change another replica commits.
+// The server keeps an in-memory snapshot of every node, rebuilt after each
+// change (each version bump) from the store: from the one node the change
+// touched when it touched one node's record only, else from every node.
+// Node authentication and netmap rendering read the snapshot; watchers
+// wait on a channel that is closed when the snapshot is replaced, so one
+// change wakes every watcher at once. With a store several replicas share
+// (store.Changes), Run also rebuilds the snapshot on every change another
+// replica commits.
 package server
 
 import (
@@ -210,13 +212,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 // follow loads a change another replica committed (store.Changes), unless
 // this replica has loaded its version already (its own change, or a later
-// reload). A change of one node reloads that node only; any other one may
-// be another replica's policy apply, so the policy is reloaded first.
+// reload). A change of one node, right after the loaded version, reloads
+// that node only; any other one may be (or follow) another replica's
+// policy apply, so the policy is reloaded first.
 func (s *Server) follow(ctx context.Context, c store.Change) {
-	if c.Version != 0 && s.Version() >= c.Version {
+	have := s.Version()
+	if c.Version != 0 && have >= c.Version {
 		return
 	}
-	if c.Node == "" {
+	if c.Node == "" || have != c.Version-1 {
 		s.reloadPolicy()
 	}
 	if err := s.refreshChange(ctx, c); err != nil && ctx.Err() == nil {
