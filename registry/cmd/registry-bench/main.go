@@ -33,6 +33,8 @@ func main() {
 	flag.BoolVar(&o.Decode, "decode", false, "watchers decode the full netmap JSON (and apply deltas)")
 	flag.BoolVar(&o.Whole, "whole", false, "watchers ask for whole netmaps, not deltas")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the fan-out rounds to this file")
+	flag.StringVar(&o.BlockProfile, "blockprofile", "", "write a blocking profile of the fan-out rounds to this file")
+	flag.StringVar(&o.MutexProfile, "mutexprofile", "", "write a mutex contention profile of the fan-out rounds to this file")
 	storeKind := flag.String("store", "sqlite", "sqlite, postgres, or both (one run each)")
 	dsn := flag.String("postgres-dsn", "", "an empty PostgreSQL database for -store postgres, one run (default: start a throwaway server)")
 	flag.IntVar(&o.Replicas, "replicas", 2, "registry replicas with -store postgres")

@@ -70,6 +70,10 @@ type Options struct {
 	Decode      bool   // watchers decode the full netmap JSON
 	Whole       bool   // watchers ask for whole netmaps, not deltas
 	CPUProfile  string // file for a CPU profile of the fan-out rounds
+	// BlockProfile and MutexProfile, when set, are files for the blocking
+	// and mutex contention profiles of the fan-out rounds (where
+	// goroutines wait rather than run).
+	BlockProfile, MutexProfile string
 	// PostgresDSN, when set, runs the registry on that PostgreSQL
 	// database (store: postgres; it must be empty) instead of SQLite.
 	PostgresDSN string
@@ -329,6 +333,10 @@ func Run(o Options, w io.Writer) (*Result, error) {
 			return nil, err
 		}
 	}
+	stopWaits, err := startWaitProfiles(o.BlockProfile, o.MutexProfile)
+	if err != nil {
+		return nil, err
+	}
 	measuring.Store(true)
 	cpu0 := cpuTime()
 	var roundsWall time.Duration
@@ -365,6 +373,9 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	}
 	if o.CPUProfile != "" {
 		pprof.StopCPUProfile()
+	}
+	if err := stopWaits(); err != nil {
+		return nil, err
 	}
 	measuring.Store(false)
 	cpu := cpuTime() - cpu0
@@ -404,6 +415,46 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	fmt.Fprintf(tw, "fan-out, each watcher\t\t%s\t%s\t%s\t\n", pct(all, 50), pct(all, 99), pct(all, 100))
 	fmt.Fprintf(tw, "fan-out, last of %d watchers\t\t%s\t%s\t%s\t\n", n, pct(last, 50), pct(last, 99), pct(last, 100))
 	return res, tw.Flush()
+}
+
+// startWaitProfiles starts recording blocking events (every one) and mutex
+// contention (every one) when their files are named; the returned function
+// writes the profiles and stops recording.
+func startWaitProfiles(blockFile, mutexFile string) (func() error, error) {
+	if blockFile != "" {
+		runtime.SetBlockProfileRate(1)
+	}
+	if mutexFile != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	write := func(name, file string) error {
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("write %s profile: %w", name, err)
+		}
+		if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s profile: %w", name, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write %s profile: %w", name, err)
+		}
+		return nil
+	}
+	return func() error {
+		var err error
+		if blockFile != "" {
+			runtime.SetBlockProfileRate(0)
+			err = write("block", blockFile)
+		}
+		if mutexFile != "" {
+			runtime.SetMutexProfileFraction(0)
+			if e := write("mutex", mutexFile); err == nil {
+				err = e
+			}
+		}
+		return err
+	}, nil
 }
 
 // poll does one netmap long-poll, asking for a delta on the netmap held

@@ -29,6 +29,13 @@ const (
 	NetmapDelta = "delta"
 )
 
+// Snapshot reload kinds, the values of the netmap_reloads_total "kind"
+// label: every node read from the store, or the one node a change touched.
+const (
+	ReloadAll  = "all"
+	ReloadNode = "node"
+)
+
 // Metrics are the registry's collectors.
 type Metrics struct {
 	Nodes           prometheus.Gauge
@@ -36,6 +43,7 @@ type Metrics struct {
 	NetmapVersion   prometheus.Gauge
 	Watchers        prometheus.Gauge
 	NetmapAnswers   *prometheus.CounterVec
+	NetmapReloads   *prometheus.CounterVec
 	Joins           *prometheus.CounterVec
 	RequestDuration *prometheus.HistogramVec
 	AuthFailures    *prometheus.CounterVec
@@ -65,6 +73,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Subsystem: subsystem, Name: "netmap_answers_total",
 			Help: "Netmaps sent to watchers by kind (full, delta).",
 		}, []string{"kind"}),
+		NetmapReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "netmap_reloads_total",
+			Help: "Snapshots of the mesh rebuilt after a change, by what was read from the store (all nodes, or the one node the change touched).",
+		}, []string{"kind"}),
 		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "joins_total",
 			Help: "Join attempts by result.",
@@ -83,13 +95,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "STUN packets by result (ok, malformed, unknown_attribute).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.Nodes, m.NodesOnline, m.NetmapVersion, m.Watchers, m.NetmapAnswers, m.Joins, m.RequestDuration, m.AuthFailures, m.STUNRequests} {
+	for _, c := range []prometheus.Collector{m.Nodes, m.NodesOnline, m.NetmapVersion, m.Watchers, m.NetmapAnswers, m.NetmapReloads, m.Joins, m.RequestDuration, m.AuthFailures, m.STUNRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	for _, k := range []string{NetmapFull, NetmapDelta} {
 		m.NetmapAnswers.WithLabelValues(k)
+	}
+	for _, k := range []string{ReloadAll, ReloadNode} {
+		m.NetmapReloads.WithLabelValues(k)
 	}
 	for _, r := range []string{JoinOK, JoinTokenInvalid, JoinConflict, JoinRangeFull, JoinBadRequest, JoinProofInvalid, JoinRateLimited, JoinError} {
 		m.Joins.WithLabelValues(r)

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 	"github.com/tunnelmesh/tunnelmesh/shared/nodekey"
@@ -26,6 +28,11 @@ type snapshot struct {
 	online  int
 	// psk is the mesh PSK state the netmaps carry (and joins hand out).
 	psk api.MeshPSK
+	// psks, relays and registries are what the snapshot was built from
+	// besides the nodes, kept for a rebuild after a change of one node.
+	psks       store.PSKs
+	relays     []api.Relay
+	registries []string
 	// head is the netmap JSON up to "self": version, mesh ID and prefix, PSK.
 	head []byte
 	// tail is the JSON of dns, relays and registries, after "peers".
@@ -104,12 +111,31 @@ func (h *hub) current() *snapshot { return h.cur.Load() }
 // right after its change was committed): the snapshot must never lag behind
 // the store, or a joined node would be unknown until the next change.
 func (s *Server) refresh(ctx context.Context, min uint64) error {
+	return s.refreshChange(ctx, store.Change{Version: min})
+}
+
+// refreshChange is refresh after change c. When c touched one node's
+// record only (c.Node) and the published snapshot is at the version right
+// before it, only that node is read from the store (store.NodeReader) and
+// every other node, the PSKs, relays and registries are kept; when a
+// change in between was missed, or another one was made meanwhile,
+// everything is reloaded.
+func (s *Server) refreshChange(ctx context.Context, c store.Change) error {
 	ctx = context.WithoutCancel(ctx)
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	old := s.hub.current()
-	if min != 0 && old.version >= min {
+	if c.Version != 0 && old.version >= c.Version {
 		return nil
+	}
+	if nr, ok := s.st.(store.NodeReader); ok && c.Node != "" && old.version != 0 && old.version == c.Version-1 {
+		done, err := s.reloadNode(ctx, nr, old, c)
+		if err != nil {
+			return fmt.Errorf("refresh netmap: %w", err)
+		}
+		if done {
+			return nil
+		}
 	}
 	v, nodes, err := s.st.Nodes(ctx)
 	if err != nil {
@@ -136,9 +162,46 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 			return fmt.Errorf("refresh netmap: %w", err)
 		}
 	}
+	if err := s.publish(old, v, nodes, psks, relays, registries); err != nil {
+		return fmt.Errorf("refresh netmap: %w", err)
+	}
+	s.met.NetmapReloads.WithLabelValues(metrics.ReloadAll).Inc()
+	return nil
+}
+
+// reloadNode publishes old with c.Node's record read again, when the store
+// is still at c.Version; it reports false (nothing done) when it is not.
+func (s *Server) reloadNode(ctx context.Context, nr store.NodeReader, old *snapshot, c store.Change) (bool, error) {
+	v, n, err := nr.Node(ctx, c.Node)
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	if v != c.Version {
+		return false, nil
+	}
+	nodes := make([]store.Node, 0, len(old.order)+1)
+	for _, e := range old.order {
+		if e.node.ID != c.Node {
+			nodes = append(nodes, e.stored)
+		}
+	}
+	if found {
+		nodes = append(nodes, n)
+	}
+	if err := s.publish(old, v, nodes, old.psks, old.relays, old.registries); err != nil {
+		return false, err
+	}
+	s.met.NetmapReloads.WithLabelValues(metrics.ReloadNode).Inc()
+	return true, nil
+}
+
+// publish builds the snapshot at version v and makes it current in place
+// of old, waking old's watchers. The caller holds hub.mu.
+func (s *Server) publish(old *snapshot, v uint64, nodes []store.Node, psks store.PSKs, relays []api.Relay, registries []string) error {
 	snap, err := s.buildSnapshot(v, nodes, psks, relays, registries)
 	if err != nil {
-		return fmt.Errorf("refresh netmap: %w", err)
+		return err
 	}
 	s.hub.cur.Store(snap)
 	close(old.changed)
@@ -170,6 +233,7 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 	snap := &snapshot{
 		version: v,
 		psk:     api.MeshPSK{Current: psks.Current},
+		psks:    psks, relays: relays, registries: registries,
 		byID:    make(map[string]*entry, len(nodes)),
 		order:   make([]*entry, 0, len(nodes)),
 		changed: make(chan struct{}),

@@ -153,7 +153,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*api.JoinResponse
 	s.seenMu.Lock()
 	s.seen[res.Node.ID] = s.now()
 	s.seenMu.Unlock()
-	if err := s.refresh(r.Context(), res.Version); err != nil {
+	if err := s.refreshChange(r.Context(), store.Change{Version: res.Version, Node: res.Node.ID}); err != nil {
 		return nil, errorf(http.StatusInternalServerError, api.CodeInternal, "%v", err)
 	}
 	return &api.JoinResponse{

@@ -59,6 +59,9 @@ func (s *Server) catchUp(ctx context.Context) bool {
 	if err != nil || v <= s.Version() {
 		return false
 	}
+	// The versions skipped may hold another replica's policy apply, whose
+	// notification will find its version loaded.
+	s.reloadPolicy()
 	if err := s.refresh(ctx, v); err != nil {
 		s.log.Warn("catch up with the store", "err", err)
 		return false
@@ -210,7 +213,7 @@ func (s *Server) claimHomeRelay(ctx context.Context, self *entry) error {
 	if err != nil || v == 0 {
 		return err
 	}
-	return s.refresh(ctx, v)
+	return s.refreshChange(ctx, store.Change{Version: v, Node: self.node.ID})
 }
 
 func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiError {
@@ -252,7 +255,7 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) *apiErr
 		if err != nil {
 			return internal(err)
 		}
-		if err := s.refresh(ctx, v); err != nil {
+		if err := s.refreshChange(ctx, store.Change{Version: v, Node: self.node.ID}); err != nil {
 			return internal(err)
 		}
 	}

@@ -2,12 +2,14 @@
 // store.Store: join, the node calls (netmap watch, endpoints, heartbeat,
 // leave) and the admin calls (tokens, nodes).
 //
-// The server keeps an in-memory snapshot of every node, rebuilt from the
-// store after each change (each version bump). Node authentication and
-// netmap rendering read the snapshot; watchers wait on a channel that is
-// closed when the snapshot is replaced, so one change wakes every watcher
-// at once. With a store several replicas share (store.Changes), Run also
-// reloads the snapshot on every change another replica commits.
+// The server keeps an in-memory snapshot of every node, rebuilt after each
+// change (each version bump) from the store: from the one node the change
+// touched when it touched one node's record only, else from every node.
+// Node authentication and netmap rendering read the snapshot; watchers
+// wait on a channel that is closed when the snapshot is replaced, so one
+// change wakes every watcher at once. With a store several replicas share
+// (store.Changes), Run also rebuilds the snapshot on every change another
+// replica commits.
 package server
 
 import (
@@ -183,28 +185,15 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // until ctx ends.
 //
 // With a store other replicas share (store.Changes) it also follows their
-// changes: each one reloads the snapshot, so this replica's netmap
-// watchers get it as if the change had been made here.
+// changes (follow): each one reloads the snapshot, so this replica's
+// netmap watchers get it as if the change had been made here.
 func (s *Server) Run(ctx context.Context) error {
 	if ch, ok := s.st.(store.Changes); ok {
 		done := make(chan struct{})
 		defer func() { <-done }()
 		go func() {
 			defer close(done)
-			ch.WatchChanges(ctx, func(v uint64) {
-				if v != 0 && s.Version() >= v {
-					return // this replica's own change, or one it has loaded
-				}
-				// The change may be another replica's policy apply.
-				if r, ok := s.set.Policy.(interface{ Reload() error }); ok {
-					if err := r.Reload(); err != nil {
-						s.log.Warn("follow store changes", "version", v, "err", err)
-					}
-				}
-				if err := s.refresh(ctx, v); err != nil && ctx.Err() == nil {
-					s.log.Warn("follow store changes", "version", v, "err", err)
-				}
-			})
+			ch.WatchChanges(ctx, func(c store.Change) { s.follow(ctx, c) })
 		}()
 	}
 	t := time.NewTicker(time.Second)
@@ -217,6 +206,34 @@ func (s *Server) Run(ctx context.Context) error {
 			if err := s.sweepOnline(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("online sweep", "err", err)
 			}
+		}
+	}
+}
+
+// follow loads a change another replica committed (store.Changes), unless
+// this replica has loaded its version already (its own change, or a later
+// reload). A change of one node, right after the loaded version, reloads
+// that node only; any other one may be (or follow) another replica's
+// policy apply, so the policy is reloaded first.
+func (s *Server) follow(ctx context.Context, c store.Change) {
+	have := s.Version()
+	if c.Version != 0 && have >= c.Version {
+		return
+	}
+	if c.Node == "" || have != c.Version-1 {
+		s.reloadPolicy()
+	}
+	if err := s.refreshChange(ctx, c); err != nil && ctx.Err() == nil {
+		s.log.Warn("follow store changes", "version", c.Version, "err", err)
+	}
+}
+
+// reloadPolicy makes the newest policy version other replicas stored
+// current, with a Policy that keeps them in the shared store.
+func (s *Server) reloadPolicy() {
+	if r, ok := s.set.Policy.(interface{ Reload() error }); ok {
+		if err := r.Reload(); err != nil {
+			s.log.Warn("follow store changes", "err", err)
 		}
 	}
 }

@@ -196,11 +196,28 @@ type Secrets interface {
 
 // Changes is implemented by stores that several registry replicas share.
 type Changes interface {
-	// WatchChanges calls fn with the new mesh version after each change
-	// committed by any replica (this one included), and with 0 when
-	// changes may have been missed (after connecting or reconnecting), so
-	// the caller reloads. It returns when ctx ends.
-	WatchChanges(ctx context.Context, fn func(version uint64)) error
+	// WatchChanges calls fn after each change committed by any replica
+	// (this one included), and with a zero Change when changes may have
+	// been missed (after connecting or reconnecting), so the caller
+	// reloads. It returns when ctx ends.
+	WatchChanges(ctx context.Context, fn func(Change)) error
+}
+
+// Change is one committed change: the mesh version it made.
+type Change struct {
+	Version uint64
+	// Node, when set, is the only thing the change touched: the record of
+	// the node with this ID (added or updated; a removal also rotates the
+	// PSK, so it is not such a change). Empty: anything may have changed.
+	Node string
+}
+
+// NodeReader is implemented by stores that read one node by itself, so
+// that a change of one node reloads that node only.
+type NodeReader interface {
+	// Node returns the mesh version and the node with the given ID, read
+	// consistently (ErrNotFound, with the version, when there is none).
+	Node(ctx context.Context, id string) (uint64, Node, error)
 }
 
 // PolicyDoc is one stored policy version (package policystore's).

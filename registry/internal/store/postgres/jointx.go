@@ -73,7 +73,9 @@ func (w writeTx) UpdateNode(ctx context.Context, r sqlstore.NodeRow) error {
 		r.Tags, r.Services, r.TokenID, r.LastSeen, r.HomeRelay, r.ID)
 }
 
-func (w writeTx) Bump(ctx context.Context) (uint64, error) { return bumpLocked(ctx, w.tx) }
+func (w writeTx) Bump(ctx context.Context, node string) (uint64, error) {
+	return bumpLocked(ctx, w.tx, node)
+}
 
 func (w writeTx) Lease(ctx context.Context, key []byte) (int64, bool, error) {
 	var idx int64

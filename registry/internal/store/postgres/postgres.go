@@ -9,9 +9,10 @@
 // A single-use token therefore admits one join and two joins never get one
 // address, however many replicas race.
 //
-// Each version bump sends a NOTIFY on Channel with the new version in the
-// same transaction (delivered at commit); WatchChanges LISTENs on it, so a
-// change made through any replica reaches every replica's watchers.
+// Each version bump sends a NOTIFY on Channel with the new version (and,
+// for a change of one node only, its ID) in the same transaction
+// (delivered at commit); WatchChanges LISTENs on it, so a change made
+// through any replica reaches every replica's watchers.
 package postgres
 
 import (
@@ -20,6 +21,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,13 +35,21 @@ import (
 )
 
 // Channel is the NOTIFY channel of version bumps; the payload is the new
-// version in decimal.
+// version in decimal, followed by a space and a node ID when the change
+// touched that node's record only (store.Change).
 const Channel = "tunnelmesh_netmap"
 
 // Store is a store.Store on PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
 	cfg  *pgxpool.Config
+
+	// replays feeds the goroutine that records signatures in batches
+	// (recordReplays); quit stops it, replaysDone is closed when it has.
+	replays     chan *replayReq
+	quit        chan struct{}
+	replaysDone chan struct{}
+	closeOnce   sync.Once
 }
 
 var (
@@ -49,6 +60,7 @@ var (
 	_ store.Replays      = (*Store)(nil)
 	_ store.ScrapeTokens = (*Store)(nil)
 	_ store.Relays       = (*Store)(nil)
+	_ store.NodeReader   = (*Store)(nil)
 )
 
 // Options configure Open.
@@ -87,7 +99,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &Store{pool: pool, cfg: cfg}, nil
+	s := &Store{pool: pool, cfg: cfg, replays: make(chan *replayReq, replayBatch), quit: make(chan struct{}), replaysDone: make(chan struct{})}
+	go s.recordReplays()
+	return s, nil
 }
 
 // where names the database without credentials, for errors and logs.
@@ -98,9 +112,13 @@ func where(cfg *pgxpool.Config) string {
 // Where names the database (host, port, name, user; never the password).
 func (s *Store) Where() string { return where(s.cfg) }
 
-// Close implements store.Store.
+// Close implements store.Store. Calls after the first do nothing.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.replaysDone
+		s.pool.Close()
+	})
 	return nil
 }
 
@@ -124,8 +142,8 @@ func (s *Store) write(ctx context.Context, lockMesh bool, fn func(tx pgx.Tx) err
 }
 
 // bumpLocked increments the version and notifies every listener at
-// commit.
-func bumpLocked(ctx context.Context, tx pgx.Tx) (uint64, error) {
+// commit; node, when set, is the only node the change touched.
+func bumpLocked(ctx context.Context, tx pgx.Tx, node string) (uint64, error) {
 	var v int64
 	if err := tx.QueryRow(ctx, `UPDATE mesh SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -133,7 +151,11 @@ func bumpLocked(ctx context.Context, tx pgx.Tx) (uint64, error) {
 		}
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, strconv.FormatInt(v, 10)); err != nil {
+	payload := strconv.FormatInt(v, 10)
+	if node != "" {
+		payload += " " + node
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, payload); err != nil {
 		return 0, err
 	}
 	return uint64(v), nil
@@ -178,7 +200,7 @@ func (s *Store) InitMesh(ctx context.Context, cidr netip.Prefix, now time.Time) 
 			return err
 		}
 		m.CIDR = cidr
-		_, err = bumpLocked(ctx, tx)
+		_, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -201,7 +223,7 @@ func (s *Store) BumpVersion(ctx context.Context) (uint64, error) {
 	var v uint64
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
 		var err error
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -320,6 +342,31 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 	return uint64(v), out, nil
 }
 
+// Node implements store.NodeReader, in one REPEATABLE READ transaction.
+func (s *Store) Node(ctx context.Context, id string) (uint64, store.Node, error) {
+	var v int64
+	var n store.Node
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var cidrText string
+		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
+			return err
+		}
+		cidr, err := netip.ParsePrefix(cidrText)
+		if err != nil {
+			return err
+		}
+		n, err = scanNode(tx.QueryRow(ctx, selectNode+` WHERE id = $1`, id), cidr)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return uint64(v), store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	return uint64(v), n, nil
+}
+
 // RemoveNode implements store.Store.
 func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Time) (store.Node, uint64, error) {
 	var n store.Node
@@ -351,7 +398,7 @@ func (s *Store) RemoveNode(ctx context.Context, ref string, prevPSKUntil time.Ti
 			prevPSKUntil.UnixNano(), psk); err != nil {
 			return err
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -375,7 +422,7 @@ func (s *Store) SetEndpoints(ctx context.Context, id string, eps []netip.AddrPor
 	if err := row.PutEndpoints(eps, ssh); err != nil {
 		return 0, fmt.Errorf("set endpoints: %w", err)
 	}
-	v, err := s.updateNode(ctx, `UPDATE nodes SET endpoints = $1, ssh_endpoint = $2, ssh_host_key = $3, ssh_user = $4, ssh_packet_port = $5 WHERE id = $6`,
+	v, err := s.updateNode(ctx, id, `UPDATE nodes SET endpoints = $1, ssh_endpoint = $2, ssh_host_key = $3, ssh_user = $4, ssh_packet_port = $5 WHERE id = $6`,
 		row.Endpoints, row.SSHEndpoint, row.SSHHostKey, row.SSHUser, row.SSHPacketPort, id)
 	if err != nil {
 		return 0, fmt.Errorf("set endpoints of %s: %w", id, err)
@@ -389,16 +436,16 @@ func (s *Store) SetServices(ctx context.Context, id string, svcs []api.Service) 
 	if err != nil {
 		return 0, fmt.Errorf("set services: %w", err)
 	}
-	v, err := s.updateNode(ctx, `UPDATE nodes SET services = $1 WHERE id = $2`, text, id)
+	v, err := s.updateNode(ctx, id, `UPDATE nodes SET services = $1 WHERE id = $2`, text, id)
 	if err != nil {
 		return 0, fmt.Errorf("set services of %s: %w", id, err)
 	}
 	return v, nil
 }
 
-// updateNode runs an update of one node and bumps the version
+// updateNode runs an update of the node id and bumps the version
 // (store.ErrNotFound when the update matched no node).
-func (s *Store) updateNode(ctx context.Context, query string, args ...any) (uint64, error) {
+func (s *Store) updateNode(ctx context.Context, id, query string, args ...any) (uint64, error) {
 	var v uint64
 	err := s.write(ctx, true, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, query, args...)
@@ -408,7 +455,7 @@ func (s *Store) updateNode(ctx context.Context, query string, args ...any) (uint
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, id)
 		return err
 	})
 	return v, err
@@ -498,15 +545,6 @@ func (s *Store) DeletePolicyVersion(ctx context.Context, v uint64) error {
 		return fmt.Errorf("delete policy version %d: %w", v, err)
 	}
 	return nil
-}
-
-// AddReplay implements store.Replays.
-func (s *Store) AddReplay(ctx context.Context, hash [32]byte, at time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO replays (hash, at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash[:], at.UnixNano())
-	if err != nil {
-		return false, fmt.Errorf("record signature: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // PruneReplays implements store.Replays.
@@ -600,7 +638,7 @@ func (s *Store) RegisterRelay(ctx context.Context, r api.Relay, now time.Time) (
 			r.ID, r.URL, r.TLSPin, now.UnixNano()); err != nil {
 			return err
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -641,7 +679,7 @@ func (s *Store) RegisterRegistry(ctx context.Context, url string, now time.Time)
 		if err != nil || !isNew {
 			return err
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -675,7 +713,7 @@ func (s *Store) ExpireReplicas(ctx context.Context, seenBefore time.Time) (uint6
 		if err != nil || regs.RowsAffected()+rels.RowsAffected() == 0 {
 			return err
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, "")
 		return err
 	})
 	if err != nil {
@@ -699,7 +737,7 @@ func (s *Store) SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint6
 		if _, err := tx.Exec(ctx, `UPDATE nodes SET home_relay = $1 WHERE id = $2`, relayID, nodeID); err != nil {
 			return err
 		}
-		v, err = bumpLocked(ctx, tx)
+		v, err = bumpLocked(ctx, tx, nodeID)
 		return err
 	})
 	if err != nil {
@@ -709,10 +747,11 @@ func (s *Store) SetHomeRelay(ctx context.Context, nodeID, relayID string) (uint6
 }
 
 // WatchChanges implements store.Changes: it LISTENs on Channel on a
-// connection of its own and calls fn with each notified version, and with
-// 0 after (re)connecting, since notifications sent while no connection
-// listened are lost. It reconnects after errors and returns when ctx ends.
-func (s *Store) WatchChanges(ctx context.Context, fn func(version uint64)) error {
+// connection of its own and calls fn with each notified change, and with a
+// zero Change after (re)connecting, since notifications sent while no
+// connection listened are lost. It reconnects after errors and returns
+// when ctx ends.
+func (s *Store) WatchChanges(ctx context.Context, fn func(store.Change)) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listen(ctx, fn, func() { backoff = 100 * time.Millisecond })
@@ -720,7 +759,7 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(version uint64)) error
 			break
 		}
 		if err != nil {
-			fn(0)
+			fn(store.Change{})
 		}
 		select {
 		case <-ctx.Done():
@@ -731,7 +770,7 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(version uint64)) error
 	return nil
 }
 
-func (s *Store) listen(ctx context.Context, fn func(uint64), connected func()) error {
+func (s *Store) listen(ctx context.Context, fn func(store.Change), connected func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
 	if err != nil {
 		return err
@@ -741,16 +780,23 @@ func (s *Store) listen(ctx context.Context, fn func(uint64), connected func()) e
 		return err
 	}
 	connected()
-	fn(0)
+	fn(store.Change{})
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		v, err := strconv.ParseUint(n.Payload, 10, 64)
-		if err != nil {
-			v = 0
-		}
-		fn(v)
+		fn(parseChange(n.Payload))
 	}
+}
+
+// parseChange decodes a notification's payload; one it cannot read is a
+// zero Change (reload everything).
+func parseChange(payload string) store.Change {
+	vs, node, _ := strings.Cut(payload, " ")
+	v, err := strconv.ParseUint(vs, 10, 64)
+	if err != nil || (node != "" && !api.IsNodeID(node)) {
+		return store.Change{}
+	}
+	return store.Change{Version: v, Node: node}
 }

@@ -69,7 +69,7 @@ func (w writeTx) UpdateNode(ctx context.Context, r sqlstore.NodeRow) error {
 		r.Tags, r.Services, r.TokenID, r.LastSeen, r.ID)
 }
 
-func (w writeTx) Bump(ctx context.Context) (uint64, error) { return bumpLocked(ctx, w.tx) }
+func (w writeTx) Bump(ctx context.Context, _ string) (uint64, error) { return bumpLocked(ctx, w.tx) }
 
 func (w writeTx) Lease(ctx context.Context, key []byte) (int64, bool, error) {
 	var idx int64

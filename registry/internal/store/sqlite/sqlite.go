@@ -33,7 +33,10 @@ type Store struct {
 	cidr    netip.Prefix
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store      = (*Store)(nil)
+	_ store.NodeReader = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -302,6 +305,32 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 		return 0, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return v, out, nil
+}
+
+// Node implements store.NodeReader, in one read transaction.
+func (s *Store) Node(ctx context.Context, id string) (uint64, store.Node, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	var v uint64
+	var cidrText string
+	if err := tx.QueryRowContext(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
+		return 0, store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	cidr, err := netip.ParsePrefix(cidrText)
+	if err != nil {
+		return 0, store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	n, err := scanNode(tx.QueryRowContext(ctx, selectNode+` WHERE id = ?`, id), cidr)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return v, store.Node{}, fmt.Errorf("read node %s: %w", id, err)
+	}
+	return v, n, nil
 }
 
 // RemoveNode implements store.Store.

@@ -33,8 +33,9 @@ type JoinTx interface {
 	// UpdateNode rewrites node r.ID on a rejoin: every column but its
 	// public key and creation time.
 	UpdateNode(ctx context.Context, r NodeRow) error
-	// Bump increments the mesh version and returns the new one.
-	Bump(ctx context.Context) (uint64, error)
+	// Bump increments the mesh version and returns the new one; the
+	// change touched the node with ID node only (store.Change).
+	Bump(ctx context.Context, node string) (uint64, error)
 }
 
 // Join is store.Store's Join in the caller's transaction: on an error the
@@ -96,7 +97,7 @@ func Join(ctx context.Context, tx JoinTx, p store.JoinParams) (store.JoinResult,
 	if err != nil {
 		return store.JoinResult{}, err
 	}
-	if res.Version, err = tx.Bump(ctx); err != nil {
+	if res.Version, err = tx.Bump(ctx, res.Node.ID); err != nil {
 		return store.JoinResult{}, err
 	}
 	return res, nil

@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"Touch", testTouch},
 		{"Secrets", testSecrets},
 		{"Changes", testChanges},
+		{"NodeReader", testNodeReader},
 		{"Policies", testPolicies},
 		{"Replays", testReplays},
 		{"ScrapeTokens", testScrapeTokens},
@@ -537,7 +541,7 @@ func testSecrets(t *testing.T, h Harness) {
 }
 
 // testChanges: a change made through one replica is reported to a watcher
-// on another.
+// on another, naming the node when it touched one node's record only.
 func testChanges(t *testing.T, h Harness) {
 	in := h.New(t)
 	ch := optional[store.Changes](t, in, "the store has no change feed (single registry)")
@@ -545,38 +549,95 @@ func testChanges(t *testing.T, h Harness) {
 	defer cancel()
 	initMesh(t, in.Store, "10.1.0.0/24")
 	writer := in.other(t)
-	got := make(chan uint64, 16)
+	got := make(chan store.Change, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ch.WatchChanges(ctx, func(v uint64) { got <- v })
+		ch.WatchChanges(ctx, func(c store.Change) { got <- c })
 	}()
-	// The first report (0) says the watch is listening.
-	select {
-	case v := <-got:
-		if v != 0 {
-			t.Fatalf("first report = %d, want 0 (reload)", v)
+	next := func(what string) store.Change {
+		t.Helper()
+		select {
+		case c := <-got:
+			return c
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s not reported within 30s", what)
+			return store.Change{}
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("watch did not start within 30s")
+	}
+	// The first report (zero) says the watch is listening.
+	if c := next("watch start"); c != (store.Change{}) {
+		t.Fatalf("first report = %+v, want a zero Change (reload)", c)
 	}
 	v, err := writer.BumpVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case gv := <-got:
-		if gv != v {
-			t.Fatalf("reported version %d, want %d", gv, v)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("change not reported within 30s")
+	if c := next("version bump"); c != (store.Change{Version: v}) {
+		t.Fatalf("reported %+v, want version %d and no node", c, v)
+	}
+	tok, th := Token(t, writer, true)
+	res, err := Join(writer, tok, th, "alpha", Key(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := next("join"); c != (store.Change{Version: res.Version, Node: res.Node.ID}) {
+		t.Fatalf("join reported %+v, want version %d, node %s", c, res.Version, res.Node.ID)
+	}
+	v, err = writer.SetEndpoints(ctx, res.Node.ID, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}, store.SSH{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := next("endpoint change"); c != (store.Change{Version: v, Node: res.Node.ID}) {
+		t.Fatalf("endpoint change reported %+v, want version %d, node %s", c, v, res.Node.ID)
+	}
+	// A removal rotates the PSK too: not a change of one node's record.
+	_, v, err = writer.RemoveNode(ctx, res.Node.ID, Now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := next("removal"); c != (store.Change{Version: v}) {
+		t.Fatalf("removal reported %+v, want version %d and no node", c, v)
 	}
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("WatchChanges did not return after its context ended")
+	}
+}
+
+// testNodeReader: one node is read with the version it was read at.
+func testNodeReader(t *testing.T, h Harness) {
+	in := newMesh(t, h, "10.1.0.0/24")
+	nr := optional[store.NodeReader](t, in, "the store reads no single node")
+	ctx := context.Background()
+	tok, th := Token(t, in.Store, true)
+	a, err := Join(in.Store, tok, th, "alpha", Key(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Join(in.Store, tok, th, "beta", Key(t)); err != nil {
+		t.Fatal(err)
+	}
+	want, err := in.Store.SetEndpoints(ctx, a.Node.ID, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.7:7")}, store.SSH{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, n, err := nr.Node(ctx, a.Node.ID)
+	if err != nil || v != want {
+		t.Fatalf("Node = version %d, %v; want version %d", v, err, want)
+	}
+	_, all, err := in.Store.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(all, func(x store.Node) bool { return x.ID == a.Node.ID })
+	if i < 0 || !reflect.DeepEqual(n, all[i]) {
+		t.Fatalf("Node = %+v, want what Nodes lists: %+v", n, all)
+	}
+	if v, _, err := nr.Node(ctx, TestID("nobody")); !errors.Is(err, store.ErrNotFound) || v != want {
+		t.Fatalf("Node of an unknown ID = version %d, %v; want version %d, ErrNotFound", v, err, want)
 	}
 }
 
@@ -637,6 +698,41 @@ func testReplays(t *testing.T, h Harness) {
 	}
 	if fresh, err := r.AddReplay(ctx, h2, Now.Add(2*time.Minute)); err != nil || fresh {
 		t.Fatalf("AddReplay of a hash younger than the prune = %v, %v; want a replay", fresh, err)
+	}
+
+	// Many at once, on both replicas: each of 50 hashes is added 4 times
+	// (twice through each replica); exactly one of its adds is new.
+	const hashes, each = 50, 4
+	var freshCount [hashes]atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, hashes*each)
+	for i := range hashes * each {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via := r
+			if i%2 == 1 {
+				via = other
+			}
+			fresh, err := via.AddReplay(ctx, sha256.Sum256([]byte("burst"+strconv.Itoa(i%hashes))), Now.Add(3*time.Minute))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if fresh {
+				freshCount[i%hashes].Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent AddReplay: %v", err)
+	}
+	for i := range freshCount {
+		if n := freshCount[i].Load(); n != 1 {
+			t.Fatalf("hash %d added %d times at once: %d adds were new, want 1", i, each, n)
+		}
 	}
 }
 
