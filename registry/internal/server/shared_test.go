@@ -52,19 +52,7 @@ func TestUnknownNodeCatchesUp(t *testing.T) {
 	}
 	t.Cleanup(func() { sq.Close() })
 	st := silentShared{sq, new(atomic.Int32)}
-	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	met, err := metrics.New(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
-		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newReplica(t, ctx, st, clock)
 	// The join another replica made: straight into the store.
 	tok, _ := jointoken.New("pin")
 	h := tok.SecretHash()
@@ -141,19 +129,7 @@ func TestFollowOneNodeChange(t *testing.T) {
 	}
 	t.Cleanup(func() { sq.Close() })
 	st := fedShared{sq, make(chan store.Change), new(atomic.Int32)}
-	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	met, err := metrics.New(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
-		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newReplica(t, ctx, st, clock)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -262,4 +238,24 @@ func TestFollowOneNodeChange(t *testing.T) {
 	move(a.Node.ID)
 	notify(store.Change{})
 	check("a reconnect", 1)
+}
+
+// newReplica makes st's mesh (10.7.0.0/16) and a server on st, as one
+// replica of those that share it.
+func newReplica(t *testing.T, ctx context.Context, st store.Store, clock *fakeClock) *Server {
+	t.Helper()
+	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	met, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
+		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

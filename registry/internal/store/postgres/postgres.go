@@ -320,12 +320,9 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 	var v int64
 	var out []store.Node
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var cidrText string
-		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
-			return err
-		}
-		cidr, err := netip.ParsePrefix(cidrText)
-		if err != nil {
+		var cidr netip.Prefix
+		var err error
+		if v, cidr, err = meshVersion(ctx, tx); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, selectNode+` ORDER BY name`)
@@ -342,17 +339,25 @@ func (s *Store) Nodes(ctx context.Context) (uint64, []store.Node, error) {
 	return uint64(v), out, nil
 }
 
+// meshVersion reads the mesh's version and prefix in tx.
+func meshVersion(ctx context.Context, tx pgx.Tx) (int64, netip.Prefix, error) {
+	var v int64
+	var cidrText string
+	if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
+		return 0, netip.Prefix{}, err
+	}
+	cidr, err := netip.ParsePrefix(cidrText)
+	return v, cidr, err
+}
+
 // Node implements store.NodeReader, in one REPEATABLE READ transaction.
 func (s *Store) Node(ctx context.Context, id string) (uint64, store.Node, error) {
 	var v int64
 	var n store.Node
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var cidrText string
-		if err := tx.QueryRow(ctx, `SELECT version, cidr FROM mesh WHERE id = 1`).Scan(&v, &cidrText); err != nil {
-			return err
-		}
-		cidr, err := netip.ParsePrefix(cidrText)
-		if err != nil {
+		var cidr netip.Prefix
+		var err error
+		if v, cidr, err = meshVersion(ctx, tx); err != nil {
 			return err
 		}
 		n, err = scanNode(tx.QueryRow(ctx, selectNode+` WHERE id = $1`, id), cidr)
