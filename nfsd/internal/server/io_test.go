@@ -14,10 +14,10 @@ import (
 	"github.com/willscott/go-nfs-client/nfs/xdr"
 )
 
-// readReplyReference encodes READ3resok as go-nfs v0.0.4 did before its
-// READ path was changed to send the data from a pooled buffer (the status,
-// post_op_attr, then count, eof and the data as an XDR opaque, all by
-// go-xdr): the replies must stay byte for byte what they were.
+// readReplyReference encodes READ3resok the way the published go-nfs
+// v0.0.4 encodes it with go-xdr (the status, post_op_attr, then count, eof
+// and the data as an XDR opaque), the reference the patched READ path,
+// which sends the data from a pooled buffer, must match byte for byte.
 func readReplyReference(t *testing.T, f *fixture, name string, off uint64, count uint32) []byte {
 	t.Helper()
 	info, err := f.srv.byName["shared"].fs.Stat(name)
