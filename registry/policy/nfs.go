@@ -149,75 +149,21 @@ func compileNFS(pol *Policy, nodes []api.Node, out map[string]*api.Filter) {
 var nfsLevels = []string{"read_write", "read_only"}
 
 func (ps *parser) nfs(pol *Policy, n *yaml.Node, path string) *NFS {
-	f, _, ok := ps.mapping(n, path, "exports")
-	if f == nil {
+	entries, ok := ps.namedGrants(n, path, "exports", nfsLevels, "grants nothing: name read_write or read_only", validateExportName)
+	if !ok {
 		return nil
 	}
 	s := &NFS{Line: n.Line}
-	fl, has := f["exports"]
-	if !has {
-		ps.errorf(n, path, `missing "exports"`)
-		return nil
-	}
-	ep := join(path, "exports")
-	ef, order, good := ps.mapping(fl.val, ep)
-	if ef == nil {
-		return nil
-	}
-	ok = ok && good
-	for _, name := range order {
-		efl := ef[name]
-		p := join(ep, name)
-		if err := validateExportName(name); err != nil {
-			ps.errorf(efl.key, p, "%v", err)
-			ok = false
-			continue
-		}
-		e := NFSExport{Name: name, Line: efl.key.Line}
-		lf, _, good := ps.mapping(efl.val, p, nfsLevels...)
-		if lf == nil || !good {
-			ok = false
-			continue
-		}
-		if len(lf) == 0 {
-			ps.errorf(efl.val, p, "grants nothing: name read_write or read_only")
-			ok = false
-			continue
-		}
-		for _, level := range nfsLevels {
-			lfl, has := lf[level]
-			if !has {
-				continue
-			}
-			lp := join(p, level)
-			items, good := ps.list(lfl.val, lp, true)
-			if !good {
-				ok = false
-				continue
-			}
-			if len(items) == 0 {
-				ps.errorf(lfl.val, lp, "must name at least one node, tag or group")
-				ok = false
-			}
-			var sels []Selector
-			for j, it := range items {
-				sel, good := ps.selector(it, itemPath(lfl.val, lp, j))
-				if !good {
-					ok = false
-					continue
-				}
-				sels = append(sels, sel)
-			}
-			if level == "read_write" {
-				e.ReadWrite, e.rw = sels, resolve(pol, sels)
+	for _, g := range entries {
+		e := NFSExport{Name: g.name, Line: g.line}
+		for _, l := range g.levels {
+			if l.level == "read_write" {
+				e.ReadWrite, e.rw = l.sels, resolve(pol, l.sels)
 			} else {
-				e.ReadOnly, e.ro = sels, resolve(pol, sels)
+				e.ReadOnly, e.ro = l.sels, resolve(pol, l.sels)
 			}
 		}
 		s.Exports = append(s.Exports, e)
-	}
-	if !ok {
-		return nil
 	}
 	return s
 }

@@ -154,79 +154,25 @@ func validateBucket(s string) error {
 }
 
 func (ps *parser) storage(pol *Policy, n *yaml.Node, path string) *Storage {
-	f, _, ok := ps.mapping(n, path, "buckets")
-	if f == nil {
+	entries, ok := ps.namedGrants(n, path, "buckets", storageActions, "grants nothing: name read, write or list", validateBucket)
+	if !ok {
 		return nil
 	}
 	s := &Storage{Line: n.Line}
-	fl, has := f["buckets"]
-	if !has {
-		ps.errorf(n, path, `missing "buckets"`)
-		return nil
-	}
-	bp := join(path, "buckets")
-	bf, order, good := ps.mapping(fl.val, bp)
-	if bf == nil {
-		return nil
-	}
-	ok = ok && good
-	for _, name := range order {
-		bfl := bf[name]
-		p := join(bp, name)
-		if err := validateBucket(name); err != nil {
-			ps.errorf(bfl.key, p, "%v", err)
-			ok = false
-			continue
-		}
-		b := Bucket{Name: name, Line: bfl.key.Line}
-		af, _, good := ps.mapping(bfl.val, p, storageActions...)
-		if af == nil || !good {
-			ok = false
-			continue
-		}
-		if len(af) == 0 {
-			ps.errorf(bfl.val, p, "grants nothing: name read, write or list")
-			ok = false
-			continue
-		}
-		for _, a := range storageActions {
-			afl, has := af[a]
-			if !has {
-				continue
-			}
-			ap := join(p, a)
-			items, good := ps.list(afl.val, ap, true)
-			if !good {
-				ok = false
-				continue
-			}
-			if len(items) == 0 {
-				ps.errorf(afl.val, ap, "must name at least one node, tag or group")
-				ok = false
-			}
-			var sels []Selector
-			for j, it := range items {
-				sel, good := ps.selector(it, itemPath(afl.val, ap, j))
-				if !good {
-					ok = false
-					continue
-				}
-				sels = append(sels, sel)
-			}
-			set := resolve(pol, sels)
-			switch a {
+	for _, g := range entries {
+		b := Bucket{Name: g.name, Line: g.line}
+		for _, l := range g.levels {
+			set := resolve(pol, l.sels)
+			switch l.level {
 			case StorageRead:
-				b.Read, b.read = sels, set
+				b.Read, b.read = l.sels, set
 			case StorageWrite:
-				b.Write, b.write = sels, set
+				b.Write, b.write = l.sels, set
 			case StorageList:
-				b.List, b.list = sels, set
+				b.List, b.list = l.sels, set
 			}
 		}
 		s.Buckets = append(s.Buckets, b)
-	}
-	if !ok {
-		return nil
 	}
 	return s
 }
