@@ -117,9 +117,9 @@ func (s *Server) refresh(ctx context.Context, min uint64) error {
 // refreshChange is refresh after change c. When c touched one node's
 // record only (c.Node) and the published snapshot is at the version right
 // before it, only that node is read from the store (store.NodeReader) and
-// every other node, the PSKs, relays and registries are kept; when a
-// change in between was missed, or another one was made meanwhile,
-// everything is reloaded.
+// every other node, the PSKs, relays, registries and the policy are kept;
+// when a change in between was missed, or another one was made meanwhile,
+// everything is reloaded, the policy included.
 func (s *Server) refreshChange(ctx context.Context, c store.Change) error {
 	ctx = context.WithoutCancel(ctx)
 	s.hub.mu.Lock()
@@ -144,6 +144,10 @@ func (s *Server) refreshChange(ctx context.Context, c store.Change) error {
 	if v <= old.version {
 		return nil
 	}
+	// A policy another replica applied is stored before the version bump
+	// that announces it, so the newest stored policy read now is at least
+	// as new as version v.
+	s.reloadPolicy()
 	psks, err := s.st.PSKs(ctx)
 	if err != nil {
 		return fmt.Errorf("refresh netmap: %w", err)

@@ -214,14 +214,10 @@ func (s *Server) Run(ctx context.Context) error {
 // this replica has loaded its version already (its own change, or a later
 // reload). A change of one node, right after the loaded version, reloads
 // that node only; any other one may be (or follow) another replica's
-// policy apply, so the policy is reloaded first.
+// policy apply, and reloads everything with the policy (refreshChange).
 func (s *Server) follow(ctx context.Context, c store.Change) {
-	have := s.Version()
-	if c.Version != 0 && have >= c.Version {
+	if c.Version != 0 && s.Version() >= c.Version {
 		return
-	}
-	if c.Node == "" || have != c.Version-1 {
-		s.reloadPolicy()
 	}
 	if err := s.refreshChange(ctx, c); err != nil && ctx.Err() == nil {
 		s.log.Warn("follow store changes", "version", c.Version, "err", err)

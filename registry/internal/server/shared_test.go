@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/metrics"
+	"github.com/tunnelmesh/tunnelmesh/registry/internal/policystore"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store/sqlite"
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
@@ -258,4 +259,67 @@ func newReplica(t *testing.T, ctx context.Context, st store.Store, clock *fakeCl
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A policy another replica applied is in force here even when this
+// replica's own full reload passed its version before the notification
+// arrived (the notification is then skipped as already loaded).
+func TestFullReloadLoadsPolicy(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock := &fakeClock{t: time.Now()}
+	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	st := fedShared{sq, make(chan store.Change), new(atomic.Int32)}
+	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	polDir := t.TempDir() // the policy versions both replicas keep
+	here, err := policystore.Open(polDir, nil, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	met, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
+		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now, Policy: here})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// The other replica's apply: a stored version, then a version bump
+	// whose notification has not arrived yet.
+	there, err := policystore.Open(polDir, nil, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := there.Put([]byte("tags: [web]\nrules:\n  - {name: ping, from: \"*\", to: \"*\", proto: icmp}\n"), 0, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := st.BumpVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This replica's own change reloads everything, past that version.
+	if err := s.Changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st.feed <- store.Change{Version: applied}:
+	case <-time.After(30 * time.Second):
+		t.Fatal("change feed not read within 30s")
+	}
+	if cur, _ := here.Current(); cur.Version != put.Version {
+		t.Fatalf("policy version %d in force after a reload past the apply (mesh version %d), want %d", cur.Version, s.Version(), put.Version)
+	}
 }
