@@ -37,6 +37,7 @@ type runFlags struct {
 	tunOffload    bool
 	udpOffload    bool
 	udpBatching   bool
+	udpRcvbuf     int
 	sshListen     string
 	sshAdvertise  string
 	packetPort    string
@@ -64,6 +65,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.tunOffload, "tun-offload", true, "use TUN offloads (TSO/GSO, GRO); -tun-offload=false turns them off")
 	fs.BoolVar(&f.udpOffload, "udp-offload", true, "use UDP GSO/GRO where the kernel offers them; -udp-offload=false turns them off")
 	fs.BoolVar(&f.udpBatching, "udp-send-batching", true, "coalesce UDP sends (GSO); -udp-send-batching=false sends one packet per call")
+	fs.IntVar(&f.udpRcvbuf, "udp-receive-buffer", 0, fmt.Sprintf("receive buffer of the tunnels' UDP sockets in bytes, %d to %d (0: %d); what arrives while the node is busy waits there, so a larger one holds more latency", minUDPReceiveBuffer, maxUDPReceiveBuffer, engine.DefaultUDPReceiveBuffer))
 	fs.StringVar(&f.sshListen, "ssh-listen", "", "accept the SSH transport (sshgw inside the agent) on this TCP address, e.g. :2222; peers in the netmap may connect")
 	fs.StringVar(&f.sshAdvertise, "ssh-advertise", "", "SSH endpoint IP:PORT reported to the registry, or :PORT for the node's first local address with PORT (default: the first local address with the --ssh-listen port); without --ssh-listen, the endpoint of an SSH server next to the agent that forwards to --packet-port: a standalone tunnelmesh-sshgw, or OpenSSH with --ssh-openssh-host-key")
 	fs.StringVar(&f.packetPort, "packet-port", "", "serve the packet port on this loopback IP:PORT (e.g. 127.0.0.1:7600): peers' packets arrive there from an OpenSSH server (direct-tcpip) or a standalone tunnelmesh-sshgw")
@@ -155,6 +157,9 @@ func (f *runFlags) check() error {
 	}
 	if err := checkProcs(f.procs); err != nil {
 		return err
+	}
+	if f.udpRcvbuf != 0 && (f.udpRcvbuf < minUDPReceiveBuffer || f.udpRcvbuf > maxUDPReceiveBuffer) {
+		return fmt.Errorf("--udp-receive-buffer %d: must be 0 (the default) or %d to %d bytes", f.udpRcvbuf, minUDPReceiveBuffer, maxUDPReceiveBuffer)
 	}
 	if err := node.CheckMetricsListen(f.metricsListenAddr()); err != nil {
 		return fmt.Errorf("--metrics-listen: %w", err)
@@ -356,7 +361,7 @@ func runNode(ctx context.Context, log *slog.Logger, dir state.Dir, st state.Node
 		NoTUNOffload:  !rf.tunOffload,
 		Version:       version(),
 		Log:           log,
-		Engine: engine.Options{UDPOffload: rf.udpOffload, DisableUDPSendBatching: !rf.udpBatching,
+		Engine: engine.Options{UDPOffload: rf.udpOffload, UDPReceiveBuffer: rf.udpRcvbuf, DisableUDPSendBatching: !rf.udpBatching,
 			SSHListen: rf.sshListen, PacketPort: rf.packetPort, RelayProxy: rf.relayProxy},
 		STUN:         rf.stun,
 		SSHAdvertise: sshAdv,
@@ -397,6 +402,12 @@ func hostnameToNodeName(h string) string {
 // EnvToken is the environment variable join reads the token from when
 // neither --token nor --token-file is given.
 const EnvToken = "TUNNELMESH_TOKEN"
+
+// Bounds of --udp-receive-buffer.
+const (
+	minUDPReceiveBuffer = 64 << 10
+	maxUDPReceiveBuffer = 64 << 20
+)
 
 // joinToken returns the join token from flag (--token), else from file
 // (--token-file, waiting up to wait for it), else from getenv(EnvToken).

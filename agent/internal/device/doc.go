@@ -6,7 +6,7 @@
 //
 // # API
 //
-//	d, err := device.New(tunDev, device.NewBind(true), cfg, logger) // opens UDP, starts
+//	d, err := device.New(tunDev, device.NewBind(true, 0), cfg, logger) // opens UDP, starts
 //	err = d.Reconfig(cfg)                 // declarative: peers added, updated, removed
 //	st := d.Status()                      // per peer: name, IP, endpoint, path, last
 //	                                      // handshake, rx/tx bytes and packets, RTT,
@@ -19,8 +19,8 @@
 // is any golang.zx2c4.com/wireguard/tun.Device: CreateTUN (or tun.CreateTUN)
 // on Linux, faketun in tests. The bind is a Bind: a
 // golang.zx2c4.com/wireguard/conn.Bind that makes its endpoints from typed
-// values. NewBind(true) is conn.StdNetBind (recvmmsg/sendmmsg, UDP
-// GSO/GRO), NewBind(false) batches without offloads, memnet.Bind is an
+// values. NewBind(true, 0) is conn.StdNetBind (recvmmsg/sendmmsg, UDP
+// GSO/GRO), NewBind(false, 0) batches without offloads, memnet.Bind is an
 // in-memory network for tests, transport.Bind adds SSH and relays (a
 // KeyedBind). The device never talks to the registry: the caller (package
 // engine) feeds it Config from the netmap.

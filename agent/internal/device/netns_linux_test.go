@@ -110,7 +110,7 @@ func startNetnsPair(t testing.TB, offload bool) (m *mesh, devs []*Device, nsA, n
 			if err != nil {
 				return fmt.Errorf("create tun: %w", err)
 			}
-			dev, err := New(td, NewBind(offload), cfg, testLogger(nd.name))
+			dev, err := New(td, NewBind(offload, 0), cfg, testLogger(nd.name))
 			if err != nil {
 				return err
 			}

@@ -15,12 +15,18 @@ import (
 	"github.com/tunnelmesh/tunnelmesh/shared/api"
 )
 
+// DefaultUDPReceiveBuffer is Options.UDPReceiveBuffer's default.
+const DefaultUDPReceiveBuffer = device.DefaultReceiveBuffer
+
 // Options are the node's switches for the data plane (command-line flags).
 // They are fixed for the engine's life; the netmap changes only Config.
 type Options struct {
 	// UDPOffload turns on UDP GSO/GRO where the kernel offers them
 	// (device.NewBind).
 	UDPOffload bool
+	// UDPReceiveBuffer is the UDP sockets' receive buffer in bytes
+	// (0: DefaultUDPReceiveBuffer).
+	UDPReceiveBuffer int
 	// DisableUDPSendBatching hands the bind one packet per send
 	// (device.Config.DisableUDPSendBatching).
 	DisableUDPSendBatching bool
@@ -30,7 +36,7 @@ type Options struct {
 	PacketPort string
 	RelayProxy string
 	// UDP is the UDP bind under the transports; nil: device.NewBind with
-	// UDPOffload. Tests substitute an in-memory one (device/memnet).
+	// UDPOffload and UDPReceiveBuffer. Tests substitute an in-memory one (device/memnet).
 	UDP device.Bind
 }
 
@@ -60,7 +66,7 @@ func New(dev tun.Device, cfg Config, opts Options, log *slog.Logger) (*Engine, e
 	e.setFilter(cfg.Filter)
 	udp := opts.UDP
 	if udp == nil {
-		udp = device.NewBind(opts.UDPOffload)
+		udp = device.NewBind(opts.UDPOffload, opts.UDPReceiveBuffer)
 	}
 	tr, err := transport.NewStack(transport.StackConfig{Key: cfg.Device.PrivateKey, UDP: udp,
 		SSHListen: opts.SSHListen, PacketPort: opts.PacketPort, RelayProxy: opts.RelayProxy, Logger: log})

@@ -6,7 +6,7 @@
 // between them only after authenticated packets, so the Noise session, and
 // every connection in the tunnel, survives a change of path.
 //
-//	b := transport.NewBind(device.NewBind(true))
+//	b := transport.NewBind(device.NewBind(true, 0))
 //	relays := transport.NewRelays(transport.RelaysConfig{Key: k, Bind: b})
 //	b.SetSender(device.PathRelay, relays)
 //	ssh := transport.NewSSH(transport.SSHConfig{Key: k, Bind: b, Server: srv})

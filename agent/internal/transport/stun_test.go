@@ -53,7 +53,7 @@ func stunResponder(t *testing.T) netip.AddrPort {
 
 func TestPublicAddrOnDataSocket(t *testing.T) {
 	srv := stunResponder(t)
-	b := NewBind(device.NewBind(false))
+	b := NewBind(device.NewBind(false, 0))
 	fns, port, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,26 @@ type StdNetBind struct {
 
 	blackhole4 bool
 	blackhole6 bool
+
+	recvBuffer int // SO_RCVBUF of sockets opened from now on; 0: socketBufferSize
+}
+
+// SetReceiveBuffer sets the receive buffer of the sockets Open makes from
+// now on to bytes (SO_RCVBUFFORCE, else SO_RCVBUF up to net.core.rmem_max);
+// 0 keeps the default of socketBufferSize. The buffer is where datagrams wait
+// when the reader falls behind, so it bounds the latency they add.
+func (s *StdNetBind) SetReceiveBuffer(bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recvBuffer = bytes
+}
+
+// setReceiveBuffer applies s.recvBuffer to c.
+func (s *StdNetBind) setReceiveBuffer(c *net.UDPConn) {
+	if s.recvBuffer <= 0 || c == nil {
+		return
+	}
+	setReceiveBuffer(c, s.recvBuffer)
 }
 
 func NewStdNetBind() Bind {
@@ -172,6 +192,8 @@ again:
 		v4conn.Close()
 		return nil, 0, err
 	}
+	s.setReceiveBuffer(v4conn)
+	s.setReceiveBuffer(v6conn)
 	var fns []ReceiveFunc
 	if v4conn != nil {
 		s.ipv4TxOffload, s.ipv4RxOffload = supportsUDPOffload(v4conn)

@@ -17,6 +17,10 @@ import (
 // around this limitation)
 const socketBufferSize = 7 << 20
 
+// setReceiveBuffer sets c's receive buffer to bytes, as far as the platform
+// lets it.
+var setReceiveBuffer = func(c *net.UDPConn, bytes int) { _ = c.SetReadBuffer(bytes) }
+
 // controlFn is the callback function signature from net.ListenConfig.Control.
 // It is used to apply platform specific configuration to the socket prior to
 // bind.

@@ -7,6 +7,7 @@ package conn
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"syscall"
 
@@ -106,4 +107,20 @@ func init() {
 			return nil
 		},
 	)
+}
+
+// setReceiveBuffer on Linux goes beyond net.core.rmem_max with
+// CAP_NET_ADMIN (SO_RCVBUFFORCE).
+func init() {
+	setReceiveBuffer = func(c *net.UDPConn, bytes int) {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return
+		}
+		rc.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, bytes)
+			}
+		})
+	}
 }
