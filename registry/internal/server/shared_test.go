@@ -124,12 +124,8 @@ func TestFollowOneNodeChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clock := &fakeClock{t: time.Now()}
-	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	st := fedShared{sq, make(chan store.Change), new(atomic.Int32)}
+	st := newFedShared(t, ctx)
+	sq := st.Store
 	s := newReplica(t, ctx, st, clock)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
@@ -230,7 +226,7 @@ func TestFollowOneNodeChange(t *testing.T) {
 	check("a change made meanwhile", 1)
 
 	// A change of anything else, and a reconnect, reload everything.
-	v, err = st.BumpVersion(ctx)
+	v, err := st.BumpVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,9 +237,26 @@ func TestFollowOneNodeChange(t *testing.T) {
 	check("a reconnect", 1)
 }
 
+// newFedShared is a fedShared on a new SQLite store.
+func newFedShared(t *testing.T, ctx context.Context) fedShared {
+	t.Helper()
+	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	return fedShared{sq, make(chan store.Change), new(atomic.Int32)}
+}
+
 // newReplica makes st's mesh (10.7.0.0/16) and a server on st, as one
 // replica of those that share it.
 func newReplica(t *testing.T, ctx context.Context, st store.Store, clock *fakeClock) *Server {
+	t.Helper()
+	return newPolicyReplica(t, ctx, st, clock, nil)
+}
+
+// newPolicyReplica is newReplica with pol as its Policy (none when nil).
+func newPolicyReplica(t *testing.T, ctx context.Context, st store.Store, clock *fakeClock, pol Policy) *Server {
 	t.Helper()
 	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
 	if err != nil {
@@ -254,7 +267,7 @@ func newReplica(t *testing.T, ctx context.Context, st store.Store, clock *fakeCl
 		t.Fatal(err)
 	}
 	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
-		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now})
+		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now, Policy: pol})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,30 +281,13 @@ func TestFullReloadLoadsPolicy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	clock := &fakeClock{t: time.Now()}
-	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	st := fedShared{sq, make(chan store.Change), new(atomic.Int32)}
-	mesh, err := st.InitMesh(ctx, netip.MustParsePrefix("10.7.0.0/16"), clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := newFedShared(t, ctx)
 	polDir := t.TempDir() // the policy versions both replicas keep
 	here, err := policystore.Open(polDir, nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	met, err := metrics.New(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, st, Settings{Mesh: mesh, OnlineTimeout: 30 * time.Second, Pin: "pin",
-		AdminCredential: "admin-credential-0123456789", Metrics: met, Now: clock.Now, Policy: here})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newPolicyReplica(t, ctx, st, clock, here)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
