@@ -468,7 +468,7 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	if err := tw.Flush(); err != nil || !o.Stages {
 		return res, err
 	}
-	fmt.Fprintf(w, "\nstages of each round, in ms after the change call was made (answered: the call; notified: its NOTIFY delivered; pub r: replica r published it; first/last r: replica r's first and last watcher held it):\n")
+	fmt.Fprintf(w, "\nstages of each round, in ms after the change call was made (at: the round's start in seconds since the process started; answered: the call; notified: its NOTIFY delivered; pub r: replica r published it; first/last r: replica r's first and last watcher held it):\n")
 	return res, st.print(w)
 }
 

@@ -37,6 +37,10 @@ type stages struct {
 	rounds   []*roundStages
 }
 
+// processStart approximates the process's start (as GODEBUG=gctrace=1
+// counts it), so rounds can be matched with its lines.
+var processStart = time.Now()
+
 type roundStages struct {
 	round       int
 	via         int // replica the change was made through
@@ -170,13 +174,13 @@ func (s *stages) print(w io.Writer) error {
 		return strconv.FormatInt(t.Sub(t0).Milliseconds(), 10)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	hdr := "round\tvia\tversion\tanswered\tnotified\t"
+	hdr := "round\tat\tvia\tversion\tanswered\tnotified\t"
 	for r := range s.replicas {
 		hdr += fmt.Sprintf("pub %d\tfirst %d\tlast %d\t", r, r, r)
 	}
 	fmt.Fprintln(tw, hdr+"GCs\tGC pause\tdump\t")
 	for _, rs := range s.rounds {
-		line := fmt.Sprintf("%d\t%d\t%d\t%s\t%s\t", rs.round, rs.via, rs.version, ms(rs.answered, rs.t0), ms(s.notified[rs.version], rs.t0))
+		line := fmt.Sprintf("%d\t%.1fs\t%d\t%d\t%s\t%s\t", rs.round, rs.t0.Sub(processStart).Seconds(), rs.via, rs.version, ms(rs.answered, rs.t0), ms(s.notified[rs.version], rs.t0))
 		for r := range s.replicas {
 			line += fmt.Sprintf("%s\t%s\t%s\t", ms(s.pub[r][rs.version], rs.t0), ms(rs.first[r], rs.t0), ms(rs.last[r], rs.t0))
 		}
