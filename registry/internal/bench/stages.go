@@ -114,14 +114,16 @@ func (s *stages) sample(ctx context.Context) {
 
 // start begins round r, whose change goes through replica via; the
 // caller fills in the round's answered, version, first and last before
-// calling end, which stops its stall dump unless it has begun.
+// calling end, which stops its stall dump, or waits for it once begun.
 func (s *stages) start(r, via int) (rs *roundStages, end func()) {
 	var gc debug.GCStats
 	debug.ReadGCStats(&gc)
 	rs = &roundStages{round: r, via: via, t0: time.Now(), gcs: gc.NumGC, gcPause: gc.PauseTotal}
 	var timer *time.Timer
+	dumpDone := make(chan struct{})
 	if s.dumpPrefix != "" {
 		timer = time.AfterFunc(s.stallAfter, func() {
+			defer close(dumpDone)
 			name := fmt.Sprintf("%s.round%02d.txt", s.dumpPrefix, r)
 			if err := writeGoroutines(name); err != nil {
 				fmt.Fprintln(os.Stderr, "registry-bench:", err)
@@ -133,8 +135,8 @@ func (s *stages) start(r, via int) (rs *roundStages, end func()) {
 		})
 	}
 	return rs, func() {
-		if timer != nil {
-			timer.Stop()
+		if timer != nil && !timer.Stop() {
+			<-dumpDone
 		}
 		var gc debug.GCStats
 		debug.ReadGCStats(&gc)
