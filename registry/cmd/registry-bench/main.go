@@ -12,6 +12,11 @@
 // a throwaway server it starts (Debian's postgresql, see
 // registry/internal/pgtest); -store both runs SQLite on one registry and
 // PostgreSQL, one table each, -runs times, alternating which goes first.
+//
+// To see where a slow round waits: -stages prints, per round, when the
+// change reached each stage; -stalldump PREFIX writes every goroutine's
+// stack once a round has waited -stallafter; -logs shows the replicas'
+// warnings.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/bench"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
@@ -35,11 +41,18 @@ func main() {
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the fan-out rounds to this file")
 	flag.StringVar(&o.BlockProfile, "blockprofile", "", "write a blocking profile of the fan-out rounds to this file")
 	flag.StringVar(&o.MutexProfile, "mutexprofile", "", "write a mutex contention profile of the fan-out rounds to this file")
+	flag.BoolVar(&o.Stages, "stages", false, "print when each round's change reached each stage (call answered, NOTIFY delivered, each replica published, first and last watcher per replica)")
+	flag.StringVar(&o.StallDump, "stalldump", "", "write every goroutine's stack to PREFIX.roundNN.txt when a round has waited -stallafter")
+	flag.DurationVar(&o.StallAfter, "stallafter", 3*time.Second, "with -stalldump: how long a round waits before its goroutines are dumped")
+	logs := flag.Bool("logs", false, "print the replicas' warnings and errors to stderr")
 	storeKind := flag.String("store", "sqlite", "sqlite, postgres, or both (one run each)")
 	dsn := flag.String("postgres-dsn", "", "an empty PostgreSQL database for -store postgres, one run (default: start a throwaway server)")
 	flag.IntVar(&o.Replicas, "replicas", 2, "registry replicas with -store postgres")
 	runs := flag.Int("runs", 1, "with -store both: pairs of runs, alternating which store goes first")
 	flag.Parse()
+	if *logs {
+		o.Logs = os.Stderr
+	}
 	if err := run(o, *storeKind, *dsn, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "registry-bench:", err)
 		os.Exit(1)

@@ -32,6 +32,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -82,6 +83,15 @@ type Options struct {
 	// round's change is made through the changing node's replica, so the
 	// fan-out crosses replicas.
 	Replicas int
+	// Stages prints, after the table, when each round's change reached
+	// each stage (see stages).
+	Stages bool
+	// StallDump, when set, is the prefix of files that get every
+	// goroutine's stack once a round has waited StallAfter (3s when 0).
+	StallDump  string
+	StallAfter time.Duration
+	// Logs receives the replicas' warnings and errors; none when nil.
+	Logs io.Writer
 }
 
 // Result holds the measured numbers.
@@ -164,7 +174,11 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := coordinator.New(ctx, cfg, coordinator.Options{Logger: slog.New(slog.DiscardHandler)})
+		logger := slog.New(slog.DiscardHandler)
+		if o.Logs != nil {
+			logger = slog.New(slog.NewTextHandler(o.Logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", r)
+		}
+		c, err := coordinator.New(ctx, cfg, coordinator.Options{Logger: logger})
 		if err != nil {
 			return nil, err
 		}
@@ -337,20 +351,47 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var st *stages
+	if o.Stages || o.StallDump != "" {
+		st = newStages(replicas, func(r int) uint64 { return coords[r].NetmapVersion() }, o.StallDump, cmp.Or(o.StallAfter, 3*time.Second))
+		sctx, scancel := context.WithCancel(ctx)
+		var swg sync.WaitGroup
+		defer func() { scancel(); swg.Wait() }()
+		if o.PostgresDSN != "" {
+			ready := make(chan error, 1)
+			swg.Add(1)
+			go func() { defer swg.Done(); st.listen(sctx, o.PostgresDSN, ready) }()
+			if err := <-ready; err != nil {
+				return nil, err
+			}
+		}
+		swg.Add(1)
+		go func() { defer swg.Done(); st.sample(sctx) }()
+	}
 	measuring.Store(true)
 	cpu0 := cpuTime()
 	var roundsWall time.Duration
 	for r := range rounds {
 		before := version()
+		via := (r % n) % replicas
+		var rs *roundStages
+		endRound := func() {}
+		if st != nil {
+			rs, endRound = st.start(r, via)
+		}
 		t0 := time.Now()
 		ep := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(10000+r))
 		nd := nodes[r%n]
 		// A loaded machine may take longer than the default attempt timeout.
-		mutator := &regclient.Client{BaseURL: bases[(r%n)%replicas], HTTP: mutHC, Credential: nd.cred, Key: nd.key, AttemptTimeout: 2 * time.Minute}
+		mutator := &regclient.Client{BaseURL: bases[via], HTTP: mutHC, Credential: nd.cred, Key: nd.key, AttemptTimeout: 2 * time.Minute}
 		if err := mutator.ReportEndpoints(ctx, api.EndpointsRequest{Endpoints: []netip.AddrPort{ep}}); err != nil {
 			return nil, fmt.Errorf("round %d: %w", r, err)
 		}
 		target := before + 1
+		if rs != nil {
+			rs.t0, rs.answered, rs.version = t0, time.Now(), target
+			rs.first, rs.last = make([]time.Time, replicas), make([]time.Time, replicas)
+		}
 		if err := waitAll(func(i int) bool {
 			watch[i].mu.Lock()
 			defer watch[i].mu.Unlock()
@@ -362,13 +403,23 @@ func Run(o Options, w io.Writer) (*Result, error) {
 		var worst time.Duration
 		for i := range n {
 			watch[i].mu.Lock()
-			d := watch[i].first[target].Sub(t0)
+			at := watch[i].first[target]
 			watch[i].mu.Unlock()
+			d := at.Sub(t0)
 			all = append(all, d)
 			worst = max(worst, d)
+			if rs != nil {
+				if f := &rs.first[i%replicas]; f.IsZero() || at.Before(*f) {
+					*f = at
+				}
+				if l := &rs.last[i%replicas]; at.After(*l) {
+					*l = at
+				}
+			}
 		}
 		last = append(last, worst)
 		roundsWall += time.Since(t0)
+		endRound()
 		time.Sleep(200 * time.Millisecond)
 	}
 	if o.CPUProfile != "" {
@@ -414,7 +465,11 @@ func Run(o Options, w io.Writer) (*Result, error) {
 	fmt.Fprintf(tw, "join latency\t\t%s\t%s\t%s\t\n", pct(joinLat, 50), pct(joinLat, 99), pct(joinLat, 100))
 	fmt.Fprintf(tw, "fan-out, each watcher\t\t%s\t%s\t%s\t\n", pct(all, 50), pct(all, 99), pct(all, 100))
 	fmt.Fprintf(tw, "fan-out, last of %d watchers\t\t%s\t%s\t%s\t\n", n, pct(last, 50), pct(last, 99), pct(last, 100))
-	return res, tw.Flush()
+	if err := tw.Flush(); err != nil || !o.Stages {
+		return res, err
+	}
+	fmt.Fprintf(w, "\nstages of each round, in ms after the change call was made (at: the round's start in seconds since the process started; answered: the call; notified: its NOTIFY delivered; pub r: replica r published it; first/last r: replica r's first and last watcher held it):\n")
+	return res, st.print(w)
 }
 
 // startWaitProfiles starts recording blocking events (every one) and mutex

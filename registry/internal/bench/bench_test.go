@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
 )
@@ -67,6 +69,24 @@ func TestSmallRunPostgres(t *testing.T) {
 	}
 	if res.JoinsPerSecond <= 0 || res.LastP99 < res.LastP50 || !strings.Contains(out.String(), "store postgres, 2 replica(s)") {
 		t.Fatalf("Run = %+v\n%s", res, out.String())
+	}
+	// -stages and -stalldump: a line per round with every stage, and a
+	// goroutine dump of every round slower than StallAfter.
+	out.Reset()
+	dump := filepath.Join(t.TempDir(), "stall")
+	if _, err := Run(Options{Nodes: 6, Concurrency: 2, Rounds: 2, Replicas: 2, PostgresDSN: pgtest.NewDB(t),
+		Stages: true, StallDump: dump, StallAfter: time.Nanosecond}, &out); err != nil {
+		t.Fatalf("Run with stages: %v\n%s", err, out.String())
+	}
+	_, table, ok := strings.Cut(out.String(), "stages of each round")
+	if !ok || !regexp.MustCompile(`(?m)^ +1 +[0-9.]+s +1 +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ `).MatchString(table) {
+		t.Fatalf("no stages of round 1 with every stage timed:\n%s", out.String())
+	}
+	for _, r := range []string{"00", "01"} {
+		b, err := os.ReadFile(dump + ".round" + r + ".txt")
+		if err != nil || !bytes.Contains(b, []byte("goroutine ")) {
+			t.Fatalf("goroutine dump of round %s: %v", r, err)
+		}
 	}
 	if _, err := Run(Options{Nodes: 2, Concurrency: 1, Rounds: 1, Replicas: 2}, &out); err == nil {
 		t.Fatal("Run with two replicas and no database succeeded")
