@@ -44,12 +44,12 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  *pgxpool.Config
 
-	// replays feeds the goroutine that records signatures in batches
-	// (recordReplays); quit stops it, replaysDone is closed when it has.
-	replays     chan *replayReq
-	quit        chan struct{}
-	replaysDone chan struct{}
-	closeOnce   sync.Once
+	// replays feeds the goroutines that record signatures in batches
+	// (recordReplays); quit stops them, recorders waits for them.
+	replays   chan *replayReq
+	quit      chan struct{}
+	recorders sync.WaitGroup
+	closeOnce sync.Once
 }
 
 var (
@@ -99,8 +99,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{pool: pool, cfg: cfg, replays: make(chan *replayReq, replayBatch), quit: make(chan struct{}), replaysDone: make(chan struct{})}
-	go s.recordReplays()
+	s := &Store{pool: pool, cfg: cfg, replays: make(chan *replayReq, replayBatch), quit: make(chan struct{})}
+	for range replayRecorders {
+		s.recorders.Add(1)
+		go s.recordReplays()
+	}
 	return s, nil
 }
 
@@ -116,7 +119,7 @@ func (s *Store) Where() string { return where(s.cfg) }
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
-		<-s.replaysDone
+		s.recorders.Wait()
 		s.pool.Close()
 	})
 	return nil

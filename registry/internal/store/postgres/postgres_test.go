@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/pgtest"
 	"github.com/tunnelmesh/tunnelmesh/registry/internal/store"
@@ -113,5 +116,84 @@ func TestPasswordNotInErrors(t *testing.T) {
 	_, err = Open(ctx, "postgres://u:hunter2-secret@[bad", Options{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("parse error = %v; want an error without the password", err)
+	}
+}
+
+// A batch of signatures that waits (here on a row lock another
+// transaction holds) does not hold the calls that come after it: they are
+// recorded by another recorder meanwhile. When the lock goes, the waiting
+// signature is recorded as new exactly once.
+func TestReplayBatchesDoNotWaitForEachOther(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDB(t)
+	s := open(t, dsn)
+	held := sha256.Sum256([]byte("held"))
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO replays (hash, at) VALUES ($1, $2)`, held[:], time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	heldDone := make(chan bool, 1)
+	go func() {
+		fresh, err := s.AddReplay(ctx, held, time.Now())
+		if err != nil {
+			t.Error(err)
+		}
+		heldDone <- fresh
+	}()
+	// The held signature's insert waits on the uncommitted row.
+	waitFor(t, ctx, s, "an insert waiting on the held row", `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO replays%'`)
+	other := sha256.Sum256([]byte("other"))
+	otherDone := make(chan error, 1)
+	go func() {
+		fresh, err := s.AddReplay(ctx, other, time.Now())
+		if err == nil && !fresh {
+			err = errors.New("a new signature was reported as a replay")
+		}
+		otherDone <- err
+	}()
+	select {
+	case err := <-otherDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-heldDone:
+		t.Fatal("a signature queued behind a waiting batch was answered only after that batch ended")
+	case <-time.After(30 * time.Second):
+		t.Fatal("a signature queued behind a waiting batch was not recorded within 30s")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case fresh := <-heldDone:
+		if !fresh {
+			t.Fatal("the held signature, never committed elsewhere, was reported as a replay")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held signature was not recorded within 30s of the lock's release")
+	}
+	if fresh, err := s.AddReplay(ctx, held, time.Now()); err != nil || fresh {
+		t.Fatalf("the held signature again: fresh %v, %v; want a replay", fresh, err)
+	}
+}
+
+// waitFor waits until query (a count) returns at least 1.
+func waitFor(t *testing.T, ctx context.Context, s *Store, what, query string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := s.pool.QueryRow(ctx, query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 30s", what)
+		}
 	}
 }
