@@ -251,12 +251,19 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
+	// Every netmap call takes seenMu (markSeen): it is held for the
+	// last-seen times only, not for the encoding below.
+	online := make([]bool, len(nodes))
 	s.seenMu.Lock()
-	for _, n := range nodes {
+	for i, n := range nodes {
 		if t, ok := s.seen[n.ID]; (!ok || n.LastSeen.After(t)) && !n.LastSeen.IsZero() {
 			s.seen[n.ID] = n.LastSeen
 		}
-		online := s.isOnlineLocked(n.ID, now)
+		online[i] = s.isOnlineLocked(n.ID, now)
+	}
+	s.seenMu.Unlock()
+	for i, n := range nodes {
+		online := online[i]
 		if online {
 			snap.online++
 		}
@@ -277,14 +284,12 @@ func (s *Server) buildSnapshot(v uint64, nodes []store.Node, psks store.PSKs, re
 		e.node.Online = online
 		b, err := json.Marshal(&e.node)
 		if err != nil {
-			s.seenMu.Unlock()
 			return nil, err
 		}
 		e.json = b
 		snap.byID[n.ID] = e
 		snap.order = append(snap.order, e)
 	}
-	s.seenMu.Unlock()
 
 	// All peers' JSON, comma-separated, in name order; each entry knows its
 	// span, so a node's peer list is this minus its own span.
